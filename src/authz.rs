@@ -1,0 +1,333 @@
+//! The decision: a pure function of facts.
+//!
+//! Nothing in this module performs I/O or reads a clock. A request reaches it
+//! twice: [`precheck`] looks at the classified route and the `Authorization`
+//! header and says whether a lookup is needed at all; [`decide`] takes the
+//! token record the lookup found (or its absence) and the time, and answers
+//! allow or deny. Every row of SPEC §3 is a line in the table tests below,
+//! and the same functions serve every store layout.
+//!
+//! Every error the gateway answers itself is a [`Denial`]; its status, Strapi
+//! error name, message and metric label are defined here, once.
+
+use std::time::SystemTime;
+
+use crate::model::{ContentApiType, Ownership, TokenKind, TokenRecord};
+use crate::route::{Route, RouteAction, RouteClass};
+
+/// What the `Authorization` header carries, parsed like Strapi does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// No header, or not `Bearer <one value>`.
+    Anonymous,
+    /// A JWT-shaped bearer: the CMS's own session, for the CMS to verify.
+    Session,
+    /// More than one `Authorization` header: which one the upstream would
+    /// read is not ours to guess.
+    Conflicting,
+    /// Any other bearer value.
+    Token(&'a [u8]),
+}
+
+/// Parse the `Authorization` header values. Strapi splits the value on
+/// whitespace; it carries a token only with exactly two parts, the first
+/// `bearer` in any case.
+pub fn parse_authorization<'a, I>(mut values: I) -> Credential<'a>
+where
+    I: Iterator<Item = &'a [u8]>,
+{
+    let Some(value) = values.next() else {
+        return Credential::Anonymous;
+    };
+    if values.next().is_some() {
+        return Credential::Conflicting;
+    }
+    let mut parts = value.split(|b| b.is_ascii_whitespace() || *b == 0x0b).filter(|p| !p.is_empty());
+    let leading_blank = value.first().is_some_and(|b| b.is_ascii_whitespace());
+    let (Some(scheme), Some(bearer), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Credential::Anonymous;
+    };
+    // JavaScript's split(/\s+/) keeps an empty first part when the value
+    // starts with a blank, which then is not `bearer`.
+    if leading_blank || !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Credential::Anonymous;
+    }
+    if looks_like_jwt(bearer) {
+        Credential::Session
+    } else {
+        Credential::Token(bearer)
+    }
+}
+
+/// Three non-empty base64url segments joined by dots.
+pub fn looks_like_jwt(v: &[u8]) -> bool {
+    let mut n = 0;
+    for seg in v.split(|b| *b == b'.') {
+        n += 1;
+        if n > 3
+            || seg.is_empty()
+            || !seg.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        {
+            return false;
+        }
+    }
+    n == 3
+}
+
+/// What to do with CMS session JWTs on protected routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionPolicy {
+    /// Forward untouched for the CMS to verify (default).
+    Pass,
+    /// Refuse with 401.
+    Reject,
+}
+
+/// Every error response the gateway produces itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Denial {
+    InvalidCredentials,
+    TokenExpired,
+    OwnerNotFound,
+    OwnerDeactivated,
+    /// Content-API token without the route's action.
+    Forbidden,
+    /// Admin token without the route's permission.
+    PolicyFailed,
+    InvalidPath,
+    /// GraphQL body over the configured bound for a token that needs it read.
+    PayloadTooLarge,
+    RateLimited,
+    StoreUnavailable,
+    BadGateway,
+    GatewayTimeout,
+}
+
+impl Denial {
+    pub fn status(self) -> u16 {
+        match self {
+            Denial::InvalidCredentials
+            | Denial::TokenExpired
+            | Denial::OwnerNotFound
+            | Denial::OwnerDeactivated => 401,
+            Denial::Forbidden | Denial::PolicyFailed => 403,
+            Denial::InvalidPath => 400,
+            Denial::PayloadTooLarge => 413,
+            Denial::RateLimited => 429,
+            Denial::StoreUnavailable => 503,
+            Denial::BadGateway => 502,
+            Denial::GatewayTimeout => 504,
+        }
+    }
+
+    /// Strapi's error class name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Denial::InvalidCredentials
+            | Denial::TokenExpired
+            | Denial::OwnerNotFound
+            | Denial::OwnerDeactivated => "UnauthorizedError",
+            Denial::Forbidden => "ForbiddenError",
+            Denial::PolicyFailed => "PolicyError",
+            Denial::InvalidPath => "ValidationError",
+            Denial::PayloadTooLarge => "PayloadTooLargeError",
+            Denial::RateLimited => "RateLimitError",
+            Denial::StoreUnavailable => "ServiceUnavailableError",
+            Denial::BadGateway => "BadGatewayError",
+            Denial::GatewayTimeout => "GatewayTimeoutError",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Denial::InvalidCredentials => "Missing or invalid credentials",
+            Denial::TokenExpired => "Token expired",
+            Denial::OwnerNotFound => "Token owner not found",
+            Denial::OwnerDeactivated => "Token owner is deactivated",
+            Denial::Forbidden => "Forbidden",
+            Denial::PolicyFailed => "Policy Failed",
+            Denial::InvalidPath => "Invalid request path",
+            Denial::PayloadTooLarge => "Request body too large to inspect",
+            Denial::RateLimited => "Too many requests",
+            Denial::StoreUnavailable => "Authentication temporarily unavailable",
+            Denial::BadGateway => "Upstream unavailable",
+            Denial::GatewayTimeout => "Upstream timed out",
+        }
+    }
+
+    /// A bounded label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Denial::InvalidCredentials => "invalid_credentials",
+            Denial::TokenExpired => "token_expired",
+            Denial::OwnerNotFound => "owner_not_found",
+            Denial::OwnerDeactivated => "owner_deactivated",
+            Denial::Forbidden => "forbidden",
+            Denial::PolicyFailed => "policy_failed",
+            Denial::InvalidPath => "invalid_path",
+            Denial::PayloadTooLarge => "payload_too_large",
+            Denial::RateLimited => "rate_limited",
+            Denial::StoreUnavailable => "store_unavailable",
+            Denial::BadGateway => "bad_gateway",
+            Denial::GatewayTimeout => "gateway_timeout",
+        }
+    }
+
+    /// The Strapi error envelope.
+    pub fn body(self) -> String {
+        format!(
+            r#"{{"data":null,"error":{{"status":{},"name":"{}","message":"{}","details":{{}}}}}}"#,
+            self.status(),
+            self.name(),
+            self.message()
+        )
+    }
+
+    pub const ALL: [Denial; 12] = [
+        Denial::InvalidCredentials,
+        Denial::TokenExpired,
+        Denial::OwnerNotFound,
+        Denial::OwnerDeactivated,
+        Denial::Forbidden,
+        Denial::PolicyFailed,
+        Denial::InvalidPath,
+        Denial::PayloadTooLarge,
+        Denial::RateLimited,
+        Denial::StoreUnavailable,
+        Denial::BadGateway,
+        Denial::GatewayTimeout,
+    ];
+}
+
+/// The outcome of looking at the route and the header, before any lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precheck<'a> {
+    /// Forward without identity: unprotected route, anonymous or session.
+    Pass,
+    Deny(Denial),
+    /// Hash this key and look it up.
+    Lookup(&'a [u8]),
+}
+
+/// Decide what the route and credential need before touching the store.
+pub fn precheck<'a>(route: &Route<'_>, cred: Credential<'a>, sessions: SessionPolicy) -> Precheck<'a> {
+    if route.class == RouteClass::Unprotected {
+        return Precheck::Pass;
+    }
+    match cred {
+        Credential::Anonymous if route.auth_required => Precheck::Deny(Denial::InvalidCredentials),
+        Credential::Anonymous => Precheck::Pass,
+        Credential::Session => match sessions {
+            SessionPolicy::Pass => Precheck::Pass,
+            SessionPolicy::Reject => Precheck::Deny(Denial::InvalidCredentials),
+        },
+        Credential::Conflicting => Precheck::Deny(Denial::InvalidCredentials),
+        Credential::Token(key) if crate::token::looks_like_key(key) => Precheck::Lookup(key),
+        Credential::Token(_) => Precheck::Deny(Denial::InvalidCredentials),
+    }
+}
+
+/// The type of a GraphQL operation, when the proxy had to find out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphQlOperation {
+    /// Only `query` operations.
+    Query,
+    /// At least one `mutation` or `subscription`, or a document we could not read.
+    Other,
+}
+
+/// The verdict on a looked-up token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny {
+        denial: Denial,
+        /// The token authenticated (it exists, is live, its owner active), so
+        /// its use is recorded even though the action is refused.
+        authenticated: bool,
+    },
+    /// A read-only token on the GraphQL endpoint: the operation type decides.
+    NeedGraphQlOperation,
+}
+
+fn deny(denial: Denial) -> Verdict {
+    Verdict::Deny { denial, authenticated: false }
+}
+
+fn refuse(denial: Denial) -> Verdict {
+    Verdict::Deny { denial, authenticated: true }
+}
+
+/// Decide on a looked-up token. `record` is `None` when no token has the hash.
+pub fn decide(
+    route: &Route<'_>,
+    record: Option<&TokenRecord>,
+    graphql: Option<GraphQlOperation>,
+    now: SystemTime,
+) -> Verdict {
+    let Some(t) = record else {
+        return deny(Denial::InvalidCredentials);
+    };
+    let wanted = match route.class {
+        RouteClass::Admin => TokenKind::Admin,
+        RouteClass::ContentApi => TokenKind::ContentApi,
+        RouteClass::Unprotected => return Verdict::Allow,
+    };
+    if t.kind != wanted {
+        return deny(Denial::InvalidCredentials);
+    }
+    if t.is_expired(now) {
+        return deny(Denial::TokenExpired);
+    }
+    match t.kind {
+        TokenKind::Admin => {
+            let owner = match &t.ownership {
+                Ownership::Owner(o) => o,
+                Ownership::Missing | Ownership::None => return deny(Denial::OwnerNotFound),
+            };
+            if !owner.is_active || owner.blocked {
+                return deny(Denial::OwnerDeactivated);
+            }
+            match &route.action {
+                RouteAction::Admin { action, subject } => {
+                    let subject = subject.as_deref();
+                    if t.permissions.grants(action, subject) && owner.holds(action, subject) {
+                        Verdict::Allow
+                    } else {
+                        refuse(Denial::PolicyFailed)
+                    }
+                }
+                _ => Verdict::Allow,
+            }
+        }
+        TokenKind::ContentApi => {
+            let ty = t.token_type.unwrap_or(ContentApiType::ReadOnly);
+            match (ty, &route.action) {
+                (ContentApiType::FullAccess, _) => Verdict::Allow,
+                (ContentApiType::ReadOnly, RouteAction::ContentApi(a)) if is_read_action(a) => Verdict::Allow,
+                (ContentApiType::ReadOnly, RouteAction::GraphQl) => match graphql {
+                    None => Verdict::NeedGraphQlOperation,
+                    Some(GraphQlOperation::Query) => Verdict::Allow,
+                    Some(GraphQlOperation::Other) => refuse(Denial::Forbidden),
+                },
+                (ContentApiType::Custom, RouteAction::ContentApi(a)) if t.permissions.contains_action(a) => {
+                    Verdict::Allow
+                }
+                (ContentApiType::Custom, RouteAction::GraphQl)
+                    if t.permissions.iter_actions().any(|a| a.ends_with(".find")) =>
+                {
+                    Verdict::Allow
+                }
+                _ => refuse(Denial::Forbidden),
+            }
+        }
+    }
+}
+
+/// Strapi's read-only rule: the action ends in `find` or `findOne`.
+fn is_read_action(action: &str) -> bool {
+    action.ends_with("find") || action.ends_with("findOne")
+}
+
+#[cfg(test)]
+mod tests;

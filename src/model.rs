@@ -1,0 +1,320 @@
+//! The facts about a token that a decision needs, as the store returns them
+//! and the cache keeps them.
+//!
+//! These are facts, never decisions: the route is judged anew on every
+//! request, so a record cached while serving one route is never mistaken for
+//! permission on a stricter one.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+/// The two kinds of bearer token. Each is rejected on the other's routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    ContentApi,
+    Admin,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::ContentApi => "content-api",
+            TokenKind::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TokenKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "content-api" => Ok(TokenKind::ContentApi),
+            "admin" => Ok(TokenKind::Admin),
+            other => Err(format!("unknown token kind `{other}` (expected content-api or admin)")),
+        }
+    }
+}
+
+/// The type of a content-API token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContentApiType {
+    /// Only actions ending in `find` or `findOne`.
+    ReadOnly,
+    /// Every content-API route.
+    FullAccess,
+    /// Exactly the listed actions.
+    Custom,
+}
+
+impl ContentApiType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentApiType::ReadOnly => "read-only",
+            ContentApiType::FullAccess => "full-access",
+            ContentApiType::Custom => "custom",
+        }
+    }
+}
+
+impl fmt::Display for ContentApiType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ContentApiType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read-only" => Ok(ContentApiType::ReadOnly),
+            "full-access" => Ok(ContentApiType::FullAccess),
+            "custom" => Ok(ContentApiType::Custom),
+            other => Err(format!(
+                "unknown token type `{other}` (expected read-only, full-access or custom)"
+            )),
+        }
+    }
+}
+
+/// An action, with the subject it applies to for admin permissions
+/// (e.g. `plugin::content-manager.explorer.read` on `api::article.article`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Permission {
+    pub action: String,
+    pub subject: Option<String>,
+}
+
+impl Permission {
+    pub fn new(action: impl Into<String>, subject: Option<String>) -> Self {
+        Self { action: action.into(), subject }
+    }
+
+    /// Parse the CLI form `ACTION[@SUBJECT]`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (action, subject) = match s.split_once('@') {
+            Some((a, sub)) => (a, Some(sub)),
+            None => (s, None),
+        };
+        if action.is_empty() || action.chars().any(char::is_whitespace) {
+            return Err(format!("invalid permission `{s}`: expected ACTION[@SUBJECT]"));
+        }
+        if subject.is_some_and(|sub| sub.is_empty() || sub.chars().any(char::is_whitespace)) {
+            return Err(format!("invalid permission `{s}`: empty or blank subject"));
+        }
+        Ok(Self::new(action, subject.map(str::to_owned)))
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.subject {
+            Some(s) => write!(f, "{}@{}", self.action, s),
+            None => f.write_str(&self.action),
+        }
+    }
+}
+
+/// A set of permissions with the lookups the decision needs, indexed by
+/// action so a check never allocates or scans.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PermissionSet {
+    by_action: HashMap<String, Subjects>,
+    len: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Subjects {
+    without_subject: bool,
+    subjects: HashSet<String>,
+}
+
+impl PermissionSet {
+    /// Does the set grant `action` (on `subject`, when the route names one)?
+    ///
+    /// A route with a subject needs that exact (action, subject) pair; a route
+    /// without one needs the action on any subject.
+    pub fn grants(&self, action: &str, subject: Option<&str>) -> bool {
+        match (self.by_action.get(action), subject) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(s), Some(subject)) => s.subjects.contains(subject),
+        }
+    }
+
+    pub fn iter_actions(&self) -> impl Iterator<Item = &str> {
+        self.by_action.keys().map(String::as_str)
+    }
+
+    pub fn contains_action(&self, action: &str) -> bool {
+        self.by_action.contains_key(action)
+    }
+
+    /// Exact membership of one (action, subject) pair.
+    pub fn contains(&self, p: &Permission) -> bool {
+        match (self.by_action.get(&p.action), &p.subject) {
+            (None, _) => false,
+            (Some(s), None) => s.without_subject,
+            (Some(s), Some(subject)) => s.subjects.contains(subject),
+        }
+    }
+
+    pub fn insert(&mut self, p: Permission) {
+        let entry = self.by_action.entry(p.action).or_default();
+        let added = match p.subject {
+            None => !std::mem::replace(&mut entry.without_subject, true),
+            Some(s) => entry.subjects.insert(s),
+        };
+        self.len += usize::from(added);
+    }
+
+    /// Every permission, sorted (for display and stable output).
+    pub fn to_sorted_vec(&self) -> Vec<Permission> {
+        let mut out: Vec<Permission> = Vec::with_capacity(self.len);
+        for (action, s) in &self.by_action {
+            if s.without_subject {
+                out.push(Permission::new(action.clone(), None));
+            }
+            out.extend(s.subjects.iter().map(|sub| Permission::new(action.clone(), Some(sub.clone()))));
+        }
+        out.sort();
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl FromIterator<Permission> for PermissionSet {
+    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
+        let mut set = Self::default();
+        for p in iter {
+            set.insert(p);
+        }
+        set
+    }
+}
+
+/// The admin user who owns an admin token, as of the lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub id: i64,
+    pub email: String,
+    /// `is_active` is true.
+    pub is_active: bool,
+    pub blocked: bool,
+    /// Holds the super-admin role: every permission.
+    pub super_admin: bool,
+    /// The union of the permissions of the owner's roles.
+    pub permissions: PermissionSet,
+    /// The owner's roles, so a role change can find the tokens to forget.
+    pub role_ids: Vec<i64>,
+}
+
+impl Owner {
+    pub fn holds(&self, action: &str, subject: Option<&str>) -> bool {
+        self.super_admin || self.permissions.grants(action, subject)
+    }
+}
+
+/// Who owns a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// Content-API tokens have no owner.
+    None,
+    /// An admin token whose owner row is gone.
+    Missing,
+    Owner(Owner),
+}
+
+/// One token, as stored (never the key, never the hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub kind: TokenKind,
+    pub name: String,
+    /// Content-API tokens only.
+    pub token_type: Option<ContentApiType>,
+    pub expires_at: Option<SystemTime>,
+    /// Custom content-API actions, or an admin token's own permissions.
+    pub permissions: PermissionSet,
+    pub ownership: Ownership,
+    /// Per-token request limit override (requests per rate-limit window).
+    pub rate_limit: Option<u32>,
+}
+
+impl TokenRecord {
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|at| at < now)
+    }
+
+    pub fn owner_id(&self) -> Option<i64> {
+        match &self.ownership {
+            Ownership::Owner(o) => Some(o.id),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_parse() {
+        assert_eq!(Permission::parse("a.b").unwrap(), Permission::new("a.b", None));
+        assert_eq!(
+            Permission::parse("plugin::x.read@api::a.a").unwrap(),
+            Permission::new("plugin::x.read", Some("api::a.a".into()))
+        );
+        assert!(Permission::parse("").is_err());
+        assert!(Permission::parse("a@").is_err());
+        assert!(Permission::parse("a b").is_err());
+        assert_eq!(Permission::parse("x@y").unwrap().to_string(), "x@y");
+    }
+
+    #[test]
+    fn grants_by_subject() {
+        let set: PermissionSet = [
+            Permission::new("read", Some("api::a.a".into())),
+            Permission::new("settings", None),
+        ]
+        .into_iter()
+        .collect();
+        assert!(set.grants("read", Some("api::a.a")));
+        assert!(!set.grants("read", Some("api::b.b")));
+        assert!(set.grants("read", None));
+        assert!(set.grants("settings", None));
+        assert!(!set.grants("settings", Some("api::a.a")));
+        assert!(!set.grants("write", None));
+        assert!(set.contains(&Permission::new("settings", None)));
+        assert!(!set.contains(&Permission::new("read", None)));
+        assert_eq!(set.len(), 2);
+        let again: PermissionSet = set.to_sorted_vec().into_iter().chain(set.to_sorted_vec()).collect();
+        assert_eq!(again, set);
+    }
+
+    #[test]
+    fn kinds_and_types_round_trip() {
+        for k in [TokenKind::ContentApi, TokenKind::Admin] {
+            assert_eq!(k.as_str().parse::<TokenKind>().unwrap(), k);
+        }
+        for t in [ContentApiType::ReadOnly, ContentApiType::FullAccess, ContentApiType::Custom] {
+            assert_eq!(t.as_str().parse::<ContentApiType>().unwrap(), t);
+        }
+        assert!("x".parse::<TokenKind>().is_err());
+        assert!("x".parse::<ContentApiType>().is_err());
+    }
+}

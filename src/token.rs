@@ -1,0 +1,271 @@
+//! Token keys: generation, the stored hash, and the viewable encrypted copy.
+//!
+//! A key is 128 random bytes from the OS, written as 256 lower-case hex
+//! characters, the shape Strapi issues. The database never holds the key
+//! itself, only `access_key` = HMAC-SHA512(key = salt, msg = key) in hex.
+//!
+//! Why an HMAC and not a plain SHA-512: the salt is a server secret, so a
+//! leaked table cannot be checked against guessed keys without it, and the
+//! construction is exactly Strapi's, so a Strapi database's tokens verify
+//! unchanged (the salt's UTF-8 bytes are the HMAC key, never base64-decoded).
+//! Keys carry 1024 bits of entropy, so no slow password hash is needed.
+//!
+//! The HMAC key schedule is computed once in [`Hasher::new`] and cloned per
+//! request: hashing a key costs two SHA-512 compressions over the message,
+//! not a re-derivation of the key.
+//!
+//! When an encryption key is configured, the plaintext is also stored as
+//! `v1:<iv hex>:<ciphertext hex>:<tag hex>` (AES-256-GCM with a 16-byte IV,
+//! AES key = SHA-256 of the configured key), Strapi's format, so it can be
+//! shown again to whoever may view it.
+
+use aes_gcm::aead::consts::U16;
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::aes::Aes256;
+use aes_gcm::AesGcm;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256, Sha512};
+
+/// Number of random bytes in a key.
+pub const KEY_BYTES: usize = 128;
+/// Length of a key in hex characters.
+pub const KEY_HEX_LEN: usize = KEY_BYTES * 2;
+/// Length of a stored hash in raw bytes (SHA-512 output).
+pub const HASH_BYTES: usize = 64;
+
+/// Errors of the token crypto boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the operating system's random number generator failed: {0}")]
+    Random(String),
+    #[error("encrypted key is not in the `v1:<iv>:<ciphertext>:<tag>` format")]
+    EncryptedFormat,
+    #[error("encrypted key could not be decrypted (wrong encryption key or corrupted value)")]
+    Decrypt,
+}
+
+/// A raw token hash, the cache key. Hex-encoding happens only at the store.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; HASH_BYTES]);
+
+impl TokenHash {
+    /// Lower-case hex, the form stored in `access_key`.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parse the stored hex form (used by invalidation events).
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; HASH_BYTES];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Self(out))
+    }
+}
+
+impl std::fmt::Debug for TokenHash {
+    // Never print a hash: it is as good as a key against a leaked salt.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHash(..)")
+    }
+}
+
+/// Computes `access_key` values with a precomputed HMAC key schedule.
+#[derive(Clone)]
+pub struct Hasher {
+    mac: Hmac<Sha512>,
+}
+
+impl Hasher {
+    pub fn new(salt: &str) -> Self {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mac = <Hmac<Sha512> as hmac::KeyInit>::new_from_slice(salt.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        Self { mac }
+    }
+
+    /// The raw hash of a key as sent by the client.
+    pub fn hash(&self, key: &[u8]) -> TokenHash {
+        let mut mac = self.mac.clone();
+        mac.update(key);
+        let out = mac.finalize().into_bytes();
+        let mut h = [0u8; HASH_BYTES];
+        h.copy_from_slice(&out);
+        TokenHash(h)
+    }
+
+    /// The hex hash, as stored in the database.
+    pub fn hash_hex(&self, key: &str) -> String {
+        self.hash(key.as_bytes()).to_hex()
+    }
+}
+
+/// True when `value` has the exact shape of an issued key: 256 lower-case hex
+/// characters. Anything else cannot match a stored hash, so it is rejected
+/// without a lookup.
+pub fn looks_like_key(value: &[u8]) -> bool {
+    value.len() == KEY_HEX_LEN && value.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A fresh plaintext key from the OS CSPRNG.
+pub fn generate_key() -> Result<String, TokenError> {
+    let mut raw = [0u8; KEY_BYTES];
+    getrandom::fill(&mut raw).map_err(|e| TokenError::Random(e.to_string()))?;
+    Ok(hex::encode(raw))
+}
+
+type Aes256Gcm16 = AesGcm<Aes256, U16>;
+
+/// Encrypts and decrypts keys in Strapi's viewable-key format.
+#[derive(Clone)]
+pub struct KeyCipher {
+    cipher: Aes256Gcm16,
+}
+
+impl KeyCipher {
+    pub fn new(encryption_key: &str) -> Self {
+        let key = Sha256::digest(encryption_key.as_bytes());
+        let cipher = Aes256Gcm16::new_from_slice(&key)
+            .unwrap_or_else(|_| unreachable!("SHA-256 output is 32 bytes"));
+        Self { cipher }
+    }
+
+    /// Encrypt with a fresh random IV.
+    pub fn encrypt(&self, plaintext: &str) -> Result<String, TokenError> {
+        let mut iv = [0u8; 16];
+        getrandom::fill(&mut iv).map_err(|e| TokenError::Random(e.to_string()))?;
+        Ok(self.encrypt_with_iv(plaintext, &iv))
+    }
+
+    /// Encrypt with a given IV (deterministic; for test vectors).
+    pub fn encrypt_with_iv(&self, plaintext: &str, iv: &[u8; 16]) -> String {
+        let mut buf = plaintext.as_bytes().to_vec();
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(iv.into(), b"", &mut buf)
+            .unwrap_or_else(|_| unreachable!("GCM encryption of a short buffer cannot fail"));
+        format!("v1:{}:{}:{}", hex::encode(iv), hex::encode(&buf), hex::encode(tag))
+    }
+
+    pub fn decrypt(&self, encrypted: &str) -> Result<String, TokenError> {
+        let mut parts = encrypted.split(':');
+        let (Some("v1"), Some(iv), Some(ct), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::EncryptedFormat);
+        };
+        let mut ivb = [0u8; 16];
+        let mut tagb = [0u8; 16];
+        hex::decode_to_slice(iv, &mut ivb).map_err(|_| TokenError::EncryptedFormat)?;
+        hex::decode_to_slice(tag, &mut tagb).map_err(|_| TokenError::EncryptedFormat)?;
+        let mut buf = hex::decode(ct).map_err(|_| TokenError::EncryptedFormat)?;
+        self.cipher
+            .decrypt_in_place_detached((&ivb).into(), b"", &mut buf, (&tagb).into())
+            .map_err(|_| TokenError::Decrypt)?;
+        String::from_utf8(buf).map_err(|_| TokenError::Decrypt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_hash_vectors() {
+        assert_eq!(
+            Hasher::new("example-salt").hash_hex("abc"),
+            "c082dea190f4892a3beeefb7bd05255599f38226c47c3344fdebd0cdb956ba7df825bfc133276277238fb7a76f9d960788a383c6079fc7441b1caa05f082649e"
+        );
+        // A base64-looking salt is used as its UTF-8 bytes, not decoded.
+        assert_eq!(
+            Hasher::new("c2FsdA==").hash_hex("abc"),
+            "f95f50ac9a964a61c4fbe0ea9b7900498bc1f58aeec6378677405bc6aabc3d4992ddaeb8d1bb7561f56c1f7f68add80696fc01260326bfb95c8308134991bbe9"
+        );
+    }
+
+    #[test]
+    fn rfc4231_case_2() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            Hasher::new("Jefe").hash_hex("what do ya want for nothing?"),
+            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
+        );
+    }
+
+    #[test]
+    fn hash_matches_openssl() {
+        // Computed independently by the openssl binary, when it is installed.
+        let key = "0123456789abcdef".repeat(16);
+        let out = std::process::Command::new("openssl")
+            .args(["dgst", "-sha512", "-hmac", "openssl-salt", "-r"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().expect("stdin").write_all(key.as_bytes())?;
+                child.wait_with_output()
+            });
+        let out = out.expect("openssl must be installed for this test (apt install openssl)");
+        let text = String::from_utf8(out.stdout).expect("utf8");
+        let expected = text.split_whitespace().next().expect("digest");
+        assert_eq!(Hasher::new("openssl-salt").hash_hex(&key), expected);
+    }
+
+    #[test]
+    fn upper_cased_key_hashes_differently() {
+        let h = Hasher::new("s");
+        let key = "ab".repeat(128);
+        assert_ne!(h.hash_hex(&key), h.hash_hex(&key.to_uppercase()));
+    }
+
+    #[test]
+    fn key_shape() {
+        let key = generate_key().unwrap();
+        assert_eq!(key.len(), 256);
+        assert!(looks_like_key(key.as_bytes()));
+        assert!(!looks_like_key(key.to_uppercase().as_bytes()));
+        assert!(!looks_like_key(&key.as_bytes()[..255]));
+        assert!(!looks_like_key(format!("{key}0").as_bytes()));
+        assert!(!looks_like_key(b""));
+        let mut bad = key.clone().into_bytes();
+        bad[10] = b'g';
+        assert!(!looks_like_key(&bad));
+        assert_ne!(generate_key().unwrap(), key);
+    }
+
+    #[test]
+    fn spec_encryption_vector() {
+        let c = KeyCipher::new("example-encryption-key");
+        let iv: [u8; 16] = core::array::from_fn(|i| i as u8);
+        let enc = c.encrypt_with_iv("abc", &iv);
+        assert_eq!(
+            enc,
+            "v1:000102030405060708090a0b0c0d0e0f:bb2bc9:5dd25539e27d87d1566b56ad58ef1ff3"
+        );
+        assert_eq!(c.decrypt(&enc).unwrap(), "abc");
+    }
+
+    #[test]
+    fn encryption_round_trip_and_failures() {
+        let c = KeyCipher::new("k1");
+        let key = generate_key().unwrap();
+        let enc = c.encrypt(&key).unwrap();
+        assert_eq!(c.decrypt(&enc).unwrap(), key);
+        assert!(matches!(KeyCipher::new("k2").decrypt(&enc), Err(TokenError::Decrypt)));
+        assert!(matches!(c.decrypt("v2:00:00:00"), Err(TokenError::EncryptedFormat)));
+        assert!(matches!(c.decrypt("v1:zz:00:00"), Err(TokenError::EncryptedFormat)));
+        assert!(matches!(c.decrypt(&format!("{enc}:x")), Err(TokenError::EncryptedFormat)));
+        let mut tampered = enc.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == '0' { '1' } else { '0' });
+        assert!(matches!(c.decrypt(&tampered), Err(TokenError::Decrypt)));
+    }
+
+    #[test]
+    fn hash_hex_round_trip() {
+        let h = Hasher::new("s").hash(b"k");
+        assert_eq!(TokenHash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(TokenHash::from_hex("zz"), None);
+        assert_eq!(format!("{h:?}"), "TokenHash(..)");
+    }
+}
