@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authz;
+pub mod config;
 pub mod model;
 pub mod route;
 pub mod token;

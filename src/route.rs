@@ -317,7 +317,9 @@ struct PatternEntry {
     source: String,
     methods: MethodSet,
     segs: Vec<PatSeg>,
-    action: Arc<str>,
+    /// `None`: the route needs no specific action (it shadows less specific
+    /// patterns, as `/admin/users/me` shadows `/admin/users/:id`).
+    action: Option<Arc<str>>,
     subject: Option<SubjectFrom>,
 }
 
@@ -343,6 +345,7 @@ impl PatternEntry {
 pub struct PatternSpec {
     /// `GET|HEAD /content-manager/collection-types/:model`
     pub route: String,
+    /// Empty: the route needs no specific action.
     pub action: String,
     /// `:param` to take the subject from the path, or a fixed subject.
     pub subject: Option<String>,
@@ -357,7 +360,7 @@ pub struct PatternTable {
 /// The action (and subject) a pattern table assigns to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched<'a> {
-    pub action: &'a str,
+    pub action: Option<&'a str>,
     pub subject: Option<Cow<'a, str>>,
 }
 
@@ -400,14 +403,15 @@ impl PatternTable {
                 }
                 Some(s) => Some(SubjectFrom::Fixed(Arc::from(s))),
             };
-            if spec.action.trim().is_empty() {
-                return Err(format!("route `{}`: empty action", spec.route));
+            let action = spec.action.trim();
+            if action.is_empty() && subject.is_some() {
+                return Err(format!("route `{}`: a subject needs an action", spec.route));
             }
             let entry = PatternEntry {
                 source: spec.route.trim().to_owned(),
                 methods,
                 segs,
-                action: Arc::from(spec.action.trim()),
+                action: (!action.is_empty()).then(|| Arc::from(action)),
                 subject,
             };
             if let Some(other) = entries
@@ -473,7 +477,7 @@ impl PatternTable {
                     Some(decode_all(seg))
                 }
             };
-            return Some(Matched { action: &e.action, subject });
+            return Some(Matched { action: e.action.as_deref(), subject });
         }
         None
     }
@@ -670,7 +674,7 @@ impl RouteTable {
             content_types.push(c);
         }
         let content_api_actions = PatternTable::build(&spec.content_api_actions)?;
-        known.extend(content_api_actions.entries.iter().map(|e| e.action.clone()));
+        known.extend(content_api_actions.entries.iter().filter_map(|e| e.action.clone()));
         let admin_actions = PatternTable::build(&spec.admin_actions)?;
         Ok(Self {
             prefixes,
@@ -697,7 +701,7 @@ impl RouteTable {
 
     /// Every admin action the action table names, sorted and deduplicated.
     pub fn admin_actions(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.admin_actions.entries.iter().map(|e| &*e.action).collect();
+        let mut v: Vec<&str> = self.admin_actions.entries.iter().filter_map(|e| e.action.as_deref()).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -726,8 +730,8 @@ impl RouteTable {
             None => (RouteClass::Unprotected, RouteAction::None),
             Some((RouteClass::Admin, _)) => {
                 let action = match self.admin_actions.lookup(method, path) {
-                    Some(m) => RouteAction::Admin { action: m.action, subject: m.subject },
-                    None => RouteAction::None,
+                    Some(Matched { action: Some(action), subject }) => RouteAction::Admin { action, subject },
+                    _ => RouteAction::None,
                 };
                 (RouteClass::Admin, action)
             }
@@ -735,7 +739,7 @@ impl RouteTable {
                 let action = if self.graphql.as_ref().is_some_and(|g| has_prefix(segs, g)) {
                     RouteAction::GraphQl
                 } else if let Some(m) = self.content_api_actions.lookup(method, path) {
-                    RouteAction::ContentApi(m.action)
+                    m.action.map_or(RouteAction::None, RouteAction::ContentApi)
                 } else {
                     self.crud_action(method, &segs[plen.min(segs.len())..])
                 };
@@ -978,11 +982,14 @@ mod tests {
         let p = |route: &str, action: &str| PatternSpec { route: route.into(), action: action.into(), subject: None };
         let t = PatternTable::build(&[p("GET /a/:x/c", "param-first"), p("GET /a/b/:y", "lit-first"), p("GET /a/b/c", "exact")])
             .unwrap();
-        assert_eq!(t.lookup(&Method::GET, "/a/b/c").unwrap().action, "exact");
-        assert_eq!(t.lookup(&Method::GET, "/a/b/d").unwrap().action, "lit-first");
-        assert_eq!(t.lookup(&Method::GET, "/a/z/c").unwrap().action, "param-first");
-        assert_eq!(t.lookup(&Method::HEAD, "/a/z/c").unwrap().action, "param-first");
+        assert_eq!(t.lookup(&Method::GET, "/a/b/c").unwrap().action, Some("exact"));
+        assert_eq!(t.lookup(&Method::GET, "/a/b/d").unwrap().action, Some("lit-first"));
+        assert_eq!(t.lookup(&Method::GET, "/a/z/c").unwrap().action, Some("param-first"));
+        assert_eq!(t.lookup(&Method::HEAD, "/a/z/c").unwrap().action, Some("param-first"));
         assert!(t.lookup(&Method::POST, "/a/z/c").is_none());
+        let t = PatternTable::build(&[p("GET /u/:id", "read"), p("GET /u/me", "")]).unwrap();
+        assert_eq!(t.lookup(&Method::GET, "/u/me").unwrap().action, None);
+        assert_eq!(t.lookup(&Method::GET, "/u/3").unwrap().action, Some("read"));
     }
 
     #[test]

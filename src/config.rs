@@ -1,0 +1,889 @@
+//! `config.toml`: parsed once into types that cannot be wrong.
+//!
+//! The file is read into a TOML table, environment overrides are laid over
+//! it (`AUTHGATE_<SECTION>_<KEY>`, plus Strapi's own `API_TOKEN_SALT` and
+//! `ENCRYPTION_KEY`), and the result is deserialised with unknown keys
+//! rejected. [`RawConfig::compile`] then turns strings into durations,
+//! addresses, URLs and compiled route tables. Nothing later re-checks a
+//! string: an invalid config fails at start with one message naming the key.
+//!
+//! Secrets (`tokens.salt`, `tokens.encryption_key`, `identity.signing_key`,
+//! passwords inside URLs) are wrapped in [`Secret`], whose `Debug` and
+//! `Serialize` print `<redacted>`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::authz::SessionPolicy;
+use crate::route::{ContentTypeSpec, PatternSpec, RouteSpec, RouteTable, RuleSpec};
+
+/// The built-in action tables for Strapi 5, used when the config file does
+/// not list its own.
+pub const DEFAULT_ACTIONS: &str = include_str!("defaults/actions.toml");
+
+/// A config problem: the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}`: {problem}")]
+    Key { key: String, problem: String },
+    #[error("environment variable {var}: {problem}")]
+    Env { var: String, problem: String },
+}
+
+fn key_err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Key { key: key.into(), problem: problem.into() }
+}
+
+/// A secret string: never printed.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// A URL whose password is redacted when printed.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(pub String);
+
+impl SecretUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced: `user:password@` in URL form,
+    /// `password=...` in libpq key=value form.
+    pub fn redacted(&self) -> String {
+        let s = &self.0;
+        let Some(scheme_end) = s.find("://") else {
+            return s
+                .split(' ')
+                .map(|part| if part.starts_with("password=") { "password=<redacted>" } else { part })
+                .collect::<Vec<_>>()
+                .join(" ");
+        };
+        let rest = &s[scheme_end + 3..];
+        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+        match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|c| (c, at))) {
+            Some((colon, at)) => {
+                format!("{}{}:<redacted>{}", &s[..scheme_end + 3], &authority[..colon], &rest[at..])
+            }
+            None => s.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for SecretUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file as written.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub upstream: RawUpstream,
+    pub postgres: RawPostgres,
+    pub redis: RawRedis,
+    pub tokens: RawTokens,
+    pub cache: RawCache,
+    pub routes: RawRoutes,
+    pub content_types: Vec<RawContentType>,
+    pub content_api_actions: Option<Vec<RawAction>>,
+    pub admin_actions: Option<Vec<RawAction>>,
+    pub identity: RawIdentity,
+    pub rate_limit: RawRateLimit,
+    pub metrics: RawMetrics,
+    pub log: RawLog,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            server: RawServer::default(),
+            upstream: RawUpstream::default(),
+            postgres: RawPostgres::default(),
+            redis: RawRedis::default(),
+            tokens: RawTokens::default(),
+            cache: RawCache::default(),
+            routes: RawRoutes::default(),
+            content_types: Vec::new(),
+            content_api_actions: None,
+            admin_actions: None,
+            identity: RawIdentity::default(),
+            rate_limit: RawRateLimit::default(),
+            metrics: RawMetrics::default(),
+            log: RawLog::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub worker_threads: usize,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub request_header_timeout: String,
+    pub idle_timeout: String,
+    pub shutdown_delay: String,
+    pub shutdown_grace: String,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            worker_threads: 0,
+            tls_cert: None,
+            tls_key: None,
+            request_header_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
+            shutdown_delay: "0s".into(),
+            shutdown_grace: "30s".into(),
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    pub url: String,
+    pub connect_timeout: String,
+    pub request_timeout: String,
+    pub pool_max_idle: usize,
+    pub pool_idle_timeout: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:1337".into(),
+            connect_timeout: "2s".into(),
+            request_timeout: "60s".into(),
+            pool_max_idle: 64,
+            pool_idle_timeout: "90s".into(),
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPostgres {
+    pub url: SecretUrl,
+    pub pool_size: usize,
+    pub schema: String,
+    pub connect_timeout: String,
+    pub query_timeout: String,
+}
+
+impl Default for RawPostgres {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl("postgres://postgres@127.0.0.1:5432/postgres".into()),
+            pool_size: 8,
+            schema: "authgate".into(),
+            connect_timeout: "2s".into(),
+            query_timeout: "2s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedis {
+    pub url: Option<SecretUrl>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokens {
+    pub salt: Option<Secret>,
+    pub encryption_key: Option<Secret>,
+    pub last_used_interval: String,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self { salt: None, encryption_key: None, last_used_interval: "60s".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    pub capacity: u64,
+    pub ttl: String,
+    pub negative_ttl: String,
+    pub stale_if_error: String,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            ttl: "60s".into(),
+            negative_ttl: "5s".into(),
+            stale_if_error: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRoutes {
+    pub admin_prefixes: Vec<String>,
+    pub content_api_prefixes: Vec<String>,
+    pub graphql_path: Option<String>,
+    pub sessions: String,
+    pub rule: Vec<RawRule>,
+}
+
+impl Default for RawRoutes {
+    fn default() -> Self {
+        Self {
+            admin_prefixes: [
+                "/admin",
+                "/content-manager",
+                "/content-type-builder",
+                "/upload",
+                "/users-permissions",
+                "/i18n",
+                "/email",
+            ]
+            .map(String::from)
+            .to_vec(),
+            content_api_prefixes: vec!["/api".into(), "/graphql".into()],
+            graphql_path: Some("/graphql".into()),
+            sessions: "pass".into(),
+            rule: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub prefix: String,
+    #[serde(default)]
+    pub methods: Option<String>,
+    #[serde(default = "default_auth")]
+    pub auth: String,
+}
+
+fn default_auth() -> String {
+    "optional".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContentType {
+    pub uid: String,
+    #[serde(default)]
+    pub plural: Option<String>,
+    #[serde(default)]
+    pub singular: Option<String>,
+    #[serde(default = "default_ct_kind")]
+    pub kind: String,
+}
+
+fn default_ct_kind() -> String {
+    "collection".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    pub route: String,
+    /// Omitted: the route needs no specific action.
+    #[serde(default)]
+    pub action: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdentity {
+    pub header_prefix: String,
+    pub signing_key: Option<Secret>,
+    pub forward_authorization: bool,
+}
+
+impl Default for RawIdentity {
+    fn default() -> Self {
+        Self { header_prefix: "x-auth-".into(), signing_key: None, forward_authorization: true }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    /// Requests per token per window; 0 = off.
+    pub per_token: u32,
+    pub window: String,
+    /// Failed authentications per client IP per window; 0 = off.
+    pub failed_auth_per_ip: u32,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self { per_token: 0, window: "1s".into(), failed_auth_per_ip: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self { listen: Some("127.0.0.1:9090".into()) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self { format: "text".into(), level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultActions {
+    content_api_actions: Vec<RawAction>,
+    admin_actions: Vec<RawAction>,
+}
+
+// ---------------------------------------------------------------------------
+// Loading.
+// ---------------------------------------------------------------------------
+
+/// Sections, longest first so `RATE_LIMIT` wins over a `RATE` prefix.
+const SECTIONS: &[&str] = &[
+    "rate_limit", "upstream", "postgres", "identity", "metrics", "server", "tokens", "routes", "cache",
+    "redis", "log",
+];
+
+/// Keys whose environment values are always strings, even when they look
+/// like numbers.
+const STRING_KEYS: &[&str] =
+    &["salt", "encryption_key", "signing_key", "url", "listen", "schema", "header_prefix", "level", "format"];
+
+/// The config file path: `--config`, else `AUTHGATE_CONFIG`, else `./config.toml`.
+pub fn resolve_path(arg: Option<&Path>) -> PathBuf {
+    if let Some(p) = arg {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("AUTHGATE_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from("config.toml"),
+    }
+}
+
+/// Read, overlay the environment, deserialise. `env` is injectable for tests.
+pub fn load_raw_with_env(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    parse_raw(&text, path, env)
+}
+
+/// Parse config text (see [`load_raw_with_env`]).
+pub fn parse_raw(
+    text: &str,
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<RawConfig, ConfigError> {
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.to_path_buf(), message: e.message().to_owned() })?;
+    apply_env(&mut table, env)?;
+    let de = toml::Value::Table(table);
+    serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        key_err(if key == "." { "(top level)".into() } else { key }, inner)
+    })
+}
+
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (var, value) in env {
+        match var.as_str() {
+            "API_TOKEN_SALT" => pairs.push(("tokens.salt".into(), value)),
+            "ENCRYPTION_KEY" => pairs.push(("tokens.encryption_key".into(), value)),
+            "AUTHGATE_CONFIG" => {}
+            v if v.starts_with("AUTHGATE_") => {
+                let rest = v["AUTHGATE_".len()..].to_ascii_lowercase();
+                let section = SECTIONS
+                    .iter()
+                    .find(|s| rest.starts_with(&format!("{s}_")))
+                    .ok_or_else(|| ConfigError::Env {
+                        var: var.clone(),
+                        problem: format!("no config section matches (sections: {})", SECTIONS.join(", ")),
+                    })?;
+                let key = &rest[section.len() + 1..];
+                pairs.push((format!("{section}.{key}"), value));
+            }
+            _ => {}
+        }
+    }
+    // AUTHGATE_ names win over the Strapi names.
+    pairs.sort_by_key(|(k, _)| k.clone());
+    for (dotted, value) in pairs {
+        let (section, key) = dotted.split_once('.').unwrap_or(("", ""));
+        let entry = table
+            .entry(section.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(sec) = entry else {
+            return Err(key_err(section, "must be a table"));
+        };
+        sec.insert(key.to_owned(), env_value(key, &value));
+    }
+    Ok(())
+}
+
+fn env_value(key: &str, raw: &str) -> toml::Value {
+    if STRING_KEYS.contains(&key) {
+        return toml::Value::String(raw.to_owned());
+    }
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if raw.trim_start().starts_with('[') {
+        if let Ok(t) = format!("v = {raw}").parse::<toml::Table>() {
+            if let Some(v) = t.get("v") {
+                return v.clone();
+            }
+        }
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+/// Load the config from `path` with the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_raw_with_env(path, std::env::vars())?.compile()
+}
+
+// ---------------------------------------------------------------------------
+// The compiled config.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub postgres: PostgresConfig,
+    pub redis: Option<SecretUrl>,
+    pub tokens: TokensConfig,
+    pub cache: CacheConfig,
+    pub routes: std::sync::Arc<RouteTable>,
+    pub sessions: SessionPolicy,
+    pub identity: IdentityConfig,
+    pub rate_limit: RateLimitConfig,
+    pub metrics_listen: Option<SocketAddr>,
+    pub log: LogConfig,
+    /// The deserialised file, for `check-config` (secrets redacted on print).
+    pub raw: RawConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub worker_threads: usize,
+    pub tls: Option<TlsFiles>,
+    pub request_header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_delay: Duration,
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub url: http::Uri,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub pool_max_idle: usize,
+    pub pool_idle_timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    pub url: SecretUrl,
+    pub pool_size: usize,
+    pub schema: String,
+    pub connect_timeout: Duration,
+    pub query_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    pub salt: Secret,
+    pub encryption_key: Option<Secret>,
+    pub last_used_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub capacity: u64,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub stale_if_error: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// Lower-case.
+    pub header_prefix: String,
+    pub signing_key: Option<Secret>,
+    pub forward_authorization: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub per_token: u32,
+    pub window: Duration,
+    pub failed_auth_per_ip: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+fn duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| key_err(key, format!("invalid duration `{s}` ({e}); write e.g. `500ms`, `30s`, `5m`")))
+}
+
+fn socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse()
+        .map_err(|_| key_err(key, format!("invalid listen address `{s}`; write e.g. `127.0.0.1:8080`")))
+}
+
+fn identifier(key: &str, s: &str) -> Result<String, ConfigError> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(key_err(key, format!("`{s}` is not a plain lower-case SQL identifier")))
+    }
+}
+
+fn actions(list: &[RawAction]) -> Vec<PatternSpec> {
+    list.iter()
+        .map(|a| PatternSpec { route: a.route.clone(), action: a.action.clone(), subject: a.subject.clone() })
+        .collect()
+}
+
+impl RawConfig {
+    /// Check every value and build the runtime config.
+    pub fn compile(self) -> Result<Config, ConfigError> {
+        let s = &self.server;
+        let tls = match (&s.tls_cert, &s.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                for (k, p) in [("server.tls_cert", cert), ("server.tls_key", key)] {
+                    std::fs::metadata(p)
+                        .map_err(|e| key_err(k, format!("cannot read `{}`: {e}", p.display())))?;
+                }
+                Some(TlsFiles { cert: cert.clone(), key: key.clone() })
+            }
+            (Some(_), None) => return Err(key_err("server.tls_key", "required when server.tls_cert is set")),
+            (None, Some(_)) => return Err(key_err("server.tls_cert", "required when server.tls_key is set")),
+        };
+        for (k, v) in [
+            ("server.max_connections", s.max_connections),
+            ("server.max_header_bytes", s.max_header_bytes),
+            ("server.max_headers", s.max_headers),
+            ("server.max_uri_bytes", s.max_uri_bytes),
+        ] {
+            if v == 0 {
+                return Err(key_err(k, "must be greater than 0"));
+            }
+        }
+        let server = ServerConfig {
+            listen: socket_addr("server.listen", &s.listen)?,
+            worker_threads: s.worker_threads,
+            tls,
+            request_header_timeout: duration("server.request_header_timeout", &s.request_header_timeout)?,
+            idle_timeout: duration("server.idle_timeout", &s.idle_timeout)?,
+            shutdown_delay: duration("server.shutdown_delay", &s.shutdown_delay)?,
+            shutdown_grace: duration("server.shutdown_grace", &s.shutdown_grace)?,
+            max_connections: s.max_connections,
+            max_header_bytes: s.max_header_bytes,
+            max_headers: s.max_headers,
+            max_uri_bytes: s.max_uri_bytes,
+        };
+
+        let u = &self.upstream;
+        let url: http::Uri = u
+            .url
+            .parse()
+            .map_err(|e| key_err("upstream.url", format!("invalid URL `{}`: {e}", u.url)))?;
+        match url.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => return Err(key_err("upstream.url", format!("`{}` must start with http:// or https://", u.url))),
+        }
+        if url.authority().is_none() {
+            return Err(key_err("upstream.url", format!("`{}` has no host", u.url)));
+        }
+        if url.path() != "/" && !url.path().is_empty() {
+            return Err(key_err(
+                "upstream.url",
+                format!("`{}` must not have a path: requests are forwarded with their own path", u.url),
+            ));
+        }
+        if let Some(ca) = &u.ca_file {
+            std::fs::metadata(ca)
+                .map_err(|e| key_err("upstream.ca_file", format!("cannot read `{}`: {e}", ca.display())))?;
+        }
+        let upstream = UpstreamConfig {
+            url,
+            connect_timeout: duration("upstream.connect_timeout", &u.connect_timeout)?,
+            request_timeout: duration("upstream.request_timeout", &u.request_timeout)?,
+            pool_max_idle: u.pool_max_idle,
+            pool_idle_timeout: duration("upstream.pool_idle_timeout", &u.pool_idle_timeout)?,
+            ca_file: u.ca_file.clone(),
+        };
+
+        let p = &self.postgres;
+        if p.url.expose().trim().is_empty() {
+            return Err(key_err("postgres.url", "must be set"));
+        }
+        if p.pool_size == 0 {
+            return Err(key_err("postgres.pool_size", "must be greater than 0"));
+        }
+        let postgres = PostgresConfig {
+            url: p.url.clone(),
+            pool_size: p.pool_size,
+            schema: identifier("postgres.schema", &p.schema)?,
+            connect_timeout: duration("postgres.connect_timeout", &p.connect_timeout)?,
+            query_timeout: duration("postgres.query_timeout", &p.query_timeout)?,
+        };
+
+        let t = &self.tokens;
+        let salt = match &t.salt {
+            Some(s) if !s.expose().is_empty() => s.clone(),
+            _ => {
+                return Err(key_err(
+                    "tokens.salt",
+                    "missing: set it in the file, or with API_TOKEN_SALT or AUTHGATE_TOKENS_SALT (the same salt as the CMS)",
+                ))
+            }
+        };
+        let tokens = TokensConfig {
+            salt,
+            encryption_key: t.encryption_key.clone().filter(|k| !k.expose().is_empty()),
+            last_used_interval: duration("tokens.last_used_interval", &t.last_used_interval)?,
+        };
+
+        let c = &self.cache;
+        let cache = CacheConfig {
+            capacity: c.capacity,
+            ttl: duration("cache.ttl", &c.ttl)?,
+            negative_ttl: duration("cache.negative_ttl", &c.negative_ttl)?,
+            stale_if_error: duration("cache.stale_if_error", &c.stale_if_error)?,
+        };
+
+        let sessions = match self.routes.sessions.as_str() {
+            "pass" => SessionPolicy::Pass,
+            "reject" => SessionPolicy::Reject,
+            other => return Err(key_err("routes.sessions", format!("`{other}`: expected \"pass\" or \"reject\""))),
+        };
+        let mut rules = Vec::new();
+        for (i, r) in self.routes.rule.iter().enumerate() {
+            let auth_required = match r.auth.as_str() {
+                "required" => true,
+                "optional" => false,
+                other => {
+                    return Err(key_err(
+                        format!("routes.rule[{i}].auth"),
+                        format!("`{other}`: expected \"required\" or \"optional\""),
+                    ))
+                }
+            };
+            rules.push(RuleSpec { prefix: r.prefix.clone(), methods: r.methods.clone(), auth_required });
+        }
+        let mut content_types = Vec::new();
+        for (i, ct) in self.content_types.iter().enumerate() {
+            let single = match ct.kind.as_str() {
+                "collection" => false,
+                "single" => true,
+                other => {
+                    return Err(key_err(
+                        format!("content_types[{i}].kind"),
+                        format!("`{other}`: expected \"collection\" or \"single\""),
+                    ))
+                }
+            };
+            content_types.push(ContentTypeSpec {
+                uid: ct.uid.clone(),
+                plural: ct.plural.clone(),
+                singular: ct.singular.clone(),
+                single,
+            });
+        }
+        let defaults: DefaultActions = toml::from_str(DEFAULT_ACTIONS)
+            .map_err(|e| key_err("(built-in action tables)", e.message().to_owned()))?;
+        let content_api_actions = actions(self.content_api_actions.as_ref().unwrap_or(&defaults.content_api_actions));
+        let admin_actions = actions(self.admin_actions.as_ref().unwrap_or(&defaults.admin_actions));
+        let spec = RouteSpec {
+            admin_prefixes: self.routes.admin_prefixes.clone(),
+            content_api_prefixes: self.routes.content_api_prefixes.clone(),
+            graphql_path: self.routes.graphql_path.clone(),
+            rules,
+            content_types,
+            content_api_actions,
+            admin_actions,
+        };
+        let routes = RouteTable::build(&spec).map_err(|e| key_err("routes", e))?;
+
+        let i = &self.identity;
+        let prefix = i.header_prefix.to_ascii_lowercase();
+        if prefix.is_empty()
+            || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(key_err("identity.header_prefix", format!("`{}` is not a header name prefix", i.header_prefix)));
+        }
+        let identity = IdentityConfig {
+            header_prefix: prefix,
+            signing_key: i.signing_key.clone().filter(|k| !k.expose().is_empty()),
+            forward_authorization: i.forward_authorization,
+        };
+
+        let rl = &self.rate_limit;
+        let rate_limit = RateLimitConfig {
+            per_token: rl.per_token,
+            window: duration("rate_limit.window", &rl.window)?,
+            failed_auth_per_ip: rl.failed_auth_per_ip,
+        };
+        if rate_limit.window.is_zero() {
+            return Err(key_err("rate_limit.window", "must be greater than 0"));
+        }
+
+        let metrics_listen = match &self.metrics.listen {
+            Some(l) if !l.is_empty() => Some(socket_addr("metrics.listen", l)?),
+            _ => None,
+        };
+        let format = match self.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(key_err("log.format", format!("`{other}`: expected \"text\" or \"json\""))),
+        };
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| key_err("log.level", format!("`{}`: {e}", self.log.level)))?;
+        let log = LogConfig { format, level: self.log.level.clone() };
+        let redis = self.redis.url.clone().filter(|u| !u.expose().is_empty());
+
+        Ok(Config {
+            server,
+            upstream,
+            postgres,
+            redis,
+            tokens,
+            cache,
+            routes: std::sync::Arc::new(routes),
+            sessions,
+            identity,
+            rate_limit,
+            metrics_listen,
+            log,
+            raw: self,
+        })
+    }
+}
+
+impl Config {
+    /// The effective config as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(&self.raw).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

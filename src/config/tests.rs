@@ -1,0 +1,122 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    parse_raw(text, Path::new("test.toml"), env)?.compile()
+}
+
+fn err(text: &str, env: &[(&str, &str)]) -> String {
+    parse(text, env).expect_err("config should be rejected").to_string()
+}
+
+const MIN: &str = "[tokens]\nsalt = \"s\"\n";
+
+#[test]
+fn the_shipped_config_files_load() {
+    for file in ["config.toml", "config.strapi5.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        if !path.exists() && file != "config.toml" {
+            continue;
+        }
+        let raw = load_raw_with_env(&path, Vec::new()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        raw.compile().unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+#[test]
+fn minimal_config_has_defaults() {
+    let c = parse(MIN, &[]).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.cache.ttl, Duration::from_secs(60));
+    assert_eq!(c.cache.stale_if_error, Duration::from_secs(30));
+    assert_eq!(c.identity.header_prefix, "x-auth-");
+    assert!(c.identity.forward_authorization);
+    assert_eq!(c.sessions, SessionPolicy::Pass);
+    assert_eq!(c.metrics_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9090"));
+    assert!(!c.routes.admin_actions().is_empty(), "built-in admin action table is used");
+}
+
+#[test]
+fn salt_is_required() {
+    let e = err("", &[]);
+    assert!(e.contains("tokens.salt") && e.contains("missing"), "{e}");
+    assert!(parse("", &[("API_TOKEN_SALT", "x")]).is_ok());
+}
+
+#[test]
+fn environment_overrides() {
+    let c = parse(
+        MIN,
+        &[
+            ("AUTHGATE_SERVER_LISTEN", "0.0.0.0:9999"),
+            ("AUTHGATE_CACHE_TTL", "5s"),
+            ("AUTHGATE_CACHE_CAPACITY", "42"),
+            ("AUTHGATE_RATE_LIMIT_PER_TOKEN", "10"),
+            ("AUTHGATE_IDENTITY_FORWARD_AUTHORIZATION", "false"),
+            ("AUTHGATE_TOKENS_SALT", "12345"),
+            ("ENCRYPTION_KEY", "enc"),
+            ("UNRELATED", "x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:9999");
+    assert_eq!(c.cache.ttl, Duration::from_secs(5));
+    assert_eq!(c.cache.capacity, 42);
+    assert_eq!(c.rate_limit.per_token, 10);
+    assert!(!c.identity.forward_authorization);
+    assert_eq!(c.tokens.salt.expose(), "12345");
+    assert_eq!(c.tokens.encryption_key.as_ref().map(Secret::expose), Some("enc"));
+    // The authgate name wins over the Strapi name.
+    let c = parse("", &[("API_TOKEN_SALT", "strapi"), ("AUTHGATE_TOKENS_SALT", "ours")]).unwrap();
+    assert_eq!(c.tokens.salt.expose(), "ours");
+    let e = err(MIN, &[("AUTHGATE_NOPE_X", "1")]);
+    assert!(e.contains("AUTHGATE_NOPE_X"), "{e}");
+}
+
+#[test]
+fn errors_name_the_key() {
+    let rows: &[(&str, &str)] = &[
+        ("[tokens]\nsalt=\"s\"\nbogus = 1\n", "bogus"),
+        ("[tokens]\nsalt=\"s\"\n[cache]\nttl = \"5 parsecs\"\n", "cache.ttl"),
+        ("[tokens]\nsalt=\"s\"\n[cache]\nttl = 5\n", "cache.ttl"),
+        ("[tokens]\nsalt=\"s\"\n[server]\nlisten = \"nowhere\"\n", "server.listen"),
+        ("[tokens]\nsalt=\"s\"\n[server]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n", "server.tls_cert"),
+        ("[tokens]\nsalt=\"s\"\n[server]\ntls_cert = \"/etc/hostname\"\n", "server.tls_key"),
+        ("[tokens]\nsalt=\"s\"\n[upstream]\nurl = \"ftp://x\"\n", "upstream.url"),
+        ("[tokens]\nsalt=\"s\"\n[upstream]\nurl = \"http://x/base\"\n", "upstream.url"),
+        ("[tokens]\nsalt=\"s\"\n[postgres]\nschema = \"Robert'); DROP\"\n", "postgres.schema"),
+        ("[tokens]\nsalt=\"s\"\n[routes]\nsessions = \"maybe\"\n", "routes.sessions"),
+        ("[tokens]\nsalt=\"s\"\n[[routes.rule]]\nprefix = \"/api/x\"\nauth = \"sometimes\"\n", "routes.rule[0].auth"),
+        ("[tokens]\nsalt=\"s\"\n[[content_types]]\nuid = \"api::a.a\"\nkind = \"double\"\n", "content_types[0].kind"),
+        ("[tokens]\nsalt=\"s\"\n[[content_types]]\nuid = \"api::a.a\"\n", "routes"),
+        ("[tokens]\nsalt=\"s\"\n[[admin_actions]]\nroute = \"GET /a/:x\"\naction = \"a\"\n[[admin_actions]]\nroute = \"GET /a/:y\"\naction = \"b\"\n", "ambiguous"),
+        ("[tokens]\nsalt=\"s\"\n[log]\nformat = \"xml\"\n", "log.format"),
+        ("[tokens]\nsalt=\"s\"\n[identity]\nheader_prefix = \"x auth\"\n", "identity.header_prefix"),
+        ("[tokens\nsalt=\"s\"\n", "not valid TOML"),
+    ];
+    for (text, needle) in rows {
+        let e = err(text, &[]);
+        assert!(e.contains(needle), "expected `{needle}` in: {e}");
+    }
+}
+
+#[test]
+fn secrets_are_redacted() {
+    let c = parse(
+        "[tokens]\nsalt = \"super-salt\"\nencryption_key = \"enc-key\"\n[identity]\nsigning_key = \"sig-key\"\n[postgres]\nurl = \"postgres://u:hunter2@db/x\"\n[redis]\nurl = \"redis://:redispw@r:6379\"\n",
+        &[],
+    )
+    .unwrap();
+    let printed = format!("{}\n{:?}", c.to_redacted_toml(), c);
+    for secret in ["super-salt", "enc-key", "sig-key", "hunter2", "redispw"] {
+        assert!(!printed.contains(secret), "{secret} leaked");
+    }
+    assert!(printed.contains("postgres://u:<redacted>@db/x"));
+    assert_eq!(
+        SecretUrl("host=db user=u password=pw dbname=x".into()).redacted(),
+        "host=db user=u password=<redacted> dbname=x"
+    );
+    assert_eq!(SecretUrl("postgres://db/x".into()).redacted(), "postgres://db/x");
+}
