@@ -11,7 +11,10 @@
 #![forbid(unsafe_code)]
 
 pub mod authz;
+pub mod cache;
 pub mod config;
+pub mod metrics;
 pub mod model;
 pub mod route;
+pub mod store;
 pub mod token;

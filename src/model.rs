@@ -268,6 +268,12 @@ impl TokenRecord {
     }
 }
 
+impl AsRef<TokenRecord> for TokenRecord {
+    fn as_ref(&self) -> &TokenRecord {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,198 @@
+use std::sync::atomic::AtomicUsize;
+
+use super::*;
+use crate::model::{ContentApiType, Owner, Ownership, PermissionSet, TokenKind};
+
+fn cfg(ttl_ms: u64, stale_ms: u64) -> CacheConfig {
+    CacheConfig {
+        capacity: 1000,
+        ttl: Duration::from_millis(ttl_ms),
+        negative_ttl: Duration::from_millis(ttl_ms),
+        stale_if_error: Duration::from_millis(stale_ms),
+    }
+}
+
+fn record(id: i64, owner: Option<(i64, i64)>) -> TokenRecord {
+    TokenRecord {
+        id,
+        kind: if owner.is_some() { TokenKind::Admin } else { TokenKind::ContentApi },
+        name: format!("t{id}"),
+        token_type: owner.is_none().then_some(ContentApiType::ReadOnly),
+        expires_at: None,
+        permissions: PermissionSet::default(),
+        ownership: match owner {
+            None => Ownership::None,
+            Some((uid, role)) => Ownership::Owner(Owner {
+                id: uid,
+                email: "o@x".into(),
+                is_active: true,
+                blocked: false,
+                super_admin: false,
+                permissions: PermissionSet::default(),
+                role_ids: vec![role],
+            }),
+        },
+        rate_limit: None,
+    }
+}
+
+fn hash(n: u8) -> TokenHash {
+    TokenHash([n; 64])
+}
+
+/// A counting loader.
+async fn load(
+    cache: &TokenCache<TokenRecord>,
+    h: TokenHash,
+    calls: &AtomicUsize,
+    result: Result<Option<TokenRecord>, StoreError>,
+) -> Result<Option<Arc<TokenRecord>>, LookupError> {
+    cache
+        .get_or_load(h, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            result
+        })
+        .await
+}
+
+fn down() -> StoreError {
+    StoreError::Unavailable("test: database down".into())
+}
+
+#[tokio::test]
+async fn hit_after_miss_and_negative_entries() {
+    let c = TokenCache::new(&cfg(60_000, 0), Metrics::new());
+    let calls = AtomicUsize::new(0);
+    let got = load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+    assert_eq!(got.unwrap().id, 1);
+    let got = load(&c, hash(1), &calls, Ok(None)).await.unwrap();
+    assert_eq!(got.unwrap().id, 1, "second lookup is a hit");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(load(&c, hash(2), &calls, Ok(None)).await.unwrap().is_none());
+    assert!(load(&c, hash(2), &calls, Ok(Some(record(2, None)))).await.unwrap().is_none(), "absence is remembered");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(c.metrics.cache_hits.get(), 1);
+    assert_eq!(c.metrics.cache_negative_hits.get(), 1);
+}
+
+#[tokio::test]
+async fn single_flight_on_concurrent_misses() {
+    let c = Arc::new(TokenCache::<TokenRecord>::new(&cfg(60_000, 0), Metrics::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (c, calls) = (c.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            c.get_or_load(hash(9), || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(Some(record(9, None)))
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().unwrap().id, 9);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn stale_record_serves_while_store_is_down_then_expires() {
+    let c = TokenCache::new(&cfg(50, 200), Metrics::new());
+    let calls = AtomicUsize::new(0);
+    load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    // Past the TTL, store down: the stale record serves.
+    let got = load(&c, hash(1), &calls, Err(down())).await.unwrap();
+    assert_eq!(got.unwrap().id, 1);
+    assert_eq!(c.metrics.cache_stale_served.get(), 1);
+    // A miss with the store down is an error, not a guess.
+    assert!(matches!(load(&c, hash(2), &calls, Err(down())).await, Err(LookupError::Unavailable(_))));
+    // Past TTL + stale_if_error: no longer served.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(matches!(load(&c, hash(1), &calls, Err(down())).await, Err(LookupError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn stale_record_is_refreshed_when_store_answers() {
+    let c = TokenCache::new(&cfg(30, 1000), Metrics::new());
+    let calls = AtomicUsize::new(0);
+    load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The token was deleted meanwhile: the refresh says so.
+    assert!(load(&c, hash(1), &calls, Ok(None)).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn non_availability_errors_are_not_masked_by_stale_data() {
+    let c = TokenCache::new(&cfg(10, 1000), Metrics::new());
+    let calls = AtomicUsize::new(0);
+    load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let r = load(&c, hash(1), &calls, Err(StoreError::Invalid("bad row".into()))).await;
+    assert!(matches!(r, Err(LookupError::Failed(_))));
+}
+
+#[tokio::test]
+async fn invalidation_by_hash_id_owner_role_and_all() {
+    let c = TokenCache::new(&cfg(60_000, 0), Metrics::new());
+    let calls = AtomicUsize::new(0);
+    let fill = |n: u8, rec: TokenRecord| (hash(n), rec);
+    let entries = [
+        fill(1, record(1, None)),
+        fill(2, record(2, Some((10, 100)))),
+        fill(3, record(3, Some((10, 101)))),
+        fill(4, record(4, Some((11, 100)))),
+        fill(5, record(5, Some((12, 102)))),
+    ];
+    for (h, r) in &entries {
+        load(&c, *h, &calls, Ok(Some(r.clone()))).await.unwrap();
+    }
+    let cached = |n: u8| {
+        let c = &c;
+        async move { c.cache.as_ref().unwrap().get(&hash(n)).await.is_some() }
+    };
+    c.invalidate_hash(&hash(1)).await;
+    assert!(!cached(1).await);
+    c.invalidate_owner(10);
+    assert!(!cached(2).await && !cached(3).await);
+    assert!(cached(4).await && cached(5).await);
+    c.invalidate_role(100);
+    assert!(!cached(4).await);
+    assert!(cached(5).await);
+    c.invalidate_token(5);
+    assert!(!cached(5).await);
+    load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+    c.invalidate_all();
+    assert!(!cached(1).await);
+}
+
+#[tokio::test]
+async fn load_racing_an_invalidation_is_not_cached() {
+    let c = Arc::new(TokenCache::<TokenRecord>::new(&cfg(60_000, 0), Metrics::new()));
+    let c2 = c.clone();
+    let slow = tokio::spawn(async move {
+        c2.get_or_load(hash(1), || async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(Some(record(1, None)))
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    c.invalidate_token(1);
+    assert!(slow.await.unwrap().unwrap().is_some(), "the caller still gets its answer");
+    assert!(c.cache.as_ref().unwrap().get(&hash(1)).await.is_none(), "but it is not cached");
+}
+
+#[tokio::test]
+async fn disabled_cache_always_loads() {
+    let mut conf = cfg(60_000, 0);
+    conf.capacity = 0;
+    let c = TokenCache::new(&conf, Metrics::new());
+    let calls = AtomicUsize::new(0);
+    for _ in 0..3 {
+        load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}

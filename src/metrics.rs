@@ -1,0 +1,272 @@
+//! Prometheus metrics: every family in one place, with bounded labels.
+//!
+//! Labels are only ever route classes, decisions, reasons, status classes and
+//! sources, all from fixed sets: never a token id, a user, or a path.
+//! Allowed and denied requests are counted as separate families (as
+//! linkerd2-proxy does) so a dashboard reads them without regex.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// All metric families. Cheap to clone handles live inside.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Requests by route class, decision (allow, pass, deny) and status class.
+    pub requests: IntCounterVec,
+    /// Denied requests by route class and reason.
+    pub denied: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: Histogram,
+    pub upstream_errors: IntCounterVec,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub cache_negative_hits: IntCounter,
+    pub cache_stale_served: IntCounter,
+    pub cache_evictions: IntCounterVec,
+    pub cache_entries: IntGauge,
+    pub store_duration: HistogramVec,
+    pub store_errors: IntCounterVec,
+    pub invalidations: IntCounterVec,
+    pub invalidation_lag: Histogram,
+    pub listener_reconnects: IntCounter,
+    pub rate_limited: IntCounterVec,
+    pub rate_limit_errors: IntCounter,
+    pub redis_errors: IntCounterVec,
+    pub last_used_flush_size: Histogram,
+    pub last_used_flush_duration: Histogram,
+    pub last_used_flush_errors: IntCounter,
+    pub connections_active: IntGauge,
+    pub connections_rejected: IntCounter,
+    pub config_reloads: IntCounterVec,
+    pub build_info: IntGaugeVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
+impl Metrics {
+    /// Register every family in a fresh registry. The names are constants,
+    /// so registration cannot fail at run time; a clash is a programming
+    /// error caught by the tests.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let m = Metrics {
+            requests: counter_vec(
+                &r,
+                "authgate_requests_total",
+                "Requests handled, by route class, decision (allow, pass, deny) and status class.",
+                &["route_class", "decision", "status_class"],
+            ),
+            denied: counter_vec(
+                &r,
+                "authgate_denied_total",
+                "Requests answered by the gateway itself, by route class and reason.",
+                &["route_class", "reason"],
+            ),
+            request_duration: histogram_vec(
+                &r,
+                "authgate_request_duration_seconds",
+                "Time from request head to response head, by route class.",
+                &["route_class"],
+            ),
+            upstream_duration: histogram(
+                &r,
+                "authgate_upstream_duration_seconds",
+                "Time the upstream took to answer with its response head.",
+                LATENCY_BUCKETS,
+            ),
+            upstream_errors: counter_vec(
+                &r,
+                "authgate_upstream_errors_total",
+                "Upstream failures, by kind (connect, timeout, protocol).",
+                &["kind"],
+            ),
+            cache_hits: counter(&r, "authgate_cache_hits_total", "Token lookups answered from the cache."),
+            cache_misses: counter(&r, "authgate_cache_misses_total", "Token lookups that went to the store."),
+            cache_negative_hits: counter(
+                &r,
+                "authgate_cache_negative_hits_total",
+                "Lookups answered by a remembered absence (unknown key).",
+            ),
+            cache_stale_served: counter(
+                &r,
+                "authgate_cache_stale_served_total",
+                "Lookups served from an expired entry because the store was unreachable.",
+            ),
+            cache_evictions: counter_vec(
+                &r,
+                "authgate_cache_evictions_total",
+                "Cache entries removed, by cause (size, expired, invalidated).",
+                &["cause"],
+            ),
+            cache_entries: gauge(&r, "authgate_cache_entries", "Entries currently in the token cache."),
+            store_duration: histogram_vec(
+                &r,
+                "authgate_store_query_duration_seconds",
+                "Token store query time, by operation.",
+                &["op"],
+            ),
+            store_errors: counter_vec(
+                &r,
+                "authgate_store_errors_total",
+                "Token store failures, by operation.",
+                &["op"],
+            ),
+            invalidations: counter_vec(
+                &r,
+                "authgate_invalidations_total",
+                "Invalidation messages received, by source (postgres, redis).",
+                &["source"],
+            ),
+            invalidation_lag: histogram(
+                &r,
+                "authgate_invalidation_lag_seconds",
+                "Time from the database change to its invalidation message arriving here.",
+                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            ),
+            listener_reconnects: counter(
+                &r,
+                "authgate_listener_reconnects_total",
+                "Times the invalidation listener (re)connected; each clears the cache.",
+            ),
+            rate_limited: counter_vec(
+                &r,
+                "authgate_rate_limited_total",
+                "Requests refused by a rate limit, by scope (token, ip).",
+                &["scope"],
+            ),
+            rate_limit_errors: counter(
+                &r,
+                "authgate_rate_limit_fail_open_total",
+                "Rate-limit checks skipped (failed open) because Redis was unavailable.",
+            ),
+            redis_errors: counter_vec(
+                &r,
+                "authgate_redis_errors_total",
+                "Redis failures, by operation (ratelimit, publish, subscribe).",
+                &["op"],
+            ),
+            last_used_flush_size: histogram(
+                &r,
+                "authgate_last_used_flush_tokens",
+                "Tokens written per last_used_at flush.",
+                &[1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0],
+            ),
+            last_used_flush_duration: histogram(
+                &r,
+                "authgate_last_used_flush_duration_seconds",
+                "Time one last_used_at flush took.",
+                LATENCY_BUCKETS,
+            ),
+            last_used_flush_errors: counter(
+                &r,
+                "authgate_last_used_flush_errors_total",
+                "Failed last_used_at flushes (the uses are kept and retried).",
+            ),
+            connections_active: gauge(&r, "authgate_connections_active", "Client connections currently open."),
+            connections_rejected: counter(
+                &r,
+                "authgate_connections_rejected_total",
+                "Client connections closed at once because server.max_connections was reached.",
+            ),
+            config_reloads: counter_vec(
+                &r,
+                "authgate_config_reloads_total",
+                "Config reload attempts, by result (ok, error).",
+                &["result"],
+            ),
+            build_info: {
+                let g = IntGaugeVec::new(
+                    Opts::new("authgate_build_info", "Build information; the value is always 1."),
+                    &["version"],
+                )
+                .unwrap_or_else(|e| panic!("metric authgate_build_info: {e}"));
+                r.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric authgate_build_info: {e}"));
+                g
+            },
+            registry: r,
+        };
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let families = self.registry.gather();
+        // Encoding into a Vec cannot fail for well-formed families.
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `2xx`, `4xx`... for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_register_and_render() {
+        let m = Metrics::new();
+        m.requests.with_label_values(&["admin", "allow", "2xx"]).inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("authgate_requests_total{decision=\"allow\",route_class=\"admin\",status_class=\"2xx\"} 1"));
+        assert!(text.contains("authgate_build_info{version="));
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(503), "5xx");
+    }
+}
