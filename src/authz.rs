@@ -42,7 +42,9 @@ where
     if values.next().is_some() {
         return Credential::Conflicting;
     }
-    let mut parts = value.split(|b| b.is_ascii_whitespace() || *b == 0x0b).filter(|p| !p.is_empty());
+    let mut parts = value
+        .split(|b| b.is_ascii_whitespace() || *b == 0x0b)
+        .filter(|p| !p.is_empty());
     let leading_blank = value.first().is_some_and(|b| b.is_ascii_whitespace());
     let (Some(scheme), Some(bearer), None) = (parts.next(), parts.next(), parts.next()) else {
         return Credential::Anonymous;
@@ -66,7 +68,9 @@ pub fn looks_like_jwt(v: &[u8]) -> bool {
         n += 1;
         if n > 3
             || seg.is_empty()
-            || !seg.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            || !seg
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
         {
             return false;
         }
@@ -95,6 +99,8 @@ pub enum Denial {
     /// Admin token without the route's permission.
     PolicyFailed,
     InvalidPath,
+    /// The request target is longer than `server.max_uri_bytes`.
+    UriTooLong,
     /// GraphQL body over the configured bound for a token that needs it read.
     PayloadTooLarge,
     RateLimited,
@@ -112,6 +118,7 @@ impl Denial {
             | Denial::OwnerDeactivated => 401,
             Denial::Forbidden | Denial::PolicyFailed => 403,
             Denial::InvalidPath => 400,
+            Denial::UriTooLong => 414,
             Denial::PayloadTooLarge => 413,
             Denial::RateLimited => 429,
             Denial::StoreUnavailable => 503,
@@ -130,6 +137,7 @@ impl Denial {
             Denial::Forbidden => "ForbiddenError",
             Denial::PolicyFailed => "PolicyError",
             Denial::InvalidPath => "ValidationError",
+            Denial::UriTooLong => "URITooLongError",
             Denial::PayloadTooLarge => "PayloadTooLargeError",
             Denial::RateLimited => "RateLimitError",
             Denial::StoreUnavailable => "ServiceUnavailableError",
@@ -147,6 +155,7 @@ impl Denial {
             Denial::Forbidden => "Forbidden",
             Denial::PolicyFailed => "Policy Failed",
             Denial::InvalidPath => "Invalid request path",
+            Denial::UriTooLong => "Request target too long",
             Denial::PayloadTooLarge => "Request body too large to inspect",
             Denial::RateLimited => "Too many requests",
             Denial::StoreUnavailable => "Authentication temporarily unavailable",
@@ -165,6 +174,7 @@ impl Denial {
             Denial::Forbidden => "forbidden",
             Denial::PolicyFailed => "policy_failed",
             Denial::InvalidPath => "invalid_path",
+            Denial::UriTooLong => "uri_too_long",
             Denial::PayloadTooLarge => "payload_too_large",
             Denial::RateLimited => "rate_limited",
             Denial::StoreUnavailable => "store_unavailable",
@@ -183,7 +193,7 @@ impl Denial {
         )
     }
 
-    pub const ALL: [Denial; 12] = [
+    pub const ALL: [Denial; 13] = [
         Denial::InvalidCredentials,
         Denial::TokenExpired,
         Denial::OwnerNotFound,
@@ -191,6 +201,7 @@ impl Denial {
         Denial::Forbidden,
         Denial::PolicyFailed,
         Denial::InvalidPath,
+        Denial::UriTooLong,
         Denial::PayloadTooLarge,
         Denial::RateLimited,
         Denial::StoreUnavailable,
@@ -210,7 +221,11 @@ pub enum Precheck<'a> {
 }
 
 /// Decide what the route and credential need before touching the store.
-pub fn precheck<'a>(route: &Route<'_>, cred: Credential<'a>, sessions: SessionPolicy) -> Precheck<'a> {
+pub fn precheck<'a>(
+    route: &Route<'_>,
+    cred: Credential<'a>,
+    sessions: SessionPolicy,
+) -> Precheck<'a> {
     if route.class == RouteClass::Unprotected {
         return Precheck::Pass;
     }
@@ -251,11 +266,17 @@ pub enum Verdict {
 }
 
 fn deny(denial: Denial) -> Verdict {
-    Verdict::Deny { denial, authenticated: false }
+    Verdict::Deny {
+        denial,
+        authenticated: false,
+    }
 }
 
 fn refuse(denial: Denial) -> Verdict {
-    Verdict::Deny { denial, authenticated: true }
+    Verdict::Deny {
+        denial,
+        authenticated: true,
+    }
 }
 
 /// Decide on a looked-up token. `record` is `None` when no token has the hash.
@@ -304,13 +325,17 @@ pub fn decide(
             let ty = t.token_type.unwrap_or(ContentApiType::ReadOnly);
             match (ty, &route.action) {
                 (ContentApiType::FullAccess, _) => Verdict::Allow,
-                (ContentApiType::ReadOnly, RouteAction::ContentApi(a)) if is_read_action(a) => Verdict::Allow,
+                (ContentApiType::ReadOnly, RouteAction::ContentApi(a)) if is_read_action(a) => {
+                    Verdict::Allow
+                }
                 (ContentApiType::ReadOnly, RouteAction::GraphQl) => match graphql {
                     None => Verdict::NeedGraphQlOperation,
                     Some(GraphQlOperation::Query) => Verdict::Allow,
                     Some(GraphQlOperation::Other) => refuse(Denial::Forbidden),
                 },
-                (ContentApiType::Custom, RouteAction::ContentApi(a)) if t.permissions.contains_action(a) => {
+                (ContentApiType::Custom, RouteAction::ContentApi(a))
+                    if t.permissions.contains_action(a) =>
+                {
                     Verdict::Allow
                 }
                 (ContentApiType::Custom, RouteAction::GraphQl)

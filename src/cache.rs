@@ -72,7 +72,11 @@ struct SlotExpiry {
 
 impl<V> Expiry<TokenHash, Entry<V>> for SlotExpiry {
     fn expire_after_create(&self, _k: &TokenHash, v: &Entry<V>, _now: Instant) -> Option<Duration> {
-        Some(if v.value.is_some() { self.positive } else { self.negative })
+        Some(if v.value.is_some() {
+            self.positive
+        } else {
+            self.negative
+        })
     }
 
     fn expire_after_update(
@@ -110,7 +114,10 @@ where
             let evictions = metrics.cache_evictions.clone();
             Cache::builder()
                 .max_capacity(cfg.capacity)
-                .expire_after(SlotExpiry { positive: cfg.ttl + cfg.stale_if_error, negative: cfg.negative_ttl })
+                .expire_after(SlotExpiry {
+                    positive: cfg.ttl + cfg.stale_if_error,
+                    negative: cfg.negative_ttl,
+                })
                 .support_invalidation_closures()
                 .eviction_listener(move |_k, _v, cause| {
                     let label = match cause {
@@ -134,7 +141,11 @@ where
     }
 
     /// Look `hash` up, loading it with `load` on a miss or a stale entry.
-    pub async fn get_or_load<F, Fut>(&self, hash: TokenHash, load: F) -> Result<Option<Arc<V>>, LookupError>
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        hash: TokenHash,
+        load: F,
+    ) -> Result<Option<Arc<V>>, LookupError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, StoreError>>,
@@ -176,7 +187,11 @@ where
 
     /// Single flight: the first caller for a hash loads, the others wait for
     /// its result. If the first caller is cancelled, a waiter takes over.
-    async fn load_once<F, Fut>(&self, hash: TokenHash, load: F) -> Result<Option<Arc<V>>, LookupError>
+    async fn load_once<F, Fut>(
+        &self,
+        hash: TokenHash,
+        load: F,
+    ) -> Result<Option<Arc<V>>, LookupError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, StoreError>>,
@@ -194,7 +209,10 @@ where
                 };
                 if let (Ok(value), Some(cache)) = (&r, &self.cache) {
                     if self.epoch.load(Ordering::Acquire) == epoch {
-                        let slot = Arc::new(Slot { value: value.clone(), fetched: Instant::now() });
+                        let slot = Arc::new(Slot {
+                            value: value.clone(),
+                            fetched: Instant::now(),
+                        });
                         cache.insert(hash, slot).await;
                     }
                 }
@@ -225,7 +243,9 @@ where
     fn invalidate_where(&self, pred: impl Fn(&TokenRecord) -> bool + Send + Sync + 'static) {
         self.bump();
         if let Some(c) = &self.cache {
-            let r = c.invalidate_entries_if(move |_k, slot| slot.value.as_deref().is_some_and(|v| pred(v.as_ref())));
+            let r = c.invalidate_entries_if(move |_k, slot| {
+                slot.value.as_deref().is_some_and(|v| pred(v.as_ref()))
+            });
             if let Err(e) = r {
                 tracing::warn!(error = %e, "predicate invalidation unavailable; clearing the whole cache");
                 c.invalidate_all();

@@ -28,7 +28,10 @@ pub const DEFAULT_ACTIONS: &str = include_str!("defaults/actions.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("config key `{key}`: {problem}")]
@@ -38,7 +41,10 @@ pub enum ConfigError {
 }
 
 fn key_err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Key { key: key.into(), problem: problem.into() }
+    ConfigError::Key {
+        key: key.into(),
+        problem: problem.into(),
+    }
 }
 
 /// A secret string: never printed.
@@ -81,15 +87,29 @@ impl SecretUrl {
         let Some(scheme_end) = s.find("://") else {
             return s
                 .split(' ')
-                .map(|part| if part.starts_with("password=") { "password=<redacted>" } else { part })
+                .map(|part| {
+                    if part.starts_with("password=") {
+                        "password=<redacted>"
+                    } else {
+                        part
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(" ");
         };
         let rest = &s[scheme_end + 3..];
         let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-        match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|c| (c, at))) {
+        match authority
+            .rfind('@')
+            .and_then(|at| authority[..at].find(':').map(|c| (c, at)))
+        {
             Some((colon, at)) => {
-                format!("{}{}:<redacted>{}", &s[..scheme_end + 3], &authority[..colon], &rest[at..])
+                format!(
+                    "{}{}:<redacted>{}",
+                    &s[..scheme_end + 3],
+                    &authority[..colon],
+                    &rest[at..]
+                )
             }
             None => s.clone(),
         }
@@ -112,7 +132,7 @@ impl Serialize for SecretUrl {
 // The file as written.
 // ---------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     pub server: RawServer,
@@ -129,27 +149,6 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     pub metrics: RawMetrics,
     pub log: RawLog,
-}
-
-impl Default for RawConfig {
-    fn default() -> Self {
-        Self {
-            server: RawServer::default(),
-            upstream: RawUpstream::default(),
-            postgres: RawPostgres::default(),
-            redis: RawRedis::default(),
-            tokens: RawTokens::default(),
-            cache: RawCache::default(),
-            routes: RawRoutes::default(),
-            content_types: Vec::new(),
-            content_api_actions: None,
-            admin_actions: None,
-            identity: RawIdentity::default(),
-            rate_limit: RawRateLimit::default(),
-            metrics: RawMetrics::default(),
-            log: RawLog::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -250,7 +249,11 @@ pub struct RawTokens {
 
 impl Default for RawTokens {
     fn default() -> Self {
-        Self { salt: None, encryption_key: None, last_used_interval: "60s".into() }
+        Self {
+            salt: None,
+            encryption_key: None,
+            last_used_interval: "60s".into(),
+        }
     }
 }
 
@@ -280,6 +283,7 @@ pub struct RawRoutes {
     pub admin_prefixes: Vec<String>,
     pub content_api_prefixes: Vec<String>,
     pub graphql_path: Option<String>,
+    pub graphql_max_body: usize,
     pub sessions: String,
     pub rule: Vec<RawRule>,
 }
@@ -300,6 +304,7 @@ impl Default for RawRoutes {
             .to_vec(),
             content_api_prefixes: vec!["/api".into(), "/graphql".into()],
             graphql_path: Some("/graphql".into()),
+            graphql_max_body: 1024 * 1024,
             sessions: "pass".into(),
             rule: Vec::new(),
         }
@@ -357,7 +362,11 @@ pub struct RawIdentity {
 
 impl Default for RawIdentity {
     fn default() -> Self {
-        Self { header_prefix: "x-auth-".into(), signing_key: None, forward_authorization: true }
+        Self {
+            header_prefix: "x-auth-".into(),
+            signing_key: None,
+            forward_authorization: true,
+        }
     }
 }
 
@@ -373,7 +382,11 @@ pub struct RawRateLimit {
 
 impl Default for RawRateLimit {
     fn default() -> Self {
-        Self { per_token: 0, window: "1s".into(), failed_auth_per_ip: 0 }
+        Self {
+            per_token: 0,
+            window: "1s".into(),
+            failed_auth_per_ip: 0,
+        }
     }
 }
 
@@ -385,7 +398,9 @@ pub struct RawMetrics {
 
 impl Default for RawMetrics {
     fn default() -> Self {
-        Self { listen: Some("127.0.0.1:9090".into()) }
+        Self {
+            listen: Some("127.0.0.1:9090".into()),
+        }
     }
 }
 
@@ -398,7 +413,10 @@ pub struct RawLog {
 
 impl Default for RawLog {
     fn default() -> Self {
-        Self { format: "text".into(), level: "info".into() }
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
     }
 }
 
@@ -415,14 +433,32 @@ struct DefaultActions {
 
 /// Sections, longest first so `RATE_LIMIT` wins over a `RATE` prefix.
 const SECTIONS: &[&str] = &[
-    "rate_limit", "upstream", "postgres", "identity", "metrics", "server", "tokens", "routes", "cache",
-    "redis", "log",
+    "rate_limit",
+    "upstream",
+    "postgres",
+    "identity",
+    "metrics",
+    "server",
+    "tokens",
+    "routes",
+    "cache",
+    "redis",
+    "log",
 ];
 
 /// Keys whose environment values are always strings, even when they look
 /// like numbers.
-const STRING_KEYS: &[&str] =
-    &["salt", "encryption_key", "signing_key", "url", "listen", "schema", "header_prefix", "level", "format"];
+const STRING_KEYS: &[&str] = &[
+    "salt",
+    "encryption_key",
+    "signing_key",
+    "url",
+    "listen",
+    "schema",
+    "header_prefix",
+    "level",
+    "format",
+];
 
 /// The config file path: `--config`, else `AUTHGATE_CONFIG`, else `./config.toml`.
 pub fn resolve_path(arg: Option<&Path>) -> PathBuf {
@@ -440,8 +476,10 @@ pub fn load_raw_with_env(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<RawConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_raw(&text, path, env)
 }
 
@@ -451,15 +489,25 @@ pub fn parse_raw(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<RawConfig, ConfigError> {
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.to_path_buf(), message: e.message().to_owned() })?;
+    let mut table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: e.message().to_owned(),
+            })?;
     apply_env(&mut table, env)?;
     let de = toml::Value::Table(table);
     serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner().to_string();
-        key_err(if key == "." { "(top level)".into() } else { key }, inner)
+        key_err(
+            if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
+            inner,
+        )
     })
 }
 
@@ -480,7 +528,10 @@ fn apply_env(
                     .find(|s| rest.starts_with(&format!("{s}_")))
                     .ok_or_else(|| ConfigError::Env {
                         var: var.clone(),
-                        problem: format!("no config section matches (sections: {})", SECTIONS.join(", ")),
+                        problem: format!(
+                            "no config section matches (sections: {})",
+                            SECTIONS.join(", ")
+                        ),
                     })?;
                 let key = &rest[section.len() + 1..];
                 pairs.push((format!("{section}.{key}"), value));
@@ -542,6 +593,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub routes: std::sync::Arc<RouteTable>,
     pub sessions: SessionPolicy,
+    /// Largest GraphQL body read to find a read-only token's operation.
+    pub graphql_max_body: usize,
     pub identity: IdentityConfig,
     pub rate_limit: RateLimitConfig,
     pub metrics_listen: Option<SocketAddr>,
@@ -633,30 +686,46 @@ pub struct LogConfig {
 }
 
 fn duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| key_err(key, format!("invalid duration `{s}` ({e}); write e.g. `500ms`, `30s`, `5m`")))
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        key_err(
+            key,
+            format!("invalid duration `{s}` ({e}); write e.g. `500ms`, `30s`, `5m`"),
+        )
+    })
 }
 
 fn socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse()
-        .map_err(|_| key_err(key, format!("invalid listen address `{s}`; write e.g. `127.0.0.1:8080`")))
+    s.parse().map_err(|_| {
+        key_err(
+            key,
+            format!("invalid listen address `{s}`; write e.g. `127.0.0.1:8080`"),
+        )
+    })
 }
 
 fn identifier(key: &str, s: &str) -> Result<String, ConfigError> {
     let ok = !s.is_empty()
         && s.len() <= 63
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(s.to_owned())
     } else {
-        Err(key_err(key, format!("`{s}` is not a plain lower-case SQL identifier")))
+        Err(key_err(
+            key,
+            format!("`{s}` is not a plain lower-case SQL identifier"),
+        ))
     }
 }
 
 fn actions(list: &[RawAction]) -> Vec<PatternSpec> {
     list.iter()
-        .map(|a| PatternSpec { route: a.route.clone(), action: a.action.clone(), subject: a.subject.clone() })
+        .map(|a| PatternSpec {
+            route: a.route.clone(),
+            action: a.action.clone(),
+            subject: a.subject.clone(),
+        })
         .collect()
 }
 
@@ -671,10 +740,23 @@ impl RawConfig {
                     std::fs::metadata(p)
                         .map_err(|e| key_err(k, format!("cannot read `{}`: {e}", p.display())))?;
                 }
-                Some(TlsFiles { cert: cert.clone(), key: key.clone() })
+                Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
             }
-            (Some(_), None) => return Err(key_err("server.tls_key", "required when server.tls_cert is set")),
-            (None, Some(_)) => return Err(key_err("server.tls_cert", "required when server.tls_key is set")),
+            (Some(_), None) => {
+                return Err(key_err(
+                    "server.tls_key",
+                    "required when server.tls_cert is set",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(key_err(
+                    "server.tls_cert",
+                    "required when server.tls_key is set",
+                ))
+            }
         };
         for (k, v) in [
             ("server.max_connections", s.max_connections),
@@ -690,7 +772,10 @@ impl RawConfig {
             listen: socket_addr("server.listen", &s.listen)?,
             worker_threads: s.worker_threads,
             tls,
-            request_header_timeout: duration("server.request_header_timeout", &s.request_header_timeout)?,
+            request_header_timeout: duration(
+                "server.request_header_timeout",
+                &s.request_header_timeout,
+            )?,
             idle_timeout: duration("server.idle_timeout", &s.idle_timeout)?,
             shutdown_delay: duration("server.shutdown_delay", &s.shutdown_delay)?,
             shutdown_grace: duration("server.shutdown_grace", &s.shutdown_grace)?,
@@ -707,7 +792,12 @@ impl RawConfig {
             .map_err(|e| key_err("upstream.url", format!("invalid URL `{}`: {e}", u.url)))?;
         match url.scheme_str() {
             Some("http") | Some("https") => {}
-            _ => return Err(key_err("upstream.url", format!("`{}` must start with http:// or https://", u.url))),
+            _ => {
+                return Err(key_err(
+                    "upstream.url",
+                    format!("`{}` must start with http:// or https://", u.url),
+                ))
+            }
         }
         if url.authority().is_none() {
             return Err(key_err("upstream.url", format!("`{}` has no host", u.url)));
@@ -715,12 +805,19 @@ impl RawConfig {
         if url.path() != "/" && !url.path().is_empty() {
             return Err(key_err(
                 "upstream.url",
-                format!("`{}` must not have a path: requests are forwarded with their own path", u.url),
+                format!(
+                    "`{}` must not have a path: requests are forwarded with their own path",
+                    u.url
+                ),
             ));
         }
         if let Some(ca) = &u.ca_file {
-            std::fs::metadata(ca)
-                .map_err(|e| key_err("upstream.ca_file", format!("cannot read `{}`: {e}", ca.display())))?;
+            std::fs::metadata(ca).map_err(|e| {
+                key_err(
+                    "upstream.ca_file",
+                    format!("cannot read `{}`: {e}", ca.display()),
+                )
+            })?;
         }
         let upstream = UpstreamConfig {
             url,
@@ -773,7 +870,12 @@ impl RawConfig {
         let sessions = match self.routes.sessions.as_str() {
             "pass" => SessionPolicy::Pass,
             "reject" => SessionPolicy::Reject,
-            other => return Err(key_err("routes.sessions", format!("`{other}`: expected \"pass\" or \"reject\""))),
+            other => {
+                return Err(key_err(
+                    "routes.sessions",
+                    format!("`{other}`: expected \"pass\" or \"reject\""),
+                ))
+            }
         };
         let mut rules = Vec::new();
         for (i, r) in self.routes.rule.iter().enumerate() {
@@ -787,7 +889,11 @@ impl RawConfig {
                     ))
                 }
             };
-            rules.push(RuleSpec { prefix: r.prefix.clone(), methods: r.methods.clone(), auth_required });
+            rules.push(RuleSpec {
+                prefix: r.prefix.clone(),
+                methods: r.methods.clone(),
+                auth_required,
+            });
         }
         let mut content_types = Vec::new();
         for (i, ct) in self.content_types.iter().enumerate() {
@@ -810,8 +916,16 @@ impl RawConfig {
         }
         let defaults: DefaultActions = toml::from_str(DEFAULT_ACTIONS)
             .map_err(|e| key_err("(built-in action tables)", e.message().to_owned()))?;
-        let content_api_actions = actions(self.content_api_actions.as_ref().unwrap_or(&defaults.content_api_actions));
-        let admin_actions = actions(self.admin_actions.as_ref().unwrap_or(&defaults.admin_actions));
+        let content_api_actions = actions(
+            self.content_api_actions
+                .as_ref()
+                .unwrap_or(&defaults.content_api_actions),
+        );
+        let admin_actions = actions(
+            self.admin_actions
+                .as_ref()
+                .unwrap_or(&defaults.admin_actions),
+        );
         let spec = RouteSpec {
             admin_prefixes: self.routes.admin_prefixes.clone(),
             content_api_prefixes: self.routes.content_api_prefixes.clone(),
@@ -826,9 +940,14 @@ impl RawConfig {
         let i = &self.identity;
         let prefix = i.header_prefix.to_ascii_lowercase();
         if prefix.is_empty()
-            || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
-            return Err(key_err("identity.header_prefix", format!("`{}` is not a header name prefix", i.header_prefix)));
+            return Err(key_err(
+                "identity.header_prefix",
+                format!("`{}` is not a header name prefix", i.header_prefix),
+            ));
         }
         let identity = IdentityConfig {
             header_prefix: prefix,
@@ -853,11 +972,19 @@ impl RawConfig {
         let format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(key_err("log.format", format!("`{other}`: expected \"text\" or \"json\""))),
+            other => {
+                return Err(key_err(
+                    "log.format",
+                    format!("`{other}`: expected \"text\" or \"json\""),
+                ))
+            }
         };
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| key_err("log.level", format!("`{}`: {e}", self.log.level)))?;
-        let log = LogConfig { format, level: self.log.level.clone() };
+        let log = LogConfig {
+            format,
+            level: self.log.level.clone(),
+        };
         let redis = self.redis.url.clone().filter(|u| !u.expose().is_empty());
 
         Ok(Config {
@@ -869,6 +996,7 @@ impl RawConfig {
             cache,
             routes: std::sync::Arc::new(routes),
             sessions,
+            graphql_max_body: self.routes.graphql_max_body,
             identity,
             rate_limit,
             metrics_listen,
@@ -881,7 +1009,8 @@ impl RawConfig {
 impl Config {
     /// The effective config as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(&self.raw).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        toml::to_string_pretty(&self.raw)
+            .unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
 

@@ -4,17 +4,47 @@
 //!
 //! | module | concept |
 //! | --- | --- |
+//! | [`config`] | `config.toml` parsed once into checked runtime types |
 //! | [`token`] | key generation, the salted HMAC-SHA512 hash, the encrypted viewable copy |
 //! | [`model`] | the facts about a token (record, owner, permissions) |
 //! | [`route`] | path normalisation, route classes, action tables |
 //! | [`authz`] | the pure decision and the error envelope |
+//! | [`graphql`] | the operation type of a GraphQL request |
+//! | [`store`] | Postgres: migrations, lookups, management writes |
+//! | [`cache`] | the moka token cache: TTL, stale-if-error, single flight |
+//! | [`invalidation`] | LISTEN/NOTIFY events that keep caches current |
+//! | [`identity`] | identity headers: stripping, building, signing |
+//! | [`ratelimit`] | per-token and per-IP limits |
+//! | [`last_used`] | batched `last_used_at` writes |
+//! | [`upstream`] | the pooled client to the CMS |
+//! | [`proxy`] | the request path, phase by phase |
+//! | [`server`] | composition, listeners, graceful drain, probes |
+//! | [`reload`] | config and certificate reloads, signals |
+//! | [`tls`] | rustls set-up |
+//! | [`manage`] | who may manage which token |
+//! | [`metrics`] | Prometheus families |
+//! | [`telemetry`] | `tracing` set-up |
+//! | [`cli`] | the `authgate` command |
 #![forbid(unsafe_code)]
 
 pub mod authz;
 pub mod cache;
+pub mod cli;
 pub mod config;
+pub mod graphql;
+pub mod identity;
+pub mod invalidation;
+pub mod last_used;
+pub mod manage;
 pub mod metrics;
 pub mod model;
+pub mod proxy;
+pub mod ratelimit;
+pub mod reload;
 pub mod route;
+pub mod server;
 pub mod store;
+pub mod telemetry;
+pub mod tls;
 pub mod token;
+pub mod upstream;

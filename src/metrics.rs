@@ -6,8 +6,8 @@
 //! linkerd2-proxy does) so a dashboard reads them without regex.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// All metric families. Cheap to clone handles live inside.
@@ -45,38 +45,48 @@ pub struct Metrics {
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    r.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     c
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    r.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     c
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    r.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     g
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    r.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     h
 }
 
 fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    r.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     h
 }
 
@@ -117,8 +127,16 @@ impl Metrics {
                 "Upstream failures, by kind (connect, timeout, protocol).",
                 &["kind"],
             ),
-            cache_hits: counter(&r, "authgate_cache_hits_total", "Token lookups answered from the cache."),
-            cache_misses: counter(&r, "authgate_cache_misses_total", "Token lookups that went to the store."),
+            cache_hits: counter(
+                &r,
+                "authgate_cache_hits_total",
+                "Token lookups answered from the cache.",
+            ),
+            cache_misses: counter(
+                &r,
+                "authgate_cache_misses_total",
+                "Token lookups that went to the store.",
+            ),
             cache_negative_hits: counter(
                 &r,
                 "authgate_cache_negative_hits_total",
@@ -135,7 +153,11 @@ impl Metrics {
                 "Cache entries removed, by cause (size, expired, invalidated).",
                 &["cause"],
             ),
-            cache_entries: gauge(&r, "authgate_cache_entries", "Entries currently in the token cache."),
+            cache_entries: gauge(
+                &r,
+                "authgate_cache_entries",
+                "Entries currently in the token cache.",
+            ),
             store_duration: histogram_vec(
                 &r,
                 "authgate_store_query_duration_seconds",
@@ -158,7 +180,9 @@ impl Metrics {
                 &r,
                 "authgate_invalidation_lag_seconds",
                 "Time from the database change to its invalidation message arriving here.",
-                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
             ),
             listener_reconnects: counter(
                 &r,
@@ -199,7 +223,11 @@ impl Metrics {
                 "authgate_last_used_flush_errors_total",
                 "Failed last_used_at flushes (the uses are kept and retried).",
             ),
-            connections_active: gauge(&r, "authgate_connections_active", "Client connections currently open."),
+            connections_active: gauge(
+                &r,
+                "authgate_connections_active",
+                "Client connections currently open.",
+            ),
             connections_rejected: counter(
                 &r,
                 "authgate_connections_rejected_total",
@@ -213,16 +241,22 @@ impl Metrics {
             ),
             build_info: {
                 let g = IntGaugeVec::new(
-                    Opts::new("authgate_build_info", "Build information; the value is always 1."),
+                    Opts::new(
+                        "authgate_build_info",
+                        "Build information; the value is always 1.",
+                    ),
                     &["version"],
                 )
                 .unwrap_or_else(|e| panic!("metric authgate_build_info: {e}"));
-                r.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric authgate_build_info: {e}"));
+                r.register(Box::new(g.clone()))
+                    .unwrap_or_else(|e| panic!("metric authgate_build_info: {e}"));
                 g
             },
             registry: r,
         };
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         m
     }
 
@@ -262,7 +296,9 @@ mod tests {
     #[test]
     fn families_register_and_render() {
         let m = Metrics::new();
-        m.requests.with_label_values(&["admin", "allow", "2xx"]).inc();
+        m.requests
+            .with_label_values(&["admin", "allow", "2xx"])
+            .inc();
         let text = String::from_utf8(m.render()).unwrap();
         assert!(text.contains("authgate_requests_total{decision=\"allow\",route_class=\"admin\",status_class=\"2xx\"} 1"));
         assert!(text.contains("authgate_build_info{version="));

@@ -38,7 +38,9 @@ impl FromStr for TokenKind {
         match s {
             "content-api" => Ok(TokenKind::ContentApi),
             "admin" => Ok(TokenKind::Admin),
-            other => Err(format!("unknown token kind `{other}` (expected content-api or admin)")),
+            other => Err(format!(
+                "unknown token kind `{other}` (expected content-api or admin)"
+            )),
         }
     }
 }
@@ -94,7 +96,10 @@ pub struct Permission {
 
 impl Permission {
     pub fn new(action: impl Into<String>, subject: Option<String>) -> Self {
-        Self { action: action.into(), subject }
+        Self {
+            action: action.into(),
+            subject,
+        }
     }
 
     /// Parse the CLI form `ACTION[@SUBJECT]`.
@@ -104,7 +109,9 @@ impl Permission {
             None => (s, None),
         };
         if action.is_empty() || action.chars().any(char::is_whitespace) {
-            return Err(format!("invalid permission `{s}`: expected ACTION[@SUBJECT]"));
+            return Err(format!(
+                "invalid permission `{s}`: expected ACTION[@SUBJECT]"
+            ));
         }
         if subject.is_some_and(|sub| sub.is_empty() || sub.chars().any(char::is_whitespace)) {
             return Err(format!("invalid permission `{s}`: empty or blank subject"));
@@ -182,7 +189,11 @@ impl PermissionSet {
             if s.without_subject {
                 out.push(Permission::new(action.clone(), None));
             }
-            out.extend(s.subjects.iter().map(|sub| Permission::new(action.clone(), Some(sub.clone()))));
+            out.extend(
+                s.subjects
+                    .iter()
+                    .map(|sub| Permission::new(action.clone(), Some(sub.clone()))),
+            );
         }
         out.sort();
         out
@@ -280,7 +291,10 @@ mod tests {
 
     #[test]
     fn permission_parse() {
-        assert_eq!(Permission::parse("a.b").unwrap(), Permission::new("a.b", None));
+        assert_eq!(
+            Permission::parse("a.b").unwrap(),
+            Permission::new("a.b", None)
+        );
         assert_eq!(
             Permission::parse("plugin::x.read@api::a.a").unwrap(),
             Permission::new("plugin::x.read", Some("api::a.a".into()))
@@ -308,7 +322,11 @@ mod tests {
         assert!(set.contains(&Permission::new("settings", None)));
         assert!(!set.contains(&Permission::new("read", None)));
         assert_eq!(set.len(), 2);
-        let again: PermissionSet = set.to_sorted_vec().into_iter().chain(set.to_sorted_vec()).collect();
+        let again: PermissionSet = set
+            .to_sorted_vec()
+            .into_iter()
+            .chain(set.to_sorted_vec())
+            .collect();
         assert_eq!(again, set);
     }
 
@@ -317,7 +335,11 @@ mod tests {
         for k in [TokenKind::ContentApi, TokenKind::Admin] {
             assert_eq!(k.as_str().parse::<TokenKind>().unwrap(), k);
         }
-        for t in [ContentApiType::ReadOnly, ContentApiType::FullAccess, ContentApiType::Custom] {
+        for t in [
+            ContentApiType::ReadOnly,
+            ContentApiType::FullAccess,
+            ContentApiType::Custom,
+        ] {
             assert_eq!(t.as_str().parse::<ContentApiType>().unwrap(), t);
         }
         assert!("x".parse::<TokenKind>().is_err());

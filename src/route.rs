@@ -81,7 +81,9 @@ fn hex_val(b: u8) -> Option<u8> {
 /// empty, `.` or `..` segment except a single trailing slash.
 fn is_already_normal(path: &str) -> bool {
     let b = path.as_bytes();
-    if b.iter().any(|&c| c == b'%' || c == b'\\' || c < 0x21 || c == 0x7f) {
+    if b.iter()
+        .any(|&c| c == b'%' || c == b'\\' || c < 0x21 || c == 0x7f)
+    {
         return false;
     }
     let rest = &path[1..];
@@ -256,7 +258,9 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
 pub struct MethodSet(u16);
 
 impl MethodSet {
-    const NAMES: [&'static str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*"];
+    const NAMES: [&'static str; 8] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*",
+    ];
 
     pub const ALL: MethodSet = MethodSet(0x7f);
 
@@ -326,17 +330,24 @@ struct PatternEntry {
 impl PatternEntry {
     /// Ranks for ordering: literal (1) beats parameter (0), left to right.
     fn rank(&self) -> Vec<u8> {
-        self.segs.iter().map(|s| u8::from(matches!(s, PatSeg::Lit(_)))).collect()
+        self.segs
+            .iter()
+            .map(|s| u8::from(matches!(s, PatSeg::Lit(_))))
+            .collect()
     }
 
     /// Two patterns that match exactly the same paths.
     fn same_shape(&self, other: &PatternEntry) -> bool {
         self.segs.len() == other.segs.len()
-            && self.segs.iter().zip(&other.segs).all(|(a, b)| match (a, b) {
-                (PatSeg::Lit(x), PatSeg::Lit(y)) => x == y,
-                (PatSeg::Param(_), PatSeg::Param(_)) => true,
-                _ => false,
-            })
+            && self
+                .segs
+                .iter()
+                .zip(&other.segs)
+                .all(|(a, b)| match (a, b) {
+                    (PatSeg::Lit(x), PatSeg::Lit(y)) => x == y,
+                    (PatSeg::Param(_), PatSeg::Param(_)) => true,
+                    _ => false,
+                })
     }
 }
 
@@ -373,10 +384,14 @@ impl PatternTable {
                 .trim()
                 .split_once(char::is_whitespace)
                 .ok_or_else(|| format!("route `{}`: expected `METHOD /path`", spec.route))?;
-            let methods = MethodSet::parse(methods).map_err(|e| format!("route `{}`: {e}", spec.route))?;
+            let methods =
+                MethodSet::parse(methods).map_err(|e| format!("route `{}`: {e}", spec.route))?;
             let path = path.trim();
             if !path.starts_with('/') {
-                return Err(format!("route `{}`: the path must start with `/`", spec.route));
+                return Err(format!(
+                    "route `{}`: the path must start with `/`",
+                    spec.route
+                ));
             }
             let mut segs = Vec::new();
             for s in segments(path) {
@@ -397,7 +412,10 @@ impl PatternTable {
                         .filter(|seg| matches!(seg, PatSeg::Param(_)))
                         .position(|seg| matches!(seg, PatSeg::Param(n) if n == &s[1..]))
                         .ok_or_else(|| {
-                            format!("route `{}`: subject `{s}` is not a parameter of the path", spec.route)
+                            format!(
+                                "route `{}`: subject `{s}` is not a parameter of the path",
+                                spec.route
+                            )
                         })?;
                     Some(SubjectFrom::Param(idx))
                 }
@@ -414,10 +432,9 @@ impl PatternTable {
                 action: (!action.is_empty()).then(|| Arc::from(action)),
                 subject,
             };
-            if let Some(other) = entries
-                .iter()
-                .find(|e: &&PatternEntry| e.methods.intersects(entry.methods) && e.same_shape(&entry))
-            {
+            if let Some(other) = entries.iter().find(|e: &&PatternEntry| {
+                e.methods.intersects(entry.methods) && e.same_shape(&entry)
+            }) {
                 return Err(format!(
                     "routes `{}` and `{}` match the same requests (ambiguous action table)",
                     other.source, entry.source
@@ -477,7 +494,10 @@ impl PatternTable {
                     Some(decode_all(seg))
                 }
             };
-            return Some(Matched { action: e.action.as_deref(), subject });
+            return Some(Matched {
+                action: e.action.as_deref(),
+                subject,
+            });
         }
         None
     }
@@ -512,7 +532,10 @@ pub enum RouteAction<'a> {
     /// A content-API action such as `api::article.article.find`.
     ContentApi(&'a str),
     /// An admin action, with a subject when the route names one.
-    Admin { action: &'a str, subject: Option<Cow<'a, str>> },
+    Admin {
+        action: &'a str,
+        subject: Option<Cow<'a, str>>,
+    },
     /// The GraphQL endpoint: the operation decides.
     GraphQl,
 }
@@ -624,7 +647,11 @@ impl RouteTable {
                 Some(m) => MethodSet::parse(m).map_err(|e| format!("rule `{}`: {e}", r.prefix))?,
                 None => MethodSet::ALL,
             };
-            rules.push(Rule { segs: prefix_segments(&r.prefix)?, methods, auth_required: r.auth_required });
+            rules.push(Rule {
+                segs: prefix_segments(&r.prefix)?,
+                methods,
+                auth_required: r.auth_required,
+            });
         }
         rules.sort_by_key(|r| std::cmp::Reverse(r.segs.len()));
 
@@ -644,10 +671,22 @@ impl RouteTable {
                 .rsplit_once('.')
                 .map(|(_, m)| m)
                 .filter(|m| !m.is_empty() && ct.uid.contains("::"))
-                .ok_or_else(|| format!("content type uid `{}` is not of the form `api::name.name`", ct.uid))?;
-            let singular = ct.singular.clone().unwrap_or_else(|| model.to_owned()).to_ascii_lowercase();
+                .ok_or_else(|| {
+                    format!(
+                        "content type uid `{}` is not of the form `api::name.name`",
+                        ct.uid
+                    )
+                })?;
+            let singular = ct
+                .singular
+                .clone()
+                .unwrap_or_else(|| model.to_owned())
+                .to_ascii_lowercase();
             if !ct.single && ct.plural.is_none() {
-                return Err(format!("content type `{}`: a collection type needs `plural`", ct.uid));
+                return Err(format!(
+                    "content type `{}`: a collection type needs `plural`",
+                    ct.uid
+                ));
             }
             let mk = |a: &str| -> Arc<str> { Arc::from(format!("{}.{a}", ct.uid)) };
             let c = ContentType {
@@ -674,7 +713,12 @@ impl RouteTable {
             content_types.push(c);
         }
         let content_api_actions = PatternTable::build(&spec.content_api_actions)?;
-        known.extend(content_api_actions.entries.iter().filter_map(|e| e.action.clone()));
+        known.extend(
+            content_api_actions
+                .entries
+                .iter()
+                .filter_map(|e| e.action.clone()),
+        );
         let admin_actions = PatternTable::build(&spec.admin_actions)?;
         Ok(Self {
             prefixes,
@@ -701,7 +745,12 @@ impl RouteTable {
 
     /// Every admin action the action table names, sorted and deduplicated.
     pub fn admin_actions(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.admin_actions.entries.iter().filter_map(|e| e.action.as_deref()).collect();
+        let mut v: Vec<&str> = self
+            .admin_actions
+            .entries
+            .iter()
+            .filter_map(|e| e.action.as_deref())
+            .collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -730,7 +779,10 @@ impl RouteTable {
             None => (RouteClass::Unprotected, RouteAction::None),
             Some((RouteClass::Admin, _)) => {
                 let action = match self.admin_actions.lookup(method, path) {
-                    Some(Matched { action: Some(action), subject }) => RouteAction::Admin { action, subject },
+                    Some(Matched {
+                        action: Some(action),
+                        subject,
+                    }) => RouteAction::Admin { action, subject },
                     _ => RouteAction::None,
                 };
                 (RouteClass::Admin, action)
@@ -747,7 +799,11 @@ impl RouteTable {
             }
             Some((RouteClass::Unprotected, _)) => (RouteClass::Unprotected, RouteAction::None),
         };
-        Route { class, auth_required, action }
+        Route {
+            class,
+            auth_required,
+            action,
+        }
     }
 
     /// Map `/<plural>[/<id>]` or `/<singular>` (after the prefix) to a
@@ -873,7 +929,11 @@ mod tests {
             admin_prefixes: vec!["/admin".into(), "/content-manager".into(), "/upload".into()],
             content_api_prefixes: vec!["/api".into(), "/graphql".into()],
             graphql_path: Some("/graphql".into()),
-            rules: vec![RuleSpec { prefix: "/api/private".into(), methods: None, auth_required: true }],
+            rules: vec![RuleSpec {
+                prefix: "/api/private".into(),
+                methods: None,
+                auth_required: true,
+            }],
             content_types: vec![
                 ContentTypeSpec {
                     uid: "api::article.article".into(),
@@ -888,13 +948,37 @@ mod tests {
                     single: true,
                 },
             ],
-            content_api_actions: vec![p("GET /api/upload/files", "plugin::upload.content-api.find", None)],
+            content_api_actions: vec![p(
+                "GET /api/upload/files",
+                "plugin::upload.content-api.find",
+                None,
+            )],
             admin_actions: vec![
-                p("GET /content-manager/collection-types/:model", "plugin::content-manager.explorer.read", Some(":model")),
-                p("GET /content-manager/collection-types/:model/:id", "plugin::content-manager.explorer.read", Some(":model")),
-                p("POST /content-manager/collection-types/:model", "plugin::content-manager.explorer.create", Some(":model")),
-                p("POST /content-manager/collection-types/:model/actions/publish", "plugin::content-manager.explorer.publish", Some(":model")),
-                p("POST /content-manager/collection-types/:model/:id", "x.y", Some(":model")),
+                p(
+                    "GET /content-manager/collection-types/:model",
+                    "plugin::content-manager.explorer.read",
+                    Some(":model"),
+                ),
+                p(
+                    "GET /content-manager/collection-types/:model/:id",
+                    "plugin::content-manager.explorer.read",
+                    Some(":model"),
+                ),
+                p(
+                    "POST /content-manager/collection-types/:model",
+                    "plugin::content-manager.explorer.create",
+                    Some(":model"),
+                ),
+                p(
+                    "POST /content-manager/collection-types/:model/actions/publish",
+                    "plugin::content-manager.explorer.publish",
+                    Some(":model"),
+                ),
+                p(
+                    "POST /content-manager/collection-types/:model/:id",
+                    "x.y",
+                    Some(":model"),
+                ),
                 p("GET /admin/users", "admin::users.read", None),
                 p("GET /admin/users/:id", "admin::users.read", None),
             ],
@@ -907,22 +991,82 @@ mod tests {
         use RouteClass::*;
         let t = table();
         let cases: &[(&str, &str, RouteClass, Option<&str>)] = &[
-            ("GET", "/api/articles", ContentApi, Some("api::article.article.find")),
-            ("HEAD", "/api/articles", ContentApi, Some("api::article.article.find")),
-            ("GET", "/api/articles/7", ContentApi, Some("api::article.article.findOne")),
-            ("POST", "/api/articles", ContentApi, Some("api::article.article.create")),
-            ("PUT", "/api/articles/7", ContentApi, Some("api::article.article.update")),
-            ("PATCH", "/api/articles/7", ContentApi, Some("api::article.article.update")),
-            ("DELETE", "/api/articles/7", ContentApi, Some("api::article.article.delete")),
+            (
+                "GET",
+                "/api/articles",
+                ContentApi,
+                Some("api::article.article.find"),
+            ),
+            (
+                "HEAD",
+                "/api/articles",
+                ContentApi,
+                Some("api::article.article.find"),
+            ),
+            (
+                "GET",
+                "/api/articles/7",
+                ContentApi,
+                Some("api::article.article.findOne"),
+            ),
+            (
+                "POST",
+                "/api/articles",
+                ContentApi,
+                Some("api::article.article.create"),
+            ),
+            (
+                "PUT",
+                "/api/articles/7",
+                ContentApi,
+                Some("api::article.article.update"),
+            ),
+            (
+                "PATCH",
+                "/api/articles/7",
+                ContentApi,
+                Some("api::article.article.update"),
+            ),
+            (
+                "DELETE",
+                "/api/articles/7",
+                ContentApi,
+                Some("api::article.article.delete"),
+            ),
             ("POST", "/api/articles/7", ContentApi, None),
             ("DELETE", "/api/articles", ContentApi, None),
             ("GET", "/api/articles/7/extra", ContentApi, None),
-            ("GET", "/API/Articles", ContentApi, Some("api::article.article.find")),
-            ("GET", "/api;x=1/articles", ContentApi, Some("api::article.article.find")),
-            ("GET", "/api/homepage", ContentApi, Some("api::homepage.homepage.find")),
-            ("PUT", "/api/homepage", ContentApi, Some("api::homepage.homepage.update")),
+            (
+                "GET",
+                "/API/Articles",
+                ContentApi,
+                Some("api::article.article.find"),
+            ),
+            (
+                "GET",
+                "/api;x=1/articles",
+                ContentApi,
+                Some("api::article.article.find"),
+            ),
+            (
+                "GET",
+                "/api/homepage",
+                ContentApi,
+                Some("api::homepage.homepage.find"),
+            ),
+            (
+                "PUT",
+                "/api/homepage",
+                ContentApi,
+                Some("api::homepage.homepage.update"),
+            ),
             ("POST", "/api/homepage", ContentApi, None),
-            ("GET", "/api/upload/files", ContentApi, Some("plugin::upload.content-api.find")),
+            (
+                "GET",
+                "/api/upload/files",
+                ContentApi,
+                Some("plugin::upload.content-api.find"),
+            ),
             ("GET", "/api/unknown", ContentApi, None),
             ("GET", "/api", ContentApi, None),
             ("POST", "/graphql", ContentApi, None),
@@ -936,17 +1080,40 @@ mod tests {
             ("GET", "/upload/files", Admin, None),
             ("GET", "/", Unprotected, None),
             ("GET", "/_health", Unprotected, None),
-            ("GET", "/content-manager/collection-types/api::article.article", Admin, Some("plugin::content-manager.explorer.read")),
-            ("POST", "/content-manager/collection-types/api::article.article", Admin, Some("plugin::content-manager.explorer.create")),
-            ("POST", "/content-manager/collection-types/api::article.article/actions/publish", Admin, Some("plugin::content-manager.explorer.publish")),
-            ("POST", "/content-manager/collection-types/api::article.article/9", Admin, Some("x.y")),
+            (
+                "GET",
+                "/content-manager/collection-types/api::article.article",
+                Admin,
+                Some("plugin::content-manager.explorer.read"),
+            ),
+            (
+                "POST",
+                "/content-manager/collection-types/api::article.article",
+                Admin,
+                Some("plugin::content-manager.explorer.create"),
+            ),
+            (
+                "POST",
+                "/content-manager/collection-types/api::article.article/actions/publish",
+                Admin,
+                Some("plugin::content-manager.explorer.publish"),
+            ),
+            (
+                "POST",
+                "/content-manager/collection-types/api::article.article/9",
+                Admin,
+                Some("x.y"),
+            ),
         ];
         for (m, p, class, action) in cases {
             let r = t.classify(&m.parse().unwrap(), p);
             assert_eq!(r.class, *class, "{m} {p}");
             assert_eq!(r.action.name(), *action, "{m} {p}");
         }
-        assert_eq!(t.classify(&Method::POST, "/graphql").action, RouteAction::GraphQl);
+        assert_eq!(
+            t.classify(&Method::POST, "/graphql").action,
+            RouteAction::GraphQl
+        );
         assert!(t.classify(&Method::GET, "/api/private/x").auth_required);
         assert!(!t.classify(&Method::GET, "/api/articles").auth_required);
     }
@@ -954,7 +1121,10 @@ mod tests {
     #[test]
     fn subject_is_decoded_from_path() {
         let t = table();
-        let r = t.classify(&Method::GET, "/content-manager/collection-types/api%3A%3Aarticle.article/4");
+        let r = t.classify(
+            &Method::GET,
+            "/content-manager/collection-types/api%3A%3Aarticle.article/4",
+        );
         assert_eq!(
             r.action,
             RouteAction::Admin {
@@ -966,26 +1136,54 @@ mod tests {
 
     #[test]
     fn ambiguous_patterns_are_rejected() {
-        let p = |route: &str| PatternSpec { route: route.into(), action: "a".into(), subject: None };
+        let p = |route: &str| PatternSpec {
+            route: route.into(),
+            action: "a".into(),
+            subject: None,
+        };
         let err = PatternTable::build(&[p("GET /a/:x"), p("GET|POST /A/:y")]).unwrap_err();
         assert!(err.contains("ambiguous"), "{err}");
         assert!(PatternTable::build(&[p("GET /a/:x"), p("POST /a/:y")]).is_ok());
         assert!(PatternTable::build(&[p("GET /a/:x"), p("GET /a/b")]).is_ok());
         assert!(PatternTable::build(&[p("FETCH /a")]).is_err());
         assert!(PatternTable::build(&[p("GET a")]).is_err());
-        let bad_subject = PatternSpec { route: "GET /a/:x".into(), action: "a".into(), subject: Some(":y".into()) };
+        let bad_subject = PatternSpec {
+            route: "GET /a/:x".into(),
+            action: "a".into(),
+            subject: Some(":y".into()),
+        };
         assert!(PatternTable::build(&[bad_subject]).is_err());
     }
 
     #[test]
     fn literal_beats_parameter() {
-        let p = |route: &str, action: &str| PatternSpec { route: route.into(), action: action.into(), subject: None };
-        let t = PatternTable::build(&[p("GET /a/:x/c", "param-first"), p("GET /a/b/:y", "lit-first"), p("GET /a/b/c", "exact")])
-            .unwrap();
-        assert_eq!(t.lookup(&Method::GET, "/a/b/c").unwrap().action, Some("exact"));
-        assert_eq!(t.lookup(&Method::GET, "/a/b/d").unwrap().action, Some("lit-first"));
-        assert_eq!(t.lookup(&Method::GET, "/a/z/c").unwrap().action, Some("param-first"));
-        assert_eq!(t.lookup(&Method::HEAD, "/a/z/c").unwrap().action, Some("param-first"));
+        let p = |route: &str, action: &str| PatternSpec {
+            route: route.into(),
+            action: action.into(),
+            subject: None,
+        };
+        let t = PatternTable::build(&[
+            p("GET /a/:x/c", "param-first"),
+            p("GET /a/b/:y", "lit-first"),
+            p("GET /a/b/c", "exact"),
+        ])
+        .unwrap();
+        assert_eq!(
+            t.lookup(&Method::GET, "/a/b/c").unwrap().action,
+            Some("exact")
+        );
+        assert_eq!(
+            t.lookup(&Method::GET, "/a/b/d").unwrap().action,
+            Some("lit-first")
+        );
+        assert_eq!(
+            t.lookup(&Method::GET, "/a/z/c").unwrap().action,
+            Some("param-first")
+        );
+        assert_eq!(
+            t.lookup(&Method::HEAD, "/a/z/c").unwrap().action,
+            Some("param-first")
+        );
         assert!(t.lookup(&Method::POST, "/a/z/c").is_none());
         let t = PatternTable::build(&[p("GET /u/:id", "read"), p("GET /u/me", "")]).unwrap();
         assert_eq!(t.lookup(&Method::GET, "/u/me").unwrap().action, None);
@@ -994,7 +1192,10 @@ mod tests {
 
     #[test]
     fn bad_prefixes_are_rejected() {
-        let mut spec = RouteSpec { admin_prefixes: vec!["admin".into()], ..Default::default() };
+        let mut spec = RouteSpec {
+            admin_prefixes: vec!["admin".into()],
+            ..Default::default()
+        };
         assert!(RouteTable::build(&spec).is_err());
         spec.admin_prefixes = vec!["/".into()];
         assert!(RouteTable::build(&spec).is_err());

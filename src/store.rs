@@ -26,7 +26,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::config::PostgresConfig;
-use crate::model::{ContentApiType, Owner, Ownership, Permission, PermissionSet, TokenKind, TokenRecord};
+use crate::model::{
+    ContentApiType, Owner, Ownership, Permission, PermissionSet, TokenKind, TokenRecord,
+};
 
 /// Errors at the database boundary.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +59,16 @@ impl StoreError {
 
 /// The embedded migrations of the native layout, in order.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (1, "init", include_str!("../migrations/authgate/0001_init.sql")),
-    (2, "notify", include_str!("../migrations/authgate/0002_notify.sql")),
+    (
+        1,
+        "init",
+        include_str!("../migrations/authgate/0001_init.sql"),
+    ),
+    (
+        2,
+        "notify",
+        include_str!("../migrations/authgate/0002_notify.sql"),
+    ),
 ];
 
 /// The NOTIFY channel of a schema.
@@ -68,8 +78,11 @@ pub fn channel(schema: &str) -> String {
 
 /// Connection settings: the URL plus the schema as search_path.
 pub fn pg_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
-    let mut pg: tokio_postgres::Config =
-        cfg.url.expose().parse().map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
+    let mut pg: tokio_postgres::Config = cfg
+        .url
+        .expose()
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
     pg.options(format!("-c search_path={}", cfg.schema));
     pg.connect_timeout(cfg.connect_timeout);
     if pg.get_application_name().is_none() {
@@ -83,7 +96,9 @@ pub async fn connect(cfg: &PostgresConfig) -> Result<tokio_postgres::Client, Sto
     let pg = pg_config(cfg)?;
     let (client, conn) = tokio::time::timeout(cfg.connect_timeout, pg.connect(NoTls))
         .await
-        .map_err(|_| StoreError::Unavailable(format!("connect timed out after {:?}", cfg.connect_timeout)))?
+        .map_err(|_| {
+            StoreError::Unavailable(format!("connect timed out after {:?}", cfg.connect_timeout))
+        })?
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
@@ -98,7 +113,11 @@ pub async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
     let mut client = connect(cfg).await?;
     let tx = client.transaction().await?;
     // Serialise concurrent migrations of the same schema.
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext('authgate:' || $1))", &[&cfg.schema]).await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('authgate:' || $1))",
+        &[&cfg.schema],
+    )
+    .await?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {s};
          CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
@@ -128,8 +147,11 @@ pub async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
             continue;
         }
         tx.batch_execute(sql).await?;
-        tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[version, name])
-            .await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
         applied.push(*version);
     }
     tx.commit().await?;
@@ -165,14 +187,20 @@ FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::timestamptz[]) AS ts) v
 WHERE tokens.id = v.id AND (tokens.last_used_at IS NULL OR tokens.last_used_at < v.ts)";
 
 fn zip_permissions(actions: Vec<String>, subjects: Vec<Option<String>>) -> PermissionSet {
-    actions.into_iter().zip(subjects).map(|(a, s)| Permission::new(a, s)).collect()
+    actions
+        .into_iter()
+        .zip(subjects)
+        .map(|(a, s)| Permission::new(a, s))
+        .collect()
 }
 
 fn record_from_row(row: &tokio_postgres::Row) -> Result<TokenRecord, StoreError> {
     let kind_s: String = row.try_get("kind")?;
     let kind: TokenKind = kind_s.parse().map_err(StoreError::Invalid)?;
     let token_type = match row.try_get::<_, Option<String>>("type")? {
-        Some(t) if kind == TokenKind::ContentApi => Some(t.parse::<ContentApiType>().map_err(StoreError::Invalid)?),
+        Some(t) if kind == TokenKind::ContentApi => {
+            Some(t.parse::<ContentApiType>().map_err(StoreError::Invalid)?)
+        }
         _ => None,
     };
     let permissions = zip_permissions(row.try_get("perm_actions")?, row.try_get("perm_subjects")?);
@@ -186,7 +214,10 @@ fn record_from_row(row: &tokio_postgres::Row) -> Result<TokenRecord, StoreError>
                 is_active: row.try_get("is_active")?,
                 blocked: row.try_get("blocked")?,
                 super_admin: row.try_get("super_admin")?,
-                permissions: zip_permissions(row.try_get("role_actions")?, row.try_get("role_subjects")?),
+                permissions: zip_permissions(
+                    row.try_get("role_actions")?,
+                    row.try_get("role_subjects")?,
+                ),
                 role_ids: row.try_get("role_ids")?,
             }),
         },
@@ -215,7 +246,13 @@ impl Store {
             cfg.schema,
             cfg.query_timeout.as_millis().max(1)
         ));
-        let mgr = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let mgr = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
         let pool = Pool::builder(mgr)
             .max_size(cfg.pool_size)
             .runtime(Runtime::Tokio1)
@@ -224,11 +261,17 @@ impl Store {
             .recycle_timeout(Some(cfg.connect_timeout))
             .build()
             .map_err(|e| StoreError::Url(e.to_string()))?;
-        Ok(Self { pool, query_timeout: cfg.query_timeout })
+        Ok(Self {
+            pool,
+            query_timeout: cfg.query_timeout,
+        })
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     /// Run `f` bounded by the query timeout.
@@ -238,7 +281,9 @@ impl Store {
     {
         tokio::time::timeout(self.query_timeout, f)
             .await
-            .map_err(|_| StoreError::Unavailable(format!("query timed out after {:?}", self.query_timeout)))?
+            .map_err(|_| {
+                StoreError::Unavailable(format!("query timed out after {:?}", self.query_timeout))
+            })?
     }
 
     /// The token whose `access_key` is `hash_hex`, with everything a decision needs.

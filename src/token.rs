@@ -143,14 +143,23 @@ impl KeyCipher {
             .cipher
             .encrypt_in_place_detached(iv.into(), b"", &mut buf)
             .unwrap_or_else(|_| unreachable!("GCM encryption of a short buffer cannot fail"));
-        format!("v1:{}:{}:{}", hex::encode(iv), hex::encode(&buf), hex::encode(tag))
+        format!(
+            "v1:{}:{}:{}",
+            hex::encode(iv),
+            hex::encode(&buf),
+            hex::encode(tag)
+        )
     }
 
     pub fn decrypt(&self, encrypted: &str) -> Result<String, TokenError> {
         let mut parts = encrypted.split(':');
-        let (Some("v1"), Some(iv), Some(ct), Some(tag), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some("v1"), Some(iv), Some(ct), Some(tag), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(TokenError::EncryptedFormat);
         };
         let mut ivb = [0u8; 16];
@@ -202,7 +211,11 @@ mod tests {
             .spawn()
             .and_then(|mut child| {
                 use std::io::Write;
-                child.stdin.take().expect("stdin").write_all(key.as_bytes())?;
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(key.as_bytes())?;
                 child.wait_with_output()
             });
         let out = out.expect("openssl must be installed for this test (apt install openssl)");
@@ -251,10 +264,22 @@ mod tests {
         let key = generate_key().unwrap();
         let enc = c.encrypt(&key).unwrap();
         assert_eq!(c.decrypt(&enc).unwrap(), key);
-        assert!(matches!(KeyCipher::new("k2").decrypt(&enc), Err(TokenError::Decrypt)));
-        assert!(matches!(c.decrypt("v2:00:00:00"), Err(TokenError::EncryptedFormat)));
-        assert!(matches!(c.decrypt("v1:zz:00:00"), Err(TokenError::EncryptedFormat)));
-        assert!(matches!(c.decrypt(&format!("{enc}:x")), Err(TokenError::EncryptedFormat)));
+        assert!(matches!(
+            KeyCipher::new("k2").decrypt(&enc),
+            Err(TokenError::Decrypt)
+        ));
+        assert!(matches!(
+            c.decrypt("v2:00:00:00"),
+            Err(TokenError::EncryptedFormat)
+        ));
+        assert!(matches!(
+            c.decrypt("v1:zz:00:00"),
+            Err(TokenError::EncryptedFormat)
+        ));
+        assert!(matches!(
+            c.decrypt(&format!("{enc}:x")),
+            Err(TokenError::EncryptedFormat)
+        ));
         let mut tampered = enc.clone();
         let last = tampered.pop().unwrap();
         tampered.push(if last == '0' { '1' } else { '0' });

@@ -18,7 +18,11 @@ fn table() -> RouteTable {
         admin_prefixes: vec!["/admin".into(), "/content-manager".into(), "/upload".into()],
         content_api_prefixes: vec!["/api".into(), "/graphql".into()],
         graphql_path: Some("/graphql".into()),
-        rules: vec![RuleSpec { prefix: "/api/private".into(), methods: None, auth_required: true }],
+        rules: vec![RuleSpec {
+            prefix: "/api/private".into(),
+            methods: None,
+            auth_required: true,
+        }],
         content_types: vec![
             ContentTypeSpec {
                 uid: "api::article.article".into(),
@@ -35,8 +39,16 @@ fn table() -> RouteTable {
         ],
         content_api_actions: vec![],
         admin_actions: vec![
-            p("GET /content-manager/collection-types/:model", "cm.read", Some(":model")),
-            p("POST /content-manager/collection-types/:model", "cm.create", Some(":model")),
+            p(
+                "GET /content-manager/collection-types/:model",
+                "cm.read",
+                Some(":model"),
+            ),
+            p(
+                "POST /content-manager/collection-types/:model",
+                "cm.create",
+                Some(":model"),
+            ),
             p("GET /admin/users", "admin::users.read", None),
         ],
     })
@@ -50,7 +62,9 @@ fn now() -> SystemTime {
 }
 
 fn perms(list: &[(&str, Option<&str>)]) -> PermissionSet {
-    list.iter().map(|(a, s)| Permission::new(*a, s.map(str::to_owned))).collect()
+    list.iter()
+        .map(|(a, s)| Permission::new(*a, s.map(str::to_owned)))
+        .collect()
 }
 
 fn content(ty: ContentApiType, actions: &[&str]) -> TokenRecord {
@@ -98,10 +112,16 @@ fn verdict(t: &RouteTable, method: &str, path: &str, rec: Option<&TokenRecord>) 
 
 const ALLOW: Verdict = Verdict::Allow;
 fn denied(d: Denial) -> Verdict {
-    Verdict::Deny { denial: d, authenticated: false }
+    Verdict::Deny {
+        denial: d,
+        authenticated: false,
+    }
 }
 fn refused(d: Denial) -> Verdict {
-    Verdict::Deny { denial: d, authenticated: true }
+    Verdict::Deny {
+        denial: d,
+        authenticated: true,
+    }
 }
 
 #[test]
@@ -114,7 +134,10 @@ fn spec_section_3_rows() {
     expired.expires_at = Some(now() - Duration::from_secs(1));
     let mut live = full.clone();
     live.expires_at = Some(now() + Duration::from_secs(1));
-    let adm = admin(&[("cm.read", Some("api::article.article"))], owner(false, &[("cm.read", Some("api::article.article"))]));
+    let adm = admin(
+        &[("cm.read", Some("api::article.article"))],
+        owner(false, &[("cm.read", Some("api::article.article"))]),
+    );
     let mut orphan = adm.clone();
     orphan.ownership = Ownership::Missing;
     let mut inactive = adm.clone();
@@ -129,38 +152,224 @@ fn spec_section_3_rows() {
     admin_expired.expires_at = Some(now() - Duration::from_millis(1));
 
     let rows: &[(&str, &str, &str, Option<&TokenRecord>, Verdict)] = &[
-        ("no token matches the hash", "GET", "/api/articles", None, denied(Denial::InvalidCredentials)),
-        ("no token matches (admin route)", "GET", "/admin/users", None, denied(Denial::InvalidCredentials)),
-        ("content token on admin route", "GET", "/admin/users", Some(&full), denied(Denial::InvalidCredentials)),
-        ("content token on plugin admin route", "GET", "/content-manager/collection-types/api::article.article", Some(&full), denied(Denial::InvalidCredentials)),
-        ("admin token on content route", "GET", "/api/articles", Some(&adm), denied(Denial::InvalidCredentials)),
-        ("admin token on graphql", "POST", "/graphql", Some(&adm), denied(Denial::InvalidCredentials)),
-        ("expired content token", "GET", "/api/articles", Some(&expired), denied(Denial::TokenExpired)),
-        ("expired admin token", "GET", "/admin/users", Some(&admin_expired), denied(Denial::TokenExpired)),
-        ("expired token of the wrong kind", "GET", "/admin/users", Some(&expired), denied(Denial::InvalidCredentials)),
-        ("not yet expired", "GET", "/api/articles", Some(&live), ALLOW),
-        ("owner row missing", "GET", "/admin/users", Some(&orphan), denied(Denial::OwnerNotFound)),
-        ("owner deactivated", "GET", "/admin/users", Some(&inactive), denied(Denial::OwnerDeactivated)),
-        ("owner blocked", "GET", "/admin/users", Some(&blocked), denied(Denial::OwnerDeactivated)),
-        ("read-only create", "POST", "/api/articles", Some(&ro), refused(Denial::Forbidden)),
+        (
+            "no token matches the hash",
+            "GET",
+            "/api/articles",
+            None,
+            denied(Denial::InvalidCredentials),
+        ),
+        (
+            "no token matches (admin route)",
+            "GET",
+            "/admin/users",
+            None,
+            denied(Denial::InvalidCredentials),
+        ),
+        (
+            "content token on admin route",
+            "GET",
+            "/admin/users",
+            Some(&full),
+            denied(Denial::InvalidCredentials),
+        ),
+        (
+            "content token on plugin admin route",
+            "GET",
+            "/content-manager/collection-types/api::article.article",
+            Some(&full),
+            denied(Denial::InvalidCredentials),
+        ),
+        (
+            "admin token on content route",
+            "GET",
+            "/api/articles",
+            Some(&adm),
+            denied(Denial::InvalidCredentials),
+        ),
+        (
+            "admin token on graphql",
+            "POST",
+            "/graphql",
+            Some(&adm),
+            denied(Denial::InvalidCredentials),
+        ),
+        (
+            "expired content token",
+            "GET",
+            "/api/articles",
+            Some(&expired),
+            denied(Denial::TokenExpired),
+        ),
+        (
+            "expired admin token",
+            "GET",
+            "/admin/users",
+            Some(&admin_expired),
+            denied(Denial::TokenExpired),
+        ),
+        (
+            "expired token of the wrong kind",
+            "GET",
+            "/admin/users",
+            Some(&expired),
+            denied(Denial::InvalidCredentials),
+        ),
+        (
+            "not yet expired",
+            "GET",
+            "/api/articles",
+            Some(&live),
+            ALLOW,
+        ),
+        (
+            "owner row missing",
+            "GET",
+            "/admin/users",
+            Some(&orphan),
+            denied(Denial::OwnerNotFound),
+        ),
+        (
+            "owner deactivated",
+            "GET",
+            "/admin/users",
+            Some(&inactive),
+            denied(Denial::OwnerDeactivated),
+        ),
+        (
+            "owner blocked",
+            "GET",
+            "/admin/users",
+            Some(&blocked),
+            denied(Denial::OwnerDeactivated),
+        ),
+        (
+            "read-only create",
+            "POST",
+            "/api/articles",
+            Some(&ro),
+            refused(Denial::Forbidden),
+        ),
         ("read-only find", "GET", "/api/articles", Some(&ro), ALLOW),
-        ("read-only findOne", "GET", "/api/articles/3", Some(&ro), ALLOW),
-        ("read-only update", "PUT", "/api/articles/3", Some(&ro), refused(Denial::Forbidden)),
-        ("read-only delete", "DELETE", "/api/articles/3", Some(&ro), refused(Denial::Forbidden)),
-        ("read-only unknown route", "GET", "/api/unknown", Some(&ro), refused(Denial::Forbidden)),
-        ("full-access delete", "DELETE", "/api/articles/3", Some(&full), ALLOW),
-        ("full-access unknown route", "POST", "/api/anything/at/all", Some(&full), ALLOW),
-        ("custom listed action", "GET", "/api/articles", Some(&custom), ALLOW),
-        ("custom unlisted action", "GET", "/api/articles/1", Some(&custom), refused(Denial::Forbidden)),
-        ("custom other type", "GET", "/api/tags", Some(&custom), refused(Denial::Forbidden)),
-        ("custom unknown route", "GET", "/api/unknown", Some(&custom), refused(Denial::Forbidden)),
-        ("admin permitted", "GET", "/content-manager/collection-types/api::article.article", Some(&adm), ALLOW),
-        ("admin not permitted", "POST", "/content-manager/collection-types/api::article.article", Some(&adm), refused(Denial::PolicyFailed)),
-        ("admin subject mismatch", "GET", "/content-manager/collection-types/api::tag.tag", Some(&adm), refused(Denial::PolicyFailed)),
-        ("admin unmapped route", "GET", "/admin/users/me", Some(&adm), ALLOW),
-        ("admin mapped route without perm", "GET", "/admin/users", Some(&adm), refused(Denial::PolicyFailed)),
-        ("case-folded admin path", "GET", "/ADMIN/users", Some(&full), denied(Denial::InvalidCredentials)),
-        ("unprotected path with any token", "GET", "/uploads/a.png", Some(&adm), ALLOW),
+        (
+            "read-only findOne",
+            "GET",
+            "/api/articles/3",
+            Some(&ro),
+            ALLOW,
+        ),
+        (
+            "read-only update",
+            "PUT",
+            "/api/articles/3",
+            Some(&ro),
+            refused(Denial::Forbidden),
+        ),
+        (
+            "read-only delete",
+            "DELETE",
+            "/api/articles/3",
+            Some(&ro),
+            refused(Denial::Forbidden),
+        ),
+        (
+            "read-only unknown route",
+            "GET",
+            "/api/unknown",
+            Some(&ro),
+            refused(Denial::Forbidden),
+        ),
+        (
+            "full-access delete",
+            "DELETE",
+            "/api/articles/3",
+            Some(&full),
+            ALLOW,
+        ),
+        (
+            "full-access unknown route",
+            "POST",
+            "/api/anything/at/all",
+            Some(&full),
+            ALLOW,
+        ),
+        (
+            "custom listed action",
+            "GET",
+            "/api/articles",
+            Some(&custom),
+            ALLOW,
+        ),
+        (
+            "custom unlisted action",
+            "GET",
+            "/api/articles/1",
+            Some(&custom),
+            refused(Denial::Forbidden),
+        ),
+        (
+            "custom other type",
+            "GET",
+            "/api/tags",
+            Some(&custom),
+            refused(Denial::Forbidden),
+        ),
+        (
+            "custom unknown route",
+            "GET",
+            "/api/unknown",
+            Some(&custom),
+            refused(Denial::Forbidden),
+        ),
+        (
+            "admin permitted",
+            "GET",
+            "/content-manager/collection-types/api::article.article",
+            Some(&adm),
+            ALLOW,
+        ),
+        (
+            "admin not permitted",
+            "POST",
+            "/content-manager/collection-types/api::article.article",
+            Some(&adm),
+            refused(Denial::PolicyFailed),
+        ),
+        (
+            "admin subject mismatch",
+            "GET",
+            "/content-manager/collection-types/api::tag.tag",
+            Some(&adm),
+            refused(Denial::PolicyFailed),
+        ),
+        (
+            "admin unmapped route",
+            "GET",
+            "/admin/users/me",
+            Some(&adm),
+            ALLOW,
+        ),
+        (
+            "admin mapped route without perm",
+            "GET",
+            "/admin/users",
+            Some(&adm),
+            refused(Denial::PolicyFailed),
+        ),
+        (
+            "case-folded admin path",
+            "GET",
+            "/ADMIN/users",
+            Some(&full),
+            denied(Denial::InvalidCredentials),
+        ),
+        (
+            "unprotected path with any token",
+            "GET",
+            "/uploads/a.png",
+            Some(&adm),
+            ALLOW,
+        ),
     ];
     for (what, m, p, rec, want) in rows {
         assert_eq!(verdict(&t, m, p, *rec), *want, "{what}: {m} {p}");
@@ -174,24 +383,63 @@ fn admin_intersection_table() {
     let art = Some("api::article.article");
     let tag = Some("api::tag.tag");
     let path = "/content-manager/collection-types/api::article.article";
-    let rows: &[(&[(&str, Option<&str>)], &[(&str, Option<&str>)], bool, Verdict)] = &[
+    type Perms<'a> = &'a [(&'a str, Option<&'a str>)];
+    let rows: &[(Perms, Perms, bool, Verdict)] = &[
         (&[("cm.read", art)], &[("cm.read", art)], false, ALLOW),
-        (&[("cm.read", art)], &[], false, refused(Denial::PolicyFailed)),
+        (
+            &[("cm.read", art)],
+            &[],
+            false,
+            refused(Denial::PolicyFailed),
+        ),
         (&[("cm.read", art)], &[], true, ALLOW),
-        (&[], &[("cm.read", art)], false, refused(Denial::PolicyFailed)),
+        (
+            &[],
+            &[("cm.read", art)],
+            false,
+            refused(Denial::PolicyFailed),
+        ),
         (&[], &[], true, refused(Denial::PolicyFailed)),
-        (&[("cm.read", tag)], &[("cm.read", tag)], false, refused(Denial::PolicyFailed)),
-        (&[("cm.read", art)], &[("cm.read", tag)], false, refused(Denial::PolicyFailed)),
-        (&[("cm.read", art), ("cm.read", tag)], &[("cm.read", art)], false, ALLOW),
-        (&[("cm.create", art)], &[("cm.create", art)], false, refused(Denial::PolicyFailed)),
-        (&[("cm.read", None)], &[("cm.read", None)], false, refused(Denial::PolicyFailed)),
+        (
+            &[("cm.read", tag)],
+            &[("cm.read", tag)],
+            false,
+            refused(Denial::PolicyFailed),
+        ),
+        (
+            &[("cm.read", art)],
+            &[("cm.read", tag)],
+            false,
+            refused(Denial::PolicyFailed),
+        ),
+        (
+            &[("cm.read", art), ("cm.read", tag)],
+            &[("cm.read", art)],
+            false,
+            ALLOW,
+        ),
+        (
+            &[("cm.create", art)],
+            &[("cm.create", art)],
+            false,
+            refused(Denial::PolicyFailed),
+        ),
+        (
+            &[("cm.read", None)],
+            &[("cm.read", None)],
+            false,
+            refused(Denial::PolicyFailed),
+        ),
     ];
     for (i, (tok, role, sup, want)) in rows.iter().enumerate() {
         let rec = admin(tok, owner(*sup, role));
         assert_eq!(verdict(&t, "GET", path, Some(&rec)), *want, "row {i}");
     }
     // A route without a subject needs the action on any subject.
-    let rec = admin(&[("admin::users.read", None)], owner(false, &[("admin::users.read", None)]));
+    let rec = admin(
+        &[("admin::users.read", None)],
+        owner(false, &[("admin::users.read", None)]),
+    );
     assert_eq!(verdict(&t, "GET", "/admin/users", Some(&rec)), ALLOW);
     // Owner status is checked before permissions, whatever they are.
     for (active, blocked) in [(false, false), (true, true), (false, true)] {
@@ -199,7 +447,10 @@ fn admin_intersection_table() {
         o.is_active = active;
         o.blocked = blocked;
         let rec = admin(&[("cm.read", art)], o);
-        assert_eq!(verdict(&t, "GET", path, Some(&rec)), denied(Denial::OwnerDeactivated));
+        assert_eq!(
+            verdict(&t, "GET", path, Some(&rec)),
+            denied(Denial::OwnerDeactivated)
+        );
     }
 }
 
@@ -208,19 +459,34 @@ fn graphql_by_type() {
     let t = table();
     let route = t.classify(&Method::POST, "/graphql");
     let ro = content(ContentApiType::ReadOnly, &[]);
-    assert_eq!(decide(&route, Some(&ro), None, now()), Verdict::NeedGraphQlOperation);
-    assert_eq!(decide(&route, Some(&ro), Some(GraphQlOperation::Query), now()), ALLOW);
-    assert_eq!(decide(&route, Some(&ro), Some(GraphQlOperation::Other), now()), refused(Denial::Forbidden));
+    assert_eq!(
+        decide(&route, Some(&ro), None, now()),
+        Verdict::NeedGraphQlOperation
+    );
+    assert_eq!(
+        decide(&route, Some(&ro), Some(GraphQlOperation::Query), now()),
+        ALLOW
+    );
+    assert_eq!(
+        decide(&route, Some(&ro), Some(GraphQlOperation::Other), now()),
+        refused(Denial::Forbidden)
+    );
     let full = content(ContentApiType::FullAccess, &[]);
     assert_eq!(decide(&route, Some(&full), None, now()), ALLOW);
     let custom = content(ContentApiType::Custom, &["api::article.article.find"]);
     assert_eq!(decide(&route, Some(&custom), None, now()), ALLOW);
     let custom = content(ContentApiType::Custom, &["api::article.article.create"]);
-    assert_eq!(decide(&route, Some(&custom), None, now()), refused(Denial::Forbidden));
+    assert_eq!(
+        decide(&route, Some(&custom), None, now()),
+        refused(Denial::Forbidden)
+    );
 }
 
 fn cred(values: &[&str]) -> Credential<'static> {
-    let owned: Vec<&'static [u8]> = values.iter().map(|v| &*Box::leak(v.as_bytes().to_vec().into_boxed_slice())).collect();
+    let owned: Vec<&'static [u8]> = values
+        .iter()
+        .map(|v| &*Box::leak(v.as_bytes().to_vec().into_boxed_slice()))
+        .collect();
     parse_authorization(owned.into_iter())
 }
 
@@ -230,21 +496,39 @@ fn authorization_header_rules() {
     let k: &'static str = Box::leak(key.clone().into_boxed_str());
     let rows: &[(Vec<String>, Credential<'static>)] = &[
         (vec![], Credential::Anonymous),
-        (vec![format!("Bearer {key}")], Credential::Token(k.as_bytes())),
-        (vec![format!("bearer {key}")], Credential::Token(k.as_bytes())),
-        (vec![format!("BEARER {key}")], Credential::Token(k.as_bytes())),
-        (vec![format!("Bearer \t {key}")], Credential::Token(k.as_bytes())),
+        (
+            vec![format!("Bearer {key}")],
+            Credential::Token(k.as_bytes()),
+        ),
+        (
+            vec![format!("bearer {key}")],
+            Credential::Token(k.as_bytes()),
+        ),
+        (
+            vec![format!("BEARER {key}")],
+            Credential::Token(k.as_bytes()),
+        ),
+        (
+            vec![format!("Bearer \t {key}")],
+            Credential::Token(k.as_bytes()),
+        ),
         (vec!["Bearer".into()], Credential::Anonymous),
         (vec!["Bearer ".into()], Credential::Anonymous),
         (vec![format!("Bearer {key} extra")], Credential::Anonymous),
         (vec![format!(" Bearer {key}")], Credential::Anonymous),
         (vec!["Basic dXNlcjpwYXNz".into()], Credential::Anonymous),
         (vec![format!("Token {key}")], Credential::Anonymous),
-        (vec!["Bearer eyJhbGciOiJIUzI1NiJ9.eyJpZCI6MX0.c2ln".into()], Credential::Session),
+        (
+            vec!["Bearer eyJhbGciOiJIUzI1NiJ9.eyJpZCI6MX0.c2ln".into()],
+            Credential::Session,
+        ),
         (vec!["Bearer a.b".into()], Credential::Token(b"a.b")),
         (vec!["Bearer a.b.c.d".into()], Credential::Token(b"a.b.c.d")),
         (vec!["Bearer a..c".into()], Credential::Token(b"a..c")),
-        (vec![format!("Bearer {key}"), format!("Bearer {key}")], Credential::Conflicting),
+        (
+            vec![format!("Bearer {key}"), format!("Bearer {key}")],
+            Credential::Conflicting,
+        ),
     ];
     for (values, want) in rows {
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
@@ -266,17 +550,47 @@ fn precheck_rules() {
     let rows: &[(&Route, Credential, SessionPolicy, Precheck)] = &[
         (&api, Credential::Anonymous, SessionPolicy::Pass, Pass),
         (&admin, Credential::Anonymous, SessionPolicy::Pass, Pass),
-        (&private, Credential::Anonymous, SessionPolicy::Pass, Deny(Denial::InvalidCredentials)),
+        (
+            &private,
+            Credential::Anonymous,
+            SessionPolicy::Pass,
+            Deny(Denial::InvalidCredentials),
+        ),
         (&api, Credential::Session, SessionPolicy::Pass, Pass),
         (&admin, Credential::Session, SessionPolicy::Pass, Pass),
         (&private, Credential::Session, SessionPolicy::Pass, Pass),
-        (&api, Credential::Session, SessionPolicy::Reject, Deny(Denial::InvalidCredentials)),
-        (&api, Credential::Conflicting, SessionPolicy::Pass, Deny(Denial::InvalidCredentials)),
+        (
+            &api,
+            Credential::Session,
+            SessionPolicy::Reject,
+            Deny(Denial::InvalidCredentials),
+        ),
+        (
+            &api,
+            Credential::Conflicting,
+            SessionPolicy::Pass,
+            Deny(Denial::InvalidCredentials),
+        ),
         (&api, token, SessionPolicy::Pass, Lookup(key.as_bytes())),
         (&admin, token, SessionPolicy::Pass, Lookup(key.as_bytes())),
-        (&api, Credential::Token(upper.as_bytes()), SessionPolicy::Pass, Deny(Denial::InvalidCredentials)),
-        (&api, Credential::Token(b"short"), SessionPolicy::Pass, Deny(Denial::InvalidCredentials)),
-        (&open, Credential::Token(b"short"), SessionPolicy::Pass, Pass),
+        (
+            &api,
+            Credential::Token(upper.as_bytes()),
+            SessionPolicy::Pass,
+            Deny(Denial::InvalidCredentials),
+        ),
+        (
+            &api,
+            Credential::Token(b"short"),
+            SessionPolicy::Pass,
+            Deny(Denial::InvalidCredentials),
+        ),
+        (
+            &open,
+            Credential::Token(b"short"),
+            SessionPolicy::Pass,
+            Pass,
+        ),
         (&open, Credential::Conflicting, SessionPolicy::Reject, Pass),
         (&open, Credential::Session, SessionPolicy::Reject, Pass),
     ];
@@ -292,17 +606,62 @@ fn envelopes_match_spec() {
         r#"{"data":null,"error":{"status":401,"name":"UnauthorizedError","message":"Missing or invalid credentials","details":{}}}"#
     );
     let rows = [
-        (Denial::InvalidCredentials, 401, "UnauthorizedError", "Missing or invalid credentials"),
-        (Denial::TokenExpired, 401, "UnauthorizedError", "Token expired"),
-        (Denial::OwnerNotFound, 401, "UnauthorizedError", "Token owner not found"),
-        (Denial::OwnerDeactivated, 401, "UnauthorizedError", "Token owner is deactivated"),
+        (
+            Denial::InvalidCredentials,
+            401,
+            "UnauthorizedError",
+            "Missing or invalid credentials",
+        ),
+        (
+            Denial::TokenExpired,
+            401,
+            "UnauthorizedError",
+            "Token expired",
+        ),
+        (
+            Denial::OwnerNotFound,
+            401,
+            "UnauthorizedError",
+            "Token owner not found",
+        ),
+        (
+            Denial::OwnerDeactivated,
+            401,
+            "UnauthorizedError",
+            "Token owner is deactivated",
+        ),
         (Denial::Forbidden, 403, "ForbiddenError", "Forbidden"),
         (Denial::PolicyFailed, 403, "PolicyError", "Policy Failed"),
-        (Denial::InvalidPath, 400, "ValidationError", "Invalid request path"),
-        (Denial::RateLimited, 429, "RateLimitError", "Too many requests"),
-        (Denial::StoreUnavailable, 503, "ServiceUnavailableError", "Authentication temporarily unavailable"),
-        (Denial::BadGateway, 502, "BadGatewayError", "Upstream unavailable"),
-        (Denial::GatewayTimeout, 504, "GatewayTimeoutError", "Upstream timed out"),
+        (
+            Denial::InvalidPath,
+            400,
+            "ValidationError",
+            "Invalid request path",
+        ),
+        (
+            Denial::RateLimited,
+            429,
+            "RateLimitError",
+            "Too many requests",
+        ),
+        (
+            Denial::StoreUnavailable,
+            503,
+            "ServiceUnavailableError",
+            "Authentication temporarily unavailable",
+        ),
+        (
+            Denial::BadGateway,
+            502,
+            "BadGatewayError",
+            "Upstream unavailable",
+        ),
+        (
+            Denial::GatewayTimeout,
+            504,
+            "GatewayTimeoutError",
+            "Upstream timed out",
+        ),
     ];
     for (d, status, name, message) in rows {
         let v: serde_json::Value = serde_json::from_str(&d.body()).unwrap();

@@ -15,7 +15,11 @@ fn cfg(ttl_ms: u64, stale_ms: u64) -> CacheConfig {
 fn record(id: i64, owner: Option<(i64, i64)>) -> TokenRecord {
     TokenRecord {
         id,
-        kind: if owner.is_some() { TokenKind::Admin } else { TokenKind::ContentApi },
+        kind: if owner.is_some() {
+            TokenKind::Admin
+        } else {
+            TokenKind::ContentApi
+        },
         name: format!("t{id}"),
         token_type: owner.is_none().then_some(ContentApiType::ReadOnly),
         expires_at: None,
@@ -63,13 +67,21 @@ fn down() -> StoreError {
 async fn hit_after_miss_and_negative_entries() {
     let c = TokenCache::new(&cfg(60_000, 0), Metrics::new());
     let calls = AtomicUsize::new(0);
-    let got = load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+    let got = load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+        .await
+        .unwrap();
     assert_eq!(got.unwrap().id, 1);
     let got = load(&c, hash(1), &calls, Ok(None)).await.unwrap();
     assert_eq!(got.unwrap().id, 1, "second lookup is a hit");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(load(&c, hash(2), &calls, Ok(None)).await.unwrap().is_none());
-    assert!(load(&c, hash(2), &calls, Ok(Some(record(2, None)))).await.unwrap().is_none(), "absence is remembered");
+    assert!(
+        load(&c, hash(2), &calls, Ok(Some(record(2, None))))
+            .await
+            .unwrap()
+            .is_none(),
+        "absence is remembered"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(c.metrics.cache_hits.get(), 1);
     assert_eq!(c.metrics.cache_negative_hits.get(), 1);
@@ -77,7 +89,10 @@ async fn hit_after_miss_and_negative_entries() {
 
 #[tokio::test]
 async fn single_flight_on_concurrent_misses() {
-    let c = Arc::new(TokenCache::<TokenRecord>::new(&cfg(60_000, 0), Metrics::new()));
+    let c = Arc::new(TokenCache::<TokenRecord>::new(
+        &cfg(60_000, 0),
+        Metrics::new(),
+    ));
     let calls = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..50 {
@@ -101,24 +116,34 @@ async fn single_flight_on_concurrent_misses() {
 async fn stale_record_serves_while_store_is_down_then_expires() {
     let c = TokenCache::new(&cfg(50, 200), Metrics::new());
     let calls = AtomicUsize::new(0);
-    load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+    load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(80)).await;
     // Past the TTL, store down: the stale record serves.
     let got = load(&c, hash(1), &calls, Err(down())).await.unwrap();
     assert_eq!(got.unwrap().id, 1);
     assert_eq!(c.metrics.cache_stale_served.get(), 1);
     // A miss with the store down is an error, not a guess.
-    assert!(matches!(load(&c, hash(2), &calls, Err(down())).await, Err(LookupError::Unavailable(_))));
+    assert!(matches!(
+        load(&c, hash(2), &calls, Err(down())).await,
+        Err(LookupError::Unavailable(_))
+    ));
     // Past TTL + stale_if_error: no longer served.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(matches!(load(&c, hash(1), &calls, Err(down())).await, Err(LookupError::Unavailable(_))));
+    assert!(matches!(
+        load(&c, hash(1), &calls, Err(down())).await,
+        Err(LookupError::Unavailable(_))
+    ));
 }
 
 #[tokio::test]
 async fn stale_record_is_refreshed_when_store_answers() {
     let c = TokenCache::new(&cfg(30, 1000), Metrics::new());
     let calls = AtomicUsize::new(0);
-    load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+    load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // The token was deleted meanwhile: the refresh says so.
     assert!(load(&c, hash(1), &calls, Ok(None)).await.unwrap().is_none());
@@ -128,9 +153,17 @@ async fn stale_record_is_refreshed_when_store_answers() {
 async fn non_availability_errors_are_not_masked_by_stale_data() {
     let c = TokenCache::new(&cfg(10, 1000), Metrics::new());
     let calls = AtomicUsize::new(0);
-    load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+    load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let r = load(&c, hash(1), &calls, Err(StoreError::Invalid("bad row".into()))).await;
+    let r = load(
+        &c,
+        hash(1),
+        &calls,
+        Err(StoreError::Invalid("bad row".into())),
+    )
+    .await;
     assert!(matches!(r, Err(LookupError::Failed(_))));
 }
 
@@ -163,14 +196,19 @@ async fn invalidation_by_hash_id_owner_role_and_all() {
     assert!(cached(5).await);
     c.invalidate_token(5);
     assert!(!cached(5).await);
-    load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+    load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+        .await
+        .unwrap();
     c.invalidate_all();
     assert!(!cached(1).await);
 }
 
 #[tokio::test]
 async fn load_racing_an_invalidation_is_not_cached() {
-    let c = Arc::new(TokenCache::<TokenRecord>::new(&cfg(60_000, 0), Metrics::new()));
+    let c = Arc::new(TokenCache::<TokenRecord>::new(
+        &cfg(60_000, 0),
+        Metrics::new(),
+    ));
     let c2 = c.clone();
     let slow = tokio::spawn(async move {
         c2.get_or_load(hash(1), || async {
@@ -181,8 +219,14 @@ async fn load_racing_an_invalidation_is_not_cached() {
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
     c.invalidate_token(1);
-    assert!(slow.await.unwrap().unwrap().is_some(), "the caller still gets its answer");
-    assert!(c.cache.as_ref().unwrap().get(&hash(1)).await.is_none(), "but it is not cached");
+    assert!(
+        slow.await.unwrap().unwrap().is_some(),
+        "the caller still gets its answer"
+    );
+    assert!(
+        c.cache.as_ref().unwrap().get(&hash(1)).await.is_none(),
+        "but it is not cached"
+    );
 }
 
 #[tokio::test]
@@ -192,7 +236,9 @@ async fn disabled_cache_always_loads() {
     let c = TokenCache::new(&conf, Metrics::new());
     let calls = AtomicUsize::new(0);
     for _ in 0..3 {
-        load(&c, hash(1), &calls, Ok(Some(record(1, None)))).await.unwrap();
+        load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+            .await
+            .unwrap();
     }
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }

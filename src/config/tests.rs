@@ -8,7 +8,9 @@ fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
 }
 
 fn err(text: &str, env: &[(&str, &str)]) -> String {
-    parse(text, env).expect_err("config should be rejected").to_string()
+    parse(text, env)
+        .expect_err("config should be rejected")
+        .to_string()
 }
 
 const MIN: &str = "[tokens]\nsalt = \"s\"\n";
@@ -34,8 +36,14 @@ fn minimal_config_has_defaults() {
     assert_eq!(c.identity.header_prefix, "x-auth-");
     assert!(c.identity.forward_authorization);
     assert_eq!(c.sessions, SessionPolicy::Pass);
-    assert_eq!(c.metrics_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9090"));
-    assert!(!c.routes.admin_actions().is_empty(), "built-in admin action table is used");
+    assert_eq!(
+        c.metrics_listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:9090")
+    );
+    assert!(
+        !c.routes.admin_actions().is_empty(),
+        "built-in admin action table is used"
+    );
 }
 
 #[test]
@@ -67,9 +75,19 @@ fn environment_overrides() {
     assert_eq!(c.rate_limit.per_token, 10);
     assert!(!c.identity.forward_authorization);
     assert_eq!(c.tokens.salt.expose(), "12345");
-    assert_eq!(c.tokens.encryption_key.as_ref().map(Secret::expose), Some("enc"));
+    assert_eq!(
+        c.tokens.encryption_key.as_ref().map(Secret::expose),
+        Some("enc")
+    );
     // The authgate name wins over the Strapi name.
-    let c = parse("", &[("API_TOKEN_SALT", "strapi"), ("AUTHGATE_TOKENS_SALT", "ours")]).unwrap();
+    let c = parse(
+        "",
+        &[
+            ("API_TOKEN_SALT", "strapi"),
+            ("AUTHGATE_TOKENS_SALT", "ours"),
+        ],
+    )
+    .unwrap();
     assert_eq!(c.tokens.salt.expose(), "ours");
     let e = err(MIN, &[("AUTHGATE_NOPE_X", "1")]);
     assert!(e.contains("AUTHGATE_NOPE_X"), "{e}");
@@ -118,5 +136,8 @@ fn secrets_are_redacted() {
         SecretUrl("host=db user=u password=pw dbname=x".into()).redacted(),
         "host=db user=u password=<redacted> dbname=x"
     );
-    assert_eq!(SecretUrl("postgres://db/x".into()).redacted(), "postgres://db/x");
+    assert_eq!(
+        SecretUrl("postgres://db/x".into()).redacted(),
+        "postgres://db/x"
+    );
 }

@@ -6,8 +6,8 @@
 
 use std::time::SystemTime;
 
-use tokio_postgres::error::SqlState;
 use deadpool_postgres::GenericClient;
+use tokio_postgres::error::SqlState;
 
 use super::{Store, StoreError};
 use crate::model::{ContentApiType, Permission, PermissionSet, TokenKind};
@@ -110,7 +110,11 @@ fn token_row(row: &tokio_postgres::Row) -> Result<TokenRow, StoreError> {
         last_used_at: row.try_get("last_used_at")?,
         owner_id: row.try_get("owner_id")?,
         owner_email: row.try_get("owner_email")?,
-        permissions: actions.into_iter().zip(subjects).map(|(a, s)| Permission::new(a, s)).collect(),
+        permissions: actions
+            .into_iter()
+            .zip(subjects)
+            .map(|(a, s)| Permission::new(a, s))
+            .collect(),
         encrypted_key: row.try_get("encrypted_key")?,
         rate_limit: row.try_get("rate_limit")?,
         created_at: row.try_get("created_at")?,
@@ -151,7 +155,11 @@ async fn insert_permissions<C: GenericClient>(
     Ok(())
 }
 
-async fn user_where<C: GenericClient>(c: &C, clause: &str, arg: &(dyn tokio_postgres::types::ToSql + Sync)) -> Result<Option<UserRow>, StoreError> {
+async fn user_where<C: GenericClient>(
+    c: &C,
+    clause: &str,
+    arg: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> Result<Option<UserRow>, StoreError> {
     let row = c
         .query_opt(
             &format!(
@@ -180,7 +188,11 @@ async fn user_where<C: GenericClient>(c: &C, clause: &str, arg: &(dyn tokio_post
             blocked: row.try_get("blocked")?,
             roles: row.try_get("roles")?,
             super_admin: row.try_get("super_admin")?,
-            permissions: actions.into_iter().zip(subjects).map(|(a, s)| Permission::new(a, s)).collect(),
+            permissions: actions
+                .into_iter()
+                .zip(subjects)
+                .map(|(a, s)| Permission::new(a, s))
+                .collect(),
         })
     })
     .transpose()
@@ -189,11 +201,19 @@ async fn user_where<C: GenericClient>(c: &C, clause: &str, arg: &(dyn tokio_post
 impl Store {
     // ----- users ---------------------------------------------------------
 
-    pub async fn create_user(&self, email: &str, name: &str, roles: &[String]) -> Result<UserRow, StoreError> {
+    pub async fn create_user(
+        &self,
+        email: &str,
+        name: &str,
+        roles: &[String],
+    ) -> Result<UserRow, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id: i64 = tx
-            .query_one("INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id", &[&email, &name])
+            .query_one(
+                "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id",
+                &[&email, &name],
+            )
             .await
             .map_err(|e| conflict(e, || format!("a user with email {email} already exists")))?
             .get(0);
@@ -205,8 +225,16 @@ impl Store {
                     &[&id, role],
                 )
                 .await?;
-            if n == 0 && !tx.query("SELECT 1 FROM roles WHERE name = $1", &[role]).await?.iter().any(|_| true) {
-                return Err(StoreError::Invalid(format!("no role named `{role}` (see `authgate role list`)")));
+            if n == 0
+                && !tx
+                    .query("SELECT 1 FROM roles WHERE name = $1", &[role])
+                    .await?
+                    .iter()
+                    .any(|_| true)
+            {
+                return Err(StoreError::Invalid(format!(
+                    "no role named `{role}` (see `authgate role list`)"
+                )));
             }
         }
         let user = user_where(&tx, "u.id = $1", &id).await?;
@@ -226,8 +254,12 @@ impl Store {
 
     pub async fn list_users(&self) -> Result<Vec<UserRow>, StoreError> {
         let client = self.client().await?;
-        let ids: Vec<i64> =
-            client.query("SELECT id FROM users ORDER BY id", &[]).await?.iter().map(|r| r.get(0)).collect();
+        let ids: Vec<i64> = client
+            .query("SELECT id FROM users ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(u) = user_where(&client, "u.id = $1", &id).await? {
@@ -238,7 +270,12 @@ impl Store {
     }
 
     /// Set `is_active` or `blocked`. Returns false when no such user.
-    pub async fn set_user_flag(&self, email: &str, flag: UserFlag, value: bool) -> Result<bool, StoreError> {
+    pub async fn set_user_flag(
+        &self,
+        email: &str,
+        flag: UserFlag,
+        value: bool,
+    ) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let column = match flag {
             UserFlag::Active => "is_active",
@@ -258,13 +295,22 @@ impl Store {
     pub async fn delete_user(&self, email: &str) -> Result<Option<i64>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let Some(row) = tx.query_opt("SELECT id FROM users WHERE lower(email) = lower($1) FOR UPDATE", &[&email]).await?
+        let Some(row) = tx
+            .query_opt(
+                "SELECT id FROM users WHERE lower(email) = lower($1) FOR UPDATE",
+                &[&email],
+            )
+            .await?
         else {
             return Ok(None);
         };
         let id: i64 = row.get(0);
-        let tokens: i64 = tx.query_one("SELECT count(*) FROM tokens WHERE owner_id = $1", &[&id]).await?.get(0);
-        tx.execute("DELETE FROM users WHERE id = $1", &[&id]).await?;
+        let tokens: i64 = tx
+            .query_one("SELECT count(*) FROM tokens WHERE owner_id = $1", &[&id])
+            .await?
+            .get(0);
+        tx.execute("DELETE FROM users WHERE id = $1", &[&id])
+            .await?;
         tx.commit().await?;
         Ok(Some(tokens))
     }
@@ -274,11 +320,19 @@ impl Store {
     pub async fn create_role(&self, name: &str) -> Result<RoleRow, StoreError> {
         let client = self.client().await?;
         let id: i64 = client
-            .query_one("INSERT INTO roles (name) VALUES ($1) RETURNING id", &[&name])
+            .query_one(
+                "INSERT INTO roles (name) VALUES ($1) RETURNING id",
+                &[&name],
+            )
             .await
             .map_err(|e| conflict(e, || format!("a role named `{name}` already exists")))?
             .get(0);
-        Ok(RoleRow { id, name: name.to_owned(), super_admin: false, permissions: Vec::new() })
+        Ok(RoleRow {
+            id,
+            name: name.to_owned(),
+            super_admin: false,
+            permissions: Vec::new(),
+        })
     }
 
     async fn role_id(client: &impl GenericClient, name: &str) -> Result<i64, StoreError> {
@@ -286,7 +340,9 @@ impl Store {
             .query_opt("SELECT id FROM roles WHERE name = $1", &[&name])
             .await?
             .map(|r| r.get(0))
-            .ok_or_else(|| StoreError::Invalid(format!("no role named `{name}` (see `authgate role list`)")))
+            .ok_or_else(|| {
+                StoreError::Invalid(format!("no role named `{name}` (see `authgate role list`)"))
+            })
     }
 
     /// Grant a permission to a role. Returns false when it already held it.
@@ -316,20 +372,31 @@ impl Store {
             JOIN tokens t ON t.id = tp.token_id
             JOIN user_roles ur ON ur.user_id = t.owner_id AND ur.role_id = $1
             WHERE tp.action = $2 AND tp.subject IS NOT DISTINCT FROM $3";
-        let before: i64 = tx.query_one(AFFECTED, &[&id, &p.action, &p.subject]).await?.get(0);
+        let before: i64 = tx
+            .query_one(AFFECTED, &[&id, &p.action, &p.subject])
+            .await?
+            .get(0);
         let n = tx
             .execute(
                 "DELETE FROM role_permissions WHERE role_id = $1 AND action = $2 AND subject IS NOT DISTINCT FROM $3",
                 &[&id, &p.action, &p.subject],
             )
             .await?;
-        let after: i64 = tx.query_one(AFFECTED, &[&id, &p.action, &p.subject]).await?.get(0);
+        let after: i64 = tx
+            .query_one(AFFECTED, &[&id, &p.action, &p.subject])
+            .await?
+            .get(0);
         tx.commit().await?;
         Ok((n > 0).then_some(before - after))
     }
 
     /// Add a user to a role, or remove them from it.
-    pub async fn set_user_role(&self, email: &str, role: &str, member: bool) -> Result<bool, StoreError> {
+    pub async fn set_user_role(
+        &self,
+        email: &str,
+        role: &str,
+        member: bool,
+    ) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let role_id = Self::role_id(&client, role).await?;
         let user = user_where(&client, "lower(u.email) = lower($1)", &email)
@@ -343,7 +410,12 @@ impl Store {
                 )
                 .await?
         } else {
-            client.execute("DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2", &[&user.id, &role_id]).await?
+            client
+                .execute(
+                    "DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2",
+                    &[&user.id, &role_id],
+                )
+                .await?
         };
         Ok(n > 0)
     }
@@ -367,7 +439,11 @@ impl Store {
                     id: row.try_get("id")?,
                     name: row.try_get("name")?,
                     super_admin: row.try_get("super_admin")?,
-                    permissions: actions.into_iter().zip(subjects).map(|(a, s)| Permission::new(a, s)).collect(),
+                    permissions: actions
+                        .into_iter()
+                        .zip(subjects)
+                        .map(|(a, s)| Permission::new(a, s))
+                        .collect(),
                 })
             })
             .collect()
@@ -425,7 +501,12 @@ impl Store {
 
     /// Replace a token's hash (and encrypted copy) in one update: the old key
     /// stops working at commit. `expires_at` is unchanged, as in Strapi.
-    pub async fn regenerate_token(&self, id: i64, access_key: &str, encrypted_key: Option<&str>) -> Result<Option<TokenRow>, StoreError> {
+    pub async fn regenerate_token(
+        &self,
+        id: i64,
+        access_key: &str,
+        encrypted_key: Option<&str>,
+    ) -> Result<Option<TokenRow>, StoreError> {
         let client = self.client().await?;
         let n = client
             .execute(
@@ -441,7 +522,11 @@ impl Store {
     }
 
     /// Edit a token's name, description, type or permissions.
-    pub async fn update_token(&self, id: i64, u: &TokenUpdate) -> Result<Option<TokenRow>, StoreError> {
+    pub async fn update_token(
+        &self,
+        id: i64,
+        u: &TokenUpdate,
+    ) -> Result<Option<TokenRow>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let ty = u.token_type.map(ContentApiType::as_str);
@@ -458,7 +543,8 @@ impl Store {
             return Ok(None);
         }
         if let Some(perms) = &u.permissions {
-            tx.execute("DELETE FROM token_permissions WHERE token_id = $1", &[&id]).await?;
+            tx.execute("DELETE FROM token_permissions WHERE token_id = $1", &[&id])
+                .await?;
             insert_permissions(&tx, "token_permissions", "token_id", id, perms).await?;
         }
         tx.commit().await?;
@@ -469,7 +555,10 @@ impl Store {
     /// Delete a token. Returns false when there was none.
     pub async fn delete_token(&self, id: i64) -> Result<bool, StoreError> {
         let client = self.client().await?;
-        Ok(client.execute("DELETE FROM tokens WHERE id = $1", &[&id]).await? > 0)
+        Ok(client
+            .execute("DELETE FROM tokens WHERE id = $1", &[&id])
+            .await?
+            > 0)
     }
 }
 

@@ -1,0 +1,671 @@
+//! The `authgate` command line (SPEC §5).
+//!
+//! Exit status: 0 on success, 2 on bad usage (clap's own errors), 1 on any
+//! other error, always with one clear line on stderr. The plaintext key is
+//! printed by `token create` and `token regenerate` (and by `token show
+//! --reveal`, when an encryption key is configured and the actor may view
+//! it). `--json` prints one JSON object per line.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{self, Config};
+use crate::manage::{self, Actor, CreateRequest, Manager};
+use crate::model::{ContentApiType, Permission, TokenKind};
+use crate::store::admin::{TokenRow, UserFlag, UserRow};
+use crate::store::{self, Store};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "authgate",
+    version,
+    about = "Token-checking reverse proxy for Strapi-style CMSs"
+)]
+pub struct Cli {
+    /// Config file (default: $AUTHGATE_CONFIG, else ./config.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Create or upgrade the database schema (idempotent).
+    Migrate,
+    /// Validate the config and print it, secrets redacted.
+    CheckConfig,
+    /// Manage tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Manage admin users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage roles and their permissions.
+    #[command(subcommand)]
+    Role(RoleCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct ActAs {
+    /// Act as this admin user, with their permissions (default: the host
+    /// operator, with every right).
+    #[arg(long = "as", value_name = "EMAIL")]
+    pub as_user: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a token and print its key (shown once).
+    Create {
+        #[arg(long, value_parser = parse_kind)]
+        kind: TokenKind,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// 7d, 30d, 90d or unlimited.
+        #[arg(long, default_value = "unlimited", value_parser = parse_lifespan)]
+        duration: Lifespan,
+        /// Content-API tokens: read-only, full-access or custom.
+        #[arg(long = "type", value_parser = parse_type)]
+        token_type: Option<ContentApiType>,
+        /// Admin tokens: the owner's email (default: the --as user).
+        #[arg(long)]
+        owner: Option<String>,
+        /// ACTION (custom content-API tokens) or ACTION[@SUBJECT] (admin tokens); repeatable.
+        #[arg(long = "permission", value_parser = Permission::parse)]
+        permissions: Vec<Permission>,
+        #[command(flatten)]
+        act: ActAs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens.
+    List {
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<TokenKind>,
+        #[command(flatten)]
+        act: ActAs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one token.
+    Show {
+        id: i64,
+        /// Also print the key, when an encryption key is configured and the
+        /// actor may view it (admin keys: their owner only).
+        #[arg(long)]
+        reveal: bool,
+        #[command(flatten)]
+        act: ActAs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a token a new key; the old key stops working at once.
+    Regenerate {
+        id: i64,
+        #[command(flatten)]
+        act: ActAs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete (revoke) a token.
+    Delete {
+        id: i64,
+        #[command(flatten)]
+        act: ActAs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create an admin user.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deactivate a user: their admin tokens get 401 until re-activated.
+    Deactivate {
+        email: String,
+    },
+    Activate {
+        email: String,
+    },
+    /// Block a user: their admin tokens get 401 until unblocked.
+    Block {
+        email: String,
+    },
+    Unblock {
+        email: String,
+    },
+    /// Delete a user and, with them, their admin tokens.
+    Delete {
+        email: String,
+    },
+    /// Add a user to a role.
+    AddRole {
+        email: String,
+        role: String,
+    },
+    /// Remove a user from a role.
+    RemoveRole {
+        email: String,
+        role: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RoleCmd {
+    Create {
+        name: String,
+    },
+    /// Grant ACTION[@SUBJECT] to a role.
+    Grant {
+        role: String,
+        #[arg(value_parser = Permission::parse)]
+        permission: Permission,
+    },
+    /// Revoke ACTION[@SUBJECT]; also removes it from the admin tokens of the
+    /// role's users (unless they hold it through another role).
+    Revoke {
+        role: String,
+        #[arg(value_parser = Permission::parse)]
+        permission: Permission,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A token lifespan in ms; `None` = unlimited.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifespan(pub Option<i64>);
+
+fn parse_lifespan(s: &str) -> Result<Lifespan, String> {
+    manage::parse_duration(s).map(Lifespan)
+}
+
+fn parse_kind(s: &str) -> Result<TokenKind, String> {
+    s.parse()
+}
+
+fn parse_type(s: &str) -> Result<ContentApiType, String> {
+    s.parse()
+}
+
+/// A CLI failure: one line for stderr, exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Manage(#[from] manage::ManageError),
+    #[error(transparent)]
+    Serve(#[from] crate::server::ServeError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Parse arguments, run, and return the exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("authgate: {e}");
+            1
+        }
+    }
+}
+
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, CliError> {
+    let mut b = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if workers > 1 {
+            b.worker_threads(workers);
+        }
+        b
+    };
+    b.enable_all()
+        .build()
+        .map_err(|e| CliError::Other(format!("cannot start the runtime: {e}")))
+}
+
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let path = config::resolve_path(cli.config.as_deref());
+    let cfg = config::load(&path)?;
+    match cli.command {
+        Command::CheckConfig => {
+            print!("{}", cfg.to_redacted_toml());
+            eprintln!("config {} is valid", path.display());
+            Ok(())
+        }
+        Command::Serve => {
+            crate::telemetry::init(&cfg.log);
+            let rt = runtime(cfg.server.worker_threads)?;
+            rt.block_on(serve(cfg, path))
+        }
+        other => {
+            let rt = runtime(1)?;
+            rt.block_on(admin_command(cfg, other))
+        }
+    }
+}
+
+async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
+    let server = crate::server::Server::bind(cfg).await?;
+    tracing::info!(listen = %server.local_addr(), metrics = ?server.metrics_addr(), config = %path.display(), "authgate started");
+    let reloader = crate::reload::Reloader::new(path, server.gateway(), server.tls());
+    server.run(crate::reload::shutdown_signal(reloader)).await?;
+    Ok(())
+}
+
+fn ts(t: Option<SystemTime>) -> serde_json::Value {
+    match t {
+        Some(t) => json!(humantime::format_rfc3339_millis(t).to_string()),
+        None => serde_json::Value::Null,
+    }
+}
+
+fn token_json(t: &TokenRow, key: Option<&str>) -> serde_json::Value {
+    let mut v = json!({
+        "id": t.id,
+        "kind": t.kind.as_str(),
+        "name": t.name,
+        "description": t.description,
+        "type": t.token_type.map(ContentApiType::as_str),
+        "owner": t.owner_email,
+        "owner_id": t.owner_id,
+        "lifespan": t.lifespan_ms,
+        "expires_at": ts(t.expires_at),
+        "last_used_at": ts(t.last_used_at),
+        "created_at": ts(Some(t.created_at)),
+        "permissions": t.permissions.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+    });
+    if let Some(k) = key {
+        v["key"] = json!(k);
+    }
+    v
+}
+
+fn print_token(t: &TokenRow, key: Option<&str>, as_json: bool) {
+    if as_json {
+        println!("{}", token_json(t, key));
+        return;
+    }
+    println!("id:          {}", t.id);
+    println!("kind:        {}", t.kind);
+    println!("name:        {}", t.name);
+    if !t.description.is_empty() {
+        println!("description: {}", t.description);
+    }
+    if let Some(ty) = t.token_type {
+        println!("type:        {ty}");
+    }
+    if let Some(o) = &t.owner_email {
+        println!("owner:       {o}");
+    }
+    let fmt = |t: Option<SystemTime>, none: &str| {
+        t.map_or(none.to_owned(), |t| {
+            humantime::format_rfc3339_seconds(t).to_string()
+        })
+    };
+    println!("expires:     {}", fmt(t.expires_at, "never"));
+    println!("last used:   {}", fmt(t.last_used_at, "never"));
+    println!("created:     {}", fmt(Some(t.created_at), "-"));
+    if !t.permissions.is_empty() {
+        println!(
+            "permissions: {}",
+            t.permissions
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(k) = key {
+        println!("key:         {k}");
+    }
+}
+
+fn user_json(u: &UserRow) -> serde_json::Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "is_active": u.is_active,
+        "blocked": u.blocked,
+        "roles": u.roles,
+        "super_admin": u.super_admin,
+    })
+}
+
+fn note_actor(actor: &Actor) {
+    if matches!(actor, Actor::Operator) {
+        eprintln!("authgate: acting as the host operator (all rights); use --as EMAIL to act as an admin user");
+    }
+}
+
+async fn admin_command(cfg: Config, cmd: Command) -> Result<(), CliError> {
+    if let Command::Migrate = cmd {
+        let applied = store::migrate(&cfg.postgres).await?;
+        if applied.is_empty() {
+            println!("schema `{}` is up to date", cfg.postgres.schema);
+        } else {
+            let list: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
+            println!(
+                "schema `{}`: applied migrations {}",
+                cfg.postgres.schema,
+                list.join(", ")
+            );
+        }
+        return Ok(());
+    }
+    let store = Store::new(&cfg.postgres)?;
+    let mgr = Manager::new(&store, &cfg);
+    match cmd {
+        Command::Token(t) => token_command(&mgr, t).await,
+        Command::User(u) => user_command(&store, u).await,
+        Command::Role(r) => role_command(&store, r).await,
+        Command::Serve | Command::Migrate | Command::CheckConfig => Ok(()),
+    }
+}
+
+async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError> {
+    match cmd {
+        TokenCmd::Create {
+            kind,
+            name,
+            description,
+            duration,
+            token_type,
+            owner,
+            permissions,
+            act,
+            json,
+        } => {
+            let actor = mgr.actor(act.as_user.as_deref()).await?;
+            note_actor(&actor);
+            let token_type = match (kind, token_type) {
+                (TokenKind::ContentApi, None) => Some(ContentApiType::ReadOnly),
+                (_, t) => t,
+            };
+            let created = mgr
+                .create(
+                    &actor,
+                    CreateRequest {
+                        kind,
+                        name,
+                        description,
+                        token_type,
+                        lifespan_ms: duration.0,
+                        owner,
+                        permissions,
+                    },
+                )
+                .await?;
+            print_token(&created.token, created.key.as_deref(), json);
+            if !json {
+                eprintln!(
+                    "authgate: copy the key now: it is not shown again{}",
+                    if mgr.cfg.tokens.encryption_key.is_some() {
+                        " (except with `token show --reveal`)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        TokenCmd::List { kind, act, json } => {
+            let actor = mgr.actor(act.as_user.as_deref()).await?;
+            let rows = mgr.list(&actor, kind).await?;
+            if json {
+                for t in &rows {
+                    println!("{}", token_json(t, None));
+                }
+            } else {
+                println!(
+                    "{:<6} {:<12} {:<28} {:<12} {:<24} {:<20} {:<20}",
+                    "ID", "KIND", "NAME", "TYPE", "OWNER", "EXPIRES", "LAST USED"
+                );
+                for t in &rows {
+                    let d = |t: Option<SystemTime>, none: &str| {
+                        t.map_or(none.to_owned(), |t| {
+                            humantime::format_rfc3339_seconds(t).to_string()
+                        })
+                    };
+                    println!(
+                        "{:<6} {:<12} {:<28} {:<12} {:<24} {:<20} {:<20}",
+                        t.id,
+                        t.kind.as_str(),
+                        t.name,
+                        t.token_type.map_or("-", ContentApiType::as_str),
+                        t.owner_email.as_deref().unwrap_or("-"),
+                        d(t.expires_at, "never"),
+                        d(t.last_used_at, "never"),
+                    );
+                }
+            }
+        }
+        TokenCmd::Show {
+            id,
+            reveal,
+            act,
+            json,
+        } => {
+            let actor = mgr.actor(act.as_user.as_deref()).await?;
+            let t = mgr.show(&actor, id, reveal).await?;
+            print_token(&t.token, t.key.as_deref(), json);
+        }
+        TokenCmd::Regenerate { id, act, json } => {
+            let actor = mgr.actor(act.as_user.as_deref()).await?;
+            note_actor(&actor);
+            let t = mgr.regenerate(&actor, id).await?;
+            print_token(&t.token, t.key.as_deref(), json);
+            if !json {
+                eprintln!("authgate: the old key no longer works; copy the new key now");
+            }
+        }
+        TokenCmd::Delete { id, act, json } => {
+            let actor = mgr.actor(act.as_user.as_deref()).await?;
+            note_actor(&actor);
+            let t = mgr.delete(&actor, id).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"id": t.id, "kind": t.kind.as_str(), "name": t.name, "deleted": true})
+                );
+            } else {
+                println!("deleted {} token {} ({})", t.kind, t.id, t.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn user_command(store: &Store, cmd: UserCmd) -> Result<(), CliError> {
+    let missing = |e: &str| CliError::Other(format!("no user with email {e}"));
+    match cmd {
+        UserCmd::Create {
+            email,
+            name,
+            roles,
+            json,
+        } => {
+            if !email.contains('@') {
+                return Err(CliError::Other(format!(
+                    "`{email}` is not an email address"
+                )));
+            }
+            let u = store.create_user(&email, &name, &roles).await?;
+            if json {
+                println!("{}", user_json(&u));
+            } else {
+                println!(
+                    "created user {} ({}), roles: {}",
+                    u.email,
+                    u.id,
+                    if u.roles.is_empty() {
+                        "none".into()
+                    } else {
+                        u.roles.join(", ")
+                    }
+                );
+            }
+        }
+        UserCmd::Deactivate { email } => {
+            store
+                .set_user_flag(&email, UserFlag::Active, false)
+                .await?
+                .then_some(())
+                .ok_or_else(|| missing(&email))?;
+            println!(
+                "deactivated {email}: their admin tokens now get 401 Token owner is deactivated"
+            );
+        }
+        UserCmd::Activate { email } => {
+            store
+                .set_user_flag(&email, UserFlag::Active, true)
+                .await?
+                .then_some(())
+                .ok_or_else(|| missing(&email))?;
+            println!("activated {email}");
+        }
+        UserCmd::Block { email } => {
+            store
+                .set_user_flag(&email, UserFlag::Blocked, true)
+                .await?
+                .then_some(())
+                .ok_or_else(|| missing(&email))?;
+            println!("blocked {email}: their admin tokens now get 401 Token owner is deactivated");
+        }
+        UserCmd::Unblock { email } => {
+            store
+                .set_user_flag(&email, UserFlag::Blocked, false)
+                .await?
+                .then_some(())
+                .ok_or_else(|| missing(&email))?;
+            println!("unblocked {email}");
+        }
+        UserCmd::Delete { email } => {
+            let tokens = store
+                .delete_user(&email)
+                .await?
+                .ok_or_else(|| missing(&email))?;
+            println!("deleted {email} and their {tokens} admin token(s)");
+        }
+        UserCmd::AddRole { email, role } => {
+            let changed = store.set_user_role(&email, &role, true).await?;
+            println!(
+                "{email} {} role {role}",
+                if changed { "now has" } else { "already had" }
+            );
+        }
+        UserCmd::RemoveRole { email, role } => {
+            let changed = store.set_user_role(&email, &role, false).await?;
+            println!(
+                "{email} {} role {role}",
+                if changed {
+                    "no longer has"
+                } else {
+                    "did not have"
+                }
+            );
+        }
+        UserCmd::List { json } => {
+            for u in store.list_users().await? {
+                if json {
+                    println!("{}", user_json(&u));
+                } else {
+                    let status = match (u.is_active, u.blocked) {
+                        (_, true) => "blocked",
+                        (false, _) => "inactive",
+                        _ => "active",
+                    };
+                    println!(
+                        "{:<6} {:<32} {:<9} {}",
+                        u.id,
+                        u.email,
+                        status,
+                        u.roles.join(",")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn role_command(store: &Store, cmd: RoleCmd) -> Result<(), CliError> {
+    match cmd {
+        RoleCmd::Create { name } => {
+            let r = store.create_role(&name).await?;
+            println!("created role {} ({})", r.name, r.id);
+        }
+        RoleCmd::Grant { role, permission } => {
+            let added = store.grant(&role, &permission).await?;
+            println!(
+                "role {role} {} {permission}",
+                if added { "now holds" } else { "already held" }
+            );
+        }
+        RoleCmd::Revoke { role, permission } => match store.revoke(&role, &permission).await? {
+            Some(n) => println!(
+                "revoked {permission} from role {role}; removed it from {n} admin token(s)"
+            ),
+            None => {
+                return Err(CliError::Other(format!(
+                    "role {role} does not hold {permission}"
+                )))
+            }
+        },
+        RoleCmd::List { json } => {
+            for r in store.list_roles().await? {
+                let perms: Vec<String> = r.permissions.iter().map(|p| p.to_string()).collect();
+                if json {
+                    println!(
+                        "{}",
+                        json!({"id": r.id, "name": r.name, "super_admin": r.super_admin, "permissions": perms})
+                    );
+                } else {
+                    let p = if r.super_admin {
+                        "(every permission)".to_owned()
+                    } else {
+                        perms.join(", ")
+                    };
+                    println!("{:<6} {:<24} {}", r.id, r.name, p);
+                }
+            }
+        }
+    }
+    Ok(())
+}

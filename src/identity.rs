@@ -1,0 +1,372 @@
+//! Identity headers: what the CMS learns about an authenticated request.
+//!
+//! Every incoming header in the identity namespace (default `x-auth-`) is
+//! removed, whatever the decision, including spellings some upstream
+//! frameworks fold into the same name (`x_auth_token_id`; CGI-style stacks
+//! map `_` and `-` alike). Only then are the gateway's own headers added, so
+//! a client can never supply or shadow one.
+//!
+//! The per-token header values are computed once when a record enters the
+//! cache ([`Resolved`]), so an allowed request only copies them. Values are
+//! printable ASCII: any other byte of a token name or email, and `%`
+//! itself, is percent-encoded (UTF-8).
+//!
+//! With `identity.signing_key`, `x-auth-timestamp` and `x-auth-signature`
+//! are added: hex HMAC-SHA256 over the canonical string
+//! `METHOD \n PATH?QUERY \n TIMESTAMP \n name:value \n ...` where the
+//! name:value lines are every other `x-auth-*` header the gateway set,
+//! sorted by name. The CMS recomputes it to prove the request came through
+//! the gateway (see the README's "Security model").
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hmac::{Hmac, Mac};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use sha2::Sha256;
+
+use crate::model::{Ownership, TokenRecord};
+
+/// The gateway's identity header names under the configured prefix.
+#[derive(Debug, Clone)]
+pub struct IdentityNames {
+    prefix: String,
+    /// The prefix with `-` replaced by `_`, to catch underscore spellings.
+    prefix_underscored: String,
+    pub token_id: HeaderName,
+    pub token_kind: HeaderName,
+    pub token_name: HeaderName,
+    pub token_type: HeaderName,
+    pub owner_id: HeaderName,
+    pub owner_email: HeaderName,
+    pub action: HeaderName,
+    pub timestamp: HeaderName,
+    pub signature: HeaderName,
+}
+
+impl IdentityNames {
+    /// `prefix` is validated by config (lower-case letters, digits, `-`).
+    pub fn new(prefix: &str) -> Self {
+        let name = |suffix: &str| {
+            HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes())
+                .unwrap_or_else(|_| unreachable!("config validates the identity prefix"))
+        };
+        Self {
+            prefix: prefix.to_owned(),
+            prefix_underscored: prefix.replace('-', "_"),
+            token_id: name("token-id"),
+            token_kind: name("token-kind"),
+            token_name: name("token-name"),
+            token_type: name("token-type"),
+            owner_id: name("owner-id"),
+            owner_email: name("owner-email"),
+            action: name("action"),
+            timestamp: name("timestamp"),
+            signature: name("signature"),
+        }
+    }
+
+    /// Is this (lower-case) header name in the identity namespace?
+    pub fn is_identity(&self, name: &str) -> bool {
+        let n = name.as_bytes();
+        let p = self.prefix.as_bytes();
+        n.len() >= p.len()
+            && n[..p.len()]
+                .iter()
+                .zip(p)
+                .all(|(a, b)| a == b || (*b == b'-' && *a == b'_'))
+            || name.starts_with(&self.prefix_underscored)
+    }
+
+    /// Remove every identity-namespace header.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        // Fast path: nothing to do for the common request.
+        if !headers.keys().any(|k| self.is_identity(k.as_str())) {
+            return;
+        }
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| self.is_identity(k.as_str()))
+            .cloned()
+            .collect();
+        for name in doomed {
+            headers.remove(&name);
+        }
+    }
+
+    /// The per-token headers for a record.
+    pub fn headers_for(&self, r: &TokenRecord) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = vec![
+            (self.token_id.clone(), HeaderValue::from(r.id)),
+            (
+                self.token_kind.clone(),
+                HeaderValue::from_static(r.kind.as_str()),
+            ),
+            (self.token_name.clone(), header_value(&r.name)),
+        ];
+        if let Some(t) = r.token_type {
+            out.push((
+                self.token_type.clone(),
+                HeaderValue::from_static(t.as_str()),
+            ));
+        }
+        if let Ownership::Owner(o) = &r.ownership {
+            out.push((self.owner_id.clone(), HeaderValue::from(o.id)));
+            out.push((self.owner_email.clone(), header_value(&o.email)));
+        }
+        out
+    }
+}
+
+/// Percent-encode everything but printable ASCII (and `%` itself).
+pub fn header_value(s: &str) -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        }
+    }
+    HeaderValue::from_bytes(&out)
+        .unwrap_or_else(|_| unreachable!("printable ASCII is a valid header value"))
+}
+
+/// A token record as the proxy keeps it in the cache: the facts plus the
+/// identity headers computed from them.
+#[derive(Debug)]
+pub struct Resolved {
+    pub record: TokenRecord,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Unix seconds of the last use recorded for `last_used_at` (a cheap
+    /// pre-check so most requests skip the recorder's lock).
+    pub last_recorded: AtomicU64,
+}
+
+impl Resolved {
+    pub fn new(record: TokenRecord, names: &IdentityNames) -> Self {
+        let headers = names.headers_for(&record);
+        Self {
+            record,
+            headers,
+            last_recorded: AtomicU64::new(0),
+        }
+    }
+
+    /// True if a use at `now_secs` should be recorded (at most once per
+    /// `interval_secs` per cached record).
+    pub fn should_record(&self, now_secs: u64, interval_secs: u64) -> bool {
+        let last = self.last_recorded.load(Ordering::Relaxed);
+        if last != 0 && now_secs < last.saturating_add(interval_secs.max(1)) {
+            return false;
+        }
+        self.last_recorded
+            .compare_exchange(last, now_secs, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+impl AsRef<TokenRecord> for Resolved {
+    fn as_ref(&self) -> &TokenRecord {
+        &self.record
+    }
+}
+
+/// Signs identity headers with `identity.signing_key`.
+#[derive(Clone)]
+pub struct Signer {
+    mac: Hmac<Sha256>,
+}
+
+impl Signer {
+    pub fn new(key: &str) -> Self {
+        let mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        Self { mac }
+    }
+
+    /// The canonical string (see the module docs).
+    pub fn canonical(
+        method: &str,
+        path_and_query: &str,
+        timestamp: &str,
+        identity: &[(&str, &[u8])],
+    ) -> Vec<u8> {
+        let mut lines: Vec<(&str, &[u8])> = identity.to_vec();
+        lines.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(method.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(path_and_query.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(timestamp.as_bytes());
+        for (name, value) in lines {
+            out.push(b'\n');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(value);
+        }
+        out
+    }
+
+    /// Add the timestamp and signature headers over the identity headers
+    /// already in `headers`.
+    pub fn sign(
+        &self,
+        names: &IdentityNames,
+        method: &str,
+        path_and_query: &str,
+        now_secs: u64,
+        headers: &mut HeaderMap,
+    ) {
+        let ts = now_secs.to_string();
+        let identity: Vec<(&str, &[u8])> = headers
+            .iter()
+            .filter(|(k, _)| names.is_identity(k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        let canonical = Self::canonical(method, path_and_query, &ts, &identity);
+        let mut mac = self.mac.clone();
+        mac.update(&canonical);
+        let sig = hex::encode(mac.finalize().into_bytes());
+        headers.insert(names.timestamp.clone(), HeaderValue::from(now_secs));
+        headers.insert(
+            names.signature.clone(),
+            HeaderValue::from_str(&sig)
+                .unwrap_or_else(|_| unreachable!("hex is a valid header value")),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ContentApiType, Owner, PermissionSet, TokenKind};
+
+    #[test]
+    fn strips_every_spelling_of_the_namespace() {
+        let n = IdentityNames::new("x-auth-");
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-auth-token-id",
+            "X-Auth-Owner-Email",
+            "x_auth_token_id",
+            "x-auth_token-kind",
+            "x-auth-",
+            "x-authx",
+            "authorization",
+            "x-forwarded-for",
+        ] {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        h.append("x-auth-token-id", HeaderValue::from_static("again"));
+        n.strip(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-authx", "authorization", "x-forwarded-for"]);
+    }
+
+    #[test]
+    fn headers_for_both_kinds() {
+        let n = IdentityNames::new("x-auth-");
+        let content = TokenRecord {
+            id: 12,
+            kind: TokenKind::ContentApi,
+            name: "Café build\n".into(),
+            token_type: Some(ContentApiType::Custom),
+            expires_at: None,
+            permissions: PermissionSet::default(),
+            ownership: Ownership::None,
+            rate_limit: None,
+        };
+        let h = n.headers_for(&content);
+        let get = |h: &[(HeaderName, HeaderValue)], k: &str| {
+            h.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(get(&h, "x-auth-token-id").as_deref(), Some("12"));
+        assert_eq!(get(&h, "x-auth-token-kind").as_deref(), Some("content-api"));
+        assert_eq!(
+            get(&h, "x-auth-token-name").as_deref(),
+            Some("Caf%C3%A9 build%0A")
+        );
+        assert_eq!(get(&h, "x-auth-token-type").as_deref(), Some("custom"));
+        assert_eq!(get(&h, "x-auth-owner-id"), None);
+        let mut admin = content.clone();
+        admin.kind = TokenKind::Admin;
+        admin.token_type = None;
+        admin.ownership = Ownership::Owner(Owner {
+            id: 3,
+            email: "ops@example.com".into(),
+            is_active: true,
+            blocked: false,
+            super_admin: false,
+            permissions: PermissionSet::default(),
+            role_ids: vec![],
+        });
+        let h = n.headers_for(&admin);
+        assert_eq!(get(&h, "x-auth-token-kind").as_deref(), Some("admin"));
+        assert_eq!(get(&h, "x-auth-token-type"), None);
+        assert_eq!(get(&h, "x-auth-owner-id").as_deref(), Some("3"));
+        assert_eq!(
+            get(&h, "x-auth-owner-email").as_deref(),
+            Some("ops@example.com")
+        );
+    }
+
+    #[test]
+    fn signature_is_hmac_over_the_canonical_string() {
+        let n = IdentityNames::new("x-auth-");
+        let mut h = HeaderMap::new();
+        h.insert("x-auth-token-kind", HeaderValue::from_static("admin"));
+        h.insert("x-auth-token-id", HeaderValue::from_static("5"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        Signer::new("k").sign(&n, "GET", "/admin/users?x=1", 1700000000, &mut h);
+        let canonical =
+            "GET\n/admin/users?x=1\n1700000000\nx-auth-token-id:5\nx-auth-token-kind:admin";
+        let out = std::process::Command::new("openssl")
+            .args(["dgst", "-sha256", "-hmac", "k", "-r"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(canonical.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("openssl must be installed for this test");
+        let expected = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            h["x-auth-signature"].to_str().unwrap(),
+            expected.split_whitespace().next().unwrap()
+        );
+        assert_eq!(h["x-auth-timestamp"], "1700000000");
+    }
+
+    #[test]
+    fn records_at_most_once_per_interval() {
+        let n = IdentityNames::new("x-auth-");
+        let r = Resolved::new(
+            TokenRecord {
+                id: 1,
+                kind: TokenKind::ContentApi,
+                name: "n".into(),
+                token_type: Some(ContentApiType::ReadOnly),
+                expires_at: None,
+                permissions: PermissionSet::default(),
+                ownership: Ownership::None,
+                rate_limit: None,
+            },
+            &n,
+        );
+        assert!(r.should_record(1000, 60));
+        assert!(!r.should_record(1030, 60));
+        assert!(r.should_record(1060, 60));
+    }
+}

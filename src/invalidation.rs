@@ -1,0 +1,281 @@
+//! Cache invalidation events and the Postgres listener that receives them.
+//!
+//! Triggers in the database (see `migrations/`) NOTIFY the channel
+//! `authgate_<schema>` on every change that can alter a decision. Each
+//! replica keeps one dedicated connection that `LISTEN`s there and applies
+//! each event to its cache precisely: a token (by hash, or by id), every
+//! token of an owner, every token of the users of a role.
+//!
+//! Events can be missed while the connection is down, so every (re)connect
+//! clears the whole cache before listening. The connection is probed every
+//! few seconds; a silent network failure is noticed and repaired with
+//! exponential backoff (100 ms to 5 s). The cache's TTL bounds the damage
+//! of anything missed anyway.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::cache::TokenCache;
+use crate::config::PostgresConfig;
+use crate::metrics::Metrics;
+use crate::model::TokenRecord;
+use crate::token::TokenHash;
+
+/// What changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A token row; with its hash when known.
+    Token { id: i64, hash: Option<TokenHash> },
+    /// A user's status, email or roles.
+    User(i64),
+    /// A role's permissions or code.
+    Role(i64),
+    /// Anything: forget everything.
+    All,
+}
+
+/// An event and when the database emitted it (Unix ms), if it said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub event: Event,
+    pub sent_ms: Option<u64>,
+}
+
+impl Message {
+    /// Parse `token:<id>[:<hash>]`, `user:<id>`, `role:<id>` or `all`,
+    /// optionally followed by `@<unix ms>`.
+    pub fn parse(payload: &str) -> Option<Message> {
+        let (body, sent_ms) = match payload.rsplit_once('@') {
+            Some((b, ms)) => (b, Some(ms.parse().ok()?)),
+            None => (payload, None),
+        };
+        let mut parts = body.split(':');
+        let event = match (parts.next()?, parts.next(), parts.next(), parts.next()) {
+            ("all", None, None, None) => Event::All,
+            ("token", Some(id), hash, None) => Event::Token {
+                id: id.parse().ok()?,
+                hash: match hash {
+                    Some(h) => Some(TokenHash::from_hex(h)?),
+                    None => None,
+                },
+            },
+            ("user", Some(id), None, None) => Event::User(id.parse().ok()?),
+            ("role", Some(id), None, None) => Event::Role(id.parse().ok()?),
+            _ => return None,
+        };
+        Some(Message { event, sent_ms })
+    }
+
+    /// The wire form (inverse of [`Message::parse`]).
+    pub fn encode(&self) -> String {
+        let body = match &self.event {
+            Event::All => "all".to_owned(),
+            Event::Token { id, hash: Some(h) } => format!("token:{id}:{}", h.to_hex()),
+            Event::Token { id, hash: None } => format!("token:{id}"),
+            Event::User(id) => format!("user:{id}"),
+            Event::Role(id) => format!("role:{id}"),
+        };
+        match self.sent_ms {
+            Some(ms) => format!("{body}@{ms}"),
+            None => body,
+        }
+    }
+}
+
+/// Apply one event to a cache.
+pub async fn apply<V>(cache: &TokenCache<V>, event: &Event)
+where
+    V: AsRef<TokenRecord> + Send + Sync + 'static,
+{
+    match event {
+        Event::Token { id, hash } => {
+            if let Some(h) = hash {
+                cache.invalidate_hash(h).await;
+            }
+            // The id covers cached entries under an older hash too.
+            cache.invalidate_token(*id);
+        }
+        Event::User(id) => cache.invalidate_owner(*id),
+        Event::Role(id) => cache.invalidate_role(*id),
+        Event::All => cache.invalidate_all(),
+    }
+}
+
+/// Receive a message from `source`: apply it and count it.
+pub async fn receive<V>(cache: &TokenCache<V>, metrics: &Metrics, source: &str, payload: &str)
+where
+    V: AsRef<TokenRecord> + Send + Sync + 'static,
+{
+    let Some(msg) = Message::parse(payload) else {
+        tracing::warn!(source, "ignoring an unreadable invalidation message");
+        return;
+    };
+    apply(cache, &msg.event).await;
+    metrics.invalidations.with_label_values(&[source]).inc();
+    if let Some(sent) = msg.sent_ms {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        metrics
+            .invalidation_lag
+            .observe(now.saturating_sub(sent) as f64 / 1000.0);
+    }
+}
+
+/// Whether the listener currently holds a live LISTEN connection.
+#[derive(Clone, Default)]
+pub struct ListenerStatus(Arc<AtomicBool>);
+
+impl ListenerStatus {
+    pub fn is_listening(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn set(&self, v: bool) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+}
+
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// Keep a LISTEN connection open until `shutdown`, applying every event.
+pub async fn listen<V>(
+    cfg: PostgresConfig,
+    cache: Arc<TokenCache<V>>,
+    metrics: Metrics,
+    status: ListenerStatus,
+    shutdown: impl std::future::Future<Output = ()>,
+) where
+    V: AsRef<TokenRecord> + Send + Sync + 'static,
+{
+    tokio::pin!(shutdown);
+    let channel = crate::store::channel(&cfg.schema);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let session = listen_once(&cfg, &channel, &cache, &metrics, &status);
+        tokio::select! {
+            r = session => {
+                status.set(false);
+                match r {
+                    Ok(()) => tracing::warn!("invalidation listener connection closed; reconnecting"),
+                    Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "invalidation listener failed"),
+                }
+            }
+            _ = &mut shutdown => { status.set(false); return; }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = &mut shutdown => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn listen_once<V>(
+    cfg: &PostgresConfig,
+    channel: &str,
+    cache: &TokenCache<V>,
+    metrics: &Metrics,
+    status: &ListenerStatus,
+) -> Result<(), crate::store::StoreError>
+where
+    V: AsRef<TokenRecord> + Send + Sync + 'static,
+{
+    use crate::store::StoreError;
+    let mut pg = crate::store::pg_config(cfg)?;
+    pg.keepalives(true).keepalives_idle(Duration::from_secs(10));
+    let (client, mut conn) = tokio::time::timeout(cfg.connect_timeout, pg.connect(NoTls))
+        .await
+        .map_err(|_| StoreError::Unavailable("listener connect timed out".into()))?
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // Drive the connection; forward notifications. Ends when it closes.
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "listener connection error");
+                    break;
+                }
+            }
+        }
+    });
+    let result = async {
+        client
+            .batch_execute(&format!("LISTEN \"{channel}\""))
+            .await?;
+        // Anything may have changed while we were not listening.
+        cache.invalidate_all();
+        metrics.listener_reconnects.inc();
+        status.set(true);
+        tracing::info!(channel, "listening for cache invalidations");
+        let mut probe = tokio::time::interval(PROBE_EVERY);
+        probe.tick().await;
+        loop {
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(payload) => receive(cache, metrics, "postgres", &payload).await,
+                    None => return Ok(()),
+                },
+                _ = probe.tick() => {
+                    tokio::time::timeout(cfg.query_timeout, client.simple_query("SELECT 1"))
+                        .await
+                        .map_err(|_| StoreError::Unavailable("listener probe timed out".into()))??;
+                }
+            }
+        }
+    }
+    .await;
+    driver.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_encode() {
+        let h = "ab".repeat(64);
+        let rows = [
+            (format!("token:5:{h}@1700000000123"), true),
+            ("token:5@1".to_owned(), true),
+            ("token:5".to_owned(), true),
+            ("user:9@2".to_owned(), true),
+            ("role:3".to_owned(), true),
+            ("all".to_owned(), true),
+            ("token:x".to_owned(), false),
+            ("token:5:nothex".to_owned(), false),
+            ("user:1:2".to_owned(), false),
+            ("group:1".to_owned(), false),
+            ("user:1@soon".to_owned(), false),
+            (String::new(), false),
+        ];
+        for (payload, ok) in rows {
+            let m = Message::parse(&payload);
+            assert_eq!(m.is_some(), ok, "{payload}");
+            if let Some(m) = m {
+                assert_eq!(m.encode(), payload);
+            }
+        }
+        let m = Message::parse(&format!("token:5:{h}@7")).unwrap();
+        assert_eq!(
+            m.event,
+            Event::Token {
+                id: 5,
+                hash: TokenHash::from_hex(&h)
+            }
+        );
+        assert_eq!(m.sent_ms, Some(7));
+    }
+}

@@ -1,0 +1,802 @@
+//! The request path, in named phases (as Pingora's proxy reads):
+//!
+//! ```text
+//! parse (target, Authorization) -> normalise + classify (route)
+//!   -> precheck (authz) -> look up (cache -> store) -> decide (authz)
+//!   -> forward with identity (upstream) | answer the error envelope
+//!   -> log + metrics
+//! ```
+//!
+//! [`Gateway::handle`] reads top to bottom in that order; each phase is a
+//! call into the module that owns it. The proxy knows a decision, not SQL:
+//! lookups go through the cache, and denials become responses in exactly
+//! one function, [`error_response`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::authz::{self, Denial, GraphQlOperation, Precheck, SessionPolicy, Verdict};
+use crate::cache::{LookupError, TokenCache};
+use crate::config::Config;
+use crate::identity::{IdentityNames, Resolved, Signer};
+use crate::last_used::UsageRecorder;
+use crate::metrics::{status_class, Metrics};
+use crate::ratelimit::RateLimiter;
+use crate::route::{self, RouteClass, RouteTable};
+use crate::store::Store;
+use crate::token::Hasher;
+use crate::upstream::{Upstream, UpstreamError};
+
+/// The body of every response the gateway sends.
+pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+/// The body of every request it forwards.
+pub type ForwardBody = Either<Incoming, Full<Bytes>>;
+
+/// What can change on a config reload without a restart.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub routes: Arc<RouteTable>,
+    pub sessions: SessionPolicy,
+    pub graphql_max_body: usize,
+}
+
+impl Policy {
+    pub fn from_config(cfg: &Config) -> Self {
+        Self {
+            routes: cfg.routes.clone(),
+            sessions: cfg.sessions,
+            graphql_max_body: cfg.graphql_max_body,
+        }
+    }
+}
+
+/// Everything the request path needs, built once by `server::serve`.
+pub struct Gateway {
+    policy: RwLock<Arc<Policy>>,
+    hasher: Hasher,
+    names: IdentityNames,
+    signer: Option<Signer>,
+    forward_authorization: bool,
+    max_uri_bytes: usize,
+    cache: Arc<TokenCache<Resolved>>,
+    store: Store,
+    upstream: Upstream,
+    usage: Arc<UsageRecorder>,
+    limiter: RateLimiter,
+    metrics: Metrics,
+    request_ids: RequestIds,
+}
+
+/// Parts of [`Gateway`] that `server::serve` builds and shares.
+pub struct GatewayParts {
+    pub cache: Arc<TokenCache<Resolved>>,
+    pub store: Store,
+    pub upstream: Upstream,
+    pub usage: Arc<UsageRecorder>,
+    pub limiter: RateLimiter,
+    pub metrics: Metrics,
+}
+
+/// How the request was settled, for logs and metrics.
+enum Outcome {
+    /// Forwarded without identity (unprotected, anonymous, session).
+    Pass,
+    /// Forwarded with identity.
+    Allow(Arc<Resolved>),
+    Deny {
+        denial: Denial,
+        token_id: Option<i64>,
+        retry_after: Option<u64>,
+    },
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Gateway {
+    pub fn new(cfg: &Config, parts: GatewayParts) -> Self {
+        Self {
+            policy: RwLock::new(Arc::new(Policy::from_config(cfg))),
+            hasher: Hasher::new(cfg.tokens.salt.expose()),
+            names: IdentityNames::new(&cfg.identity.header_prefix),
+            signer: cfg
+                .identity
+                .signing_key
+                .as_ref()
+                .map(|k| Signer::new(k.expose())),
+            forward_authorization: cfg.identity.forward_authorization,
+            max_uri_bytes: cfg.server.max_uri_bytes,
+            cache: parts.cache,
+            store: parts.store,
+            upstream: parts.upstream,
+            usage: parts.usage,
+            limiter: parts.limiter,
+            metrics: parts.metrics,
+            request_ids: RequestIds::new(),
+        }
+    }
+
+    /// Swap the reloadable policy (route tables, content types, actions).
+    pub fn set_policy(&self, p: Policy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+    }
+
+    fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn names(&self) -> &IdentityNames {
+        &self.names
+    }
+
+    /// Handle one request end to end.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let req = req.map(Either::Left);
+        let request_id = self.request_ids.take(req.headers());
+        let method = req.method().clone();
+
+        // Phase: parse and normalise the target. The normalised path is what
+        // is classified and what is forwarded.
+        let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+        let target = if uri_len > self.max_uri_bytes {
+            Err(Denial::UriTooLong)
+        } else {
+            route::normalise(req.uri().path())
+                .map(|p| match req.uri().query() {
+                    Some(q) => format!("{p}?{q}"),
+                    None => p.into_owned(),
+                })
+                .map_err(|_| Denial::InvalidPath)
+        };
+        let path_and_query = match target {
+            Ok(t) => t,
+            Err(denial) => {
+                let resp = error_response(denial, &request_id, None);
+                self.finish(
+                    &method,
+                    "-",
+                    RouteClass::Unprotected,
+                    &Outcome::Deny {
+                        denial,
+                        token_id: None,
+                        retry_after: None,
+                    },
+                    resp.status(),
+                    started,
+                    &request_id,
+                );
+                return resp;
+            }
+        };
+        let path_len = path_and_query.find('?').unwrap_or(path_and_query.len());
+        let policy = self.policy();
+        let route = policy.routes.classify(&method, &path_and_query[..path_len]);
+
+        // Phase: credential and precheck.
+        let cred = authz::parse_authorization(
+            req.headers()
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        let (outcome, req) = match authz::precheck(&route, cred, policy.sessions) {
+            Precheck::Pass => (Outcome::Pass, req),
+            Precheck::Deny(denial) => {
+                if denial == Denial::InvalidCredentials {
+                    self.limiter.note_failed_auth(peer.ip()).await;
+                }
+                (
+                    Outcome::Deny {
+                        denial,
+                        token_id: None,
+                        retry_after: None,
+                    },
+                    req,
+                )
+            }
+            Precheck::Lookup(key) => match self.limiter.ip_blocked(peer.ip()).await {
+                Some(retry) => (
+                    Outcome::Deny {
+                        denial: Denial::RateLimited,
+                        token_id: None,
+                        retry_after: Some(retry),
+                    },
+                    req,
+                ),
+                None => {
+                    // Phase: look up (cache, then store).
+                    let hash = self.hasher.hash(key);
+                    let found = self
+                        .cache
+                        .get_or_load(hash, || async {
+                            let t = Instant::now();
+                            let r = self.store.find_token(&hash.to_hex()).await;
+                            self.metrics
+                                .store_duration
+                                .with_label_values(&["find_token"])
+                                .observe(t.elapsed().as_secs_f64());
+                            if r.is_err() {
+                                self.metrics
+                                    .store_errors
+                                    .with_label_values(&["find_token"])
+                                    .inc();
+                            }
+                            r.map(|o| o.map(|rec| Resolved::new(rec, &self.names)))
+                        })
+                        .await;
+                    match found {
+                        Err(e) => {
+                            if let LookupError::Failed(reason) = &e {
+                                tracing::error!(%reason, request_id = request_id.to_str().unwrap_or("-"), "token lookup failed");
+                            }
+                            (
+                                Outcome::Deny {
+                                    denial: Denial::StoreUnavailable,
+                                    token_id: None,
+                                    retry_after: None,
+                                },
+                                req,
+                            )
+                        }
+                        Ok(resolved) => self.decide(&route, resolved, req, &policy, peer).await,
+                    }
+                }
+            },
+        };
+
+        // Phase: answer or forward.
+        let resp = match &outcome {
+            Outcome::Deny {
+                denial,
+                retry_after,
+                ..
+            } => error_response(*denial, &request_id, *retry_after),
+            Outcome::Pass => {
+                self.forward(req, &path_and_query, None, None, peer, tls, &request_id)
+                    .await
+            }
+            Outcome::Allow(r) => {
+                self.forward(
+                    req,
+                    &path_and_query,
+                    Some(r),
+                    route.action.name(),
+                    peer,
+                    tls,
+                    &request_id,
+                )
+                .await
+            }
+        };
+        let route_class = route.class;
+        self.finish(
+            &method,
+            &path_and_query[..path_len],
+            route_class,
+            &outcome,
+            resp.status(),
+            started,
+            &request_id,
+        );
+        resp
+    }
+
+    /// Phase: decide on a looked-up token (reading a GraphQL operation when
+    /// a read-only token needs it), then rate limits.
+    async fn decide(
+        &self,
+        route: &route::Route<'_>,
+        resolved: Option<Arc<Resolved>>,
+        req: Request<ForwardBody>,
+        policy: &Policy,
+        peer: SocketAddr,
+    ) -> (Outcome, Request<ForwardBody>) {
+        let now = SystemTime::now();
+        let record = resolved.as_deref().map(|r| &r.record);
+        let mut verdict = authz::decide(route, record, None, now);
+        let mut req = req;
+        if verdict == Verdict::NeedGraphQlOperation {
+            let (op, rebuilt) = graphql_operation(req, policy.graphql_max_body).await;
+            req = rebuilt;
+            verdict = match op {
+                Ok(op) => authz::decide(route, record, Some(op), now),
+                Err(denial) => Verdict::Deny {
+                    denial,
+                    authenticated: true,
+                },
+            };
+        }
+        let token_id = record.map(|r| r.id);
+        let authenticated = matches!(
+            verdict,
+            Verdict::Allow
+                | Verdict::Deny {
+                    authenticated: true,
+                    ..
+                }
+        );
+        if authenticated {
+            if let Some(r) = &resolved {
+                if r.should_record(unix_secs(now), self.usage.interval().as_secs()) {
+                    self.usage.record(r.record.id, now);
+                }
+            }
+        }
+        let outcome = match verdict {
+            Verdict::Allow => {
+                let r = resolved.unwrap_or_else(|| unreachable!("allow needs a record"));
+                match self
+                    .limiter
+                    .check_token(r.record.id, r.record.rate_limit)
+                    .await
+                {
+                    Some(retry) => Outcome::Deny {
+                        denial: Denial::RateLimited,
+                        token_id,
+                        retry_after: Some(retry),
+                    },
+                    None => Outcome::Allow(r),
+                }
+            }
+            Verdict::Deny { denial, .. } => {
+                if !authenticated {
+                    self.limiter.note_failed_auth(peer.ip()).await;
+                }
+                Outcome::Deny {
+                    denial,
+                    token_id,
+                    retry_after: None,
+                }
+            }
+            Verdict::NeedGraphQlOperation => Outcome::Deny {
+                denial: Denial::Forbidden,
+                token_id,
+                retry_after: None,
+            },
+        };
+        (outcome, req)
+    }
+
+    /// Phase: forward to the upstream, with identity when allowed.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        req: Request<ForwardBody>,
+        path_and_query: &str,
+        identity: Option<&Arc<Resolved>>,
+        action: Option<&str>,
+        peer: SocketAddr,
+        tls: bool,
+        request_id: &HeaderValue,
+    ) -> Response<ResponseBody> {
+        let (mut parts, body) = req.into_parts();
+        let upgrade = upgrade_requested(&parts.headers)
+            .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+            .flatten();
+        let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
+        prepare_request_headers(
+            &mut parts.headers,
+            &self.names,
+            self.forward_authorization,
+            peer,
+            tls,
+            request_id,
+        );
+        if let (Some(_), Some(v)) = (&upgrade, upgrade_value) {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, v);
+        }
+        if let Some(r) = identity {
+            for (name, value) in &r.headers {
+                parts.headers.insert(name.clone(), value.clone());
+            }
+            if let Some(a) = action {
+                if let Ok(v) = HeaderValue::from_str(a) {
+                    parts.headers.insert(self.names.action.clone(), v);
+                }
+            }
+            if let Some(s) = &self.signer {
+                s.sign(
+                    &self.names,
+                    parts.method.as_str(),
+                    path_and_query,
+                    unix_secs(SystemTime::now()),
+                    &mut parts.headers,
+                );
+            }
+        }
+        let uri = match self.upstream.uri(path_and_query) {
+            Ok(u) => u,
+            Err(_) => return error_response(Denial::InvalidPath, request_id, None),
+        };
+        let mut up = Request::from_parts(parts, body);
+        *up.uri_mut() = uri;
+        *up.version_mut() = http::Version::HTTP_11;
+        self.send(up, upgrade, request_id).await
+    }
+
+    async fn send(
+        &self,
+        up: Request<ForwardBody>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        request_id: &HeaderValue,
+    ) -> Response<ResponseBody> {
+        let t = Instant::now();
+        let result = self.upstream.send(up).await;
+        self.metrics
+            .upstream_duration
+            .observe(t.elapsed().as_secs_f64());
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let (denial, kind) = match &e {
+                    UpstreamError::Timeout => (Denial::GatewayTimeout, "timeout"),
+                    UpstreamError::Connect(_) => (Denial::BadGateway, "connect"),
+                    UpstreamError::Protocol(_) => (Denial::BadGateway, "protocol"),
+                };
+                self.metrics
+                    .upstream_errors
+                    .with_label_values(&[kind])
+                    .inc();
+                tracing::warn!(error = %e, request_id = %request_id.to_str().unwrap_or("-"), "upstream request failed");
+                return error_response(denial, request_id, None);
+            }
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client) = client_upgrade {
+                let upstream = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    match tokio::try_join!(client, upstream) {
+                        Ok((c, u)) => {
+                            let mut c = hyper_util::rt::TokioIo::new(c);
+                            let mut u = hyper_util::rt::TokioIo::new(u);
+                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                    }
+                });
+                return resp.map(Either::Left);
+            }
+        }
+        strip_hop_by_hop(resp.headers_mut());
+        resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+        resp.map(Either::Left)
+    }
+
+    /// Phase: log and count.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        method: &Method,
+        path: &str,
+        class: RouteClass,
+        outcome: &Outcome,
+        status: StatusCode,
+        started: Instant,
+        request_id: &HeaderValue,
+    ) {
+        let elapsed = started.elapsed();
+        let status_u = status.as_u16();
+        let (decision, token_id) = match outcome {
+            Outcome::Pass => ("pass", None),
+            Outcome::Allow(r) => ("allow", Some(r.record.id)),
+            Outcome::Deny {
+                denial, token_id, ..
+            } => {
+                self.metrics
+                    .denied
+                    .with_label_values(&[class.as_str(), denial.label()])
+                    .inc();
+                ("deny", *token_id)
+            }
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[class.as_str(), decision, status_class(status_u)])
+            .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[class.as_str()])
+            .observe(elapsed.as_secs_f64());
+        if tracing::enabled!(target: "authgate::access", tracing::Level::INFO) {
+            let reason = match outcome {
+                Outcome::Deny { denial, .. } => denial.label(),
+                _ => "",
+            };
+            tracing::info!(
+                target: "authgate::access",
+                method = %method,
+                path = %path,
+                route_class = class.as_str(),
+                decision,
+                reason,
+                status = status_u,
+                token_id = token_id.unwrap_or(0),
+                latency_us = elapsed.as_micros() as u64,
+                request_id = request_id.to_str().unwrap_or("-"),
+                "request"
+            );
+        }
+    }
+}
+
+/// Read the GraphQL operation type from the query string (GET) or from a
+/// body of at most `max` bytes, which is then forwarded from the buffer.
+async fn graphql_operation(
+    req: Request<ForwardBody>,
+    max: usize,
+) -> (Result<GraphQlOperation, Denial>, Request<ForwardBody>) {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        let op = crate::graphql::query_string(req.uri().query().unwrap_or(""));
+        return (Ok(op), req);
+    }
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return (
+            Err(Denial::PayloadTooLarge),
+            Request::from_parts(parts, body),
+        );
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            let op = crate::graphql::json_body(&bytes);
+            (
+                Ok(op),
+                Request::from_parts(parts, Either::Right(Full::new(bytes))),
+            )
+        }
+        Err(_) => (
+            Err(Denial::PayloadTooLarge),
+            Request::from_parts(parts, Either::Right(Full::new(Bytes::new()))),
+        ),
+    }
+}
+
+/// The one place a denial becomes a response: Strapi's error envelope.
+pub fn error_response(
+    denial: Denial,
+    request_id: &HeaderValue,
+    retry_after: Option<u64>,
+) -> Response<ResponseBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(denial.body()))));
+    *resp.status_mut() =
+        StatusCode::from_u16(denial.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    h.insert(X_REQUEST_ID, request_id.clone());
+    if let Some(secs) = retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    resp
+}
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded either way.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Does the client ask for a protocol upgrade (WebSocket)?
+fn upgrade_requested(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Remove hop-by-hop headers, including every header the `Connection`
+/// header names.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if h.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            h.remove(&name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        h.remove(name);
+    }
+}
+
+/// Make the client's headers fit to forward: hop-by-hop and identity
+/// headers out, forwarding headers replaced by what the gateway saw.
+pub fn prepare_request_headers(
+    h: &mut HeaderMap,
+    names: &IdentityNames,
+    forward_authorization: bool,
+    peer: SocketAddr,
+    tls: bool,
+    request_id: &HeaderValue,
+) {
+    strip_hop_by_hop(h);
+    names.strip(h);
+    if !forward_authorization {
+        h.remove(header::AUTHORIZATION);
+    }
+    h.remove(FORWARDED);
+    h.insert(
+        X_FORWARDED_FOR,
+        HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown")),
+    );
+    h.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if tls { "https" } else { "http" }),
+    );
+    match h.get(header::HOST).cloned() {
+        Some(host) => {
+            h.insert(X_FORWARDED_HOST, host);
+        }
+        None => {
+            h.remove(X_FORWARDED_HOST);
+        }
+    }
+    h.insert(X_REQUEST_ID, request_id.clone());
+}
+
+/// Request ids: the client's when it is sane, else a fresh one.
+struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut seed = [0u8; 6];
+        // A weak prefix only costs uniqueness across restarts, not safety.
+        let _ = getrandom::fill(&mut seed);
+        Self {
+            prefix: hex::encode(seed),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn take(&self, h: &HeaderMap) -> HeaderValue {
+        if let Some(v) = h.get(X_REQUEST_ID) {
+            let b = v.as_bytes();
+            if !b.is_empty()
+                && b.len() <= 128
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+            {
+                return v.clone();
+            }
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .unwrap_or(HeaderValue::from_static("-"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-auth-token-id, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["x-keep"]
+        );
+    }
+
+    #[test]
+    fn forwarding_headers_are_replaced() {
+        let names = IdentityNames::new("x-auth-");
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        h.insert(header::HOST, HeaderValue::from_static("cms.example"));
+        h.insert("x-auth-owner-id", HeaderValue::from_static("1"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        let id = HeaderValue::from_static("rid");
+        prepare_request_headers(
+            &mut h,
+            &names,
+            false,
+            "10.0.0.9:5555".parse().unwrap(),
+            false,
+            &id,
+        );
+        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.9");
+        assert_eq!(h[X_FORWARDED_PROTO], "http");
+        assert_eq!(h[X_FORWARDED_HOST], "cms.example");
+        assert_eq!(h[X_REQUEST_ID], "rid");
+        assert!(!h.contains_key(FORWARDED));
+        assert!(!h.contains_key("x-auth-owner-id"));
+        assert!(!h.contains_key(header::AUTHORIZATION));
+    }
+
+    #[test]
+    fn request_ids() {
+        let ids = RequestIds::new();
+        let mut h = HeaderMap::new();
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(ids.take(&h), "abc-123");
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("bad value!"));
+        let fresh = ids.take(&h);
+        assert_ne!(fresh, "bad value!");
+        assert_ne!(ids.take(&HeaderMap::new()), fresh);
+    }
+
+    #[test]
+    fn error_envelope_response() {
+        let r = error_response(Denial::RateLimited, &HeaderValue::from_static("r"), Some(3));
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/json; charset=utf-8"
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! Rate limits: per token, and per client IP on failed authentications.
+//!
+//! Algorithm: fixed windows of `rate_limit.window`. A key's counter starts
+//! at the first request of a window and resets at its end; a request is
+//! refused (429, `Retry-After` = seconds to the window's end) once the
+//! counter exceeds the limit. Fixed windows are simple to share (one
+//! atomic increment with an expiry) and their known weakness, up to twice
+//! the limit across a window boundary, is acceptable for abuse protection.
+//!
+//! Counters live in this process. The failed-authentication guard counts
+//! 401s per client IP; when over its limit, that IP's token-bearing requests
+//! are refused before any lookup, so a brute-force run cannot reach the
+//! database.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::RateLimitConfig;
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Token(i64),
+    Ip(IpAddr),
+}
+
+struct Window {
+    started: Instant,
+    count: u64,
+}
+
+/// Per-process fixed-window counters.
+struct Local {
+    windows: Mutex<HashMap<Key, Window>>,
+}
+
+impl Local {
+    /// Count one hit; return the new count and the time left in the window.
+    fn hit(&self, key: Key, window: Duration, now: Instant) -> (u64, Duration) {
+        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() > 100_000 {
+            w.retain(|_, v| now.duration_since(v.started) < window);
+        }
+        let e = w.entry(key).or_insert(Window {
+            started: now,
+            count: 0,
+        });
+        if now.duration_since(e.started) >= window {
+            *e = Window {
+                started: now,
+                count: 0,
+            };
+        }
+        e.count += 1;
+        (
+            e.count,
+            window.saturating_sub(now.duration_since(e.started)),
+        )
+    }
+
+    fn peek(&self, key: Key, window: Duration, now: Instant) -> (u64, Duration) {
+        let w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        match w.get(&key) {
+            Some(e) if now.duration_since(e.started) < window => (
+                e.count,
+                window.saturating_sub(now.duration_since(e.started)),
+            ),
+            _ => (0, Duration::ZERO),
+        }
+    }
+}
+
+fn retry_secs(left: Duration) -> u64 {
+    left.as_secs() + u64::from(left.subsec_nanos() > 0)
+}
+
+/// The limiter the proxy consults.
+pub struct RateLimiter {
+    cfg: RateLimitConfig,
+    local: Local,
+    metrics: Metrics,
+}
+
+impl RateLimiter {
+    /// Limits that are 0 are off; a token's own `rate_limit` applies even
+    /// when the default per-token limit is off.
+    pub fn new(cfg: &RateLimitConfig, metrics: Metrics) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            local: Local {
+                windows: Mutex::new(HashMap::new()),
+            },
+            metrics,
+        }
+    }
+
+    /// Count a request of a token; `Some(retry_after_secs)` when over the
+    /// limit. `override_limit` is the token's own `rate_limit` column.
+    pub async fn check_token(&self, token_id: i64, override_limit: Option<u32>) -> Option<u64> {
+        let limit = override_limit.unwrap_or(self.cfg.per_token);
+        if limit == 0 {
+            return None;
+        }
+        let (count, left) = self
+            .local
+            .hit(Key::Token(token_id), self.cfg.window, Instant::now());
+        (count > u64::from(limit)).then(|| {
+            self.metrics
+                .rate_limited
+                .with_label_values(&["token"])
+                .inc();
+            retry_secs(left)
+        })
+    }
+
+    /// Is this IP over its failed-authentication limit?
+    pub async fn ip_blocked(&self, ip: IpAddr) -> Option<u64> {
+        if self.cfg.failed_auth_per_ip == 0 {
+            return None;
+        }
+        let (count, left) = self
+            .local
+            .peek(Key::Ip(ip), self.cfg.window, Instant::now());
+        (count >= u64::from(self.cfg.failed_auth_per_ip)).then(|| {
+            self.metrics.rate_limited.with_label_values(&["ip"]).inc();
+            retry_secs(left)
+        })
+    }
+
+    /// Count a failed authentication from this IP.
+    pub async fn note_failed_auth(&self, ip: IpAddr) {
+        if self.cfg.failed_auth_per_ip > 0 {
+            self.local.hit(Key::Ip(ip), self.cfg.window, Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(per_token: u32, per_ip: u32) -> RateLimiter {
+        RateLimiter::new(
+            &RateLimitConfig {
+                per_token,
+                window: Duration::from_millis(200),
+                failed_auth_per_ip: per_ip,
+            },
+            Metrics::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn token_limit_per_window() {
+        let l = limiter(3, 0);
+        for _ in 0..3 {
+            assert_eq!(l.check_token(1, None).await, None);
+        }
+        assert_eq!(l.check_token(1, None).await, Some(1));
+        assert_eq!(
+            l.check_token(2, None).await,
+            None,
+            "other tokens are separate"
+        );
+        assert_eq!(
+            l.check_token(3, Some(0)).await,
+            None,
+            "an override of 0 means unlimited"
+        );
+        assert_eq!(l.check_token(4, Some(1)).await, None);
+        assert!(
+            l.check_token(4, Some(1)).await.is_some(),
+            "a per-token override applies"
+        );
+        tokio::time::sleep(Duration::from_millis(220)).await;
+        assert_eq!(l.check_token(1, None).await, None, "a new window starts");
+    }
+
+    #[tokio::test]
+    async fn failed_auth_guard() {
+        let l = limiter(0, 2);
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(l.ip_blocked(ip).await, None);
+        l.note_failed_auth(ip).await;
+        assert_eq!(l.ip_blocked(ip).await, None);
+        l.note_failed_auth(ip).await;
+        assert!(l.ip_blocked(ip).await.is_some());
+        assert_eq!(l.ip_blocked("10.9.9.9".parse().unwrap()).await, None);
+    }
+}

@@ -1,0 +1,412 @@
+//! Composition: the one place the layers meet.
+//!
+//! [`Server::bind`] builds every part from the config (store pool, cache,
+//! upstream client, gateway, metrics) and binds the listeners;
+//! [`Server::run`] accepts connections and runs the background tasks (the
+//! invalidation listener, the `last_used_at` flusher, reload watchers) until
+//! the shutdown future resolves. Then it drains: `/readyz` turns 503 at
+//! once, the proxy keeps accepting for `server.shutdown_delay` (so load
+//! balancers stop sending here first), stops accepting, lets in-flight
+//! requests finish within `server.shutdown_grace`, flushes `last_used_at`
+//! and returns.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::cache::TokenCache;
+use crate::config::Config;
+use crate::identity::Resolved;
+use crate::invalidation::{self, ListenerStatus};
+use crate::last_used::UsageRecorder;
+use crate::metrics::Metrics;
+use crate::proxy::{Gateway, GatewayParts};
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+use crate::tls::ReloadableAcceptor;
+use crate::upstream::Upstream;
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A bound, not yet running gateway.
+pub struct Server {
+    cfg: Config,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    tls: Option<ReloadableAcceptor>,
+    gateway: Arc<Gateway>,
+    cache: Arc<TokenCache<Resolved>>,
+    store: Store,
+    usage: Arc<UsageRecorder>,
+    metrics: Metrics,
+    listener_status: ListenerStatus,
+}
+
+/// Shared state of the metrics/probe listener.
+struct Probes {
+    metrics: Metrics,
+    store: Store,
+    cache: Arc<TokenCache<Resolved>>,
+    draining: AtomicBool,
+}
+
+impl Server {
+    /// Build everything and bind the listeners. Does not need the database
+    /// to be up: connections are opened on demand.
+    pub async fn bind(cfg: Config) -> Result<Self, ServeError> {
+        let metrics = Metrics::new();
+        let store = Store::new(&cfg.postgres)?;
+        let cache = Arc::new(TokenCache::new(&cfg.cache, metrics.clone()));
+        let usage = Arc::new(UsageRecorder::new(cfg.tokens.last_used_interval));
+        let upstream = Upstream::new(&cfg.upstream)?;
+        let tls = cfg
+            .server
+            .tls
+            .clone()
+            .map(ReloadableAcceptor::new)
+            .transpose()?;
+        let gateway = Arc::new(Gateway::new(
+            &cfg,
+            GatewayParts {
+                cache: cache.clone(),
+                store: store.clone(),
+                upstream,
+                usage: usage.clone(),
+                limiter: RateLimiter::new(&cfg.rate_limit, metrics.clone()),
+                metrics: metrics.clone(),
+            },
+        ));
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })
+        };
+        let listener = bind(cfg.server.listen).await?;
+        let metrics_listener = match cfg.metrics_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        Ok(Self {
+            cfg,
+            listener,
+            metrics_listener,
+            tls,
+            gateway,
+            cache,
+            store,
+            usage,
+            metrics,
+            listener_status: ListenerStatus::default(),
+        })
+    }
+
+    /// The proxy's bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.cfg.server.listen)
+    }
+
+    /// The metrics listener's bound address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.clone()
+    }
+
+    /// The inbound TLS acceptor, for reloads.
+    pub fn tls(&self) -> Option<ReloadableAcceptor> {
+        self.tls.clone()
+    }
+
+    /// Is the invalidation listener connected?
+    pub fn listener_status(&self) -> ListenerStatus {
+        self.listener_status.clone()
+    }
+
+    /// Serve until `shutdown` resolves, then drain.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let Server {
+            cfg,
+            listener,
+            metrics_listener,
+            tls,
+            gateway,
+            cache,
+            store,
+            usage,
+            metrics,
+            listener_status,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+
+        let probes = Arc::new(Probes {
+            metrics: metrics.clone(),
+            store: store.clone(),
+            cache: cache.clone(),
+            draining: AtomicBool::new(false),
+        });
+        let mut background = Vec::new();
+        background.push(tokio::spawn(invalidation::listen(
+            cfg.postgres.clone(),
+            cache.clone(),
+            metrics.clone(),
+            listener_status,
+            stopped(stop_rx.clone()),
+        )));
+        let flusher = {
+            let (usage, store, metrics, rx) = (
+                usage.clone(),
+                store.clone(),
+                metrics.clone(),
+                stop_rx.clone(),
+            );
+            tokio::spawn(async move { usage.run(store, metrics, stopped(rx)).await })
+        };
+        if let Some(l) = metrics_listener {
+            background.push(tokio::spawn(serve_probes(
+                l,
+                probes.clone(),
+                stopped(stop_rx.clone()),
+            )));
+        }
+
+        // Accept until told to drain.
+        let (conn_stop_tx, conn_stop_rx) = watch::channel(false);
+        let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let limit = Arc::new(Semaphore::new(cfg.server.max_connections));
+        let http = Arc::new(http1_builder(&cfg));
+        tokio::pin!(shutdown);
+        let accept_until = async {
+            loop {
+                let permit = tokio::select! {
+                    p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    _ = &mut shutdown => break,
+                };
+                let (stream, peer) = tokio::select! {
+                    a = listener.accept() => match a {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                    _ = &mut shutdown => break,
+                };
+                if limit.available_permits() == 0 {
+                    metrics.connections_rejected.inc();
+                }
+                let conn = Connection {
+                    gateway: gateway.clone(),
+                    http: http.clone(),
+                    tls: tls.as_ref().map(ReloadableAcceptor::acceptor),
+                    tls_timeout: cfg.server.request_header_timeout,
+                    stop: conn_stop_rx.clone(),
+                    metrics: metrics.clone(),
+                    _alive: alive_tx.clone(),
+                };
+                tokio::spawn(async move {
+                    conn.serve(stream, peer).await;
+                    drop(permit);
+                });
+            }
+        };
+        accept_until.await;
+
+        // Drain.
+        probes.draining.store(true, Ordering::SeqCst);
+        tracing::info!(delay = ?cfg.server.shutdown_delay, grace = ?cfg.server.shutdown_grace, "shutting down: readiness is now 503");
+        if !cfg.server.shutdown_delay.is_zero() {
+            // Keep accepting while the load balancer notices readiness.
+            let until = tokio::time::sleep(cfg.server.shutdown_delay);
+            tokio::pin!(until);
+            loop {
+                tokio::select! {
+                    _ = &mut until => break,
+                    a = listener.accept() => if let Ok((stream, peer)) = a {
+                        let conn = Connection {
+                            gateway: gateway.clone(),
+                            http: http.clone(),
+                            tls: tls.as_ref().map(ReloadableAcceptor::acceptor),
+                            tls_timeout: cfg.server.request_header_timeout,
+                            stop: conn_stop_rx.clone(),
+                            metrics: metrics.clone(),
+                            _alive: alive_tx.clone(),
+                        };
+                        tokio::spawn(conn.serve(stream, peer));
+                    },
+                }
+            }
+        }
+        drop(listener);
+        let _ = conn_stop_tx.send(true);
+        drop(alive_tx);
+        if tokio::time::timeout(cfg.server.shutdown_grace, alive_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace expired with requests still in flight");
+        }
+        let _ = stop_tx.send(true);
+        let _ = flusher.await;
+        for task in background {
+            task.abort();
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn http1_builder(cfg: &Config) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(cfg.server.request_header_timeout)
+        .keep_alive(true)
+        .max_header_size(cfg.server.max_header_bytes)
+        .max_buf_size(cfg.server.max_header_bytes.max(8192) + 8192);
+    if cfg.server.max_headers != 100 {
+        b.max_headers(cfg.server.max_headers);
+    }
+    b
+}
+
+/// One client connection.
+struct Connection {
+    gateway: Arc<Gateway>,
+    http: Arc<hyper::server::conn::http1::Builder>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls_timeout: Duration,
+    stop: watch::Receiver<bool>,
+    metrics: Metrics,
+    _alive: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        self.metrics.connections_active.inc();
+        match self.tls.clone() {
+            Some(acceptor) => {
+                match tokio::time::timeout(self.tls_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => self.serve_io(TokioIo::new(tls), peer, true).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }
+            None => self.serve_io(TokioIo::new(stream), peer, false).await,
+        }
+        self.metrics.connections_active.dec();
+    }
+
+    async fn serve_io<I>(&self, io: I, peer: SocketAddr, tls: bool)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let gateway = self.gateway.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let gateway = gateway.clone();
+            async move { Ok::<_, Infallible>(gateway.handle(req, peer, tls).await) }
+        });
+        let conn = self.http.serve_connection(io, service).with_upgrades();
+        tokio::pin!(conn);
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, %peer, "connection error"); } return; }
+            _ = stop.wait_for(|v| *v) => {}
+        }
+        // Draining: finish the request in flight, then close.
+        conn.as_mut().graceful_shutdown();
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, %peer, "connection error while draining");
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r
+}
+
+async fn probe(req: Request<Incoming>, p: Arc<Probes>) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/metrics" => {
+            p.cache.run_pending_tasks().await;
+            p.metrics
+                .cache_entries
+                .set(i64::try_from(p.cache.entry_count()).unwrap_or(i64::MAX));
+            let mut r = Response::new(Full::new(Bytes::from(p.metrics.render())));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            if p.draining.load(Ordering::SeqCst) {
+                return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+            }
+            match p.store.ping().await {
+                Ok(()) => text(StatusCode::OK, "ready\n"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness: database unreachable");
+                    text(StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")
+                }
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+async fn serve_probes(listener: TcpListener, probes: Arc<Probes>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+            _ = &mut stop => return,
+        };
+        let probes = probes.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let probes = probes.clone();
+                async move { Ok::<_, Infallible>(probe(req, probes).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
