@@ -311,8 +311,12 @@ pub fn decide(
             }
             match &route.action {
                 RouteAction::Admin { action, subject } => {
+                    // `a|b`: any one of the actions suffices.
                     let subject = subject.as_deref();
-                    if t.permissions.grants(action, subject) && owner.holds(action, subject) {
+                    if action
+                        .split('|')
+                        .any(|a| t.permissions.grants(a, subject) && owner.holds(a, subject))
+                    {
                         Verdict::Allow
                     } else {
                         refuse(Denial::PolicyFailed)

@@ -146,13 +146,14 @@ struct Subjects {
 impl PermissionSet {
     /// Does the set grant `action` (on `subject`, when the route names one)?
     ///
-    /// A route with a subject needs that exact (action, subject) pair; a route
-    /// without one needs the action on any subject.
+    /// Strapi's (CASL's) rule: a permission without a subject applies to
+    /// every subject; a check without a subject is met only by a permission
+    /// without one.
     pub fn grants(&self, action: &str, subject: Option<&str>) -> bool {
         match (self.by_action.get(action), subject) {
             (None, _) => false,
-            (Some(_), None) => true,
-            (Some(s), Some(subject)) => s.subjects.contains(subject),
+            (Some(s), None) => s.without_subject,
+            (Some(s), Some(subject)) => s.without_subject || s.subjects.contains(subject),
         }
     }
 
@@ -315,9 +316,15 @@ mod tests {
         .collect();
         assert!(set.grants("read", Some("api::a.a")));
         assert!(!set.grants("read", Some("api::b.b")));
-        assert!(set.grants("read", None));
+        assert!(
+            !set.grants("read", None),
+            "a subject-less check needs a subject-less permission"
+        );
         assert!(set.grants("settings", None));
-        assert!(!set.grants("settings", Some("api::a.a")));
+        assert!(
+            set.grants("settings", Some("api::a.a")),
+            "a subject-less permission covers every subject"
+        );
         assert!(!set.grants("write", None));
         assert!(set.contains(&Permission::new("settings", None)));
         assert!(!set.contains(&Permission::new("read", None)));

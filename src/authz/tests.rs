@@ -424,23 +424,25 @@ fn admin_intersection_table() {
             false,
             refused(Denial::PolicyFailed),
         ),
-        (
-            &[("cm.read", None)],
-            &[("cm.read", None)],
-            false,
-            refused(Denial::PolicyFailed),
-        ),
+        (&[("cm.read", None)], &[("cm.read", None)], false, ALLOW),
+        (&[("cm.read", None)], &[("cm.read", art)], false, ALLOW),
+        (&[("cm.read", art)], &[("cm.read", None)], false, ALLOW),
     ];
     for (i, (tok, role, sup, want)) in rows.iter().enumerate() {
         let rec = admin(tok, owner(*sup, role));
         assert_eq!(verdict(&t, "GET", path, Some(&rec)), *want, "row {i}");
     }
-    // A route without a subject needs the action on any subject.
+    // A route without a subject needs a subject-less permission.
     let rec = admin(
         &[("admin::users.read", None)],
         owner(false, &[("admin::users.read", None)]),
     );
     assert_eq!(verdict(&t, "GET", "/admin/users", Some(&rec)), ALLOW);
+    let rec = admin(&[("admin::users.read", art)], owner(true, &[]));
+    assert_eq!(
+        verdict(&t, "GET", "/admin/users", Some(&rec)),
+        refused(Denial::PolicyFailed)
+    );
     // Owner status is checked before permissions, whatever they are.
     for (active, blocked) in [(false, false), (true, true), (false, true)] {
         let mut o = owner(true, &[]);

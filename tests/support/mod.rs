@@ -1,0 +1,442 @@
+//! Test harness: a real Postgres schema per test, a real echo upstream, the
+//! real gateway on an ephemeral port, and the real `authgate` binary for the
+//! CLI. Each test reads as the scenario it checks.
+//!
+//! Postgres: `AUTHGATE_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Every test gets its own
+//! schema, dropped when the test ends (pass or fail).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+#[path = "../../examples/echo_upstream.rs"]
+mod echo_upstream;
+
+pub const SALT: &str = "integration-test-salt";
+
+pub fn database_url() -> String {
+    std::env::var("AUTHGATE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique(prefix: &str) -> String {
+    let mut r = [0u8; 4];
+    getrandom::fill(&mut r).expect("random");
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        hex::encode(r)
+    )
+}
+
+/// Run SQL on the test database (outside any schema).
+pub async fn sql(schema: &str, query: &str) -> Vec<tokio_postgres::Row> {
+    let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .expect("test database reachable");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("SET search_path = {schema}"))
+        .await
+        .expect("search_path");
+    client
+        .query(query, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+}
+
+/// Run SQL statements (no results) on the test database.
+pub async fn exec(schema: &str, statements: &str) {
+    let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .expect("test database reachable");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("SET search_path = {schema}; {statements}"))
+        .await
+        .unwrap_or_else(|e| panic!("{statements}: {e}"));
+}
+
+/// A per-test environment: schema, config file, temp dir.
+pub struct Env {
+    pub schema: String,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub upstream: SocketAddr,
+    extra: String,
+}
+
+impl Env {
+    /// A fresh migrated schema, an echo upstream, and a config file.
+    pub async fn new() -> Env {
+        Self::with_config("").await
+    }
+
+    /// Like [`Env::new`], with extra TOML appended to the config (sections
+    /// the base config does not set).
+    pub async fn with_config(extra: &str) -> Env {
+        let schema = unique("t");
+        let dir = std::env::temp_dir().join(unique("authgate-test"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let upstream = start_echo().await;
+        let env = Env {
+            config_path: dir.join("config.toml"),
+            schema,
+            dir,
+            upstream,
+            extra: extra.to_owned(),
+        };
+        env.write_config("");
+        let out = env.cli(&["migrate"]);
+        assert!(out.status.success(), "migrate failed: {}", stderr(&out));
+        env
+    }
+
+    /// (Re)write the config file with `more` appended.
+    pub fn write_config(&self, more: &str) {
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+request_header_timeout = "5s"
+shutdown_grace = "5s"
+
+[upstream]
+url = "http://{upstream}"
+connect_timeout = "1s"
+request_timeout = "5s"
+
+[postgres]
+url = "{db}"
+schema = "{schema}"
+pool_size = 4
+
+[tokens]
+salt = "{SALT}"
+last_used_interval = "1s"
+
+[metrics]
+listen = "127.0.0.1:0"
+
+[[content_types]]
+uid = "api::article.article"
+plural = "articles"
+
+[[content_types]]
+uid = "api::homepage.homepage"
+kind = "single"
+
+{extra}
+{more}
+"#,
+            upstream = self.upstream,
+            db = database_url(),
+            schema = self.schema,
+            extra = self.extra,
+        );
+        std::fs::write(&self.config_path, text).expect("write config");
+    }
+
+    pub fn config(&self) -> authgate::config::Config {
+        authgate::config::load_raw_with_env(&self.config_path, Vec::new())
+            .and_then(|r| r.compile())
+            .expect("test config is valid")
+    }
+
+    /// Run the real binary with this env's config.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env_remove("API_TOKEN_SALT")
+            .env_remove("ENCRYPTION_KEY")
+            .env_remove("AUTHGATE_CONFIG")
+            .output()
+            .expect("run authgate")
+    }
+
+    /// Run the CLI, assert success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "authgate {args:?} failed ({:?}): {}",
+            out.status.code(),
+            stderr(&out)
+        );
+        String::from_utf8(out.stdout).expect("utf8 stdout")
+    }
+
+    /// Run the CLI with `--json`, parse the single JSON line.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.ok(&a);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{out}: {e}"))
+    }
+
+    /// Create a content-API token; returns (id, key).
+    pub fn content_token(&self, name: &str, ty: &str, perms: &[&str]) -> (i64, String) {
+        let mut args = vec![
+            "token",
+            "create",
+            "--kind",
+            "content-api",
+            "--name",
+            name,
+            "--type",
+            ty,
+        ];
+        for p in perms {
+            args.extend(["--permission", p]);
+        }
+        let v = self.json(&args);
+        (
+            v["id"].as_i64().expect("id"),
+            v["key"].as_str().expect("key").to_owned(),
+        )
+    }
+
+    /// Create an admin token for `owner`; returns (id, key).
+    pub fn admin_token(&self, name: &str, owner: &str, perms: &[&str]) -> (i64, String) {
+        let mut args = vec![
+            "token", "create", "--kind", "admin", "--name", name, "--owner", owner,
+        ];
+        for p in perms {
+            args.extend(["--permission", p]);
+        }
+        let v = self.json(&args);
+        (
+            v["id"].as_i64().expect("id"),
+            v["key"].as_str().expect("key").to_owned(),
+        )
+    }
+
+    /// Start the gateway in this process.
+    pub async fn gateway(&self) -> Gateway {
+        Gateway::start(self.config()).await
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let schema = self.schema.clone();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // Drop the schema on a thread of its own: Drop cannot await, and the
+        // test's runtime may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Start an echo upstream on an ephemeral port.
+pub async fn start_echo() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind echo");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(echo_upstream::serve(l));
+    addr
+}
+
+/// A running in-process gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+    pub listener: authgate::invalidation::ListenerStatus,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Gateway {
+    pub async fn start(cfg: authgate::config::Config) -> Gateway {
+        let server = authgate::server::Server::bind(cfg)
+            .await
+            .expect("bind gateway");
+        let addr = server.local_addr();
+        let metrics = server.metrics_addr().expect("metrics listener");
+        let listener = server.listener_status();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("gateway run");
+        });
+        let g = Gateway {
+            addr,
+            metrics,
+            listener,
+            stop: Some(tx),
+            task: Some(task),
+        };
+        g.wait_listening().await;
+        g
+    }
+
+    /// Wait until the invalidation listener is connected, so revocations
+    /// made from now on reach this gateway.
+    pub async fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.listener.is_listening() {
+            assert!(
+                Instant::now() < deadline,
+                "invalidation listener did not connect"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The headers the echo upstream received (lower-case name -> values).
+    pub fn upstream_headers(&self) -> HashMap<String, Vec<String>> {
+        let v = self.json();
+        let mut out = HashMap::new();
+        for (k, vals) in v["headers"].as_object().expect("echo body") {
+            out.insert(
+                k.clone(),
+                vals.as_array()
+                    .expect("values")
+                    .iter()
+                    .map(|x| x.as_str().unwrap_or("").to_owned())
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    pub fn upstream_header(&self, name: &str) -> Option<String> {
+        self.upstream_headers().get(name).map(|v| v.join(","))
+    }
+}
+
+/// Send a request with optional bearer token and extra headers.
+pub async fn request(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut b = http::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .expect("request");
+    let resp = client.request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(url: &str, token: Option<&str>) -> Resp {
+    request("GET", url, token, &[], b"").await
+}
+
+/// The Strapi envelope a denial must carry.
+pub fn envelope(status: u16, name: &str, message: &str) -> Value {
+    serde_json::json!({"data": null, "error": {"status": status, "name": name, "message": message, "details": {}}})
+}
+
+/// Poll `f` until it returns true, or fail after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.exists()
+}
