@@ -26,7 +26,14 @@ async fn spec_statuses_and_bodies() {
     let upper = ro.to_uppercase();
     let invalid = envelope(401, "UnauthorizedError", "Missing or invalid credentials");
 
-    let rows: Vec<(&str, &str, Option<&str>, u16, Option<serde_json::Value>)> = vec![
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        u16,
+        Option<serde_json::Value>,
+    );
+    let rows: Vec<Row> = vec![
         (
             "GET",
             "/api/articles",
