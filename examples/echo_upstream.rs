@@ -2,8 +2,8 @@
 //! every request with a JSON description of what it received (method, path,
 //! headers, body size), so you can see what authgate forwarded.
 //!
-//! Special paths: `/__slow?ms=N` waits N ms before answering;
-//! `/__stream?bytes=N` streams an N-byte body back; any request body is
+//! Special paths (under any prefix): `.../__slow?ms=N` waits N ms before answering;
+//! `.../__stream?bytes=N` streams an N-byte body back; any request body is
 //! counted, not kept, so large uploads stream through.
 //!
 //! `cargo run --example echo_upstream -- 127.0.0.1:1337`
@@ -48,11 +48,11 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         }
     }
     let query = req.uri().query().map(str::to_owned);
-    if req.uri().path() == "/__slow" {
+    if req.uri().path().ends_with("/__slow") {
         let ms = param(query.as_deref(), "ms").unwrap_or(1000);
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
-    if req.uri().path() == "/__stream" {
+    if req.uri().path().ends_with("/__stream") {
         let total = param(query.as_deref(), "bytes").unwrap_or(0);
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
         let stream = futures_util::stream::unfold(total, move |left| {

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and integration tests.
+# Starts (or installs) PostgreSQL and Redis when they are not running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services.sh
+
+ensure_command openssl openssl
+ensure_postgres 5432
+ensure_redis
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "==> cargo test"
+cargo test --locked
