@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::config::{self, Config};
+use crate::invalidation::{Event, Message};
 use crate::manage::{self, Actor, CreateRequest, Manager};
 use crate::model::{ContentApiType, Permission, TokenKind};
 use crate::store::admin::{TokenRow, UserFlag, UserRow};
@@ -392,11 +393,89 @@ async fn admin_command(cfg: Config, cmd: Command) -> Result<(), CliError> {
     }
     let store = Store::new(&cfg.postgres)?;
     let mgr = Manager::new(&store, &cfg);
-    match cmd {
+    // Replicas hear about changes from Postgres triggers; with Redis
+    // configured the change is also published there, for replicas whose
+    // Postgres connection cannot LISTEN (e.g. behind PgBouncer).
+    let event = match &cfg.redis {
+        Some(_) => changed_by(&store, &cmd).await,
+        None => None,
+    };
+    let result = match cmd {
         Command::Token(t) => token_command(&mgr, t).await,
         Command::User(u) => user_command(&store, u).await,
         Command::Role(r) => role_command(&store, r).await,
         Command::Serve | Command::Migrate | Command::CheckConfig => Ok(()),
+    };
+    if let (Ok(()), Some(event), Some(r)) = (&result, event, &cfg.redis) {
+        let metrics = crate::metrics::Metrics::new();
+        let channel = crate::redis_link::channel(&cfg.postgres.schema);
+        match crate::redis_link::RedisLink::new(r.url.expose(), r.timeout, channel, metrics.clone())
+        {
+            Ok(link) => {
+                let sent_ms = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                link.publish(
+                    &Message {
+                        event,
+                        sent_ms: Some(sent_ms),
+                    }
+                    .encode(),
+                )
+                .await;
+                if metrics.redis_errors.with_label_values(&["publish"]).get() > 0 {
+                    eprintln!("authgate: warning: could not publish the change to redis; replicas rely on Postgres NOTIFY and the cache TTL");
+                }
+            }
+            Err(e) => eprintln!("authgate: warning: redis.url: {e}"),
+        }
+    }
+    result
+}
+
+/// What a management command is about to change, for the Redis fan-out.
+async fn changed_by(store: &Store, cmd: &Command) -> Option<Event> {
+    let user = |email: &str| {
+        let email = email.to_owned();
+        async move {
+            store
+                .user_by_email(&email)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| Event::User(u.id))
+        }
+    };
+    let role = |name: &str| {
+        let name = name.to_owned();
+        async move {
+            let roles = store.list_roles().await.ok()?;
+            roles
+                .into_iter()
+                .find(|r| r.name == name)
+                .map(|r| Event::Role(r.id))
+        }
+    };
+    match cmd {
+        Command::Token(TokenCmd::Regenerate { id, .. } | TokenCmd::Delete { id, .. }) => {
+            Some(Event::Token {
+                id: *id,
+                hash: None,
+            })
+        }
+        Command::User(
+            UserCmd::Deactivate { email }
+            | UserCmd::Activate { email }
+            | UserCmd::Block { email }
+            | UserCmd::Unblock { email }
+            | UserCmd::Delete { email }
+            | UserCmd::AddRole { email, .. }
+            | UserCmd::RemoveRole { email, .. },
+        ) => user(email).await,
+        Command::Role(RoleCmd::Grant { role: r, .. } | RoleCmd::Revoke { role: r, .. }) => {
+            role(r).await
+        }
+        _ => None,
     }
 }
 

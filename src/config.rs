@@ -233,10 +233,20 @@ impl Default for RawPostgres {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawRedis {
     pub url: Option<SecretUrl>,
+    pub timeout: String,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        Self {
+            url: None,
+            timeout: "100ms".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -588,7 +598,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
     pub postgres: PostgresConfig,
-    pub redis: Option<SecretUrl>,
+    pub redis: Option<RedisConfig>,
     pub tokens: TokensConfig,
     pub cache: CacheConfig,
     pub routes: std::sync::Arc<RouteTable>,
@@ -641,6 +651,13 @@ pub struct PostgresConfig {
     pub schema: String,
     pub connect_timeout: Duration,
     pub query_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: SecretUrl,
+    /// Bound on every Redis operation; beyond it the caller carries on.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -985,7 +1002,21 @@ impl RawConfig {
             format,
             level: self.log.level.clone(),
         };
-        let redis = self.redis.url.clone().filter(|u| !u.expose().is_empty());
+        let redis = match self.redis.url.clone().filter(|u| !u.expose().is_empty()) {
+            Some(url) => {
+                if !url.expose().starts_with("redis://") && !url.expose().starts_with("unix://") {
+                    return Err(key_err(
+                        "redis.url",
+                        format!("`{}` must start with redis://", url.redacted()),
+                    ));
+                }
+                Some(RedisConfig {
+                    url,
+                    timeout: duration("redis.timeout", &self.redis.timeout)?,
+                })
+            }
+            None => None,
+        };
 
         Ok(Config {
             server,

@@ -23,6 +23,7 @@ use crate::cache::TokenCache;
 use crate::config::PostgresConfig;
 use crate::metrics::Metrics;
 use crate::model::TokenRecord;
+use crate::redis_link::RedisLink;
 use crate::token::TokenHash;
 
 /// What changed.
@@ -141,12 +142,14 @@ impl ListenerStatus {
 
 const PROBE_EVERY: Duration = Duration::from_secs(5);
 
-/// Keep a LISTEN connection open until `shutdown`, applying every event.
+/// Keep a LISTEN connection open until `shutdown`, applying every event
+/// and relaying it to Redis when a link is given.
 pub async fn listen<V>(
     cfg: PostgresConfig,
     cache: Arc<TokenCache<V>>,
     metrics: Metrics,
     status: ListenerStatus,
+    relay: Option<Arc<RedisLink>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) where
     V: AsRef<TokenRecord> + Send + Sync + 'static,
@@ -155,7 +158,7 @@ pub async fn listen<V>(
     let channel = crate::store::channel(&cfg.schema);
     let mut backoff = Duration::from_millis(100);
     loop {
-        let session = listen_once(&cfg, &channel, &cache, &metrics, &status);
+        let session = listen_once(&cfg, &channel, &cache, &metrics, &status, relay.as_deref());
         tokio::select! {
             r = session => {
                 status.set(false);
@@ -180,6 +183,7 @@ async fn listen_once<V>(
     cache: &TokenCache<V>,
     metrics: &Metrics,
     status: &ListenerStatus,
+    relay: Option<&RedisLink>,
 ) -> Result<(), crate::store::StoreError>
 where
     V: AsRef<TokenRecord> + Send + Sync + 'static,
@@ -224,7 +228,12 @@ where
         loop {
             tokio::select! {
                 m = rx.recv() => match m {
-                    Some(payload) => receive(cache, metrics, "postgres", &payload).await,
+                    Some(payload) => {
+                        receive(cache, metrics, "postgres", &payload).await;
+                        if let Some(r) = relay {
+                            r.publish(&payload).await;
+                        }
+                    }
                     None => return Ok(()),
                 },
                 _ = probe.tick() => {

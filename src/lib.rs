@@ -15,6 +15,7 @@
 //! | [`invalidation`] | LISTEN/NOTIFY events that keep caches current |
 //! | [`identity`] | identity headers: stripping, building, signing |
 //! | [`ratelimit`] | per-token and per-IP limits |
+//! | [`redis_link`] | Redis: shared rate-limit counters, invalidation fan-out |
 //! | [`last_used`] | batched `last_used_at` writes |
 //! | [`upstream`] | the pooled client to the CMS |
 //! | [`proxy`] | the request path, phase by phase |
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod ratelimit;
+pub mod redis_link;
 pub mod reload;
 pub mod route;
 pub mod server;

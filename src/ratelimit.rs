@@ -7,18 +7,25 @@
 //! atomic increment with an expiry) and their known weakness, up to twice
 //! the limit across a window boundary, is acceptable for abuse protection.
 //!
-//! Counters live in this process. The failed-authentication guard counts
-//! 401s per client IP; when over its limit, that IP's token-bearing requests
-//! are refused before any lookup, so a brute-force run cannot reach the
-//! database.
+//! With `[redis] url` the counters live in Redis, shared by every replica:
+//! one atomic Lua script (`INCR`, and `PEXPIRE` on the first hit) per check,
+//! keyed by the window's index (`now / window`), so all replicas count the
+//! same window. Redis unavailable: the check fails open (the request is
+//! allowed) and `authgate_rate_limit_fail_open_total` counts it. Without
+//! Redis the counters live in this process.
+//!
+//! The failed-authentication guard counts 401s per client IP; when over its
+//! limit, that IP's token-bearing requests are refused before any lookup, so
+//! a brute-force run cannot reach the database.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::RateLimitConfig;
 use crate::metrics::Metrics;
+use crate::redis_link::RedisLink;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
@@ -80,7 +87,19 @@ fn retry_secs(left: Duration) -> u64 {
 pub struct RateLimiter {
     cfg: RateLimitConfig,
     local: Local,
+    redis: Option<(Arc<RedisLink>, String)>,
     metrics: Metrics,
+}
+
+/// Index of the current window and the time left in it (aligned on the
+/// Unix epoch so every replica agrees).
+fn aligned_window(window: Duration) -> (u64, Duration) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let w = window.as_millis().max(1) as u64;
+    (now / w, Duration::from_millis(w - now % w))
 }
 
 impl RateLimiter {
@@ -92,7 +111,54 @@ impl RateLimiter {
             local: Local {
                 windows: Mutex::new(HashMap::new()),
             },
+            redis: None,
             metrics,
+        }
+    }
+
+    /// Share the counters through Redis; `prefix` separates deployments
+    /// (e.g. the Postgres schema).
+    pub fn with_redis(mut self, link: Arc<RedisLink>, prefix: &str) -> Self {
+        self.redis = Some((link, format!("authgate:rl:{prefix}")));
+        self
+    }
+
+    /// Count a hit on `key`: the count in this window and the time left, or
+    /// `None` when the shared store is unavailable (fail open).
+    async fn hit(&self, key: Key) -> Option<(u64, Duration)> {
+        match &self.redis {
+            None => Some(self.local.hit(key, self.cfg.window, Instant::now())),
+            Some((link, prefix)) => {
+                let (index, left) = aligned_window(self.cfg.window);
+                let k = match key {
+                    Key::Token(id) => format!("{prefix}:t:{id}:{index}"),
+                    Key::Ip(ip) => format!("{prefix}:ip:{ip}:{index}"),
+                };
+                match link.incr_window(&k, self.cfg.window).await {
+                    Some(n) => Some((n, left)),
+                    None => {
+                        self.metrics.rate_limit_errors.inc();
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    async fn peek(&self, key: Key) -> Option<(u64, Duration)> {
+        match &self.redis {
+            None => Some(self.local.peek(key, self.cfg.window, Instant::now())),
+            Some((link, prefix)) => {
+                let (index, left) = aligned_window(self.cfg.window);
+                let Key::Ip(ip) = key else { return None };
+                match link.get_count(&format!("{prefix}:ip:{ip}:{index}")).await {
+                    Some(n) => Some((n, left)),
+                    None => {
+                        self.metrics.rate_limit_errors.inc();
+                        None
+                    }
+                }
+            }
         }
     }
 
@@ -103,9 +169,7 @@ impl RateLimiter {
         if limit == 0 {
             return None;
         }
-        let (count, left) = self
-            .local
-            .hit(Key::Token(token_id), self.cfg.window, Instant::now());
+        let (count, left) = self.hit(Key::Token(token_id)).await?;
         (count > u64::from(limit)).then(|| {
             self.metrics
                 .rate_limited
@@ -120,9 +184,7 @@ impl RateLimiter {
         if self.cfg.failed_auth_per_ip == 0 {
             return None;
         }
-        let (count, left) = self
-            .local
-            .peek(Key::Ip(ip), self.cfg.window, Instant::now());
+        let (count, left) = self.peek(Key::Ip(ip)).await?;
         (count >= u64::from(self.cfg.failed_auth_per_ip)).then(|| {
             self.metrics.rate_limited.with_label_values(&["ip"]).inc();
             retry_secs(left)
@@ -132,7 +194,7 @@ impl RateLimiter {
     /// Count a failed authentication from this IP.
     pub async fn note_failed_auth(&self, ip: IpAddr) {
         if self.cfg.failed_auth_per_ip > 0 {
-            self.local.hit(Key::Ip(ip), self.cfg.window, Instant::now());
+            self.hit(Key::Ip(ip)).await;
         }
     }
 }

@@ -34,6 +34,7 @@ use crate::last_used::UsageRecorder;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, GatewayParts};
 use crate::ratelimit::RateLimiter;
+use crate::redis_link::RedisLink;
 use crate::store::Store;
 use crate::tls::ReloadableAcceptor;
 use crate::upstream::Upstream;
@@ -50,6 +51,8 @@ pub enum ServeError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("redis.url: {0}")]
+    Redis(String),
 }
 
 /// A bound, not yet running gateway.
@@ -64,6 +67,7 @@ pub struct Server {
     usage: Arc<UsageRecorder>,
     metrics: Metrics,
     listener_status: ListenerStatus,
+    redis: Option<Arc<RedisLink>>,
 }
 
 /// Shared state of the metrics/probe listener.
@@ -83,6 +87,24 @@ impl Server {
         let cache = Arc::new(TokenCache::new(&cfg.cache, metrics.clone()));
         let usage = Arc::new(UsageRecorder::new(cfg.tokens.last_used_interval));
         let upstream = Upstream::new(&cfg.upstream)?;
+        let redis = cfg
+            .redis
+            .as_ref()
+            .map(|r| {
+                RedisLink::new(
+                    r.url.expose(),
+                    r.timeout,
+                    crate::redis_link::channel(&cfg.postgres.schema),
+                    metrics.clone(),
+                )
+                .map(Arc::new)
+            })
+            .transpose()
+            .map_err(|e| ServeError::Redis(e.to_string()))?;
+        let mut limiter = RateLimiter::new(&cfg.rate_limit, metrics.clone());
+        if let Some(link) = &redis {
+            limiter = limiter.with_redis(link.clone(), &cfg.postgres.schema);
+        }
         let tls = cfg
             .server
             .tls
@@ -96,7 +118,7 @@ impl Server {
                 store: store.clone(),
                 upstream,
                 usage: usage.clone(),
-                limiter: RateLimiter::new(&cfg.rate_limit, metrics.clone()),
+                limiter,
                 metrics: metrics.clone(),
             },
         ));
@@ -121,6 +143,7 @@ impl Server {
             usage,
             metrics,
             listener_status: ListenerStatus::default(),
+            redis,
         })
     }
 
@@ -163,6 +186,7 @@ impl Server {
             usage,
             metrics,
             listener_status,
+            redis,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -181,8 +205,19 @@ impl Server {
             cache.clone(),
             metrics.clone(),
             listener_status,
+            redis.clone(),
             stopped(stop_rx.clone()),
         )));
+        if let Some(link) = redis {
+            let (cache, metrics) = (cache.clone(), metrics.clone());
+            background.push(tokio::spawn(link.subscribe(
+                move |payload: String| {
+                    let (cache, metrics) = (cache.clone(), metrics.clone());
+                    async move { invalidation::receive(&cache, &metrics, "redis", &payload).await }
+                },
+                stopped(stop_rx.clone()),
+            )));
+        }
         let flusher = {
             let (usage, store, metrics, rx) = (
                 usage.clone(),

@@ -20,7 +20,9 @@
 pub mod admin;
 
 use std::future::Future;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
@@ -163,6 +165,58 @@ pub async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
 pub struct Store {
     pool: Pool,
     query_timeout: Duration,
+    breaker: Arc<Breaker>,
+}
+
+/// Fails lookups fast while the database is known to be down.
+///
+/// After a lookup fails for unavailability, further lookups fail at once
+/// for `rest` (they would only queue behind the same timeout), except one
+/// probe per `rest` that checks whether the database is back. A success
+/// closes the breaker. So during an outage a cache miss costs microseconds,
+/// not a connect timeout, and recovery needs no restart.
+struct Breaker {
+    started: Instant,
+    /// Milliseconds since `started` until which lookups fail fast; 0 = closed.
+    open_until: AtomicU64,
+    rest: Duration,
+}
+
+impl Breaker {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
+    }
+
+    /// May a lookup go to the database now?
+    fn allow(&self) -> bool {
+        let until = self.open_until.load(Ordering::Acquire);
+        let now = self.now_ms();
+        if until == 0 || now >= until {
+            // Closed, or time for a probe: only one caller wins the probe.
+            return until == 0
+                || self
+                    .open_until
+                    .compare_exchange(
+                        until,
+                        now + self.rest.as_millis() as u64,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok();
+        }
+        false
+    }
+
+    fn failed(&self) {
+        self.open_until.store(
+            self.now_ms() + self.rest.as_millis() as u64,
+            Ordering::Release,
+        );
+    }
+
+    fn succeeded(&self) {
+        self.open_until.store(0, Ordering::Release);
+    }
 }
 
 const FIND_TOKEN: &str = "
@@ -261,9 +315,15 @@ impl Store {
             .recycle_timeout(Some(cfg.connect_timeout))
             .build()
             .map_err(|e| StoreError::Url(e.to_string()))?;
+        let breaker = Breaker {
+            started: Instant::now(),
+            open_until: AtomicU64::new(0),
+            rest: cfg.connect_timeout.min(Duration::from_secs(1)),
+        };
         Ok(Self {
             pool,
             query_timeout: cfg.query_timeout,
+            breaker: Arc::new(breaker),
         })
     }
 
@@ -288,13 +348,24 @@ impl Store {
 
     /// The token whose `access_key` is `hash_hex`, with everything a decision needs.
     pub async fn find_token(&self, hash_hex: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.bounded(async {
-            let client = self.client().await?;
-            let stmt = client.prepare_cached(FIND_TOKEN).await?;
-            let row = client.query_opt(&stmt, &[&hash_hex]).await?;
-            row.as_ref().map(record_from_row).transpose()
-        })
-        .await
+        if !self.breaker.allow() {
+            return Err(StoreError::Unavailable(
+                "database unavailable (failing fast until it answers again)".into(),
+            ));
+        }
+        let r = self
+            .bounded(async {
+                let client = self.client().await?;
+                let stmt = client.prepare_cached(FIND_TOKEN).await?;
+                let row = client.query_opt(&stmt, &[&hash_hex]).await?;
+                row.as_ref().map(record_from_row).transpose()
+            })
+            .await;
+        match &r {
+            Err(e) if e.is_unavailable() => self.breaker.failed(),
+            _ => self.breaker.succeeded(),
+        }
+        r
     }
 
     /// Record token uses: one statement for the whole batch, never moving

@@ -440,3 +440,225 @@ where
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// What a [`CutProxy`] does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Pass,
+    /// Close every connection at once (the server is gone).
+    Refuse,
+    /// Accept and never answer (the network is gone).
+    Blackhole,
+}
+
+/// A TCP proxy the test controls, to cut a dependency mid-test.
+pub struct CutProxy {
+    pub addr: SocketAddr,
+    mode: std::sync::Arc<std::sync::Mutex<ProxyMode>>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    pub async fn start(target: SocketAddr) -> CutProxy {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = l.local_addr().expect("addr");
+        let mode = std::sync::Arc::new(std::sync::Mutex::new(ProxyMode::Pass));
+        let conns =
+            std::sync::Arc::new(std::sync::Mutex::new(Vec::<tokio::task::AbortHandle>::new()));
+        let (m, c) = (mode.clone(), conns.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = l.accept().await else {
+                    continue;
+                };
+                let current = *m.lock().unwrap();
+                match current {
+                    ProxyMode::Refuse => drop(client),
+                    ProxyMode::Blackhole => {
+                        let h = tokio::spawn(async move {
+                            let _keep = client;
+                            std::future::pending::<()>().await;
+                        });
+                        c.lock().unwrap().push(h.abort_handle());
+                    }
+                    ProxyMode::Pass => {
+                        let h = tokio::spawn(async move {
+                            if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            }
+                        });
+                        c.lock().unwrap().push(h.abort_handle());
+                    }
+                }
+            }
+        });
+        CutProxy {
+            addr,
+            mode,
+            conns,
+            task,
+        }
+    }
+
+    /// Switch mode; leaving `Pass` kills every open connection.
+    pub fn set(&self, mode: ProxyMode) {
+        *self.mode.lock().unwrap() = mode;
+        if mode != ProxyMode::Pass {
+            for h in self.conns.lock().unwrap().drain(..) {
+                h.abort();
+            }
+        }
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+}
+
+/// A real `authgate serve` process.
+pub struct Replica {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Replica {
+    /// Start `authgate serve` with `config`; wait until it serves and listens
+    /// for invalidations.
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> Replica {
+        use std::io::BufRead;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
+        cmd.arg("--config")
+            .arg(config)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .env_remove("AUTHGATE_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn authgate serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                log2.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut addr, mut listening) = (None, false);
+        while addr.is_none() || !listening {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("replica did not start: {:?}", log.lock().unwrap()));
+            if let Some(rest) = line.split("listen=").nth(1) {
+                addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+            }
+            if line.contains("listening for cache invalidations") {
+                listening = true;
+            }
+        }
+        Replica {
+            addr: addr.expect("listen address"),
+            child,
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, then wait for exit; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A private redis-server on an ephemeral port, killed on drop.
+pub struct TestRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl TestRedis {
+    pub fn start() -> TestRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TestRedis {
+            port,
+            child: Some(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

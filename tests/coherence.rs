@@ -1,0 +1,447 @@
+//! Cache coherence across replicas, outages, Redis and rate limits (issue 4).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Poll every replica until `key` is refused on `path`; returns when each
+/// first refused it.
+async fn first_refusals(
+    replicas: &[&Replica],
+    path: &str,
+    key: &str,
+    limit: Duration,
+) -> Vec<Instant> {
+    let mut out = Vec::new();
+    for r in replicas {
+        let deadline = Instant::now() + limit;
+        loop {
+            if get(&r.url(path), Some(key)).await.status >= 400 {
+                out.push(Instant::now());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {} still accepts the key after {limit:?}",
+                r.addr
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_through_the_cli_reach_both_replicas() {
+    let env = Env::new().await;
+    env.ok(&["role", "create", "editor"]);
+    env.ok(&[
+        "role",
+        "grant",
+        "editor",
+        "plugin::content-manager.explorer.read@api::article.article",
+    ]);
+    env.ok(&[
+        "user",
+        "create",
+        "--email",
+        "ed@example.com",
+        "--role",
+        "editor",
+    ]);
+    env.ok(&[
+        "user",
+        "create",
+        "--email",
+        "al@example.com",
+        "--role",
+        "editor",
+    ]);
+    let (del_id, del_key) = env.content_token("to-delete", "read-only", &[]);
+    let (regen_id, regen_key) = env.content_token("to-regenerate", "read-only", &[]);
+    let (_, owner_key) = env.admin_token("owner-off", "ed@example.com", &[]);
+    let (_, role_key) = env.admin_token(
+        "role-loses",
+        "al@example.com",
+        &["plugin::content-manager.explorer.read@api::article.article"],
+    );
+    let r1 = Replica::start(&env.config_path, &[]);
+    let r2 = Replica::start(&env.config_path, &[]);
+    let articles = "/content-manager/collection-types/api::article.article";
+    let scenarios: Vec<(&str, Vec<String>, &str, &str)> = vec![
+        (
+            "token deleted",
+            vec!["token".into(), "delete".into(), del_id.to_string()],
+            "/api/articles",
+            &del_key,
+        ),
+        (
+            "token regenerated",
+            vec!["token".into(), "regenerate".into(), regen_id.to_string()],
+            "/api/articles",
+            &regen_key,
+        ),
+        (
+            "owner deactivated",
+            vec!["user".into(), "deactivate".into(), "ed@example.com".into()],
+            "/admin/users/me",
+            &owner_key,
+        ),
+        (
+            "role permission revoked",
+            vec![
+                "role".into(),
+                "revoke".into(),
+                "editor".into(),
+                "plugin::content-manager.explorer.read@api::article.article".into(),
+            ],
+            articles,
+            &role_key,
+        ),
+    ];
+    for (what, args, path, key) in &scenarios {
+        for r in [&r1, &r2] {
+            assert_eq!(
+                get(&r.url(path), Some(key)).await.status,
+                200,
+                "{what}: warm on {}",
+                r.addr
+            );
+        }
+        let args: Vec<String> = args.clone();
+        let started = Instant::now();
+        let cfg = env.config_path.clone();
+        let cli = tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+                .arg("--config")
+                .arg(cfg)
+                .args(&args)
+                .output()
+                .expect("cli");
+            (out, Instant::now())
+        });
+        let refused = first_refusals(&[&r1, &r2], path, key, Duration::from_secs(3)).await;
+        let (out, exited) = cli.await.unwrap();
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        for t in &refused {
+            let since_start = t.duration_since(started);
+            assert!(
+                since_start < Duration::from_secs(1),
+                "{what}: took {since_start:?} from the CLI's start"
+            );
+            eprintln!(
+                "{what}: refused {:?} after the CLI exited",
+                t.saturating_duration_since(exited)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_latency_over_100_tokens() {
+    let env = Env::new().await;
+    let r1 = Replica::start(&env.config_path, &[]);
+    let r2 = Replica::start(&env.config_path, &[]);
+    let hasher = authgate::token::Hasher::new(SALT);
+    let mut keys = Vec::new();
+    for i in 0..100 {
+        let key = authgate::token::generate_key().unwrap();
+        exec(
+            &env.schema,
+            &format!(
+                "INSERT INTO tokens (kind, name, type, access_key) VALUES ('content-api', 'bulk-{i}', 'read-only', '{}')",
+                hasher.hash_hex(&key)
+            ),
+        )
+        .await;
+        keys.push(key);
+    }
+    let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("SET search_path = {}", env.schema))
+        .await
+        .unwrap();
+    let mut lat: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for key in &keys {
+        for r in [&r1, &r2] {
+            assert_eq!(get(&r.url("/api/articles"), Some(key)).await.status, 200);
+        }
+        let hash = hasher.hash_hex(key);
+        client
+            .execute("DELETE FROM tokens WHERE access_key = $1", &[&hash])
+            .await
+            .unwrap();
+        let committed = Instant::now();
+        // Poll both replicas in parallel.
+        let (one, two) = ([&r1], [&r2]);
+        let (a, b) = tokio::join!(
+            first_refusals(&one, "/api/articles", key, Duration::from_secs(1)),
+            first_refusals(&two, "/api/articles", key, Duration::from_secs(1)),
+        );
+        lat[0].push(a[0].saturating_duration_since(committed));
+        lat[1].push(b[0].saturating_duration_since(committed));
+    }
+    let mut report = String::new();
+    for (i, l) in lat.iter_mut().enumerate() {
+        l.sort();
+        let p50 = l[49];
+        let p99 = l[98];
+        report.push_str(&format!(
+            "replica {}: p50 {:?} p99 {:?} max {:?}\n",
+            i + 1,
+            p50,
+            p99,
+            l[99]
+        ));
+        assert!(l[99] < Duration::from_secs(1));
+    }
+    eprint!("revocation latency over 100 deletions (commit -> first 401):\n{report}");
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/revocation-latency.txt"),
+        &report,
+    );
+}
+
+#[tokio::test]
+async fn postgres_outage_serves_cached_tokens_and_recovers() {
+    let env = Env::new().await;
+    let (_, cached) = env.content_token("cached", "read-only", &[]);
+    let (_, uncached_1) = env.content_token("uncached-1", "read-only", &[]);
+    let (_, uncached_2) = env.content_token("uncached-2", "read-only", &[]);
+    let pg: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = CutProxy::start(pg).await;
+    let mut cfg = env.config();
+    let url = database_url().replace("127.0.0.1:5432", &proxy.addr.to_string());
+    cfg.postgres.url = authgate::config::SecretUrl(url);
+    cfg.postgres.connect_timeout = Duration::from_millis(500);
+    cfg.postgres.query_timeout = Duration::from_millis(500);
+    cfg.cache.ttl = Duration::from_millis(300);
+    cfg.cache.stale_if_error = Duration::from_secs(30);
+    let g = Gateway::start(cfg).await;
+    assert_eq!(
+        get(&g.url("/api/articles"), Some(&cached)).await.status,
+        200
+    );
+    assert_eq!(
+        get(&format!("http://{}/readyz", g.metrics), None)
+            .await
+            .status,
+        200
+    );
+
+    for (mode, uncached) in [
+        (ProxyMode::Blackhole, &uncached_1),
+        (ProxyMode::Refuse, &uncached_2),
+    ] {
+        proxy.set(mode);
+        tokio::time::sleep(Duration::from_millis(400)).await; // past the TTL
+        let r = get(&g.url("/api/articles"), Some(&cached)).await;
+        assert_eq!(
+            r.status, 200,
+            "{mode:?}: a cached token keeps working past its TTL"
+        );
+        let t = Instant::now();
+        let r = get(&g.url("/api/articles"), Some(uncached)).await;
+        assert_eq!(r.status, 503, "{mode:?}");
+        assert_eq!(
+            r.json(),
+            envelope(
+                503,
+                "ServiceUnavailableError",
+                "Authentication temporarily unavailable"
+            )
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "{mode:?}: 503 took {:?}",
+            t.elapsed()
+        );
+        // While the database is known down, misses fail fast.
+        let t = Instant::now();
+        assert_eq!(
+            get(&g.url("/api/articles"), Some(uncached)).await.status,
+            503
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "{mode:?}: second miss took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(
+            get(&format!("http://{}/readyz", g.metrics), None)
+                .await
+                .status,
+            503
+        );
+        proxy.set(ProxyMode::Pass);
+        eventually(
+            Duration::from_secs(5),
+            "recovery without restart",
+            || async { get(&g.url("/api/articles"), Some(uncached)).await.status == 200 },
+        )
+        .await;
+    }
+    let metrics = get(&format!("http://{}/metrics", g.metrics), None).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(text.contains("authgate_cache_stale_served_total"), "{text}");
+    assert!(!text.contains("authgate_cache_stale_served_total 0\n"));
+}
+
+#[tokio::test]
+async fn redis_down_keeps_serving_and_rate_limits_fail_open() {
+    let mut redis = TestRedis::start();
+    let env = Env::with_config(&format!(
+        "[redis]\nurl = \"{}\"\ntimeout = \"100ms\"\n[rate_limit]\nper_token = 1000\nwindow = \"1h\"\nfailed_auth_per_ip = 1000\n",
+        redis.url()
+    ))
+    .await;
+    let (_, key) = env.content_token("t", "read-only", &[]);
+    let g = env.gateway().await;
+    assert_eq!(get(&g.url("/api/articles"), Some(&key)).await.status, 200);
+    redis.stop();
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert_eq!(get(&g.url("/api/articles"), Some(&key)).await.status, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "request took {:?} with redis down",
+            t.elapsed()
+        );
+    }
+    let text = String::from_utf8_lossy(
+        &get(&format!("http://{}/metrics", g.metrics), None)
+            .await
+            .body,
+    )
+    .into_owned();
+    let fail_open = text
+        .lines()
+        .find(|l| l.starts_with("authgate_rate_limit_fail_open_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(fail_open >= 1.0, "fail-open counted: {text}");
+    assert!(text.contains("authgate_redis_errors_total{op=\"ratelimit\"}"));
+}
+
+#[tokio::test]
+async fn rate_limit_is_shared_by_replicas() {
+    let redis = TestRedis::start();
+    let env = Env::with_config(&format!(
+        "[redis]\nurl = \"{}\"\n[rate_limit]\nper_token = 5\nwindow = \"1h\"\n",
+        redis.url()
+    ))
+    .await;
+    let (id, key) = env.content_token("t", "read-only", &[]);
+    let (_, other) = env.content_token("other", "read-only", &[]);
+    let a = env.gateway().await;
+    let b = env.gateway().await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let g = if i % 2 == 0 { &a } else { &b };
+        let r = get(&g.url("/api/articles"), Some(&key)).await;
+        if r.status == 429 {
+            assert_eq!(
+                r.json(),
+                envelope(429, "RateLimitError", "Too many requests")
+            );
+            let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=3600).contains(&retry));
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        get(&a.url("/api/articles"), Some(&other)).await.status,
+        200,
+        "limits are per token"
+    );
+    // A per-token override column raises the limit for that token only.
+    exec(
+        &env.schema,
+        &format!("UPDATE tokens SET rate_limit = 100 WHERE id = {id}"),
+    )
+    .await;
+    eventually(Duration::from_secs(2), "override applies", || async {
+        get(&a.url("/api/articles"), Some(&key)).await.status == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failed_authentications_per_ip_are_limited() {
+    let env = Env::with_config("[rate_limit]\nfailed_auth_per_ip = 3\nwindow = \"1h\"\n").await;
+    let (_, key) = env.content_token("t", "read-only", &[]);
+    let g = env.gateway().await;
+    for _ in 0..3 {
+        assert_eq!(
+            get(&g.url("/api/articles"), Some(&"f".repeat(256)))
+                .await
+                .status,
+            401
+        );
+    }
+    let r = get(&g.url("/api/articles"), Some(&key)).await;
+    assert_eq!(r.status, 429, "this IP is now refused before any lookup");
+    assert!(r.headers.contains_key("retry-after"));
+    assert_eq!(
+        get(&g.url("/api/articles"), None).await.status,
+        200,
+        "anonymous requests are not limited"
+    );
+}
+
+#[tokio::test]
+async fn redis_carries_invalidations_when_postgres_notify_is_missed() {
+    let redis = TestRedis::start();
+    let env = Env::with_config(&format!("[redis]\nurl = \"{}\"\n", redis.url())).await;
+    let (id, key) = env.content_token("t", "read-only", &[]);
+    let g = env.gateway().await;
+    eventually(Duration::from_secs(5), "redis subscription", || async {
+        let text = String::from_utf8_lossy(
+            &get(&format!("http://{}/metrics", g.metrics), None)
+                .await
+                .body,
+        )
+        .into_owned();
+        !text.contains("authgate_redis_errors_total{op=\"subscribe\"}")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(&g.url("/api/articles"), Some(&key)).await.status, 200);
+    // As if this replica's Postgres connection could not LISTEN: no NOTIFY.
+    exec(
+        &env.schema,
+        "ALTER TABLE tokens DISABLE TRIGGER tokens_notify",
+    )
+    .await;
+    env.ok(&["token", "delete", &id.to_string()]);
+    eventually(Duration::from_secs(2), "revocation via redis", || async {
+        get(&g.url("/api/articles"), Some(&key)).await.status == 401
+    })
+    .await;
+    let text = String::from_utf8_lossy(
+        &get(&format!("http://{}/metrics", g.metrics), None)
+            .await
+            .body,
+    )
+    .into_owned();
+    assert!(
+        text.contains("authgate_invalidations_total{source=\"redis\"}"),
+        "{text}"
+    );
+}
