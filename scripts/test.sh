@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/services.sh
 
 ensure_command openssl openssl
+ensure_command promtool prometheus
 ensure_postgres 5432
 ensure_redis
 

@@ -257,6 +257,24 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Start the bounded label sets at zero, so dashboards and alerts see
+        // the series before the first event.
+        for cause in ["size", "expired", "invalidated"] {
+            m.cache_evictions.with_label_values(&[cause]);
+        }
+        for kind in ["connect", "timeout", "protocol"] {
+            m.upstream_errors.with_label_values(&[kind]);
+        }
+        m.store_errors.with_label_values(&["find_token"]);
+        for source in ["postgres", "redis"] {
+            m.invalidations.with_label_values(&[source]);
+        }
+        for scope in ["token", "ip"] {
+            m.rate_limited.with_label_values(&[scope]);
+        }
+        for result in ["ok", "error"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
         m
     }
 

@@ -441,7 +441,8 @@ async fn redis_carries_invalidations_when_postgres_notify_is_missed() {
     )
     .into_owned();
     assert!(
-        text.contains("authgate_invalidations_total{source=\"redis\"}"),
+        text.contains("authgate_invalidations_total{source=\"redis\"}")
+            && !text.contains("authgate_invalidations_total{source=\"redis\"} 0\n"),
         "{text}"
     );
 }

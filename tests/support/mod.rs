@@ -570,8 +570,11 @@ impl Replica {
             let line = rx
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("replica did not start: {:?}", log.lock().unwrap()));
+            // Text (`listen=ADDR`) or JSON (`"listen":"ADDR"`) logs.
             if let Some(rest) = line.split("listen=").nth(1) {
                 addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+            } else if let Some(rest) = line.split("\"listen\":\"").nth(1) {
+                addr = rest.split('"').next().and_then(|a| a.parse().ok());
             }
             if line.contains("listening for cache invalidations") {
                 listening = true;
@@ -586,6 +589,10 @@ impl Replica {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, then wait for exit; returns the exit code.
