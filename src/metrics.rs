@@ -39,7 +39,7 @@ pub struct Metrics {
     pub last_used_flush_duration: Histogram,
     pub last_used_flush_errors: IntCounter,
     pub connections_active: IntGauge,
-    pub connections_rejected: IntCounter,
+    pub connection_limit_reached: IntCounter,
     pub config_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
@@ -228,10 +228,10 @@ impl Metrics {
                 "authgate_connections_active",
                 "Client connections currently open.",
             ),
-            connections_rejected: counter(
+            connection_limit_reached: counter(
                 &r,
-                "authgate_connections_rejected_total",
-                "Client connections closed at once because server.max_connections was reached.",
+                "authgate_connection_limit_reached_total",
+                "Times server.max_connections was reached; further connections waited in the accept queue.",
             ),
             config_reloads: counter_vec(
                 &r,

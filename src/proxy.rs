@@ -624,9 +624,15 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// Does the client ask for a protocol upgrade (WebSocket)?
+/// Does the client ask for a WebSocket upgrade? Only `websocket` is passed
+/// on: an upgrade turns the connection into a tunnel the gateway no longer
+/// inspects, and an `h2c` upgrade would let later HTTP/2 requests on it skip
+/// authentication (a known smuggling class). Other upgrades are dropped as
+/// the hop-by-hop headers they are.
 fn upgrade_requested(h: &HeaderMap) -> bool {
-    h.contains_key(header::UPGRADE)
+    let upgrade = h.get_all(header::UPGRADE).iter().collect::<Vec<_>>();
+    upgrade.len() == 1
+        && upgrade[0].as_bytes().eq_ignore_ascii_case(b"websocket")
         && h.get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -747,6 +753,22 @@ mod tests {
             h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
             vec!["x-keep"]
         );
+    }
+
+    #[test]
+    fn only_websocket_upgrades_pass() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
+        assert!(upgrade_requested(&h));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(!upgrade_requested(&h));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        assert!(!upgrade_requested(&h));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -239,73 +239,63 @@ impl Server {
         let (conn_stop_tx, conn_stop_rx) = watch::channel(false);
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let limit = Arc::new(Semaphore::new(cfg.server.max_connections));
-        let http = Arc::new(http1_builder(&cfg));
-        tokio::pin!(shutdown);
-        let accept_until = async {
-            loop {
-                let permit = tokio::select! {
-                    p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                    _ = &mut shutdown => break,
-                };
-                let (stream, peer) = tokio::select! {
-                    a = listener.accept() => match a {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                    _ = &mut shutdown => break,
-                };
-                if limit.available_permits() == 0 {
-                    metrics.connections_rejected.inc();
-                }
-                let conn = Connection {
-                    gateway: gateway.clone(),
-                    http: http.clone(),
-                    tls: tls.as_ref().map(ReloadableAcceptor::acceptor),
-                    tls_timeout: cfg.server.request_header_timeout,
-                    stop: conn_stop_rx.clone(),
-                    metrics: metrics.clone(),
-                    _alive: alive_tx.clone(),
-                };
-                tokio::spawn(async move {
-                    conn.serve(stream, peer).await;
-                    drop(permit);
-                });
-            }
+        let conns = ConnectionFactory {
+            gateway: gateway.clone(),
+            http: Arc::new(http1_builder(&cfg)),
+            tls: tls.clone(),
+            tls_timeout: cfg.server.request_header_timeout,
+            idle_timeout: cfg.server.idle_timeout,
+            stop: conn_stop_rx,
+            metrics: metrics.clone(),
+            alive: alive_tx,
         };
-        accept_until.await;
+        tokio::pin!(shutdown);
+        loop {
+            // The cap: past max_connections, new connections wait in the
+            // kernel's accept queue until one closes.
+            let permit = match limit.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    metrics.connection_limit_reached.inc();
+                    tracing::debug!(
+                        max = cfg.server.max_connections,
+                        "connection cap reached; accepting paused"
+                    );
+                    tokio::select! {
+                        p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                        _ = &mut shutdown => break,
+                    }
+                }
+            };
+            tokio::select! {
+                a = listener.accept() => match a {
+                    Ok((stream, peer)) => conns.spawn(stream, peer, Some(permit)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = &mut shutdown => break,
+            }
+        }
 
         // Drain.
         probes.draining.store(true, Ordering::SeqCst);
         tracing::info!(delay = ?cfg.server.shutdown_delay, grace = ?cfg.server.shutdown_grace, "shutting down: readiness is now 503");
-        if !cfg.server.shutdown_delay.is_zero() {
-            // Keep accepting while the load balancer notices readiness.
-            let until = tokio::time::sleep(cfg.server.shutdown_delay);
-            tokio::pin!(until);
-            loop {
-                tokio::select! {
-                    _ = &mut until => break,
-                    a = listener.accept() => if let Ok((stream, peer)) = a {
-                        let conn = Connection {
-                            gateway: gateway.clone(),
-                            http: http.clone(),
-                            tls: tls.as_ref().map(ReloadableAcceptor::acceptor),
-                            tls_timeout: cfg.server.request_header_timeout,
-                            stop: conn_stop_rx.clone(),
-                            metrics: metrics.clone(),
-                            _alive: alive_tx.clone(),
-                        };
-                        tokio::spawn(conn.serve(stream, peer));
-                    },
-                }
+        // Keep accepting while the load balancer notices readiness.
+        let until = tokio::time::sleep(cfg.server.shutdown_delay);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                _ = &mut until => break,
+                a = listener.accept() => if let Ok((stream, peer)) = a {
+                    conns.spawn(stream, peer, None);
+                },
             }
         }
         drop(listener);
         let _ = conn_stop_tx.send(true);
-        drop(alive_tx);
+        drop(conns);
         if tokio::time::timeout(cfg.server.shutdown_grace, alive_rx.recv())
             .await
             .is_err()
@@ -335,12 +325,50 @@ fn http1_builder(cfg: &Config) -> hyper::server::conn::http1::Builder {
     b
 }
 
+/// Everything a client connection needs, shared by all of them.
+struct ConnectionFactory {
+    gateway: Arc<Gateway>,
+    http: Arc<hyper::server::conn::http1::Builder>,
+    tls: Option<ReloadableAcceptor>,
+    tls_timeout: Duration,
+    idle_timeout: Duration,
+    stop: watch::Receiver<bool>,
+    metrics: Metrics,
+    /// Held by every connection task; the drain waits until all are gone.
+    alive: tokio::sync::mpsc::Sender<()>,
+}
+
+impl ConnectionFactory {
+    fn spawn(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        let conn = Connection {
+            gateway: self.gateway.clone(),
+            http: self.http.clone(),
+            tls: self.tls.as_ref().map(ReloadableAcceptor::acceptor),
+            tls_timeout: self.tls_timeout,
+            idle_timeout: self.idle_timeout,
+            stop: self.stop.clone(),
+            metrics: self.metrics.clone(),
+            _alive: self.alive.clone(),
+        };
+        tokio::spawn(async move {
+            conn.serve(stream, peer).await;
+            drop(permit);
+        });
+    }
+}
+
 /// One client connection.
 struct Connection {
     gateway: Arc<Gateway>,
     http: Arc<hyper::server::conn::http1::Builder>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tls_timeout: Duration,
+    idle_timeout: Duration,
     stop: watch::Receiver<bool>,
     metrics: Metrics,
     _alive: tokio::sync::mpsc::Sender<()>,
@@ -367,22 +395,49 @@ impl Connection {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        // Idle tracking: requests in flight, and when the last one ended.
+        let started = std::time::Instant::now();
+        let activity = Arc::new((std::sync::atomic::AtomicUsize::new(0), AtomicU64::new(0)));
         let gateway = self.gateway.clone();
+        let act = activity.clone();
         let service = service_fn(move |req: Request<Incoming>| {
-            let gateway = gateway.clone();
-            async move { Ok::<_, Infallible>(gateway.handle(req, peer, tls).await) }
+            let (gateway, act) = (gateway.clone(), act.clone());
+            async move {
+                act.0.fetch_add(1, Ordering::Relaxed);
+                let resp = gateway.handle(req, peer, tls).await;
+                act.0.fetch_sub(1, Ordering::Relaxed);
+                act.1
+                    .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                Ok::<_, Infallible>(resp)
+            }
         });
         let conn = self.http.serve_connection(io, service).with_upgrades();
         tokio::pin!(conn);
         let mut stop = self.stop.clone();
-        tokio::select! {
-            r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, %peer, "connection error"); } return; }
-            _ = stop.wait_for(|v| *v) => {}
+        let idle_ms = self.idle_timeout.as_millis() as u64;
+        let mut tick = tokio::time::interval(
+            (self.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
+        );
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r { tracing::debug!(error = %e, %peer, "connection error"); }
+                    return;
+                }
+                _ = stop.wait_for(|v| *v) => break,
+                _ = tick.tick() => {
+                    let idle_for = (started.elapsed().as_millis() as u64).saturating_sub(activity.1.load(Ordering::Relaxed));
+                    if activity.0.load(Ordering::Relaxed) == 0 && idle_for >= idle_ms {
+                        tracing::debug!(%peer, "closing an idle keep-alive connection");
+                        break;
+                    }
+                }
+            }
         }
-        // Draining: finish the request in flight, then close.
+        // Draining or idle: finish the request in flight, then close.
         conn.as_mut().graceful_shutdown();
         if let Err(e) = conn.await {
-            tracing::debug!(error = %e, %peer, "connection error while draining");
+            tracing::debug!(error = %e, %peer, "connection error while closing");
         }
     }
 }
