@@ -166,6 +166,7 @@ pub struct RawServer {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_uri_bytes: usize,
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -183,6 +184,7 @@ impl Default for RawServer {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -196,6 +198,7 @@ pub struct RawUpstream {
     pub pool_max_idle: usize,
     pub pool_idle_timeout: String,
     pub ca_file: Option<PathBuf>,
+    pub host: Option<String>,
 }
 
 impl Default for RawUpstream {
@@ -207,6 +210,7 @@ impl Default for RawUpstream {
             pool_max_idle: 64,
             pool_idle_timeout: "90s".into(),
             ca_file: None,
+            host: None,
         }
     }
 }
@@ -626,6 +630,7 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_uri_bytes: usize,
+    pub forwarding: crate::forwarding::Forwarding,
 }
 
 #[derive(Debug, Clone)]
@@ -785,6 +790,22 @@ impl RawConfig {
                 return Err(key_err(k, "must be greater than 0"));
             }
         }
+        let mut trusted = Vec::new();
+        for (i, t) in s.trusted_proxies.iter().enumerate() {
+            trusted.push(
+                crate::forwarding::Cidr::parse(t)
+                    .map_err(|e| key_err(format!("server.trusted_proxies[{i}]"), e))?,
+            );
+        }
+        let host = match &self.upstream.host {
+            Some(h) if !h.is_empty() => Some(http::HeaderValue::from_str(h).map_err(|_| {
+                key_err(
+                    "upstream.host",
+                    format!("`{h}` is not a valid Host header value"),
+                )
+            })?),
+            _ => None,
+        };
         let server = ServerConfig {
             listen: socket_addr("server.listen", &s.listen)?,
             worker_threads: s.worker_threads,
@@ -800,6 +821,7 @@ impl RawConfig {
             max_header_bytes: s.max_header_bytes,
             max_headers: s.max_headers,
             max_uri_bytes: s.max_uri_bytes,
+            forwarding: crate::forwarding::Forwarding { trusted, host },
         };
 
         let u = &self.upstream;

@@ -14,6 +14,7 @@
 //! | [`cache`] | the moka token cache: TTL, stale-if-error, single flight |
 //! | [`invalidation`] | LISTEN/NOTIFY events that keep caches current |
 //! | [`identity`] | identity headers: stripping, building, signing |
+//! | [`forwarding`] | X-Forwarded-*, Forwarded, trusted proxies, Host |
 //! | [`ratelimit`] | per-token and per-IP limits |
 //! | [`redis_link`] | Redis: shared rate-limit counters, invalidation fan-out |
 //! | [`last_used`] | batched `last_used_at` writes |
@@ -32,6 +33,7 @@ pub mod authz;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod forwarding;
 pub mod graphql;
 pub mod identity;
 pub mod invalidation;

@@ -26,6 +26,7 @@ use hyper::body::Incoming;
 use crate::authz::{self, Denial, GraphQlOperation, Precheck, SessionPolicy, Verdict};
 use crate::cache::{LookupError, TokenCache};
 use crate::config::Config;
+use crate::forwarding::Forwarding;
 use crate::identity::{IdentityNames, Resolved, Signer};
 use crate::last_used::UsageRecorder;
 use crate::metrics::{status_class, Metrics};
@@ -66,6 +67,7 @@ pub struct Gateway {
     signer: Option<Signer>,
     forward_authorization: bool,
     max_uri_bytes: usize,
+    forwarding: Forwarding,
     cache: Arc<TokenCache<Resolved>>,
     store: Store,
     upstream: Upstream,
@@ -115,6 +117,7 @@ impl Gateway {
                 .map(|k| Signer::new(k.expose())),
             forward_authorization: cfg.identity.forward_authorization,
             max_uri_bytes: cfg.server.max_uri_bytes,
+            forwarding: cfg.server.forwarding.clone(),
             cache: parts.cache,
             store: parts.store,
             upstream: parts.upstream,
@@ -155,6 +158,7 @@ impl Gateway {
         let started = Instant::now();
         let req = req.map(Either::Left);
         let request_id = self.request_ids.take(req.headers());
+        let client = self.forwarding.client_ip(req.headers(), peer);
         let method = req.method().clone();
 
         // Phase: parse and normalise the target. The normalised path is what
@@ -205,7 +209,7 @@ impl Gateway {
             Precheck::Pass => (Outcome::Pass, req),
             Precheck::Deny(denial) => {
                 if denial == Denial::InvalidCredentials {
-                    self.limiter.note_failed_auth(peer.ip()).await;
+                    self.limiter.note_failed_auth(client).await;
                 }
                 (
                     Outcome::Deny {
@@ -216,7 +220,7 @@ impl Gateway {
                     req,
                 )
             }
-            Precheck::Lookup(key) => match self.limiter.ip_blocked(peer.ip()).await {
+            Precheck::Lookup(key) => match self.limiter.ip_blocked(client).await {
                 Some(retry) => (
                     Outcome::Deny {
                         denial: Denial::RateLimited,
@@ -260,7 +264,7 @@ impl Gateway {
                                 req,
                             )
                         }
-                        Ok(resolved) => self.decide(&route, resolved, req, &policy, peer).await,
+                        Ok(resolved) => self.decide(&route, resolved, req, &policy, client).await,
                     }
                 }
             },
@@ -311,7 +315,7 @@ impl Gateway {
         resolved: Option<Arc<Resolved>>,
         req: Request<ForwardBody>,
         policy: &Policy,
-        peer: SocketAddr,
+        client: std::net::IpAddr,
     ) -> (Outcome, Request<ForwardBody>) {
         let now = SystemTime::now();
         let record = resolved.as_deref().map(|r| &r.record);
@@ -362,7 +366,7 @@ impl Gateway {
             }
             Verdict::Deny { denial, .. } => {
                 if !authenticated {
-                    self.limiter.note_failed_auth(peer.ip()).await;
+                    self.limiter.note_failed_auth(client).await;
                 }
                 Outcome::Deny {
                     denial,
@@ -400,6 +404,7 @@ impl Gateway {
             &mut parts.headers,
             &self.names,
             self.forward_authorization,
+            &self.forwarding,
             peer,
             tls,
             request_id,
@@ -604,10 +609,6 @@ pub fn error_response(
 }
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -666,6 +667,7 @@ pub fn prepare_request_headers(
     h: &mut HeaderMap,
     names: &IdentityNames,
     forward_authorization: bool,
+    forwarding: &Forwarding,
     peer: SocketAddr,
     tls: bool,
     request_id: &HeaderValue,
@@ -675,24 +677,7 @@ pub fn prepare_request_headers(
     if !forward_authorization {
         h.remove(header::AUTHORIZATION);
     }
-    h.remove(FORWARDED);
-    h.insert(
-        X_FORWARDED_FOR,
-        HeaderValue::from_str(&peer.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown")),
-    );
-    h.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if tls { "https" } else { "http" }),
-    );
-    match h.get(header::HOST).cloned() {
-        Some(host) => {
-            h.insert(X_FORWARDED_HOST, host);
-        }
-        None => {
-            h.remove(X_FORWARDED_HOST);
-        }
-    }
+    forwarding.apply(h, peer, tls);
     h.insert(X_REQUEST_ID, request_id.clone());
 }
 
@@ -775,9 +760,9 @@ mod tests {
     fn forwarding_headers_are_replaced() {
         let names = IdentityNames::new("x-auth-");
         let mut h = HeaderMap::new();
-        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
-        h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
-        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         h.insert(header::HOST, HeaderValue::from_static("cms.example"));
         h.insert("x-auth-owner-id", HeaderValue::from_static("1"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
@@ -786,15 +771,19 @@ mod tests {
             &mut h,
             &names,
             false,
+            &Forwarding::default(),
             "10.0.0.9:5555".parse().unwrap(),
             false,
             &id,
         );
-        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.9");
-        assert_eq!(h[X_FORWARDED_PROTO], "http");
-        assert_eq!(h[X_FORWARDED_HOST], "cms.example");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "cms.example");
         assert_eq!(h[X_REQUEST_ID], "rid");
-        assert!(!h.contains_key(FORWARDED));
+        assert_eq!(
+            h["forwarded"],
+            "for=10.0.0.9;proto=http;host=\"cms.example\""
+        );
         assert!(!h.contains_key("x-auth-owner-id"));
         assert!(!h.contains_key(header::AUTHORIZATION));
     }

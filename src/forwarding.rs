@@ -1,0 +1,287 @@
+//! Forwarding headers: what the CMS is told about the client.
+//!
+//! A client can send `X-Forwarded-For`, `X-Forwarded-Proto`,
+//! `X-Forwarded-Host` and RFC 7239 `Forwarded` to pose as someone else (a
+//! known bypass class for upstreams that trust them). So they are replaced
+//! by what the gateway saw, unless the peer is one of
+//! `server.trusted_proxies` (a load balancer in front): then the chain is
+//! kept and the peer appended, and the client address for rate limits and
+//! logs is the rightmost address in the chain that is not itself trusted.
+//!
+//! `Host` is forwarded as the client sent it, or replaced by
+//! `upstream.host` when set; it is never used for a routing decision.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// An address block: `10.0.0.0/8`, `::1`, `192.168.1.7`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or CIDR block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: bad prefix length"))?,
+            None => max,
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.prefix))
+                };
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.prefix))
+                };
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The forwarding policy.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarding {
+    pub trusted: Vec<Cidr>,
+    pub host: Option<HeaderValue>,
+}
+
+impl Forwarding {
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|c| c.contains(ip))
+    }
+
+    /// The client's address: the peer, or behind trusted proxies the
+    /// rightmost untrusted address of `X-Forwarded-For`.
+    pub fn client_ip(&self, h: &HeaderMap, peer: SocketAddr) -> IpAddr {
+        let peer = peer.ip();
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let chain: Vec<IpAddr> = h
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        chain
+            .iter()
+            .rev()
+            .find(|ip| !self.is_trusted(**ip))
+            .copied()
+            .unwrap_or(peer)
+    }
+
+    /// Set the forwarding headers for a request from `peer`.
+    pub fn apply(&self, h: &mut HeaderMap, peer: SocketAddr, tls: bool) {
+        let ip = peer.ip();
+        let proto = if tls { "https" } else { "http" };
+        let host = h.get(header::HOST).cloned();
+        let for_node = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        let mut forwarded = format!("for={for_node};proto={proto}");
+        if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
+            if host
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            {
+                forwarded.push_str(&format!(";host=\"{host}\""));
+            }
+        }
+        if self.is_trusted(ip) {
+            append(h, X_FORWARDED_FOR, &ip.to_string(), ", ");
+            append(h, FORWARDED, &forwarded, ", ");
+            if !h.contains_key(&X_FORWARDED_PROTO) {
+                h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+            }
+            if !h.contains_key(&X_FORWARDED_HOST) {
+                if let Some(host) = host {
+                    h.insert(X_FORWARDED_HOST, host);
+                }
+            }
+        } else {
+            set(h, X_FORWARDED_FOR, &ip.to_string());
+            set(h, FORWARDED, &forwarded);
+            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+            match host {
+                Some(host) => {
+                    h.insert(X_FORWARDED_HOST, host);
+                }
+                None => {
+                    h.remove(&X_FORWARDED_HOST);
+                }
+            }
+        }
+        if let Some(host) = &self.host {
+            h.insert(header::HOST, host.clone());
+        }
+    }
+}
+
+fn set(h: &mut HeaderMap, name: HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            h.insert(name, v);
+        }
+        Err(_) => {
+            h.remove(name);
+        }
+    }
+}
+
+/// Append to a list header, folding repeated client headers into one.
+fn append(h: &mut HeaderMap, name: HeaderName, value: &str, sep: &str) {
+    let existing: Vec<String> = h
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    let joined = if existing.is_empty() {
+        value.to_owned()
+    } else {
+        format!("{}{sep}{value}", existing.join(sep))
+    };
+    set(h, name, &joined);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdrs(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn cidr() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("127.0.0.1")
+            .unwrap()
+            .contains("127.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("fd00::/8")
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("nope").is_err());
+    }
+
+    #[test]
+    fn untrusted_peers_cannot_pose_as_someone_else() {
+        let f = Forwarding::default();
+        let peer: SocketAddr = "203.0.113.9:4000".parse().unwrap();
+        let mut h = hdrs(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("forwarded", "for=1.1.1.1;proto=https"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "admin.internal"),
+            ("host", "cms.example"),
+        ]);
+        assert_eq!(f.client_ip(&h, peer), peer.ip());
+        f.apply(&mut h, peer, false);
+        assert_eq!(
+            h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+            vec!["203.0.113.9"]
+        );
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.9;proto=http;host=\"cms.example\""
+        );
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "cms.example");
+    }
+
+    #[test]
+    fn trusted_proxies_extend_the_chain() {
+        let f = Forwarding {
+            trusted: vec![Cidr::parse("10.0.0.0/8").unwrap()],
+            host: None,
+        };
+        let peer: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        let mut h = hdrs(&[
+            ("x-forwarded-for", "198.51.100.7, 10.0.0.9"),
+            ("x-forwarded-proto", "https"),
+            ("host", "cms.example"),
+        ]);
+        assert_eq!(
+            f.client_ip(&h, peer),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        f.apply(&mut h, peer, false);
+        assert_eq!(h["x-forwarded-for"], "198.51.100.7, 10.0.0.9, 10.0.0.5");
+        assert_eq!(h["x-forwarded-proto"], "https", "the edge's scheme is kept");
+        assert_eq!(
+            h["forwarded"],
+            "for=10.0.0.5;proto=http;host=\"cms.example\""
+        );
+    }
+
+    #[test]
+    fn host_override() {
+        let f = Forwarding {
+            trusted: vec![],
+            host: Some(HeaderValue::from_static("cms.internal")),
+        };
+        let mut h = hdrs(&[("host", "evil.example")]);
+        f.apply(&mut h, "[::1]:1".parse().unwrap(), true);
+        assert_eq!(h["host"], "cms.internal");
+        assert_eq!(h["x-forwarded-host"], "evil.example");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[::1]\";proto=https;host=\"evil.example\""
+        );
+    }
+}
