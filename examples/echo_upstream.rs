@@ -4,7 +4,9 @@
 //!
 //! Special paths (under any prefix): `.../__slow?ms=N` waits N ms before answering;
 //! `.../__stream?bytes=N` streams an N-byte body back; any request body is
-//! counted, not kept, so large uploads stream through.
+//! counted, not kept, so large uploads stream through. `GET /__log` returns
+//! every request received since the last `/__log` (method, path, headers),
+//! so a test can check exactly what reached the upstream.
 //!
 //! `cargo run --example echo_upstream -- 127.0.0.1:1337`
 
@@ -28,7 +30,9 @@ fn param(q: Option<&str>, name: &str) -> Option<u64> {
         .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
 }
 
-async fn answer(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+type Log = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+async fn answer(req: Request<Incoming>, log: Log) -> Result<Response<Body>, Infallible> {
     let method = req.method().to_string();
     let path = req
         .uri()
@@ -48,6 +52,20 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         }
     }
     let query = req.uri().query().map(str::to_owned);
+    if path == "/__log" {
+        let seen = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
+        let body = serde_json::Value::Array(seen).to_string();
+        return Ok(Response::new(http_body_util::Either::Left(Full::new(
+            Bytes::from(body),
+        ))));
+    }
+    {
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() >= 10_000 {
+            log.remove(0); // a demo that nobody reads must not grow without bound
+        }
+        log.push(serde_json::json!({"method": method, "path": path, "headers": headers.clone()}));
+    }
     if req.uri().path().ends_with("/__slow") {
         let ms = param(query.as_deref(), "ms").unwrap_or(1000);
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -89,13 +107,16 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
 
 /// Serve on an already bound listener until the task is dropped.
 pub async fn serve(listener: TcpListener) {
+    let log: Log = Default::default();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let log = log.clone();
         tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| answer(req, log.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), hyper::service::service_fn(answer))
+                .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades()
                 .await;
         });
