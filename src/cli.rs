@@ -512,7 +512,11 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
                     },
                 )
                 .await?;
-            print_token(&created.token, created.key.as_deref(), json);
+            print_token(
+                &created.token,
+                created.key.as_deref().map(String::as_str),
+                json,
+            );
             if !json {
                 eprintln!(
                     "authgate: copy the key now: it is not shown again{}",
@@ -563,13 +567,13 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
         } => {
             let actor = mgr.actor(act.as_user.as_deref()).await?;
             let t = mgr.show(&actor, id, reveal).await?;
-            print_token(&t.token, t.key.as_deref(), json);
+            print_token(&t.token, t.key.as_deref().map(String::as_str), json);
         }
         TokenCmd::Regenerate { id, act, json } => {
             let actor = mgr.actor(act.as_user.as_deref()).await?;
             note_actor(&actor);
             let t = mgr.regenerate(&actor, id).await?;
-            print_token(&t.token, t.key.as_deref(), json);
+            print_token(&t.token, t.key.as_deref().map(String::as_str), json);
             if !json {
                 eprintln!("authgate: the old key no longer works; copy the new key now");
             }

@@ -105,7 +105,8 @@ pub fn parse_duration(s: &str) -> Result<Option<i64>, String> {
 #[derive(Debug, Clone)]
 pub struct TokenWithKey {
     pub token: TokenRow,
-    pub key: Option<String>,
+    /// Zeroed when dropped.
+    pub key: Option<zeroize::Zeroizing<String>>,
 }
 
 /// What a new token should be, before checks.
@@ -340,7 +341,7 @@ impl<'a> Manager<'a> {
             .await?;
         Ok(TokenWithKey {
             token: row,
-            key: Some(key),
+            key: Some(zeroize::Zeroizing::new(key)),
         })
     }
 
@@ -380,7 +381,7 @@ impl<'a> Manager<'a> {
                     "token {id} has no stored key (created before an encryption key was configured): regenerate it"
                 ))
             })?;
-            Some(cipher.decrypt(enc)?)
+            Some(zeroize::Zeroizing::new(cipher.decrypt(enc)?))
         } else {
             None
         };
@@ -401,7 +402,7 @@ impl<'a> Manager<'a> {
             .ok_or_else(|| ManageError::NotFound(format!("no token with id {id}")))?;
         Ok(TokenWithKey {
             token: row,
-            key: Some(key),
+            key: Some(zeroize::Zeroizing::new(key)),
         })
     }
 

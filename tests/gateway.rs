@@ -479,3 +479,55 @@ async fn graphql_read_only_allows_queries_only() {
         403
     );
 }
+
+#[tokio::test]
+async fn signed_identity_verifies_independently() {
+    let env = Env::with_config("[identity]\nsigning_key = \"shared-signing-secret\"\n").await;
+    let (_, key) = env.content_token("signed", "read-only", &[]);
+    let g = env.gateway().await;
+    let r = get(&g.url("/api/articles?page=2"), Some(&key)).await;
+    assert_eq!(r.status, 200);
+    let h = r.upstream_headers();
+    let ts = h["x-auth-timestamp"][0].clone();
+    let sig = h["x-auth-signature"][0].clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(ts.parse::<u64>().unwrap()) < 60);
+    // Recompute with Python's hmac, from what the upstream received only.
+    let mut lines: Vec<String> = h
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("x-auth-") && *k != "x-auth-signature" && *k != "x-auth-timestamp"
+        })
+        .map(|(k, v)| format!("{k}:{}", v[0]))
+        .collect();
+    lines.sort();
+    let canonical = format!("GET\n/api/articles?page=2\n{ts}\n{}", lines.join("\n"));
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import hmac,hashlib,sys; print(hmac.new(b'shared-signing-secret', sys.stdin.buffer.read(), hashlib.sha256).hexdigest())",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(canonical.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("python3");
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), sig);
+    // A spoofed signature from the client never survives.
+    let r = request(
+        "GET",
+        &g.url("/uploads/x"),
+        None,
+        &[("x-auth-signature", "forged")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.upstream_header("x-auth-signature"), None);
+}
