@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Load benchmark: authgate vs a plain nginx reverse proxy vs a direct
+# connection, all on loopback, each proxy with ONE worker, measured in the
+# same run, alternating targets over several rounds (medians reported).
+#
+#   bench/load.sh                 # full run (3 rounds x 10 s per target)
+#   bench/load.sh --smoke         # 1 round x 2 s: checks the script works
+#   ROUNDS=5 DURATION=15 CONNECTIONS=64 bench/load.sh
+#
+# Needs: nginx, wrk (Debian packages; installed with apt if missing),
+# PostgreSQL (the machine's, or a throw-away cluster), python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services.sh
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-50}
+TOKENS=${TOKENS:-10000}
+if [ "${1:-}" = "--smoke" ]; then ROUNDS=1; DURATION=2; TOKENS=200; fi
+
+ensure_command nginx nginx
+ensure_command wrk wrk
+ensure_postgres 5432
+
+W=$(mktemp -d /tmp/authgate-bench.XXXXXX)
+SCHEMA=authgate_bench_$$
+DB_URL=${AUTHGATE_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+SALT=bench-salt-0123456789abcdef
+pids=()
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  nginx -p "$W" -c "$W/nginx.conf" -s stop 2>/dev/null || true
+  wait 2>/dev/null || true
+  psql -q "$DB_URL" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+  rm -rf "$W"
+}
+trap cleanup EXIT INT TERM
+
+echo "==> building authgate (release)" >&2
+cargo build --release --quiet --bin authgate --example latency
+
+# Ports: 18081 upstream, 18082 nginx proxy, 18083 authgate (cache), 18084 authgate (no cache)
+mkdir -p "$W/logs"
+cat > "$W/nginx.conf" <<EOF
+worker_processes 1;
+error_log $W/logs/error.log crit;
+pid $W/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream cms { server 127.0.0.1:18081; keepalive 64; }
+  server {
+    listen 127.0.0.1:18081 reuseport;
+    location / { default_type application/json; return 200 '{"data":[{"id":1,"title":"hello"}],"meta":{}}'; }
+  }
+  server {
+    listen 127.0.0.1:18082;
+    location / {
+      proxy_pass http://cms;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+    }
+  }
+}
+EOF
+# nginx runs the upstream and the proxy in one worker process: the upstream
+# answers from memory (a 'return'), so it costs the proxy little.
+nginx -p "$W" -c "$W/nginx.conf"
+
+config() { # port capacity
+  cat <<EOF
+[server]
+listen = "127.0.0.1:$1"
+worker_threads = 1
+[upstream]
+url = "http://127.0.0.1:18081"
+pool_max_idle = 256
+[postgres]
+url = "$DB_URL"
+schema = "$SCHEMA"
+pool_size = 4
+[tokens]
+salt = "$SALT"
+[cache]
+capacity = $2
+[metrics]
+listen = ""
+[log]
+level = "warn"
+[[content_types]]
+uid = "api::article.article"
+plural = "articles"
+EOF
+}
+config 18083 100000 > "$W/cached.toml"
+config 18084 0 > "$W/uncached.toml"
+
+echo "==> $TOKENS tokens in schema $SCHEMA" >&2
+target/release/authgate --config "$W/cached.toml" migrate >/dev/null
+python3 - "$W" "$SALT" "$TOKENS" <<'PY'
+import hmac, hashlib, os, sys
+w, salt, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
+with open(f"{w}/keys.txt", "w") as keys, open(f"{w}/tokens.csv", "w") as rows:
+    for i in range(n):
+        k = os.urandom(128).hex()
+        keys.write(k + "\n")
+        rows.write(f"content-api,bench-{i},read-only,{hmac.new(salt, k.encode(), hashlib.sha512).hexdigest()}\n")
+with open(f"{w}/bad.txt", "w") as bad:
+    for i in range(50000):
+        bad.write(os.urandom(128).hex() + "\n")
+PY
+psql -q "$DB_URL" -c "\\copy $SCHEMA.tokens (kind, name, type, access_key) FROM '$W/tokens.csv' CSV"
+
+target/release/authgate --config "$W/cached.toml" serve 2>"$W/logs/cached.log" & pids+=($!)
+target/release/authgate --config "$W/uncached.toml" serve 2>"$W/logs/uncached.log" & pids+=($!)
+for p in 18082 18083 18084; do
+  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
+done
+
+ONE=$(head -n 1 "$W/keys.txt")
+cat > "$W/one.lua" <<EOF
+wrk.headers["Authorization"] = "Bearer $ONE"
+EOF
+cat > "$W/many.lua" <<EOF
+local keys, i = {}, 0
+for line in io.lines("$W/keys.txt") do keys[#keys + 1] = "Bearer " .. line end
+request = function()
+  i = i % #keys + 1
+  return wrk.format(nil, nil, { ["Authorization"] = keys[i] })
+end
+EOF
+sed "s#keys.txt#bad.txt#" "$W/many.lua" > "$W/bad.lua"
+# Warm every token into the cache once, and the uncached instance's pool.
+wrk -t1 -c8 -d2s -s "$W/many.lua" http://127.0.0.1:18083/api/articles >/dev/null
+wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:18084/api/articles >/dev/null
+
+# name|url|script
+targets=(
+  "direct|http://127.0.0.1:18081/api/articles|"
+  "nginx|http://127.0.0.1:18082/api/articles|"
+  "authgate-hit|http://127.0.0.1:18083/api/articles|$W/one.lua"
+  "authgate-10k|http://127.0.0.1:18083/api/articles|$W/many.lua"
+  "authgate-miss|http://127.0.0.1:18084/api/articles|$W/one.lua"
+  "authgate-reject|http://127.0.0.1:18083/api/articles|$W/bad.lua"
+)
+results="$W/results.txt"
+: > "$results"
+to_us() { # wrk latency like 85.00us / 1.23ms / 2.00s -> microseconds
+  python3 -c "import sys; v=sys.argv[1]; u={'us':1,'ms':1000,'s':1000000}; import re; m=re.match(r'([0-9.]+)(us|ms|s)$', v); print(round(float(m.group(1))*u[m.group(2)]))" "$1"
+}
+for round in $(seq 1 "$ROUNDS"); do
+  n=${#targets[@]}
+  for k in $(seq 0 $((n - 1))); do
+    t=${targets[$(( (k + round - 1) % n ))]}
+    IFS='|' read -r name url script <<<"$t"
+    args=(-t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency)
+    [ -n "$script" ] && args+=(-s "$script")
+    out=$(wrk "${args[@]}" "$url")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(to_us "$(awk '$1=="50%" {print $2}' <<<"$out")")
+    p99=$(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")
+    non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+    echo "$name $round $rps $p50 $p99 ${non2xx:-0}" >> "$results"
+    echo "  round $round: $name ${rps} req/s p50 ${p50}us p99 ${p99}us" >&2
+  done
+done
+
+# Open-loop latency at half of authgate's cache-hit saturation.
+half=$(python3 - "$results" <<'PY'
+import statistics, sys
+v = [float(l.split()[2]) for l in open(sys.argv[1]) if l.startswith("authgate-hit ")]
+print(int(statistics.median(v) / 2))
+PY
+)
+lat_secs=$(( DURATION > 5 ? DURATION : 2 ))
+direct_lat=$(target/release/examples/latency 127.0.0.1:18081 /api/articles "$half" "$lat_secs")
+gate_lat=$(target/release/examples/latency 127.0.0.1:18083 /api/articles "$half" "$lat_secs" "$ONE")
+
+python3 - "$results" "$half" "$direct_lat" "$gate_lat" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+half, direct_lat, gate_lat = sys.argv[2], sys.argv[3], sys.argv[4]
+conns, dur, rounds = sys.argv[5:8]
+names = ["direct", "nginx", "authgate-hit", "authgate-10k", "authgate-miss", "authgate-reject"]
+med = {}
+for n in names:
+    r = [x for x in rows if x[0] == n]
+    med[n] = tuple(statistics.median(float(x[i]) for x in r) for i in (2, 3, 4, 5))
+print(f"\nwrk -t1 -c{conns} -d{dur}s, {rounds} round(s), medians; one worker each (nginx worker_processes 1, authgate worker_threads = 1)\n")
+print(f"| target | req/s | p50 (us) | p99 (us) | vs nginx | vs direct | non-2xx |")
+print(f"|---|---:|---:|---:|---:|---:|---:|")
+for n in names:
+    rps, p50, p99, bad = med[n]
+    print(f"| {n} | {rps:,.0f} | {p50:.0f} | {p99:.0f} | {rps / med['nginx'][0]:.2f}x | {rps / med['direct'][0]:.2f}x | {bad:.0f} |")
+kv = lambda s: dict(p.split("=") for p in s.split())
+d, g = kv(direct_lat), kv(gate_lat)
+print(f"\nopen-loop at {half} req/s (half of authgate-hit saturation): direct p50 {d['p50_us']} us p99 {d['p99_us']} us; "
+      f"authgate p50 {g['p50_us']} us p99 {g['p99_us']} us; added p99 {int(g['p99_us']) - int(d['p99_us'])} us")
+print(f"invalid-token rejections: {med['authgate-reject'][0]:,.0f}/s = {med['authgate-reject'][0] / 425:.0f}x Strapi 5.54's ~425/s")
+PY

@@ -1,0 +1,91 @@
+//! Open-loop latency probe for the load benchmark: sends GET requests at a
+//! fixed rate over keep-alive connections and prints p50/p99/max latency.
+//! Unlike wrk (closed loop), the rate does not drop when the server slows,
+//! so tail latency at a given load is measured honestly.
+//!
+//! `cargo run --release --example latency -- ADDR PATH RATE SECONDS [TOKEN]`
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn one(conn: &mut TcpStream, req: &[u8], buf: &mut Vec<u8>) -> std::io::Result<()> {
+    conn.write_all(req).await?;
+    buf.clear();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 5 {
+        eprintln!("usage: latency ADDR PATH RATE SECONDS [TOKEN]");
+        std::process::exit(2);
+    }
+    let (addr, path) = (args[1].clone(), args[2].clone());
+    let rate: f64 = args[3].parse().expect("rate");
+    let secs: f64 = args[4].parse().expect("seconds");
+    let auth = args
+        .get(5)
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n").into_bytes();
+    // Enough connections that a slow response does not delay the next send.
+    let conns = 8usize;
+    let interval = Duration::from_secs_f64(conns as f64 / rate);
+    let total = (rate * secs) as usize / conns;
+    let mut tasks = Vec::new();
+    let start = Instant::now() + Duration::from_millis(100);
+    for c in 0..conns {
+        let (addr, req) = (addr.clone(), req.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = TcpStream::connect(&addr).await.expect("connect");
+            conn.set_nodelay(true).ok();
+            let mut buf = Vec::with_capacity(8192);
+            let mut lat = Vec::with_capacity(total);
+            let offset = interval.mul_f64(c as f64 / conns as f64);
+            for i in 0..total {
+                let due = start + offset + interval * i as u32;
+                tokio::time::sleep_until(due.into()).await;
+                // Latency counts from when the request was due (no coordinated omission).
+                one(&mut conn, &req, &mut buf).await.expect("request");
+                lat.push(due.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    println!(
+        "requests={} p50_us={} p99_us={} max_us={}",
+        all.len(),
+        pct(0.50).as_micros(),
+        pct(0.99).as_micros(),
+        all.last().map_or(0, |d| d.as_micros())
+    );
+}
