@@ -6,6 +6,7 @@
 #   bench/load.sh                 # full run (3 rounds x 10 s per target)
 #   bench/load.sh --smoke         # 1 round x 2 s: checks the script works
 #   ROUNDS=5 DURATION=15 CONNECTIONS=64 bench/load.sh
+#   HOLD=1 bench/load.sh          # set everything up and wait (for profiling)
 #
 # Needs: nginx, wrk (Debian packages; installed with apt if missing),
 # PostgreSQL (the machine's, or a throw-away cluster), python3.
@@ -30,7 +31,8 @@ SALT=bench-salt-0123456789abcdef
 pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
-  nginx -p "$W" -c "$W/nginx.conf" -s stop 2>/dev/null || true
+  nginx -p "$W" -c "$W/upstream.conf" -s stop 2>/dev/null || true
+  nginx -p "$W" -c "$W/proxy.conf" -s stop 2>/dev/null || true
   wait 2>/dev/null || true
   psql -q "$DB_URL" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
   rm -rf "$W"
@@ -42,19 +44,32 @@ cargo build --release --quiet --bin authgate --example latency
 
 # Ports: 18081 upstream, 18082 nginx proxy, 18083 authgate (cache), 18084 authgate (no cache)
 mkdir -p "$W/logs"
-cat > "$W/nginx.conf" <<EOF
+# Two nginx instances, one worker each: the upstream (answers from memory)
+# and the plain reverse proxy under comparison, so the proxy's worker does
+# nothing but proxy, as authgate's does.
+cat > "$W/upstream.conf" <<EOF
 worker_processes 1;
-error_log $W/logs/error.log crit;
-pid $W/nginx.pid;
+error_log $W/logs/upstream-error.log crit;
+pid $W/upstream.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:18081;
+    location / { default_type application/json; return 200 '{"data":[{"id":1,"title":"hello"}],"meta":{}}'; }
+  }
+}
+EOF
+cat > "$W/proxy.conf" <<EOF
+worker_processes 1;
+error_log $W/logs/proxy-error.log crit;
+pid $W/proxy.pid;
 events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
   upstream cms { server 127.0.0.1:18081; keepalive 64; }
-  server {
-    listen 127.0.0.1:18081 reuseport;
-    location / { default_type application/json; return 200 '{"data":[{"id":1,"title":"hello"}],"meta":{}}'; }
-  }
   server {
     listen 127.0.0.1:18082;
     location / {
@@ -67,9 +82,8 @@ http {
   }
 }
 EOF
-# nginx runs the upstream and the proxy in one worker process: the upstream
-# answers from memory (a 'return'), so it costs the proxy little.
-nginx -p "$W" -c "$W/nginx.conf"
+nginx -p "$W" -c "$W/upstream.conf"
+nginx -p "$W" -c "$W/proxy.conf"
 
 config() { # port capacity
   cat <<EOF
@@ -137,6 +151,11 @@ sed "s#keys.txt#bad.txt#" "$W/many.lua" > "$W/bad.lua"
 # Warm every token into the cache once, and the uncached instance's pool.
 wrk -t1 -c8 -d2s -s "$W/many.lua" http://127.0.0.1:18083/api/articles >/dev/null
 wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:18084/api/articles >/dev/null
+
+if [ -n "${HOLD:-}" ]; then
+  echo "HOLD: everything is up (authgate pids ${pids[*]}; key in $W/keys.txt, scripts $W/*.lua). Ctrl-C ends." >&2
+  sleep infinity
+fi
 
 # name|url|script
 targets=(

@@ -1,21 +1,22 @@
 //! Open-loop latency probe for the load benchmark: sends GET requests at a
 //! fixed rate over keep-alive connections and prints p50/p99/max latency.
 //! Unlike wrk (closed loop), the rate does not drop when the server slows,
-//! so tail latency at a given load is measured honestly.
+//! and latency counts from when a request was due, so tail latency at a
+//! given load is measured honestly (no coordinated omission). One OS thread
+//! per connection with blocking sockets keeps the probe's own jitter low.
 //!
 //! `cargo run --release --example latency -- ADDR PATH RATE SECONDS [TOKEN]`
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-async fn one(conn: &mut TcpStream, req: &[u8], buf: &mut Vec<u8>) -> std::io::Result<()> {
-    conn.write_all(req).await?;
+fn one(conn: &mut TcpStream, req: &[u8], buf: &mut Vec<u8>) -> std::io::Result<()> {
+    conn.write_all(req)?;
     buf.clear();
+    let mut chunk = [0u8; 8192];
     loop {
-        let mut chunk = [0u8; 4096];
-        let n = conn.read(&mut chunk).await?;
+        let n = conn.read(&mut chunk)?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
@@ -36,8 +37,7 @@ async fn one(conn: &mut TcpStream, req: &[u8], buf: &mut Vec<u8>) -> std::io::Re
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
         eprintln!("usage: latency ADDR PATH RATE SECONDS [TOKEN]");
@@ -51,34 +51,36 @@ async fn main() {
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n").into_bytes();
-    // Enough connections that a slow response does not delay the next send.
-    let conns = 8usize;
+    let conns = 4usize;
     let interval = Duration::from_secs_f64(conns as f64 / rate);
     let total = (rate * secs) as usize / conns;
-    let mut tasks = Vec::new();
-    let start = Instant::now() + Duration::from_millis(100);
-    for c in 0..conns {
-        let (addr, req) = (addr.clone(), req.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut conn = TcpStream::connect(&addr).await.expect("connect");
-            conn.set_nodelay(true).ok();
-            let mut buf = Vec::with_capacity(8192);
-            let mut lat = Vec::with_capacity(total);
-            let offset = interval.mul_f64(c as f64 / conns as f64);
-            for i in 0..total {
-                let due = start + offset + interval * i as u32;
-                tokio::time::sleep_until(due.into()).await;
-                // Latency counts from when the request was due (no coordinated omission).
-                one(&mut conn, &req, &mut buf).await.expect("request");
-                lat.push(due.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("task"));
-    }
+    let start = Instant::now() + Duration::from_millis(200);
+    let threads: Vec<_> = (0..conns)
+        .map(|c| {
+            let (addr, req) = (addr.clone(), req.clone());
+            std::thread::spawn(move || {
+                let mut conn = TcpStream::connect(&addr).expect("connect");
+                conn.set_nodelay(true).ok();
+                let mut buf = Vec::with_capacity(8192);
+                let mut lat = Vec::with_capacity(total);
+                let offset = interval.mul_f64(c as f64 / conns as f64);
+                for i in 0..total {
+                    let due = start + offset + interval * i as u32;
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    one(&mut conn, &req, &mut buf).expect("request");
+                    lat.push(due.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("thread"))
+        .collect();
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     println!(

@@ -542,6 +542,7 @@ fn apply_env(
             "API_TOKEN_SALT" => pairs.push(("tokens.salt".into(), value)),
             "ENCRYPTION_KEY" => pairs.push(("tokens.encryption_key".into(), value)),
             "AUTHGATE_CONFIG" => {}
+            v if is_service_link(v) => {}
             v if v.starts_with("AUTHGATE_") => {
                 let rest = v["AUTHGATE_".len()..].to_ascii_lowercase();
                 let section = SECTIONS
@@ -573,6 +574,20 @@ fn apply_env(
         sec.insert(key.to_owned(), env_value(key, &value));
     }
     Ok(())
+}
+
+/// Kubernetes injects `<SERVICE>_SERVICE_HOST`, `<SERVICE>_SERVICE_PORT[_*]`
+/// and `<SERVICE>_PORT[_*]` for every Service in the namespace; a Service
+/// named `authgate` or `authgate-metrics` would otherwise look like config.
+fn is_service_link(var: &str) -> bool {
+    let v = var.to_ascii_uppercase();
+    v.ends_with("_SERVICE_HOST")
+        || v.ends_with("_SERVICE_PORT")
+        || v.contains("_SERVICE_PORT_")
+        || v.ends_with("_PORT")
+        || v.split("_PORT_")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 fn env_value(key: &str, raw: &str) -> toml::Value {

@@ -8,6 +8,9 @@
 //! kept and the peer appended, and the client address for rate limits and
 //! logs is the rightmost address in the chain that is not itself trusted.
 //!
+//! `Forwarded` carries `for` and `proto` (the host is in
+//! `X-Forwarded-Host`), so it is computed once per connection.
+//!
 //! `Host` is forwarded as the client sent it, or replaced by
 //! `upstream.host` when set; it is never used for a routing decision.
 
@@ -109,29 +112,14 @@ impl Forwarding {
             .unwrap_or(peer)
     }
 
-    /// Set the forwarding headers for a request from `peer`.
-    pub fn apply(&self, h: &mut HeaderMap, peer: SocketAddr, tls: bool) {
-        let ip = peer.ip();
-        let proto = if tls { "https" } else { "http" };
+    /// Set the forwarding headers for a request on `peer`'s connection.
+    pub fn apply(&self, h: &mut HeaderMap, peer: &Peer) {
         let host = h.get(header::HOST).cloned();
-        let for_node = match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
-        };
-        let mut forwarded = format!("for={for_node};proto={proto}");
-        if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
-            if host
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-            {
-                forwarded.push_str(&format!(";host=\"{host}\""));
-            }
-        }
-        if self.is_trusted(ip) {
-            append(h, X_FORWARDED_FOR, &ip.to_string(), ", ");
-            append(h, FORWARDED, &forwarded, ", ");
+        if self.is_trusted(peer.addr.ip()) {
+            append(h, X_FORWARDED_FOR, peer.ip.to_str().unwrap_or(""), ", ");
+            append(h, FORWARDED, peer.forwarded.to_str().unwrap_or(""), ", ");
             if !h.contains_key(&X_FORWARDED_PROTO) {
-                h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+                h.insert(X_FORWARDED_PROTO, peer.proto.clone());
             }
             if !h.contains_key(&X_FORWARDED_HOST) {
                 if let Some(host) = host {
@@ -139,9 +127,9 @@ impl Forwarding {
                 }
             }
         } else {
-            set(h, X_FORWARDED_FOR, &ip.to_string());
-            set(h, FORWARDED, &forwarded);
-            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+            h.insert(X_FORWARDED_FOR, peer.ip.clone());
+            h.insert(FORWARDED, peer.forwarded.clone());
+            h.insert(X_FORWARDED_PROTO, peer.proto.clone());
             match host {
                 Some(host) => {
                     h.insert(X_FORWARDED_HOST, host);
@@ -153,6 +141,41 @@ impl Forwarding {
         }
         if let Some(host) = &self.host {
             h.insert(header::HOST, host.clone());
+        }
+    }
+}
+
+/// One client connection's forwarding facts, computed once per connection
+/// rather than per request.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// The address, as an `X-Forwarded-For` value.
+    ip: HeaderValue,
+    /// `for=<addr>;proto=<scheme>` (RFC 7239; the host travels in
+    /// `X-Forwarded-Host`).
+    forwarded: HeaderValue,
+    proto: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, tls: bool) -> Self {
+        let ip = addr.ip();
+        let proto = if tls { "https" } else { "http" };
+        let node = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        let value = |s: &str| {
+            HeaderValue::from_str(s).unwrap_or_else(|_| unreachable!("addresses are ASCII"))
+        };
+        Self {
+            addr,
+            tls,
+            ip: value(&ip.to_string()),
+            forwarded: value(&format!("for={node};proto={proto}")),
+            proto: HeaderValue::from_static(proto),
         }
     }
 }
@@ -231,15 +254,12 @@ mod tests {
             ("host", "cms.example"),
         ]);
         assert_eq!(f.client_ip(&h, peer), peer.ip());
-        f.apply(&mut h, peer, false);
+        f.apply(&mut h, &Peer::new(peer, false));
         assert_eq!(
             h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
             vec!["203.0.113.9"]
         );
-        assert_eq!(
-            h["forwarded"],
-            "for=203.0.113.9;proto=http;host=\"cms.example\""
-        );
+        assert_eq!(h["forwarded"], "for=203.0.113.9;proto=http");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "cms.example");
     }
@@ -260,13 +280,10 @@ mod tests {
             f.client_ip(&h, peer),
             "198.51.100.7".parse::<IpAddr>().unwrap()
         );
-        f.apply(&mut h, peer, false);
+        f.apply(&mut h, &Peer::new(peer, false));
         assert_eq!(h["x-forwarded-for"], "198.51.100.7, 10.0.0.9, 10.0.0.5");
         assert_eq!(h["x-forwarded-proto"], "https", "the edge's scheme is kept");
-        assert_eq!(
-            h["forwarded"],
-            "for=10.0.0.5;proto=http;host=\"cms.example\""
-        );
+        assert_eq!(h["forwarded"], "for=10.0.0.5;proto=http");
     }
 
     #[test]
@@ -276,12 +293,9 @@ mod tests {
             host: Some(HeaderValue::from_static("cms.internal")),
         };
         let mut h = hdrs(&[("host", "evil.example")]);
-        f.apply(&mut h, "[::1]:1".parse().unwrap(), true);
+        f.apply(&mut h, &Peer::new("[::1]:1".parse().unwrap(), true));
         assert_eq!(h["host"], "cms.internal");
         assert_eq!(h["x-forwarded-host"], "evil.example");
-        assert_eq!(
-            h["forwarded"],
-            "for=\"[::1]\";proto=https;host=\"evil.example\""
-        );
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
     }
 }

@@ -21,6 +21,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::cache::TokenCache;
 use crate::config::PostgresConfig;
+use crate::known::KnownHashes;
 use crate::metrics::Metrics;
 use crate::model::TokenRecord;
 use crate::redis_link::RedisLink;
@@ -107,14 +108,22 @@ where
 }
 
 /// Receive a message from `source`: apply it and count it.
-pub async fn receive<V>(cache: &TokenCache<V>, metrics: &Metrics, source: &str, payload: &str)
-where
+pub async fn receive<V>(
+    cache: &TokenCache<V>,
+    known: &KnownHashes,
+    metrics: &Metrics,
+    source: &str,
+    payload: &str,
+) where
     V: AsRef<TokenRecord> + Send + Sync + 'static,
 {
     let Some(msg) = Message::parse(payload) else {
         tracing::warn!(source, "ignoring an unreadable invalidation message");
         return;
     };
+    if let Event::Token { hash: Some(h), .. } = &msg.event {
+        known.insert(h);
+    }
     apply(cache, &msg.event).await;
     metrics.invalidations.with_label_values(&[source]).inc();
     if let Some(sent) = msg.sent_ms {
@@ -149,6 +158,7 @@ pub async fn listen<V>(
     cache: Arc<TokenCache<V>>,
     metrics: Metrics,
     status: ListenerStatus,
+    known: Arc<KnownHashes>,
     relay: Option<Arc<RedisLink>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) where
@@ -158,16 +168,25 @@ pub async fn listen<V>(
     let channel = crate::store::channel(&cfg.schema);
     let mut backoff = Duration::from_millis(100);
     loop {
-        let session = listen_once(&cfg, &channel, &cache, &metrics, &status, relay.as_deref());
+        let session = listen_once(
+            &cfg,
+            &channel,
+            &cache,
+            &known,
+            &metrics,
+            &status,
+            relay.as_deref(),
+        );
         tokio::select! {
             r = session => {
                 status.set(false);
+                known.distrust();
                 match r {
                     Ok(()) => tracing::warn!("invalidation listener connection closed; reconnecting"),
                     Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "invalidation listener failed"),
                 }
             }
-            _ = &mut shutdown => { status.set(false); return; }
+            _ = &mut shutdown => { status.set(false); known.distrust(); return; }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -181,6 +200,7 @@ async fn listen_once<V>(
     cfg: &PostgresConfig,
     channel: &str,
     cache: &TokenCache<V>,
+    known: &KnownHashes,
     metrics: &Metrics,
     status: &ListenerStatus,
     relay: Option<&RedisLink>,
@@ -220,6 +240,8 @@ where
             .await?;
         // Anything may have changed while we were not listening.
         cache.invalidate_all();
+        // Events from now on keep the set of issued hashes current.
+        known.load(crate::store::issued_hashes(&client).await?);
         metrics.listener_reconnects.inc();
         status.set(true);
         tracing::info!(channel, "listening for cache invalidations");
@@ -229,7 +251,7 @@ where
             tokio::select! {
                 m = rx.recv() => match m {
                     Some(payload) => {
-                        receive(cache, metrics, "postgres", &payload).await;
+                        receive(cache, known, metrics, "postgres", &payload).await;
                         if let Some(r) = relay {
                             r.publish(&payload).await;
                         }

@@ -13,6 +13,7 @@
 //! | [`store`] | Postgres: migrations, lookups, management writes |
 //! | [`cache`] | the moka token cache: TTL, stale-if-error, single flight |
 //! | [`invalidation`] | LISTEN/NOTIFY events that keep caches current |
+//! | [`known`] | the set of issued hashes: floods of made-up keys never reach the database |
 //! | [`identity`] | identity headers: stripping, building, signing |
 //! | [`forwarding`] | X-Forwarded-*, Forwarded, trusted proxies, Host |
 //! | [`ratelimit`] | per-token and per-IP limits |
@@ -37,6 +38,7 @@ pub mod forwarding;
 pub mod graphql;
 pub mod identity;
 pub mod invalidation;
+pub mod known;
 pub mod last_used;
 pub mod manage;
 pub mod metrics;

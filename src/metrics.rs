@@ -5,6 +5,8 @@
 //! Allowed and denied requests are counted as separate families (as
 //! linkerd2-proxy does) so a dashboard reads them without regex.
 
+use crate::authz::Denial;
+use crate::route::RouteClass;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -39,9 +41,113 @@ pub struct Metrics {
     pub last_used_flush_duration: Histogram,
     pub last_used_flush_errors: IntCounter,
     pub connections_active: IntGauge,
+    pub listener_up: IntGauge,
+    pub known_hashes: IntGauge,
+    pub store_pool_size: IntGauge,
+    pub store_pool_available: IntGauge,
     pub connection_limit_reached: IntCounter,
     pub config_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// The per-request series, resolved once (no label hashing per request).
+    pub hot: std::sync::Arc<RequestMetrics>,
+}
+
+/// Route classes, decisions and status classes, in index order.
+const CLASSES: [RouteClass; 3] = [
+    RouteClass::Admin,
+    RouteClass::ContentApi,
+    RouteClass::Unprotected,
+];
+const DECISIONS: [&str; 3] = ["allow", "pass", "deny"];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// How a request was settled, for [`RequestMetrics::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Pass,
+    Deny(Denial),
+}
+
+fn class_index(c: RouteClass) -> usize {
+    match c {
+        RouteClass::Admin => 0,
+        RouteClass::ContentApi => 1,
+        RouteClass::Unprotected => 2,
+    }
+}
+
+fn status_index(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+/// Every request-path series, created at start-up and indexed by position,
+/// so counting a request costs a few atomic adds and no label hashing.
+pub struct RequestMetrics {
+    requests: Vec<IntCounter>,
+    denied: Vec<IntCounter>,
+    duration: Vec<Histogram>,
+    pub store_find: Histogram,
+    pub store_find_errors: IntCounter,
+}
+
+impl RequestMetrics {
+    fn new(
+        requests: &IntCounterVec,
+        denied: &IntCounterVec,
+        duration: &HistogramVec,
+        store: &HistogramVec,
+        store_errors: &IntCounterVec,
+    ) -> Self {
+        let (mut r, mut d, mut h) = (Vec::new(), Vec::new(), Vec::new());
+        for c in CLASSES {
+            for decision in DECISIONS {
+                for s in STATUS_CLASSES {
+                    r.push(requests.with_label_values(&[c.as_str(), decision, s]));
+                }
+            }
+            for denial in Denial::ALL {
+                d.push(denied.with_label_values(&[c.as_str(), denial.label()]));
+            }
+            h.push(duration.with_label_values(&[c.as_str()]));
+        }
+        Self {
+            requests: r,
+            denied: d,
+            duration: h,
+            store_find: store.with_label_values(&["find_token"]),
+            store_find_errors: store_errors.with_label_values(&["find_token"]),
+        }
+    }
+
+    /// Count one request.
+    pub fn record(
+        &self,
+        class: RouteClass,
+        decision: Decision,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        let c = class_index(class);
+        let d = match decision {
+            Decision::Allow => 0,
+            Decision::Pass => 1,
+            Decision::Deny(denial) => {
+                let i = Denial::ALL.iter().position(|x| *x == denial).unwrap_or(0);
+                self.denied[c * Denial::ALL.len() + i].inc();
+                2
+            }
+        };
+        self.requests[(c * DECISIONS.len() + d) * STATUS_CLASSES.len() + status_index(status)]
+            .inc();
+        self.duration[c].observe(elapsed.as_secs_f64());
+    }
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -96,25 +202,47 @@ impl Metrics {
     /// error caught by the tests.
     pub fn new() -> Self {
         let r = Registry::new();
+        let requests = counter_vec(
+            &r,
+            "authgate_requests_total",
+            "Requests handled, by route class, decision (allow, pass, deny) and status class.",
+            &["route_class", "decision", "status_class"],
+        );
+        let denied = counter_vec(
+            &r,
+            "authgate_denied_total",
+            "Requests answered by the gateway itself, by route class and reason.",
+            &["route_class", "reason"],
+        );
+        let request_duration = histogram_vec(
+            &r,
+            "authgate_request_duration_seconds",
+            "Time from request head to response head, by route class.",
+            &["route_class"],
+        );
+        let store_duration = histogram_vec(
+            &r,
+            "authgate_store_query_duration_seconds",
+            "Token store query time, by operation.",
+            &["op"],
+        );
+        let store_errors = counter_vec(
+            &r,
+            "authgate_store_errors_total",
+            "Token store failures, by operation.",
+            &["op"],
+        );
+        let hot = RequestMetrics::new(
+            &requests,
+            &denied,
+            &request_duration,
+            &store_duration,
+            &store_errors,
+        );
         let m = Metrics {
-            requests: counter_vec(
-                &r,
-                "authgate_requests_total",
-                "Requests handled, by route class, decision (allow, pass, deny) and status class.",
-                &["route_class", "decision", "status_class"],
-            ),
-            denied: counter_vec(
-                &r,
-                "authgate_denied_total",
-                "Requests answered by the gateway itself, by route class and reason.",
-                &["route_class", "reason"],
-            ),
-            request_duration: histogram_vec(
-                &r,
-                "authgate_request_duration_seconds",
-                "Time from request head to response head, by route class.",
-                &["route_class"],
-            ),
+            requests: requests.clone(),
+            denied: denied.clone(),
+            request_duration: request_duration.clone(),
             upstream_duration: histogram(
                 &r,
                 "authgate_upstream_duration_seconds",
@@ -158,18 +286,8 @@ impl Metrics {
                 "authgate_cache_entries",
                 "Entries currently in the token cache.",
             ),
-            store_duration: histogram_vec(
-                &r,
-                "authgate_store_query_duration_seconds",
-                "Token store query time, by operation.",
-                &["op"],
-            ),
-            store_errors: counter_vec(
-                &r,
-                "authgate_store_errors_total",
-                "Token store failures, by operation.",
-                &["op"],
-            ),
+            store_duration: store_duration.clone(),
+            store_errors: store_errors.clone(),
             invalidations: counter_vec(
                 &r,
                 "authgate_invalidations_total",
@@ -223,6 +341,22 @@ impl Metrics {
                 "authgate_last_used_flush_errors_total",
                 "Failed last_used_at flushes (the uses are kept and retried).",
             ),
+            listener_up: gauge(
+                &r,
+                "authgate_invalidation_listener_up",
+                "1 while the Postgres LISTEN connection is established, else 0.",
+            ),
+            known_hashes: gauge(
+                &r,
+                "authgate_known_hashes",
+                "Token hash prefixes in the in-memory set of issued tokens.",
+            ),
+            store_pool_size: gauge(&r, "authgate_store_pool_connections", "Connections in the token store pool."),
+            store_pool_available: gauge(
+                &r,
+                "authgate_store_pool_idle_connections",
+                "Idle connections in the token store pool.",
+            ),
             connections_active: gauge(
                 &r,
                 "authgate_connections_active",
@@ -252,6 +386,7 @@ impl Metrics {
                     .unwrap_or_else(|e| panic!("metric authgate_build_info: {e}"));
                 g
             },
+            hot: std::sync::Arc::new(hot),
             registry: r,
         };
         m.build_info

@@ -12,7 +12,6 @@
 //! lookups go through the cache, and denials become responses in exactly
 //! one function, [`error_response`].
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -26,10 +25,11 @@ use hyper::body::Incoming;
 use crate::authz::{self, Denial, GraphQlOperation, Precheck, SessionPolicy, Verdict};
 use crate::cache::{LookupError, TokenCache};
 use crate::config::Config;
-use crate::forwarding::Forwarding;
+use crate::forwarding::{Forwarding, Peer};
 use crate::identity::{IdentityNames, Resolved, Signer};
+use crate::known::KnownHashes;
 use crate::last_used::UsageRecorder;
-use crate::metrics::{status_class, Metrics};
+use crate::metrics::{Decision, Metrics};
 use crate::ratelimit::RateLimiter;
 use crate::route::{self, RouteClass, RouteTable};
 use crate::store::Store;
@@ -73,6 +73,7 @@ pub struct Gateway {
     upstream: Upstream,
     usage: Arc<UsageRecorder>,
     limiter: RateLimiter,
+    known: Arc<KnownHashes>,
     metrics: Metrics,
     request_ids: RequestIds,
 }
@@ -84,6 +85,7 @@ pub struct GatewayParts {
     pub upstream: Upstream,
     pub usage: Arc<UsageRecorder>,
     pub limiter: RateLimiter,
+    pub known: Arc<KnownHashes>,
     pub metrics: Metrics,
 }
 
@@ -123,6 +125,7 @@ impl Gateway {
             upstream: parts.upstream,
             usage: parts.usage,
             limiter: parts.limiter,
+            known: parts.known,
             metrics: parts.metrics,
             request_ids: RequestIds::new(),
         }
@@ -149,13 +152,9 @@ impl Gateway {
     }
 
     /// Handle one request end to end.
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-        tls: bool,
-    ) -> Response<ResponseBody> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: &Peer) -> Response<ResponseBody> {
         let started = Instant::now();
+        let peer = conn.addr;
         let req = req.map(Either::Left);
         let request_id = self.request_ids.take(req.headers());
         let client = self.forwarding.client_ip(req.headers(), peer);
@@ -232,24 +231,25 @@ impl Gateway {
                 None => {
                     // Phase: look up (cache, then store).
                     let hash = self.hasher.hash(key);
-                    let found = self
-                        .cache
-                        .get_or_load(hash, || async {
-                            let t = Instant::now();
-                            let r = self.store.find_token(&hash.to_hex()).await;
-                            self.metrics
-                                .store_duration
-                                .with_label_values(&["find_token"])
-                                .observe(t.elapsed().as_secs_f64());
-                            if r.is_err() {
+                    // A hash no token has ever had is refused from memory.
+                    let found = if self.known.admits(&hash) {
+                        self.cache
+                            .get_or_load(hash, || async {
+                                let t = Instant::now();
+                                let r = self.store.find_token(&hash.to_hex()).await;
                                 self.metrics
-                                    .store_errors
-                                    .with_label_values(&["find_token"])
-                                    .inc();
-                            }
-                            r.map(|o| o.map(|rec| Resolved::new(rec, &self.names)))
-                        })
-                        .await;
+                                    .hot
+                                    .store_find
+                                    .observe(t.elapsed().as_secs_f64());
+                                if r.is_err() {
+                                    self.metrics.hot.store_find_errors.inc();
+                                }
+                                r.map(|o| o.map(|rec| Resolved::new(rec, &self.names)))
+                            })
+                            .await
+                    } else {
+                        Ok(None)
+                    };
                     match found {
                         Err(e) => {
                             if let LookupError::Failed(reason) = &e {
@@ -278,7 +278,7 @@ impl Gateway {
                 ..
             } => error_response(*denial, &request_id, *retry_after),
             Outcome::Pass => {
-                self.forward(req, &path_and_query, None, None, peer, tls, &request_id)
+                self.forward(req, &path_and_query, None, None, conn, &request_id)
                     .await
             }
             Outcome::Allow(r) => {
@@ -287,8 +287,7 @@ impl Gateway {
                     &path_and_query,
                     Some(r),
                     route.action.name(),
-                    peer,
-                    tls,
+                    conn,
                     &request_id,
                 )
                 .await
@@ -391,8 +390,7 @@ impl Gateway {
         path_and_query: &str,
         identity: Option<&Arc<Resolved>>,
         action: Option<&str>,
-        peer: SocketAddr,
-        tls: bool,
+        conn: &Peer,
         request_id: &HeaderValue,
     ) -> Response<ResponseBody> {
         let (mut parts, body) = req.into_parts();
@@ -405,8 +403,7 @@ impl Gateway {
             &self.names,
             self.forward_authorization,
             &self.forwarding,
-            peer,
-            tls,
+            conn,
             request_id,
         );
         if let (Some(_), Some(v)) = (&upgrade, upgrade_value) {
@@ -507,30 +504,18 @@ impl Gateway {
         let elapsed = started.elapsed();
         let status_u = status.as_u16();
         let (decision, token_id) = match outcome {
-            Outcome::Pass => ("pass", None),
-            Outcome::Allow(r) => ("allow", Some(r.record.id)),
+            Outcome::Pass => (Decision::Pass, None),
+            Outcome::Allow(r) => (Decision::Allow, Some(r.record.id)),
             Outcome::Deny {
                 denial, token_id, ..
-            } => {
-                self.metrics
-                    .denied
-                    .with_label_values(&[class.as_str(), denial.label()])
-                    .inc();
-                ("deny", *token_id)
-            }
+            } => (Decision::Deny(*denial), *token_id),
         };
-        self.metrics
-            .requests
-            .with_label_values(&[class.as_str(), decision, status_class(status_u)])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[class.as_str()])
-            .observe(elapsed.as_secs_f64());
+        self.metrics.hot.record(class, decision, status_u, elapsed);
         if tracing::enabled!(target: "authgate::access", tracing::Level::INFO) {
-            let reason = match outcome {
-                Outcome::Deny { denial, .. } => denial.label(),
-                _ => "",
+            let (decision, reason) = match decision {
+                Decision::Allow => ("allow", ""),
+                Decision::Pass => ("pass", ""),
+                Decision::Deny(d) => ("deny", d.label()),
             };
             tracing::info!(
                 target: "authgate::access",
@@ -668,8 +653,7 @@ pub fn prepare_request_headers(
     names: &IdentityNames,
     forward_authorization: bool,
     forwarding: &Forwarding,
-    peer: SocketAddr,
-    tls: bool,
+    conn: &Peer,
     request_id: &HeaderValue,
 ) {
     strip_hop_by_hop(h);
@@ -677,7 +661,7 @@ pub fn prepare_request_headers(
     if !forward_authorization {
         h.remove(header::AUTHORIZATION);
     }
-    forwarding.apply(h, peer, tls);
+    forwarding.apply(h, conn);
     h.insert(X_REQUEST_ID, request_id.clone());
 }
 
@@ -772,18 +756,14 @@ mod tests {
             &names,
             false,
             &Forwarding::default(),
-            "10.0.0.9:5555".parse().unwrap(),
-            false,
+            &Peer::new("10.0.0.9:5555".parse().unwrap(), false),
             &id,
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "cms.example");
         assert_eq!(h[X_REQUEST_ID], "rid");
-        assert_eq!(
-            h["forwarded"],
-            "for=10.0.0.9;proto=http;host=\"cms.example\""
-        );
+        assert_eq!(h["forwarded"], "for=10.0.0.9;proto=http");
         assert!(!h.contains_key("x-auth-owner-id"));
         assert!(!h.contains_key(header::AUTHORIZATION));
     }

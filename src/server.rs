@@ -30,6 +30,7 @@ use crate::cache::TokenCache;
 use crate::config::Config;
 use crate::identity::Resolved;
 use crate::invalidation::{self, ListenerStatus};
+use crate::known::KnownHashes;
 use crate::last_used::UsageRecorder;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, GatewayParts};
@@ -68,6 +69,7 @@ pub struct Server {
     metrics: Metrics,
     listener_status: ListenerStatus,
     redis: Option<Arc<RedisLink>>,
+    known: Arc<KnownHashes>,
 }
 
 /// Shared state of the metrics/probe listener.
@@ -75,6 +77,8 @@ struct Probes {
     metrics: Metrics,
     store: Store,
     cache: Arc<TokenCache<Resolved>>,
+    listener: ListenerStatus,
+    known: Arc<KnownHashes>,
     draining: AtomicBool,
 }
 
@@ -85,6 +89,7 @@ impl Server {
         let metrics = Metrics::new();
         let store = Store::new(&cfg.postgres)?;
         let cache = Arc::new(TokenCache::new(&cfg.cache, metrics.clone()));
+        let known = Arc::new(KnownHashes::default());
         let usage = Arc::new(UsageRecorder::new(cfg.tokens.last_used_interval));
         let upstream = Upstream::new(&cfg.upstream)?;
         let redis = cfg
@@ -119,6 +124,7 @@ impl Server {
                 upstream,
                 usage: usage.clone(),
                 limiter,
+                known: known.clone(),
                 metrics: metrics.clone(),
             },
         ));
@@ -144,6 +150,7 @@ impl Server {
             metrics,
             listener_status: ListenerStatus::default(),
             redis,
+            known,
         })
     }
 
@@ -187,6 +194,7 @@ impl Server {
             metrics,
             listener_status,
             redis,
+            known,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -197,6 +205,8 @@ impl Server {
             metrics: metrics.clone(),
             store: store.clone(),
             cache: cache.clone(),
+            listener: listener_status.clone(),
+            known: known.clone(),
             draining: AtomicBool::new(false),
         });
         let mut background = Vec::new();
@@ -205,15 +215,18 @@ impl Server {
             cache.clone(),
             metrics.clone(),
             listener_status,
+            known.clone(),
             redis.clone(),
             stopped(stop_rx.clone()),
         )));
         if let Some(link) = redis {
-            let (cache, metrics) = (cache.clone(), metrics.clone());
+            let (cache, metrics, known) = (cache.clone(), metrics.clone(), known.clone());
             background.push(tokio::spawn(link.subscribe(
                 move |payload: String| {
-                    let (cache, metrics) = (cache.clone(), metrics.clone());
-                    async move { invalidation::receive(&cache, &metrics, "redis", &payload).await }
+                    let (cache, metrics, known) = (cache.clone(), metrics.clone(), known.clone());
+                    async move {
+                        invalidation::receive(&cache, &known, &metrics, "redis", &payload).await
+                    }
                 },
                 stopped(stop_rx.clone()),
             )));
@@ -400,11 +413,12 @@ impl Connection {
         let activity = Arc::new((std::sync::atomic::AtomicUsize::new(0), AtomicU64::new(0)));
         let gateway = self.gateway.clone();
         let act = activity.clone();
+        let conn_info = Arc::new(crate::forwarding::Peer::new(peer, tls));
         let service = service_fn(move |req: Request<Incoming>| {
-            let (gateway, act) = (gateway.clone(), act.clone());
+            let (gateway, act, conn_info) = (gateway.clone(), act.clone(), conn_info.clone());
             async move {
                 act.0.fetch_add(1, Ordering::Relaxed);
-                let resp = gateway.handle(req, peer, tls).await;
+                let resp = gateway.handle(req, &conn_info).await;
                 act.0.fetch_sub(1, Ordering::Relaxed);
                 act.1
                     .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -452,6 +466,19 @@ async fn probe(req: Request<Incoming>, p: Arc<Probes>) -> Response<Full<Bytes>> 
     match req.uri().path() {
         "/metrics" => {
             p.cache.run_pending_tasks().await;
+            p.metrics
+                .listener_up
+                .set(i64::from(p.listener.is_listening()));
+            p.metrics
+                .known_hashes
+                .set(i64::try_from(p.known.len()).unwrap_or(i64::MAX));
+            let pool = p.store.pool_status();
+            p.metrics
+                .store_pool_size
+                .set(i64::try_from(pool.size).unwrap_or(0));
+            p.metrics
+                .store_pool_available
+                .set(i64::try_from(pool.available).unwrap_or(0));
             p.metrics
                 .cache_entries
                 .set(i64::try_from(p.cache.entry_count()).unwrap_or(i64::MAX));

@@ -31,6 +31,7 @@ use crate::config::PostgresConfig;
 use crate::model::{
     ContentApiType, Owner, Ownership, Permission, PermissionSet, TokenKind, TokenRecord,
 };
+use crate::token::TokenHash;
 
 /// Errors at the database boundary.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,25 @@ pub async fn connect(cfg: &PostgresConfig) -> Result<tokio_postgres::Client, Sto
         }
     });
     Ok(client)
+}
+
+/// Every stored hash (for [`crate::known::KnownHashes`]), streamed so a
+/// million tokens do not sit in memory as rows.
+pub async fn issued_hashes(client: &tokio_postgres::Client) -> Result<Vec<TokenHash>, StoreError> {
+    use futures_util::TryStreamExt;
+    let rows = client
+        .query_raw("SELECT access_key FROM tokens", std::iter::empty::<&str>())
+        .await?;
+    futures_util::pin_mut!(rows);
+    let mut out = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        let hex: &str = row.try_get(0)?;
+        // A malformed stored hash cannot match any key; skip it.
+        if let Some(h) = TokenHash::from_hex(hex) {
+            out.push(h);
+        }
+    }
+    Ok(out)
 }
 
 /// Create or upgrade the schema. Returns the versions applied now.

@@ -446,3 +446,38 @@ async fn redis_carries_invalidations_when_postgres_notify_is_missed() {
         "{text}"
     );
 }
+
+fn store_queries(text: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with("authgate_store_query_duration_seconds_count{op=\"find_token\"}"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_flood_of_made_up_keys_never_reaches_the_database() {
+    let env = Env::new().await;
+    let (_, key) = env.content_token("real", "read-only", &[]);
+    let g = env.gateway().await;
+    let metrics_url = format!("http://{}/metrics", g.metrics);
+    let before = store_queries(&String::from_utf8_lossy(
+        &get(&metrics_url, None).await.body,
+    ));
+    for _ in 0..400 {
+        let fake = authgate::token::generate_key().unwrap();
+        assert_eq!(get(&g.url("/api/articles"), Some(&fake)).await.status, 401);
+    }
+    let after = store_queries(&String::from_utf8_lossy(
+        &get(&metrics_url, None).await.body,
+    ));
+    assert!(
+        after - before <= f64::from(authgate::known::MISS_BUDGET) * 2.0,
+        "{} lookups for 400 made-up keys",
+        after - before
+    );
+    // Real keys, old and brand new, still work at once.
+    assert_eq!(get(&g.url("/api/articles"), Some(&key)).await.status, 200);
+    let (_, fresh) = env.content_token("fresh", "read-only", &[]);
+    assert_eq!(get(&g.url("/api/articles"), Some(&fresh)).await.status, 200);
+}

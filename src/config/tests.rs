@@ -66,6 +66,10 @@ fn environment_overrides() {
             ("AUTHGATE_TOKENS_SALT", "12345"),
             ("ENCRYPTION_KEY", "enc"),
             ("UNRELATED", "x"),
+            ("AUTHGATE_SERVICE_HOST", "10.0.0.1"),
+            ("AUTHGATE_METRICS_SERVICE_PORT_HTTP", "9090"),
+            ("AUTHGATE_PORT", "tcp://10.0.0.1:8080"),
+            ("AUTHGATE_PORT_8080_TCP_ADDR", "10.0.0.1"),
         ],
     )
     .unwrap();
