@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # authgate image: build with cargo in the Rust image, run the single static
 # (glibc-linked) binary in distroless as a non-root user. TLS is rustls/ring,
 # so the runtime needs no OpenSSL; distroless/cc has glibc, libgcc and the CA
