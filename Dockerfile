@@ -1,5 +1,5 @@
-# authgate image: build with cargo in the Rust image, run the single static
-# (glibc-linked) binary in distroless as a non-root user. TLS is rustls/ring,
+# authgate image: build with cargo in the Rust image, run the one binary
+# (dynamically linked against glibc only) in distroless as a non-root user. TLS is rustls/ring,
 # so the runtime needs no OpenSSL; distroless/cc has glibc, libgcc and the CA
 # bundle (/etc/ssl/certs) that https:// upstreams use.
 #
