@@ -16,3 +16,5 @@ echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --locked
+echo "==> deployment artefacts (kustomize, kubernetes-validate, promtool, hadolint)"
+scripts/check-deploy.sh
