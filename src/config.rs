@@ -155,6 +155,7 @@ pub struct RawConfig {
     pub identity: RawIdentity,
     pub rate_limit: RawRateLimit,
     pub metrics: RawMetrics,
+    pub management: RawManagement,
     pub log: RawLog,
 }
 
@@ -427,6 +428,28 @@ impl Default for RawMetrics {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct RawManagement {
+    /// The token-management API and web page; unset or empty = off.
+    pub listen: Option<String>,
+    /// A file holding a 256-hex key (e.g. a mounted Kubernetes Secret):
+    /// the first super-admin token, provisioned at start.
+    pub bootstrap_token_file: Option<PathBuf>,
+    /// A web session ends after this long without a request.
+    pub session_ttl: String,
+}
+
+impl Default for RawManagement {
+    fn default() -> Self {
+        Self {
+            listen: Some("127.0.0.1:9091".into()),
+            bootstrap_token_file: None,
+            session_ttl: "30m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     pub format: String,
     pub level: String,
@@ -454,6 +477,7 @@ struct DefaultActions {
 
 /// Sections, longest first so `RATE_LIMIT` wins over a `RATE` prefix.
 const SECTIONS: &[&str] = &[
+    "management",
     "rate_limit",
     "upstream",
     "postgres",
@@ -479,6 +503,7 @@ const STRING_KEYS: &[&str] = &[
     "header_prefix",
     "level",
     "format",
+    "bootstrap_token_file",
 ];
 
 /// The config file path: `--config`, else `AUTHGATE_CONFIG`, else `./config.toml`.
@@ -634,6 +659,7 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub rate_limit: RateLimitConfig,
     pub metrics_listen: Option<SocketAddr>,
+    pub management: ManagementConfig,
     pub log: LogConfig,
     /// The deserialised file, for `check-config` (secrets redacted on print).
     pub raw: RawConfig,
@@ -715,6 +741,14 @@ pub struct RateLimitConfig {
     pub per_token: u32,
     pub window: Duration,
     pub failed_auth_per_ip: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ManagementConfig {
+    /// `None`: no management listener.
+    pub listen: Option<SocketAddr>,
+    pub bootstrap_token_file: Option<PathBuf>,
+    pub session_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1030,6 +1064,27 @@ impl RawConfig {
             Some(l) if !l.is_empty() => Some(socket_addr("metrics.listen", l)?),
             _ => None,
         };
+        let m = &self.management;
+        let management = ManagementConfig {
+            listen: match &m.listen {
+                Some(l) if !l.is_empty() => Some(socket_addr("management.listen", l)?),
+                _ => None,
+            },
+            bootstrap_token_file: m
+                .bootstrap_token_file
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
+            session_ttl: duration("management.session_ttl", &m.session_ttl)?,
+        };
+        if management.bootstrap_token_file.is_some() && management.listen.is_none() {
+            return Err(key_err(
+                "management.bootstrap_token_file",
+                "needs management.listen: the token is provisioned by the management listener",
+            ));
+        }
+        if management.session_ttl.is_zero() {
+            return Err(key_err("management.session_ttl", "must be greater than 0"));
+        }
         let format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -1075,6 +1130,7 @@ impl RawConfig {
             identity,
             rate_limit,
             metrics_listen,
+            management,
             log,
             raw: self,
         })

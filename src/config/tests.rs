@@ -145,3 +145,46 @@ fn secrets_are_redacted() {
         "postgres://db/x"
     );
 }
+
+#[test]
+fn management_listener() {
+    let c = parse(MIN, &[]).unwrap();
+    assert_eq!(
+        c.management.listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:9091"),
+        "on by default, on localhost"
+    );
+    assert_eq!(c.management.session_ttl, Duration::from_secs(30 * 60));
+    assert!(c.management.bootstrap_token_file.is_none());
+    let off = parse(MIN, &[("AUTHGATE_MANAGEMENT_LISTEN", "")]).unwrap();
+    assert!(off.management.listen.is_none(), "empty = off");
+    let off = parse(&format!("{MIN}[management]\nlisten = \"\"\n"), &[]).unwrap();
+    assert!(off.management.listen.is_none());
+    let c = parse(
+        MIN,
+        &[(
+            "AUTHGATE_MANAGEMENT_BOOTSTRAP_TOKEN_FILE",
+            "/var/run/secrets/authgate/bootstrap",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        c.management.bootstrap_token_file.as_deref(),
+        Some(Path::new("/var/run/secrets/authgate/bootstrap"))
+    );
+    for (text, needle) in [
+        ("[management]\nlisten = \"nowhere\"\n", "management.listen"),
+        (
+            "[management]\nsession_ttl = \"0s\"\n",
+            "management.session_ttl",
+        ),
+        ("[management]\nport = 1\n", "port"),
+        (
+            "[management]\nlisten = \"\"\nbootstrap_token_file = \"/k\"\n",
+            "management.bootstrap_token_file",
+        ),
+    ] {
+        let e = err(&format!("{MIN}{text}"), &[]);
+        assert!(e.contains(needle), "expected `{needle}` in: {e}");
+    }
+}
