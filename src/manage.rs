@@ -1,7 +1,8 @@
 //! Token management: who may do what to which token, and the operations
 //! themselves (key generation, hashing, encryption, store writes).
 //!
-//! Shared by the CLI and the management API so both enforce the same rules:
+//! Shared by the CLI and the management API and web page, so all enforce the
+//! same rules, stated once in [`Manager::check`]:
 //!
 //! | operation | content-API token | admin token |
 //! | --- | --- | --- |
@@ -10,16 +11,28 @@
 //! | edit | `admin::api-tokens.update` | `admin::admin-tokens.update`, and owner or super-admin |
 //! | delete | `admin::api-tokens.delete` | `admin::admin-tokens.delete`, and owner or super-admin |
 //! | regenerate | `admin::api-tokens.regenerate` | `admin::admin-tokens.regenerate`, and owner only |
-//! | view the key | `admin::api-tokens.read` | owner only |
+//! | view the key | `admin::api-tokens.read` | `admin::admin-tokens.read`, and owner only |
+//! | owner's permissions | — | `admin::admin-tokens.read`, and owner or super-admin |
 //!
-//! The actor is an admin user, or the host operator (the CLI without
-//! `--as`), who holds every right: whoever runs the CLI on the host already
-//! has the database and the keys.
+//! The actor is the host operator (the CLI without `--as`), who holds every
+//! right: whoever runs the CLI on the host already has the database and the
+//! keys; or an admin user (`--as EMAIL`), who holds what their roles grant;
+//! or an admin user acting through one of their admin tokens (the management
+//! API and web page), who holds only what the token AND the user hold, the
+//! same intersection the gateway applies on admin routes.
+//!
+//! Nobody hands out what they do not hold: an admin token's permissions must
+//! be held by its owner and by the actor granting them. So a token that may
+//! create admin tokens cannot mint one broader than itself (Strapi lets it
+//! reach the owner's full ceiling; we do not, see ARCHITECTURE.md).
 
 use std::fmt;
 
+use zeroize::Zeroizing;
+
 use crate::config::Config;
-use crate::model::{ContentApiType, Permission, TokenKind};
+use crate::model::{ContentApiType, Permission, PermissionSet, TokenKind};
+use crate::route::ActionSubject;
 use crate::store::admin::{NewToken, TokenRow, TokenUpdate, UserRow};
 use crate::store::{Store, StoreError};
 use crate::token::{self, Hasher, KeyCipher};
@@ -29,7 +42,43 @@ use crate::token::{self, Hasher, KeyCipher};
 pub enum Actor {
     /// The host operator: every right.
     Operator,
+    /// An admin user, with the permissions of their roles.
     User(UserRow),
+    /// An admin user acting through one of their admin tokens.
+    Token(TokenActor),
+}
+
+/// An admin user acting through an admin token (management API, web page).
+#[derive(Debug, Clone)]
+pub struct TokenActor {
+    /// The token's owner, as of this request.
+    pub user: UserRow,
+    pub token_id: i64,
+    /// The token's own permissions.
+    pub permissions: PermissionSet,
+}
+
+impl Actor {
+    /// The admin user behind the actor, if any.
+    pub fn user(&self) -> Option<&UserRow> {
+        match self {
+            Actor::Operator => None,
+            Actor::User(u) => Some(u),
+            Actor::Token(t) => Some(&t.user),
+        }
+    }
+
+    /// Does the actor hold `p`? A token actor holds what both the token and
+    /// its owner hold.
+    pub fn holds(&self, p: &Permission) -> bool {
+        match self {
+            Actor::Operator => true,
+            Actor::User(u) => u.holds(p),
+            Actor::Token(t) => {
+                t.user.holds(p) && t.permissions.grants(&p.action, p.subject.as_deref())
+            }
+        }
+    }
 }
 
 impl fmt::Display for Actor {
@@ -37,11 +86,13 @@ impl fmt::Display for Actor {
         match self {
             Actor::Operator => f.write_str("the host operator"),
             Actor::User(u) => f.write_str(&u.email),
+            Actor::Token(t) => write!(f, "{} (admin token {})", t.user.email, t.token_id),
         }
     }
 }
 
-/// Management failures. `Denied` and `NotFound` map to 403/404 in the API.
+/// Management failures. `Denied`, `NotFound` and `Invalid` map to 403, 404
+/// and 400 in the API.
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {
     #[error("{0}")]
@@ -64,18 +115,23 @@ pub enum Op {
     Update,
     Delete,
     Regenerate,
+    /// Show the plaintext key again (needs an encryption key).
+    ViewKey,
 }
 
 impl Op {
     fn verb(self) -> &'static str {
         match self {
-            Op::Read => "read",
+            Op::Read | Op::ViewKey => "read",
             Op::Create => "create",
             Op::Update => "update",
             Op::Delete => "delete",
             Op::Regenerate => "regenerate",
         }
     }
+
+    /// The operations that have a permission of their own.
+    pub const MANAGED: [Op; 5] = [Op::Read, Op::Create, Op::Update, Op::Delete, Op::Regenerate];
 }
 
 /// The management permission for an operation on a kind of token.
@@ -89,7 +145,6 @@ pub fn management_action(kind: TokenKind, op: Op) -> String {
 
 /// Token lifespans offered: 7, 30, 90 days or unlimited.
 pub fn parse_duration(s: &str) -> Result<Option<i64>, String> {
-    const DAY_MS: i64 = 86_400_000;
     match s {
         "7d" | "7" => Ok(Some(7 * DAY_MS)),
         "30d" | "30" => Ok(Some(30 * DAY_MS)),
@@ -101,12 +156,24 @@ pub fn parse_duration(s: &str) -> Result<Option<i64>, String> {
     }
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+/// The lifespans a token may have, in ms (`None` = unlimited), as Strapi's
+/// `lifespan` field carries them.
+pub const LIFESPANS: [Option<i64>; 4] =
+    [Some(7 * DAY_MS), Some(30 * DAY_MS), Some(90 * DAY_MS), None];
+
+/// The user that owns the bootstrap token (see [`Manager::bootstrap`]).
+pub const BOOTSTRAP_EMAIL: &str = "bootstrap@authgate.local";
+/// The name of the bootstrap token.
+pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap";
+
 /// A token and, right after create/regenerate (or on an allowed view), its key.
 #[derive(Debug, Clone)]
 pub struct TokenWithKey {
     pub token: TokenRow,
     /// Zeroed when dropped.
-    pub key: Option<zeroize::Zeroizing<String>>,
+    pub key: Option<Zeroizing<String>>,
 }
 
 /// What a new token should be, before checks.
@@ -120,6 +187,49 @@ pub struct CreateRequest {
     /// Admin tokens: the owner's email (defaults to the acting user).
     pub owner: Option<String>,
     pub permissions: Vec<Permission>,
+}
+
+/// Which token an operation is on: an id, and optionally the kind it must
+/// be (the API's `/admin/api-tokens/:id` never reaches an admin token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRef {
+    pub id: i64,
+    pub kind: Option<TokenKind>,
+}
+
+impl From<i64> for TokenRef {
+    fn from(id: i64) -> Self {
+        Self { id, kind: None }
+    }
+}
+
+impl TokenRef {
+    pub fn of_kind(id: i64, kind: TokenKind) -> Self {
+        Self {
+            id,
+            kind: Some(kind),
+        }
+    }
+}
+
+/// A group of permissions shown together (one content type, one admin area).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionGroup {
+    /// e.g. `api::article.article`, `plugin::content-manager`, `admin::api-tokens`.
+    pub category: String,
+    pub permissions: Vec<Permission>,
+}
+
+/// What happened to the bootstrap token at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrapped {
+    /// A token with the key exists already: nothing to do.
+    Present(i64),
+    /// The bootstrap token was created.
+    Created(i64),
+    /// The bootstrap token existed with another key (the Secret was
+    /// rotated): it now has the new key and the old one stopped working.
+    Rotated(i64),
 }
 
 /// The management service.
@@ -164,61 +274,102 @@ impl<'a> Manager<'a> {
         }
     }
 
-    fn require(&self, actor: &Actor, kind: TokenKind, op: Op) -> Result<(), ManageError> {
-        if let Actor::User(u) = actor {
-            let action = management_action(kind, op);
-            if !u.holds(&Permission::new(action.clone(), None)) {
-                return Err(ManageError::Denied(format!(
-                    "{} lacks the permission {action}",
-                    u.email
+    /// Are keys viewable again (is an encryption key configured)?
+    pub fn keys_viewable(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// Does the actor hold the management permission for `op` on `kind`?
+    pub fn require(&self, actor: &Actor, kind: TokenKind, op: Op) -> Result<(), ManageError> {
+        let action = management_action(kind, op);
+        if actor.holds(&Permission::new(action.clone(), None)) {
+            Ok(())
+        } else {
+            Err(ManageError::Denied(format!(
+                "{actor} lacks the permission {action}"
+            )))
+        }
+    }
+
+    /// May `actor` perform `op` on the existing token `t`? The rules table
+    /// of this module, in one place.
+    pub fn check(&self, actor: &Actor, op: Op, t: &TokenRow) -> Result<(), ManageError> {
+        self.require(actor, t.kind, op)?;
+        match op {
+            Op::Update => require_owner_or_super(actor, t, "edit"),
+            Op::Delete => require_owner_or_super(actor, t, "delete"),
+            Op::Regenerate => require_owner(actor, t, "regenerate"),
+            Op::ViewKey => require_owner(actor, t, "view the key of"),
+            Op::Read | Op::Create => Ok(()),
+        }
+    }
+
+    /// [`Manager::check`] as a yes/no, for showing or hiding a button.
+    pub fn may(&self, actor: &Actor, op: Op, t: &TokenRow) -> bool {
+        self.check(actor, op, t).is_ok()
+    }
+
+    async fn token(&self, r: TokenRef) -> Result<TokenRow, ManageError> {
+        let not_found = || {
+            ManageError::NotFound(match r.kind {
+                Some(TokenKind::ContentApi) => format!("no API token with id {}", r.id),
+                Some(TokenKind::Admin) => format!("no admin token with id {}", r.id),
+                None => format!("no token with id {}", r.id),
+            })
+        };
+        let t = self.store.get_token(r.id).await?.ok_or_else(not_found)?;
+        if r.kind.is_some_and(|k| k != t.kind) {
+            return Err(not_found());
+        }
+        Ok(t)
+    }
+
+    /// The permissions an admin token may be given: each must be held by
+    /// the owner, and by the actor handing it out.
+    fn check_admin_ceiling(
+        &self,
+        actor: &Actor,
+        owner: &UserRow,
+        perms: &[Permission],
+    ) -> Result<(), ManageError> {
+        for p in perms {
+            if !owner.holds(p) {
+                return Err(ManageError::Invalid(format!(
+                    "owner {} does not hold the permission {p}, so the token cannot have it",
+                    owner.email
+                )));
+            }
+            if !actor.holds(p) {
+                return Err(ManageError::Invalid(format!(
+                    "{actor} does not hold the permission {p}, so cannot give it to a token"
                 )));
             }
         }
         Ok(())
     }
 
-    /// Owner or super-admin (edit, delete of admin tokens).
-    fn require_owner_or_super(
-        &self,
-        actor: &Actor,
-        t: &TokenRow,
-        what: &str,
-    ) -> Result<(), ManageError> {
-        match actor {
-            Actor::User(u)
-                if t.kind == TokenKind::Admin && !u.super_admin && t.owner_id != Some(u.id) =>
-            {
-                Err(ManageError::Denied(format!(
-                    "only the owner of admin token {} or a super admin may {what} it",
-                    t.id
-                )))
+    /// Content-API permissions are actions some route maps to, without subject.
+    fn check_content_actions(&self, perms: &[Permission]) -> Result<(), ManageError> {
+        for p in perms {
+            if p.subject.is_some() {
+                return Err(ManageError::Invalid(format!(
+                    "content-API permissions take no subject: `{p}`"
+                )));
             }
-            _ => Ok(()),
-        }
-    }
-
-    /// Owner only (regenerate, view key of admin tokens).
-    fn require_owner(&self, actor: &Actor, t: &TokenRow, what: &str) -> Result<(), ManageError> {
-        match actor {
-            Actor::User(u) if t.kind == TokenKind::Admin && t.owner_id != Some(u.id) => {
-                Err(ManageError::Denied(format!(
-                    "only the owner of admin token {} may {what} it",
-                    t.id
-                )))
+            if !self.cfg.routes.is_known_content_action(&p.action) {
+                return Err(ManageError::Invalid(format!(
+                    "unknown content-API action `{}` (no route maps to it; known actions: {})",
+                    p.action,
+                    self.cfg.routes.content_actions().join(", ")
+                )));
             }
-            _ => Ok(()),
         }
-    }
-
-    async fn token(&self, id: i64) -> Result<TokenRow, ManageError> {
-        self.store
-            .get_token(id)
-            .await?
-            .ok_or_else(|| ManageError::NotFound(format!("no token with id {id}")))
+        Ok(())
     }
 
     fn check_permissions(
         &self,
+        actor: &Actor,
         req: &CreateRequest,
         owner: Option<&UserRow>,
     ) -> Result<(), ManageError> {
@@ -236,20 +387,7 @@ impl<'a> Manager<'a> {
                                 "a custom token needs at least one --permission ACTION".into(),
                             ));
                         }
-                        for p in &req.permissions {
-                            if p.subject.is_some() {
-                                return Err(ManageError::Invalid(format!(
-                                    "content-API permissions take no subject: `{p}`"
-                                )));
-                            }
-                            if !self.cfg.routes.is_known_content_action(&p.action) {
-                                return Err(ManageError::Invalid(format!(
-                                    "unknown content-API action `{}` (no route maps to it; known actions: {})",
-                                    p.action,
-                                    self.cfg.routes.content_actions().join(", ")
-                                )));
-                            }
-                        }
+                        self.check_content_actions(&req.permissions)?;
                     }
                     Some(_) if !req.permissions.is_empty() => {
                         return Err(ManageError::Invalid(
@@ -272,14 +410,7 @@ impl<'a> Manager<'a> {
                 }
                 let owner = owner
                     .ok_or_else(|| ManageError::Invalid("an admin token needs an owner".into()))?;
-                for p in &req.permissions {
-                    if !owner.holds(p) {
-                        return Err(ManageError::Invalid(format!(
-                            "owner {} does not hold the permission {p}, so the token cannot have it",
-                            owner.email
-                        )));
-                    }
-                }
+                self.check_admin_ceiling(actor, owner, &req.permissions)?;
             }
         }
         Ok(())
@@ -291,25 +422,40 @@ impl<'a> Manager<'a> {
         actor: &Actor,
         req: CreateRequest,
     ) -> Result<TokenWithKey, ManageError> {
+        let key = Zeroizing::new(token::generate_key()?);
+        self.create_with_key(actor, req, key).await
+    }
+
+    async fn create_with_key(
+        &self,
+        actor: &Actor,
+        req: CreateRequest,
+        key: Zeroizing<String>,
+    ) -> Result<TokenWithKey, ManageError> {
         self.require(actor, req.kind, Op::Create)?;
         if req.name.trim().is_empty() {
             return Err(ManageError::Invalid(
                 "a token needs a non-empty name".into(),
             ));
         }
+        if !LIFESPANS.contains(&req.lifespan_ms) {
+            return Err(ManageError::Invalid(
+                "the lifespan must be 7, 30 or 90 days or unlimited".into(),
+            ));
+        }
         let owner = match req.kind {
             TokenKind::ContentApi => None,
             TokenKind::Admin => {
-                let email = match (&req.owner, actor) {
-                    (Some(o), Actor::User(u)) if !o.eq_ignore_ascii_case(&u.email) => {
+                let email = match (&req.owner, actor.user()) {
+                    (Some(o), Some(u)) if !o.eq_ignore_ascii_case(&u.email) => {
                         return Err(ManageError::Denied(format!(
                             "{} may only create admin tokens owned by themselves",
                             u.email
                         )))
                     }
                     (Some(o), _) => o.clone(),
-                    (None, Actor::User(u)) => u.email.clone(),
-                    (None, Actor::Operator) => {
+                    (None, Some(u)) => u.email.clone(),
+                    (None, None) => {
                         return Err(ManageError::Invalid(
                             "an admin token needs --owner EMAIL".into(),
                         ))
@@ -322,8 +468,7 @@ impl<'a> Manager<'a> {
                 Some(u)
             }
         };
-        self.check_permissions(&req, owner.as_ref())?;
-        let key = token::generate_key()?;
+        self.check_permissions(actor, &req, owner.as_ref())?;
         let encrypted_key = self.cipher.as_ref().map(|c| c.encrypt(&key)).transpose()?;
         let row = self
             .store
@@ -341,7 +486,7 @@ impl<'a> Manager<'a> {
             .await?;
         Ok(TokenWithKey {
             token: row,
-            key: Some(zeroize::Zeroizing::new(key)),
+            key: Some(key),
         })
     }
 
@@ -360,28 +505,53 @@ impl<'a> Manager<'a> {
         Ok(self.store.list_tokens(kind).await?)
     }
 
-    /// Show a token; with `reveal`, also its key when it may be viewed.
+    /// The stored key of `t`, decrypted.
+    fn stored_key(&self, t: &TokenRow) -> Result<Zeroizing<String>, ManageError> {
+        let cipher = self.cipher.as_ref().ok_or_else(|| {
+            ManageError::Invalid(
+                "keys cannot be shown again: no tokens.encryption_key is configured".into(),
+            )
+        })?;
+        let enc = t.encrypted_key.as_deref().ok_or_else(|| {
+            ManageError::Invalid(format!(
+                "token {} has no stored key (created before an encryption key was configured): regenerate it",
+                t.id
+            ))
+        })?;
+        Ok(Zeroizing::new(cipher.decrypt(enc)?))
+    }
+
+    /// Show a token; with `reveal`, also its key when it may be viewed
+    /// (an error otherwise).
     pub async fn show(
         &self,
         actor: &Actor,
-        id: i64,
+        r: impl Into<TokenRef>,
         reveal: bool,
     ) -> Result<TokenWithKey, ManageError> {
-        let t = self.token(id).await?;
-        self.require(actor, t.kind, Op::Read)?;
+        let t = self.token(r.into()).await?;
+        self.check(actor, Op::Read, &t)?;
         let key = if reveal {
-            self.require_owner(actor, &t, "view the key of")?;
-            let cipher = self.cipher.as_ref().ok_or_else(|| {
-                ManageError::Invalid(
-                    "keys cannot be shown again: no tokens.encryption_key is configured".into(),
-                )
-            })?;
-            let enc = t.encrypted_key.as_deref().ok_or_else(|| {
-                ManageError::Invalid(format!(
-                    "token {id} has no stored key (created before an encryption key was configured): regenerate it"
-                ))
-            })?;
-            Some(zeroize::Zeroizing::new(cipher.decrypt(enc)?))
+            self.check(actor, Op::ViewKey, &t)?;
+            Some(self.stored_key(&t)?)
+        } else {
+            None
+        };
+        Ok(TokenWithKey { token: t, key })
+    }
+
+    /// Show a token, with its key whenever the actor may view it and it
+    /// can be shown (Strapi's `GET /admin/*-tokens/:id`): never an error for
+    /// a key that cannot be shown.
+    pub async fn show_viewable(
+        &self,
+        actor: &Actor,
+        r: impl Into<TokenRef>,
+    ) -> Result<TokenWithKey, ManageError> {
+        let t = self.token(r.into()).await?;
+        self.check(actor, Op::Read, &t)?;
+        let key = if self.may(actor, Op::ViewKey, &t) {
+            self.stored_key(&t).ok()
         } else {
             None
         };
@@ -389,69 +559,298 @@ impl<'a> Manager<'a> {
     }
 
     /// New key, same token; the old key stops working at commit.
-    pub async fn regenerate(&self, actor: &Actor, id: i64) -> Result<TokenWithKey, ManageError> {
-        let t = self.token(id).await?;
-        self.require(actor, t.kind, Op::Regenerate)?;
-        self.require_owner(actor, &t, "regenerate")?;
-        let key = token::generate_key()?;
-        let encrypted = self.cipher.as_ref().map(|c| c.encrypt(&key)).transpose()?;
-        let row = self
-            .store
-            .regenerate_token(id, &self.hasher.hash_hex(&key), encrypted.as_deref())
-            .await?
-            .ok_or_else(|| ManageError::NotFound(format!("no token with id {id}")))?;
+    pub async fn regenerate(
+        &self,
+        actor: &Actor,
+        r: impl Into<TokenRef>,
+    ) -> Result<TokenWithKey, ManageError> {
+        let t = self.token(r.into()).await?;
+        self.check(actor, Op::Regenerate, &t)?;
+        let key = Zeroizing::new(token::generate_key()?);
+        let row = self.replace_key(t.id, &key).await?;
         Ok(TokenWithKey {
             token: row,
-            key: Some(zeroize::Zeroizing::new(key)),
+            key: Some(key),
         })
     }
 
-    pub async fn update(
-        &self,
-        actor: &Actor,
-        id: i64,
-        u: TokenUpdate,
-    ) -> Result<TokenRow, ManageError> {
-        let t = self.token(id).await?;
-        self.require(actor, t.kind, Op::Update)?;
-        self.require_owner_or_super(actor, &t, "edit")?;
-        if let Some(perms) = &u.permissions {
-            let owner = match t.owner_id {
-                Some(oid) => self.store.user_by_id(oid).await?,
-                None => None,
-            };
-            let req = CreateRequest {
-                kind: t.kind,
-                name: t.name.clone(),
-                description: String::new(),
-                token_type: if t.kind == TokenKind::ContentApi {
-                    u.token_type.or(t.token_type)
-                } else {
-                    None
-                },
-                lifespan_ms: None,
-                owner: None,
-                permissions: perms.clone(),
-            };
-            self.check_permissions(&req, owner.as_ref())?;
-        }
-        if t.kind == TokenKind::Admin && u.token_type.is_some() {
-            return Err(ManageError::Invalid("admin tokens have no type".into()));
-        }
+    async fn replace_key(&self, id: i64, key: &str) -> Result<TokenRow, ManageError> {
+        let encrypted = self.cipher.as_ref().map(|c| c.encrypt(key)).transpose()?;
         self.store
-            .update_token(id, &u)
+            .regenerate_token(id, &self.hasher.hash_hex(key), encrypted.as_deref())
             .await?
             .ok_or_else(|| ManageError::NotFound(format!("no token with id {id}")))
     }
 
-    pub async fn delete(&self, actor: &Actor, id: i64) -> Result<TokenRow, ManageError> {
-        let t = self.token(id).await?;
-        self.require(actor, t.kind, Op::Delete)?;
-        self.require_owner_or_super(actor, &t, "delete")?;
-        if !self.store.delete_token(id).await? {
-            return Err(ManageError::NotFound(format!("no token with id {id}")));
+    /// Edit a token. A content-API token whose type is no longer `custom`
+    /// loses its permissions; a `custom` one must keep at least one.
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        r: impl Into<TokenRef>,
+        mut u: TokenUpdate,
+    ) -> Result<TokenRow, ManageError> {
+        let t = self.token(r.into()).await?;
+        self.check(actor, Op::Update, &t)?;
+        if u.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(ManageError::Invalid(
+                "a token needs a non-empty name".into(),
+            ));
+        }
+        u.name = u.name.map(|n| n.trim().to_owned());
+        let token_type = match t.kind {
+            TokenKind::Admin if u.token_type.is_some() => {
+                return Err(ManageError::Invalid("admin tokens have no type".into()))
+            }
+            TokenKind::Admin => None,
+            TokenKind::ContentApi => u.token_type.or(t.token_type),
+        };
+        if t.kind == TokenKind::ContentApi {
+            if token_type == Some(ContentApiType::Custom) {
+                if u.permissions.as_ref().unwrap_or(&t.permissions).is_empty() {
+                    return Err(ManageError::Invalid(
+                        "a custom token needs at least one permission".into(),
+                    ));
+                }
+            } else if u.permissions.is_none() && !t.permissions.is_empty() {
+                u.permissions = Some(Vec::new());
+            }
+        }
+        if let Some(perms) = &u.permissions {
+            // Only what is added is checked: keeping a permission the token
+            // already has hands nothing out (and the role trigger already
+            // removed whatever the owner lost).
+            let added: Vec<Permission> = perms
+                .iter()
+                .filter(|p| !t.permissions.contains(p))
+                .cloned()
+                .collect();
+            match t.kind {
+                TokenKind::ContentApi => {
+                    if token_type != Some(ContentApiType::Custom) && !perms.is_empty() {
+                        return Err(ManageError::Invalid(
+                            "permissions are only for custom tokens".into(),
+                        ));
+                    }
+                    self.check_content_actions(&added)?;
+                }
+                TokenKind::Admin => {
+                    let owner = match t.owner_id {
+                        Some(oid) => self.store.user_by_id(oid).await?,
+                        None => None,
+                    }
+                    .ok_or_else(|| {
+                        ManageError::NotFound(format!("the owner of admin token {} is gone", t.id))
+                    })?;
+                    self.check_admin_ceiling(actor, &owner, &added)?;
+                }
+            }
+        }
+        self.store
+            .update_token(t.id, &u)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("no token with id {}", t.id)))
+    }
+
+    pub async fn delete(
+        &self,
+        actor: &Actor,
+        r: impl Into<TokenRef>,
+    ) -> Result<TokenRow, ManageError> {
+        let t = self.token(r.into()).await?;
+        self.check(actor, Op::Delete, &t)?;
+        if !self.store.delete_token(t.id).await? {
+            return Err(ManageError::NotFound(format!("no token with id {}", t.id)));
         }
         Ok(t)
+    }
+
+    /// The owner of admin token `id`, whose permissions bound the token's
+    /// (Strapi's `owner-permissions`): for the owner or a super admin.
+    pub async fn owner_of(&self, actor: &Actor, id: i64) -> Result<UserRow, ManageError> {
+        let t = self.token(TokenRef::of_kind(id, TokenKind::Admin)).await?;
+        self.check(actor, Op::Read, &t)?;
+        require_owner_or_super(actor, &t, "see the owner permissions of")?;
+        let owner_id = t
+            .owner_id
+            .ok_or_else(|| ManageError::NotFound(format!("admin token {id} has no owner")))?;
+        self.store
+            .user_by_id(owner_id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("the owner of admin token {id} is gone")))
+    }
+
+    /// The content-API actions a custom token can hold, grouped by content
+    /// type (or plugin controller).
+    pub fn content_api_catalog(&self) -> Vec<PermissionGroup> {
+        let mut groups: Vec<PermissionGroup> = Vec::new();
+        for action in self.cfg.routes.content_actions() {
+            let category = action.rsplit_once('.').map_or(action, |(c, _)| c);
+            push_grouped(&mut groups, category, Permission::new(action, None));
+        }
+        groups
+    }
+
+    /// The permissions an admin token can hold: every action of the admin
+    /// action table (one per configured content type where the route takes
+    /// its subject from the path), plus `also` (e.g. what the owner holds),
+    /// grouped by admin area or plugin.
+    pub fn admin_catalog(&self, also: &[Permission]) -> Vec<PermissionGroup> {
+        let uids: Vec<&str> = self
+            .cfg
+            .raw
+            .content_types
+            .iter()
+            .map(|c| c.uid.as_str())
+            .collect();
+        let mut all: Vec<Permission> = Vec::new();
+        for (action, subject) in self.cfg.routes.admin_action_subjects() {
+            match subject {
+                ActionSubject::None => all.push(Permission::new(action, None)),
+                ActionSubject::Fixed(s) => all.push(Permission::new(action, Some(s.to_owned()))),
+                ActionSubject::FromPath if uids.is_empty() => {
+                    all.push(Permission::new(action, None))
+                }
+                ActionSubject::FromPath => all.extend(
+                    uids.iter()
+                        .map(|uid| Permission::new(action, Some((*uid).to_owned()))),
+                ),
+            }
+        }
+        all.extend(also.iter().cloned());
+        all.sort();
+        all.dedup();
+        let mut groups: Vec<PermissionGroup> = Vec::new();
+        for p in all {
+            let category = p
+                .action
+                .split_once('.')
+                .map_or(p.action.as_str(), |(c, _)| c)
+                .to_owned();
+            push_grouped(&mut groups, &category, p);
+        }
+        groups
+    }
+
+    /// Provision the bootstrap token from `key` (a mounted Secret): if no
+    /// token has this key, make sure the super-admin user
+    /// [`BOOTSTRAP_EMAIL`] exists and give it an admin token with this key
+    /// holding every token-management permission. Idempotent; a bootstrap
+    /// token with an older key gets the new one (the old key stops working).
+    pub async fn bootstrap(&self, key: &str) -> Result<Bootstrapped, ManageError> {
+        if !token::looks_like_key(key.as_bytes()) {
+            return Err(ManageError::Invalid(
+                "the bootstrap key must be 256 lower-case hex characters (e.g. `openssl rand -hex 128`)"
+                    .into(),
+            ));
+        }
+        if let Some(found) = self.store.find_token(&self.hasher.hash_hex(key)).await? {
+            if found.kind != TokenKind::Admin {
+                return Err(ManageError::Invalid(format!(
+                    "the bootstrap key belongs to content-API token {}",
+                    found.id
+                )));
+            }
+            return Ok(Bootstrapped::Present(found.id));
+        }
+        let super_role = self
+            .store
+            .list_roles()
+            .await?
+            .into_iter()
+            .find(|r| r.super_admin)
+            .ok_or_else(|| {
+                ManageError::Invalid("no super-admin role: run `authgate migrate`".into())
+            })?;
+        let user = match self.store.user_by_email(BOOTSTRAP_EMAIL).await? {
+            Some(u) => {
+                if !u.super_admin {
+                    self.store
+                        .set_user_role(BOOTSTRAP_EMAIL, &super_role.name, true)
+                        .await?;
+                }
+                u
+            }
+            None => {
+                self.store
+                    .create_user(
+                        BOOTSTRAP_EMAIL,
+                        "Bootstrap (authgate)",
+                        std::slice::from_ref(&super_role.name),
+                    )
+                    .await?
+            }
+        };
+        let previous = self
+            .store
+            .list_tokens(Some(TokenKind::Admin))
+            .await?
+            .into_iter()
+            .find(|t| t.name == BOOTSTRAP_TOKEN_NAME && t.owner_id == Some(user.id));
+        if let Some(t) = previous {
+            self.replace_key(t.id, key).await?;
+            return Ok(Bootstrapped::Rotated(t.id));
+        }
+        let permissions = [TokenKind::ContentApi, TokenKind::Admin]
+            .into_iter()
+            .flat_map(|k| {
+                Op::MANAGED
+                    .into_iter()
+                    .map(move |op| Permission::new(management_action(k, op), None))
+            })
+            .collect();
+        let created = self
+            .create_with_key(
+                &Actor::Operator,
+                CreateRequest {
+                    kind: TokenKind::Admin,
+                    name: BOOTSTRAP_TOKEN_NAME.into(),
+                    description: "Provisioned from [management] bootstrap_token_file".into(),
+                    token_type: None,
+                    lifespan_ms: None,
+                    owner: Some(BOOTSTRAP_EMAIL.into()),
+                    permissions,
+                },
+                Zeroizing::new(key.to_owned()),
+            )
+            .await?;
+        Ok(Bootstrapped::Created(created.token.id))
+    }
+}
+
+fn push_grouped(groups: &mut Vec<PermissionGroup>, category: &str, p: Permission) {
+    match groups.iter_mut().find(|g| g.category == category) {
+        Some(g) => g.permissions.push(p),
+        None => groups.push(PermissionGroup {
+            category: category.to_owned(),
+            permissions: vec![p],
+        }),
+    }
+}
+
+/// Owner or super-admin (edit, delete of admin tokens).
+fn require_owner_or_super(actor: &Actor, t: &TokenRow, what: &str) -> Result<(), ManageError> {
+    match actor.user() {
+        Some(u) if t.kind == TokenKind::Admin && !u.super_admin && t.owner_id != Some(u.id) => {
+            Err(ManageError::Denied(format!(
+                "only the owner of admin token {} or a super admin may {what} it",
+                t.id
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Owner only (regenerate, view key of admin tokens).
+fn require_owner(actor: &Actor, t: &TokenRow, what: &str) -> Result<(), ManageError> {
+    match actor.user() {
+        Some(u) if t.kind == TokenKind::Admin && t.owner_id != Some(u.id) => {
+            Err(ManageError::Denied(format!(
+                "only the owner of admin token {} may {what} it",
+                t.id
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -478,5 +877,132 @@ mod tests {
             management_action(TokenKind::Admin, Op::Regenerate),
             "admin::admin-tokens.regenerate"
         );
+    }
+
+    fn user(id: i64, super_admin: bool, perms: &[&str]) -> UserRow {
+        UserRow {
+            id,
+            email: format!("u{id}@example.com"),
+            name: String::new(),
+            is_active: true,
+            blocked: false,
+            roles: Vec::new(),
+            super_admin,
+            permissions: perms.iter().map(|p| Permission::new(*p, None)).collect(),
+        }
+    }
+
+    fn admin_token(owner: i64) -> TokenRow {
+        TokenRow {
+            id: 7,
+            kind: TokenKind::Admin,
+            name: "t".into(),
+            description: String::new(),
+            token_type: None,
+            lifespan_ms: None,
+            expires_at: None,
+            last_used_at: None,
+            owner_id: Some(owner),
+            owner_email: None,
+            permissions: Vec::new(),
+            encrypted_key: None,
+            rate_limit: None,
+            created_at: std::time::SystemTime::UNIX_EPOCH,
+            updated_at: std::time::SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    const ALL: &[&str] = &[
+        "admin::admin-tokens.read",
+        "admin::admin-tokens.create",
+        "admin::admin-tokens.update",
+        "admin::admin-tokens.delete",
+        "admin::admin-tokens.regenerate",
+    ];
+
+    #[test]
+    fn a_token_actor_holds_the_intersection() {
+        let read = Permission::new("admin::admin-tokens.read", None);
+        let update = Permission::new("admin::admin-tokens.update", None);
+        let through = |user: UserRow, token: &[&str]| {
+            Actor::Token(TokenActor {
+                user,
+                token_id: 1,
+                permissions: token.iter().map(|p| Permission::new(*p, None)).collect(),
+            })
+        };
+        let a = through(user(1, false, ALL), &["admin::admin-tokens.read"]);
+        assert!(a.holds(&read));
+        assert!(!a.holds(&update), "the token lacks it");
+        let a = through(user(1, false, &["admin::admin-tokens.read"]), ALL);
+        assert!(!a.holds(&update), "the owner lacks it");
+        let a = through(user(1, true, &[]), &["admin::admin-tokens.read"]);
+        assert!(
+            a.holds(&read) && !a.holds(&update),
+            "a super admin's token too"
+        );
+        assert!(Actor::Operator.holds(&update));
+        assert!(Actor::User(user(1, true, &[])).holds(&update));
+    }
+
+    #[tokio::test]
+    async fn the_rules_table() {
+        let cfg = crate::config::parse_raw(
+            "[tokens]\nsalt = \"s\"\n",
+            std::path::Path::new("t.toml"),
+            Vec::new(),
+        )
+        .and_then(|r| r.compile())
+        .expect("config");
+        let store = Store::new(&cfg.postgres).expect("pool is lazy");
+        let mgr = Manager::new(&store, &cfg);
+        let owner = Actor::User(user(1, false, ALL));
+        let other = Actor::User(user(2, false, ALL));
+        let root = Actor::User(user(3, true, &[]));
+        let narrow = Actor::Token(TokenActor {
+            user: user(1, false, ALL),
+            token_id: 9,
+            permissions: [Permission::new("admin::admin-tokens.read", None)]
+                .into_iter()
+                .collect(),
+        });
+        let t = admin_token(1);
+        // (actor, op, allowed)
+        let rows: &[(&Actor, Op, bool)] = &[
+            (&owner, Op::Read, true),
+            (&owner, Op::Update, true),
+            (&owner, Op::Delete, true),
+            (&owner, Op::Regenerate, true),
+            (&owner, Op::ViewKey, true),
+            (&other, Op::Read, true),
+            (&other, Op::Update, false),
+            (&other, Op::Delete, false),
+            (&other, Op::Regenerate, false),
+            (&other, Op::ViewKey, false),
+            (&root, Op::Update, true),
+            (&root, Op::Delete, true),
+            (&root, Op::Regenerate, false),
+            (&root, Op::ViewKey, false),
+            (&narrow, Op::Read, true),
+            (&narrow, Op::ViewKey, true),
+            (&narrow, Op::Update, false),
+            (&narrow, Op::Regenerate, false),
+            (&Actor::Operator, Op::Regenerate, true),
+        ];
+        for (actor, op, allowed) in rows {
+            assert_eq!(mgr.may(actor, *op, &t), *allowed, "{actor} {op:?}");
+        }
+        // Content-API tokens: the permission alone decides.
+        let mut c = admin_token(1);
+        c.kind = TokenKind::ContentApi;
+        c.owner_id = None;
+        let api = Actor::User(user(
+            2,
+            false,
+            &["admin::api-tokens.regenerate", "admin::api-tokens.read"],
+        ));
+        assert!(mgr.may(&api, Op::Regenerate, &c));
+        assert!(mgr.may(&api, Op::ViewKey, &c));
+        assert!(!mgr.may(&api, Op::Delete, &c));
     }
 }

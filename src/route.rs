@@ -362,6 +362,17 @@ pub struct PatternSpec {
     pub subject: Option<String>,
 }
 
+/// Where the subject of an admin action comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ActionSubject<'a> {
+    /// The action is checked without a subject.
+    None,
+    /// A path parameter (e.g. the content type of `/content-manager/.../:model`).
+    FromPath,
+    /// A fixed subject written in the table.
+    Fixed(&'a str),
+}
+
 /// A compiled table of `METHOD /path/:param` patterns.
 #[derive(Debug, Clone, Default)]
 pub struct PatternTable {
@@ -750,6 +761,29 @@ impl RouteTable {
             .entries
             .iter()
             .filter_map(|e| e.action.as_deref())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Every admin action the action table names (each alternative of an
+    /// `a|b` row on its own), with how a request supplies its subject:
+    /// sorted and deduplicated. The management page offers these.
+    pub fn admin_action_subjects(&self) -> Vec<(&str, ActionSubject<'_>)> {
+        let mut v: Vec<(&str, ActionSubject<'_>)> = self
+            .admin_actions
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let subject = match &e.subject {
+                    None => ActionSubject::None,
+                    Some(SubjectFrom::Param(_)) => ActionSubject::FromPath,
+                    Some(SubjectFrom::Fixed(s)) => ActionSubject::Fixed(s),
+                };
+                Some(e.action.as_deref()?.split('|').map(move |a| (a, subject)))
+            })
+            .flatten()
             .collect();
         v.sort_unstable();
         v.dedup();
