@@ -284,7 +284,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 
 async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
     let server = crate::server::Server::bind(cfg).await?;
-    tracing::info!(listen = %server.local_addr(), metrics = ?server.metrics_addr(), config = %path.display(), "authgate started");
+    tracing::info!(listen = %server.local_addr(), metrics = ?server.metrics_addr(), management = ?server.management_addr(), config = %path.display(), "authgate started");
     let reloader = crate::reload::Reloader::new(path, server.gateway(), server.tls());
     server.run(crate::reload::shutdown_signal(reloader)).await?;
     Ok(())

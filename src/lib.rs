@@ -25,6 +25,7 @@
 //! | [`reload`] | config and certificate reloads, signals |
 //! | [`tls`] | rustls set-up |
 //! | [`manage`] | who may manage which token |
+//! | [`management`] | the management listener: Strapi-shaped token REST API and web page |
 //! | [`metrics`] | Prometheus families |
 //! | [`telemetry`] | `tracing` set-up |
 //! | [`cli`] | the `authgate` command |
@@ -41,6 +42,7 @@ pub mod invalidation;
 pub mod known;
 pub mod last_used;
 pub mod manage;
+pub mod management;
 pub mod metrics;
 pub mod model;
 pub mod proxy;

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub store_pool_available: IntGauge,
     pub connection_limit_reached: IntCounter,
     pub config_reloads: IntCounterVec,
+    /// Management listener requests, by surface (api, ui) and status class.
+    pub management_requests: IntCounterVec,
     pub build_info: IntGaugeVec,
     /// The per-request series, resolved once (no label hashing per request).
     pub hot: std::sync::Arc<RequestMetrics>,
@@ -372,6 +374,12 @@ impl Metrics {
                 "authgate_config_reloads_total",
                 "Config reload attempts, by result (ok, error).",
                 &["result"],
+            ),
+            management_requests: counter_vec(
+                &r,
+                "authgate_management_requests_total",
+                "Requests to the management listener, by surface (api, ui) and status class.",
+                &["surface", "status_class"],
             ),
             build_info: {
                 let g = IntGaugeVec::new(

@@ -54,6 +54,8 @@ pub enum ServeError {
     Store(#[from] crate::store::StoreError),
     #[error("redis.url: {0}")]
     Redis(String),
+    #[error("management: {0}")]
+    Management(String),
 }
 
 /// A bound, not yet running gateway.
@@ -70,6 +72,7 @@ pub struct Server {
     listener_status: ListenerStatus,
     redis: Option<Arc<RedisLink>>,
     known: Arc<KnownHashes>,
+    management: Option<crate::management::Management>,
 }
 
 /// Shared state of the metrics/probe listener.
@@ -138,6 +141,14 @@ impl Server {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        let management = crate::management::Management::bind(
+            &cfg,
+            store.clone(),
+            usage.clone(),
+            tls.clone(),
+            metrics.clone(),
+        )
+        .await?;
         Ok(Self {
             cfg,
             listener,
@@ -151,6 +162,7 @@ impl Server {
             listener_status: ListenerStatus::default(),
             redis,
             known,
+            management,
         })
     }
 
@@ -164,6 +176,11 @@ impl Server {
         self.metrics_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
+    }
+
+    /// The management listener's bound address, when it is on.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management.as_ref().and_then(|m| m.local_addr())
     }
 
     pub fn gateway(&self) -> Arc<Gateway> {
@@ -195,6 +212,7 @@ impl Server {
             listener_status,
             redis,
             known,
+            management,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -230,6 +248,9 @@ impl Server {
                 },
                 stopped(stop_rx.clone()),
             )));
+        }
+        if let Some(m) = management {
+            background.push(tokio::spawn(m.serve(stopped(stop_rx.clone()))));
         }
         let flusher = {
             let (usage, store, metrics, rx) = (

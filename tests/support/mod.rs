@@ -132,7 +132,7 @@ last_used_interval = "1s"
 
 [metrics]
 listen = "127.0.0.1:0"
-
+{management}
 [[content_types]]
 uid = "api::article.article"
 plural = "articles"
@@ -148,6 +148,12 @@ kind = "single"
             db = database_url(),
             schema = self.schema,
             extra = self.extra,
+            // An ephemeral port, unless the test configures its own.
+            management = if self.extra.contains("[management]") || more.contains("[management]") {
+                ""
+            } else {
+                "\n[management]\nlisten = \"127.0.0.1:0\"\n"
+            },
         );
         std::fs::write(&self.config_path, text).expect("write config");
     }
@@ -278,6 +284,8 @@ pub async fn start_echo() -> SocketAddr {
 pub struct Gateway {
     pub addr: SocketAddr,
     pub metrics: SocketAddr,
+    /// The management listener (API and web page), when it is on.
+    pub management: Option<SocketAddr>,
     pub listener: authgate::invalidation::ListenerStatus,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -290,6 +298,7 @@ impl Gateway {
             .expect("bind gateway");
         let addr = server.local_addr();
         let metrics = server.metrics_addr().expect("metrics listener");
+        let management = server.management_addr();
         let listener = server.listener_status();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -303,6 +312,7 @@ impl Gateway {
         let g = Gateway {
             addr,
             metrics,
+            management,
             listener,
             stop: Some(tx),
             task: Some(task),
@@ -326,6 +336,14 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A URL on the management listener.
+    pub fn mgmt(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.management.expect("management listener is on")
+        )
     }
 
     pub async fn stop(mut self) {

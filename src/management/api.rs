@@ -1,0 +1,767 @@
+//! The REST API, shaped like Strapi 5's admin API so scripts written for
+//! Strapi work against authgate unchanged.
+//!
+//! [`ROUTES`] is the whole surface: method, path and the action the calling
+//! token and its owner must both hold (`None`: any valid admin token).
+//! `openapi.yaml` describes exactly these routes, and a test keeps the two
+//! in step. Bodies are `{"data": ...}`; errors are Strapi's envelope
+//! `{"data":null,"error":{"status","name","message","details":{}}}`:
+//!
+//! | situation | status | name |
+//! | --- | --- | --- |
+//! | no / unknown / expired admin token, owner gone or deactivated | 401 | UnauthorizedError (the gateway's messages) |
+//! | token or owner lacks the route's permission | 403 | PolicyError (`Policy Failed`, as Strapi's policy) |
+//! | an ownership rule refuses (regenerate someone else's token ...) | 403 | ForbiddenError |
+//! | no such token (or one of the other kind) | 404 | NotFoundError |
+//! | invalid body or value | 400 | ValidationError |
+//! | database unreachable | 503 | ServiceUnavailableError |
+//!
+//! Token fields follow Strapi's names (`accessKey`, `type`, `lifespan`,
+//! `expiresAt`, `lastUsedAt`, `createdAt`, `updatedAt`, `permissions` for
+//! content-API tokens, `adminPermissions` and `adminUserOwner` for admin
+//! tokens). `accessKey` appears on create and regenerate, and on `GET
+//! /:id` when the key is viewable (an encryption key is configured, and
+//! for admin tokens only to their owner).
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::authz::{self, Credential, Denial};
+use crate::manage::{management_action, Actor, CreateRequest, ManageError, Op, TokenRef};
+use crate::model::{ContentApiType, Permission, TokenKind};
+use crate::store::admin::{TokenRow, TokenUpdate, UserRow};
+use crate::store::StoreError;
+
+use super::{auth, read_body, Body, BodyError, State};
+
+/// What an API route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    List(TokenKind),
+    Create(TokenKind),
+    Get(TokenKind),
+    Update(TokenKind),
+    Delete(TokenKind),
+    Regenerate(TokenKind),
+    OwnerPermissions,
+    Users,
+    Roles,
+    Permissions,
+}
+
+impl Endpoint {
+    /// The permission the calling token and its owner must both hold.
+    pub fn action(self) -> Option<String> {
+        let token = |k, op| Some(management_action(k, op));
+        match self {
+            Endpoint::List(k) | Endpoint::Get(k) => token(k, Op::Read),
+            Endpoint::Create(k) => token(k, Op::Create),
+            Endpoint::Update(k) => token(k, Op::Update),
+            Endpoint::Delete(k) => token(k, Op::Delete),
+            Endpoint::Regenerate(k) => token(k, Op::Regenerate),
+            Endpoint::OwnerPermissions => token(TokenKind::Admin, Op::Read),
+            Endpoint::Users => Some("admin::users.read".into()),
+            Endpoint::Roles => Some("admin::roles.read".into()),
+            // As in Strapi: any authenticated admin.
+            Endpoint::Permissions => None,
+        }
+    }
+}
+
+/// One REST route.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRoute {
+    pub method: &'static str,
+    /// `:id` marks the token id.
+    pub path: &'static str,
+    pub endpoint: Endpoint,
+}
+
+const fn r(method: &'static str, path: &'static str, endpoint: Endpoint) -> ApiRoute {
+    ApiRoute {
+        method,
+        path,
+        endpoint,
+    }
+}
+
+const API: TokenKind = TokenKind::ContentApi;
+const ADMIN: TokenKind = TokenKind::Admin;
+
+/// Every route the API serves.
+pub const ROUTES: &[ApiRoute] = &[
+    r("GET", "/admin/api-tokens", Endpoint::List(API)),
+    r("POST", "/admin/api-tokens", Endpoint::Create(API)),
+    r("GET", "/admin/api-tokens/:id", Endpoint::Get(API)),
+    r("PUT", "/admin/api-tokens/:id", Endpoint::Update(API)),
+    r("DELETE", "/admin/api-tokens/:id", Endpoint::Delete(API)),
+    r(
+        "POST",
+        "/admin/api-tokens/:id/regenerate",
+        Endpoint::Regenerate(API),
+    ),
+    r("GET", "/admin/admin-tokens", Endpoint::List(ADMIN)),
+    r("POST", "/admin/admin-tokens", Endpoint::Create(ADMIN)),
+    r("GET", "/admin/admin-tokens/:id", Endpoint::Get(ADMIN)),
+    r("PUT", "/admin/admin-tokens/:id", Endpoint::Update(ADMIN)),
+    r("DELETE", "/admin/admin-tokens/:id", Endpoint::Delete(ADMIN)),
+    r(
+        "POST",
+        "/admin/admin-tokens/:id/regenerate",
+        Endpoint::Regenerate(ADMIN),
+    ),
+    r(
+        "GET",
+        "/admin/admin-tokens/:id/owner-permissions",
+        Endpoint::OwnerPermissions,
+    ),
+    r("GET", "/admin/users", Endpoint::Users),
+    r("GET", "/admin/roles", Endpoint::Roles),
+    r("GET", "/admin/permissions", Endpoint::Permissions),
+];
+
+/// Why no route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    NotFound,
+    MethodNotAllowed,
+}
+
+/// Match a path against a route pattern: literal segments ignore ASCII
+/// case (as Strapi's router), `:id` takes one segment, one trailing slash
+/// is ignored. Returns the `:id` segment, if any.
+fn matches<'a>(pattern: &str, path: &'a str) -> Option<Option<&'a str>> {
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    let mut pat = pattern.split('/');
+    let mut segs = path.split('/');
+    let mut id = None;
+    loop {
+        match (pat.next(), segs.next()) {
+            (None, None) => return Some(id),
+            (Some(":id"), Some(s)) if !s.is_empty() => id = Some(s),
+            (Some(p), Some(s)) if p.eq_ignore_ascii_case(s) => {}
+            _ => return None,
+        }
+    }
+}
+
+/// The route for a request, with its `:id`.
+pub fn route<'a>(
+    method: &Method,
+    path: &'a str,
+) -> Result<(&'static ApiRoute, Option<&'a str>), Miss> {
+    let mut miss = Miss::NotFound;
+    for r in ROUTES {
+        if let Some(id) = matches(r.path, path) {
+            if r.method == method.as_str() {
+                return Ok((r, id));
+            }
+            miss = Miss::MethodNotAllowed;
+        }
+    }
+    Err(miss)
+}
+
+/// An error response: status, Strapi error name and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, name: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            name,
+            message: message.into(),
+        }
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "ValidationError", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFoundError", message)
+    }
+
+    /// The gateway's own denials keep their status, name and message.
+    pub fn denial(d: Denial) -> Self {
+        Self::new(
+            StatusCode::from_u16(d.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            d.name(),
+            d.message(),
+        )
+    }
+
+    fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "Internal Server Error",
+        )
+    }
+
+    /// The management rules' refusals, in Strapi's terms.
+    pub fn from_manage(e: ManageError) -> Self {
+        match e {
+            ManageError::Denied(m) => Self::new(StatusCode::FORBIDDEN, "ForbiddenError", m),
+            ManageError::NotFound(m) => Self::not_found(m),
+            ManageError::Invalid(m) => Self::validation(m),
+            ManageError::Store(StoreError::Invalid(m)) => Self::validation(m),
+            ManageError::Store(e) if e.is_unavailable() => {
+                tracing::error!(error = %e, "management: database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailableError",
+                    "Token store temporarily unavailable",
+                )
+            }
+            ManageError::Store(e) => {
+                tracing::error!(error = %e, "management: database error");
+                Self::internal()
+            }
+            ManageError::Token(e) => {
+                tracing::error!(error = %e, "management: key crypto failed");
+                Self::internal()
+            }
+        }
+    }
+
+    /// Strapi's error envelope: the one place the API renders an error.
+    pub fn body(&self) -> String {
+        json!({
+            "data": null,
+            "error": {
+                "status": self.status.as_u16(),
+                "name": self.name,
+                "message": self.message,
+                "details": {},
+            }
+        })
+        .to_string()
+    }
+
+    pub fn response(&self) -> Response<Body> {
+        json_response(self.status, self.body())
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// Handle one API request.
+pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let (route, id) = match route(req.method(), req.uri().path()) {
+        Ok((r, id)) => (r, id.map(str::to_owned)),
+        Err(Miss::NotFound) => return ApiError::not_found("Not Found").response(),
+        Err(Miss::MethodNotAllowed) => {
+            return ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowedError",
+                "Method Not Allowed",
+            )
+            .response()
+        }
+    };
+    let cred = authz::parse_authorization(
+        req.headers()
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
+    let Credential::Token(key) = cred else {
+        return ApiError::denial(Denial::InvalidCredentials).response();
+    };
+    let action = route.endpoint.action();
+    let actor = match auth::authenticate(state, key, action.as_deref()).await {
+        Ok(a) => Actor::Token(a),
+        Err(d) => return ApiError::denial(d).response(),
+    };
+    let id = match id.as_deref().map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return ApiError::not_found("Not Found").response(),
+    };
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLargeError",
+                "Request body too large",
+            )
+            .response()
+        }
+        Err(BodyError::Read) => {
+            return ApiError::validation("Request body could not be read").response()
+        }
+    };
+    match dispatch(state, &actor, route.endpoint, id, &body).await {
+        Ok((status, data)) => json_response(status, json!({ "data": data }).to_string()),
+        Err(e) => e.response(),
+    }
+}
+
+fn ts(t: Option<std::time::SystemTime>) -> Value {
+    t.map_or(Value::Null, |t| {
+        json!(humantime::format_rfc3339_millis(t).to_string())
+    })
+}
+
+/// A token as Strapi's admin API shows it.
+pub fn token_json(t: &TokenRow, key: Option<&str>) -> Value {
+    let mut v = json!({
+        "id": t.id,
+        "kind": t.kind.as_str(),
+        "name": t.name,
+        "description": t.description,
+        "lifespan": t.lifespan_ms,
+        "expiresAt": ts(t.expires_at),
+        "lastUsedAt": ts(t.last_used_at),
+        "createdAt": ts(Some(t.created_at)),
+        "updatedAt": ts(Some(t.updated_at)),
+    });
+    match t.kind {
+        TokenKind::ContentApi => {
+            v["type"] = json!(t.token_type.map(ContentApiType::as_str));
+            v["permissions"] = json!(t
+                .permissions
+                .iter()
+                .map(|p| p.action.as_str())
+                .collect::<Vec<_>>());
+        }
+        TokenKind::Admin => {
+            v["adminPermissions"] =
+                Value::Array(t.permissions.iter().map(permission_json).collect());
+            v["adminUserOwner"] = match t.owner_id {
+                Some(id) => json!({"id": id, "email": t.owner_email}),
+                None => Value::Null,
+            };
+        }
+    }
+    if let Some(k) = key {
+        v["accessKey"] = json!(k);
+    }
+    v
+}
+
+fn permission_json(p: &Permission) -> Value {
+    json!({"action": p.action, "subject": p.subject, "properties": {}, "conditions": []})
+}
+
+fn user_json(u: &UserRow) -> Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "isActive": u.is_active,
+        "blocked": u.blocked,
+        "roles": u.roles.iter().map(|r| json!({"name": r})).collect::<Vec<_>>(),
+        "superAdmin": u.super_admin,
+    })
+}
+
+// ----- request bodies --------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateApiToken {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(rename = "type")]
+    token_type: String,
+    #[serde(default)]
+    lifespan: Option<i64>,
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAdminToken {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    lifespan: Option<i64>,
+    #[serde(default, rename = "adminPermissions")]
+    admin_permissions: Vec<AdminPermission>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateApiToken {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, rename = "type")]
+    token_type: Option<String>,
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateAdminToken {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, rename = "adminPermissions")]
+    admin_permissions: Option<Vec<AdminPermission>>,
+}
+
+/// Strapi's admin permission object. Field restrictions and conditions are
+/// not modelled by authgate, so only empty ones are accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminPermission {
+    action: String,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    properties: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    conditions: Option<Vec<Value>>,
+}
+
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::validation("a JSON body is required"));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::validation(format!("invalid body: {e}")))
+}
+
+fn token_type(s: &str) -> Result<ContentApiType, ApiError> {
+    s.parse().map_err(ApiError::validation)
+}
+
+fn content_permissions(list: Option<Vec<String>>) -> Result<Vec<Permission>, ApiError> {
+    list.unwrap_or_default()
+        .iter()
+        .map(|a| Permission::parse(a).map_err(ApiError::validation))
+        .collect()
+}
+
+fn admin_permissions(list: Vec<AdminPermission>) -> Result<Vec<Permission>, ApiError> {
+    list.into_iter()
+        .map(|p| {
+            let restricted = p.properties.as_ref().is_some_and(|props| {
+                props
+                    .values()
+                    .any(|v| !v.is_null() && v.as_array().map_or(true, |a| !a.is_empty()))
+            });
+            if restricted || p.conditions.as_ref().is_some_and(|c| !c.is_empty()) {
+                return Err(ApiError::validation(format!(
+                    "permission `{}`: field restrictions and conditions are not supported by authgate",
+                    p.action
+                )));
+            }
+            if p.action.trim().is_empty() || p.subject.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(ApiError::validation("a permission needs an action (and a non-empty subject when given)"));
+            }
+            Ok(Permission::new(p.action, p.subject))
+        })
+        .collect()
+}
+
+fn need_id(id: Option<i64>) -> Result<i64, ApiError> {
+    id.ok_or_else(|| ApiError::not_found("Not Found"))
+}
+
+fn audit(actor: &Actor, what: &str, t: &TokenRow) {
+    tracing::info!(
+        target: "authgate::management",
+        actor = %actor,
+        token_id = t.id,
+        kind = t.kind.as_str(),
+        name = %t.name,
+        "token {what}"
+    );
+}
+
+async fn dispatch(
+    state: &State,
+    actor: &Actor,
+    endpoint: Endpoint,
+    id: Option<i64>,
+    body: &[u8],
+) -> Result<(StatusCode, Value), ApiError> {
+    let mgr = state.manager();
+    let m = ApiError::from_manage;
+    match endpoint {
+        Endpoint::List(kind) => {
+            let rows = mgr.list(actor, Some(kind)).await.map_err(m)?;
+            Ok((
+                StatusCode::OK,
+                Value::Array(rows.iter().map(|t| token_json(t, None)).collect()),
+            ))
+        }
+        Endpoint::Create(kind) => {
+            let req = match kind {
+                TokenKind::ContentApi => {
+                    let b: CreateApiToken = parse_body(body)?;
+                    CreateRequest {
+                        kind,
+                        name: b.name,
+                        description: b.description.unwrap_or_default(),
+                        token_type: Some(token_type(&b.token_type)?),
+                        lifespan_ms: b.lifespan,
+                        owner: None,
+                        permissions: content_permissions(b.permissions)?,
+                    }
+                }
+                TokenKind::Admin => {
+                    let b: CreateAdminToken = parse_body(body)?;
+                    CreateRequest {
+                        kind,
+                        name: b.name,
+                        description: b.description.unwrap_or_default(),
+                        token_type: None,
+                        lifespan_ms: b.lifespan,
+                        owner: None,
+                        permissions: admin_permissions(b.admin_permissions)?,
+                    }
+                }
+            };
+            let created = mgr.create(actor, req).await.map_err(m)?;
+            audit(actor, "created", &created.token);
+            Ok((
+                StatusCode::CREATED,
+                token_json(&created.token, created.key.as_deref().map(String::as_str)),
+            ))
+        }
+        Endpoint::Get(kind) => {
+            let t = mgr
+                .show_viewable(actor, TokenRef::of_kind(need_id(id)?, kind))
+                .await
+                .map_err(m)?;
+            Ok((
+                StatusCode::OK,
+                token_json(&t.token, t.key.as_deref().map(String::as_str)),
+            ))
+        }
+        Endpoint::Update(kind) => {
+            let update = match kind {
+                TokenKind::ContentApi => {
+                    let b: UpdateApiToken = parse_body(body)?;
+                    TokenUpdate {
+                        name: b.name,
+                        description: b.description,
+                        token_type: b.token_type.as_deref().map(token_type).transpose()?,
+                        permissions: b
+                            .permissions
+                            .map(|p| content_permissions(Some(p)))
+                            .transpose()?,
+                    }
+                }
+                TokenKind::Admin => {
+                    let b: UpdateAdminToken = parse_body(body)?;
+                    TokenUpdate {
+                        name: b.name,
+                        description: b.description,
+                        token_type: None,
+                        permissions: b.admin_permissions.map(admin_permissions).transpose()?,
+                    }
+                }
+            };
+            let t = mgr
+                .update(actor, TokenRef::of_kind(need_id(id)?, kind), update)
+                .await
+                .map_err(m)?;
+            audit(actor, "updated", &t);
+            Ok((StatusCode::OK, token_json(&t, None)))
+        }
+        Endpoint::Delete(kind) => {
+            let t = mgr
+                .delete(actor, TokenRef::of_kind(need_id(id)?, kind))
+                .await
+                .map_err(m)?;
+            audit(actor, "deleted", &t);
+            Ok((StatusCode::OK, token_json(&t, None)))
+        }
+        Endpoint::Regenerate(kind) => {
+            let t = mgr
+                .regenerate(actor, TokenRef::of_kind(need_id(id)?, kind))
+                .await
+                .map_err(m)?;
+            audit(actor, "regenerated", &t.token);
+            Ok((
+                StatusCode::CREATED,
+                token_json(&t.token, t.key.as_deref().map(String::as_str)),
+            ))
+        }
+        Endpoint::OwnerPermissions => {
+            let owner = mgr.owner_of(actor, need_id(id)?).await.map_err(m)?;
+            let perms: Vec<Permission> = if owner.super_admin {
+                mgr.admin_catalog(&[])
+                    .into_iter()
+                    .flat_map(|g| g.permissions)
+                    .collect()
+            } else {
+                owner.permissions.to_sorted_vec()
+            };
+            Ok((
+                StatusCode::OK,
+                Value::Array(perms.iter().map(permission_json).collect()),
+            ))
+        }
+        Endpoint::Users => {
+            let users = state.store.list_users().await.map_err(|e| m(e.into()))?;
+            let n = users.len();
+            Ok((
+                StatusCode::OK,
+                json!({
+                    "results": users.iter().map(user_json).collect::<Vec<_>>(),
+                    "pagination": {"page": 1, "pageSize": n, "pageCount": 1, "total": n},
+                }),
+            ))
+        }
+        Endpoint::Roles => {
+            let roles = state.store.list_roles().await.map_err(|e| m(e.into()))?;
+            Ok((
+                StatusCode::OK,
+                Value::Array(
+                    roles
+                        .iter()
+                        .map(|r| {
+                            json!({
+                                "id": r.id,
+                                "name": r.name,
+                                "superAdmin": r.super_admin,
+                                "permissions": r.permissions.iter().map(permission_json).collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect(),
+                ),
+            ))
+        }
+        Endpoint::Permissions => Ok((
+            StatusCode::OK,
+            json!({
+                "contentApi": mgr.content_api_catalog().iter().map(|g| json!({
+                    "category": g.category,
+                    "actions": g.permissions.iter().map(|p| p.action.as_str()).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "admin": mgr.admin_catalog(&[]).iter().map(|g| json!({
+                    "category": g.category,
+                    "permissions": g.permissions.iter().map(|p| json!({"action": p.action, "subject": p.subject})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            }),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_like_strapi() {
+        let (r, id) = route(&Method::GET, "/admin/api-tokens").unwrap();
+        assert_eq!(
+            (r.endpoint, id),
+            (Endpoint::List(TokenKind::ContentApi), None)
+        );
+        let (r, id) = route(&Method::POST, "/ADMIN/Admin-Tokens/12/regenerate/").unwrap();
+        assert_eq!(
+            (r.endpoint, id),
+            (Endpoint::Regenerate(TokenKind::Admin), Some("12"))
+        );
+        let (r, _) = route(&Method::GET, "/admin/admin-tokens/3/owner-permissions").unwrap();
+        assert_eq!(r.endpoint, Endpoint::OwnerPermissions);
+        assert_eq!(
+            route(&Method::PATCH, "/admin/api-tokens/1").unwrap_err(),
+            Miss::MethodNotAllowed
+        );
+        for p in [
+            "/admin/api-tokens/1/2",
+            "/admin/nope",
+            "/admin",
+            "/admin/api-tokens//regenerate",
+        ] {
+            assert_eq!(route(&Method::GET, p).unwrap_err(), Miss::NotFound, "{p}");
+        }
+    }
+
+    #[test]
+    fn every_route_names_its_permission() {
+        assert_eq!(
+            Endpoint::Regenerate(TokenKind::Admin).action().as_deref(),
+            Some("admin::admin-tokens.regenerate")
+        );
+        assert_eq!(
+            Endpoint::Create(TokenKind::ContentApi).action().as_deref(),
+            Some("admin::api-tokens.create")
+        );
+        assert_eq!(Endpoint::Permissions.action(), None);
+        let distinct: std::collections::HashSet<(&str, &str)> =
+            ROUTES.iter().map(|r| (r.method, r.path)).collect();
+        assert_eq!(distinct.len(), ROUTES.len(), "no route is listed twice");
+    }
+
+    #[test]
+    fn error_envelope() {
+        let e = ApiError::from_manage(ManageError::Denied("only \"the\" owner".into()));
+        let v: Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(
+            v,
+            json!({"data": null, "error": {"status": 403, "name": "ForbiddenError", "message": "only \"the\" owner", "details": {}}})
+        );
+        let ours: Value =
+            serde_json::from_str(&ApiError::denial(Denial::PolicyFailed).body()).unwrap();
+        let gateway: Value = serde_json::from_str(&Denial::PolicyFailed.body()).unwrap();
+        assert_eq!(ours, gateway, "the gateway's denials read the same here");
+    }
+
+    #[test]
+    fn admin_permission_bodies() {
+        let ok: Vec<AdminPermission> = serde_json::from_str(
+            r#"[{"action":"a.read","subject":"api::x.x","properties":{},"conditions":[]},{"action":"b"},{"action":"c","properties":{"fields":null}}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            admin_permissions(ok).unwrap(),
+            vec![
+                Permission::new("a.read", Some("api::x.x".into())),
+                Permission::new("b", None),
+                Permission::new("c", None)
+            ]
+        );
+        for bad in [
+            r#"[{"action":"a","conditions":["admin::is-creator"]}]"#,
+            r#"[{"action":"a","properties":{"fields":["title"]}}]"#,
+            r#"[{"action":""}]"#,
+        ] {
+            let list: Vec<AdminPermission> = serde_json::from_str(bad).unwrap();
+            assert!(admin_permissions(list).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<AdminPermission>(r#"{"action":"a","x":1}"#).is_err());
+    }
+}
