@@ -134,6 +134,8 @@ async fn main() {
     let listener = TcpListener::bind(addr)
         .await
         .unwrap_or_else(|e| panic!("cannot listen on {addr}: {e}"));
+    // The bound address, so `127.0.0.1:0` reports the port it got.
+    let addr = listener.local_addr().unwrap_or(addr);
     eprintln!("echo upstream listening on http://{addr}");
     serve(listener).await;
 }
