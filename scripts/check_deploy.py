@@ -33,7 +33,7 @@ CMS_PORT = 1337
 SECRET_ENV = ("API_TOKEN_SALT", "ENCRYPTION_KEY", "AUTHGATE_POSTGRES_URL")
 CONFIG_SECTIONS = (
     "rate_limit", "upstream", "postgres", "identity", "metrics", "server",
-    "tokens", "routes", "cache", "redis", "log",
+    "tokens", "routes", "cache", "redis", "log", "management",
 )
 DOCKER_CMD = ["serve", "--config", "/etc/authgate/config.toml"]
 
