@@ -152,6 +152,7 @@ async function checkLabels(page, where) {
 
 async function main() {
   mkdirSync(run, { recursive: true });
+  for (const f of ["failure.png", "failure.html"]) { rmSync(join(OUT, f), { force: true }); }
   const upstreamLine = await startUntil(ECHO, ["127.0.0.1:0"], /listening on/);
   const upstream = upstreamLine.match(/http:\/\/(\S+)/)[1];
   writeFileSync(
