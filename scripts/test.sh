@@ -18,3 +18,5 @@ echo "==> cargo test"
 cargo test --locked
 echo "==> deployment artefacts (kustomize, kubernetes-validate, promtool, hadolint)"
 scripts/check-deploy.sh
+echo "==> browser test of the management page (headless Chromium)"
+scripts/browser-test.sh

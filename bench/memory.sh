@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Memory: peak RSS of authgate with N tokens cached (default 1,000,000),
+# filled through the real lookup path (every key requested once, each a
+# cache miss answered by Postgres), reported in bytes per cached entry.
+#
+#   bench/memory.sh              # 1,000,000 tokens (takes a few minutes)
+#   TOKENS=20000 bench/memory.sh # quicker
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services.sh
+
+TOKENS=${TOKENS:-1000000}
+ensure_command wrk wrk
+ensure_postgres 5432
+
+W=$(mktemp -d /tmp/authgate-mem.XXXXXX)
+SCHEMA=authgate_mem_$$
+DB_URL=${AUTHGATE_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+SALT=bench-salt-0123456789abcdef
+pids=()
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  psql -q "$DB_URL" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+  rm -rf "$W"
+}
+trap cleanup EXIT INT TERM
+
+cargo build --release --quiet --bin authgate --example echo_upstream
+cat > "$W/config.toml" <<EOF
+[server]
+listen = "127.0.0.1:18093"
+worker_threads = 1
+[upstream]
+url = "http://127.0.0.1:18091"
+[postgres]
+url = "$DB_URL"
+schema = "$SCHEMA"
+[tokens]
+salt = "$SALT"
+[cache]
+capacity = $((TOKENS + TOKENS / 10))
+ttl = "1h"
+[metrics]
+listen = "127.0.0.1:18094"
+[log]
+level = "warn"
+[[content_types]]
+uid = "api::article.article"
+plural = "articles"
+EOF
+target/release/authgate --config "$W/config.toml" migrate >/dev/null
+echo "==> generating $TOKENS tokens" >&2
+python3 - "$W" "$SALT" "$TOKENS" <<'PY'
+import hmac, hashlib, os, sys
+w, salt, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
+with open(f"{w}/keys.txt", "w") as keys, open(f"{w}/tokens.csv", "w") as rows:
+    for i in range(n):
+        k = os.urandom(128).hex()
+        keys.write(k + "\n")
+        rows.write(f"content-api,mem-{i},read-only,{hmac.new(salt, k.encode(), hashlib.sha512).hexdigest()}\n")
+PY
+psql -q "$DB_URL" -c "\\copy $SCHEMA.tokens (kind, name, type, access_key) FROM '$W/tokens.csv' CSV"
+
+target/release/examples/echo_upstream 127.0.0.1:18091 2>/dev/null & pids+=($!)
+target/release/authgate --config "$W/config.toml" serve 2>"$W/authgate.log" & gate=$!; pids+=($gate)
+for _ in $(seq 1 100); do curl -fs http://127.0.0.1:18094/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+sleep 1
+rss() { awk -v k="$1:" '$1==k {print $2 * 1024}' "/proc/$gate/status"; }
+base=$(rss VmRSS)
+
+cat > "$W/fill.lua" <<EOF
+local keys, i, done = {}, 0, 0
+for line in io.lines("$W/keys.txt") do keys[#keys + 1] = "Bearer " .. line end
+request = function()
+  i = i + 1
+  if i > #keys then i = 1 end
+  return wrk.format(nil, nil, { ["Authorization"] = keys[i] })
+end
+response = function(status)
+  done = done + 1
+  if done >= #keys then wrk.thread:stop() end
+end
+EOF
+echo "==> requesting every key once (each a cache miss)" >&2
+start=$(date +%s)
+wrk -t1 -c16 -d3600s -s "$W/fill.lua" http://127.0.0.1:18093/api/articles > "$W/wrk.txt"
+secs=$(( $(date +%s) - start ))
+entries=$(curl -fs http://127.0.0.1:18094/metrics | awk '$1=="authgate_cache_entries" {print $2}')
+peak=$(rss VmHWM)
+now=$(rss VmRSS)
+python3 - "$TOKENS" "$entries" "$base" "$now" "$peak" "$secs" <<'PY'
+import sys
+n, entries, base, now, peak, secs = sys.argv[1:]
+n, entries, base, now, peak, secs = int(n), float(entries), int(base), int(now), int(peak), int(secs)
+mib = lambda b: b / 1048576
+print(f"tokens {n:,}; cached entries {entries:,.0f}; filled in {secs} s ({n / max(secs, 1):,.0f} misses/s)")
+print(f"RSS before {mib(base):.1f} MiB, after {mib(now):.1f} MiB, peak {mib(peak):.1f} MiB")
+print(f"per cached entry: {(now - base) / max(entries, 1):.0f} bytes (peak-based {(peak - base) / max(entries, 1):.0f})")
+PY
