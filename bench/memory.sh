@@ -70,21 +70,21 @@ rss() { awk -v k="$1:" '$1==k {print $2 * 1024}' "/proc/$gate/status"; }
 base=$(rss VmRSS)
 
 cat > "$W/fill.lua" <<EOF
-local keys, i, done = {}, 0, 0
+local keys, i = {}, 0
 for line in io.lines("$W/keys.txt") do keys[#keys + 1] = "Bearer " .. line end
 request = function()
   i = i + 1
   if i > #keys then i = 1 end
   return wrk.format(nil, nil, { ["Authorization"] = keys[i] })
 end
-response = function(status)
-  done = done + 1
-  if done >= #keys then wrk.thread:stop() end
-end
 EOF
 echo "==> requesting every key once (each a cache miss)" >&2
 start=$(date +%s)
-wrk -t1 -c16 -d3600s -s "$W/fill.lua" http://127.0.0.1:18093/api/articles > "$W/wrk.txt"
+# wrk cycles through the keys; stop it once every key has been looked up.
+wrk -t1 -c16 -d3600s -s "$W/fill.lua" http://127.0.0.1:18093/api/articles > "$W/wrk.txt" & filler=$!
+misses() { curl -fs http://127.0.0.1:18094/metrics | awk '$1=="authgate_cache_misses_total" {print int($2)}'; }
+while [ "$(misses)" -lt "$TOKENS" ]; do sleep 1; done
+kill "$filler"; wait "$filler" 2>/dev/null || true
 secs=$(( $(date +%s) - start ))
 entries=$(curl -fs http://127.0.0.1:18094/metrics | awk '$1=="authgate_cache_entries" {print $2}')
 peak=$(rss VmHWM)

@@ -20,16 +20,20 @@
 //! callers but not stored.
 //!
 //! **Single flight:** concurrent misses on the same hash share one query.
+//!
+//! **Memory:** records and absences live in two moka caches with a fixed
+//! time-to-live each (no per-entry timer), and a record is one allocation
+//! ([`Cached`]: the value and when it was read).
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use moka::notification::RemovalCause;
-use moka::Expiry;
 use tokio::sync::OnceCell;
 
 use crate::config::CacheConfig;
@@ -38,13 +42,22 @@ use crate::model::TokenRecord;
 use crate::store::StoreError;
 use crate::token::TokenHash;
 
-/// A cached lookup result: the value, or the fact that there is none.
-struct Slot<V> {
-    value: Option<Arc<V>>,
+/// A cached record and when it was read from the store.
+#[derive(Debug)]
+pub struct Cached<V> {
+    value: V,
     fetched: Instant,
 }
 
-type Entry<V> = Arc<Slot<V>>;
+impl<V> Deref for Cached<V> {
+    type Target = V;
+    fn deref(&self) -> &V {
+        &self.value
+    }
+}
+
+/// What a lookup returns: a shared, cached record.
+pub type Hit<V> = Arc<Cached<V>>;
 
 /// Why a lookup produced no answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,37 +78,13 @@ impl From<&StoreError> for LookupError {
     }
 }
 
-struct SlotExpiry {
-    positive: Duration,
-    negative: Duration,
-}
-
-impl<V> Expiry<TokenHash, Entry<V>> for SlotExpiry {
-    fn expire_after_create(&self, _k: &TokenHash, v: &Entry<V>, _now: Instant) -> Option<Duration> {
-        Some(if v.value.is_some() {
-            self.positive
-        } else {
-            self.negative
-        })
-    }
-
-    fn expire_after_update(
-        &self,
-        k: &TokenHash,
-        v: &Entry<V>,
-        now: Instant,
-        _current: Option<Duration>,
-    ) -> Option<Duration> {
-        self.expire_after_create(k, v, now)
-    }
-}
-
-type Flight<V> = Arc<OnceCell<Result<Option<Arc<V>>, LookupError>>>;
+type Flight<V> = Arc<OnceCell<Result<Option<Hit<V>>, LookupError>>>;
 
 /// The token cache. `V` is what the proxy keeps per token (the record plus
-/// anything precomputed from it); the cache only needs its record.
+/// anything derived from it); the cache only needs its record.
 pub struct TokenCache<V> {
-    cache: Option<Cache<TokenHash, Entry<V>>>,
+    records: Option<Cache<TokenHash, Hit<V>>>,
+    absent: Option<Cache<TokenHash, ()>>,
     inflight: Mutex<HashMap<TokenHash, Flight<V>>>,
     epoch: AtomicU64,
     ttl: Duration,
@@ -110,14 +99,12 @@ where
     /// A cache per config; `capacity = 0` disables caching (every lookup
     /// queries the store; single flight still applies).
     pub fn new(cfg: &CacheConfig, metrics: Metrics) -> Self {
-        let cache = (cfg.capacity > 0).then(|| {
+        let enabled = cfg.capacity > 0;
+        let records = enabled.then(|| {
             let evictions = metrics.cache_evictions.clone();
             Cache::builder()
                 .max_capacity(cfg.capacity)
-                .expire_after(SlotExpiry {
-                    positive: cfg.ttl + cfg.stale_if_error,
-                    negative: cfg.negative_ttl,
-                })
+                .time_to_live(cfg.ttl + cfg.stale_if_error)
                 .support_invalidation_closures()
                 .eviction_listener(move |_k, _v, cause| {
                     let label = match cause {
@@ -130,8 +117,17 @@ where
                 })
                 .build()
         });
+        // Absences are cheap and short-lived; a quarter of the capacity
+        // bounds what a flood of unknown keys can occupy.
+        let absent = enabled.then(|| {
+            Cache::builder()
+                .max_capacity((cfg.capacity / 4).max(1024))
+                .time_to_live(cfg.negative_ttl)
+                .build()
+        });
         Self {
-            cache,
+            records,
+            absent,
             inflight: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             ttl: cfg.ttl,
@@ -145,39 +141,34 @@ where
         &self,
         hash: TokenHash,
         load: F,
-    ) -> Result<Option<Arc<V>>, LookupError>
+    ) -> Result<Option<Hit<V>>, LookupError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, StoreError>>,
     {
-        let stale = match &self.cache {
-            Some(cache) => match cache.get(&hash).await {
-                Some(slot) => {
-                    let age = slot.fetched.elapsed();
-                    if slot.value.is_none() {
-                        // Negative entries live only for negative_ttl (moka
-                        // expires them), so any we see is fresh.
-                        self.metrics.cache_negative_hits.inc();
-                        return Ok(None);
-                    }
-                    if age < self.ttl {
-                        self.metrics.cache_hits.inc();
-                        return Ok(slot.value.clone());
-                    }
-                    Some(slot)
+        let mut stale = None;
+        if let Some(records) = &self.records {
+            if let Some(hit) = records.get(&hash).await {
+                if hit.fetched.elapsed() < self.ttl {
+                    self.metrics.cache_hits.inc();
+                    return Ok(Some(hit));
                 }
-                None => None,
-            },
-            None => None,
-        };
+                stale = Some(hit);
+            } else if let Some(absent) = &self.absent {
+                if absent.contains_key(&hash) {
+                    self.metrics.cache_negative_hits.inc();
+                    return Ok(None);
+                }
+            }
+        }
         self.metrics.cache_misses.inc();
         match self.load_once(hash, load).await {
             Ok(v) => Ok(v),
             Err(LookupError::Unavailable(reason)) => match stale {
-                Some(slot) if slot.fetched.elapsed() < self.ttl + self.stale_if_error => {
+                Some(hit) if hit.fetched.elapsed() < self.ttl + self.stale_if_error => {
                     self.metrics.cache_stale_served.inc();
                     tracing::debug!(%reason, "serving a stale token record while the store is unavailable");
-                    Ok(slot.value.clone())
+                    Ok(Some(hit))
                 }
                 _ => Err(LookupError::Unavailable(reason)),
             },
@@ -191,7 +182,7 @@ where
         &self,
         hash: TokenHash,
         load: F,
-    ) -> Result<Option<Arc<V>>, LookupError>
+    ) -> Result<Option<Hit<V>>, LookupError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, StoreError>>,
@@ -204,16 +195,33 @@ where
         let result = flight
             .get_or_init(|| async {
                 let r = match load().await {
-                    Ok(v) => Ok(v.map(Arc::new)),
+                    Ok(v) => Ok(v.map(|value| {
+                        Arc::new(Cached {
+                            value,
+                            fetched: Instant::now(),
+                        })
+                    })),
                     Err(e) => Err(LookupError::from(&e)),
                 };
-                if let (Ok(value), Some(cache)) = (&r, &self.cache) {
-                    if self.epoch.load(Ordering::Acquire) == epoch {
-                        let slot = Arc::new(Slot {
-                            value: value.clone(),
-                            fetched: Instant::now(),
-                        });
-                        cache.insert(hash, slot).await;
+                if self.epoch.load(Ordering::Acquire) == epoch {
+                    match &r {
+                        Ok(Some(hit)) => {
+                            if let Some(records) = &self.records {
+                                records.insert(hash, hit.clone()).await;
+                            }
+                            if let Some(absent) = &self.absent {
+                                absent.invalidate(&hash).await;
+                            }
+                        }
+                        Ok(None) => {
+                            if let Some(records) = &self.records {
+                                records.invalidate(&hash).await;
+                            }
+                            if let Some(absent) = &self.absent {
+                                absent.insert(hash, ()).await;
+                            }
+                        }
+                        Err(_) => {}
                     }
                 }
                 r
@@ -235,17 +243,18 @@ where
     /// Forget one hash.
     pub async fn invalidate_hash(&self, hash: &TokenHash) {
         self.bump();
-        if let Some(c) = &self.cache {
+        if let Some(c) = &self.records {
+            c.invalidate(hash).await;
+        }
+        if let Some(c) = &self.absent {
             c.invalidate(hash).await;
         }
     }
 
     fn invalidate_where(&self, pred: impl Fn(&TokenRecord) -> bool + Send + Sync + 'static) {
         self.bump();
-        if let Some(c) = &self.cache {
-            let r = c.invalidate_entries_if(move |_k, slot| {
-                slot.value.as_deref().is_some_and(|v| pred(v.as_ref()))
-            });
+        if let Some(c) = &self.records {
+            let r = c.invalidate_entries_if(move |_k, hit| pred(hit.value.as_ref()));
             if let Err(e) = r {
                 tracing::warn!(error = %e, "predicate invalidation unavailable; clearing the whole cache");
                 c.invalidate_all();
@@ -274,20 +283,34 @@ where
     /// Forget everything (e.g. after the listener missed events).
     pub fn invalidate_all(&self) {
         self.bump();
-        if let Some(c) = &self.cache {
+        if let Some(c) = &self.records {
+            c.invalidate_all();
+        }
+        if let Some(c) = &self.absent {
             c.invalidate_all();
         }
     }
 
-    /// Entries currently held (approximate; for the gauge).
+    /// Records currently held (approximate; for the gauge).
     pub fn entry_count(&self) -> u64 {
-        self.cache.as_ref().map_or(0, |c| c.entry_count())
+        self.records.as_ref().map_or(0, |c| c.entry_count())
     }
 
     /// Let moka apply pending maintenance (tests and the metrics gauge).
     pub async fn run_pending_tasks(&self) {
-        if let Some(c) = &self.cache {
+        if let Some(c) = &self.records {
             c.run_pending_tasks().await;
+        }
+        if let Some(c) = &self.absent {
+            c.run_pending_tasks().await;
+        }
+    }
+
+    /// Is a record cached for `hash`? (tests)
+    pub async fn holds(&self, hash: &TokenHash) -> bool {
+        match &self.records {
+            Some(c) => c.get(hash).await.is_some(),
+            None => false,
         }
     }
 }

@@ -6,8 +6,8 @@
 //! map `_` and `-` alike). Only then are the gateway's own headers added, so
 //! a client can never supply or shadow one.
 //!
-//! The per-token header values are computed once when a record enters the
-//! cache ([`Resolved`]), so an allowed request only copies them. Values are
+//! The per-token header values are built per allowed request (a few small
+//! copies) rather than kept for every cached token. Values are
 //! printable ASCII: any other byte of a token name or email, and `%`
 //! itself, is percent-encoded (UTF-8).
 //!
@@ -93,27 +93,26 @@ impl IdentityNames {
         }
     }
 
-    /// The per-token headers for a record.
-    pub fn headers_for(&self, r: &TokenRecord) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = vec![
-            (self.token_id.clone(), HeaderValue::from(r.id)),
-            (
-                self.token_kind.clone(),
-                HeaderValue::from_static(r.kind.as_str()),
-            ),
-            (self.token_name.clone(), header_value(&r.name)),
-        ];
+    /// Add the per-token headers of a record. Built per request rather than
+    /// kept in the cache: a few small copies cost far less than holding
+    /// ready-made values for every cached token.
+    pub fn insert_into(&self, h: &mut HeaderMap, r: &TokenRecord) {
+        h.insert(self.token_id.clone(), HeaderValue::from(r.id));
+        h.insert(
+            self.token_kind.clone(),
+            HeaderValue::from_static(r.kind.as_str()),
+        );
+        h.insert(self.token_name.clone(), header_value(&r.name));
         if let Some(t) = r.token_type {
-            out.push((
+            h.insert(
                 self.token_type.clone(),
                 HeaderValue::from_static(t.as_str()),
-            ));
+            );
         }
         if let Ownership::Owner(o) = &r.ownership {
-            out.push((self.owner_id.clone(), HeaderValue::from(o.id)));
-            out.push((self.owner_email.clone(), header_value(&o.email)));
+            h.insert(self.owner_id.clone(), HeaderValue::from(o.id));
+            h.insert(self.owner_email.clone(), header_value(&o.email));
         }
-        out
     }
 }
 
@@ -132,23 +131,19 @@ pub fn header_value(s: &str) -> HeaderValue {
         .unwrap_or_else(|_| unreachable!("printable ASCII is a valid header value"))
 }
 
-/// A token record as the proxy keeps it in the cache: the facts plus the
-/// identity headers computed from them.
+/// A token record as the proxy keeps it in the cache.
 #[derive(Debug)]
 pub struct Resolved {
     pub record: TokenRecord,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Unix seconds of the last use recorded for `last_used_at` (a cheap
     /// pre-check so most requests skip the recorder's lock).
     pub last_recorded: AtomicU64,
 }
 
 impl Resolved {
-    pub fn new(record: TokenRecord, names: &IdentityNames) -> Self {
-        let headers = names.headers_for(&record);
+    pub fn new(record: TokenRecord) -> Self {
         Self {
             record,
-            headers,
             last_recorded: AtomicU64::new(0),
         }
     }
@@ -282,12 +277,13 @@ mod tests {
             ownership: Ownership::None,
             rate_limit: None,
         };
-        let h = n.headers_for(&content);
-        let get = |h: &[(HeaderName, HeaderValue)], k: &str| {
-            h.iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.to_str().unwrap().to_owned())
+        let headers_for = |r: &TokenRecord| {
+            let mut h = HeaderMap::new();
+            n.insert_into(&mut h, r);
+            h
         };
+        let h = headers_for(&content);
+        let get = |h: &HeaderMap, k: &str| h.get(k).map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(get(&h, "x-auth-token-id").as_deref(), Some("12"));
         assert_eq!(get(&h, "x-auth-token-kind").as_deref(), Some("content-api"));
         assert_eq!(
@@ -299,7 +295,7 @@ mod tests {
         let mut admin = content.clone();
         admin.kind = TokenKind::Admin;
         admin.token_type = None;
-        admin.ownership = Ownership::Owner(Owner {
+        admin.ownership = Ownership::owner(Owner {
             id: 3,
             email: "ops@example.com".into(),
             is_active: true,
@@ -308,7 +304,7 @@ mod tests {
             permissions: PermissionSet::default(),
             role_ids: vec![],
         });
-        let h = n.headers_for(&admin);
+        let h = headers_for(&admin);
         assert_eq!(get(&h, "x-auth-token-kind").as_deref(), Some("admin"));
         assert_eq!(get(&h, "x-auth-token-type"), None);
         assert_eq!(get(&h, "x-auth-owner-id").as_deref(), Some("3"));
@@ -352,20 +348,16 @@ mod tests {
 
     #[test]
     fn records_at_most_once_per_interval() {
-        let n = IdentityNames::new("x-auth-");
-        let r = Resolved::new(
-            TokenRecord {
-                id: 1,
-                kind: TokenKind::ContentApi,
-                name: "n".into(),
-                token_type: Some(ContentApiType::ReadOnly),
-                expires_at: None,
-                permissions: PermissionSet::default(),
-                ownership: Ownership::None,
-                rate_limit: None,
-            },
-            &n,
-        );
+        let r = Resolved::new(TokenRecord {
+            id: 1,
+            kind: TokenKind::ContentApi,
+            name: "n".into(),
+            token_type: Some(ContentApiType::ReadOnly),
+            expires_at: None,
+            permissions: PermissionSet::default(),
+            ownership: Ownership::None,
+            rate_limit: None,
+        });
         assert!(r.should_record(1000, 60));
         assert!(!r.should_record(1030, 60));
         assert!(r.should_record(1060, 60));

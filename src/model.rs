@@ -130,9 +130,15 @@ impl fmt::Display for Permission {
 }
 
 /// A set of permissions with the lookups the decision needs, indexed by
-/// action so a check never allocates or scans.
+/// action so a check never allocates or scans. An empty set (most
+/// content-API tokens) costs one pointer in the cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PermissionSet {
+    inner: Option<Box<Inner>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Inner {
     by_action: HashMap<String, Subjects>,
     len: usize,
 }
@@ -144,13 +150,17 @@ struct Subjects {
 }
 
 impl PermissionSet {
+    fn get(&self, action: &str) -> Option<&Subjects> {
+        self.inner.as_ref()?.by_action.get(action)
+    }
+
     /// Does the set grant `action` (on `subject`, when the route names one)?
     ///
     /// Strapi's (CASL's) rule: a permission without a subject applies to
     /// every subject; a check without a subject is met only by a permission
     /// without one.
     pub fn grants(&self, action: &str, subject: Option<&str>) -> bool {
-        match (self.by_action.get(action), subject) {
+        match (self.get(action), subject) {
             (None, _) => false,
             (Some(s), None) => s.without_subject,
             (Some(s), Some(subject)) => s.without_subject || s.subjects.contains(subject),
@@ -158,16 +168,18 @@ impl PermissionSet {
     }
 
     pub fn iter_actions(&self) -> impl Iterator<Item = &str> {
-        self.by_action.keys().map(String::as_str)
+        self.inner
+            .iter()
+            .flat_map(|i| i.by_action.keys().map(String::as_str))
     }
 
     pub fn contains_action(&self, action: &str) -> bool {
-        self.by_action.contains_key(action)
+        self.get(action).is_some()
     }
 
     /// Exact membership of one (action, subject) pair.
     pub fn contains(&self, p: &Permission) -> bool {
-        match (self.by_action.get(&p.action), &p.subject) {
+        match (self.get(&p.action), &p.subject) {
             (None, _) => false,
             (Some(s), None) => s.without_subject,
             (Some(s), Some(subject)) => s.subjects.contains(subject),
@@ -175,18 +187,19 @@ impl PermissionSet {
     }
 
     pub fn insert(&mut self, p: Permission) {
-        let entry = self.by_action.entry(p.action).or_default();
+        let inner = self.inner.get_or_insert_with(Default::default);
+        let entry = inner.by_action.entry(p.action).or_default();
         let added = match p.subject {
             None => !std::mem::replace(&mut entry.without_subject, true),
             Some(s) => entry.subjects.insert(s),
         };
-        self.len += usize::from(added);
+        inner.len += usize::from(added);
     }
 
     /// Every permission, sorted (for display and stable output).
     pub fn to_sorted_vec(&self) -> Vec<Permission> {
-        let mut out: Vec<Permission> = Vec::with_capacity(self.len);
-        for (action, s) in &self.by_action {
+        let mut out: Vec<Permission> = Vec::with_capacity(self.len());
+        for (action, s) in self.inner.iter().flat_map(|i| i.by_action.iter()) {
             if s.without_subject {
                 out.push(Permission::new(action.clone(), None));
             }
@@ -201,11 +214,11 @@ impl PermissionSet {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.inner.as_ref().map_or(0, |i| i.len)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 }
 
@@ -248,7 +261,14 @@ pub enum Ownership {
     None,
     /// An admin token whose owner row is gone.
     Missing,
-    Owner(Owner),
+    /// Boxed: content-API records (no owner) stay small in the cache.
+    Owner(Box<Owner>),
+}
+
+impl Ownership {
+    pub fn owner(o: Owner) -> Self {
+        Ownership::Owner(Box::new(o))
+    }
 }
 
 /// One token, as stored (never the key, never the hash).

@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::authz::{self, Denial, GraphQlOperation, Precheck, SessionPolicy, Verdict};
-use crate::cache::{LookupError, TokenCache};
+use crate::cache::{Hit, LookupError, TokenCache};
 use crate::config::Config;
 use crate::forwarding::{Forwarding, Peer};
 use crate::identity::{IdentityNames, Resolved, Signer};
@@ -94,7 +94,7 @@ enum Outcome {
     /// Forwarded without identity (unprotected, anonymous, session).
     Pass,
     /// Forwarded with identity.
-    Allow(Arc<Resolved>),
+    Allow(Hit<Resolved>),
     Deny {
         denial: Denial,
         token_id: Option<i64>,
@@ -244,7 +244,7 @@ impl Gateway {
                                 if r.is_err() {
                                     self.metrics.hot.store_find_errors.inc();
                                 }
-                                r.map(|o| o.map(|rec| Resolved::new(rec, &self.names)))
+                                r.map(|o| o.map(Resolved::new))
                             })
                             .await
                     } else {
@@ -311,7 +311,7 @@ impl Gateway {
     async fn decide(
         &self,
         route: &route::Route<'_>,
-        resolved: Option<Arc<Resolved>>,
+        resolved: Option<Hit<Resolved>>,
         req: Request<ForwardBody>,
         policy: &Policy,
         client: std::net::IpAddr,
@@ -388,7 +388,7 @@ impl Gateway {
         &self,
         req: Request<ForwardBody>,
         path_and_query: &str,
-        identity: Option<&Arc<Resolved>>,
+        identity: Option<&Hit<Resolved>>,
         action: Option<&str>,
         conn: &Peer,
         request_id: &HeaderValue,
@@ -413,9 +413,7 @@ impl Gateway {
             parts.headers.insert(header::UPGRADE, v);
         }
         if let Some(r) = identity {
-            for (name, value) in &r.headers {
-                parts.headers.insert(name.clone(), value.clone());
-            }
+            self.names.insert_into(&mut parts.headers, &r.record);
             if let Some(a) = action {
                 if let Ok(v) = HeaderValue::from_str(a) {
                     parts.headers.insert(self.names.action.clone(), v);

@@ -282,7 +282,7 @@ fn record_from_row(row: &tokio_postgres::Row) -> Result<TokenRecord, StoreError>
         TokenKind::ContentApi => Ownership::None,
         TokenKind::Admin => match row.try_get::<_, Option<i64>>("user_id")? {
             None => Ownership::Missing,
-            Some(id) => Ownership::Owner(Owner {
+            Some(id) => Ownership::owner(Owner {
                 id,
                 email: row.try_get("email")?,
                 is_active: row.try_get("is_active")?,

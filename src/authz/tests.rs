@@ -100,7 +100,7 @@ fn admin(token_perms: &[(&str, Option<&str>)], owner: Owner) -> TokenRecord {
         token_type: None,
         expires_at: None,
         permissions: perms(token_perms),
-        ownership: Ownership::Owner(owner),
+        ownership: Ownership::owner(owner),
         rate_limit: None,
     }
 }

@@ -26,7 +26,7 @@ fn record(id: i64, owner: Option<(i64, i64)>) -> TokenRecord {
         permissions: PermissionSet::default(),
         ownership: match owner {
             None => Ownership::None,
-            Some((uid, role)) => Ownership::Owner(Owner {
+            Some((uid, role)) => Ownership::owner(Owner {
                 id: uid,
                 email: "o@x".into(),
                 is_active: true,
@@ -50,7 +50,7 @@ async fn load(
     h: TokenHash,
     calls: &AtomicUsize,
     result: Result<Option<TokenRecord>, StoreError>,
-) -> Result<Option<Arc<TokenRecord>>, LookupError> {
+) -> Result<Option<Hit<TokenRecord>>, LookupError> {
     cache
         .get_or_load(h, || async {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -184,7 +184,7 @@ async fn invalidation_by_hash_id_owner_role_and_all() {
     }
     let cached = |n: u8| {
         let c = &c;
-        async move { c.cache.as_ref().unwrap().get(&hash(n)).await.is_some() }
+        async move { c.holds(&hash(n)).await }
     };
     c.invalidate_hash(&hash(1)).await;
     assert!(!cached(1).await);
@@ -223,10 +223,7 @@ async fn load_racing_an_invalidation_is_not_cached() {
         slow.await.unwrap().unwrap().is_some(),
         "the caller still gets its answer"
     );
-    assert!(
-        c.cache.as_ref().unwrap().get(&hash(1)).await.is_none(),
-        "but it is not cached"
-    );
+    assert!(!c.holds(&hash(1)).await, "but it is not cached");
 }
 
 #[tokio::test]
