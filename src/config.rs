@@ -231,6 +231,8 @@ pub struct RawPostgres {
     pub schema: String,
     pub connect_timeout: String,
     pub query_timeout: String,
+    pub tls: String,
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RawPostgres {
@@ -241,6 +243,8 @@ impl Default for RawPostgres {
             schema: "authgate".into(),
             connect_timeout: "2s".into(),
             query_timeout: "2s".into(),
+            tls: "off".into(),
+            ca_file: None,
         }
     }
 }
@@ -704,6 +708,10 @@ pub struct PostgresConfig {
     pub schema: String,
     pub connect_timeout: Duration,
     pub query_timeout: Duration,
+    /// Encrypt and verify every connection (`tls = "verify"`).
+    pub tls_verify: bool,
+    /// PEM CA bundle for the database's TLS certificate (else system roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -936,6 +944,28 @@ impl RawConfig {
             schema: identifier("postgres.schema", &p.schema)?,
             connect_timeout: duration("postgres.connect_timeout", &p.connect_timeout)?,
             query_timeout: duration("postgres.query_timeout", &p.query_timeout)?,
+            tls_verify: match p.tls.as_str() {
+                "off" => false,
+                "verify" => true,
+                other => {
+                    return Err(key_err(
+                        "postgres.tls",
+                        format!("`{other}`: expected \"off\" or \"verify\""),
+                    ))
+                }
+            },
+            ca_file: match &p.ca_file {
+                Some(ca) => {
+                    std::fs::metadata(ca).map_err(|e| {
+                        key_err(
+                            "postgres.ca_file",
+                            format!("cannot read `{}`: {e}", ca.display()),
+                        )
+                    })?;
+                    Some(ca.clone())
+                }
+                None => None,
+            },
         };
 
         let t = &self.tokens;

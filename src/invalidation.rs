@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::cache::TokenCache;
 use crate::config::PostgresConfig;
@@ -211,10 +211,11 @@ where
     use crate::store::StoreError;
     let mut pg = crate::store::pg_config(cfg)?;
     pg.keepalives(true).keepalives_idle(Duration::from_secs(10));
-    let (client, mut conn) = tokio::time::timeout(cfg.connect_timeout, pg.connect(NoTls))
-        .await
-        .map_err(|_| StoreError::Unavailable("listener connect timed out".into()))?
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let (client, mut conn) =
+        tokio::time::timeout(cfg.connect_timeout, pg.connect(crate::store::tls(cfg)?))
+            .await
+            .map_err(|_| StoreError::Unavailable("listener connect timed out".into()))?
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     // Drive the connection; forward notifications. Ends when it closes.
     let driver = tokio::spawn(async move {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::PostgresConfig;
 use crate::model::{
@@ -87,6 +87,11 @@ pub fn pg_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreEr
         .parse()
         .map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
     pg.options(format!("-c search_path={}", cfg.schema));
+    pg.ssl_mode(if cfg.tls_verify {
+        tokio_postgres::config::SslMode::Require
+    } else {
+        tokio_postgres::config::SslMode::Disable
+    });
     pg.connect_timeout(cfg.connect_timeout);
     if pg.get_application_name().is_none() {
         pg.application_name("authgate");
@@ -94,10 +99,21 @@ pub fn pg_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreEr
     Ok(pg)
 }
 
+/// TLS for Postgres connections. With `postgres.tls = "verify"` every
+/// connection is encrypted and the server's certificate is checked against
+/// `postgres.ca_file` (else the system roots) and the host name; with
+/// `"off"` (the default, for a database on localhost or in the pod's
+/// network) connections are plain.
+pub fn tls(cfg: &PostgresConfig) -> Result<MakeRustlsConnect, StoreError> {
+    let client = crate::tls::client_config(cfg.ca_file.as_deref())
+        .map_err(|e| StoreError::Url(e.to_string()))?;
+    Ok(MakeRustlsConnect::new(client))
+}
+
 /// Open one connection outside the pool (migrations, LISTEN).
 pub async fn connect(cfg: &PostgresConfig) -> Result<tokio_postgres::Client, StoreError> {
     let pg = pg_config(cfg)?;
-    let (client, conn) = tokio::time::timeout(cfg.connect_timeout, pg.connect(NoTls))
+    let (client, conn) = tokio::time::timeout(cfg.connect_timeout, pg.connect(tls(cfg)?))
         .await
         .map_err(|_| {
             StoreError::Unavailable(format!("connect timed out after {:?}", cfg.connect_timeout))
@@ -322,7 +338,7 @@ impl Store {
         ));
         let mgr = Manager::from_config(
             pg,
-            NoTls,
+            tls(cfg)?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

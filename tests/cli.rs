@@ -323,3 +323,21 @@ async fn migrate_is_idempotent() {
         authgate::store::MIGRATIONS.len() as i64
     );
 }
+
+#[tokio::test]
+async fn postgres_tls_verify_refuses_an_unverifiable_server() {
+    // The local server's certificate is self-signed (or it has none): with
+    // tls = "verify" authgate must refuse rather than fall back to plain.
+    let env = Env::new().await;
+    let text = std::fs::read_to_string(&env.config_path)
+        .unwrap()
+        .replace("pool_size = 4", "pool_size = 4\ntls = \"verify\"");
+    std::fs::write(&env.config_path, text).unwrap();
+    let out = env.cli(&["token", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("TLS") || err.contains("tls") || err.contains("certificate"),
+        "{err}"
+    );
+}
