@@ -276,7 +276,7 @@ impl Ownership {
 pub struct TokenRecord {
     pub id: i64,
     pub kind: TokenKind,
-    pub name: String,
+    pub name: Box<str>,
     /// Content-API tokens only.
     pub token_type: Option<ContentApiType>,
     pub expires_at: Option<SystemTime>,

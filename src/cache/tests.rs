@@ -20,7 +20,7 @@ fn record(id: i64, owner: Option<(i64, i64)>) -> TokenRecord {
         } else {
             TokenKind::ContentApi
         },
-        name: format!("t{id}"),
+        name: format!("t{id}").into(),
         token_type: owner.is_none().then_some(ContentApiType::ReadOnly),
         expires_at: None,
         permissions: PermissionSet::default(),
