@@ -228,7 +228,11 @@ impl Default for RawUpstream {
 pub struct RawPostgres {
     pub url: SecretUrl,
     pub pool_size: usize,
-    pub schema: String,
+    /// "authgate" (authgate's own tables) or "strapi5" (a Strapi 5 database,
+    /// read in place).
+    pub layout: String,
+    /// Unset: `authgate` in the authgate layout, `public` in the strapi5 layout.
+    pub schema: Option<String>,
     pub connect_timeout: String,
     pub query_timeout: String,
     pub tls: String,
@@ -240,7 +244,8 @@ impl Default for RawPostgres {
         Self {
             url: SecretUrl("postgres://postgres@127.0.0.1:5432/postgres".into()),
             pool_size: 8,
-            schema: "authgate".into(),
+            layout: "authgate".into(),
+            schema: None,
             connect_timeout: "2s".into(),
             query_timeout: "2s".into(),
             tls: "off".into(),
@@ -287,7 +292,8 @@ impl Default for RawTokens {
 #[serde(deny_unknown_fields, default)]
 pub struct RawCache {
     pub capacity: u64,
-    pub ttl: String,
+    /// Unset: 60 s in the authgate layout, 5 s in the strapi5 layout.
+    pub ttl: Option<String>,
     pub negative_ttl: String,
     pub stale_if_error: String,
 }
@@ -296,7 +302,7 @@ impl Default for RawCache {
     fn default() -> Self {
         Self {
             capacity: 100_000,
-            ttl: "60s".into(),
+            ttl: None,
             negative_ttl: "5s".into(),
             stale_if_error: "30s".into(),
         }
@@ -504,6 +510,7 @@ const STRING_KEYS: &[&str] = &[
     "url",
     "listen",
     "schema",
+    "layout",
     "header_prefix",
     "level",
     "format",
@@ -701,10 +708,65 @@ pub struct UpstreamConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Which tables hold the tokens (`postgres.layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// authgate's own tables, created by `authgate migrate`.
+    #[default]
+    Authgate,
+    /// A Strapi 5 database, read in place (see `docs/strapi5.md`).
+    Strapi5,
+}
+
+impl Layout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Authgate => "authgate",
+            Layout::Strapi5 => "strapi5",
+        }
+    }
+
+    /// The schema holding the tables when `postgres.schema` is unset.
+    pub fn default_schema(self) -> &'static str {
+        match self {
+            Layout::Authgate => "authgate",
+            Layout::Strapi5 => "public",
+        }
+    }
+
+    /// `cache.ttl` when unset. Without authgate's triggers a Strapi database
+    /// announces no changes, so the TTL is what bounds a revocation's delay.
+    pub fn default_cache_ttl(self) -> &'static str {
+        match self {
+            Layout::Authgate => "60s",
+            Layout::Strapi5 => "5s",
+        }
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "authgate" => Ok(Layout::Authgate),
+            "strapi5" => Ok(Layout::Strapi5),
+            other => Err(format!("`{other}`: expected \"authgate\" or \"strapi5\"")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
     pub url: SecretUrl,
     pub pool_size: usize,
+    pub layout: Layout,
+    /// Where the token tables are: authgate's schema, or Strapi's (usually `public`).
     pub schema: String,
     pub connect_timeout: Duration,
     pub query_timeout: Duration,
@@ -938,10 +1000,18 @@ impl RawConfig {
         if p.pool_size == 0 {
             return Err(key_err("postgres.pool_size", "must be greater than 0"));
         }
+        let layout: Layout = p
+            .layout
+            .parse()
+            .map_err(|e| key_err("postgres.layout", e))?;
         let postgres = PostgresConfig {
             url: p.url.clone(),
             pool_size: p.pool_size,
-            schema: identifier("postgres.schema", &p.schema)?,
+            layout,
+            schema: identifier(
+                "postgres.schema",
+                p.schema.as_deref().unwrap_or(layout.default_schema()),
+            )?,
             connect_timeout: duration("postgres.connect_timeout", &p.connect_timeout)?,
             query_timeout: duration("postgres.query_timeout", &p.query_timeout)?,
             tls_verify: match p.tls.as_str() {
@@ -987,7 +1057,10 @@ impl RawConfig {
         let c = &self.cache;
         let cache = CacheConfig {
             capacity: c.capacity,
-            ttl: duration("cache.ttl", &c.ttl)?,
+            ttl: duration(
+                "cache.ttl",
+                c.ttl.as_deref().unwrap_or(layout.default_cache_ttl()),
+            )?,
             negative_ttl: duration("cache.negative_ttl", &c.negative_ttl)?,
             stale_if_error: duration("cache.stale_if_error", &c.stale_if_error)?,
         };
@@ -1150,7 +1223,6 @@ impl RawConfig {
         Ok(Config {
             server,
             upstream,
-            postgres,
             redis,
             tokens,
             cache,
@@ -1162,7 +1234,16 @@ impl RawConfig {
             metrics_listen,
             management,
             log,
-            raw: self,
+            raw: {
+                // Print what is in force, layout defaults included.
+                let mut raw = self;
+                raw.postgres.schema = Some(postgres.schema.clone());
+                raw.cache
+                    .ttl
+                    .get_or_insert_with(|| layout.default_cache_ttl().to_owned());
+                raw
+            },
+            postgres,
         })
     }
 }

@@ -110,6 +110,7 @@ fn errors_name_the_key() {
         ("[tokens]\nsalt=\"s\"\n[upstream]\nurl = \"http://x/base\"\n", "upstream.url"),
         ("[tokens]\nsalt=\"s\"\n[postgres]\nschema = \"Robert'); DROP\"\n", "postgres.schema"),
         ("[tokens]\nsalt=\"s\"\n[routes]\nsessions = \"maybe\"\n", "routes.sessions"),
+        ("[tokens]\nsalt=\"s\"\n[postgres]\nlayout = \"strapi4\"\n", "postgres.layout"),
         ("[tokens]\nsalt=\"s\"\n[[routes.rule]]\nprefix = \"/api/x\"\nauth = \"sometimes\"\n", "routes.rule[0].auth"),
         ("[tokens]\nsalt=\"s\"\n[[content_types]]\nuid = \"api::a.a\"\nkind = \"double\"\n", "content_types[0].kind"),
         ("[tokens]\nsalt=\"s\"\n[[content_types]]\nuid = \"api::a.a\"\n", "routes"),
@@ -187,4 +188,54 @@ fn management_listener() {
         let e = err(&format!("{MIN}{text}"), &[]);
         assert!(e.contains(needle), "expected `{needle}` in: {e}");
     }
+}
+
+#[test]
+fn layout_sets_the_schema_and_ttl_defaults() {
+    let c = parse(MIN, &[]).unwrap();
+    assert_eq!(c.postgres.layout, Layout::Authgate);
+    assert_eq!(c.postgres.schema, "authgate");
+    assert_eq!(c.cache.ttl, Duration::from_secs(60));
+
+    let strapi = "[tokens]\nsalt = \"s\"\n[postgres]\nlayout = \"strapi5\"\n";
+    let c = parse(strapi, &[]).unwrap();
+    assert_eq!(c.postgres.layout, Layout::Strapi5);
+    assert_eq!(c.postgres.schema, "public", "Strapi's tables are in public");
+    assert_eq!(
+        c.cache.ttl,
+        Duration::from_secs(5),
+        "without triggers the TTL bounds a revocation's delay"
+    );
+    let printed = c.to_redacted_toml();
+    for line in [
+        "layout = \"strapi5\"",
+        "schema = \"public\"",
+        "ttl = \"5s\"",
+    ] {
+        assert!(
+            printed.contains(line),
+            "effective value {line} in:\n{printed}"
+        );
+    }
+
+    // What the file (or the environment) sets wins over the layout's default.
+    let c = parse(
+        &format!("{strapi}schema = \"cms\"\n[cache]\nttl = \"30s\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        (c.postgres.schema.as_str(), c.cache.ttl),
+        ("cms", Duration::from_secs(30))
+    );
+    let c = parse(MIN, &[("AUTHGATE_POSTGRES_LAYOUT", "strapi5")]).unwrap();
+    assert_eq!(
+        (c.postgres.layout, c.postgres.schema.as_str(), c.cache.ttl),
+        (Layout::Strapi5, "public", Duration::from_secs(5))
+    );
+    let e = err(MIN, &[("AUTHGATE_POSTGRES_LAYOUT", "native")]);
+    assert!(
+        e.contains("postgres.layout") && e.contains("strapi5"),
+        "{e}"
+    );
 }
