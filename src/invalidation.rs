@@ -1,7 +1,8 @@
 //! Cache invalidation events and the Postgres listener that receives them.
 //!
 //! Triggers in the database (see `migrations/`) NOTIFY the channel
-//! `authgate_<schema>` on every change that can alter a decision. Each
+//! `authgate_<schema>` (`authgate_strapi5_<schema>` in the strapi5 layout,
+//! whose triggers are opt-in) on every change that can alter a decision. Each
 //! replica keeps one dedicated connection that `LISTEN`s there and applies
 //! each event to its cache precisely: a token (by hash, or by id), every
 //! token of an owner, every token of the users of a role.
@@ -165,7 +166,7 @@ pub async fn listen<V>(
     V: AsRef<TokenRecord> + Send + Sync + 'static,
 {
     tokio::pin!(shutdown);
-    let channel = crate::store::channel(&cfg.schema);
+    let channel = crate::store::channel(&cfg);
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = listen_once(
@@ -241,8 +242,12 @@ where
             .await?;
         // Anything may have changed while we were not listening.
         cache.invalidate_all();
-        // Events from now on keep the set of issued hashes current.
-        known.load(crate::store::issued_hashes(&client).await?);
+        // Events from now on keep the set of issued hashes current, when
+        // the database announces every new token.
+        match crate::store::issued_hashes(&client, cfg).await? {
+            Some(hashes) => known.load(hashes),
+            None => known.distrust(),
+        }
         metrics.listener_reconnects.inc();
         status.set(true);
         tracing::info!(channel, "listening for cache invalidations");

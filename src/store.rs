@@ -16,8 +16,19 @@
 //! and applied in order by [`migrate`], each recorded in `schema_migrations`
 //! inside the configured schema, under an advisory lock so two `migrate` jobs
 //! cannot race.
+//!
+//! # Layouts
+//!
+//! `postgres.layout` says whose tables hold the tokens: authgate's own
+//! ([`native`], written by `authgate migrate` and the CLI), or a Strapi 5
+//! database read in place ([`strapi5`], read-only except `last_used_at`).
+//! Every layout-specific statement lives in those two modules; the
+//! [`Store`] dispatches on [`Layout`] and returns the same [`TokenRecord`]
+//! either way, so nothing above the store knows which layout it runs on.
 
 pub mod admin;
+mod native;
+pub mod strapi5;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,10 +38,9 @@ use std::time::{Duration, Instant, SystemTime};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+pub use crate::config::Layout;
 use crate::config::PostgresConfig;
-use crate::model::{
-    ContentApiType, Owner, Ownership, Permission, PermissionSet, TokenKind, TokenRecord,
-};
+use crate::model::TokenRecord;
 use crate::token::TokenHash;
 
 /// Errors at the database boundary.
@@ -47,6 +57,9 @@ pub enum StoreError {
     Invalid(String),
     #[error("invalid database URL: {0}")]
     Url(String),
+    /// A management write in a layout whose data authgate only reads.
+    #[error("{0}")]
+    ReadOnly(String),
 }
 
 impl StoreError {
@@ -74,9 +87,12 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
-/// The NOTIFY channel of a schema.
-pub fn channel(schema: &str) -> String {
-    format!("authgate_{schema}")
+/// The NOTIFY channel the invalidation triggers of this layout and schema use.
+pub fn channel(cfg: &PostgresConfig) -> String {
+    match cfg.layout {
+        Layout::Authgate => format!("authgate_{}", cfg.schema),
+        Layout::Strapi5 => strapi5::channel(&cfg.schema),
+    }
 }
 
 /// Connection settings: the URL plus the schema as search_path.
@@ -129,11 +145,25 @@ pub async fn connect(cfg: &PostgresConfig) -> Result<tokio_postgres::Client, Sto
 
 /// Every stored hash (for [`crate::known::KnownHashes`]), streamed so a
 /// million tokens do not sit in memory as rows.
-pub async fn issued_hashes(client: &tokio_postgres::Client) -> Result<Vec<TokenHash>, StoreError> {
+///
+/// `None` when the database does not announce new tokens, so a set of known
+/// hashes would go stale and refuse them: the strapi5 layout without
+/// authgate's triggers (which this reports in the log).
+pub async fn issued_hashes(
+    client: &tokio_postgres::Client,
+    cfg: &PostgresConfig,
+) -> Result<Option<Vec<TokenHash>>, StoreError> {
     use futures_util::TryStreamExt;
-    let rows = client
-        .query_raw("SELECT access_key FROM tokens", std::iter::empty::<&str>())
-        .await?;
+    let query = match cfg.layout {
+        Layout::Authgate => native::ISSUED_HASHES,
+        Layout::Strapi5 => {
+            if !strapi5::announces_changes(client, cfg).await? {
+                return Ok(None);
+            }
+            strapi5::ISSUED_HASHES
+        }
+    };
+    let rows = client.query_raw(query, std::iter::empty::<&str>()).await?;
     futures_util::pin_mut!(rows);
     let mut out = Vec::new();
     while let Some(row) = rows.try_next().await? {
@@ -143,11 +173,17 @@ pub async fn issued_hashes(client: &tokio_postgres::Client) -> Result<Vec<TokenH
             out.push(h);
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Create or upgrade the schema. Returns the versions applied now.
+///
+/// In the strapi5 layout this installs only authgate's invalidation
+/// triggers on Strapi's tables (see [`strapi5::install`]).
 pub async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
+    if cfg.layout == Layout::Strapi5 {
+        return strapi5::install(cfg).await;
+    }
     let mut client = connect(cfg).await?;
     let tx = client.transaction().await?;
     // Serialise concurrent migrations of the same schema.
@@ -202,6 +238,7 @@ pub struct Store {
     pool: Pool,
     query_timeout: Duration,
     breaker: Arc<Breaker>,
+    layout: Layout,
 }
 
 /// Fails lookups fast while the database is known to be down.
@@ -255,76 +292,6 @@ impl Breaker {
     }
 }
 
-const FIND_TOKEN: &str = "
-SELECT t.id, t.kind, t.name, t.type, t.expires_at, t.rate_limit, t.owner_id,
-       ARRAY(SELECT p.action FROM token_permissions p WHERE p.token_id = t.id ORDER BY p.id) AS perm_actions,
-       ARRAY(SELECT p.subject FROM token_permissions p WHERE p.token_id = t.id ORDER BY p.id) AS perm_subjects,
-       u.id AS user_id, u.email, u.is_active, u.blocked,
-       EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id
-               WHERE ur.user_id = u.id AND r.code = 'super-admin') AS super_admin,
-       ARRAY(SELECT ur.role_id FROM user_roles ur WHERE ur.user_id = u.id ORDER BY ur.role_id) AS role_ids,
-       ARRAY(SELECT rp.action FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id
-             WHERE ur.user_id = u.id ORDER BY rp.id) AS role_actions,
-       ARRAY(SELECT rp.subject FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id
-             WHERE ur.user_id = u.id ORDER BY rp.id) AS role_subjects
-FROM tokens t
-LEFT JOIN users u ON u.id = t.owner_id
-WHERE t.access_key = $1";
-
-const TOUCH_TOKENS: &str = "
-UPDATE tokens SET last_used_at = v.ts
-FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::timestamptz[]) AS ts) v
-WHERE tokens.id = v.id AND (tokens.last_used_at IS NULL OR tokens.last_used_at < v.ts)";
-
-fn zip_permissions(actions: Vec<String>, subjects: Vec<Option<String>>) -> PermissionSet {
-    actions
-        .into_iter()
-        .zip(subjects)
-        .map(|(a, s)| Permission::new(a, s))
-        .collect()
-}
-
-fn record_from_row(row: &tokio_postgres::Row) -> Result<TokenRecord, StoreError> {
-    let kind_s: String = row.try_get("kind")?;
-    let kind: TokenKind = kind_s.parse().map_err(StoreError::Invalid)?;
-    let token_type = match row.try_get::<_, Option<String>>("type")? {
-        Some(t) if kind == TokenKind::ContentApi => {
-            Some(t.parse::<ContentApiType>().map_err(StoreError::Invalid)?)
-        }
-        _ => None,
-    };
-    let permissions = zip_permissions(row.try_get("perm_actions")?, row.try_get("perm_subjects")?);
-    let ownership = match kind {
-        TokenKind::ContentApi => Ownership::None,
-        TokenKind::Admin => match row.try_get::<_, Option<i64>>("user_id")? {
-            None => Ownership::Missing,
-            Some(id) => Ownership::owner(Owner {
-                id,
-                email: row.try_get("email")?,
-                is_active: row.try_get("is_active")?,
-                blocked: row.try_get("blocked")?,
-                super_admin: row.try_get("super_admin")?,
-                permissions: zip_permissions(
-                    row.try_get("role_actions")?,
-                    row.try_get("role_subjects")?,
-                ),
-                role_ids: row.try_get("role_ids")?,
-            }),
-        },
-    };
-    let rate_limit: Option<i32> = row.try_get("rate_limit")?;
-    Ok(TokenRecord {
-        id: row.try_get("id")?,
-        kind,
-        name: row.try_get("name")?,
-        token_type,
-        expires_at: row.try_get("expires_at")?,
-        permissions,
-        ownership,
-        rate_limit: rate_limit.and_then(|r| u32::try_from(r).ok()),
-    })
-}
-
 impl Store {
     /// Build the pool. Connections are opened lazily, so this succeeds even
     /// while the database is down.
@@ -360,6 +327,7 @@ impl Store {
             pool,
             query_timeout: cfg.query_timeout,
             breaker: Arc::new(breaker),
+            layout: cfg.layout,
         })
     }
 
@@ -392,9 +360,19 @@ impl Store {
         let r = self
             .bounded(async {
                 let client = self.client().await?;
-                let stmt = client.prepare_cached(FIND_TOKEN).await?;
-                let row = client.query_opt(&stmt, &[&hash_hex]).await?;
-                row.as_ref().map(record_from_row).transpose()
+                let stmt = client
+                    .prepare_cached(match self.layout {
+                        Layout::Authgate => native::FIND_TOKEN,
+                        Layout::Strapi5 => strapi5::FIND_TOKEN,
+                    })
+                    .await?;
+                let Some(row) = client.query_opt(&stmt, &[&hash_hex]).await? else {
+                    return Ok(None);
+                };
+                match self.layout {
+                    Layout::Authgate => native::record_from_row(&row).map(Some),
+                    Layout::Strapi5 => strapi5::record_from_row(&row),
+                }
             })
             .await;
         match &r {
@@ -414,7 +392,12 @@ impl Store {
         let times: Vec<SystemTime> = uses.iter().map(|u| u.1).collect();
         self.bounded(async {
             let client = self.client().await?;
-            let stmt = client.prepare_cached(TOUCH_TOKENS).await?;
+            let stmt = client
+                .prepare_cached(match self.layout {
+                    Layout::Authgate => native::TOUCH_TOKENS,
+                    Layout::Strapi5 => strapi5::TOUCH_TOKENS,
+                })
+                .await?;
             Ok(client.execute(&stmt, &[&ids, &times]).await?)
         })
         .await
@@ -428,6 +411,21 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// Which tables this store reads.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Refuse a management write in a layout authgate only reads.
+    pub(crate) fn writable(&self, what: &str) -> Result<(), StoreError> {
+        match self.layout {
+            Layout::Authgate => Ok(()),
+            Layout::Strapi5 => Err(StoreError::ReadOnly(format!(
+                "cannot {what} in the strapi5 layout: tokens, users and roles are managed in Strapi's admin panel"
+            ))),
+        }
     }
 
     /// Current pool status (size, available) for metrics.

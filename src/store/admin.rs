@@ -1,15 +1,17 @@
-//! Management operations on tokens, users and roles (native layout).
+//! Management operations on tokens, users and roles.
 //!
 //! These are plain data operations. Who may perform them is decided by
 //! [`crate::manage`]; cache invalidation follows from the NOTIFY triggers
-//! every write fires.
+//! every write fires. The statements here are the native layout's; in the
+//! strapi5 layout the reads go to [`super::strapi5`] and every write is
+//! refused ([`Store::writable`]): Strapi's admin panel owns that data.
 
 use std::time::SystemTime;
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 
-use super::{Store, StoreError};
+use super::{strapi5, Layout, Store, StoreError};
 use crate::model::{ContentApiType, Permission, PermissionSet, TokenKind};
 
 /// A token as listed and shown (never the key, never the hash).
@@ -207,6 +209,7 @@ impl Store {
         name: &str,
         roles: &[String],
     ) -> Result<UserRow, StoreError> {
+        self.writable("create users")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id: i64 = tx
@@ -243,16 +246,33 @@ impl Store {
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
+        if self.layout() == Layout::Strapi5 {
+            return Ok(
+                strapi5::users_where(self, "lower(u.email) = lower($1)", &[&email])
+                    .await?
+                    .into_iter()
+                    .next(),
+            );
+        }
         let client = self.client().await?;
         user_where(&client, "lower(u.email) = lower($1)", &email).await
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
+        if self.layout() == Layout::Strapi5 {
+            return Ok(strapi5::users_where(self, "u.id = $1::bigint", &[&id])
+                .await?
+                .into_iter()
+                .next());
+        }
         let client = self.client().await?;
         user_where(&client, "u.id = $1", &id).await
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRow>, StoreError> {
+        if self.layout() == Layout::Strapi5 {
+            return strapi5::users_where(self, "true", &[]).await;
+        }
         let client = self.client().await?;
         let ids: Vec<i64> = client
             .query("SELECT id FROM users ORDER BY id", &[])
@@ -276,6 +296,7 @@ impl Store {
         flag: UserFlag,
         value: bool,
     ) -> Result<bool, StoreError> {
+        self.writable("change users")?;
         let client = self.client().await?;
         let column = match flag {
             UserFlag::Active => "is_active",
@@ -293,6 +314,7 @@ impl Store {
     /// Delete a user; the database deletes their admin tokens with them.
     /// Returns the number of tokens deleted, or `None` when no such user.
     pub async fn delete_user(&self, email: &str) -> Result<Option<i64>, StoreError> {
+        self.writable("delete users")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let Some(row) = tx
@@ -318,6 +340,7 @@ impl Store {
     // ----- roles ---------------------------------------------------------
 
     pub async fn create_role(&self, name: &str) -> Result<RoleRow, StoreError> {
+        self.writable("create roles")?;
         let client = self.client().await?;
         let id: i64 = client
             .query_one(
@@ -347,6 +370,7 @@ impl Store {
 
     /// Grant a permission to a role. Returns false when it already held it.
     pub async fn grant(&self, role: &str, p: &Permission) -> Result<bool, StoreError> {
+        self.writable("grant permissions")?;
         let client = self.client().await?;
         let id = Self::role_id(&client, role).await?;
         let n = client
@@ -363,6 +387,7 @@ impl Store {
     /// number of token permissions removed, or `None` when the role did not
     /// hold it.
     pub async fn revoke(&self, role: &str, p: &Permission) -> Result<Option<i64>, StoreError> {
+        self.writable("revoke permissions")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id = Self::role_id(&tx, role).await?;
@@ -397,6 +422,7 @@ impl Store {
         role: &str,
         member: bool,
     ) -> Result<bool, StoreError> {
+        self.writable("change users' roles")?;
         let client = self.client().await?;
         let role_id = Self::role_id(&client, role).await?;
         let user = user_where(&client, "lower(u.email) = lower($1)", &email)
@@ -421,6 +447,9 @@ impl Store {
     }
 
     pub async fn list_roles(&self) -> Result<Vec<RoleRow>, StoreError> {
+        if self.layout() == Layout::Strapi5 {
+            return strapi5::list_roles(self).await;
+        }
         let client = self.client().await?;
         let rows = client
             .query(
@@ -452,6 +481,7 @@ impl Store {
     // ----- tokens --------------------------------------------------------
 
     pub async fn create_token(&self, t: &NewToken) -> Result<TokenRow, StoreError> {
+        self.writable("create tokens")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let kind = t.kind.as_str();
@@ -477,6 +507,9 @@ impl Store {
     }
 
     pub async fn list_tokens(&self, kind: Option<TokenKind>) -> Result<Vec<TokenRow>, StoreError> {
+        if self.layout() == Layout::Strapi5 {
+            return strapi5::list_tokens(self, kind).await;
+        }
         let client = self.client().await?;
         let kind = kind.map(TokenKind::as_str);
         let rows = client
@@ -492,6 +525,9 @@ impl Store {
     }
 
     pub async fn get_token(&self, id: i64) -> Result<Option<TokenRow>, StoreError> {
+        if self.layout() == Layout::Strapi5 {
+            return strapi5::get_token(self, id).await;
+        }
         let client = self.client().await?;
         let row = client
             .query_opt(&format!("SELECT {TOKEN_COLUMNS} FROM tokens t LEFT JOIN users u ON u.id = t.owner_id WHERE t.id = $1"), &[&id])
@@ -507,6 +543,7 @@ impl Store {
         access_key: &str,
         encrypted_key: Option<&str>,
     ) -> Result<Option<TokenRow>, StoreError> {
+        self.writable("regenerate tokens")?;
         let client = self.client().await?;
         let n = client
             .execute(
@@ -527,6 +564,7 @@ impl Store {
         id: i64,
         u: &TokenUpdate,
     ) -> Result<Option<TokenRow>, StoreError> {
+        self.writable("edit tokens")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let ty = u.token_type.map(ContentApiType::as_str);
@@ -554,6 +592,7 @@ impl Store {
 
     /// Delete a token. Returns false when there was none.
     pub async fn delete_token(&self, id: i64) -> Result<bool, StoreError> {
+        self.writable("delete tokens")?;
         let client = self.client().await?;
         Ok(client
             .execute("DELETE FROM tokens WHERE id = $1", &[&id])
