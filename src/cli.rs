@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Layout};
 use crate::invalidation::{Event, Message};
 use crate::manage::{self, Actor, CreateRequest, Manager};
 use crate::model::{ContentApiType, Permission, TokenKind};
@@ -37,8 +37,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Serve,
-    /// Create or upgrade the database schema (idempotent).
-    Migrate,
+    /// Create or upgrade the database schema (idempotent). In the strapi5
+    /// layout: install only authgate's invalidation triggers on Strapi's
+    /// tables (opt-in; Strapi's data is never written).
+    Migrate {
+        /// Override `postgres.layout` (authgate or strapi5) for this run.
+        #[arg(long, value_parser = parse_layout)]
+        layout: Option<Layout>,
+    },
     /// Validate the config and print it, secrets redacted.
     CheckConfig,
     /// Manage tokens.
@@ -205,6 +211,10 @@ fn parse_lifespan(s: &str) -> Result<Lifespan, String> {
     manage::parse_duration(s).map(Lifespan)
 }
 
+fn parse_layout(s: &str) -> Result<Layout, String> {
+    s.parse()
+}
+
 fn parse_kind(s: &str) -> Result<TokenKind, String> {
     s.parse()
 }
@@ -263,11 +273,25 @@ fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, CliError> {
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let path = config::resolve_path(cli.config.as_deref());
-    let cfg = config::load(&path)?;
+    let cfg = match &cli.command {
+        // The layout decides defaults (the schema), so override it before
+        // the config is compiled.
+        Command::Migrate {
+            layout: Some(layout),
+        } => {
+            let mut raw = config::load_raw_with_env(&path, std::env::vars())?;
+            raw.postgres.layout = layout.as_str().to_owned();
+            raw.compile()?
+        }
+        _ => config::load(&path)?,
+    };
     match cli.command {
         Command::CheckConfig => {
             print!("{}", cfg.to_redacted_toml());
             eprintln!("config {} is valid", path.display());
+            if cfg.postgres.layout == Layout::Strapi5 {
+                runtime(1)?.block_on(check_strapi5(&cfg));
+            }
             Ok(())
         }
         Command::Serve => {
@@ -282,9 +306,75 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// `check-config` in the strapi5 layout: look at the database too, best
+/// effort and briefly. Problems are warnings: the config itself is valid.
+async fn check_strapi5(cfg: &Config) {
+    let mut pg = cfg.postgres.clone();
+    let bound = pg.connect_timeout.min(std::time::Duration::from_secs(3));
+    pg.connect_timeout = bound;
+    let looked = tokio::time::timeout(bound * 2, async {
+        let client = store::connect(&pg).await?;
+        store::strapi5::inspect(&client, &pg.schema).await
+    })
+    .await;
+    match looked {
+        Ok(Ok(found)) => {
+            let warnings = store::strapi5::warnings(&pg.schema, &found);
+            for w in &warnings {
+                eprintln!("authgate: warning: {w}");
+            }
+            if warnings.is_empty() {
+                eprintln!(
+                    "strapi5 layout: Strapi's tables in schema `{}` are indexed and announce changes",
+                    pg.schema
+                );
+            }
+        }
+        Ok(Err(e)) if e.is_unavailable() => eprintln!(
+            "authgate: note: could not reach the database at {} to check Strapi's tables: {e}",
+            pg.url.redacted()
+        ),
+        Ok(Err(e)) => eprintln!("authgate: note: could not check Strapi's tables: {e}"),
+        Err(_) => eprintln!(
+            "authgate: note: could not reach the database at {} to check Strapi's tables: no answer within {bound:?}",
+            pg.url.redacted()
+        ),
+    }
+}
+
+/// Why a command cannot run in the strapi5 layout, if it is a write.
+fn strapi5_refusal(cmd: &Command) -> Option<&'static str> {
+    let what = match cmd {
+        Command::Token(TokenCmd::List { .. } | TokenCmd::Show { .. }) => return None,
+        Command::Token(TokenCmd::Create { .. }) => "token create",
+        Command::Token(TokenCmd::Regenerate { .. }) => "token regenerate",
+        Command::Token(TokenCmd::Delete { .. }) => "token delete",
+        Command::User(u) => match u {
+            UserCmd::Create { .. } => "user create",
+            UserCmd::Deactivate { .. } => "user deactivate",
+            UserCmd::Activate { .. } => "user activate",
+            UserCmd::Block { .. } => "user block",
+            UserCmd::Unblock { .. } => "user unblock",
+            UserCmd::Delete { .. } => "user delete",
+            UserCmd::AddRole { .. } => "user add-role",
+            UserCmd::RemoveRole { .. } => "user remove-role",
+            UserCmd::List { .. } => return None,
+        },
+        Command::Role(r) => match r {
+            RoleCmd::Create { .. } => "role create",
+            RoleCmd::Grant { .. } => "role grant",
+            RoleCmd::Revoke { .. } => "role revoke",
+            RoleCmd::List { .. } => return None,
+        },
+        Command::Serve | Command::Migrate { .. } | Command::CheckConfig => return None,
+    };
+    Some(what)
+}
+
 async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
+    let layout = cfg.postgres.layout;
     let server = crate::server::Server::bind(cfg).await?;
-    tracing::info!(listen = %server.local_addr(), metrics = ?server.metrics_addr(), management = ?server.management_addr(), config = %path.display(), "authgate started");
+    tracing::info!(listen = %server.local_addr(), metrics = ?server.metrics_addr(), management = ?server.management_addr(), config = %path.display(), %layout, "authgate started");
     let reloader = crate::reload::Reloader::new(path, server.gateway(), server.tls());
     server.run(crate::reload::shutdown_signal(reloader)).await?;
     Ok(())
@@ -377,8 +467,25 @@ fn note_actor(actor: &Actor) {
 }
 
 async fn admin_command(cfg: Config, cmd: Command) -> Result<(), CliError> {
-    if let Command::Migrate = cmd {
+    if cfg.postgres.layout == Layout::Strapi5 {
+        if let Some(what) = strapi5_refusal(&cmd) {
+            return Err(CliError::Other(format!(
+                "`{what}` is not available in the strapi5 layout: tokens, users and roles are managed in Strapi's admin panel (authgate only reads them; `token list` and `token show` work)"
+            )));
+        }
+    }
+    if let Command::Migrate { .. } = cmd {
         let applied = store::migrate(&cfg.postgres).await?;
+        if cfg.postgres.layout == Layout::Strapi5 {
+            let schema = &cfg.postgres.schema;
+            let functions = store::strapi5::FUNCTIONS_SCHEMA;
+            if applied.is_empty() {
+                println!("strapi5 layout: authgate's triggers on schema `{schema}` are up to date (functions in schema `{functions}`)");
+            } else {
+                println!("strapi5 layout: installed authgate's invalidation triggers on Strapi's tables in schema `{schema}` (functions in schema `{functions}`); Strapi's data was not touched");
+            }
+            return Ok(());
+        }
         if applied.is_empty() {
             println!("schema `{}` is up to date", cfg.postgres.schema);
         } else {
@@ -404,7 +511,7 @@ async fn admin_command(cfg: Config, cmd: Command) -> Result<(), CliError> {
         Command::Token(t) => token_command(&mgr, t).await,
         Command::User(u) => user_command(&store, u).await,
         Command::Role(r) => role_command(&store, r).await,
-        Command::Serve | Command::Migrate | Command::CheckConfig => Ok(()),
+        Command::Serve | Command::Migrate { .. } | Command::CheckConfig => Ok(()),
     };
     if let (Ok(()), Some(event), Some(r)) = (&result, event, &cfg.redis) {
         let metrics = crate::metrics::Metrics::new();
