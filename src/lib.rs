@@ -10,7 +10,7 @@
 //! | [`route`] | path normalisation, route classes, action tables |
 //! | [`authz`] | the pure decision and the error envelope |
 //! | [`graphql`] | the operation type of a GraphQL request |
-//! | [`store`] | Postgres: migrations, lookups, management writes |
+//! | [`store`] | Postgres: migrations, lookups, management writes (authgate's tables, or Strapi 5's read in place) |
 //! | [`cache`] | the moka token cache: TTL, stale-if-error, single flight |
 //! | [`invalidation`] | LISTEN/NOTIFY events that keep caches current |
 //! | [`known`] | the set of issued hashes: floods of made-up keys never reach the database |
