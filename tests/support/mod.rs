@@ -24,6 +24,9 @@ use serde_json::Value;
 #[path = "../../examples/echo_upstream.rs"]
 mod echo_upstream;
 
+/// A real Strapi 5 database per test (the `strapi5` layout).
+pub mod strapi5;
+
 pub const SALT: &str = "integration-test-salt";
 
 pub fn database_url() -> String {
