@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 . scripts/services.sh
 
 ensure_command openssl openssl
+# The strapi5 tests hash keys with Python's hmac, independently of authgate.
+ensure_command python3 python3
 ensure_command promtool prometheus
 ensure_postgres 5432
 ensure_redis
