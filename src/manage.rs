@@ -753,6 +753,13 @@ impl<'a> Manager<'a> {
             }
             return Ok(Bootstrapped::Present(found.id));
         }
+        if self.store.layout() == crate::store::Layout::Strapi5 {
+            // Strapi's admin panel owns users and tokens: nothing to
+            // provision, and no retry will change that.
+            return Err(ManageError::Invalid(
+                "in the strapi5 layout the bootstrap key must be an admin token made in Strapi's admin panel, and no token has it".into(),
+            ));
+        }
         let super_role = self
             .store
             .list_roles()

@@ -1112,3 +1112,72 @@ async fn heard(
     out.sort();
     out
 }
+
+#[tokio::test]
+async fn the_management_listener_reads_strapi_tokens_and_refuses_writes() {
+    let env = StrapiEnv::new("").await;
+    let db = &env.db;
+    let owner = db.admin_user("tokens@example.com").await;
+    let managers = db.role("Token managers", "strapi-token-managers").await;
+    db.add_user_to_role(owner, managers).await;
+    for action in [
+        "admin::api-tokens.read",
+        "admin::api-tokens.create",
+        "admin::api-tokens.delete",
+    ] {
+        db.grant(managers, action, None).await;
+    }
+    let (ro_id, _) = db
+        .token(&TokenSpec::content("Read Only", "read-only"))
+        .await;
+    let (_, adm) = db
+        .token(&TokenSpec {
+            admin_permissions: &[
+                ("admin::api-tokens.read", None),
+                ("admin::api-tokens.create", None),
+                ("admin::api-tokens.delete", None),
+            ],
+            ..TokenSpec::admin("tooling", Some(owner))
+        })
+        .await;
+    let g = env.gateway().await;
+    let json = [("content-type", "application/json")];
+
+    let r = request("GET", &g.mgmt("/admin/api-tokens"), Some(&adm), &json, b"").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let listed = r.json()["data"].clone();
+    assert!(
+        listed.as_array().is_some_and(|l| l
+            .iter()
+            .any(|t| t["id"] == ro_id && t["name"] == "Read Only")),
+        "Strapi's tokens are listed: {listed}"
+    );
+
+    let before: i64 = db.one("SELECT count(*) FROM strapi_api_tokens").await;
+    let body = br#"{"name": "new", "type": "read-only", "lifespan": null}"#;
+    for (method, path, body) in [
+        ("POST", "/admin/api-tokens".to_owned(), &body[..]),
+        ("DELETE", format!("/admin/api-tokens/{ro_id}"), &b""[..]),
+    ] {
+        let r = request(method, &g.mgmt(&path), Some(&adm), &json, body).await;
+        assert_eq!(
+            r.status,
+            403,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let e = r.json()["error"].clone();
+        assert_eq!(e["name"], "ForbiddenError", "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Strapi's admin panel")),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        db.one::<i64>("SELECT count(*) FROM strapi_api_tokens")
+            .await,
+        before
+    );
+}

@@ -219,6 +219,10 @@ impl ApiError {
             ManageError::NotFound(m) => Self::not_found(m),
             ManageError::Invalid(m) => Self::validation(m),
             ManageError::Store(StoreError::Invalid(m)) => Self::validation(m),
+            // The strapi5 layout: Strapi's admin panel owns the data.
+            ManageError::Store(StoreError::ReadOnly(m)) => {
+                Self::new(StatusCode::FORBIDDEN, "ForbiddenError", m)
+            }
             ManageError::Store(e) if e.is_unavailable() => {
                 tracing::error!(error = %e, "management: database unavailable");
                 Self::new(
