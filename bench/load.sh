@@ -103,6 +103,8 @@ salt = "$SALT"
 capacity = $2
 [metrics]
 listen = ""
+[management]
+listen = ""
 [log]
 level = "warn"
 [[content_types]]
@@ -132,7 +134,13 @@ psql -q "$DB_URL" -c "\\copy $SCHEMA.tokens (kind, name, type, access_key) FROM 
 target/release/authgate --config "$W/cached.toml" serve 2>"$W/logs/cached.log" & pids+=($!)
 target/release/authgate --config "$W/uncached.toml" serve 2>"$W/logs/uncached.log" & pids+=($!)
 for p in 18082 18083 18084; do
-  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
+  up=
+  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && up=1 && break; sleep 0.1; done
+  if [ -z "$up" ]; then
+    echo "nothing listens on 127.0.0.1:$p after 10 s; authgate's logs:" >&2
+    cat "$W"/logs/*cached.log >&2
+    exit 1
+  fi
 done
 
 ONE=$(head -n 1 "$W/keys.txt")
@@ -157,14 +165,24 @@ if [ -n "${HOLD:-}" ]; then
   sleep infinity
 fi
 
-# name|url|script
+# The process serving each target, whose CPU time per request is reported
+# (user and kernel, from /proc/PID/stat): the workers of the two nginx
+# instances and the two authgate processes.
+up_worker=$(pgrep -P "$(cat "$W/upstream.pid")")
+proxy_worker=$(pgrep -P "$(cat "$W/proxy.pid")")
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+tick=$(getconf CLK_TCK)
+
+# name|url|script|pid
 targets=(
-  "direct|http://127.0.0.1:18081/api/articles|"
-  "nginx|http://127.0.0.1:18082/api/articles|"
-  "authgate-hit|http://127.0.0.1:18083/api/articles|$W/one.lua"
-  "authgate-10k|http://127.0.0.1:18083/api/articles|$W/many.lua"
-  "authgate-miss|http://127.0.0.1:18084/api/articles|$W/one.lua"
-  "authgate-reject|http://127.0.0.1:18083/api/articles|$W/bad.lua"
+  "direct|http://127.0.0.1:18081/api/articles||$up_worker"
+  "nginx|http://127.0.0.1:18082/api/articles||$proxy_worker"
+  "authgate-hit|http://127.0.0.1:18083/api/articles|$W/one.lua|${pids[0]}"
+  "authgate-10k|http://127.0.0.1:18083/api/articles|$W/many.lua|${pids[0]}"
+  # Distinct tokens: with one token, single flight would let concurrent
+  # requests share one query and this would not measure a query per request.
+  "authgate-miss|http://127.0.0.1:18084/api/articles|$W/many.lua|${pids[1]}"
+  "authgate-reject|http://127.0.0.1:18083/api/articles|$W/bad.lua|${pids[0]}"
 )
 results="$W/results.txt"
 : > "$results"
@@ -175,15 +193,21 @@ for round in $(seq 1 "$ROUNDS"); do
   n=${#targets[@]}
   for k in $(seq 0 $((n - 1))); do
     t=${targets[$(( (k + round - 1) % n ))]}
-    IFS='|' read -r name url script <<<"$t"
+    IFS='|' read -r name url script pid <<<"$t"
     args=(-t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency)
     [ -n "$script" ] && args+=(-s "$script")
+    read -r u0 s0 < <(cpu_ticks "$pid")
     out=$(wrk "${args[@]}" "$url")
+    read -r u1 s1 < <(cpu_ticks "$pid")
+    total=$(awk '/requests in/ {print $1}' <<<"$out")
+    # microseconds of CPU per request, user and kernel
+    user_us=$(python3 -c "print(($u1 - $u0) * 1e6 / $tick / $total)")
+    sys_us=$(python3 -c "print(($s1 - $s0) * 1e6 / $tick / $total)")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(to_us "$(awk '$1=="50%" {print $2}' <<<"$out")")
     p99=$(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")
     non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-    echo "$name $round $rps $p50 $p99 ${non2xx:-0}" >> "$results"
+    echo "$name $round $rps $p50 $p99 ${non2xx:-0} $user_us $sys_us" >> "$results"
     echo "  round $round: $name ${rps} req/s p50 ${p50}us p99 ${p99}us" >&2
   done
 done
@@ -197,27 +221,32 @@ PY
 )
 lat_secs=$(( DURATION > 5 ? DURATION : 2 ))
 direct_lat=$(target/release/examples/latency 127.0.0.1:18081 /api/articles "$half" "$lat_secs")
+nginx_lat=$(target/release/examples/latency 127.0.0.1:18082 /api/articles "$half" "$lat_secs")
 gate_lat=$(target/release/examples/latency 127.0.0.1:18083 /api/articles "$half" "$lat_secs" "$ONE")
 
-python3 - "$results" "$half" "$direct_lat" "$gate_lat" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
+python3 - "$results" "$half" "$direct_lat" "$nginx_lat" "$gate_lat" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-half, direct_lat, gate_lat = sys.argv[2], sys.argv[3], sys.argv[4]
-conns, dur, rounds = sys.argv[5:8]
+half, direct_lat, nginx_lat, gate_lat = sys.argv[2:6]
+conns, dur, rounds = sys.argv[6:9]
 names = ["direct", "nginx", "authgate-hit", "authgate-10k", "authgate-miss", "authgate-reject"]
 med = {}
 for n in names:
     r = [x for x in rows if x[0] == n]
-    med[n] = tuple(statistics.median(float(x[i]) for x in r) for i in (2, 3, 4, 5))
+    med[n] = tuple(statistics.median(float(x[i]) for x in r) for i in (2, 3, 4, 5, 6, 7))
 print(f"\nwrk -t1 -c{conns} -d{dur}s, {rounds} round(s), medians; one worker each (nginx worker_processes 1, authgate worker_threads = 1)\n")
-print(f"| target | req/s | p50 (us) | p99 (us) | vs nginx | vs direct | non-2xx |")
-print(f"|---|---:|---:|---:|---:|---:|---:|")
+print(f"| target | req/s | p50 (us) | p99 (us) | vs nginx | vs direct | non-2xx | CPU user (us/req) | CPU kernel (us/req) |")
+print(f"|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in names:
-    rps, p50, p99, bad = med[n]
-    print(f"| {n} | {rps:,.0f} | {p50:.0f} | {p99:.0f} | {rps / med['nginx'][0]:.2f}x | {rps / med['direct'][0]:.2f}x | {bad:.0f} |")
+    rps, p50, p99, bad, user, kern = med[n]
+    print(f"| {n} | {rps:,.0f} | {p50:.0f} | {p99:.0f} | {rps / med['nginx'][0]:.2f}x | {rps / med['direct'][0]:.2f}x | {bad:.0f} | {user:.1f} | {kern:.1f} |")
 kv = lambda s: dict(p.split("=") for p in s.split())
-d, g = kv(direct_lat), kv(gate_lat)
-print(f"\nopen-loop at {half} req/s (half of authgate-hit saturation): direct p50 {d['p50_us']} us p99 {d['p99_us']} us; "
-      f"authgate p50 {g['p50_us']} us p99 {g['p99_us']} us; added p99 {int(g['p99_us']) - int(d['p99_us'])} us")
+d = kv(direct_lat)
+print(f"\nopen-loop at {half} req/s (half of authgate-hit saturation), 4 connections:")
+print(f"| target | p50 (us) | p99 (us) | max (us) | p99 added over direct (us) |")
+print(f"|---|---:|---:|---:|---:|")
+for name, s in (("direct", direct_lat), ("nginx", nginx_lat), ("authgate-hit", gate_lat)):
+    v = kv(s)
+    print(f"| {name} | {v['p50_us']} | {v['p99_us']} | {v['max_us']} | {int(v['p99_us']) - int(d['p99_us'])} |")
 print(f"invalid-token rejections: {med['authgate-reject'][0]:,.0f}/s = {med['authgate-reject'][0] / 425:.0f}x Strapi 5.54's ~425/s")
 PY

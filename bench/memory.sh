@@ -43,6 +43,8 @@ capacity = $((TOKENS + TOKENS / 10))
 ttl = "1h"
 [metrics]
 listen = "127.0.0.1:18094"
+[management]
+listen = ""
 [log]
 level = "warn"
 [[content_types]]
