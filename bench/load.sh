@@ -212,23 +212,27 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-# Open-loop latency at half of authgate's cache-hit saturation.
-half=$(python3 - "$results" <<'PY'
+# Open-loop latency at half of a target's saturation (median req/s above).
+half_of() {
+  python3 - "$results" "$1" <<'PY'
 import statistics, sys
-v = [float(l.split()[2]) for l in open(sys.argv[1]) if l.startswith("authgate-hit ")]
+v = [float(l.split()[2]) for l in open(sys.argv[1]) if l.split()[0] == sys.argv[2]]
 print(int(statistics.median(v) / 2))
 PY
-)
+}
+half=$(half_of authgate-hit)
+miss_half=$(half_of authgate-miss)
 lat_secs=$(( DURATION > 5 ? DURATION : 2 ))
 direct_lat=$(target/release/examples/latency 127.0.0.1:18081 /api/articles "$half" "$lat_secs")
 nginx_lat=$(target/release/examples/latency 127.0.0.1:18082 /api/articles "$half" "$lat_secs")
 gate_lat=$(target/release/examples/latency 127.0.0.1:18083 /api/articles "$half" "$lat_secs" "$ONE")
+miss_lat=$(target/release/examples/latency 127.0.0.1:18084 /api/articles "$miss_half" "$lat_secs" "@$W/keys.txt")
 
-python3 - "$results" "$half" "$direct_lat" "$nginx_lat" "$gate_lat" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
+python3 - "$results" "$half" "$direct_lat" "$nginx_lat" "$gate_lat" "$miss_half" "$miss_lat" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-half, direct_lat, nginx_lat, gate_lat = sys.argv[2:6]
-conns, dur, rounds = sys.argv[6:9]
+half, direct_lat, nginx_lat, gate_lat, miss_half, miss_lat = sys.argv[2:8]
+conns, dur, rounds = sys.argv[8:11]
 names = ["direct", "nginx", "authgate-hit", "authgate-10k", "authgate-miss", "authgate-reject"]
 med = {}
 for n in names:
@@ -248,5 +252,8 @@ print(f"|---|---:|---:|---:|---:|")
 for name, s in (("direct", direct_lat), ("nginx", nginx_lat), ("authgate-hit", gate_lat)):
     v = kv(s)
     print(f"| {name} | {v['p50_us']} | {v['p99_us']} | {v['max_us']} | {int(v['p99_us']) - int(d['p99_us'])} |")
+m = kv(miss_lat)
+print(f"\ncache-miss open-loop at {miss_half} req/s (half of authgate-miss saturation, a distinct token per request): "
+      f"p50 {m['p50_us']} us, p99 {m['p99_us']} us, max {m['max_us']} us")
 print(f"invalid-token rejections: {med['authgate-reject'][0]:,.0f}/s = {med['authgate-reject'][0] / 425:.0f}x Strapi 5.54's ~425/s")
 PY

@@ -5,7 +5,11 @@
 //! given load is measured honestly (no coordinated omission). One OS thread
 //! per connection with blocking sockets keeps the probe's own jitter low.
 //!
-//! `cargo run --release --example latency -- ADDR PATH RATE SECONDS [TOKEN]`
+//! `cargo run --release --example latency -- ADDR PATH RATE SECONDS [TOKEN | @FILE]`
+//!
+//! `@FILE` names a file of tokens, one per line, used round-robin (each
+//! connection starts at a different line), so a cache-less gateway sees a
+//! distinct token on every concurrent request.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -40,24 +44,40 @@ fn one(conn: &mut TcpStream, req: &[u8], buf: &mut Vec<u8>) -> std::io::Result<(
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        eprintln!("usage: latency ADDR PATH RATE SECONDS [TOKEN]");
+        eprintln!("usage: latency ADDR PATH RATE SECONDS [TOKEN | @FILE]");
         std::process::exit(2);
     }
     let (addr, path) = (args[1].clone(), args[2].clone());
     let rate: f64 = args[3].parse().expect("rate");
     let secs: f64 = args[4].parse().expect("seconds");
-    let auth = args
-        .get(5)
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n").into_bytes();
+    let tokens: Vec<String> = match args.get(5) {
+        None => vec![String::new()],
+        Some(file) if file.starts_with('@') => std::fs::read_to_string(&file[1..])
+            .expect("token file")
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        Some(token) => vec![token.clone()],
+    };
+    let requests: Vec<Vec<u8>> = tokens
+        .iter()
+        .map(|t| {
+            let auth = if t.is_empty() {
+                String::new()
+            } else {
+                format!("Authorization: Bearer {t}\r\n")
+            };
+            format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n").into_bytes()
+        })
+        .collect();
+    let requests = std::sync::Arc::new(requests);
     let conns = 4usize;
     let interval = Duration::from_secs_f64(conns as f64 / rate);
     let total = (rate * secs) as usize / conns;
     let start = Instant::now() + Duration::from_millis(200);
     let threads: Vec<_> = (0..conns)
         .map(|c| {
-            let (addr, req) = (addr.clone(), req.clone());
+            let (addr, requests) = (addr.clone(), requests.clone());
             std::thread::spawn(move || {
                 let mut conn = TcpStream::connect(&addr).expect("connect");
                 conn.set_nodelay(true).ok();
@@ -70,7 +90,8 @@ fn main() {
                     if due > now {
                         std::thread::sleep(due - now);
                     }
-                    one(&mut conn, &req, &mut buf).expect("request");
+                    let req = &requests[(c * requests.len() / conns + i) % requests.len()];
+                    one(&mut conn, req, &mut buf).expect("request");
                     lat.push(due.elapsed());
                 }
                 lat

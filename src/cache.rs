@@ -13,24 +13,30 @@
 //! `cache.negative_ttl` only, and never served stale.
 //!
 //! **What invalidates it:** events from [`crate::invalidation`]: a token (by
-//! hash in O(1), or by id), every token of an owner, every token of the users
-//! of a role, or everything. A lookup racing an invalidation does not put
-//! its (possibly older) result into the cache: every invalidation bumps an
-//! epoch, and a load that started in an older epoch is returned to its
-//! callers but not stored.
+//! hash, or by id), every token of an owner, every token of the users of a
+//! role, or everything. Every invalidation bumps an epoch and every record
+//! remembers the epoch its load started in. By hash and "everything" remove
+//! entries at once; by id, owner or role the event is noted in a small map
+//! (the scope and its epoch) and a hit whose record is covered by a later
+//! event is dropped and re-read: O(1) per event and per hit instead of a
+//! scan over every entry, and exact from the very next request. Notes older
+//! than `ttl + stale_if_error` are pruned: no record that old is served.
+//! A lookup racing an invalidation does not put its (possibly older) result
+//! into the cache: it is returned to its callers but not stored.
 //!
 //! **Single flight:** concurrent misses on the same hash share one query.
 //!
 //! **Memory:** records and absences live in two moka caches; records carry
-//! their read time ([`Cached`], one allocation) and their age is checked on
-//! each lookup, so moka keeps no per-entry timer or write-order node for
-//! them (about 480 bytes a cached token, measured with a million).
+//! their read time and epoch ([`Cached`], one allocation) and both are
+//! checked on each lookup, so moka needs neither a time-to-live nor
+//! invalidation closures for them, and keeps no per-entry timer or
+//! write-order node (see BENCHMARKS.md for bytes per cached token).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
@@ -41,13 +47,31 @@ use crate::config::CacheConfig;
 use crate::metrics::Metrics;
 use crate::model::TokenRecord;
 use crate::store::StoreError;
-use crate::token::TokenHash;
+use crate::token::{BuildDigestHasher, TokenHash};
 
-/// A cached record and when it was read from the store.
+/// A cached record, when it was read from the store, and the invalidation
+/// epoch its load started in.
 #[derive(Debug)]
 pub struct Cached<V> {
     value: V,
     fetched: Instant,
+    epoch: u64,
+}
+
+/// What an id-scoped invalidation covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Scope {
+    Token(i64),
+    Owner(i64),
+    Role(i64),
+}
+
+/// Id-scoped invalidations still young enough to matter.
+struct Revoked {
+    /// Scope -> (epoch of the event, when it happened).
+    by_scope: HashMap<Scope, (u64, Instant)>,
+    /// Pruned at most once a second, so a burst of events stays linear.
+    pruned: Instant,
 }
 
 impl<V> Deref for Cached<V> {
@@ -59,8 +83,18 @@ impl<V> Deref for Cached<V> {
 
 /// The cache key: the first 32 bytes of the 64-byte hash, as collision
 /// resistant as SHA-256 and half the size in every entry.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Key([u8; 32]);
+
+/// Hashed as its first 8 bytes, with [`BuildDigestHasher`]: the key is an
+/// HMAC output, already uniform and not choosable by a client.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
 
 impl From<&TokenHash> for Key {
     fn from(h: &TokenHash) -> Self {
@@ -97,10 +131,11 @@ type Flight<V> = Arc<OnceCell<Result<Option<Hit<V>>, LookupError>>>;
 /// The token cache. `V` is what the proxy keeps per token (the record plus
 /// anything derived from it); the cache only needs its record.
 pub struct TokenCache<V> {
-    records: Option<Cache<Key, Hit<V>>>,
-    absent: Option<Cache<Key, ()>>,
-    inflight: Mutex<HashMap<Key, Flight<V>>>,
+    records: Option<Cache<Key, Hit<V>, BuildDigestHasher>>,
+    absent: Option<Cache<Key, (), BuildDigestHasher>>,
+    inflight: Mutex<HashMap<Key, Flight<V>, BuildDigestHasher>>,
     epoch: AtomicU64,
+    revoked: RwLock<Revoked>,
     ttl: Duration,
     stale_if_error: Duration,
     metrics: Metrics,
@@ -118,10 +153,10 @@ where
             let evictions = metrics.cache_evictions.clone();
             Cache::builder()
                 .max_capacity(cfg.capacity)
-                // No moka TTL: the age check in get_or_load enforces ttl and
-                // stale_if_error (an old record is never served, only
-                // replaced or evicted). Saves moka's per-entry timer nodes.
-                .support_invalidation_closures()
+                // No moka TTL and no invalidation closures: the age and
+                // epoch checks in get_or_load do their work (an old or
+                // revoked record is never served, only replaced or evicted),
+                // which saves moka's per-entry timer and write-order nodes.
                 .eviction_listener(move |_k, _v, cause| {
                     let label = match cause {
                         RemovalCause::Size => "size",
@@ -131,7 +166,7 @@ where
                     };
                     evictions.with_label_values(&[label]).inc();
                 })
-                .build()
+                .build_with_hasher(BuildDigestHasher::default())
         });
         // Absences are cheap and short-lived; a quarter of the capacity
         // bounds what a flood of unknown keys can occupy.
@@ -139,13 +174,17 @@ where
             Cache::builder()
                 .max_capacity((cfg.capacity / 4).max(1024))
                 .time_to_live(cfg.negative_ttl)
-                .build()
+                .build_with_hasher(BuildDigestHasher::default())
         });
         Self {
             records,
             absent,
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::default()),
             epoch: AtomicU64::new(0),
+            revoked: RwLock::new(Revoked {
+                by_scope: HashMap::new(),
+                pruned: Instant::now(),
+            }),
             ttl: cfg.ttl,
             stale_if_error: cfg.stale_if_error,
             metrics,
@@ -165,7 +204,7 @@ where
         let hash = Key::from(&hash);
         let mut stale = None;
         if let Some(records) = &self.records {
-            if let Some(hit) = records.get(&hash).await {
+            if let Some(hit) = self.servable(records, &hash).await {
                 if hit.fetched.elapsed() < self.ttl {
                     self.metrics.cache_hits.inc();
                     return Ok(Some(hit));
@@ -212,6 +251,7 @@ where
                         Arc::new(Cached {
                             value,
                             fetched: Instant::now(),
+                            epoch,
                         })
                     })),
                     Err(e) => Err(LookupError::from(&e)),
@@ -249,8 +289,42 @@ where
         result
     }
 
-    fn bump(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+    /// Start a new epoch; returns it.
+    fn bump(&self) -> u64 {
+        self.epoch.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The cached record for `hash`, unless an id-scoped invalidation since
+    /// its load covers it (then it is removed, and not served even stale).
+    async fn servable(
+        &self,
+        records: &Cache<Key, Hit<V>, BuildDigestHasher>,
+        hash: &Key,
+    ) -> Option<Hit<V>> {
+        let hit = records.get(hash).await?;
+        if self.is_revoked(&hit) {
+            records.invalidate(hash).await;
+            return None;
+        }
+        Some(hit)
+    }
+
+    fn is_revoked(&self, hit: &Cached<V>) -> bool {
+        let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
+        let revoked = &revoked.by_scope;
+        if revoked.is_empty() {
+            return false;
+        }
+        let after_load = |scope| revoked.get(&scope).is_some_and(|(e, _)| *e > hit.epoch);
+        let r = hit.value.as_ref();
+        after_load(Scope::Token(r.id))
+            || match &r.ownership {
+                crate::model::Ownership::Owner(o) => {
+                    after_load(Scope::Owner(o.id))
+                        || o.role_ids.iter().any(|id| after_load(Scope::Role(*id)))
+                }
+                _ => false,
+            }
     }
 
     /// Forget one hash.
@@ -265,33 +339,42 @@ where
         }
     }
 
-    fn invalidate_where(&self, pred: impl Fn(&TokenRecord) -> bool + Send + Sync + 'static) {
-        self.bump();
-        if let Some(c) = &self.records {
-            let r = c.invalidate_entries_if(move |_k, hit| pred(hit.value.as_ref()));
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "predicate invalidation unavailable; clearing the whole cache");
-                c.invalidate_all();
-            }
+    /// Note an id-scoped invalidation, and prune notes that can no longer
+    /// cover a servable record (older than `ttl + stale_if_error`: records
+    /// loaded before them are never served).
+    fn revoke(&self, scope: Scope) {
+        let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        let epoch = self.bump();
+        let now = Instant::now();
+        if now.duration_since(revoked.pruned) >= Duration::from_secs(1) {
+            let horizon = self.ttl + self.stale_if_error;
+            revoked
+                .by_scope
+                .retain(|_, (_, at)| now.duration_since(*at) <= horizon);
+            revoked.pruned = now;
         }
+        revoked.by_scope.insert(scope, (epoch, now));
     }
 
     /// Forget a token by id (e.g. its permissions changed).
     pub fn invalidate_token(&self, id: i64) {
-        self.invalidate_where(move |r| r.id == id);
+        self.revoke(Scope::Token(id));
     }
 
     /// Forget every token of an owner (status, roles or email changed).
     pub fn invalidate_owner(&self, user_id: i64) {
-        self.invalidate_where(move |r| r.owner_id() == Some(user_id));
+        self.revoke(Scope::Owner(user_id));
     }
 
     /// Forget every token whose owner holds a role (its permissions changed).
     pub fn invalidate_role(&self, role_id: i64) {
-        self.invalidate_where(move |r| match &r.ownership {
-            crate::model::Ownership::Owner(o) => o.role_ids.contains(&role_id),
-            _ => false,
-        });
+        self.revoke(Scope::Role(role_id));
+    }
+
+    /// Id-scoped invalidations currently remembered (tests).
+    pub fn revocations_held(&self) -> usize {
+        let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
+        revoked.by_scope.len()
     }
 
     /// Forget everything (e.g. after the listener missed events).
@@ -323,7 +406,7 @@ where
     /// Is a record cached for `hash`? (tests)
     pub async fn holds(&self, hash: &TokenHash) -> bool {
         match &self.records {
-            Some(c) => c.get(&Key::from(hash)).await.is_some(),
+            Some(c) => self.servable(c, &Key::from(hash)).await.is_some(),
             None => false,
         }
     }

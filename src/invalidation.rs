@@ -244,9 +244,11 @@ where
         cache.invalidate_all();
         // Events from now on keep the set of issued hashes current, when
         // the database announces every new token.
-        match crate::store::issued_hashes(&client, cfg).await? {
-            Some(hashes) => known.load(hashes),
-            None => known.distrust(),
+        let mut loading = crate::known::Loading::default();
+        if crate::store::issued_hashes(&client, cfg, |h| loading.add(h)).await? {
+            known.replace(loading);
+        } else {
+            known.distrust();
         }
         metrics.listener_reconnects.inc();
         status.set(true);

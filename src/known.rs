@@ -24,12 +24,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::token::TokenHash;
+use crate::token::{BuildDigestHasher, TokenHash};
 
 /// Unknown hashes per second that are still looked up.
 pub const MISS_BUDGET: u32 = 100;
 
 type Prefix = u64;
+
+/// Prefixes are HMAC outputs: their own hash (see [`BuildDigestHasher`]).
+type PrefixSet = HashSet<Prefix, BuildDigestHasher>;
+
+/// A full set of issued hashes being loaded, to be installed with
+/// [`KnownHashes::replace`]. Only the prefixes are kept, so loading a
+/// million tokens never holds a million full hashes.
+#[derive(Default)]
+pub struct Loading(PrefixSet);
+
+impl Loading {
+    pub fn add(&mut self, h: &TokenHash) {
+        self.0.insert(prefix(h));
+    }
+}
 
 fn prefix(h: &TokenHash) -> Prefix {
     let mut p = [0u8; 8];
@@ -39,7 +54,7 @@ fn prefix(h: &TokenHash) -> Prefix {
 
 /// Prefixes of every issued hash, kept current by invalidation events.
 pub struct KnownHashes {
-    set: RwLock<HashSet<Prefix>>,
+    set: RwLock<PrefixSet>,
     ready: AtomicBool,
     budget: Mutex<(Instant, u32)>,
 }
@@ -47,7 +62,7 @@ pub struct KnownHashes {
 impl Default for KnownHashes {
     fn default() -> Self {
         Self {
-            set: RwLock::new(HashSet::new()),
+            set: RwLock::new(PrefixSet::default()),
             ready: AtomicBool::new(false),
             budget: Mutex::new((Instant::now(), 0)),
         }
@@ -56,9 +71,8 @@ impl Default for KnownHashes {
 
 impl KnownHashes {
     /// Replace the set with a full load and start trusting it.
-    pub fn load(&self, hashes: impl IntoIterator<Item = TokenHash>) {
-        let set: HashSet<Prefix> = hashes.into_iter().map(|h| prefix(&h)).collect();
-        *self.set.write().unwrap_or_else(|p| p.into_inner()) = set;
+    pub fn replace(&self, loaded: Loading) {
+        *self.set.write().unwrap_or_else(|p| p.into_inner()) = loaded.0;
         self.ready.store(true, Ordering::Release);
     }
 
@@ -122,7 +136,10 @@ mod tests {
     fn admits_known_and_a_budget_of_unknown() {
         let k = KnownHashes::default();
         assert!(k.admits(&h(9)), "not loaded yet: everything is looked up");
-        k.load([h(1), h(2)]);
+        let mut loading = Loading::default();
+        loading.add(&h(1));
+        loading.add(&h(2));
+        k.replace(loading);
         assert!(k.admits(&h(1)) && k.admits(&h(2)));
         let admitted = (0..1000u32)
             .filter(|i| k.admits(&h((i % 200) as u8 + 50)))

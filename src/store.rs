@@ -143,37 +143,37 @@ pub async fn connect(cfg: &PostgresConfig) -> Result<tokio_postgres::Client, Sto
     Ok(client)
 }
 
-/// Every stored hash (for [`crate::known::KnownHashes`]), streamed so a
-/// million tokens do not sit in memory as rows.
+/// Every stored hash (for [`crate::known::KnownHashes`]), streamed to
+/// `each` so a million tokens never sit in memory as rows or full hashes.
 ///
-/// `None` when the database does not announce new tokens, so a set of known
+/// `false` when the database does not announce new tokens, so a set of known
 /// hashes would go stale and refuse them: the strapi5 layout without
 /// authgate's triggers (which this reports in the log).
 pub async fn issued_hashes(
     client: &tokio_postgres::Client,
     cfg: &PostgresConfig,
-) -> Result<Option<Vec<TokenHash>>, StoreError> {
+    mut each: impl FnMut(&TokenHash),
+) -> Result<bool, StoreError> {
     use futures_util::TryStreamExt;
     let query = match cfg.layout {
         Layout::Authgate => native::ISSUED_HASHES,
         Layout::Strapi5 => {
             if !strapi5::announces_changes(client, cfg).await? {
-                return Ok(None);
+                return Ok(false);
             }
             strapi5::ISSUED_HASHES
         }
     };
     let rows = client.query_raw(query, std::iter::empty::<&str>()).await?;
     futures_util::pin_mut!(rows);
-    let mut out = Vec::new();
     while let Some(row) = rows.try_next().await? {
         let hex: &str = row.try_get(0)?;
         // A malformed stored hash cannot match any key; skip it.
         if let Some(h) = TokenHash::from_hex(hex) {
-            out.push(h);
+            each(&h);
         }
     }
-    Ok(Some(out))
+    Ok(true)
 }
 
 /// Create or upgrade the schema. Returns the versions applied now.

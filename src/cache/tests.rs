@@ -239,3 +239,49 @@ async fn disabled_cache_always_loads() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn a_revoked_record_is_not_served_stale_during_an_outage() {
+    // ttl 10 ms, a minute of stale_if_error.
+    let c = TokenCache::new(&cfg(10, 60_000), Metrics::new());
+    let calls = AtomicUsize::new(0);
+    load(&c, hash(2), &calls, Ok(Some(record(2, Some((10, 100))))))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    c.invalidate_owner(10);
+    let r = load(&c, hash(2), &calls, Err(down())).await;
+    assert!(matches!(r, Err(LookupError::Unavailable(_))), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_record_loaded_after_an_invalidation_is_served() {
+    let c = TokenCache::new(&cfg(60_000, 0), Metrics::new());
+    let calls = AtomicUsize::new(0);
+    c.invalidate_owner(10);
+    c.invalidate_role(100);
+    load(&c, hash(2), &calls, Ok(Some(record(2, Some((10, 100))))))
+        .await
+        .unwrap();
+    assert!(c.holds(&hash(2)).await);
+    load(&c, hash(2), &calls, Ok(Some(record(2, Some((10, 100))))))
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the second lookup is a hit"
+    );
+}
+
+#[tokio::test]
+async fn old_revocations_are_pruned() {
+    // ttl 10 ms, no stale_if_error: a note older than 10 ms covers nothing.
+    let c = TokenCache::<TokenRecord>::new(&cfg(10, 0), Metrics::new());
+    c.invalidate_token(1);
+    c.invalidate_owner(2);
+    assert_eq!(c.revocations_held(), 2);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.invalidate_role(3);
+    assert_eq!(c.revocations_held(), 1, "only the new note is left");
+}
