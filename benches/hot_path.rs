@@ -45,7 +45,7 @@ fn admin_record() -> TokenRecord {
             permissions: [perm].into_iter().collect::<PermissionSet>(),
             role_ids: vec![3],
         }),
-        rate_limit: None,
+        rate_limit: Default::default(),
     }
 }
 

@@ -275,7 +275,7 @@ mod tests {
             expires_at: None,
             permissions: PermissionSet::default(),
             ownership: Ownership::None,
-            rate_limit: None,
+            rate_limit: crate::model::RateOverride::default(),
         };
         let headers_for = |r: &TokenRecord| {
             let mut h = HeaderMap::new();
@@ -356,7 +356,7 @@ mod tests {
             expires_at: None,
             permissions: PermissionSet::default(),
             ownership: Ownership::None,
-            rate_limit: None,
+            rate_limit: crate::model::RateOverride::default(),
         });
         assert!(r.should_record(1000, 60));
         assert!(!r.should_record(1030, 60));

@@ -352,7 +352,7 @@ impl Gateway {
                 let r = resolved.unwrap_or_else(|| unreachable!("allow needs a record"));
                 match self
                     .limiter
-                    .check_token(r.record.id, r.record.rate_limit)
+                    .check_token(r.record.id, r.record.rate_limit.get())
                     .await
                 {
                     Some(retry) => Outcome::Deny {

@@ -76,7 +76,7 @@ fn content(ty: ContentApiType, actions: &[&str]) -> TokenRecord {
         expires_at: None,
         permissions: actions.iter().map(|a| Permission::new(*a, None)).collect(),
         ownership: Ownership::None,
-        rate_limit: None,
+        rate_limit: crate::model::RateOverride::default(),
     }
 }
 
@@ -101,7 +101,7 @@ fn admin(token_perms: &[(&str, Option<&str>)], owner: Owner) -> TokenRecord {
         expires_at: None,
         permissions: perms(token_perms),
         ownership: Ownership::owner(owner),
-        rate_limit: None,
+        rate_limit: crate::model::RateOverride::default(),
     }
 }
 

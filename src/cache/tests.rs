@@ -36,7 +36,7 @@ fn record(id: i64, owner: Option<(i64, i64)>) -> TokenRecord {
                 role_ids: vec![role],
             }),
         },
-        rate_limit: None,
+        rate_limit: crate::model::RateOverride::default(),
     }
 }
 

@@ -79,6 +79,6 @@ pub(super) fn record_from_row(row: &tokio_postgres::Row) -> Result<TokenRecord, 
         expires_at: row.try_get("expires_at")?,
         permissions,
         ownership,
-        rate_limit: rate_limit.and_then(|r| u32::try_from(r).ok()),
+        rate_limit: crate::model::RateOverride::new(rate_limit.and_then(|r| u32::try_from(r).ok())),
     })
 }

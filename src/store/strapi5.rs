@@ -264,7 +264,7 @@ pub(super) fn record_from_row(
         permissions,
         ownership,
         // Strapi has no per-token limit; rate_limit.per_token applies.
-        rate_limit: None,
+        rate_limit: crate::model::RateOverride::default(),
     }))
 }
 
