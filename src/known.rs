@@ -10,9 +10,10 @@
 //!
 //! The set is a superset of the live hashes: deletions are not removed (a
 //! stale prefix only costs a lookup), and it is reloaded on every reconnect.
-//! Only 8 bytes of each 64-byte hash are kept (about 18 bytes a token with
-//! the table's overhead): a false positive, one in 2^64 / n, just costs a
-//! lookup. While the listener is down the set is not trusted and
+//! Only 8 bytes of each 64-byte hash are kept, in a sorted array (8 bytes a
+//! token; a hash set would take about 19) plus a small hash set of the ones
+//! added since, merged in when it grows: a false positive, one in 2^64 / n,
+//! just costs a lookup. While the listener is down the set is not trusted and
 //! every key is looked up. A token used in the few milliseconds between its
 //! creation and its NOTIFY reaching this replica would look unknown, so a
 //! small budget of unknown hashes (`MISS_BUDGET` per second) still goes to
@@ -31,18 +32,46 @@ pub const MISS_BUDGET: u32 = 100;
 
 type Prefix = u64;
 
-/// Prefixes are HMAC outputs: their own hash (see [`BuildDigestHasher`]).
-type PrefixSet = HashSet<Prefix, BuildDigestHasher>;
+/// The prefixes: a sorted array from the last full load or merge, and the
+/// ones added since (HMAC outputs, their own hash: see [`BuildDigestHasher`]).
+#[derive(Default)]
+struct PrefixSet {
+    sorted: Vec<Prefix>,
+    recent: HashSet<Prefix, BuildDigestHasher>,
+}
+
+impl PrefixSet {
+    fn contains(&self, p: Prefix) -> bool {
+        self.recent.contains(&p) || self.sorted.binary_search(&p).is_ok()
+    }
+
+    /// Merge the recent ones into the array once they are 1/32 of it, so
+    /// inserts stay amortised O(1) and the hash set small.
+    fn insert(&mut self, p: Prefix) {
+        if self.contains(p) {
+            return;
+        }
+        self.recent.insert(p);
+        if self.recent.len() > (self.sorted.len() / 32).max(1024) {
+            self.sorted.extend(self.recent.drain());
+            self.sorted.sort_unstable();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.sorted.len() + self.recent.len()
+    }
+}
 
 /// A full set of issued hashes being loaded, to be installed with
 /// [`KnownHashes::replace`]. Only the prefixes are kept, so loading a
 /// million tokens never holds a million full hashes.
 #[derive(Default)]
-pub struct Loading(PrefixSet);
+pub struct Loading(Vec<Prefix>);
 
 impl Loading {
     pub fn add(&mut self, h: &TokenHash) {
-        self.0.insert(prefix(h));
+        self.0.push(prefix(h));
     }
 }
 
@@ -72,7 +101,15 @@ impl Default for KnownHashes {
 impl KnownHashes {
     /// Replace the set with a full load and start trusting it.
     pub fn replace(&self, loaded: Loading) {
-        *self.set.write().unwrap_or_else(|p| p.into_inner()) = loaded.0;
+        let mut sorted = loaded.0;
+        sorted.sort_unstable();
+        sorted.dedup();
+        sorted.shrink_to_fit();
+        let set = PrefixSet {
+            sorted,
+            recent: HashSet::default(),
+        };
+        *self.set.write().unwrap_or_else(|p| p.into_inner()) = set;
         self.ready.store(true, Ordering::Release);
     }
 
@@ -108,7 +145,7 @@ impl KnownHashes {
                 .set
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains(&prefix(h))
+                .contains(prefix(h))
         {
             return true;
         }
@@ -152,5 +189,25 @@ mod tests {
         assert!(k.admits(&h(3)), "an inserted hash is known");
         k.distrust();
         assert!(k.admits(&h(200)), "not trusted while the listener is down");
+    }
+
+    #[test]
+    fn inserts_merge_into_the_sorted_array() {
+        let prefixes: Vec<u64> = (0..5000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let mut set = PrefixSet::default();
+        for (i, p) in prefixes.iter().enumerate() {
+            set.insert(*p);
+            set.insert(*p);
+            assert_eq!(set.len(), i + 1, "a repeated insert is not counted twice");
+        }
+        assert!(!set.sorted.is_empty(), "merged at least once");
+        assert!(
+            set.sorted.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
+        assert!(prefixes.iter().all(|p| set.contains(*p)));
+        assert!(!set.contains(1), "absent value");
     }
 }
