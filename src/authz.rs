@@ -42,9 +42,21 @@ where
     if values.next().is_some() {
         return Credential::Conflicting;
     }
-    let mut parts = value
-        .split(|b| b.is_ascii_whitespace() || *b == 0x0b)
-        .filter(|p| !p.is_empty());
+    let is_blank = |b: &u8| b.is_ascii_whitespace() || *b == 0x0b;
+    // Fast path, what clients send: `Bearer ` and one run of non-blanks.
+    // Same answer as the general split below (a property test checks).
+    if let Some((scheme, bearer)) = value.split_at_checked(7) {
+        if scheme[..6].eq_ignore_ascii_case(b"bearer")
+            && scheme[6] == b' '
+            && !bearer.is_empty()
+            // No byte at or below a space, so no blank (a non-short-circuit
+            // fold, which the compiler vectorises).
+            && bearer.iter().fold(true, |ok, b| ok & (*b > b' '))
+        {
+            return bearer_credential(bearer);
+        }
+    }
+    let mut parts = value.split(is_blank).filter(|p| !p.is_empty());
     let leading_blank = value.first().is_some_and(|b| b.is_ascii_whitespace());
     let (Some(scheme), Some(bearer), None) = (parts.next(), parts.next(), parts.next()) else {
         return Credential::Anonymous;
@@ -54,6 +66,10 @@ where
     if leading_blank || !scheme.eq_ignore_ascii_case(b"bearer") {
         return Credential::Anonymous;
     }
+    bearer_credential(bearer)
+}
+
+fn bearer_credential(bearer: &[u8]) -> Credential<'_> {
     if looks_like_jwt(bearer) {
         Credential::Session
     } else {
@@ -63,6 +79,10 @@ where
 
 /// Three non-empty base64url segments joined by dots.
 pub fn looks_like_jwt(v: &[u8]) -> bool {
+    // Cheap reject first: a key (hex, no dots) is not a JWT.
+    if v.iter().filter(|b| **b == b'.').count() != 2 {
+        return false;
+    }
     let mut n = 0;
     for seg in v.split(|b| *b == b'.') {
         n += 1;

@@ -103,6 +103,36 @@ proptest! {
         }
     }
 
+    /// The parser's fast path agrees with Strapi's rule (split on blanks,
+    /// exactly `bearer` and one value) on values shaped like real headers.
+    #[test]
+    fn authorization_fast_path_agrees_with_the_split_rule(
+        scheme in "(Bearer|bearer|BEARER|Basic|Bearerx|Beare)",
+        sep in "( |  |\t| \x0b|\x0b)",
+        value in "[a-f0-9.A-Z_ -]{0,80}",
+        lead in "( |)",
+    ) {
+        let header = format!("{lead}{scheme}{sep}{value}");
+        let v = header.as_bytes();
+        let parts: Vec<&[u8]> = v
+            .split(|b| b.is_ascii_whitespace() || *b == 0x0b)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let expected = if parts.len() == 2
+            && !v[0].is_ascii_whitespace()
+            && parts[0].eq_ignore_ascii_case(b"bearer")
+        {
+            if authgate::authz::looks_like_jwt(parts[1]) {
+                Credential::Session
+            } else {
+                Credential::Token(parts[1])
+            }
+        } else {
+            Credential::Anonymous
+        };
+        prop_assert_eq!(parse_authorization(std::iter::once(v)), expected, "{:?}", header);
+    }
+
     #[test]
     fn graphql_sniffer_never_calls_a_mutation_a_query(doc in "[ a-z{}()\"#\\n]{0,60}") {
         let op = authgate::graphql::document(&doc);
