@@ -319,13 +319,6 @@ impl TokenRecord {
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|at| at < now)
     }
-
-    pub fn owner_id(&self) -> Option<i64> {
-        match &self.ownership {
-            Ownership::Owner(o) => Some(o.id),
-            _ => None,
-        }
-    }
 }
 
 impl AsRef<TokenRecord> for TokenRecord {
