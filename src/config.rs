@@ -439,7 +439,8 @@ impl Default for RawMetrics {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawManagement {
-    /// The token-management API and web page; unset or empty = off.
+    /// The token-management API and web page; default 127.0.0.1:9091,
+    /// "" turns it off.
     pub listen: Option<String>,
     /// A file holding a 256-hex key (e.g. a mounted Kubernetes Secret):
     /// the first super-admin token, provisioned at start.
