@@ -284,8 +284,8 @@ pub struct RateOverride(Option<NonMaxU32>);
 struct NonMaxU32(std::num::NonZeroU32);
 
 impl RateOverride {
-    /// No override (`None`); values of `u32::MAX` and above cannot be stored
-    /// and read as no override.
+    /// `None`: no override. `u32::MAX` cannot be stored (the column never
+    /// holds it) and reads back as no override.
     pub fn new(limit: Option<u32>) -> Self {
         Self(
             limit
