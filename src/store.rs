@@ -40,7 +40,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use crate::config::Layout;
 use crate::config::PostgresConfig;
-use crate::model::TokenRecord;
+use crate::model::{Owner, Ownership, Permission, PermissionSet, TokenRecord};
 use crate::token::TokenHash;
 
 /// Errors at the database boundary.
@@ -141,6 +141,37 @@ pub async fn connect(cfg: &PostgresConfig) -> Result<tokio_postgres::Client, Sto
         }
     });
     Ok(client)
+}
+
+/// Pair the `action` and `subject` arrays of a lookup row.
+fn zip_permissions(actions: Vec<String>, subjects: Vec<Option<String>>) -> PermissionSet {
+    actions
+        .into_iter()
+        .zip(subjects)
+        .map(|(a, s)| Permission::new(a, s))
+        .collect()
+}
+
+/// An admin token's owner from a lookup row. Both layouts' lookup queries
+/// name the owner's columns alike: `user_id` (NULL when the owner row is
+/// gone), `email`, `is_active`, `blocked`, `super_admin`, `role_ids`,
+/// `role_actions`, `role_subjects`.
+fn ownership_from_row(row: &tokio_postgres::Row) -> Result<Ownership, StoreError> {
+    Ok(match row.try_get::<_, Option<i64>>("user_id")? {
+        None => Ownership::Missing,
+        Some(id) => Ownership::owner(Owner {
+            id,
+            email: row.try_get("email")?,
+            is_active: row.try_get("is_active")?,
+            blocked: row.try_get("blocked")?,
+            super_admin: row.try_get("super_admin")?,
+            permissions: zip_permissions(
+                row.try_get("role_actions")?,
+                row.try_get("role_subjects")?,
+            ),
+            role_ids: row.try_get("role_ids")?,
+        }),
+    })
 }
 
 /// Every stored hash (for [`crate::known::KnownHashes`]), streamed to

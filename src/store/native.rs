@@ -3,10 +3,8 @@
 //! The lookup statements of the native layout; its management statements
 //! are in [`super::admin`].
 
-use super::StoreError;
-use crate::model::{
-    ContentApiType, Owner, Ownership, Permission, PermissionSet, TokenKind, TokenRecord,
-};
+use super::{zip_permissions, StoreError};
+use crate::model::{ContentApiType, Ownership, TokenKind, TokenRecord};
 
 pub(super) const ISSUED_HASHES: &str = "SELECT access_key FROM tokens";
 
@@ -31,17 +29,6 @@ UPDATE tokens SET last_used_at = v.ts
 FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::timestamptz[]) AS ts) v
 WHERE tokens.id = v.id AND (tokens.last_used_at IS NULL OR tokens.last_used_at < v.ts)";
 
-pub(super) fn zip_permissions(
-    actions: Vec<String>,
-    subjects: Vec<Option<String>>,
-) -> PermissionSet {
-    actions
-        .into_iter()
-        .zip(subjects)
-        .map(|(a, s)| Permission::new(a, s))
-        .collect()
-}
-
 pub(super) fn record_from_row(row: &tokio_postgres::Row) -> Result<TokenRecord, StoreError> {
     let kind_s: String = row.try_get("kind")?;
     let kind: TokenKind = kind_s.parse().map_err(StoreError::Invalid)?;
@@ -54,21 +41,7 @@ pub(super) fn record_from_row(row: &tokio_postgres::Row) -> Result<TokenRecord, 
     let permissions = zip_permissions(row.try_get("perm_actions")?, row.try_get("perm_subjects")?);
     let ownership = match kind {
         TokenKind::ContentApi => Ownership::None,
-        TokenKind::Admin => match row.try_get::<_, Option<i64>>("user_id")? {
-            None => Ownership::Missing,
-            Some(id) => Ownership::owner(Owner {
-                id,
-                email: row.try_get("email")?,
-                is_active: row.try_get("is_active")?,
-                blocked: row.try_get("blocked")?,
-                super_admin: row.try_get("super_admin")?,
-                permissions: zip_permissions(
-                    row.try_get("role_actions")?,
-                    row.try_get("role_subjects")?,
-                ),
-                role_ids: row.try_get("role_ids")?,
-            }),
-        },
+        TokenKind::Admin => super::ownership_from_row(row)?,
     };
     let rate_limit: Option<i32> = row.try_get("rate_limit")?;
     Ok(TokenRecord {

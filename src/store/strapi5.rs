@@ -40,11 +40,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{connect, Store, StoreError};
+use super::{connect, zip_permissions, Store, StoreError};
 use crate::config::PostgresConfig;
-use crate::model::{
-    ContentApiType, Owner, Ownership, Permission, PermissionSet, TokenKind, TokenRecord,
-};
+use crate::model::{ContentApiType, Ownership, Permission, PermissionSet, TokenKind, TokenRecord};
 use crate::store::admin::{RoleRow, TokenRow, UserRow};
 
 /// The schema holding authgate's trigger functions and their bookkeeping.
@@ -185,14 +183,6 @@ FROM (SELECT x.id, x.ts AT TIME ZONE 'UTC' AS ts
       FROM unnest($1::bigint[], $2::timestamptz[]) AS x(id, ts)) v
 WHERE t.id = v.id AND (t.last_used_at IS NULL OR t.last_used_at < v.ts)";
 
-fn zip_permissions(actions: Vec<String>, subjects: Vec<Option<String>>) -> PermissionSet {
-    actions
-        .into_iter()
-        .zip(subjects)
-        .map(|(a, s)| Permission::new(a, s))
-        .collect()
-}
-
 fn kind_of(kind: &str) -> Option<TokenKind> {
     match kind {
         "content-api" => Some(TokenKind::ContentApi),
@@ -237,22 +227,7 @@ pub(super) fn record_from_row(
                 row.try_get("token_actions")?,
                 row.try_get("token_subjects")?,
             );
-            let ownership = match row.try_get::<_, Option<i64>>("user_id")? {
-                None => Ownership::Missing,
-                Some(id) => Ownership::owner(Owner {
-                    id,
-                    email: row.try_get("email")?,
-                    is_active: row.try_get("is_active")?,
-                    blocked: row.try_get("blocked")?,
-                    super_admin: row.try_get("super_admin")?,
-                    permissions: zip_permissions(
-                        row.try_get("role_actions")?,
-                        row.try_get("role_subjects")?,
-                    ),
-                    role_ids: row.try_get("role_ids")?,
-                }),
-            };
-            (None, permissions, ownership)
+            (None, permissions, super::ownership_from_row(row)?)
         }
     };
     Ok(Some(TokenRecord {

@@ -162,34 +162,17 @@ kind = "single"
     }
 
     pub fn config(&self) -> authgate::config::Config {
-        authgate::config::load_raw_with_env(&self.config_path, Vec::new())
-            .and_then(|r| r.compile())
-            .expect("test config is valid")
+        load_config(&self.config_path)
     }
 
     /// Run the real binary with this env's config.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_authgate"))
-            .arg("--config")
-            .arg(&self.config_path)
-            .args(args)
-            .env_remove("API_TOKEN_SALT")
-            .env_remove("ENCRYPTION_KEY")
-            .env_remove("AUTHGATE_CONFIG")
-            .output()
-            .expect("run authgate")
+        run_cli(&self.config_path, args)
     }
 
     /// Run the CLI, assert success, return stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "authgate {args:?} failed ({:?}): {}",
-            out.status.code(),
-            stderr(&out)
-        );
-        String::from_utf8(out.stdout).expect("utf8 stdout")
+        run_cli_ok(&self.config_path, args)
     }
 
     /// Run the CLI with `--json`, parse the single JSON line.
@@ -689,4 +672,37 @@ impl Drop for TestRedis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A test's config file, loaded as `serve` loads it (without the process's
+/// environment overrides).
+pub fn load_config(path: &Path) -> authgate::config::Config {
+    authgate::config::load_raw_with_env(path, Vec::new())
+        .and_then(|r| r.compile())
+        .expect("test config is valid")
+}
+
+/// Run the real binary with a config file, ignoring the caller's secrets.
+pub fn run_cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("API_TOKEN_SALT")
+        .env_remove("ENCRYPTION_KEY")
+        .env_remove("AUTHGATE_CONFIG")
+        .output()
+        .expect("run authgate")
+}
+
+/// Run the CLI, assert success, return stdout.
+pub fn run_cli_ok(config: &Path, args: &[&str]) -> String {
+    let out = run_cli(config, args);
+    assert!(
+        out.status.success(),
+        "authgate {args:?} failed ({:?}): {}",
+        out.status.code(),
+        stderr(&out)
+    );
+    String::from_utf8(out.stdout).expect("utf8 stdout")
 }

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use super::{database_url, start_echo, stderr, unique, Gateway};
+use super::{database_url, load_config, run_cli, run_cli_ok, start_echo, stderr, unique, Gateway};
 
 /// The salt of the Strapi instance these rows pretend to come from.
 pub const STRAPI_SALT: &str = "oracle-api-token-salt";
@@ -494,34 +494,17 @@ plural = "articles"
     }
 
     pub fn config(&self) -> authgate::config::Config {
-        authgate::config::load_raw_with_env(&self.config_path, Vec::new())
-            .and_then(|r| r.compile())
-            .expect("test config is valid")
+        load_config(&self.config_path)
     }
 
     /// Run the real binary with this env's config.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_authgate"))
-            .arg("--config")
-            .arg(&self.config_path)
-            .args(args)
-            .env_remove("API_TOKEN_SALT")
-            .env_remove("ENCRYPTION_KEY")
-            .env_remove("AUTHGATE_CONFIG")
-            .output()
-            .expect("run authgate")
+        run_cli(&self.config_path, args)
     }
 
     /// Run the CLI, assert success, return stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "authgate {args:?} failed ({:?}): {}",
-            out.status.code(),
-            stderr(&out)
-        );
-        String::from_utf8(out.stdout).expect("utf8 stdout")
+        run_cli_ok(&self.config_path, args)
     }
 
     /// Start the gateway in this process.
