@@ -18,20 +18,34 @@ use crate::route::{Route, RouteAction, RouteClass};
 /// What the `Authorization` header carries, parsed like Strapi does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential<'a> {
-    /// No header, or not `Bearer <one value>`.
+    /// No header, or a scheme other than `Bearer`.
     Anonymous,
     /// A JWT-shaped bearer: the CMS's own session, for the CMS to verify.
     Session,
     /// More than one `Authorization` header: which one the upstream would
     /// read is not ours to guess.
     Conflicting,
+    /// A value some CMS behind us could read as a bearer token where we
+    /// read none, or another one: bytes outside visible ASCII, space and
+    /// tab, or `bearer` anywhere but as `Bearer <one value>`. Refused on
+    /// every route, never forwarded.
+    Malformed,
     /// Any other bearer value.
     Token(&'a [u8]),
 }
 
-/// Parse the `Authorization` header values. Strapi splits the value on
-/// whitespace; it carries a token only with exactly two parts, the first
-/// `bearer` in any case.
+/// Parse the `Authorization` header values.
+///
+/// Strapi splits the value on JavaScript's `\s+` and takes a token only
+/// from exactly `bearer <value>`. Other readers split on other blanks (Node
+/// reads header bytes as latin1, so 0xA0 and 0x85 are blanks to
+/// JavaScript and Python; PHP code often takes `substr($h, 7)` or
+/// `/Bearer\s(\S+)/` anywhere in the value). So every value is read one
+/// way here, the strictest: only visible ASCII, space and tab; a value that
+/// mentions `bearer` (any case) anywhere must be exactly `Bearer`, blanks,
+/// one value of RFC 7235 `token68` characters (a `,` or `"` in it would end
+/// the token for some readers and not for others); anything else naming
+/// `bearer` is [`Credential::Malformed`].
 pub fn parse_authorization<'a, I>(mut values: I) -> Credential<'a>
 where
     I: Iterator<Item = &'a [u8]>,
@@ -42,31 +56,52 @@ where
     if values.next().is_some() {
         return Credential::Conflicting;
     }
-    let is_blank = |b: &u8| b.is_ascii_whitespace() || *b == 0x0b;
-    // Fast path, what clients send: `Bearer ` and one run of non-blanks.
-    // Same answer as the general split below (a property test checks).
+    // Fast path, what clients send: `Bearer ` and one run of visible ASCII.
+    // Same answer as the general rule below (a property test checks).
     if let Some((scheme, bearer)) = value.split_at_checked(7) {
         if scheme[..6].eq_ignore_ascii_case(b"bearer")
             && scheme[6] == b' '
             && !bearer.is_empty()
-            // No byte at or below a space, so no blank (a non-short-circuit
-            // fold, which the compiler vectorises).
-            && bearer.iter().fold(true, |ok, b| ok & (*b > b' '))
+            // A non-short-circuit fold, which the compiler vectorises.
+            && bearer.iter().fold(true, |ok, b| ok & is_token68(*b))
         {
             return bearer_credential(bearer);
         }
     }
-    let mut parts = value.split(is_blank).filter(|p| !p.is_empty());
-    let leading_blank = value.first().is_some_and(|b| b.is_ascii_whitespace());
-    let (Some(scheme), Some(bearer), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Credential::Anonymous;
-    };
-    // JavaScript's split(/\s+/) keeps an empty first part when the value
-    // starts with a blank, which then is not `bearer`.
-    if leading_blank || !scheme.eq_ignore_ascii_case(b"bearer") {
+    if !value
+        .iter()
+        .all(|b| matches!(b, 0x21..=0x7e | b' ' | b'\t'))
+    {
+        return Credential::Malformed;
+    }
+    let mentions_bearer = value.windows(6).any(|w| w.eq_ignore_ascii_case(b"bearer"));
+    if !mentions_bearer {
         return Credential::Anonymous;
     }
-    bearer_credential(bearer)
+    let is_blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let mut parts = value.split(is_blank).filter(|p| !p.is_empty());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(scheme), Some(bearer), None)
+            if scheme.eq_ignore_ascii_case(b"bearer")
+                && !value.first().is_some_and(is_blank)
+                && !value.last().is_some_and(is_blank)
+                && bearer.iter().all(|b| is_token68(*b)) =>
+        {
+            bearer_credential(bearer)
+        }
+        // `Bearer` alone: Strapi and the rest read no token either.
+        (Some(scheme), None, None)
+            if scheme.eq_ignore_ascii_case(b"bearer") && value.starts_with(scheme) =>
+        {
+            Credential::Anonymous
+        }
+        _ => Credential::Malformed,
+    }
+}
+
+/// RFC 7235 `token68`: ALPHA / DIGIT / `-._~+/` and `=`.
+fn is_token68(b: u8) -> bool {
+    b.is_ascii_alphanumeric() | matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
 }
 
 fn bearer_credential(bearer: &[u8]) -> Credential<'_> {
@@ -246,6 +281,9 @@ pub fn precheck<'a>(
     cred: Credential<'a>,
     sessions: SessionPolicy,
 ) -> Precheck<'a> {
+    if cred == Credential::Malformed {
+        return Precheck::Deny(Denial::InvalidCredentials);
+    }
     if route.class == RouteClass::Unprotected {
         return Precheck::Pass;
     }
@@ -256,7 +294,9 @@ pub fn precheck<'a>(
             SessionPolicy::Pass => Precheck::Pass,
             SessionPolicy::Reject => Precheck::Deny(Denial::InvalidCredentials),
         },
-        Credential::Conflicting => Precheck::Deny(Denial::InvalidCredentials),
+        Credential::Conflicting | Credential::Malformed => {
+            Precheck::Deny(Denial::InvalidCredentials)
+        }
         Credential::Token(key) if crate::token::looks_like_key(key) => Precheck::Lookup(key),
         Credential::Token(_) => Precheck::Deny(Denial::InvalidCredentials),
     }
@@ -342,12 +382,16 @@ pub fn decide(
                         refuse(Denial::PolicyFailed)
                     }
                 }
-                _ => Verdict::Allow,
+                RouteAction::Refused => refuse(Denial::PolicyFailed),
+                RouteAction::None | RouteAction::ContentApi(_) | RouteAction::GraphQl => {
+                    Verdict::Allow
+                }
             }
         }
         TokenKind::ContentApi => {
             let ty = t.token_type.unwrap_or(ContentApiType::ReadOnly);
             match (ty, &route.action) {
+                (_, RouteAction::Refused) => refuse(Denial::Forbidden),
                 (ContentApiType::FullAccess, _) => Verdict::Allow,
                 (ContentApiType::ReadOnly, RouteAction::ContentApi(a)) if is_read_action(a) => {
                     Verdict::Allow

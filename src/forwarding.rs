@@ -127,6 +127,7 @@ impl Forwarding {
                 }
             }
         } else {
+            strip_overrides(h);
             h.insert(X_FORWARDED_FOR, peer.ip.clone());
             h.insert(FORWARDED, peer.forwarded.clone());
             h.insert(X_FORWARDED_PROTO, peer.proto.clone());
@@ -142,6 +143,58 @@ impl Forwarding {
         if let Some(host) = &self.host {
             h.insert(header::HOST, host.clone());
         }
+    }
+}
+
+/// Headers that frameworks and proxies behind us read as the route, the
+/// method or the client: `X-Original-URL` and `X-Rewrite-URL` (Symfony,
+/// Laravel, IIS), the method overrides (Express's `method-override`, PHP
+/// frameworks), client addresses (`X-Real-IP`, `True-Client-IP`, ...).
+/// From a peer that is not a trusted proxy they are the client posing, so
+/// they are removed, together with every `X-Forwarded-*` the gateway does
+/// not set itself (`-Prefix`, `-Port`, `-Server`, `-Ssl`, `-Uri`, ...).
+pub const OVERRIDING_HEADERS: [&str; 16] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-host",
+    "front-end-https",
+];
+
+/// Is `name` (lower case, as `http` stores it) a header an untrusted
+/// client may not send on? See [`OVERRIDING_HEADERS`].
+fn is_overriding(name: &str) -> bool {
+    match name.strip_prefix("x-forwarded-") {
+        Some(rest) => !matches!(rest, "for" | "proto" | "host"),
+        None => name == "x-forwarded" || OVERRIDING_HEADERS.contains(&name),
+    }
+}
+
+/// Remove the [`OVERRIDING_HEADERS`] and foreign `X-Forwarded-*` headers.
+/// One pass over the names; allocates only when there is one to remove.
+fn strip_overrides(h: &mut HeaderMap) {
+    let found: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            // Cheap first look: every such name starts with x-, t, c, f.
+            matches!(k.as_bytes().first(), Some(b'x' | b't' | b'c' | b'f')) && is_overriding(k)
+        })
+        .cloned()
+        .collect();
+    for name in found {
+        h.remove(name);
     }
 }
 
@@ -262,6 +315,49 @@ mod tests {
         assert_eq!(h["forwarded"], "for=203.0.113.9;proto=http");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "cms.example");
+    }
+
+    #[test]
+    fn untrusted_peers_cannot_reroute_remethod_or_reidentify() {
+        let f = Forwarding::default();
+        let mut pairs: Vec<(&str, &str)> = OVERRIDING_HEADERS.iter().map(|n| (*n, "x")).collect();
+        pairs.extend([
+            ("X-Forwarded-Prefix", "/admin"),
+            ("X-Forwarded-Port", "443"),
+            ("X-Forwarded-Server", "a"),
+            ("X-Forwarded-Ssl", "on"),
+            ("X-Forwarded-Uri", "/admin/users"),
+            ("X-Forwarded", "for=1.1.1.1"),
+            ("X-Keep", "1"),
+            ("Cookie", "a=b"),
+        ]);
+        let mut h = hdrs(&pairs);
+        f.apply(
+            &mut h,
+            &Peer::new("203.0.113.9:4000".parse().unwrap(), false),
+        );
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [
+                "cookie",
+                "forwarded",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-keep"
+            ]
+        );
+
+        // A trusted proxy's headers are its own: kept.
+        let f = Forwarding {
+            trusted: vec![Cidr::parse("10.0.0.0/8").unwrap()],
+            host: None,
+        };
+        let mut h = hdrs(&[("x-real-ip", "198.51.100.7"), ("x-forwarded-port", "443")]);
+        f.apply(&mut h, &Peer::new("10.0.0.5:4000".parse().unwrap(), false));
+        assert_eq!(h["x-real-ip"], "198.51.100.7");
+        assert_eq!(h["x-forwarded-port"], "443");
     }
 
     #[test]

@@ -175,27 +175,21 @@ impl Gateway {
         };
         let path_and_query = match target {
             Ok(t) => t,
-            Err(denial) => {
-                let resp = error_response(denial, &request_id, None);
-                self.finish(
-                    &method,
-                    "-",
-                    RouteClass::Unprotected,
-                    &Outcome::Deny {
-                        denial,
-                        token_id: None,
-                        retry_after: None,
-                    },
-                    resp.status(),
-                    started,
-                    &request_id,
-                );
-                return resp;
-            }
+            Err(denial) => return self.refuse_target(denial, &method, started, &request_id),
         };
         let path_len = path_and_query.find('?').unwrap_or(path_and_query.len());
         let policy = self.policy();
-        let route = policy.routes.classify(&method, &path_and_query[..path_len]);
+        // The route judged is the one every reading of the raw path gives.
+        let route =
+            match policy
+                .routes
+                .judge(&method, req.uri().path(), &path_and_query[..path_len])
+            {
+                Ok(route) => route,
+                Err(_) => {
+                    return self.refuse_target(Denial::InvalidPath, &method, started, &request_id)
+                }
+            };
 
         // Phase: credential and precheck.
         let cred = authz::parse_authorization(
@@ -306,6 +300,33 @@ impl Gateway {
         resp
     }
 
+    /// Answer a request whose target cannot be judged (too long, not
+    /// normal, read differently by what is behind us): never forwarded.
+    fn refuse_target(
+        &self,
+        denial: Denial,
+        method: &Method,
+        started: Instant,
+        request_id: &HeaderValue,
+    ) -> Response<ResponseBody> {
+        let resp = error_response(denial, request_id, None);
+        let outcome = Outcome::Deny {
+            denial,
+            token_id: None,
+            retry_after: None,
+        };
+        self.finish(
+            method,
+            "-",
+            RouteClass::Unprotected,
+            &outcome,
+            resp.status(),
+            started,
+            request_id,
+        );
+        resp
+    }
+
     /// Phase: decide on a looked-up token (reading a GraphQL operation when
     /// a read-only token needs it), then rate limits.
     async fn decide(
@@ -394,9 +415,15 @@ impl Gateway {
         request_id: &HeaderValue,
     ) -> Response<ResponseBody> {
         let (mut parts, body) = req.into_parts();
+        // A WebSocket upgrade, with the `Sec-WebSocket-Accept` the upstream
+        // must answer: without one the 101 is not a WebSocket handshake.
         let upgrade = upgrade_requested(&parts.headers)
-            .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
-            .flatten();
+            .then(|| websocket_accept(&parts.headers))
+            .flatten()
+            .and_then(|accept| {
+                let on = parts.extensions.remove::<hyper::upgrade::OnUpgrade>()?;
+                Some((on, accept))
+            });
         let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
         prepare_request_headers(
             &mut parts.headers,
@@ -442,7 +469,7 @@ impl Gateway {
     async fn send(
         &self,
         up: Request<ForwardBody>,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        client_upgrade: Option<(hyper::upgrade::OnUpgrade, HeaderValue)>,
         request_id: &HeaderValue,
     ) -> Response<ResponseBody> {
         let t = Instant::now();
@@ -467,19 +494,33 @@ impl Gateway {
             }
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client) = client_upgrade {
-                let upstream = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    match tokio::try_join!(client, upstream) {
-                        Ok((c, u)) => {
-                            let mut c = hyper_util::rt::TokioIo::new(c);
-                            let mut u = hyper_util::rt::TokioIo::new(u);
-                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+            // The tunnel carries what the client sends unchecked from here
+            // on: open it only for the WebSocket handshake that was asked
+            // for and that the upstream answered as one.
+            let answered = resp.headers().get("sec-websocket-accept");
+            match client_upgrade {
+                Some((client, accept)) if answered == Some(&accept) => {
+                    let upstream = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(async move {
+                        match tokio::try_join!(client, upstream) {
+                            Ok((c, u)) => {
+                                let mut c = hyper_util::rt::TokioIo::new(c);
+                                let mut u = hyper_util::rt::TokioIo::new(u);
+                                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                            }
+                            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                         }
-                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-                    }
-                });
-                return resp.map(Either::Left);
+                    });
+                    return resp.map(Either::Left);
+                }
+                _ => {
+                    self.metrics
+                        .upstream_errors
+                        .with_label_values(&["protocol"])
+                        .inc();
+                    tracing::warn!(request_id = %request_id.to_str().unwrap_or("-"), "upstream switched protocols without a matching WebSocket handshake");
+                    return error_response(Denial::BadGateway, request_id, None);
+                }
             }
         }
         strip_hop_by_hop(resp.headers_mut());
@@ -624,6 +665,22 @@ fn upgrade_requested(h: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// The `Sec-WebSocket-Accept` an upstream must answer to this request's
+/// `Sec-WebSocket-Key` (RFC 6455 §4.2.2); `None` without exactly one key.
+fn websocket_accept(h: &HeaderMap) -> Option<HeaderValue> {
+    use base64::Engine as _;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut keys = h.get_all("sec-websocket-key").iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return None;
+    };
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(GUID);
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes());
+    HeaderValue::from_str(&accept).ok()
+}
+
 /// Remove hop-by-hop headers, including every header the `Connection`
 /// header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -736,6 +793,23 @@ mod tests {
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         assert!(!upgrade_requested(&h));
+    }
+
+    #[test]
+    fn websocket_accept_is_rfc6455s() {
+        let mut h = HeaderMap::new();
+        assert_eq!(websocket_accept(&h), None);
+        // The example handshake of RFC 6455 §1.3.
+        h.insert(
+            "sec-websocket-key",
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        assert_eq!(
+            websocket_accept(&h).unwrap(),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        h.append("sec-websocket-key", HeaderValue::from_static("x"));
+        assert_eq!(websocket_accept(&h), None);
     }
 
     #[test]

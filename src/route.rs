@@ -26,6 +26,8 @@ use std::sync::Arc;
 
 use http::Method;
 
+pub mod readings;
+
 /// The three route classes of SPEC §2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RouteClass {
@@ -45,9 +47,15 @@ impl RouteClass {
     }
 }
 
-/// Why a path was refused.
+/// Why a request target was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
+    #[error("the CMS could read this path as another route than authgate judged")]
+    AmbiguousReading,
+    #[error("method names are upper case")]
+    MethodCase,
+    #[error("CONNECT is never forwarded")]
+    Connect,
     #[error("request target is not an absolute path")]
     NotAbsolute,
     #[error("malformed percent-encoding")]
@@ -253,18 +261,66 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
 
-/// A set of HTTP methods as a bit mask. GET implies HEAD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MethodSet(u16);
+/// Methods of the IANA HTTP method registry beyond the seven standard ones
+/// (and CONNECT, which is never forwarded): the ones a table row may name.
+const REGISTERED_EXTENSIONS: [&str; 32] = [
+    "ACL",
+    "BASELINE-CONTROL",
+    "BIND",
+    "CHECKIN",
+    "CHECKOUT",
+    "COPY",
+    "LABEL",
+    "LINK",
+    "LOCK",
+    "MERGE",
+    "MKACTIVITY",
+    "MKCALENDAR",
+    "MKCOL",
+    "MKREDIRECTREF",
+    "MKWORKSPACE",
+    "MOVE",
+    "ORDERPATCH",
+    "PROPFIND",
+    "PROPPATCH",
+    "PURGE",
+    "QUERY",
+    "REBIND",
+    "REPORT",
+    "SEARCH",
+    "TRACE",
+    "UNBIND",
+    "UNCHECKOUT",
+    "UNLINK",
+    "UNLOCK",
+    "UPDATE",
+    "UPDATEREDIRECTREF",
+    "VERSION-CONTROL",
+];
+
+/// A set of HTTP methods: the seven standard ones as bits (GET implies
+/// HEAD), extension methods (`PROPFIND`, `SEARCH`, ...) by name, or `*`
+/// for every method, known or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodSet {
+    bits: u8,
+    extensions: Box<[Method]>,
+}
 
 impl MethodSet {
-    const NAMES: [&'static str; 8] = [
-        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*",
-    ];
+    const NAMES: [&'static str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    /// The bit standing for every method outside [`Self::NAMES`].
+    const OTHER: u8 = 0x80;
 
-    pub const ALL: MethodSet = MethodSet(0x7f);
+    /// Every method, standard or not.
+    pub fn all() -> MethodSet {
+        MethodSet {
+            bits: 0xff,
+            extensions: Box::default(),
+        }
+    }
 
-    fn bit(m: &Method) -> u16 {
+    fn bit(m: &Method) -> u8 {
         match *m {
             Method::GET => 1,
             Method::HEAD => 2,
@@ -277,30 +333,50 @@ impl MethodSet {
         }
     }
 
-    /// Parse `GET|POST` (or `*` for all).
+    /// Is `m` one of the seven methods the action tables are written in?
+    /// Any other method is judged as the most demanding one.
+    pub fn is_standard(m: &Method) -> bool {
+        Self::bit(m) != 0
+    }
+
+    /// Parse `GET|POST`, `PROPFIND`, or `*` for all.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let mut bits = 0u16;
+        let mut bits = 0u8;
+        let mut extensions = Vec::new();
         for part in s.split('|') {
             let part = part.trim().to_ascii_uppercase();
-            let idx = Self::NAMES
-                .iter()
-                .position(|n| *n == part)
-                .ok_or_else(|| format!("unknown HTTP method `{part}`"))?;
-            bits |= match idx {
-                0 => 1 | 2,
-                7 => Self::ALL.0,
-                i => 1 << i,
-            };
+            if part == "*" {
+                bits = 0xff;
+            } else if part == "GET" {
+                bits |= 1 | 2;
+            } else if let Some(i) = Self::NAMES.iter().position(|n| *n == part) {
+                bits |= 1 << i;
+            } else if REGISTERED_EXTENSIONS.contains(&part.as_str()) {
+                let m = Method::from_bytes(part.as_bytes())
+                    .map_err(|_| format!("unknown HTTP method `{part}`"))?;
+                extensions.push(m);
+            } else {
+                // A typo (`GTE`) must not silently become a method of its own.
+                return Err(format!("unknown HTTP method `{part}`"));
+            }
         }
-        Ok(MethodSet(bits))
+        Ok(MethodSet {
+            bits,
+            extensions: extensions.into(),
+        })
     }
 
-    pub fn contains(self, m: &Method) -> bool {
-        self.0 & Self::bit(m) != 0
+    pub fn contains(&self, m: &Method) -> bool {
+        match Self::bit(m) {
+            0 => self.bits & Self::OTHER != 0 || self.extensions.contains(m),
+            b => self.bits & b != 0,
+        }
     }
 
-    pub fn intersects(self, other: MethodSet) -> bool {
-        self.0 & other.0 != 0
+    pub fn intersects(&self, other: &MethodSet) -> bool {
+        self.bits & other.bits != 0
+            || self.extensions.iter().any(|m| other.contains(m))
+            || other.extensions.iter().any(|m| self.contains(m))
     }
 }
 
@@ -444,7 +520,7 @@ impl PatternTable {
                 subject,
             };
             if let Some(other) = entries.iter().find(|e: &&PatternEntry| {
-                e.methods.intersects(entry.methods) && e.same_shape(&entry)
+                e.methods.intersects(&entry.methods) && e.same_shape(&entry)
             }) {
                 return Err(format!(
                     "routes `{}` and `{}` match the same requests (ambiguous action table)",
@@ -479,38 +555,48 @@ impl PatternTable {
             n += 1;
         }
         let segs = &segs[..n];
-        'entries: for e in &self.entries {
-            if e.segs.len() != n || !e.methods.contains(method) {
-                continue;
+        self.entries
+            .iter()
+            .find(|e| e.methods.contains(method) && e.matches(segs))
+            .map(|e| e.answer(segs))
+    }
+
+    /// Does some row, for any method, match this path?
+    pub fn maps_path(&self, path: &str) -> bool {
+        let segs: Vec<&str> = segments(path).collect();
+        self.entries.iter().any(|e| e.matches(&segs))
+    }
+}
+
+impl PatternEntry {
+    fn matches(&self, segs: &[&str]) -> bool {
+        self.segs.len() == segs.len()
+            && self.segs.iter().zip(segs).all(|(p, s)| match p {
+                PatSeg::Lit(l) => segment_is(s, l),
+                PatSeg::Param(_) => true,
+            })
+    }
+
+    fn answer<'a>(&'a self, segs: &[&'a str]) -> Matched<'a> {
+        let subject = match &self.subject {
+            None => None,
+            Some(SubjectFrom::Fixed(s)) => Some(Cow::Borrowed(&**s)),
+            Some(SubjectFrom::Param(idx)) => {
+                let seg = self
+                    .segs
+                    .iter()
+                    .zip(segs)
+                    .filter(|(p, _)| matches!(p, PatSeg::Param(_)))
+                    .nth(*idx)
+                    .map(|(_, s)| *s)
+                    .unwrap_or("");
+                Some(decode_all(seg))
             }
-            for (p, s) in e.segs.iter().zip(segs) {
-                if let PatSeg::Lit(l) = p {
-                    if !segment_is(s, l) {
-                        continue 'entries;
-                    }
-                }
-            }
-            let subject = match &e.subject {
-                None => None,
-                Some(SubjectFrom::Fixed(s)) => Some(Cow::Borrowed(&**s)),
-                Some(SubjectFrom::Param(idx)) => {
-                    let seg = e
-                        .segs
-                        .iter()
-                        .zip(segs)
-                        .filter(|(p, _)| matches!(p, PatSeg::Param(_)))
-                        .nth(*idx)
-                        .map(|(_, s)| *s)
-                        .unwrap_or("");
-                    Some(decode_all(seg))
-                }
-            };
-            return Some(Matched {
-                action: e.action.as_deref(),
-                subject,
-            });
+        };
+        Matched {
+            action: self.action.as_deref(),
+            subject,
         }
-        None
     }
 }
 
@@ -549,6 +635,9 @@ pub enum RouteAction<'a> {
     },
     /// The GraphQL endpoint: the operation decides.
     GraphQl,
+    /// A method outside the standard seven on a path the action tables map,
+    /// with no row naming it: no token holds it.
+    Refused,
 }
 
 impl RouteAction<'_> {
@@ -556,7 +645,7 @@ impl RouteAction<'_> {
         match self {
             RouteAction::ContentApi(a) => Some(a),
             RouteAction::Admin { action, .. } => Some(action),
-            RouteAction::None | RouteAction::GraphQl => None,
+            RouteAction::None | RouteAction::GraphQl | RouteAction::Refused => None,
         }
     }
 }
@@ -656,7 +745,7 @@ impl RouteTable {
         for r in &spec.rules {
             let methods = match &r.methods {
                 Some(m) => MethodSet::parse(m).map_err(|e| format!("rule `{}`: {e}", r.prefix))?,
-                None => MethodSet::ALL,
+                None => MethodSet::all(),
             };
             rules.push(Rule {
                 segs: prefix_segments(&r.prefix)?,
@@ -790,6 +879,46 @@ impl RouteTable {
         v
     }
 
+    /// Judge a request: classify `normal`, authgate's reading of the raw
+    /// path `raw` (what [`normalise`] made of it), and prove it is the only
+    /// reading that matters.
+    ///
+    /// **The property.** The route class, the admin subject, the action and
+    /// whether a token is required are the same under every plausible
+    /// reading of the request by what is behind authgate: percent-decoding
+    /// repeated until nothing changes, `%uXXXX`, `\` read as `/`, a decoded
+    /// `?` or `#` ending the path, `;` parameters dropped, ASCII case folded,
+    /// trailing dots and blanks trimmed, dot segments resolved, repeated
+    /// slashes merged (see [`readings`]). A request for which any reading
+    /// disagrees is refused, never forwarded. Methods are read one way too:
+    /// a method with lower-case letters (a lenient reader folds it into a
+    /// standard one) and `CONNECT` (forwarded, it would lose the path) are
+    /// refused; any other method outside the standard seven is judged as
+    /// the most demanding (see [`MethodSet::is_standard`]).
+    pub fn judge<'a>(
+        &'a self,
+        method: &Method,
+        raw: &str,
+        normal: &'a str,
+    ) -> Result<Route<'a>, PathError> {
+        if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+            return Err(PathError::MethodCase);
+        }
+        if method == Method::CONNECT {
+            return Err(PathError::Connect);
+        }
+        let route = self.classify(method, normal);
+        if readings::is_plain(raw) {
+            return Ok(route);
+        }
+        for reading in readings::readings(raw)? {
+            if self.classify(method, &reading) != route {
+                return Err(PathError::AmbiguousReading);
+            }
+        }
+        Ok(route)
+    }
+
     /// Classify a normalised path.
     pub fn classify<'a>(&'a self, method: &Method, path: &'a str) -> Route<'a> {
         let mut buf: [&str; 16] = [""; 16];
@@ -804,11 +933,19 @@ impl RouteTable {
             .iter()
             .find(|p| has_prefix(segs, &p.segs))
             .map(|p| (p.class, p.segs.len()));
-        let auth_required = self
-            .rules
-            .iter()
-            .find(|r| r.methods.contains(method) && has_prefix(segs, &r.segs))
-            .is_some_and(|r| r.auth_required);
+        let standard = MethodSet::is_standard(method);
+        // A method outside the standard seven is judged as the most
+        // demanding: any rule on the path that requires a token applies.
+        let auth_required = if standard {
+            self.rules
+                .iter()
+                .find(|r| r.methods.contains(method) && has_prefix(segs, &r.segs))
+                .is_some_and(|r| r.auth_required)
+        } else {
+            self.rules
+                .iter()
+                .any(|r| r.auth_required && has_prefix(segs, &r.segs))
+        };
         let (class, action) = match class {
             None => (RouteClass::Unprotected, RouteAction::None),
             Some((RouteClass::Admin, _)) => {
@@ -817,7 +954,9 @@ impl RouteTable {
                         action: Some(action),
                         subject,
                     }) => RouteAction::Admin { action, subject },
-                    _ => RouteAction::None,
+                    Some(_) => RouteAction::None,
+                    None if !standard && self.admin_actions.maps_path(path) => RouteAction::Refused,
+                    None => RouteAction::None,
                 };
                 (RouteClass::Admin, action)
             }
@@ -826,6 +965,8 @@ impl RouteTable {
                     RouteAction::GraphQl
                 } else if let Some(m) = self.content_api_actions.lookup(method, path) {
                     m.action.map_or(RouteAction::None, RouteAction::ContentApi)
+                } else if !standard && self.content_api_actions.maps_path(path) {
+                    RouteAction::Refused
                 } else {
                     self.crud_action(method, &segs[plen.min(segs.len())..])
                 };
@@ -854,7 +995,7 @@ impl RouteTable {
                         Method::GET | Method::HEAD => &ct.find,
                         Method::PUT | Method::PATCH => &ct.update,
                         Method::DELETE => &ct.delete,
-                        _ => return RouteAction::None,
+                        _ => return unmapped(method),
                     };
                     return RouteAction::ContentApi(a);
                 }
@@ -870,11 +1011,21 @@ impl RouteTable {
                 (1, &Method::GET | &Method::HEAD) => &ct.find_one,
                 (1, &Method::PUT | &Method::PATCH) => &ct.update,
                 (1, &Method::DELETE) => &ct.delete,
-                _ => return RouteAction::None,
+                _ => return unmapped(method),
             };
             return RouteAction::ContentApi(a);
         }
         RouteAction::None
+    }
+}
+
+/// What a content type's path answers for a method it has no action for:
+/// nothing specific for a standard method, refusal for any other.
+fn unmapped(method: &Method) -> RouteAction<'static> {
+    if MethodSet::is_standard(method) {
+        RouteAction::None
+    } else {
+        RouteAction::Refused
     }
 }
 
@@ -1236,5 +1387,129 @@ mod tests {
         spec.admin_prefixes = vec!["/api".into()];
         spec.content_api_prefixes = vec!["/API".into()];
         assert!(RouteTable::build(&spec).is_err());
+    }
+
+    /// `judge` on the raw target, as the proxy calls it.
+    fn judged(t: &RouteTable, method: &str, raw: &str) -> Result<RouteClass, PathError> {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let n = normalise(raw)?;
+        t.judge(&m, raw, &n).map(|r| r.class)
+    }
+
+    #[test]
+    fn requests_people_send_every_day_pass() {
+        use RouteClass::*;
+        let t = table();
+        let rows: &[(&str, &str, RouteClass)] = &[
+            ("GET", "/api/articles", ContentApi),
+            ("GET", "/api/articles/", ContentApi),
+            ("GET", "/api/articles/abc123def", ContentApi),
+            ("PUT", "/api/articles/7", ContentApi),
+            ("POST", "/graphql", ContentApi),
+            ("GET", "/api/articles/hello%20world", ContentApi),
+            ("GET", "/api/search/caf%C3%A9", ContentApi),
+            ("GET", "/uploads/my%25file.png", Unprotected),
+            ("GET", "/uploads/100%25%20off.JPG", Unprotected),
+            ("GET", "/uploads/IMG_2041.JPG", Unprotected),
+            ("GET", "/uploads/a%3Bb.png", Unprotected),
+            ("GET", "/admin", Admin),
+            ("GET", "/admin/", Admin),
+            ("GET", "/ADMIN/users", Admin),
+            ("GET", "/admin/users/me", Admin),
+            ("GET", "/admin/auth/login", Admin),
+            (
+                "GET",
+                "/content-manager/collection-types/api::article.article",
+                Admin,
+            ),
+            (
+                "GET",
+                "/content-manager/collection-types/api%3A%3Aarticle.article/1",
+                Admin,
+            ),
+            ("OPTIONS", "/api/articles", ContentApi),
+            ("GET", "/favicon.ico", Unprotected),
+            ("GET", "/", Unprotected),
+        ];
+        for (m, raw, class) in rows {
+            assert_eq!(judged(&t, m, raw), Ok(*class), "{m} {raw}");
+        }
+    }
+
+    #[test]
+    fn requests_read_differently_behind_us_are_refused() {
+        let t = table();
+        let refused: &[(&str, &str, PathError)] = &[
+            ("GET", "/%2561dmin/users", PathError::AmbiguousReading),
+            ("GET", "/admin%252fusers", PathError::AmbiguousReading),
+            ("GET", "/%2575pload/files", PathError::AmbiguousReading),
+            ("GET", "/%2561pi/articles", PathError::AmbiguousReading),
+            ("GET", "/%252561dmin/users", PathError::AmbiguousReading),
+            ("GET", "/%25u0061dmin/users", PathError::AmbiguousReading),
+            ("GET", "/api/..;/admin/users", PathError::AmbiguousReading),
+            ("GET", "/api/%252e%252e/admin", PathError::AmbiguousReading),
+            (
+                "GET",
+                "/api/x%255c..%255c..%255cadmin",
+                PathError::AmbiguousReading,
+            ),
+            ("GET", "/admin%253f/x", PathError::AmbiguousReading),
+            ("GET", "/admin%3F/x", PathError::AmbiguousReading),
+            ("GET", "/api/..%2520/admin", PathError::AmbiguousReading),
+            (
+                "GET",
+                "/content-manager/collection-types/API::ARTICLE.ARTICLE",
+                PathError::AmbiguousReading,
+            ),
+            (
+                "GET",
+                "/content-manager/collection-types/api::article.article;x",
+                PathError::AmbiguousReading,
+            ),
+            ("GET", "/api/x/%2500", PathError::ControlChar),
+            ("get", "/admin/users", PathError::MethodCase),
+            ("Get", "/api/articles", PathError::MethodCase),
+            ("CONNECT", "/admin/users", PathError::Connect),
+        ];
+        for (m, raw, want) in refused {
+            assert_eq!(judged(&t, m, raw), Err(*want), "{m} {raw}");
+        }
+    }
+
+    #[test]
+    fn unknown_methods_are_judged_as_the_most_demanding() {
+        let t = table();
+        let m = |s: &str| Method::from_bytes(s.as_bytes()).unwrap();
+        for method in ["PROPFIND", "SEARCH", "TRACE", "PURGE"] {
+            let method = m(method);
+            // Mapped admin and content-API paths: no token holds the method.
+            for path in [
+                "/content-manager/collection-types/api::article.article",
+                "/api/articles",
+                "/api/articles/7",
+                "/api/upload/files",
+            ] {
+                assert_eq!(
+                    t.classify(&method, path).action,
+                    RouteAction::Refused,
+                    "{path}"
+                );
+            }
+            // A rule requiring a token applies to it whatever its methods.
+            assert!(t.classify(&method, "/api/private/x").auth_required);
+        }
+        // A row may name a registered extension method.
+        let table = PatternTable::build(&[PatternSpec {
+            route: "PROPFIND /a/:id".into(),
+            action: "read".into(),
+            subject: None,
+        }])
+        .unwrap();
+        assert_eq!(
+            table.lookup(&m("PROPFIND"), "/a/1").unwrap().action,
+            Some("read")
+        );
+        assert!(table.lookup(&m("SEARCH"), "/a/1").is_none());
+        assert!(table.maps_path("/a/1"));
     }
 }

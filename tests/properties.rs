@@ -1,6 +1,9 @@
 //! Property tests of the parsing that decides: path normalisation and
 //! classification, the Authorization header, the GraphQL sniffer.
 
+#[path = "reference/readings.rs"]
+mod reference;
+
 use authgate::authz::{parse_authorization, Credential};
 use authgate::route::{normalise, RouteClass, RouteSpec, RouteTable};
 use http::Method;
@@ -40,6 +43,78 @@ fn path_strategy() -> impl Strategy<Value = String> {
         "[a-zA-Z0-9._~;%-]{0,6}",
     ];
     proptest::collection::vec(piece, 0..8).prop_map(|v| format!("/{}", v.join("/")))
+}
+
+/// Paths from the pieces attackers combine: `%`, `25`, `2f`, `5c`, `2e`,
+/// `u00`, `.`, `;`, `/`, `\`, every prefix, case changes.
+fn attack_path_strategy() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("%".to_owned()),
+        Just("25".to_owned()),
+        Just("2f".to_owned()),
+        Just("2F".to_owned()),
+        Just("5c".to_owned()),
+        Just("2e".to_owned()),
+        Just("3b".to_owned()),
+        Just("3f".to_owned()),
+        Just("u00".to_owned()),
+        Just("61".to_owned()),
+        Just("41".to_owned()),
+        Just("20".to_owned()),
+        Just(".".to_owned()),
+        Just("..".to_owned()),
+        Just(";".to_owned()),
+        Just("/".to_owned()),
+        Just("\\".to_owned()),
+        Just("admin".to_owned()),
+        Just("ADMIN".to_owned()),
+        Just("dmin".to_owned()),
+        Just("api".to_owned()),
+        Just("pi".to_owned()),
+        Just("upload".to_owned()),
+        Just("content-manager".to_owned()),
+        Just("graphql".to_owned()),
+        Just("users".to_owned()),
+        Just("articles".to_owned()),
+        Just("x".to_owned()),
+    ];
+    proptest::collection::vec(piece, 1..12).prop_map(|v| format!("/{}", v.concat()))
+}
+
+fn method_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("GET".to_owned()),
+        Just("POST".to_owned()),
+        Just("DELETE".to_owned()),
+        Just("PROPFIND".to_owned()),
+        Just("SEARCH".to_owned()),
+    ]
+}
+
+/// `Authorization` values from the pieces that split differently: schemes,
+/// every blank some reader splits on (and 0x80-0xFF), keys, extra words.
+fn authorization_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"Bearer".to_vec()),
+        Just(b"bearer".to_vec()),
+        Just(b"Basic".to_vec()),
+        Just(b" ".to_vec()),
+        Just(b"  ".to_vec()),
+        Just(b"\t".to_vec()),
+        Just(vec![0x0b]),
+        Just(vec![0x0c]),
+        Just(vec![0x1c]),
+        Just(vec![0x85]),
+        Just(vec![0xa0]),
+        Just(b",".to_vec()),
+        Just(b"\"".to_vec()),
+        Just(b":".to_vec()),
+        Just(b"=".to_vec()),
+        Just(b"a.b.c".to_vec()),
+        "[0-9a-f]{20,40}".prop_map(String::into_bytes),
+        (0x80u8..=0xff).prop_map(|b| vec![b]),
+    ];
+    proptest::collection::vec(piece, 1..6).prop_map(|v| v.concat())
 }
 
 fn first_key(p: &str) -> String {
@@ -89,50 +164,82 @@ proptest! {
         }
     }
 
+    /// One reading of `Authorization`: whenever a real reader (Strapi,
+    /// passport, Python, DRF, Laravel, a PHP regex) would take a key from
+    /// the value, authgate takes the same key or refuses the request; and
+    /// when authgate takes a key, no reader takes another one.
     #[test]
-    fn authorization_parsing_is_total_and_strict(v in proptest::collection::vec(any::<u8>(), 0..300)) {
-        match parse_authorization(std::iter::once(v.as_slice())) {
-            Credential::Token(t) => {
-                let parts: Vec<&[u8]> = v.split(|b| b.is_ascii_whitespace() || *b == 0x0b).filter(|p| !p.is_empty()).collect();
-                prop_assert_eq!(parts.len(), 2);
-                prop_assert!(parts[0].eq_ignore_ascii_case(b"bearer"));
-                prop_assert_eq!(parts[1], t);
+    fn authorization_has_one_reading(v in authorization_strategy()) {
+        let ours = parse_authorization(std::iter::once(v.as_slice()));
+        let refused = matches!(ours, Credential::Malformed | Credential::Conflicting);
+        for (reader, theirs) in reference::tokens(&v) {
+            let Some(theirs) = theirs.filter(|t| reference::key_like(t)) else { continue };
+            if refused {
+                continue;
             }
-            Credential::Session => prop_assert!(v.windows(1).any(|w| w == b".")),
-            Credential::Anonymous | Credential::Conflicting => {}
+            match ours {
+                Credential::Token(t) => prop_assert_eq!(
+                    t, theirs.as_bytes(), "{} reads another key from {:?}", reader, String::from_utf8_lossy(&v)
+                ),
+                other => prop_assert!(
+                    false, "{} reads key {:?} from {:?}, authgate reads {:?}", reader, theirs, String::from_utf8_lossy(&v), other
+                ),
+            }
+        }
+        // Bytes outside visible ASCII, space and tab are always refused.
+        if v.iter().any(|b| !matches!(b, 0x21..=0x7e | b' ' | b'\t')) {
+            prop_assert_eq!(ours, Credential::Malformed, "{:?}", v);
         }
     }
 
-    /// The parser's fast path agrees with Strapi's rule (split on blanks,
-    /// exactly `bearer` and one value) on values shaped like real headers.
+    /// The parser's fast path agrees with its general rule: the same value
+    /// with its blank written as a tab (which skips the fast path) reads
+    /// the same.
     #[test]
-    fn authorization_fast_path_agrees_with_the_split_rule(
-        scheme in "(Bearer|bearer|BEARER|Basic|Bearerx|Beare)",
-        sep in "( |  |\t| \x0b|\x0b)",
-        value in "[a-f0-9.A-Z_ -]{0,80}",
-        lead in "( |)",
+    fn authorization_fast_path_agrees_with_the_general_rule(
+        scheme in "(Bearer|bearer|BEARER)",
+        value in "[a-zA-Z0-9._~+/=-]{1,80}",
     ) {
-        let header = format!("{lead}{scheme}{sep}{value}");
-        let v = header.as_bytes();
-        let parts: Vec<&[u8]> = v
-            .split(|b| b.is_ascii_whitespace() || *b == 0x0b)
-            .filter(|p| !p.is_empty())
-            .collect();
-        let expected = if parts.len() == 2
-            && !v[0].is_ascii_whitespace()
-            && parts[0].eq_ignore_ascii_case(b"bearer")
-        {
-            if authgate::authz::looks_like_jwt(parts[1]) {
-                Credential::Session
-            } else {
-                Credential::Token(parts[1])
-            }
-        } else {
-            Credential::Anonymous
-        };
-        prop_assert_eq!(parse_authorization(std::iter::once(v)), expected, "{:?}", header);
+        let fast = format!("{scheme} {value}");
+        let slow = format!("{scheme}\t{value}");
+        prop_assert_eq!(
+            parse_authorization(std::iter::once(fast.as_bytes())),
+            parse_authorization(std::iter::once(slow.as_bytes()))
+        );
     }
 
+    /// The security rule of issue 12, as a property: either authgate
+    /// refuses the path, or every reading the reference reader finds
+    /// (tests/reference/readings.rs, written apart from src/route) has the
+    /// class authgate judged, and authgate's own classification of it has
+    /// the same action, subject and token requirement.
+    #[test]
+    fn no_reading_crosses_from_the_judged_route(p in attack_path_strategy(), m in method_strategy()) {
+        let t = table();
+        let method = Method::from_bytes(m.as_bytes()).expect("method");
+        let Ok(normal) = normalise(&p) else { return Ok(()) };
+        let Ok(judged) = t.judge(&method, &p, &normal) else { return Ok(()) };
+        let Some(readings) = reference::paths(&p, 4000) else { return Ok(()) };
+        prop_assert!(!reference::has_control(&readings), "{} forwarded with a control character in a reading", p);
+        let class = match judged.class {
+            RouteClass::Admin => reference::Class::Admin,
+            RouteClass::ContentApi => reference::Class::ContentApi,
+            RouteClass::Unprotected => reference::Class::Other,
+        };
+        for r in &readings {
+            // A reader that keeps `admin.` or `admin;x` literal routes it
+            // nowhere: authgate checked a token the CMS then does not need,
+            // stricter, never a crossing. Any other difference is one.
+            let read = reference::class_of(r);
+            let stricter = read == reference::Class::Other && class != reference::Class::Other;
+            prop_assert!(read == class || stricter, "{} {} judged {:?}, read as {} ({:?})", m, p, judged.class, r, read);
+            let escaped = r.replace('%', "%25");
+            let route = t.classify(&method, &escaped);
+            if !(stricter && route.class == RouteClass::Unprotected) {
+                prop_assert_eq!(&route, &judged, "{} {} read as {}", m, p, r);
+            }
+        }
+    }
     #[test]
     fn graphql_sniffer_never_calls_a_mutation_a_query(doc in "[ a-z{}()\"#\\n]{0,60}") {
         let op = authgate::graphql::document(&doc);

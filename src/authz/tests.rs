@@ -516,8 +516,18 @@ fn authorization_header_rules() {
         ),
         (vec!["Bearer".into()], Credential::Anonymous),
         (vec!["Bearer ".into()], Credential::Anonymous),
-        (vec![format!("Bearer {key} extra")], Credential::Anonymous),
-        (vec![format!(" Bearer {key}")], Credential::Anonymous),
+        // Issue 12: a value other readers split differently is refused.
+        (vec![format!("Bearer {key} extra")], Credential::Malformed),
+        (vec![format!(" Bearer {key}")], Credential::Malformed),
+        (vec![format!("Bearer\u{a0}{key}")], Credential::Malformed),
+        (vec![format!("Bearer\x0b{key}")], Credential::Malformed),
+        (vec![format!("Bearer\n{key}")], Credential::Malformed),
+        (vec![format!("Bearer:{key}")], Credential::Malformed),
+        (vec![format!("Basic x Bearer {key}")], Credential::Malformed),
+        (
+            vec!["Basic dXNlcjpwYXNzw6k=\u{e9}".into()],
+            Credential::Malformed,
+        ),
         (vec!["Basic dXNlcjpwYXNz".into()], Credential::Anonymous),
         (vec![format!("Token {key}")], Credential::Anonymous),
         (
