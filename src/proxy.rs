@@ -1,7 +1,7 @@
 //! The request path, in named phases (as Pingora's proxy reads):
 //!
 //! ```text
-//! parse (target, Authorization) -> normalise + classify (route)
+//! parse (target, Authorization) -> normalise + judge (route)
 //!   -> precheck (authz) -> look up (cache -> store) -> decide (authz)
 //!   -> forward with identity (upstream) | answer the error envelope
 //!   -> log + metrics

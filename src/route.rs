@@ -3,10 +3,14 @@
 //! A gateway that decides by path is only as safe as its agreement with the
 //! upstream on what the path is. So the path is normalised exactly once
 //! ([`normalise`]), the normalised path is what gets classified, and the same
-//! normalised path is what gets forwarded: there is no second interpretation
-//! for an attacker to aim between. Anything that cannot be normalised
-//! without guessing (an encoded `/` or `\`, a NUL or control byte, `..` above
-//! the root, bytes that are not UTF-8 once decoded) is refused with 400.
+//! normalised path is what gets forwarded. Anything that cannot be
+//! normalised without guessing (an encoded `/` or `\`, a NUL or control
+//! byte, `..` above the root, bytes that are not UTF-8 once decoded) is
+//! refused with 400. The bytes forwarded can still be read differently by
+//! what is behind us (decoded once more, `..;/`, ...), so
+//! [`RouteTable::judge`] also classifies every such reading ([`readings`])
+//! and refuses the request unless they all agree: the one statement of the
+//! property is its doc comment.
 //!
 //! Classification compares whole segments, ignoring ASCII case, `;` matrix
 //! parameters and trailing dots or blanks (`/ADMIN`, `/admin;x=1` and

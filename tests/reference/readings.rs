@@ -15,8 +15,6 @@
 //! `str.split()` and Django REST framework's `bytes.split()`, Laravel's
 //! `bearerToken()`, a PHP `preg_match('/Bearer\s(\S+)/i')`).
 
-#![allow(dead_code)]
-
 use std::collections::BTreeSet;
 
 /// Route classes as the reference sees them: by the first segment.
