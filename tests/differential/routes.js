@@ -40,8 +40,31 @@ function rawHeaders(req) {
   return out;
 }
 
+// Requests the router never sees still arrived: CONNECT (Node hands it to
+// a 'connect' listener) and what Node's parser refuses (lowercase or
+// unknown methods, control bytes in header values). Answer those too, with
+// the request line as far as it goes, so the test sees what reached us.
+function reportUnrouted(server, program) {
+  const answer = (socket, status, fields) => {
+    const body = JSON.stringify({ program, route: '', class: '', headers: {}, ...fields });
+    socket.end(
+      `HTTP/1.1 ${status} Unrouted\r\nX-Diff-Program: ${program}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  };
+  server.on('connect', (req, socket) => {
+    answer(socket, 405, { route: '(connect)', method: req.method, url: req.url, headers: rawHeaders(req) });
+  });
+  server.on('clientError', (err, socket) => {
+    if (!socket.writable) return;
+    const line = (err.rawPacket || Buffer.alloc(0)).toString('latin1').split('\r\n')[0].split(' ');
+    answer(socket, 400, { route: `(parse error ${err.code})`, method: line[0] || '', url: line[1] || '' });
+  });
+}
+
 // Listen on the port given as argv[2] (0 = any), print it on stdout.
 function listen(server, name) {
+  reportUnrouted(server, name.replace('_app', ''));
   const port = Number(process.argv[2] || 0);
   server.on('error', (e) => {
     console.error(`${name}: cannot listen on 127.0.0.1:${port}: ${e.code || e.message}`);
