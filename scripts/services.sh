@@ -66,3 +66,15 @@ ensure_redis() {
 ensure_command() { # command package
   command -v "$1" >/dev/null 2>&1 || apt_install "$2"
 }
+
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+# ensure_node: Node.js 18 or newer, and npm.
+ensure_node() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1 || [ "$(node_major)" -lt 18 ]; then
+    apt_install nodejs npm || return 1
+  fi
+  [ "$(node_major)" -ge 18 ] && return 0
+  echo "Node.js 18 or newer is needed (found $(node --version 2>/dev/null || echo none))" >&2
+  return 1
+}

@@ -11,6 +11,8 @@ ensure_command python3 python3
 ensure_command promtool prometheus
 ensure_postgres 5432
 ensure_redis
+# tests/differential.rs puts nginx and Node routers (pinned in tests/differential) behind the gateway.
+ensure_command nginx nginx; ensure_node; (cd tests/differential && npm ci --no-audit --no-fund --loglevel=error)
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
