@@ -180,16 +180,17 @@ impl Gateway {
         let path_len = path_and_query.find('?').unwrap_or(path_and_query.len());
         let policy = self.policy();
         // The route judged is the one every reading of the raw path gives.
-        let route =
-            match policy
-                .routes
-                .judge(&method, req.uri().path(), &path_and_query[..path_len])
-            {
-                Ok(route) => route,
-                Err(_) => {
-                    return self.refuse_target(Denial::InvalidPath, &method, started, &request_id)
-                }
-            };
+        let route = match policy.routes.judge(
+            &method,
+            req.uri().path(),
+            req.uri().query(),
+            &path_and_query[..path_len],
+        ) {
+            Ok(route) => route,
+            Err(_) => {
+                return self.refuse_target(Denial::InvalidPath, &method, started, &request_id)
+            }
+        };
 
         // Phase: credential and precheck.
         let cred = authz::parse_authorization(

@@ -60,6 +60,8 @@ pub enum PathError {
     MethodCase,
     #[error("CONNECT is never forwarded")]
     Connect,
+    #[error("a `_method` query parameter could override the method")]
+    MethodOverride,
     #[error("request target is not an absolute path")]
     NotAbsolute,
     #[error("malformed percent-encoding")]
@@ -894,7 +896,9 @@ impl RouteTable {
     /// `?` or `#` ending the path, `;` parameters dropped, ASCII case folded,
     /// trailing dots and blanks trimmed, dot segments resolved, repeated
     /// slashes merged (see [`readings`]). A request for which any reading
-    /// disagrees is refused, never forwarded. Methods are read one way too:
+    /// disagrees is refused, never forwarded. Methods are read one way too
+    /// (a `_method` query parameter on a protected route, which Express's
+    /// `method-override` can take for the method, is refused):
     /// a method with lower-case letters (a lenient reader folds it into a
     /// standard one) and `CONNECT` (forwarded, it would lose the path) are
     /// refused; any other method outside the standard seven is judged as
@@ -903,6 +907,7 @@ impl RouteTable {
         &'a self,
         method: &Method,
         raw: &str,
+        query: Option<&str>,
         normal: &'a str,
     ) -> Result<Route<'a>, PathError> {
         if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
@@ -912,6 +917,9 @@ impl RouteTable {
             return Err(PathError::Connect);
         }
         let route = self.classify(method, normal);
+        if route.class != RouteClass::Unprotected && query.is_some_and(overrides_method) {
+            return Err(PathError::MethodOverride);
+        }
         if readings::is_plain(raw) {
             return Ok(route);
         }
@@ -1021,6 +1029,16 @@ impl RouteTable {
         }
         RouteAction::None
     }
+}
+
+/// Does the query carry a `_method` parameter (any case, its name
+/// percent-decoded as a query parser does)? Express's `method-override`
+/// with a query getter takes it for the request's method.
+fn overrides_method(query: &str) -> bool {
+    query.split(['&', ';']).any(|pair| {
+        let name = pair.split('=').next().unwrap_or("");
+        name.len() >= 7 && readings::decode_once(name).eq_ignore_ascii_case(b"_method")
+    })
 }
 
 /// What a content type's path answers for a method it has no action for:
@@ -1396,8 +1414,12 @@ mod tests {
     /// `judge` on the raw target, as the proxy calls it.
     fn judged(t: &RouteTable, method: &str, raw: &str) -> Result<RouteClass, PathError> {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
-        let n = normalise(raw)?;
-        t.judge(&m, raw, &n).map(|r| r.class)
+        let (path, query) = match raw.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (raw, None),
+        };
+        let n = normalise(path)?;
+        t.judge(&m, path, query, &n).map(|r| r.class)
     }
 
     #[test]
@@ -1434,6 +1456,12 @@ mod tests {
             ("OPTIONS", "/api/articles", ContentApi),
             ("GET", "/favicon.ico", Unprotected),
             ("GET", "/", Unprotected),
+            (
+                "GET",
+                "/api/articles?filters[title][$eq]=a&sort=title",
+                ContentApi,
+            ),
+            ("POST", "/uploads/x?_method=DELETE", Unprotected),
         ];
         for (m, raw, class) in rows {
             assert_eq!(judged(&t, m, raw), Ok(*class), "{m} {raw}");
@@ -1474,6 +1502,21 @@ mod tests {
             ("get", "/admin/users", PathError::MethodCase),
             ("Get", "/api/articles", PathError::MethodCase),
             ("CONNECT", "/admin/users", PathError::Connect),
+            (
+                "POST",
+                "/admin/users/1?_method=DELETE",
+                PathError::MethodOverride,
+            ),
+            (
+                "POST",
+                "/api/articles?a=1&_METHOD=DELETE",
+                PathError::MethodOverride,
+            ),
+            (
+                "POST",
+                "/api/articles?%5Fmethod=DELETE",
+                PathError::MethodOverride,
+            ),
         ];
         for (m, raw, want) in refused {
             assert_eq!(judged(&t, m, raw), Err(*want), "{m} {raw}");

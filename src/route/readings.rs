@@ -100,6 +100,11 @@ fn hex(b: u8) -> Option<u32> {
     char::from(b).to_digit(16)
 }
 
+/// `s` percent-decoded once, leniently (what query parsers do to names).
+pub(super) fn decode_once(s: &str) -> Vec<u8> {
+    decode_round(s.as_bytes(), false)
+}
+
 /// One round of lenient percent-decoding: a valid `%XX` becomes its byte,
 /// `%uXXXX` (when `iis`) its character in UTF-8, anything else stays.
 fn decode_round(b: &[u8], iis: bool) -> Vec<u8> {

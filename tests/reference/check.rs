@@ -44,7 +44,7 @@ pub fn path(t: &RouteTable, method: &Method, raw: &str) -> Result<bool, String> 
     let Ok(normal) = normalise(raw) else {
         return Ok(false);
     };
-    let Ok(judged) = t.judge(method, raw, &normal) else {
+    let Ok(judged) = t.judge(method, raw, None, &normal) else {
         return Ok(false);
     };
     let Some(readings) = reference::paths(raw, 4000) else {
