@@ -7,6 +7,13 @@
 #   bench/load.sh --smoke         # 1 round x 2 s: checks the script works
 #   ROUNDS=5 DURATION=15 CONNECTIONS=64 bench/load.sh
 #   HOLD=1 bench/load.sh          # set everything up and wait (for profiling)
+#   BENCH_PORT_BASE=28081 bench/load.sh   # ports BASE..BASE+5 (default 18081)
+#
+# Targets include the strapi5 layout (authgate reading a Strapi 5 schema in
+# place, tests/fixtures/strapi5-schema.sql) without and with authgate's
+# triggers: a cached token, and a flood of made-up keys ("-reject"). There
+# is no Strapi here; the closing line compares with Strapi's own rate as
+# measured elsewhere (~1,100-1,250 made-up keys/s, issue 13).
 #
 # Needs: nginx, wrk (Debian packages; installed with apt if missing),
 # PostgreSQL (the machine's, or a throw-away cluster), python3.
@@ -24,17 +31,31 @@ ensure_command nginx nginx
 ensure_command wrk wrk
 ensure_postgres 5432
 
+BASE=${BENCH_PORT_BASE:-18081}
+P_UP=$BASE P_NGINX=$((BASE + 1)) P_GATE=$((BASE + 2)) P_UNCACHED=$((BASE + 3))
+P_S5=$((BASE + 4)) P_S5T=$((BASE + 5))
+for p in $P_UP $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "bench: port $p is busy; set BENCH_PORT_BASE (ports BASE..BASE+5, now $BASE)" >&2
+    exit 1
+  fi
+done
+
 W=$(mktemp -d /tmp/authgate-bench.XXXXXX)
 SCHEMA=authgate_bench_$$
 DB_URL=${AUTHGATE_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 SALT=bench-salt-0123456789abcdef
 pids=()
+S5_DBS=(authgate_bench_s5_$$ authgate_bench_s5t_$$)
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   nginx -p "$W" -c "$W/upstream.conf" -s stop 2>/dev/null || true
   nginx -p "$W" -c "$W/proxy.conf" -s stop 2>/dev/null || true
   wait 2>/dev/null || true
   psql -q "$DB_URL" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+  for d in "${S5_DBS[@]}"; do
+    psql -q "$DB_URL" -c "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true
+  done
   rm -rf "$W"
 }
 trap cleanup EXIT INT TERM
@@ -42,7 +63,8 @@ trap cleanup EXIT INT TERM
 echo "==> building authgate (release)" >&2
 cargo build --release --quiet --bin authgate --example latency
 
-# Ports: 18081 upstream, 18082 nginx proxy, 18083 authgate (cache), 18084 authgate (no cache)
+# Ports: BASE upstream, +1 nginx proxy, +2 authgate (cache), +3 authgate (no
+# cache), +4 authgate strapi5 (polled), +5 authgate strapi5 (triggers)
 mkdir -p "$W/logs"
 # Two nginx instances, one worker each: the upstream (answers from memory)
 # and the plain reverse proxy under comparison, so the proxy's worker does
@@ -56,7 +78,7 @@ http {
   access_log off;
   keepalive_requests 1000000;
   server {
-    listen 127.0.0.1:18081;
+    listen 127.0.0.1:$P_UP;
     location / { default_type application/json; return 200 '{"data":[{"id":1,"title":"hello"}],"meta":{}}'; }
   }
 }
@@ -69,9 +91,9 @@ events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  upstream cms { server 127.0.0.1:18081; keepalive 64; }
+  upstream cms { server 127.0.0.1:$P_UP; keepalive 64; }
   server {
-    listen 127.0.0.1:18082;
+    listen 127.0.0.1:$P_NGINX;
     location / {
       proxy_pass http://cms;
       proxy_http_version 1.1;
@@ -91,7 +113,7 @@ config() { # port capacity
 listen = "127.0.0.1:$1"
 worker_threads = 1
 [upstream]
-url = "http://127.0.0.1:18081"
+url = "http://127.0.0.1:$P_UP"
 pool_max_idle = 256
 [postgres]
 url = "$DB_URL"
@@ -112,8 +134,34 @@ uid = "api::article.article"
 plural = "articles"
 EOF
 }
-config 18083 100000 > "$W/cached.toml"
-config 18084 0 > "$W/uncached.toml"
+config $P_GATE 100000 > "$W/cached.toml"
+config $P_UNCACHED 0 > "$W/uncached.toml"
+s5config() { # port database
+  cat <<EOF
+[server]
+listen = "127.0.0.1:$1"
+worker_threads = 1
+[upstream]
+url = "http://127.0.0.1:$P_UP"
+pool_max_idle = 256
+[postgres]
+url = "${DB_URL%/*}/$2"
+layout = "strapi5"
+pool_size = 4
+[tokens]
+salt = "$SALT"
+[cache]
+capacity = 100000
+[metrics]
+listen = ""
+[management]
+listen = ""
+[log]
+level = "warn"
+EOF
+}
+s5config $P_S5 "${S5_DBS[0]}" > "$W/s5.toml"
+s5config $P_S5T "${S5_DBS[1]}" > "$W/s5t.toml"
 
 echo "==> $TOKENS tokens in schema $SCHEMA" >&2
 target/release/authgate --config "$W/cached.toml" migrate >/dev/null
@@ -130,10 +178,25 @@ with open(f"{w}/bad.txt", "w") as bad:
         bad.write(os.urandom(128).hex() + "\n")
 PY
 psql -q "$DB_URL" -c "\\copy $SCHEMA.tokens (kind, name, type, access_key) FROM '$W/tokens.csv' CSV"
+# Two Strapi 5 databases with the same tokens (and the index authgate
+# recommends); the second gets authgate's triggers.
+for d in "${S5_DBS[@]}"; do
+  psql -q "$DB_URL" -c "CREATE DATABASE $d" >/dev/null
+  grep -v '^\\' tests/fixtures/strapi5-schema.sql | psql -q "${DB_URL%/*}/$d" >/dev/null
+  psql -q "${DB_URL%/*}/$d" \
+    -c "\\copy strapi_api_tokens (kind, name, type, access_key) FROM '$W/tokens.csv' CSV" \
+    -c "CREATE INDEX ON strapi_api_tokens (access_key)" >/dev/null
+  psql -q "${DB_URL%/*}/$d" -v ct="$(tr -d '\n' < tests/fixtures/strapi5-content-types.json)" >/dev/null <<'SQL'
+INSERT INTO strapi_core_store_settings (key, value, type) VALUES ('strapi_content_types_schema', :'ct', 'object');
+SQL
+done
+target/release/authgate --config "$W/s5t.toml" migrate >/dev/null
 
 target/release/authgate --config "$W/cached.toml" serve 2>"$W/logs/cached.log" & pids+=($!)
 target/release/authgate --config "$W/uncached.toml" serve 2>"$W/logs/uncached.log" & pids+=($!)
-for p in 18082 18083 18084; do
+target/release/authgate --config "$W/s5.toml" serve 2>"$W/logs/s5-cached.log" & pids+=($!)
+target/release/authgate --config "$W/s5t.toml" serve 2>"$W/logs/s5t-cached.log" & pids+=($!)
+for p in $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T; do
   up=
   for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && up=1 && break; sleep 0.1; done
   if [ -z "$up" ]; then
@@ -157,8 +220,10 @@ end
 EOF
 sed "s#keys.txt#bad.txt#" "$W/many.lua" > "$W/bad.lua"
 # Warm every token into the cache once, and the uncached instance's pool.
-wrk -t1 -c8 -d2s -s "$W/many.lua" http://127.0.0.1:18083/api/articles >/dev/null
-wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:18084/api/articles >/dev/null
+wrk -t1 -c8 -d2s -s "$W/many.lua" http://127.0.0.1:$P_GATE/api/articles >/dev/null
+wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_UNCACHED/api/articles >/dev/null
+wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_S5/api/articles >/dev/null
+wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_S5T/api/articles >/dev/null
 
 if [ -n "${HOLD:-}" ]; then
   echo "HOLD: everything is up (authgate pids ${pids[*]}; key in $W/keys.txt, scripts $W/*.lua). Ctrl-C ends." >&2
@@ -175,14 +240,18 @@ tick=$(getconf CLK_TCK)
 
 # name|url|script|pid
 targets=(
-  "direct|http://127.0.0.1:18081/api/articles||$up_worker"
-  "nginx|http://127.0.0.1:18082/api/articles||$proxy_worker"
-  "authgate-hit|http://127.0.0.1:18083/api/articles|$W/one.lua|${pids[0]}"
-  "authgate-10k|http://127.0.0.1:18083/api/articles|$W/many.lua|${pids[0]}"
+  "direct|http://127.0.0.1:$P_UP/api/articles||$up_worker"
+  "nginx|http://127.0.0.1:$P_NGINX/api/articles||$proxy_worker"
+  "authgate-hit|http://127.0.0.1:$P_GATE/api/articles|$W/one.lua|${pids[0]}"
+  "authgate-10k|http://127.0.0.1:$P_GATE/api/articles|$W/many.lua|${pids[0]}"
   # Distinct tokens: with one token, single flight would let concurrent
   # requests share one query and this would not measure a query per request.
-  "authgate-miss|http://127.0.0.1:18084/api/articles|$W/many.lua|${pids[1]}"
-  "authgate-reject|http://127.0.0.1:18083/api/articles|$W/bad.lua|${pids[0]}"
+  "authgate-miss|http://127.0.0.1:$P_UNCACHED/api/articles|$W/many.lua|${pids[1]}"
+  "authgate-reject|http://127.0.0.1:$P_GATE/api/articles|$W/bad.lua|${pids[0]}"
+  "strapi5-hit|http://127.0.0.1:$P_S5/api/articles|$W/one.lua|${pids[2]}"
+  "strapi5-reject|http://127.0.0.1:$P_S5/api/articles|$W/bad.lua|${pids[2]}"
+  "strapi5-triggers-hit|http://127.0.0.1:$P_S5T/api/articles|$W/one.lua|${pids[3]}"
+  "strapi5-triggers-reject|http://127.0.0.1:$P_S5T/api/articles|$W/bad.lua|${pids[3]}"
 )
 results="$W/results.txt"
 : > "$results"
@@ -223,17 +292,18 @@ PY
 half=$(half_of authgate-hit)
 miss_half=$(half_of authgate-miss)
 lat_secs=$(( DURATION > 5 ? DURATION : 2 ))
-direct_lat=$(target/release/examples/latency 127.0.0.1:18081 /api/articles "$half" "$lat_secs")
-nginx_lat=$(target/release/examples/latency 127.0.0.1:18082 /api/articles "$half" "$lat_secs")
-gate_lat=$(target/release/examples/latency 127.0.0.1:18083 /api/articles "$half" "$lat_secs" "$ONE")
-miss_lat=$(target/release/examples/latency 127.0.0.1:18084 /api/articles "$miss_half" "$lat_secs" "@$W/keys.txt")
+direct_lat=$(target/release/examples/latency 127.0.0.1:$P_UP /api/articles "$half" "$lat_secs")
+nginx_lat=$(target/release/examples/latency 127.0.0.1:$P_NGINX /api/articles "$half" "$lat_secs")
+gate_lat=$(target/release/examples/latency 127.0.0.1:$P_GATE /api/articles "$half" "$lat_secs" "$ONE")
+miss_lat=$(target/release/examples/latency 127.0.0.1:$P_UNCACHED /api/articles "$miss_half" "$lat_secs" "@$W/keys.txt")
 
 python3 - "$results" "$half" "$direct_lat" "$nginx_lat" "$gate_lat" "$miss_half" "$miss_lat" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 half, direct_lat, nginx_lat, gate_lat, miss_half, miss_lat = sys.argv[2:8]
 conns, dur, rounds = sys.argv[8:11]
-names = ["direct", "nginx", "authgate-hit", "authgate-10k", "authgate-miss", "authgate-reject"]
+names = ["direct", "nginx", "authgate-hit", "authgate-10k", "authgate-miss", "authgate-reject",
+         "strapi5-hit", "strapi5-reject", "strapi5-triggers-hit", "strapi5-triggers-reject"]
 med = {}
 for n in names:
     r = [x for x in rows if x[0] == n]
@@ -256,4 +326,6 @@ m = kv(miss_lat)
 print(f"\ncache-miss open-loop at {miss_half} req/s (half of authgate-miss saturation, a distinct token per request): "
       f"p50 {m['p50_us']} us, p99 {m['p99_us']} us, max {m['max_us']} us")
 print(f"invalid-token rejections: {med['authgate-reject'][0]:,.0f}/s = {med['authgate-reject'][0] / 425:.0f}x Strapi 5.54's ~425/s")
+for n in ("strapi5-reject", "strapi5-triggers-reject"):
+    print(f"{n}: {med[n][0]:,.0f} made-up keys refused/s = {med[n][0] / 1175:.0f}x Strapi's ~1,100-1,250/s (issue 13; no Strapi here)")
 PY

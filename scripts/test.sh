@@ -22,5 +22,7 @@ echo "==> cargo test"
 cargo test --locked
 echo "==> deployment artefacts (kustomize, kubernetes-validate, promtool, hadolint)"
 scripts/check-deploy.sh
+echo "==> quickstart smoke test (127.0.0.1:1337 held by another program)"
+scripts/quickstart-smoke.sh
 echo "==> browser test of the management page (headless Chromium)"
 scripts/browser-test.sh

@@ -314,11 +314,22 @@ async fn check_strapi5(cfg: &Config) {
     pg.connect_timeout = bound;
     let looked = tokio::time::timeout(bound * 2, async {
         let client = store::connect(&pg).await?;
-        store::strapi5::inspect(&client, &pg.schema).await
+        let found = store::strapi5::inspect(&client, &pg.schema).await?;
+        let types = if found.missing_tables.is_empty() {
+            Some(crate::strapi5_sync::read_content_types(&client).await)
+        } else {
+            None
+        };
+        Ok::<_, store::StoreError>((found, types))
     })
     .await;
     match looked {
-        Ok(Ok(found)) => {
+        Ok(Ok((found, types))) => {
+            if let Some(types) = types {
+                for line in content_types_report(cfg, types) {
+                    eprintln!("{line}");
+                }
+            }
             let warnings = store::strapi5::warnings(&pg.schema, &found);
             for w in &warnings {
                 eprintln!("authgate: warning: {w}");
@@ -340,6 +351,61 @@ async fn check_strapi5(cfg: &Config) {
             pg.url.redacted()
         ),
     }
+}
+
+/// What `check-config` says about the content types Strapi stores.
+fn content_types_report(
+    cfg: &Config,
+    read: Result<Option<crate::content_types::Discovered>, store::StoreError>,
+) -> Vec<String> {
+    let configured = &cfg.route_spec.content_types;
+    let route = |t: &crate::route::ContentTypeSpec| {
+        if t.single {
+            format!("/api/{}", t.singular.as_deref().unwrap_or("?"))
+        } else {
+            format!("/api/{}", t.plural.as_deref().unwrap_or("?"))
+        }
+    };
+    let mut out = Vec::new();
+    match read {
+        Ok(Some(d)) => {
+            let merged = crate::content_types::merge(configured, &d.types);
+            out.push(format!(
+                "strapi5 layout: {} content type(s) stored by Strapi, {} in [[content_types]]; mapped:",
+                d.types.len(),
+                configured.len()
+            ));
+            for t in &merged {
+                let from = if configured.iter().any(|c| c.uid == t.uid) {
+                    "config"
+                } else {
+                    "Strapi"
+                };
+                out.push(format!("  {} {} ({from})", t.uid, route(t)));
+            }
+            for t in d.types.iter().filter(|t| !merged.contains(t)) {
+                if !configured.iter().any(|c| c.uid == t.uid) {
+                    out.push(format!(
+                        "  {} {}: not mapped, a [[content_types]] entry uses that path",
+                        t.uid,
+                        route(t)
+                    ));
+                }
+            }
+            for (uid, why) in &d.skipped {
+                out.push(format!("  skipped {uid}: {why}"));
+            }
+        }
+        Ok(None) => out.push(format!(
+            "authgate: warning: strapi5 layout: no `{}` row in strapi_core_store_settings: only the {} [[content_types]] of the config are mapped",
+            crate::content_types::CORE_STORE_KEY,
+            configured.len()
+        )),
+        Err(e) => out.push(format!(
+            "authgate: warning: strapi5 layout: cannot read Strapi's content types: {e}"
+        )),
+    }
+    out
 }
 
 /// Why a command cannot run in the strapi5 layout, if it is a write.
@@ -375,7 +441,8 @@ async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
     let layout = cfg.postgres.layout;
     let server = crate::server::Server::bind(cfg).await?;
     tracing::info!(listen = %server.local_addr(), metrics = ?server.metrics_addr(), management = ?server.management_addr(), config = %path.display(), %layout, "authgate started");
-    let reloader = crate::reload::Reloader::new(path, server.gateway(), server.tls());
+    let reloader =
+        crate::reload::Reloader::new(path, server.gateway(), server.policies(), server.tls());
     server.run(crate::reload::shutdown_signal(reloader)).await?;
     Ok(())
 }

@@ -237,6 +237,10 @@ pub struct RawPostgres {
     pub query_timeout: String,
     pub tls: String,
     pub ca_file: Option<PathBuf>,
+    /// strapi5 layout: how often Strapi's tables are fingerprinted for
+    /// changes (all of them without authgate's triggers; only the stored
+    /// content types with them).
+    pub poll_interval: String,
 }
 
 impl Default for RawPostgres {
@@ -250,6 +254,7 @@ impl Default for RawPostgres {
             query_timeout: "2s".into(),
             tls: "off".into(),
             ca_file: None,
+            poll_interval: "250ms".into(),
         }
     }
 }
@@ -665,6 +670,9 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub cache: CacheConfig,
     pub routes: std::sync::Arc<RouteTable>,
+    /// What `routes` was built from, so the strapi5 layout can rebuild it
+    /// with the content types Strapi stores (`content_types::merge`).
+    pub route_spec: std::sync::Arc<RouteSpec>,
     pub sessions: SessionPolicy,
     /// Largest GraphQL body read to find a read-only token's operation.
     pub graphql_max_body: usize,
@@ -775,6 +783,8 @@ pub struct PostgresConfig {
     pub tls_verify: bool,
     /// PEM CA bundle for the database's TLS certificate (else system roots).
     pub ca_file: Option<PathBuf>,
+    /// strapi5 layout: the period of the change poller (`strapi5_sync`).
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -1005,7 +1015,15 @@ impl RawConfig {
             .layout
             .parse()
             .map_err(|e| key_err("postgres.layout", e))?;
+        let poll_interval = duration("postgres.poll_interval", &p.poll_interval)?;
+        if poll_interval < Duration::from_millis(10) || poll_interval > Duration::from_secs(60) {
+            return Err(key_err(
+                "postgres.poll_interval",
+                "must be between 10ms and 60s",
+            ));
+        }
         let postgres = PostgresConfig {
+            poll_interval,
             url: p.url.clone(),
             pool_size: p.pool_size,
             layout,
@@ -1228,6 +1246,7 @@ impl RawConfig {
             tokens,
             cache,
             routes: std::sync::Arc::new(routes),
+            route_spec: std::sync::Arc::new(spec),
             sessions,
             graphql_max_body: self.routes.graphql_max_body,
             identity,

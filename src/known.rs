@@ -21,7 +21,7 @@
 //! memory.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,13 @@ use crate::token::{BuildDigestHasher, TokenHash};
 
 /// Unknown hashes per second that are still looked up.
 pub const MISS_BUDGET: u32 = 100;
+
+/// Unknown hashes per second that wait for the next poll (a polled set).
+/// Each holds its connection for up to one interval, so this is small: a
+/// flood of made-up keys keeps almost all of its connections answered from
+/// memory at once, and a genuine new key (outside a flood) always waits
+/// for the poll that finds it.
+pub const WAIT_BUDGET: u32 = 20;
 
 type Prefix = u64;
 
@@ -81,12 +88,38 @@ fn prefix(h: &TokenHash) -> Prefix {
     u64::from_le_bytes(p)
 }
 
-/// Prefixes of every issued hash, kept current by invalidation events.
+/// The poller's side: which polls started and finished, and when the
+/// last one succeeded.
+struct Polls {
+    /// Number of the last poll started (0: none yet).
+    started: AtomicU64,
+    /// Number of the last poll finished, successfully or not.
+    done: tokio::sync::watch::Sender<u64>,
+    /// Number of the last poll that succeeded.
+    ok: AtomicU64,
+    /// When the last successful poll started; the set is trusted while
+    /// this is within `fresh_for`.
+    ok_at: Mutex<Option<Instant>>,
+    fresh_for: Mutex<Duration>,
+}
+
+/// Prefixes of every issued hash, kept current by invalidation events or
+/// by the change poller.
 pub struct KnownHashes {
     set: RwLock<PrefixSet>,
+    /// Trusted because the listener hears every new token.
     ready: AtomicBool,
     budget: Mutex<(Instant, u32)>,
+    polls: Polls,
+    /// Prefixes the poller saw leave the set (deleted or regenerated
+    /// tokens): refused at once rather than waiting for a poll. Bounded.
+    gone: RwLock<HashSet<Prefix, BuildDigestHasher>>,
+    /// Bumped by [`KnownHashes::insert`], so a waiter hears a NOTIFY.
+    inserted: tokio::sync::watch::Sender<u64>,
 }
+
+/// Most prefixes remembered as gone; beyond, the memory starts over.
+const MAX_GONE: usize = 100_000;
 
 impl Default for KnownHashes {
     fn default() -> Self {
@@ -94,8 +127,29 @@ impl Default for KnownHashes {
             set: RwLock::new(PrefixSet::default()),
             ready: AtomicBool::new(false),
             budget: Mutex::new((Instant::now(), 0)),
+            polls: Polls {
+                started: AtomicU64::new(0),
+                done: tokio::sync::watch::channel(0).0,
+                ok: AtomicU64::new(0),
+                ok_at: Mutex::new(None),
+                fresh_for: Mutex::new(Duration::ZERO),
+            },
+            gone: RwLock::new(HashSet::default()),
+            inserted: tokio::sync::watch::channel(0).0,
         }
     }
+}
+
+/// What [`KnownHashes::check`] says about a hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Look it up (known, or the set is not trusted, or within the budget).
+    LookUp,
+    /// Never issued: refuse from memory.
+    Unknown,
+    /// Unknown to a polled set: ask again after the next poll starting
+    /// after now ([`KnownHashes::after_next_poll`]).
+    WaitForPoll,
 }
 
 impl KnownHashes {
@@ -113,13 +167,191 @@ impl KnownHashes {
         self.ready.store(true, Ordering::Release);
     }
 
-    /// Stop trusting the set (the listener lost its connection).
+    /// Stop trusting announcements (the listener lost its connection, or
+    /// the database does not announce new tokens). A polled set stays
+    /// trusted while its polls succeed.
     pub fn distrust(&self) {
         self.ready.store(false, Ordering::Release);
     }
 
+    /// Is the set trusted (by announcements or by recent polls)?
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) || self.polled_recently()
+    }
+
+    fn polled_recently(&self) -> bool {
+        let fresh_for = *self
+            .polls
+            .fresh_for
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.polls
+            .ok_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() <= fresh_for)
+    }
+
+    /// A poll is starting: returns its number for [`KnownHashes::poll_done`].
+    /// Polls are numbered in order and never overlap.
+    pub fn poll_started(&self) -> u64 {
+        self.polls.started.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Poll `n` finished. `ok`: its view of the tokens is in the set (with
+    /// [`KnownHashes::replace_polled`] when they changed), and the set is
+    /// trusted for `fresh_for` from the poll's start.
+    pub fn poll_done(&self, n: u64, started_at: Instant, ok: bool, fresh_for: Duration) {
+        if ok {
+            *self
+                .polls
+                .fresh_for
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = fresh_for;
+            *self.polls.ok_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(started_at);
+            self.polls.ok.fetch_max(n, Ordering::AcqRel);
+        }
+        self.polls.done.send_replace(n);
+    }
+
+    /// Replace the prefixes with a full load by the poller, without
+    /// changing whether announcements are trusted.
+    pub fn replace_polled(&self, loaded: Loading) {
+        let mut sorted = loaded.0;
+        sorted.sort_unstable();
+        sorted.dedup();
+        sorted.shrink_to_fit();
+        let old = std::mem::replace(
+            &mut *self.set.write().unwrap_or_else(|p| p.into_inner()),
+            PrefixSet {
+                sorted,
+                recent: HashSet::default(),
+            },
+        );
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        let left: Vec<Prefix> = old
+            .sorted
+            .iter()
+            .chain(old.recent.iter())
+            .copied()
+            .filter(|p| !set.contains(*p))
+            .collect();
+        drop(set);
+        if !left.is_empty() {
+            let mut gone = self.gone.write().unwrap_or_else(|p| p.into_inner());
+            if gone.len() + left.len() > MAX_GONE {
+                gone.clear();
+            }
+            gone.extend(left);
+        }
+    }
+
+    /// Is this hash in the set now?
+    pub fn contains(&self, h: &TokenHash) -> bool {
+        self.set
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(prefix(h))
+    }
+
+    /// Wait (at most `limit`) until a poll that started after this call
+    /// has finished; then is the hash known? `true` also when no such poll
+    /// came in time (the caller looks the key up: fail towards a lookup,
+    /// never towards refusing a real key).
+    pub async fn after_next_poll(&self, h: &TokenHash, limit: Duration) -> bool {
+        let target = self.polls.started.load(Ordering::Acquire) + 1;
+        let mut done = self.polls.done.subscribe();
+        let mut inserted = self.inserted.subscribe();
+        let wait = async {
+            loop {
+                tokio::select! {
+                    r = done.wait_for(|d| *d >= target) => return r.is_ok(),
+                    // A NOTIFY announced a token: is it this one?
+                    r = inserted.changed() => {
+                        if r.is_err() || self.contains(h) {
+                            return true;
+                        }
+                    }
+                }
+            }
+        };
+        let reached = tokio::time::timeout(limit, wait).await.unwrap_or(false);
+        if self.contains(h) {
+            return true;
+        }
+        match reached {
+            true if self.polls.ok.load(Ordering::Acquire) >= target => false,
+            // The poll failed, or none came: look it up.
+            _ => true,
+        }
+    }
+
+    /// [`KnownHashes::check`], waiting for the next poll when it says so
+    /// (at most as long as a polled set stays trusted): what the request
+    /// path calls.
+    pub async fn admits_fresh(&self, h: &TokenHash) -> bool {
+        match self.check(h) {
+            Verdict::LookUp => true,
+            Verdict::Unknown => false,
+            Verdict::WaitForPoll => {
+                let limit = *self
+                    .polls
+                    .fresh_for
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                self.after_next_poll(h, limit).await
+            }
+        }
+    }
+
+    fn take_budget(&self, per_second: u32) -> bool {
+        let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        if b.0.elapsed() >= Duration::from_secs(1) {
+            *b = (Instant::now(), 0);
+        }
+        if b.1 < per_second {
+            b.1 += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Should a lookup be made for this hash, should it be refused, or
+    /// should it wait for the next poll?
+    pub fn check(&self, h: &TokenHash) -> Verdict {
+        if self.contains(h) {
+            return Verdict::LookUp;
+        }
+        if self
+            .gone
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&prefix(h))
+        {
+            // Deleted or regenerated since a poll saw it: no wait.
+            if self.is_ready() {
+                return Verdict::Unknown;
+            }
+        }
+        if self.polled_recently() {
+            // A poll will show a key created since the last one, at no
+            // cost per key.
+            return if self.take_budget(WAIT_BUDGET) {
+                Verdict::WaitForPoll
+            } else {
+                Verdict::Unknown
+            };
+        }
+        if self.ready.load(Ordering::Acquire) {
+            // Announced, no poller: only the NOTIFY window can hide a new
+            // key; look a budget of them up.
+            return if self.take_budget(MISS_BUDGET) {
+                Verdict::LookUp
+            } else {
+                Verdict::Unknown
+            };
+        }
+        Verdict::LookUp
     }
 
     /// A token with this hash was written.
@@ -128,6 +360,7 @@ impl KnownHashes {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(prefix(h));
+        self.inserted.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn len(&self) -> usize {
@@ -138,26 +371,10 @@ impl KnownHashes {
         self.len() == 0
     }
 
-    /// Should a lookup be made for this hash?
+    /// Should a lookup be made for this hash? (Never waits: a hash that
+    /// would wait for a poll counts as a lookup.)
     pub fn admits(&self, h: &TokenHash) -> bool {
-        if !self.is_ready()
-            || self
-                .set
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(prefix(h))
-        {
-            return true;
-        }
-        let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
-        if b.0.elapsed() >= Duration::from_secs(1) {
-            *b = (Instant::now(), 0);
-        }
-        if b.1 < MISS_BUDGET {
-            b.1 += 1;
-            return true;
-        }
-        false
+        self.check(h) != Verdict::Unknown
     }
 }
 
@@ -189,6 +406,98 @@ mod tests {
         assert!(k.admits(&h(3)), "an inserted hash is known");
         k.distrust();
         assert!(k.admits(&h(200)), "not trusted while the listener is down");
+    }
+
+    #[tokio::test]
+    async fn a_polled_set_makes_unknown_keys_wait_for_the_next_poll() {
+        let k = std::sync::Arc::new(KnownHashes::default());
+        let fresh = Duration::from_secs(5);
+        // First poll: the set holds h(1).
+        let n = k.poll_started();
+        let mut loading = Loading::default();
+        loading.add(&h(1));
+        k.replace_polled(loading);
+        k.poll_done(n, Instant::now(), true, fresh);
+        assert!(k.is_ready(), "trusted while polls succeed");
+        assert_eq!(k.check(&h(1)), Verdict::LookUp);
+        assert_eq!(k.check(&h(2)), Verdict::WaitForPoll);
+
+        // h(2) is created; a request arrives before the poll that sees it.
+        let waiting = tokio::spawn({
+            let k = k.clone();
+            async move { k.after_next_poll(&h(2), Duration::from_secs(5)).await }
+        });
+        tokio::task::yield_now().await;
+        let n = k.poll_started();
+        let mut loading = Loading::default();
+        loading.add(&h(1));
+        loading.add(&h(2));
+        k.replace_polled(loading);
+        k.poll_done(n, Instant::now(), true, fresh);
+        assert!(
+            waiting.await.expect("join"),
+            "the new key is found by the poll"
+        );
+
+        // A made-up key after a poll: refused; past the budget, at once.
+        let waiting = tokio::spawn({
+            let k = k.clone();
+            async move { k.admits_fresh(&h(3)).await }
+        });
+        tokio::task::yield_now().await;
+        let n = k.poll_started();
+        k.poll_done(n, Instant::now(), true, fresh);
+        assert!(!waiting.await.expect("join"));
+        let waits = (0..100u8)
+            .filter(|i| k.check(&h(100 + i)) == Verdict::WaitForPoll)
+            .count();
+        assert!(waits < WAIT_BUDGET as usize, "{waits} waited");
+
+        // A failed poll lets the waiter look the key up.
+        let waiting = tokio::spawn({
+            let k = k.clone();
+            async move { k.after_next_poll(&h(4), Duration::from_secs(5)).await }
+        });
+        tokio::task::yield_now().await;
+        let n = k.poll_started();
+        k.poll_done(n, Instant::now(), false, fresh);
+        assert!(waiting.await.expect("join"), "no answer: look it up");
+
+        // No poll within the limit: look it up too.
+        assert!(k.after_next_poll(&h(5), Duration::from_millis(10)).await);
+        // Polls stop succeeding: the set stops being trusted.
+        k.poll_done(k.poll_started(), Instant::now() - fresh * 2, true, fresh);
+        assert!(!k.is_ready());
+        assert_eq!(k.check(&h(6)), Verdict::LookUp);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_key_is_refused_at_once_and_a_notify_wakes_a_waiter() {
+        let k = std::sync::Arc::new(KnownHashes::default());
+        let fresh = Duration::from_secs(5);
+        let poll = |hs: &[u8]| {
+            let n = k.poll_started();
+            let mut loading = Loading::default();
+            for b in hs {
+                loading.add(&h(*b));
+            }
+            k.replace_polled(loading);
+            k.poll_done(n, Instant::now(), true, fresh);
+        };
+        poll(&[1, 2]);
+        poll(&[2]);
+        assert_eq!(k.check(&h(1)), Verdict::Unknown, "gone: no wait");
+        assert_eq!(k.check(&h(2)), Verdict::LookUp);
+        let waiting = tokio::spawn({
+            let k = k.clone();
+            async move { k.after_next_poll(&h(9), Duration::from_secs(5)).await }
+        });
+        tokio::task::yield_now().await;
+        k.insert(&h(9));
+        let found = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("woken by the insert, not the next poll");
+        assert!(found.expect("join"));
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! | [`store`] | Postgres: migrations, lookups, management writes (authgate's tables, or Strapi 5's read in place) |
 //! | [`cache`] | the moka token cache: TTL, stale-if-error, single flight |
 //! | [`invalidation`] | LISTEN/NOTIFY events that keep caches current |
+//! | [`strapi5_sync`] | strapi5 layout: polls Strapi's tables for changes and content types |
+//! | [`content_types`] | Strapi's stored content types merged with `[[content_types]]` |
 //! | [`known`] | the set of issued hashes: floods of made-up keys never reach the database |
 //! | [`identity`] | identity headers: stripping, building, signing |
 //! | [`forwarding`] | X-Forwarded-*, Forwarded, trusted proxies, Host |
@@ -35,6 +37,7 @@ pub mod authz;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod content_types;
 pub mod forwarding;
 pub mod graphql;
 pub mod identity;
@@ -52,6 +55,7 @@ pub mod reload;
 pub mod route;
 pub mod server;
 pub mod store;
+pub mod strapi5_sync;
 pub mod telemetry;
 pub mod tls;
 pub mod token;

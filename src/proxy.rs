@@ -227,7 +227,7 @@ impl Gateway {
                     // Phase: look up (cache, then store).
                     let hash = self.hasher.hash(key);
                     // A hash no token has ever had is refused from memory.
-                    let found = if self.known.admits(&hash) {
+                    let found = if self.known.admits_fresh(&hash).await {
                         self.cache
                             .get_or_load(hash, || async {
                                 let t = Instant::now();

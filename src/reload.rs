@@ -14,13 +14,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::proxy::{Gateway, Policy};
+use crate::content_types::Policies;
+use crate::proxy::Gateway;
 use crate::tls::ReloadableAcceptor;
 
 /// Watches the config file (and TLS files) and applies changes.
 pub struct Reloader {
     path: PathBuf,
     gateway: Arc<Gateway>,
+    policies: Arc<Policies>,
     tls: Option<ReloadableAcceptor>,
     config_hash: Option<u64>,
     tls_hash: Option<u64>,
@@ -33,12 +35,20 @@ fn file_hash(path: &std::path::Path) -> Option<u64> {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, gateway: Arc<Gateway>, tls: Option<ReloadableAcceptor>) -> Self {
+    /// `policies` rebuilds the route table with the content types Strapi
+    /// stores (strapi5 layout), so a config reload keeps them.
+    pub fn new(
+        path: PathBuf,
+        gateway: Arc<Gateway>,
+        policies: Arc<Policies>,
+        tls: Option<ReloadableAcceptor>,
+    ) -> Self {
         let config_hash = file_hash(&path);
         let tls_hash = tls.as_ref().and_then(ReloadableAcceptor::fingerprint);
         Self {
             path,
             gateway,
+            policies,
             tls,
             config_hash,
             tls_hash,
@@ -75,7 +85,7 @@ impl Reloader {
         let metrics = self.gateway.metrics();
         match crate::config::load(&self.path) {
             Ok(cfg) => {
-                self.gateway.set_policy(Policy::from_config(&cfg));
+                self.policies.set_config(&cfg);
                 metrics.config_reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(config = %self.path.display(), "config reloaded (routes, content types, action tables)");
             }

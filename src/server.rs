@@ -3,7 +3,8 @@
 //! [`Server::bind`] builds every part from the config (store pool, cache,
 //! upstream client, gateway, metrics) and binds the listeners;
 //! [`Server::run`] accepts connections and runs the background tasks (the
-//! invalidation listener, the `last_used_at` flusher, reload watchers) until
+//! invalidation listener, the strapi5 layout's change poller, the
+//! `last_used_at` flusher, reload watchers) until
 //! the shutdown future resolves. Then it drains: `/readyz` turns 503 at
 //! once, the proxy keeps accepting for `server.shutdown_delay` (so load
 //! balancers stop sending here first), stops accepting, lets in-flight
@@ -27,7 +28,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::cache::TokenCache;
-use crate::config::Config;
+use crate::config::{Config, Layout};
+use crate::content_types::Policies;
 use crate::identity::Resolved;
 use crate::invalidation::{self, ListenerStatus};
 use crate::known::KnownHashes;
@@ -73,6 +75,7 @@ pub struct Server {
     redis: Option<Arc<RedisLink>>,
     known: Arc<KnownHashes>,
     management: Option<crate::management::Management>,
+    policies: Arc<Policies>,
 }
 
 /// Shared state of the metrics/probe listener.
@@ -131,6 +134,10 @@ impl Server {
                 metrics: metrics.clone(),
             },
         ));
+        let policies = Arc::new(Policies::new(&cfg, gateway.clone()));
+        if cfg.postgres.layout == Layout::Strapi5 {
+            initial_content_types(&cfg, &policies).await;
+        }
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -163,7 +170,13 @@ impl Server {
             redis,
             known,
             management,
+            policies,
         })
+    }
+
+    /// The gateway's policy sources (config reloads, Strapi's content types).
+    pub fn policies(&self) -> Arc<Policies> {
+        self.policies.clone()
     }
 
     /// The proxy's bound address (useful with port 0).
@@ -213,6 +226,7 @@ impl Server {
             redis,
             known,
             management,
+            policies,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -228,6 +242,19 @@ impl Server {
             draining: AtomicBool::new(false),
         });
         let mut background = Vec::new();
+        if cfg.postgres.layout == Layout::Strapi5 {
+            background.push(tokio::spawn(crate::strapi5_sync::run(
+                cfg.postgres.clone(),
+                crate::strapi5_sync::Targets {
+                    cache: cache.clone(),
+                    known: known.clone(),
+                    policies,
+                    metrics: metrics.clone(),
+                    listener: listener_status.clone(),
+                },
+                stopped(stop_rx.clone()),
+            )));
+        }
         background.push(tokio::spawn(invalidation::listen(
             cfg.postgres.clone(),
             cache.clone(),
@@ -343,6 +370,26 @@ impl Server {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Read Strapi's content types before serving, so the first requests map
+/// them; bounded, and the poller retries when the database is not there.
+async fn initial_content_types(cfg: &Config, policies: &Policies) {
+    let bound = cfg.postgres.connect_timeout + cfg.postgres.query_timeout;
+    let r = tokio::time::timeout(bound, async {
+        let client = crate::store::connect(&cfg.postgres).await?;
+        crate::strapi5_sync::load_content_types(&client, policies).await
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "strapi5 layout: content types not read yet; the poller retries")
+        }
+        Err(_) => tracing::warn!(
+            "strapi5 layout: content types not read within {bound:?}; the poller retries"
+        ),
     }
 }
 

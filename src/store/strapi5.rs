@@ -33,10 +33,10 @@
 //! * NULL `is_active` is "not active" and NULL `blocked` is "not blocked",
 //!   as Strapi tests `isActive !== true || blocked === true`.
 //!
-//! authgate writes nothing here except `last_used_at`. Invalidation is
-//! opt-in: [`install`] adds triggers (functions in schema `authgate`) that
-//! announce changes with the native layout's events; without them a change
-//! made in Strapi is seen when the cached record expires.
+//! authgate writes nothing here except `last_used_at`. Invalidation: by
+//! default `strapi5_sync` polls these tables' fingerprints and turns each
+//! change into the native layout's events; opt-in, [`install`] adds
+//! triggers (functions in schema `authgate`) that announce them at commit.
 
 use std::collections::BTreeSet;
 
@@ -344,7 +344,7 @@ pub fn warnings(schema: &str, i: &Inspection) -> Vec<String> {
         ));
         return out;
     }
-    let relies_on_ttl = "a change made in Strapi (a deleted or regenerated token, a deactivated user, a removed permission) takes effect here only when the cached record expires (cache.ttl, 5s by default in this layout); run `authgate migrate --layout strapi5` to have changes take effect at once";
+    let relies_on_ttl = "a change made in Strapi (a deleted or regenerated token, a deactivated user, a removed permission) is seen by polling Strapi's tables (every postgres.poll_interval, 250ms by default) instead of at once; run `authgate migrate --layout strapi5` to have changes announced by triggers";
     match &i.triggers {
         Triggers::Installed => {}
         Triggers::Missing => out.push(format!(
@@ -708,7 +708,7 @@ mod tests {
         };
         let w = warnings("public", &bare).join("\n");
         assert!(w.contains("authgate migrate --layout strapi5"), "{w}");
-        assert!(w.contains("cache.ttl"), "{w}");
+        assert!(w.contains("postgres.poll_interval"), "{w}");
         assert!(w.contains(RECOMMENDED_INDEX), "{w}");
         let partial = Inspection {
             triggers: Triggers::Incomplete(vec!["admin_users.authgate_notify".into()]),

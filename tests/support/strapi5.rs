@@ -8,6 +8,13 @@
 //! zone far from UTC (+14), so a Strapi timestamp read without `AT TIME ZONE
 //! 'UTC'` shows up as a wrong expiry.
 //!
+//! Like a Strapi that has booted once, it holds the core-store row
+//! `strapi_content_types_schema` with the project's one collection type
+//! (`api::article.article`, as in `strapi5-routes.txt`) and the plugin and
+//! admin types (`tests/fixtures/strapi5-content-types.json`: the shape
+//! Strapi 5 stores, attributes trimmed). The config written by
+//! [`StrapiEnv`] has no `[[content_types]]`: the types come from there.
+//!
 //! Rows are inserted the way Strapi 5 stores them (document ids, UTC
 //! timestamps without time zone, link tables with their `_ord` columns,
 //! admin tokens with `type = 'read-only'`), and access keys are hashed by
@@ -25,6 +32,8 @@ pub const STRAPI_SALT: &str = "oracle-api-token-salt";
 pub const STRAPI_ENCRYPTION_KEY: &str = "strapi-test-encryption-key";
 
 const SCHEMA_DUMP: &str = include_str!("../fixtures/strapi5-schema.sql");
+/// The value of the core-store row `strapi_content_types_schema`.
+pub const CONTENT_TYPES: &str = include_str!("../fixtures/strapi5-content-types.json");
 
 /// `database_url()` with another database name.
 pub fn url_for_database(name: &str) -> String {
@@ -176,7 +185,30 @@ impl StrapiDb {
             .batch_execute(&dump)
             .await
             .expect("load the Strapi 5 schema dump");
+        db.set_content_types(CONTENT_TYPES).await;
         db
+    }
+
+    /// Write the core-store row of the content types as Strapi does at boot
+    /// (an UPDATE of the existing row, else an INSERT).
+    pub async fn set_content_types(&self, json: &str) {
+        let c = self.client().await;
+        let updated = c
+            .execute(
+                "UPDATE strapi_core_store_settings SET value = $1 WHERE key = 'strapi_content_types_schema'",
+                &[&json],
+            )
+            .await
+            .expect("update core store");
+        if updated == 0 {
+            c.execute(
+                "INSERT INTO strapi_core_store_settings (key, value, type, environment, tag)
+                 VALUES ('strapi_content_types_schema', $1, 'object', NULL, NULL)",
+                &[&json],
+            )
+            .await
+            .expect("insert core store");
+        }
     }
 
     pub fn url(&self) -> String {
@@ -478,10 +510,6 @@ listen = "127.0.0.1:0"
 [management]
 listen = "127.0.0.1:0"
 
-[[content_types]]
-uid = "api::article.article"
-plural = "articles"
-
 {extra}
 {more}
 "#,
@@ -510,6 +538,11 @@ plural = "articles"
     /// Start the gateway in this process.
     pub async fn gateway(&self) -> Gateway {
         Gateway::start(self.config()).await
+    }
+
+    /// Start the gateway with a config changed in code.
+    pub async fn gateway_with(&self, cfg: authgate::config::Config) -> Gateway {
+        Gateway::start(cfg).await
     }
 }
 
