@@ -1499,6 +1499,13 @@ mod tests {
                 PathError::AmbiguousReading,
             ),
             ("GET", "/api/x/%2500", PathError::ControlChar),
+            // Found by the fuzz target: drop `;` parameters, then decode
+            // again, then `\` as `/`, then trim: /admin/articles...
+            (
+                "TRACE",
+                "/;ADMIN41....3fADMIN23apiADMIN2F%252f5c/admin..%255carticlesarticlesarticles",
+                PathError::AmbiguousReading,
+            ),
             ("get", "/admin/users", PathError::MethodCase),
             ("Get", "/api/articles", PathError::MethodCase),
             ("CONNECT", "/admin/users", PathError::Connect),

@@ -12,18 +12,20 @@
 //! (a literal `%` is re-escaped as `%25`, so classifying does not decode a
 //! reading once more).
 //!
-//! Each transformation is applied or not, after every depth of
-//! percent-decoding from one round to the fixpoint, so a reader that
-//! applies any subset of them at any depth is covered. Transformations that
-//! cannot change a given path are skipped, so a path needs one reading per
-//! distinct result, not one per combination.
+//! The readings are every state reachable from the path decoded once (every
+//! reader decodes at least once, as authgate's classification does) by
+//! applying those steps in any order, any number of times (a reader may drop `;`
+//! parameters and then decode again), so a reader that applies any
+//! sequence of them is covered. Steps that cannot change a path leave it
+//! as it is, so a path needs one reading per distinct result, not one per
+//! sequence: an ordinary path has one or two.
 
 use super::PathError;
 
 /// More percent-decoding rounds than this is an attack, not a file name.
 const MAX_DEPTH: usize = 6;
 /// More distinct readings than this is an attack too.
-const MAX_READINGS: usize = 512;
+const MAX_READINGS: usize = 64;
 
 /// Can no reading of `raw` differ from authgate's own? True for a path with
 /// no escapes, no `;`, no `\`, no upper case and no segment ending in a dot
@@ -46,54 +48,44 @@ pub fn is_plain(raw: &str) -> bool {
 /// a NUL) or when the path needs more decoding rounds or readings than any
 /// real path does.
 pub fn readings(raw: &str) -> Result<Vec<String>, PathError> {
-    let mut out: Vec<String> = Vec::new();
-    for decoded in decodings(raw)? {
-        let ops = Ops::relevant(&decoded);
-        // Every subset of the relevant transformations.
-        let mut subset = ops.0;
-        loop {
-            let reading = read(&decoded, Ops(subset))?;
-            if !out.contains(&reading) {
-                if out.len() == MAX_READINGS {
+    let mut depth = 0;
+    let mut cur = raw.as_bytes().to_vec();
+    loop {
+        let next = decode_round(&cur, true);
+        if next == cur {
+            break;
+        }
+        depth += 1;
+        if depth > MAX_DEPTH {
+            return Err(PathError::AmbiguousReading);
+        }
+        cur = next;
+    }
+    // Every reader decodes at least once (so does authgate's own
+    // classification): the readings start from one round of decoding.
+    let mut states: Vec<Vec<u8>> = vec![decode_round(raw.as_bytes(), false)];
+    let mut seen: std::collections::HashSet<Vec<u8>> = states.iter().cloned().collect();
+    let mut i = 0;
+    while let Some(state) = states.get(i).cloned() {
+        for step in Step::ALL {
+            let next = step.apply(&state);
+            if seen.insert(next.clone()) {
+                if states.len() == MAX_READINGS {
                     return Err(PathError::AmbiguousReading);
                 }
-                out.push(reading);
+                states.push(next);
             }
-            if subset == 0 {
-                break;
-            }
-            subset = (subset - 1) & ops.0;
+        }
+        i += 1;
+    }
+    let mut out: Vec<String> = Vec::with_capacity(states.len());
+    for state in &states {
+        let r = resolve(state)?;
+        if !out.contains(&r) {
+            out.push(r);
         }
     }
     Ok(out)
-}
-
-/// `raw` percent-decoded once, twice, ... until nothing changes, with and
-/// without `%uXXXX`; distinct results only.
-fn decodings(raw: &str) -> Result<Vec<Vec<u8>>, PathError> {
-    let mut all: Vec<Vec<u8>> = Vec::new();
-    for iis in [false, true] {
-        let mut cur = raw.as_bytes().to_vec();
-        let mut depth = 0;
-        loop {
-            let next = decode_round(&cur, iis);
-            if next == cur {
-                break;
-            }
-            depth += 1;
-            if depth > MAX_DEPTH {
-                return Err(PathError::AmbiguousReading);
-            }
-            if !all.contains(&next) {
-                all.push(next.clone());
-            }
-            cur = next;
-        }
-    }
-    if all.is_empty() {
-        all.push(raw.as_bytes().to_vec());
-    }
-    Ok(all)
 }
 
 fn hex(b: u8) -> Option<u32> {
@@ -138,77 +130,82 @@ fn decode_round(b: &[u8], iis: bool) -> Vec<u8> {
     out
 }
 
-/// A set of transformations, as bits.
+/// One step a lenient reader may take.
 #[derive(Clone, Copy)]
-struct Ops(u8);
+enum Step {
+    Decode,
+    DecodeIis,
+    Backslash,
+    CutQuery,
+    DropParams,
+    Trim,
+    Fold,
+}
 
-impl Ops {
-    const BACKSLASH: u8 = 1;
-    const CUT_QUERY: u8 = 2;
-    const DROP_PARAMS: u8 = 4;
-    const TRIM: u8 = 8;
-    const FOLD: u8 = 16;
+impl Step {
+    const ALL: [Step; 7] = [
+        Step::Decode,
+        Step::DecodeIis,
+        Step::Backslash,
+        Step::CutQuery,
+        Step::DropParams,
+        Step::Trim,
+        Step::Fold,
+    ];
 
-    /// The transformations that can change this decoded path.
-    fn relevant(p: &[u8]) -> Ops {
-        let mut bits = 0;
-        if p.contains(&b'\\') {
-            bits |= Self::BACKSLASH;
+    fn apply(self, p: &[u8]) -> Vec<u8> {
+        match self {
+            Step::Decode => decode_round(p, false),
+            Step::DecodeIis => decode_round(p, true),
+            Step::Backslash => p
+                .iter()
+                .map(|&c| if c == b'\\' { b'/' } else { c })
+                .collect(),
+            Step::CutQuery => {
+                let end = p.iter().position(|c| matches!(c, b'?' | b'#'));
+                p[..end.unwrap_or(p.len())].to_vec()
+            }
+            Step::DropParams => per_segment(p, |seg| {
+                let end = seg.iter().position(|&c| c == b';').unwrap_or(seg.len());
+                &seg[..end]
+            }),
+            Step::Trim => per_segment(p, |seg| {
+                let mut s = seg;
+                while let [rest @ .., b' ' | b'\t'] = s {
+                    s = rest;
+                }
+                if s != b"." && s != b".." {
+                    while let [rest @ .., b'.' | b' ' | b'\t'] = s {
+                        s = rest;
+                    }
+                }
+                s
+            }),
+            Step::Fold => p.to_ascii_lowercase(),
         }
-        if p.iter().any(|c| matches!(c, b'?' | b'#')) {
-            bits |= Self::CUT_QUERY;
-        }
-        if p.contains(&b';') {
-            bits |= Self::DROP_PARAMS;
-        }
-        if p.iter().any(|c| matches!(c, b'.' | b' ' | b'\t')) {
-            bits |= Self::TRIM;
-        }
-        if p.iter().any(u8::is_ascii_uppercase) {
-            bits |= Self::FOLD;
-        }
-        Ops(bits)
-    }
-
-    fn has(self, bit: u8) -> bool {
-        self.0 & bit != 0
     }
 }
 
-/// Apply `ops` to a decoded path and resolve it to `/a/b` form.
-fn read(decoded: &[u8], ops: Ops) -> Result<String, PathError> {
-    let mut p: Vec<u8> = decoded.to_vec();
-    if ops.has(Ops::BACKSLASH) {
-        for c in &mut p {
-            if *c == b'\\' {
-                *c = b'/';
-            }
+fn per_segment(p: &[u8], f: impl Fn(&[u8]) -> &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.len());
+    for (i, seg) in p.split(|&c| c == b'/').enumerate() {
+        if i > 0 {
+            out.push(b'/');
         }
+        out.extend_from_slice(f(seg));
     }
-    if ops.has(Ops::CUT_QUERY) {
-        if let Some(i) = p.iter().position(|c| matches!(c, b'?' | b'#')) {
-            p.truncate(i);
-        }
-    }
-    if ops.has(Ops::FOLD) {
-        p.make_ascii_lowercase();
-    }
+    out
+}
+
+/// A state as a path: dot segments resolved (clamped at the root), empty
+/// segments dropped, a literal `%` re-escaped.
+fn resolve(p: &[u8]) -> Result<String, PathError> {
     if p.iter().any(|&c| c < 0x20 || c == 0x7f) {
         return Err(PathError::ControlChar);
     }
-    let text = String::from_utf8_lossy(&p);
+    let text = String::from_utf8_lossy(p);
     let mut stack: Vec<&str> = Vec::new();
     for seg in text.split('/') {
-        let mut seg = seg;
-        if ops.has(Ops::DROP_PARAMS) {
-            seg = seg.split(';').next().unwrap_or("");
-        }
-        if ops.has(Ops::TRIM) {
-            seg = seg.trim_end_matches([' ', '\t']);
-            if seg != "." && seg != ".." {
-                seg = seg.trim_end_matches(['.', ' ', '\t']);
-            }
-        }
         match seg {
             "" | "." => {}
             ".." => {

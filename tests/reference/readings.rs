@@ -2,7 +2,7 @@
 //! behind authgate may read a request, for the property test
 //! (tests/properties.rs) and the fuzz target (fuzz/fuzz_targets/readings.rs).
 //!
-//! Paths: every state reachable from the raw path by applying, in any
+//! Paths: every state reachable from the path decoded once by applying, in any
 //! order and any number of times, one of the lenient readers' steps
 //! (percent-decode one round, the same with `%uXXXX`, `\` -> `/`, end at a
 //! decoded `?`/`#`, drop `;` parameters, trim trailing dots and blanks,
@@ -131,7 +131,8 @@ fn resolve(s: &[u8]) -> String {
 /// `limit` intermediate states (the caller skips such inputs).
 pub fn paths(raw: &str, limit: usize) -> Option<BTreeSet<String>> {
     let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
-    let mut todo = vec![raw.as_bytes().to_vec()];
+    // Every reader decodes at least once.
+    let mut todo = vec![decode_once(raw.as_bytes(), false)];
     while let Some(s) = todo.pop() {
         if !seen.insert(s.clone()) {
             continue;
