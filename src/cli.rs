@@ -12,11 +12,13 @@ use std::time::SystemTime;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use crate::audit::{self, AuditCtx, AuditKey};
 use crate::config::{self, Config, Layout};
 use crate::invalidation::{Event, Message};
 use crate::manage::{self, Actor, CreateRequest, Manager};
 use crate::model::{ContentApiType, Permission, TokenKind};
 use crate::store::admin::{TokenRow, UserFlag, UserRow};
+use crate::store::audit::AuditFilter;
 use crate::store::{self, Store};
 
 #[derive(Parser, Debug)]
@@ -56,6 +58,44 @@ pub enum Command {
     /// Manage roles and their permissions.
     #[command(subcommand)]
     Role(RoleCmd),
+    /// Read and check the audit trail of management actions.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Walk the hash chain: exit 0 when intact, 1 naming the first event
+    /// that was edited, deleted or reordered.
+    Verify,
+    /// List events, newest first.
+    List {
+        /// Only events of the last DURATION (e.g. 24h, 7d).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<SystemTime>,
+        /// Only this action (e.g. api-token.regenerate).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this actor (an email, or `operator`).
+        #[arg(long)]
+        actor: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete events older than `audit.retention` now (the server also
+    /// does it hourly), leaving a checkpoint event.
+    Prune,
+}
+
+fn parse_since(s: &str) -> Result<SystemTime, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))?;
+    SystemTime::now()
+        .checked_sub(d)
+        .ok_or_else(|| format!("`{s}` reaches before 1970"))
 }
 
 #[derive(Args, Debug)]
@@ -432,7 +472,9 @@ fn strapi5_refusal(cmd: &Command) -> Option<&'static str> {
             RoleCmd::Revoke { .. } => "role revoke",
             RoleCmd::List { .. } => return None,
         },
-        Command::Serve | Command::Migrate { .. } | Command::CheckConfig => return None,
+        Command::Serve | Command::Migrate { .. } | Command::CheckConfig | Command::Audit(_) => {
+            return None
+        }
     };
     Some(what)
 }
@@ -574,10 +616,12 @@ async fn admin_command(cfg: Config, cmd: Command) -> Result<(), CliError> {
         Some(_) => changed_by(&store, &cmd).await,
         None => None,
     };
+    let ctx = mgr.audit(&Actor::Operator);
     let result = match cmd {
         Command::Token(t) => token_command(&mgr, t).await,
-        Command::User(u) => user_command(&store, u).await,
-        Command::Role(r) => role_command(&store, r).await,
+        Command::User(u) => user_command(&store, &ctx, u).await,
+        Command::Role(r) => role_command(&store, &ctx, r).await,
+        Command::Audit(a) => audit_command(&store, &cfg, &ctx, a).await,
         Command::Serve | Command::Migrate { .. } | Command::CheckConfig => Ok(()),
     };
     if let (Ok(()), Some(event), Some(r)) = (&result, event, &cfg.redis) {
@@ -769,7 +813,7 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
     Ok(())
 }
 
-async fn user_command(store: &Store, cmd: UserCmd) -> Result<(), CliError> {
+async fn user_command(store: &Store, ctx: &AuditCtx, cmd: UserCmd) -> Result<(), CliError> {
     let missing = |e: &str| CliError::Other(format!("no user with email {e}"));
     match cmd {
         UserCmd::Create {
@@ -783,7 +827,7 @@ async fn user_command(store: &Store, cmd: UserCmd) -> Result<(), CliError> {
                     "`{email}` is not an email address"
                 )));
             }
-            let u = store.create_user(&email, &name, &roles).await?;
+            let u = store.create_user(&email, &name, &roles, ctx).await?;
             if json {
                 println!("{}", user_json(&u));
             } else {
@@ -801,7 +845,7 @@ async fn user_command(store: &Store, cmd: UserCmd) -> Result<(), CliError> {
         }
         UserCmd::Deactivate { email } => {
             store
-                .set_user_flag(&email, UserFlag::Active, false)
+                .set_user_flag(&email, UserFlag::Active, false, ctx)
                 .await?
                 .then_some(())
                 .ok_or_else(|| missing(&email))?;
@@ -811,7 +855,7 @@ async fn user_command(store: &Store, cmd: UserCmd) -> Result<(), CliError> {
         }
         UserCmd::Activate { email } => {
             store
-                .set_user_flag(&email, UserFlag::Active, true)
+                .set_user_flag(&email, UserFlag::Active, true, ctx)
                 .await?
                 .then_some(())
                 .ok_or_else(|| missing(&email))?;
@@ -819,7 +863,7 @@ async fn user_command(store: &Store, cmd: UserCmd) -> Result<(), CliError> {
         }
         UserCmd::Block { email } => {
             store
-                .set_user_flag(&email, UserFlag::Blocked, true)
+                .set_user_flag(&email, UserFlag::Blocked, true, ctx)
                 .await?
                 .then_some(())
                 .ok_or_else(|| missing(&email))?;
@@ -827,7 +871,7 @@ async fn user_command(store: &Store, cmd: UserCmd) -> Result<(), CliError> {
         }
         UserCmd::Unblock { email } => {
             store
-                .set_user_flag(&email, UserFlag::Blocked, false)
+                .set_user_flag(&email, UserFlag::Blocked, false, ctx)
                 .await?
                 .then_some(())
                 .ok_or_else(|| missing(&email))?;
@@ -835,20 +879,20 @@ async fn user_command(store: &Store, cmd: UserCmd) -> Result<(), CliError> {
         }
         UserCmd::Delete { email } => {
             let tokens = store
-                .delete_user(&email)
+                .delete_user(&email, ctx)
                 .await?
                 .ok_or_else(|| missing(&email))?;
             println!("deleted {email} and their {tokens} admin token(s)");
         }
         UserCmd::AddRole { email, role } => {
-            let changed = store.set_user_role(&email, &role, true).await?;
+            let changed = store.set_user_role(&email, &role, true, ctx).await?;
             println!(
                 "{email} {} role {role}",
                 if changed { "now has" } else { "already had" }
             );
         }
         UserCmd::RemoveRole { email, role } => {
-            let changed = store.set_user_role(&email, &role, false).await?;
+            let changed = store.set_user_role(&email, &role, false, ctx).await?;
             println!(
                 "{email} {} role {role}",
                 if changed {
@@ -882,29 +926,31 @@ async fn user_command(store: &Store, cmd: UserCmd) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn role_command(store: &Store, cmd: RoleCmd) -> Result<(), CliError> {
+async fn role_command(store: &Store, ctx: &AuditCtx, cmd: RoleCmd) -> Result<(), CliError> {
     match cmd {
         RoleCmd::Create { name } => {
-            let r = store.create_role(&name).await?;
+            let r = store.create_role(&name, ctx).await?;
             println!("created role {} ({})", r.name, r.id);
         }
         RoleCmd::Grant { role, permission } => {
-            let added = store.grant(&role, &permission).await?;
+            let added = store.grant(&role, &permission, ctx).await?;
             println!(
                 "role {role} {} {permission}",
                 if added { "now holds" } else { "already held" }
             );
         }
-        RoleCmd::Revoke { role, permission } => match store.revoke(&role, &permission).await? {
-            Some(n) => println!(
-                "revoked {permission} from role {role}; removed it from {n} admin token(s)"
-            ),
-            None => {
-                return Err(CliError::Other(format!(
-                    "role {role} does not hold {permission}"
-                )))
+        RoleCmd::Revoke { role, permission } => {
+            match store.revoke(&role, &permission, ctx).await? {
+                Some(n) => println!(
+                    "revoked {permission} from role {role}; removed it from {n} admin token(s)"
+                ),
+                None => {
+                    return Err(CliError::Other(format!(
+                        "role {role} does not hold {permission}"
+                    )))
+                }
             }
-        },
+        }
         RoleCmd::List { json } => {
             for r in store.list_roles().await? {
                 let perms: Vec<String> = r.permissions.iter().map(|p| p.to_string()).collect();
@@ -922,6 +968,64 @@ async fn role_command(store: &Store, cmd: RoleCmd) -> Result<(), CliError> {
                     println!("{:<6} {:<24} {}", r.id, r.name, p);
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+async fn audit_command(
+    store: &Store,
+    cfg: &Config,
+    ctx: &AuditCtx,
+    cmd: AuditCmd,
+) -> Result<(), CliError> {
+    match cmd {
+        AuditCmd::Verify => {
+            let chain = store.audit_chain().await?;
+            match audit::verify(&chain, &AuditKey::from_config(cfg)) {
+                Ok(n) => println!("audit chain intact: {n} events"),
+                Err(broken) => {
+                    return Err(CliError::Other(format!("audit chain broken: {broken}")))
+                }
+            }
+        }
+        AuditCmd::List {
+            since,
+            action,
+            actor,
+            limit,
+            json,
+        } => {
+            let filter = AuditFilter {
+                since,
+                action,
+                actor,
+            };
+            let (events, _) = store.audit_events(&filter, limit.max(0), 0).await?;
+            for e in events {
+                if json {
+                    println!("{}", e.to_json());
+                } else {
+                    println!(
+                        "{:<6} {} {:<24} {:<28} {:<9} {} {} ({})",
+                        e.id,
+                        audit::rfc3339(e.at),
+                        e.action,
+                        e.actor,
+                        e.via,
+                        e.target_kind,
+                        e.target_id,
+                        e.target_name
+                    );
+                }
+            }
+        }
+        AuditCmd::Prune => {
+            let n = store.prune_audit(ctx, cfg.audit.retention).await?;
+            println!(
+                "pruned {n} audit event(s) older than {}",
+                humantime::format_duration(cfg.audit.retention)
+            );
         }
     }
     Ok(())

@@ -156,6 +156,7 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     pub metrics: RawMetrics,
     pub management: RawManagement,
+    pub audit: RawAudit,
     pub log: RawLog,
 }
 
@@ -466,6 +467,25 @@ impl Default for RawManagement {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    /// The HMAC key of the audit chain; unset: derived from `tokens.salt`.
+    pub key: Option<Secret>,
+    /// Events older than this are pruned (a checkpoint keeps the chain
+    /// verifiable).
+    pub retention: String,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            key: None,
+            retention: "365d".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     pub format: String,
     pub level: String,
@@ -500,6 +520,7 @@ const SECTIONS: &[&str] = &[
     "identity",
     "metrics",
     "server",
+    "audit",
     "tokens",
     "routes",
     "cache",
@@ -680,6 +701,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub metrics_listen: Option<SocketAddr>,
     pub management: ManagementConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
     /// The deserialised file, for `check-config` (secrets redacted on print).
     pub raw: RawConfig,
@@ -801,6 +823,14 @@ pub struct TokensConfig {
     pub last_used_interval: Duration,
 }
 
+/// `[audit]`: the management audit trail (see `crate::audit`).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// `audit.key`; `None`: derived from `tokens.salt`.
+    pub key: Option<Secret>,
+    pub retention: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
     pub capacity: u64,
@@ -890,6 +920,17 @@ fn actions(list: &[RawAction]) -> Vec<PatternSpec> {
 
 impl RawConfig {
     /// Check every value and build the runtime config.
+    fn compile_audit(&self) -> Result<AuditConfig, ConfigError> {
+        let retention = duration("audit.retention", &self.audit.retention)?;
+        if retention < Duration::from_secs(86_400) {
+            return Err(key_err("audit.retention", "must be at least 1d"));
+        }
+        Ok(AuditConfig {
+            key: self.audit.key.clone().filter(|k| !k.expose().is_empty()),
+            retention,
+        })
+    }
+
     pub fn compile(self) -> Result<Config, ConfigError> {
         let s = &self.server;
         let tls = match (&s.tls_cert, &s.tls_key) {
@@ -1239,6 +1280,7 @@ impl RawConfig {
             None => None,
         };
 
+        let audit = self.compile_audit()?;
         Ok(Config {
             server,
             upstream,
@@ -1253,6 +1295,7 @@ impl RawConfig {
             rate_limit,
             metrics_listen,
             management,
+            audit,
             log,
             raw: {
                 // Print what is in force, layout defaults included.

@@ -33,6 +33,7 @@
 //! | [`cli`] | the `authgate` command |
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod authz;
 pub mod cache;
 pub mod cli;

@@ -30,6 +30,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+use crate::audit::{AuditCtx, AuditKey, Origin};
 use crate::config::Config;
 use crate::model::{ContentApiType, Permission, PermissionSet, TokenKind};
 use crate::route::ActionSubject;
@@ -78,6 +79,15 @@ impl Actor {
                 t.user.holds(p) && t.permissions.grants(&p.action, p.subject.as_deref())
             }
         }
+    }
+}
+
+impl Actor {
+    /// How the audit trail names the actor: the admin user's email, or
+    /// `operator` for the host CLI.
+    pub fn audit_name(&self) -> String {
+        self.user()
+            .map_or_else(|| "operator".to_owned(), |u| u.email.clone())
     }
 }
 
@@ -238,9 +248,12 @@ pub struct Manager<'a> {
     pub cfg: &'a Config,
     hasher: Hasher,
     cipher: Option<KeyCipher>,
+    audit_key: AuditKey,
+    origin: Origin,
 }
 
 impl<'a> Manager<'a> {
+    /// A manager for the host CLI; see [`Manager::with_origin`].
     pub fn new(store: &'a Store, cfg: &'a Config) -> Self {
         Self {
             store,
@@ -251,7 +264,32 @@ impl<'a> Manager<'a> {
                 .encryption_key
                 .as_ref()
                 .map(|k| KeyCipher::new(k.expose())),
+            audit_key: AuditKey::from_config(cfg),
+            origin: Origin::cli(),
         }
+    }
+
+    /// Record what this manager does as coming from `origin` (the API, the
+    /// web page, the bootstrap file, with a request id and client address).
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Who and how, for the audit event of a write by `actor`.
+    pub fn audit(&self, actor: &Actor) -> AuditCtx {
+        AuditCtx {
+            actor: actor.audit_name(),
+            origin: self.origin.clone(),
+            key: self.audit_key.clone(),
+        }
+    }
+
+    /// Record that `actor` was shown the key of `t` again.
+    async fn viewed(&self, actor: &Actor, t: &TokenRow) -> Result<(), ManageError> {
+        let draft = crate::store::admin::token_draft(t, "view-key", serde_json::json!({}));
+        self.store.record(&self.audit(actor), draft).await?;
+        Ok(())
     }
 
     /// Resolve `--as EMAIL` to an actor.
@@ -472,17 +510,20 @@ impl<'a> Manager<'a> {
         let encrypted_key = self.cipher.as_ref().map(|c| c.encrypt(&key)).transpose()?;
         let row = self
             .store
-            .create_token(&NewToken {
-                kind: req.kind,
-                name: req.name.trim().to_owned(),
-                description: req.description,
-                token_type: req.token_type,
-                lifespan_ms: req.lifespan_ms,
-                owner_id: owner.as_ref().map(|u| u.id),
-                permissions: req.permissions,
-                access_key: self.hasher.hash_hex(&key),
-                encrypted_key,
-            })
+            .create_token(
+                &NewToken {
+                    kind: req.kind,
+                    name: req.name.trim().to_owned(),
+                    description: req.description,
+                    token_type: req.token_type,
+                    lifespan_ms: req.lifespan_ms,
+                    owner_id: owner.as_ref().map(|u| u.id),
+                    permissions: req.permissions,
+                    access_key: self.hasher.hash_hex(&key),
+                    encrypted_key,
+                },
+                &self.audit(actor),
+            )
             .await?;
         Ok(TokenWithKey {
             token: row,
@@ -533,7 +574,9 @@ impl<'a> Manager<'a> {
         self.check(actor, Op::Read, &t)?;
         let key = if reveal {
             self.check(actor, Op::ViewKey, &t)?;
-            Some(self.stored_key(&t)?)
+            let key = self.stored_key(&t)?;
+            self.viewed(actor, &t).await?;
+            Some(key)
         } else {
             None
         };
@@ -555,6 +598,9 @@ impl<'a> Manager<'a> {
         } else {
             None
         };
+        if key.is_some() {
+            self.viewed(actor, &t).await?;
+        }
         Ok(TokenWithKey { token: t, key })
     }
 
@@ -567,17 +613,27 @@ impl<'a> Manager<'a> {
         let t = self.token(r.into()).await?;
         self.check(actor, Op::Regenerate, &t)?;
         let key = Zeroizing::new(token::generate_key()?);
-        let row = self.replace_key(t.id, &key).await?;
+        let row = self.replace_key(actor, t.id, &key).await?;
         Ok(TokenWithKey {
             token: row,
             key: Some(key),
         })
     }
 
-    async fn replace_key(&self, id: i64, key: &str) -> Result<TokenRow, ManageError> {
+    async fn replace_key(
+        &self,
+        actor: &Actor,
+        id: i64,
+        key: &str,
+    ) -> Result<TokenRow, ManageError> {
         let encrypted = self.cipher.as_ref().map(|c| c.encrypt(key)).transpose()?;
         self.store
-            .regenerate_token(id, &self.hasher.hash_hex(key), encrypted.as_deref())
+            .regenerate_token(
+                id,
+                &self.hasher.hash_hex(key),
+                encrypted.as_deref(),
+                &self.audit(actor),
+            )
             .await?
             .ok_or_else(|| ManageError::NotFound(format!("no token with id {id}")))
     }
@@ -647,7 +703,7 @@ impl<'a> Manager<'a> {
             }
         }
         self.store
-            .update_token(t.id, &u)
+            .update_token(t.id, &u, &self.audit(actor))
             .await?
             .ok_or_else(|| ManageError::NotFound(format!("no token with id {}", t.id)))
     }
@@ -659,7 +715,7 @@ impl<'a> Manager<'a> {
     ) -> Result<TokenRow, ManageError> {
         let t = self.token(r.into()).await?;
         self.check(actor, Op::Delete, &t)?;
-        if !self.store.delete_token(t.id).await? {
+        if !self.store.delete_token(t.id, &self.audit(actor)).await? {
             return Err(ManageError::NotFound(format!("no token with id {}", t.id)));
         }
         Ok(t)
@@ -773,7 +829,12 @@ impl<'a> Manager<'a> {
             Some(u) => {
                 if !u.super_admin {
                     self.store
-                        .set_user_role(BOOTSTRAP_EMAIL, &super_role.name, true)
+                        .set_user_role(
+                            BOOTSTRAP_EMAIL,
+                            &super_role.name,
+                            true,
+                            &self.audit(&Actor::Operator),
+                        )
                         .await?;
                 }
                 u
@@ -784,6 +845,7 @@ impl<'a> Manager<'a> {
                         BOOTSTRAP_EMAIL,
                         "Bootstrap (authgate)",
                         std::slice::from_ref(&super_role.name),
+                        &self.audit(&Actor::Operator),
                     )
                     .await?
             }
@@ -795,7 +857,7 @@ impl<'a> Manager<'a> {
             .into_iter()
             .find(|t| t.name == BOOTSTRAP_TOKEN_NAME && t.owner_id == Some(user.id));
         if let Some(t) = previous {
-            self.replace_key(t.id, key).await?;
+            self.replace_key(&Actor::Operator, t.id, key).await?;
             return Ok(Bootstrapped::Rotated(t.id));
         }
         let permissions = [TokenKind::ContentApi, TokenKind::Admin]
@@ -805,6 +867,7 @@ impl<'a> Manager<'a> {
                     .into_iter()
                     .map(move |op| Permission::new(management_action(k, op), None))
             })
+            .chain([Permission::new(crate::audit::READ_PERMISSION, None)])
             .collect();
         let created = self
             .create_with_key(

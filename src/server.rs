@@ -279,6 +279,26 @@ impl Server {
         if let Some(m) = management {
             background.push(tokio::spawn(m.serve(stopped(stop_rx.clone()))));
         }
+        if crate::audit::AuditKey::is_derived(&cfg) {
+            tracing::info!("audit: the audit chain is keyed from tokens.salt; set audit.key (a separate secret) so that holding the salt is not enough to rewrite the audit history");
+        }
+        if cfg.postgres.layout == crate::config::Layout::Authgate {
+            let ctx = crate::audit::AuditCtx {
+                actor: "operator".into(),
+                origin: crate::audit::Origin {
+                    via: crate::audit::Via::Retention,
+                    request_id: None,
+                    client_ip: None,
+                },
+                key: crate::audit::AuditKey::from_config(&cfg),
+            };
+            background.push(tokio::spawn(crate::store::audit::retention_job(
+                store.clone(),
+                ctx,
+                cfg.audit.retention,
+                stopped(stop_rx.clone()),
+            )));
+        }
         let flusher = {
             let (usage, store, metrics, rx) = (
                 usage.clone(),

@@ -27,6 +27,7 @@
 //! either way, so nothing above the store knows which layout it runs on.
 
 pub mod admin;
+pub mod audit;
 mod native;
 pub mod strapi5;
 
@@ -50,7 +51,7 @@ pub enum StoreError {
     /// stale data or answer 503.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    #[error("database error: {0}")]
+    #[error("database error: {}", db_message(.0))]
     Db(#[from] tokio_postgres::Error),
     /// A request the data does not allow (not found, duplicate, refused).
     #[error("{0}")]
@@ -60,6 +61,14 @@ pub enum StoreError {
     /// A management write in a layout whose data authgate only reads.
     #[error("{0}")]
     ReadOnly(String),
+}
+
+/// What Postgres said, not just "db error".
+fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.to_string(),
+        None => e.to_string(),
+    }
 }
 
 impl StoreError {
@@ -85,7 +94,12 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "notify",
         include_str!("../migrations/authgate/0002_notify.sql"),
     ),
+    (3, "audit", AUDIT_MIGRATION),
 ];
+
+/// The audit table (see [`crate::audit`]): in the configured schema in the
+/// authgate layout, in schema `authgate` in the strapi5 layout.
+pub const AUDIT_MIGRATION: &str = include_str!("../migrations/authgate/0003_audit.sql");
 
 /// The NOTIFY channel the invalidation triggers of this layout and schema use.
 pub fn channel(cfg: &PostgresConfig) -> String {
@@ -442,6 +456,14 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// The audit table, qualified as this layout needs.
+    pub(crate) fn audit_table(&self) -> &'static str {
+        match self.layout {
+            Layout::Authgate => "audit_events",
+            Layout::Strapi5 => "authgate.audit_events",
+        }
     }
 
     /// Which tables this store reads.

@@ -1234,5 +1234,5 @@ fn openapi_describes_exactly_the_routes_served() {
         missing.is_empty() && extra.is_empty(),
         "openapi.yaml is out of step with api::ROUTES: undocumented {missing:?}, not served {extra:?}"
     );
-    assert_eq!(served.len(), 16);
+    assert_eq!(served.len(), 18);
 }

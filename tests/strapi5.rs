@@ -971,6 +971,17 @@ async fn the_cli_reads_strapi_tokens_and_refuses_to_write() {
     let admins = env.ok(&["token", "list", "--kind", "admin", "--json"]);
     assert_eq!(admins.lines().count(), 1, "{admins}");
 
+    // Showing a key again is an audit event: without the audit table
+    // (schema authgate, made by `migrate`) it is refused, saying so.
+    let unrecorded = env.cli(&["token", "show", &ro_id.to_string(), "--reveal"]);
+    assert_eq!(unrecorded.status.code(), Some(1));
+    assert!(
+        stderr(&unrecorded).contains("run `authgate migrate --layout strapi5`"),
+        "{}",
+        stderr(&unrecorded)
+    );
+    env.ok(&["migrate"]);
+
     // show, and --reveal with Strapi's encrypted_key (same format).
     let v: serde_json::Value = serde_json::from_str(
         env.ok(&["token", "show", &ro_id.to_string(), "--reveal", "--json"])
@@ -1006,6 +1017,24 @@ async fn the_cli_reads_strapi_tokens_and_refuses_to_write() {
     )
     .expect("json");
     assert_eq!(v["key"], adm_key.as_str());
+    // Both views are in the audit trail, with who viewed them.
+    let views = env.ok(&[
+        "audit",
+        "list",
+        "--action",
+        "admin-token.view-key",
+        "--json",
+    ]);
+    assert!(views.contains("owner@example.com"), "{views}");
+    let views = env.ok(&["audit", "list", "--action", "api-token.view-key", "--json"]);
+    assert!(views.contains(r#""actor":"operator""#), "{views}");
+    assert!(
+        !views.contains(ro_key.as_str()),
+        "no key in the audit trail"
+    );
+    assert!(env
+        .ok(&["audit", "verify"])
+        .contains("audit chain intact: 2 events"));
     assert!(env.ok(&["user", "list"]).contains("owner@example.com"));
     assert!(env.ok(&["role", "list"]).contains("(every permission)"));
 

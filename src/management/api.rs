@@ -31,10 +31,14 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use std::time::SystemTime;
+
+use crate::audit::{Event, Origin, Via};
 use crate::authz::{self, Credential, Denial};
 use crate::manage::{management_action, Actor, CreateRequest, ManageError, Op, TokenRef};
 use crate::model::{ContentApiType, Permission, TokenKind};
 use crate::store::admin::{TokenRow, TokenUpdate, UserRow};
+use crate::store::audit::AuditFilter;
 use crate::store::StoreError;
 
 use super::{auth, read_body, Body, BodyError, State};
@@ -52,6 +56,8 @@ pub enum Endpoint {
     Users,
     Roles,
     Permissions,
+    AuditLogs,
+    AuditLog,
 }
 
 impl Endpoint {
@@ -67,6 +73,7 @@ impl Endpoint {
             Endpoint::OwnerPermissions => token(TokenKind::Admin, Op::Read),
             Endpoint::Users => Some("admin::users.read".into()),
             Endpoint::Roles => Some("admin::roles.read".into()),
+            Endpoint::AuditLogs | Endpoint::AuditLog => Some(crate::audit::READ_PERMISSION.into()),
             // As in Strapi: any authenticated admin.
             Endpoint::Permissions => None,
         }
@@ -123,6 +130,8 @@ pub const ROUTES: &[ApiRoute] = &[
     r("GET", "/admin/users", Endpoint::Users),
     r("GET", "/admin/roles", Endpoint::Roles),
     r("GET", "/admin/permissions", Endpoint::Permissions),
+    r("GET", "/admin/audit-logs", Endpoint::AuditLogs),
+    r("GET", "/admin/audit-logs/:id", Endpoint::AuditLog),
 ];
 
 /// Why no route answers.
@@ -310,7 +319,9 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => return ApiError::not_found("Not Found").response(),
     };
-    let body = match read_body(req.into_body()).await {
+    let (parts, body) = req.into_parts();
+    let req_ext = &parts.extensions;
+    let body = match read_body(body).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
             return ApiError::new(
@@ -324,7 +335,14 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
             return ApiError::validation("Request body could not be read").response()
         }
     };
-    match dispatch(state, &actor, route.endpoint, id, &body).await {
+    let origin = super::origin(req_ext, Via::Api);
+    if matches!(route.endpoint, Endpoint::AuditLogs | Endpoint::AuditLog) {
+        return match audit_logs(state, id, parts.uri.query()).await {
+            Ok(v) => json_response(StatusCode::OK, v.to_string()),
+            Err(e) => e.response(),
+        };
+    }
+    match dispatch(state, &actor, &origin, route.endpoint, id, &body).await {
         Ok((status, data)) => json_response(status, json!({ "data": data }).to_string()),
         Err(e) => e.response(),
     }
@@ -499,25 +517,109 @@ fn need_id(id: Option<i64>) -> Result<i64, ApiError> {
     id.ok_or_else(|| ApiError::not_found("Not Found"))
 }
 
-fn audit(actor: &Actor, what: &str, t: &TokenRow) {
-    tracing::info!(
-        target: "authgate::management",
-        actor = %actor,
-        token_id = t.id,
-        kind = t.kind.as_str(),
-        name = %t.name,
-        "token {what}"
-    );
+/// The filters of `GET /admin/audit-logs` (and the web page's Audit log).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub page: i64,
+    pub page_size: i64,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    /// A duration back from now (`24h`, `7d`) or an RFC 3339 time.
+    pub since: Option<String>,
+}
+
+impl AuditQuery {
+    /// Read `page`, `pageSize`, `action`, `actor`, `since` from a query
+    /// string (Strapi's `pagination[page]` spellings too).
+    pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut q = AuditQuery {
+            page: 1,
+            page_size: 25,
+            ..Default::default()
+        };
+        let form = super::form::Form::parse(query.unwrap_or("").as_bytes())
+            .map_err(|_| ApiError::validation("the query string is malformed"))?;
+        for (k, v) in form.pairs() {
+            let v = v.trim().to_owned();
+            let number = |v: &str| {
+                v.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    ApiError::validation(format!("`{k}` must be a whole number from 1"))
+                })
+            };
+            match k.as_str() {
+                "page" | "pagination[page]" => q.page = number(&v)?.min(1_000_000),
+                "pageSize" | "pagination[pageSize]" => q.page_size = number(&v)?.min(100),
+                "action" if !v.is_empty() => q.action = Some(v),
+                "actor" if !v.is_empty() => q.actor = Some(v),
+                "since" if !v.is_empty() => q.since = Some(v),
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+
+    pub fn filter(&self) -> Result<AuditFilter, ApiError> {
+        let since = match self.since.as_deref() {
+            None => None,
+            Some(s) => Some(
+                humantime::parse_duration(s)
+                    .ok()
+                    .and_then(|d| SystemTime::now().checked_sub(d))
+                    .or_else(|| humantime::parse_rfc3339_weak(s).ok())
+                    .ok_or_else(|| {
+                        ApiError::validation(
+                            "`since` must be a duration (24h, 7d) or an RFC 3339 time",
+                        )
+                    })?,
+            ),
+        };
+        Ok(AuditFilter {
+            since,
+            action: self.action.clone(),
+            actor: self.actor.clone(),
+        })
+    }
+}
+
+/// `GET /admin/audit-logs[/:id]`, in Strapi Enterprise's shape.
+async fn audit_logs(
+    state: &State,
+    id: Option<i64>,
+    query: Option<&str>,
+) -> Result<Value, ApiError> {
+    let internal = |e: StoreError| ApiError::from_manage(e.into());
+    if let Some(id) = id {
+        let e = state.store.audit_event(id).await.map_err(internal)?;
+        return e
+            .map(|e| json!({ "data": e.to_json() }))
+            .ok_or_else(|| ApiError::not_found(format!("no audit event with id {id}")));
+    }
+    let q = AuditQuery::parse(query)?;
+    let (events, total) = state
+        .store
+        .audit_events(&q.filter()?, q.page_size, (q.page - 1) * q.page_size)
+        .await
+        .map_err(internal)?;
+    Ok(json!({
+        "results": events.iter().map(Event::to_json).collect::<Vec<_>>(),
+        "pagination": {
+            "page": q.page,
+            "pageSize": q.page_size,
+            "pageCount": (total + q.page_size - 1) / q.page_size,
+            "total": total,
+        },
+    }))
 }
 
 async fn dispatch(
     state: &State,
     actor: &Actor,
+    origin: &Origin,
     endpoint: Endpoint,
     id: Option<i64>,
     body: &[u8],
 ) -> Result<(StatusCode, Value), ApiError> {
-    let mgr = state.manager();
+    let mgr = state.manager(origin.clone());
     let m = ApiError::from_manage;
     match endpoint {
         Endpoint::List(kind) => {
@@ -555,7 +657,6 @@ async fn dispatch(
                 }
             };
             let created = mgr.create(actor, req).await.map_err(m)?;
-            audit(actor, "created", &created.token);
             Ok((
                 StatusCode::CREATED,
                 token_json(&created.token, created.key.as_deref().map(String::as_str)),
@@ -599,7 +700,6 @@ async fn dispatch(
                 .update(actor, TokenRef::of_kind(need_id(id)?, kind), update)
                 .await
                 .map_err(m)?;
-            audit(actor, "updated", &t);
             Ok((StatusCode::OK, token_json(&t, None)))
         }
         Endpoint::Delete(kind) => {
@@ -607,7 +707,6 @@ async fn dispatch(
                 .delete(actor, TokenRef::of_kind(need_id(id)?, kind))
                 .await
                 .map_err(m)?;
-            audit(actor, "deleted", &t);
             Ok((StatusCode::OK, token_json(&t, None)))
         }
         Endpoint::Regenerate(kind) => {
@@ -615,7 +714,6 @@ async fn dispatch(
                 .regenerate(actor, TokenRef::of_kind(need_id(id)?, kind))
                 .await
                 .map_err(m)?;
-            audit(actor, "regenerated", &t.token);
             Ok((
                 StatusCode::CREATED,
                 token_json(&t.token, t.key.as_deref().map(String::as_str)),
@@ -666,6 +764,8 @@ async fn dispatch(
                 ),
             ))
         }
+        // Answered by `audit_logs` before dispatch.
+        Endpoint::AuditLogs | Endpoint::AuditLog => Err(ApiError::not_found("Not Found")),
         Endpoint::Permissions => Ok((
             StatusCode::OK,
             json!({

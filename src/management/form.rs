@@ -34,6 +34,11 @@ impl Form {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every `(name, value)` pair, in order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
     /// Every value of `name`, in order.
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs

@@ -40,12 +40,12 @@ pub mod ui;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -54,6 +54,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
+use crate::audit::{Origin, Via};
 use crate::config::Config;
 use crate::last_used::UsageRecorder;
 use crate::manage::{Bootstrapped, ManageError, Manager};
@@ -80,9 +81,45 @@ pub struct State {
 }
 
 impl State {
-    pub fn manager(&self) -> Manager<'_> {
-        Manager::new(&self.store, &self.cfg)
+    /// The management service, recording what it does as coming from `origin`.
+    pub fn manager(&self, origin: Origin) -> Manager<'_> {
+        Manager::new(&self.store, &self.cfg).with_origin(origin)
     }
+}
+
+/// Who sent a management request, for the audit trail: set by [`handle`]
+/// as a request extension.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    pub request_id: String,
+    pub client_ip: IpAddr,
+}
+
+/// The [`Origin`] of a request that came in through `via`.
+pub fn origin(ext: &http::Extensions, via: Via) -> Origin {
+    let info = ext.get::<RequestInfo>();
+    Origin {
+        via,
+        request_id: info.map(|i| i.request_id.clone()),
+        client_ip: info.map(|i| i.client_ip),
+    }
+}
+
+/// The client's `X-Request-Id` when it is sane, else a fresh one.
+fn request_id(h: &http::HeaderMap) -> String {
+    if let Some(v) = h.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        if !v.is_empty()
+            && v.len() <= 128
+            && v.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+        {
+            return v.to_owned();
+        }
+    }
+    let mut r = [0u8; 8];
+    // A weak id only costs correlation, not safety.
+    let _ = getrandom::fill(&mut r);
+    format!("m-{}", hex::encode(r))
 }
 
 /// A bound, not yet serving management listener.
@@ -206,7 +243,7 @@ async fn serve_io<I>(
 {
     let svc = service_fn(move |req: Request<Incoming>| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(&state, req, tls).await) }
+        async move { Ok::<_, Infallible>(handle(&state, req, tls, peer).await) }
     });
     if let Err(e) = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -228,14 +265,28 @@ fn is_api_path(path: &str) -> bool {
 }
 
 /// One request: the REST API under `/admin`, the web page everywhere else.
-pub async fn handle(state: &State, req: Request<Incoming>, tls: bool) -> Response<Body> {
+pub async fn handle(
+    state: &State,
+    mut req: Request<Incoming>,
+    tls: bool,
+    peer: SocketAddr,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let (surface, resp) = if is_api_path(&path) {
+    let info = RequestInfo {
+        request_id: request_id(req.headers()),
+        client_ip: state.cfg.server.forwarding.client_ip(req.headers(), peer),
+    };
+    let rid = HeaderValue::from_str(&info.request_id).ok();
+    req.extensions_mut().insert(info);
+    let (surface, mut resp) = if is_api_path(&path) {
         ("api", api::handle(state, req).await)
     } else {
         ("ui", ui::handle(state, req, tls).await)
     };
+    if let Some(rid) = rid {
+        resp.headers_mut().insert("x-request-id", rid);
+    }
     let status = resp.status().as_u16();
     state
         .metrics
@@ -294,7 +345,7 @@ fn read_bootstrap_key(path: &std::path::Path) -> Result<Zeroizing<String>, Serve
 async fn bootstrap(state: Arc<State>, key: Zeroizing<String>) {
     let mut wait = Duration::from_millis(250);
     loop {
-        match state.manager().bootstrap(&key).await {
+        match state.manager(Origin::bootstrap()).bootstrap(&key).await {
             Ok(Bootstrapped::Present(id)) => {
                 tracing::info!(token_id = id, "management: bootstrap token present");
                 return;

@@ -29,6 +29,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use zeroize::Zeroizing;
 
+use crate::audit::{Origin, Via};
 use crate::authz::Denial;
 use crate::manage::{self, Actor, CreateRequest, Manager, Op, PermissionGroup, TokenRef};
 use crate::model::{ContentApiType, Permission, TokenKind};
@@ -199,6 +200,8 @@ struct Ctx {
     sid: String,
     csrf: String,
     actor: Actor,
+    /// Where the request came from, for the audit trail.
+    origin: Origin,
 }
 
 /// Find the session and re-authenticate its token. On failure, the
@@ -222,6 +225,7 @@ async fn signed_in(state: &State, parts: &Parts, tls: bool) -> Result<Ctx, Resp>
             sid: cur.id,
             csrf: cur.csrf,
             actor: Actor::Token(a),
+            origin: super::origin(&parts.extensions, Via::Ui),
         }),
         Err(Denial::StoreUnavailable) => Err(html_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -468,7 +472,7 @@ fn duration_label(ms: Option<i64>) -> String {
 }
 
 async fn list_page(state: &State, ctx: &Ctx, k: &Kind) -> Resp {
-    let mgr = state.manager();
+    let mgr = state.manager(ctx.origin.clone());
     let flash = state.sessions.take_flash(&ctx.sid);
     let mut main = String::new();
     let _ = write!(
@@ -806,7 +810,7 @@ fn permissions_fieldset(
 }
 
 async fn new_page(state: &State, ctx: &Ctx, k: &Kind, d: &Draft, error: Option<&ApiError>) -> Resp {
-    let mgr = state.manager();
+    let mgr = state.manager(ctx.origin.clone());
     let title = format!("Create new {}", k.one);
     let mut main = format!(
         r#"<nav class="crumbs" aria-label="Breadcrumb"><a href="/{slug}">{list}</a> <span aria-hidden="true">/</span> <span aria-current="page">New</span></nav><h1>{title}</h1>"#,
@@ -875,7 +879,7 @@ async fn create(state: &State, ctx: &Ctx, k: &Kind, f: &Form) -> Resp {
     let created = match req {
         Err(e) => Err(e),
         Ok(req) => state
-            .manager()
+            .manager(ctx.origin.clone())
             .create(&ctx.actor, req)
             .await
             .map_err(ApiError::from_manage),
@@ -940,7 +944,7 @@ fn key_banner(k: &Kind, key: &str, fresh: bool, viewable: bool) -> String {
 }
 
 async fn detail_page(state: &State, ctx: &Ctx, k: &Kind, id: i64, error: Option<ApiError>) -> Resp {
-    let mgr = state.manager();
+    let mgr = state.manager(ctx.origin.clone());
     let flash = state.sessions.take_flash(&ctx.sid);
     let t = match mgr
         .show(&ctx.actor, TokenRef::of_kind(id, k.kind), false)
@@ -1084,7 +1088,7 @@ async fn detail_page(state: &State, ctx: &Ctx, k: &Kind, id: i64, error: Option<
 }
 
 async fn update(state: &State, ctx: &Ctx, k: &Kind, id: i64, f: &Form) -> Resp {
-    let mgr = state.manager();
+    let mgr = state.manager(ctx.origin.clone());
     let d = Draft::from_form(f);
     let r = TokenRef::of_kind(id, k.kind);
     let result = async {
@@ -1150,7 +1154,7 @@ async fn update(state: &State, ctx: &Ctx, k: &Kind, id: i64, f: &Form) -> Resp {
 }
 
 async fn token_action(state: &State, ctx: &Ctx, k: &Kind, id: i64, action: &str) -> Resp {
-    let mgr = state.manager();
+    let mgr = state.manager(ctx.origin.clone());
     let r = TokenRef::of_kind(id, k.kind);
     let here = format!("/{}/{}", k.slug, id);
     match action {

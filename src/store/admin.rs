@@ -9,9 +9,12 @@
 use std::time::SystemTime;
 
 use deadpool_postgres::GenericClient;
+use serde_json::{json, Value};
 use tokio_postgres::error::SqlState;
 
+use super::audit::append;
 use super::{strapi5, Layout, Store, StoreError};
+use crate::audit::{changes, rfc3339, AuditCtx, Draft, Target};
 use crate::model::{ContentApiType, Permission, PermissionSet, TokenKind};
 
 /// A token as listed and shown (never the key, never the hash).
@@ -133,6 +136,120 @@ fn conflict(e: tokio_postgres::Error, what: impl FnOnce() -> String) -> StoreErr
     }
 }
 
+// ----- what audit events record of each row ---------------------------------
+
+fn perms_json(perms: &[Permission]) -> Value {
+    let mut v: Vec<String> = perms.iter().map(ToString::to_string).collect();
+    v.sort();
+    json!(v)
+}
+
+/// The audited fields of a token (never its key, hash or encrypted key).
+fn token_fields(t: Option<&TokenRow>) -> [(&'static str, Value); 6] {
+    let f = |g: &dyn Fn(&TokenRow) -> Value| t.map_or(Value::Null, g);
+    [
+        ("name", f(&|t| json!(t.name))),
+        ("description", f(&|t| json!(t.description))),
+        (
+            "type",
+            f(&|t| json!(t.token_type.map(ContentApiType::as_str))),
+        ),
+        ("permissions", f(&|t| perms_json(&t.permissions))),
+        ("expiry", f(&|t| json!(t.expires_at.map(rfc3339)))),
+        ("owner", f(&|t| json!(t.owner_email))),
+    ]
+}
+
+/// `before -> after` of the audited fields of two versions of a row.
+fn diff<const N: usize>(
+    before: [(&'static str, Value); N],
+    after: [(&'static str, Value); N],
+) -> Value {
+    let fields: Vec<(&str, Value, Value)> = before
+        .into_iter()
+        .zip(after)
+        .map(|((name, b), (_, a))| (name, b, a))
+        .collect();
+    changes(&fields)
+}
+
+pub(crate) fn token_target(t: &TokenRow) -> Target {
+    Target {
+        kind: match t.kind {
+            TokenKind::ContentApi => "api-token",
+            TokenKind::Admin => "admin-token",
+        },
+        id: t.id,
+        name: t.name.clone(),
+    }
+}
+
+/// `api-token.<verb>` or `admin-token.<verb>`.
+pub(crate) fn token_draft(t: &TokenRow, verb: &str, changes: Value) -> Draft {
+    let target = token_target(t);
+    Draft {
+        action: format!("{}.{verb}", target.kind),
+        target,
+        changes,
+    }
+}
+
+fn status(u: &UserRow) -> &'static str {
+    match (u.is_active, u.blocked) {
+        (_, true) => "blocked",
+        (true, false) => "active",
+        (false, false) => "inactive",
+    }
+}
+
+fn user_fields(u: Option<&UserRow>) -> [(&'static str, Value); 4] {
+    let f = |g: &dyn Fn(&UserRow) -> Value| u.map_or(Value::Null, g);
+    [
+        ("email", f(&|u| json!(u.email))),
+        ("name", f(&|u| json!(u.name))),
+        ("status", f(&|u| json!(status(u)))),
+        ("roles", f(&|u| json!(u.roles))),
+    ]
+}
+
+fn user_draft(u: &UserRow, verb: &str, changes: Value) -> Draft {
+    Draft {
+        action: format!("user.{verb}"),
+        target: Target {
+            kind: "user",
+            id: u.id,
+            name: u.email.clone(),
+        },
+        changes,
+    }
+}
+
+async fn role_permissions(c: &impl GenericClient, id: i64) -> Result<Value, StoreError> {
+    let rows = c
+        .query(
+            "SELECT action, subject FROM role_permissions WHERE role_id = $1",
+            &[&id],
+        )
+        .await?;
+    let perms = rows
+        .iter()
+        .map(|r| Ok(Permission::new(r.try_get::<_, String>(0)?, r.try_get(1)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(perms_json(&perms))
+}
+
+fn role_draft(id: i64, name: &str, verb: &str, changes: Value) -> Draft {
+    Draft {
+        action: format!("role.{verb}"),
+        target: Target {
+            kind: "role",
+            id,
+            name: name.to_owned(),
+        },
+        changes,
+    }
+}
+
 async fn insert_permissions<C: GenericClient>(
     c: &C,
     table: &str,
@@ -208,6 +325,7 @@ impl Store {
         email: &str,
         name: &str,
         roles: &[String],
+        audit: &AuditCtx,
     ) -> Result<UserRow, StoreError> {
         self.writable("create users")?;
         let mut client = self.client().await?;
@@ -240,9 +358,19 @@ impl Store {
                 )));
             }
         }
-        let user = user_where(&tx, "u.id = $1", &id).await?;
+        let user = user_where(&tx, "u.id = $1", &id)
+            .await?
+            .ok_or_else(|| StoreError::Invalid("user vanished during creation".into()))?;
+        let c = diff(user_fields(None), user_fields(Some(&user)));
+        append(
+            &tx,
+            self.audit_table(),
+            audit,
+            user_draft(&user, "create", c),
+        )
+        .await?;
         tx.commit().await?;
-        user.ok_or_else(|| StoreError::Invalid("user vanished during creation".into()))
+        Ok(user)
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
@@ -295,61 +423,114 @@ impl Store {
         email: &str,
         flag: UserFlag,
         value: bool,
+        audit: &AuditCtx,
     ) -> Result<bool, StoreError> {
         self.writable("change users")?;
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(before) = user_where(&tx, "lower(u.email) = lower($1)", &email).await? else {
+            return Ok(false);
+        };
         let column = match flag {
             UserFlag::Active => "is_active",
             UserFlag::Blocked => "blocked",
         };
-        let n = client
-            .execute(
-                &format!("UPDATE users SET {column} = $2, updated_at = now() WHERE lower(email) = lower($1)"),
-                &[&email, &value],
+        tx.execute(
+            &format!("UPDATE users SET {column} = $2, updated_at = now() WHERE id = $1"),
+            &[&before.id, &value],
+        )
+        .await?;
+        let after = user_where(&tx, "u.id = $1", &before.id).await?;
+        let c = diff(user_fields(Some(&before)), user_fields(after.as_ref()));
+        if c.as_object().is_some_and(|m| !m.is_empty()) {
+            append(
+                &tx,
+                self.audit_table(),
+                audit,
+                user_draft(&before, "update", c),
             )
             .await?;
-        Ok(n > 0)
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Delete a user; the database deletes their admin tokens with them.
     /// Returns the number of tokens deleted, or `None` when no such user.
-    pub async fn delete_user(&self, email: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn delete_user(
+        &self,
+        email: &str,
+        audit: &AuditCtx,
+    ) -> Result<Option<i64>, StoreError> {
         self.writable("delete users")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let Some(row) = tx
+        if tx
             .query_opt(
                 "SELECT id FROM users WHERE lower(email) = lower($1) FOR UPDATE",
                 &[&email],
             )
             .await?
-        else {
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let Some(user) = user_where(&tx, "lower(u.email) = lower($1)", &email).await? else {
             return Ok(None);
         };
-        let id: i64 = row.get(0);
-        let tokens: i64 = tx
-            .query_one("SELECT count(*) FROM tokens WHERE owner_id = $1", &[&id])
+        let tokens: Vec<i64> = tx
+            .query(
+                "SELECT id FROM tokens WHERE owner_id = $1 ORDER BY id",
+                &[&user.id],
+            )
             .await?
-            .get(0);
-        tx.execute("DELETE FROM users WHERE id = $1", &[&id])
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        tx.execute("DELETE FROM users WHERE id = $1", &[&user.id])
             .await?;
+        let mut c = diff(user_fields(Some(&user)), user_fields(None));
+        if let Some(m) = c.as_object_mut() {
+            // Their admin tokens go with them (ON DELETE CASCADE).
+            m.insert(
+                "tokens".into(),
+                json!({"before": tokens, "after": Value::Array(Vec::new())}),
+            );
+        }
+        append(
+            &tx,
+            self.audit_table(),
+            audit,
+            user_draft(&user, "delete", c),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(Some(tokens))
+        Ok(Some(tokens.len() as i64))
     }
 
     // ----- roles ---------------------------------------------------------
 
-    pub async fn create_role(&self, name: &str) -> Result<RoleRow, StoreError> {
+    pub async fn create_role(&self, name: &str, audit: &AuditCtx) -> Result<RoleRow, StoreError> {
         self.writable("create roles")?;
-        let client = self.client().await?;
-        let id: i64 = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let id: i64 = tx
             .query_one(
                 "INSERT INTO roles (name) VALUES ($1) RETURNING id",
                 &[&name],
             )
             .await
             .map_err(|e| conflict(e, || format!("a role named `{name}` already exists")))?
-            .get(0);
+            .try_get(0)?;
+        let c = changes(&[("name", Value::Null, json!(name))]);
+        append(
+            &tx,
+            self.audit_table(),
+            audit,
+            role_draft(id, name, "create", c),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(RoleRow {
             id,
             name: name.to_owned(),
@@ -369,16 +550,35 @@ impl Store {
     }
 
     /// Grant a permission to a role. Returns false when it already held it.
-    pub async fn grant(&self, role: &str, p: &Permission) -> Result<bool, StoreError> {
+    pub async fn grant(
+        &self,
+        role: &str,
+        p: &Permission,
+        audit: &AuditCtx,
+    ) -> Result<bool, StoreError> {
         self.writable("grant permissions")?;
-        let client = self.client().await?;
-        let id = Self::role_id(&client, role).await?;
-        let n = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let id = Self::role_id(&tx, role).await?;
+        let before = role_permissions(&tx, id).await?;
+        let n = tx
             .execute(
                 "INSERT INTO role_permissions (role_id, action, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 &[&id, &p.action, &p.subject],
             )
             .await?;
+        if n > 0 {
+            let after = role_permissions(&tx, id).await?;
+            let c = changes(&[("permissions", before, after)]);
+            append(
+                &tx,
+                self.audit_table(),
+                audit,
+                role_draft(id, role, "update", c),
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok(n > 0)
     }
 
@@ -386,11 +586,17 @@ impl Store {
     /// tokens of the role's users in the same transaction. Returns the
     /// number of token permissions removed, or `None` when the role did not
     /// hold it.
-    pub async fn revoke(&self, role: &str, p: &Permission) -> Result<Option<i64>, StoreError> {
+    pub async fn revoke(
+        &self,
+        role: &str,
+        p: &Permission,
+        audit: &AuditCtx,
+    ) -> Result<Option<i64>, StoreError> {
         self.writable("revoke permissions")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id = Self::role_id(&tx, role).await?;
+        let before_perms = role_permissions(&tx, id).await?;
         // Count the affected token permissions before and after, inside the
         // transaction, to report what the trigger removed.
         const AFFECTED: &str = "SELECT count(*) FROM token_permissions tp
@@ -410,7 +616,18 @@ impl Store {
         let after: i64 = tx
             .query_one(AFFECTED, &[&id, &p.action, &p.subject])
             .await?
-            .get(0);
+            .try_get(0)?;
+        if n > 0 {
+            let after_perms = role_permissions(&tx, id).await?;
+            let c = changes(&[("permissions", before_perms, after_perms)]);
+            append(
+                &tx,
+                self.audit_table(),
+                audit,
+                role_draft(id, role, "update", c),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok((n > 0).then_some(before - after))
     }
@@ -421,28 +638,40 @@ impl Store {
         email: &str,
         role: &str,
         member: bool,
+        audit: &AuditCtx,
     ) -> Result<bool, StoreError> {
         self.writable("change users' roles")?;
-        let client = self.client().await?;
-        let role_id = Self::role_id(&client, role).await?;
-        let user = user_where(&client, "lower(u.email) = lower($1)", &email)
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let role_id = Self::role_id(&tx, role).await?;
+        let before = user_where(&tx, "lower(u.email) = lower($1)", &email)
             .await?
             .ok_or_else(|| StoreError::Invalid(format!("no user with email {email}")))?;
         let n = if member {
-            client
-                .execute(
-                    "INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &[&user.id, &role_id],
-                )
-                .await?
+            tx.execute(
+                "INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&before.id, &role_id],
+            )
+            .await?
         } else {
-            client
-                .execute(
-                    "DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2",
-                    &[&user.id, &role_id],
-                )
-                .await?
+            tx.execute(
+                "DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2",
+                &[&before.id, &role_id],
+            )
+            .await?
         };
+        if n > 0 {
+            let after = user_where(&tx, "u.id = $1", &before.id).await?;
+            let c = diff(user_fields(Some(&before)), user_fields(after.as_ref()));
+            append(
+                &tx,
+                self.audit_table(),
+                audit,
+                user_draft(&before, "update", c),
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok(n > 0)
     }
 
@@ -480,7 +709,11 @@ impl Store {
 
     // ----- tokens --------------------------------------------------------
 
-    pub async fn create_token(&self, t: &NewToken) -> Result<TokenRow, StoreError> {
+    pub async fn create_token(
+        &self,
+        t: &NewToken,
+        audit: &AuditCtx,
+    ) -> Result<TokenRow, StoreError> {
         self.writable("create tokens")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -499,11 +732,20 @@ impl Store {
             .map_err(|e| conflict(e, || format!("a {} token named `{}` already exists", t.kind, t.name)))?
             .get(0);
         insert_permissions(&tx, "token_permissions", "token_id", id, &t.permissions).await?;
-        let row = tx
-            .query_one(&format!("SELECT {TOKEN_COLUMNS} FROM tokens t LEFT JOIN users u ON u.id = t.owner_id WHERE t.id = $1"), &[&id])
-            .await?;
+        let row = token_row(
+            &tx.query_one(&format!("SELECT {TOKEN_COLUMNS} FROM tokens t LEFT JOIN users u ON u.id = t.owner_id WHERE t.id = $1"), &[&id])
+                .await?,
+        )?;
+        let c = diff(token_fields(None), token_fields(Some(&row)));
+        append(
+            &tx,
+            self.audit_table(),
+            audit,
+            token_draft(&row, "create", c),
+        )
+        .await?;
         tx.commit().await?;
-        token_row(&row)
+        Ok(row)
     }
 
     pub async fn list_tokens(&self, kind: Option<TokenKind>) -> Result<Vec<TokenRow>, StoreError> {
@@ -529,7 +771,11 @@ impl Store {
             return strapi5::get_token(self, id).await;
         }
         let client = self.client().await?;
-        let row = client
+        Self::token_in(&client, id).await
+    }
+
+    async fn token_in<C: GenericClient>(c: &C, id: i64) -> Result<Option<TokenRow>, StoreError> {
+        let row = c
             .query_opt(&format!("SELECT {TOKEN_COLUMNS} FROM tokens t LEFT JOIN users u ON u.id = t.owner_id WHERE t.id = $1"), &[&id])
             .await?;
         row.as_ref().map(token_row).transpose()
@@ -542,10 +788,12 @@ impl Store {
         id: i64,
         access_key: &str,
         encrypted_key: Option<&str>,
+        audit: &AuditCtx,
     ) -> Result<Option<TokenRow>, StoreError> {
         self.writable("regenerate tokens")?;
-        let client = self.client().await?;
-        let n = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = tx
             .execute(
                 "UPDATE tokens SET access_key = $2, encrypted_key = $3, updated_at = now() WHERE id = $1",
                 &[&id, &access_key, &encrypted_key],
@@ -554,8 +802,18 @@ impl Store {
         if n == 0 {
             return Ok(None);
         }
-        drop(client);
-        self.get_token(id).await
+        let row = Self::token_in(&tx, id).await?;
+        if let Some(t) = &row {
+            append(
+                &tx,
+                self.audit_table(),
+                audit,
+                token_draft(t, "regenerate", json!({})),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(row)
     }
 
     /// Edit a token's name, description, type or permissions.
@@ -563,41 +821,67 @@ impl Store {
         &self,
         id: i64,
         u: &TokenUpdate,
+        audit: &AuditCtx,
     ) -> Result<Option<TokenRow>, StoreError> {
         self.writable("edit tokens")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let ty = u.token_type.map(ContentApiType::as_str);
-        let n = tx
-            .execute(
-                "UPDATE tokens SET name = coalesce($2, name), description = coalesce($3, description),
-                                   type = coalesce($4, type), updated_at = now()
-                 WHERE id = $1",
-                &[&id, &u.name, &u.description, &ty],
-            )
-            .await
-            .map_err(|e| conflict(e, || format!("a token named `{}` already exists", u.name.as_deref().unwrap_or(""))))?;
-        if n == 0 {
+        let Some(before) = Self::token_in(&tx, id).await? else {
             return Ok(None);
-        }
+        };
+        let ty = u.token_type.map(ContentApiType::as_str);
+        tx.execute(
+            "UPDATE tokens SET name = coalesce($2, name), description = coalesce($3, description),
+                               type = coalesce($4, type), updated_at = now()
+             WHERE id = $1",
+            &[&id, &u.name, &u.description, &ty],
+        )
+        .await
+        .map_err(|e| {
+            conflict(e, || {
+                format!(
+                    "a token named `{}` already exists",
+                    u.name.as_deref().unwrap_or("")
+                )
+            })
+        })?;
         if let Some(perms) = &u.permissions {
             tx.execute("DELETE FROM token_permissions WHERE token_id = $1", &[&id])
                 .await?;
             insert_permissions(&tx, "token_permissions", "token_id", id, perms).await?;
         }
+        let after = Self::token_in(&tx, id).await?;
+        if let Some(a) = &after {
+            let c = diff(token_fields(Some(&before)), token_fields(Some(a)));
+            append(&tx, self.audit_table(), audit, token_draft(a, "update", c)).await?;
+        }
         tx.commit().await?;
-        drop(client);
-        self.get_token(id).await
+        Ok(after)
     }
 
     /// Delete a token. Returns false when there was none.
-    pub async fn delete_token(&self, id: i64) -> Result<bool, StoreError> {
+    pub async fn delete_token(&self, id: i64, audit: &AuditCtx) -> Result<bool, StoreError> {
         self.writable("delete tokens")?;
-        let client = self.client().await?;
-        Ok(client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(before) = Self::token_in(&tx, id).await? else {
+            return Ok(false);
+        };
+        let n = tx
             .execute("DELETE FROM tokens WHERE id = $1", &[&id])
-            .await?
-            > 0)
+            .await?;
+        if n > 0 {
+            let c = diff(token_fields(Some(&before)), token_fields(None));
+            append(
+                &tx,
+                self.audit_table(),
+                audit,
+                token_draft(&before, "delete", c),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
     }
 }
 

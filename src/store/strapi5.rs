@@ -460,6 +460,22 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
         .await?;
         applied.push(*version);
     }
+    // The audit trail of what is done through authgate (key views, in this
+    // layout) lives beside the functions, shared by every Strapi schema.
+    let audit_exists: bool = tx
+        .query_one(
+            &format!("SELECT to_regclass('{FUNCTIONS_SCHEMA}.audit_events') IS NOT NULL"),
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if !audit_exists {
+        tx.batch_execute(&format!(
+            "SET LOCAL search_path = {FUNCTIONS_SCHEMA}; {}",
+            super::AUDIT_MIGRATION
+        ))
+        .await?;
+    }
     tx.commit().await?;
     Ok(applied)
 }

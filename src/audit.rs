@@ -1,0 +1,437 @@
+//! The audit trail: who did what to which token, user or role, and proof
+//! that the record was not edited.
+//!
+//! Every management write (CLI, REST API, web page, bootstrap file) appends
+//! exactly one [`Event`] in the same transaction as the change
+//! (`store::native::append_event`), so an event never exists without its
+//! change and a change that rolls back leaves none. Showing a key again
+//! (`*-token.view-key`) is an event of its own.
+//!
+//! **The chain.** Events are numbered 1, 2, 3, ... under a transaction-level
+//! advisory lock, so concurrent writers (two replicas, a CLI beside them)
+//! produce one sequence. Each event stores the previous event's hash and
+//! its own: `hash = hex(HMAC-SHA256(key, prev_hash "\n" canonical))`, where
+//! `canonical` is the event's JSON with a fixed field order (every field
+//! but `hash`; see [`Event::canonical`]). The key is `audit.key`, or one
+//! derived from `tokens.salt` when that is unset ([`AuditKey::from_config`]).
+//! [`verify`] walks the chain and names the first event that was edited,
+//! deleted or reordered. A database trigger refuses `UPDATE`, `DELETE` and
+//! `TRUNCATE` on the table except for the retention job, which deletes the
+//! oldest events and appends an `audit.checkpoint` event recording where
+//! the chain was cut, so a pruned chain still verifies and a chain cut by
+//! anyone else does not.
+//!
+//! No event holds a key, a key's hash or an encrypted key.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{KeyInit, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+
+/// The permission that reads the audit trail (Strapi Enterprise's name);
+/// super admins hold it, and so does the bootstrap token.
+pub const READ_PERMISSION: &str = "admin::audit-logs.read";
+
+/// The action of a checkpoint left by the retention job.
+pub const CHECKPOINT: &str = "audit.checkpoint";
+
+/// The `prev_hash` of the first event ever written.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Which way in a management action came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Cli,
+    Api,
+    Ui,
+    Bootstrap,
+    /// The retention job (checkpoints only).
+    Retention,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Cli => "cli",
+            Via::Api => "api",
+            Via::Ui => "ui",
+            Via::Bootstrap => "bootstrap",
+            Via::Retention => "retention",
+        }
+    }
+}
+
+/// Where a management request came from, beyond who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub via: Via,
+    pub request_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl Origin {
+    pub fn cli() -> Self {
+        Self {
+            via: Via::Cli,
+            request_id: None,
+            client_ip: None,
+        }
+    }
+
+    pub fn bootstrap() -> Self {
+        Self {
+            via: Via::Bootstrap,
+            ..Self::cli()
+        }
+    }
+}
+
+/// Who acted, how, and with which chain key: what a store write needs to
+/// append its event.
+#[derive(Debug, Clone)]
+pub struct AuditCtx {
+    /// The admin user's email, or `operator` for the host CLI.
+    pub actor: String,
+    pub origin: Origin,
+    pub key: AuditKey,
+}
+
+/// What a write records, before the store numbers, stamps and chains it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub action: String,
+    pub target: Target,
+    /// `{"field": {"before": .., "after": ..}}` for the fields that changed.
+    pub changes: Value,
+}
+
+/// What an event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `api-token`, `admin-token`, `user`, `role` or `audit`.
+    pub kind: &'static str,
+    pub id: i64,
+    pub name: String,
+}
+
+/// One recorded event, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: i64,
+    /// UTC, microsecond precision (what Postgres keeps).
+    pub at: SystemTime,
+    pub action: String,
+    pub actor: String,
+    pub via: String,
+    pub target_kind: String,
+    pub target_id: i64,
+    pub target_name: String,
+    pub changes: Value,
+    pub request_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The chain's HMAC key.
+#[derive(Clone)]
+pub struct AuditKey(Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(<redacted>)")
+    }
+}
+
+impl AuditKey {
+    pub fn new(key: &[u8]) -> Self {
+        Self(Zeroizing::new(key.to_vec()))
+    }
+
+    /// `audit.key`, else a key derived from `tokens.salt` (so upgrading needs
+    /// no new setting; [`AuditKey::is_derived`] says which).
+    pub fn from_config(cfg: &Config) -> Self {
+        match &cfg.audit.key {
+            Some(k) => Self::new(k.expose().as_bytes()),
+            None => {
+                let mut mac =
+                    hmac::Hmac::<Sha256>::new_from_slice(cfg.tokens.salt.expose().as_bytes())
+                        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+                mac.update(b"authgate audit chain key v1");
+                Self::new(&mac.finalize().into_bytes())
+            }
+        }
+    }
+
+    pub fn is_derived(cfg: &Config) -> bool {
+        cfg.audit.key.is_none()
+    }
+
+    /// `hex(HMAC-SHA256(key, prev "\n" canonical))`.
+    pub fn chain(&self, prev: &str, canonical: &str) -> String {
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(prev.as_bytes());
+        mac.update(b"\n");
+        mac.update(canonical.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// A time as RFC 3339 UTC with microseconds, the form the chain hashes.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+/// `t` truncated to whole microseconds (what a timestamptz keeps).
+pub fn to_micros(t: SystemTime) -> SystemTime {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    UNIX_EPOCH + Duration::from_micros(d.as_micros() as u64)
+}
+
+impl Event {
+    /// Stamp a draft as event `id` after `prev_hash`.
+    pub fn seal(id: i64, at: SystemTime, draft: Draft, ctx: &AuditCtx, prev_hash: &str) -> Self {
+        let mut e = Event {
+            id,
+            at: to_micros(at),
+            action: draft.action,
+            actor: ctx.actor.clone(),
+            via: ctx.origin.via.as_str().to_owned(),
+            target_kind: draft.target.kind.to_owned(),
+            target_id: draft.target.id,
+            target_name: draft.target.name,
+            changes: draft.changes,
+            request_id: ctx.origin.request_id.clone(),
+            client_ip: ctx.origin.client_ip.map(|ip| ip.to_string()),
+            prev_hash: prev_hash.to_owned(),
+            hash: String::new(),
+        };
+        e.hash = ctx.key.chain(prev_hash, &e.canonical());
+        e
+    }
+
+    /// The hashed form: every field but `hash` and `prev_hash` (which the
+    /// HMAC covers separately), in this order, as compact JSON (`changes`
+    /// with its keys sorted, as serde_json keeps maps).
+    pub fn canonical(&self) -> String {
+        json!([
+            self.id,
+            rfc3339(self.at),
+            self.action,
+            self.actor,
+            self.via,
+            [self.target_kind, self.target_id, self.target_name],
+            self.changes,
+            self.request_id,
+            self.client_ip,
+        ])
+        .to_string()
+    }
+
+    /// The event as `audit list --json` and the API show it (Strapi
+    /// Enterprise's audit-log shape plus the chain fields).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "at": rfc3339(self.at),
+            "action": self.action,
+            "actor": self.actor,
+            "via": self.via,
+            "target": {"kind": self.target_kind, "id": self.target_id, "name": self.target_name},
+            "changes": self.changes,
+            "request_id": self.request_id,
+            "client_ip": self.client_ip,
+            "hash": self.hash,
+        })
+    }
+
+    /// One structured log line (target `authgate::audit`) for a SIEM.
+    pub fn log(&self) {
+        tracing::info!(
+            target: "authgate::audit",
+            id = self.id,
+            action = %self.action,
+            actor = %self.actor,
+            via = %self.via,
+            target_kind = %self.target_kind,
+            target_id = self.target_id,
+            target_name = %self.target_name,
+            changes = %self.changes,
+            request_id = self.request_id.as_deref().unwrap_or("-"),
+            client_ip = self.client_ip.as_deref().unwrap_or("-"),
+            hash = %self.hash,
+            "audit event"
+        );
+    }
+}
+
+/// `{"field": {"before": b, "after": a}}` for each pair that differs.
+pub fn changes(fields: &[(&str, Value, Value)]) -> Value {
+    let mut m = serde_json::Map::new();
+    for (name, before, after) in fields {
+        if before != after {
+            m.insert(
+                (*name).to_owned(),
+                json!({"before": before, "after": after}),
+            );
+        }
+    }
+    Value::Object(m)
+}
+
+/// Why a chain does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Broken {
+    #[error("event {0} was edited (its hash does not match its contents)")]
+    Edited(i64),
+    #[error("the event before event {0} was deleted or the events were reordered")]
+    Unlinked(i64),
+    #[error("events before event {0} were deleted without a checkpoint")]
+    CutWithoutCheckpoint(i64),
+}
+
+/// Walk `events` (in id order, as read): each must hash to its own `hash`
+/// under `key`, follow its predecessor's hash and id, and the first must
+/// start the chain or follow a checkpoint's cut. Returns the number of
+/// events checked.
+pub fn verify(events: &[Event], key: &AuditKey) -> Result<usize, Broken> {
+    let Some(first) = events.first() else {
+        return Ok(0);
+    };
+    for e in events {
+        if key.chain(&e.prev_hash, &e.canonical()) != e.hash {
+            return Err(Broken::Edited(e.id));
+        }
+    }
+    if !(first.id == 1 && first.prev_hash == GENESIS) {
+        // Pruned: some (verified) checkpoint must name exactly this cut.
+        let cut = events.iter().any(|c| {
+            c.action == CHECKPOINT
+                && c.changes["pruned_through"].as_i64() == Some(first.id - 1)
+                && c.changes["last_hash"].as_str() == Some(first.prev_hash.as_str())
+        });
+        if !cut {
+            return Err(Broken::CutWithoutCheckpoint(first.id));
+        }
+    }
+    for pair in events.windows(2) {
+        if pair[1].id != pair[0].id + 1 || pair[1].prev_hash != pair[0].hash {
+            return Err(Broken::Unlinked(pair[1].id));
+        }
+    }
+    Ok(events.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> AuditCtx {
+        AuditCtx {
+            actor: "root@example.com".into(),
+            origin: Origin {
+                via: Via::Api,
+                request_id: Some("r1".into()),
+                client_ip: Some("10.0.0.7".parse().unwrap()),
+            },
+            key: AuditKey::new(b"k"),
+        }
+    }
+
+    fn draft(n: i64) -> Draft {
+        Draft {
+            action: "api-token.create".into(),
+            target: Target {
+                kind: "api-token",
+                id: n,
+                name: format!("t{n}"),
+            },
+            changes: changes(&[("name", Value::Null, json!(format!("t{n}")))]),
+        }
+    }
+
+    fn chain(n: i64) -> Vec<Event> {
+        let mut out: Vec<Event> = Vec::new();
+        for i in 1..=n {
+            let prev = out.last().map_or(GENESIS.to_owned(), |e| e.hash.clone());
+            out.push(Event::seal(i, SystemTime::now(), draft(i), &ctx(), &prev));
+        }
+        out
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        assert_eq!(verify(&chain(5), &ctx().key), Ok(5));
+        assert_eq!(verify(&[], &ctx().key), Ok(0));
+    }
+
+    #[test]
+    fn edits_deletions_and_swaps_are_named() {
+        let key = ctx().key;
+        let mut edited = chain(5);
+        edited[2].actor = "someone@else".into();
+        assert_eq!(verify(&edited, &key), Err(Broken::Edited(3)));
+
+        let mut deleted = chain(5);
+        deleted.remove(2);
+        assert_eq!(verify(&deleted, &key), Err(Broken::Unlinked(4)));
+
+        let mut swapped = chain(5);
+        swapped.swap(1, 2);
+        assert_eq!(verify(&swapped, &key), Err(Broken::Unlinked(3)));
+
+        let mut cut = chain(5);
+        cut.drain(..2);
+        assert_eq!(verify(&cut, &key), Err(Broken::CutWithoutCheckpoint(3)));
+
+        assert_eq!(
+            verify(&chain(3), &AuditKey::new(b"other")),
+            Err(Broken::Edited(1))
+        );
+    }
+
+    #[test]
+    fn a_checkpointed_cut_verifies() {
+        let mut events = chain(4);
+        let cut_hash = events[1].hash.clone();
+        events.drain(..2);
+        let prev = events.last().unwrap().hash.clone();
+        let checkpoint = Draft {
+            action: CHECKPOINT.into(),
+            target: Target {
+                kind: "audit",
+                id: 2,
+                name: String::new(),
+            },
+            changes: json!({"pruned_through": 2, "last_hash": cut_hash, "count": 2}),
+        };
+        events.push(Event::seal(5, SystemTime::now(), checkpoint, &ctx(), &prev));
+        assert_eq!(verify(&events, &ctx().key), Ok(3));
+    }
+
+    #[test]
+    fn changes_keep_only_what_differs() {
+        let c = changes(&[
+            ("name", json!("a"), json!("b")),
+            ("description", json!(""), json!("")),
+        ]);
+        assert_eq!(c, json!({"name": {"before": "a", "after": "b"}}));
+    }
+
+    #[test]
+    fn canonical_form_is_fixed() {
+        let e = &chain(1)[0];
+        let c = e.canonical();
+        assert!(c.starts_with("[1,\""), "{c}");
+        assert!(
+            c.contains(r#""api-token.create","root@example.com","api",["api-token",1,"t1"]"#),
+            "{c}"
+        );
+    }
+}

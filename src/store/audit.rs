@@ -1,0 +1,261 @@
+//! The audit table (`audit_events`, see [`crate::audit`]): appending inside
+//! a write's transaction, reading, and the retention job.
+
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::GenericClient;
+use serde_json::json;
+
+use super::{Store, StoreError};
+use crate::audit::{self, AuditCtx, Draft, Event, Target, CHECKPOINT, GENESIS};
+
+/// Serialises appends to a chain (`table`) until the transaction ends.
+async fn lock(tx: &impl GenericClient, table: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('authgate.audit'), ($1::text::regclass::oid::bigint % 2147483647)::int)",
+        &[&table],
+    )
+    .await?;
+    Ok(())
+}
+
+const COLUMNS: &str = "id, at, action, actor, via, target_kind, target_id, target_name, changes,
+    request_id, client_ip, prev_hash, hash";
+
+fn event(row: &tokio_postgres::Row) -> Result<Event, StoreError> {
+    Ok(Event {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        action: row.try_get("action")?,
+        actor: row.try_get("actor")?,
+        via: row.try_get("via")?,
+        target_kind: row.try_get("target_kind")?,
+        target_id: row.try_get("target_id")?,
+        target_name: row.try_get("target_name")?,
+        changes: row.try_get("changes")?,
+        request_id: row.try_get("request_id")?,
+        client_ip: row.try_get("client_ip")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// Append `draft` as the next event of the chain, in the caller's
+/// transaction (so it commits or rolls back with the change), and log it.
+/// Holds the chain lock until that transaction ends; call it last.
+pub(super) async fn append(
+    tx: &impl GenericClient,
+    table: &str,
+    ctx: &AuditCtx,
+    draft: Draft,
+) -> Result<Event, StoreError> {
+    lock(tx, table).await?;
+    let last = tx
+        .query_opt(
+            &format!("SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1"),
+            &[],
+        )
+        .await?;
+    let (id, prev) = match &last {
+        Some(r) => (r.try_get::<_, i64>(0)? + 1, r.try_get::<_, String>(1)?),
+        None => (1, GENESIS.to_owned()),
+    };
+    let e = Event::seal(id, SystemTime::now(), draft, ctx, &prev);
+    tx.execute(
+        &format!(
+            "INSERT INTO {table} (id, at, action, actor, via, target_kind, target_id, target_name,
+                                   changes, request_id, client_ip, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ),
+        &[
+            &e.id,
+            &e.at,
+            &e.action,
+            &e.actor,
+            &e.via,
+            &e.target_kind,
+            &e.target_id,
+            &e.target_name,
+            &e.changes,
+            &e.request_id,
+            &e.client_ip,
+            &e.prev_hash,
+            &e.hash,
+        ],
+    )
+    .await?;
+    e.log();
+    Ok(e)
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub since: Option<SystemTime>,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+}
+
+impl Store {
+    /// Record an event that is its own change (a key shown again).
+    pub async fn record(&self, ctx: &AuditCtx, draft: Draft) -> Result<Event, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let table = self.audit_table();
+        let exists: bool = tx
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .await?
+            .try_get(0)?;
+        if !exists {
+            let how = match self.layout() {
+                super::Layout::Strapi5 => "run `authgate migrate --layout strapi5` (it creates schema authgate and never touches Strapi's data)",
+                super::Layout::Authgate => "run `authgate migrate`",
+            };
+            return Err(StoreError::Invalid(format!(
+                "the audit table {table} is missing, so this cannot be recorded: {how}"
+            )));
+        }
+        let e = append(&tx, table, ctx, draft).await?;
+        tx.commit().await?;
+        Ok(e)
+    }
+
+    /// Events matching `f`, newest first, `limit` from `offset`, and how
+    /// many match in all.
+    pub async fn audit_events(
+        &self,
+        f: &AuditFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Event>, i64), StoreError> {
+        let client = self.client().await?;
+        const WHERE: &str = "($1::timestamptz IS NULL OR at >= $1)
+            AND ($2::text IS NULL OR action = $2)
+            AND ($3::text IS NULL OR lower(actor) = lower($3))";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&f.since, &f.action, &f.actor];
+        let total: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM {} WHERE {WHERE}", self.audit_table()),
+                &params,
+            )
+            .await?
+            .try_get(0)?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM {} WHERE {WHERE} ORDER BY id DESC LIMIT $4 OFFSET $5",
+                    self.audit_table()
+                ),
+                &[&f.since, &f.action, &f.actor, &limit, &offset],
+            )
+            .await?;
+        let events = rows.iter().map(event).collect::<Result<_, _>>()?;
+        Ok((events, total))
+    }
+
+    pub async fn audit_event(&self, id: i64) -> Result<Option<Event>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM {} WHERE id = $1", self.audit_table()),
+                &[&id],
+            )
+            .await?;
+        row.as_ref().map(event).transpose()
+    }
+
+    /// The whole chain in id order, for `audit verify`.
+    pub async fn audit_chain(&self) -> Result<Vec<Event>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {COLUMNS} FROM {} ORDER BY id", self.audit_table()),
+                &[],
+            )
+            .await?;
+        rows.iter().map(event).collect()
+    }
+
+    /// The retention job: delete events older than `retention` and append a
+    /// checkpoint naming the cut (the last deleted id and its hash), in one
+    /// transaction under the chain lock. Returns how many were deleted.
+    pub async fn prune_audit(
+        &self,
+        ctx: &AuditCtx,
+        retention: Duration,
+    ) -> Result<i64, StoreError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(retention)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let table = self.audit_table();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        lock(&tx, table).await?;
+        // Never the newest event: the chain's head must stay to append to.
+        let cut = tx
+            .query_opt(
+                &format!(
+                    "SELECT id, hash FROM {table}
+                     WHERE at < $1 AND id < (SELECT max(id) FROM {table})
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                &[&cutoff],
+            )
+            .await?;
+        let Some(cut) = cut else {
+            return Ok(0);
+        };
+        let (through, last_hash): (i64, String) = (cut.try_get(0)?, cut.try_get(1)?);
+        tx.batch_execute("SET LOCAL authgate.audit_retention = 'on'")
+            .await?;
+        let n = tx
+            .execute(&format!("DELETE FROM {table} WHERE id <= $1"), &[&through])
+            .await?;
+        tx.batch_execute("SET LOCAL authgate.audit_retention = 'off'")
+            .await?;
+        let count = i64::try_from(n).unwrap_or(i64::MAX);
+        append(
+            &tx,
+            table,
+            ctx,
+            Draft {
+                action: CHECKPOINT.into(),
+                target: Target {
+                    kind: "audit",
+                    id: through,
+                    name: String::new(),
+                },
+                changes: json!({"pruned_through": through, "last_hash": last_hash, "count": count, "before": audit::rfc3339(cutoff)}),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(count)
+    }
+}
+
+/// How often the retention job runs.
+pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Prune the audit trail now and every [`RETENTION_EVERY`] until `stop`
+/// (every replica runs it; the chain lock makes concurrent runs harmless).
+pub async fn retention_job(
+    store: Store,
+    ctx: AuditCtx,
+    retention: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        match store.prune_audit(&ctx, retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "audit: pruned events past audit.retention"),
+            Err(e) => tracing::warn!(error = %e, "audit: retention job failed; retrying later"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            _ = &mut stop => return,
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! The audit trail (issue 15) on a real database: one event per management
+//! action through the CLI, the REST API and the bootstrap file, none for a
+//! change that fails, never a key or a hash, a chain `audit verify` trusts
+//! only while nobody edited, deleted or reordered it, and one chain under
+//! two concurrent writers.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use authgate::audit::{AuditCtx, AuditKey, Origin};
+use authgate::manage::Actor;
+use authgate::model::Permission;
+use serde_json::{json, Value};
+use support::*;
+
+/// Every event, oldest first, as `audit list --json` prints them.
+fn events(env: &Env) -> Vec<Value> {
+    let out = env.ok(&["audit", "list", "--limit", "100000", "--json"]);
+    let mut v: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event JSON"))
+        .collect();
+    v.reverse();
+    v
+}
+
+fn count_by_action(events: &[Value]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in events {
+        *m.entry(e["action"].as_str().unwrap_or("?").to_owned())
+            .or_insert(0) += 1;
+    }
+    m
+}
+
+fn with_encryption(env: &Env) {
+    let text = std::fs::read_to_string(&env.config_path)
+        .expect("config")
+        .replace(
+            "last_used_interval = \"1s\"",
+            "last_used_interval = \"1s\"\nencryption_key = \"audit-test-encryption-key\"",
+        );
+    std::fs::write(&env.config_path, text).expect("config");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cli_action_is_one_event_and_failures_are_none() {
+    let env = Env::new().await;
+    with_encryption(&env);
+    env.ok(&["role", "create", "editors"]);
+    env.ok(&["role", "grant", "editors", "admin::admin-tokens.read"]);
+    env.ok(&["role", "grant", "editors", "admin::admin-tokens.read"]); // no change
+    env.ok(&["role", "grant", "editors", "admin::admin-tokens.create"]);
+    env.ok(&["role", "revoke", "editors", "admin::admin-tokens.create"]);
+    env.ok(&[
+        "user",
+        "create",
+        "--email",
+        "ed@example.com",
+        "--role",
+        "editors",
+    ]);
+    env.ok(&["user", "deactivate", "ed@example.com"]);
+    env.ok(&["user", "activate", "ed@example.com"]);
+    env.ok(&["user", "block", "ed@example.com"]);
+    env.ok(&["user", "unblock", "ed@example.com"]);
+    env.ok(&["user", "add-role", "ed@example.com", "super-admin"]);
+    env.ok(&["user", "remove-role", "ed@example.com", "super-admin"]);
+    let (id, key) = env.content_token("ci", "read-only", &[]);
+    let (admin_id, admin_key) =
+        env.admin_token("ed-admin", "ed@example.com", &["admin::admin-tokens.read"]);
+    env.ok(&["token", "show", &id.to_string(), "--reveal"]);
+    env.ok(&[
+        "token",
+        "show",
+        &admin_id.to_string(),
+        "--reveal",
+        "--as",
+        "ed@example.com",
+    ]);
+    let regenerated = env.json(&["token", "regenerate", &id.to_string()]);
+    env.ok(&["token", "delete", &id.to_string()]);
+    env.ok(&["user", "delete", "ed@example.com"]);
+
+    // Failures leave nothing: a duplicate name, a revoke of what is not
+    // held, a user that does not exist, a view the actor may not make.
+    let before = events(&env).len();
+    assert!(!env.cli(&["role", "create", "editors"]).status.success());
+    assert!(!env
+        .cli(&["role", "revoke", "editors", "admin::users.read"])
+        .status
+        .success());
+    assert!(!env
+        .cli(&["user", "block", "nobody@example.com"])
+        .status
+        .success());
+    assert!(!env.cli(&["token", "delete", "999999"]).status.success());
+    env.ok(&["user", "create", "--email", "eve@example.com"]);
+    let (other, _) = env.content_token("other", "read-only", &[]);
+    assert!(!env
+        .cli(&[
+            "token",
+            "show",
+            &other.to_string(),
+            "--reveal",
+            "--as",
+            "eve@example.com"
+        ])
+        .status
+        .success());
+    assert_eq!(
+        events(&env).len(),
+        before + 2,
+        "only eve and `other` were recorded"
+    );
+
+    let all = events(&env);
+    let counts = count_by_action(&all);
+    let expected: BTreeMap<String, usize> = [
+        ("role.create", 1),
+        ("role.update", 3),
+        ("user.create", 2),
+        ("user.update", 6),
+        ("user.delete", 1),
+        ("api-token.create", 2),
+        ("api-token.view-key", 1),
+        ("api-token.regenerate", 1),
+        ("api-token.delete", 1),
+        ("admin-token.create", 1),
+        ("admin-token.view-key", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(counts, expected);
+
+    for e in &all {
+        assert_eq!(e["via"], "cli", "{e}");
+        assert!(e["hash"].as_str().is_some_and(|h| h.len() == 64), "{e}");
+        assert!(e["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+    }
+    let view = all
+        .iter()
+        .find(|e| e["action"] == "admin-token.view-key")
+        .unwrap();
+    assert_eq!(view["actor"], "ed@example.com");
+    assert_eq!(
+        view["target"],
+        json!({"kind": "admin-token", "id": admin_id, "name": "ed-admin"})
+    );
+    let create = all
+        .iter()
+        .find(|e| e["action"] == "api-token.create")
+        .unwrap();
+    assert_eq!(create["actor"], "operator");
+    assert_eq!(
+        create["changes"]["name"],
+        json!({"before": null, "after": "ci"})
+    );
+    assert_eq!(create["changes"]["type"]["after"], "read-only");
+    let status: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["action"] == "user.update")
+        .map(|e| &e["changes"])
+        .collect();
+    assert_eq!(
+        status[0],
+        &json!({"status": {"before": "active", "after": "inactive"}})
+    );
+    assert_eq!(
+        status[2],
+        &json!({"status": {"before": "active", "after": "blocked"}})
+    );
+    assert_eq!(
+        status[4]["roles"]["after"],
+        json!(["editors", "super-admin"])
+    );
+    let deleted = all.iter().find(|e| e["action"] == "user.delete").unwrap();
+    assert_eq!(deleted["changes"]["tokens"]["before"], json!([admin_id]));
+
+    // No key, hash or encrypted key anywhere in the table.
+    let hasher = authgate::token::Hasher::new(SALT);
+    let rows = sql(
+        &env.schema,
+        "SELECT row_to_json(a)::text FROM audit_events a",
+    )
+    .await;
+    let text: String = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    let new_key = regenerated["key"].as_str().unwrap().to_owned();
+    for secret in [&key, &admin_key, &new_key] {
+        assert!(!text.contains(secret.as_str()), "a key is in audit_events");
+        assert!(
+            !text.contains(&hasher.hash_hex(secret)),
+            "a key's hash is in audit_events"
+        );
+    }
+    for enc in sql(
+        &env.schema,
+        "SELECT encrypted_key FROM tokens WHERE encrypted_key IS NOT NULL",
+    )
+    .await
+    {
+        assert!(
+            !text.contains(&enc.get::<_, String>(0)),
+            "an encrypted key is in audit_events"
+        );
+    }
+    assert_eq!(
+        env.ok(&["audit", "verify"]).trim(),
+        format!("audit chain intact: {} events", all.len())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_actions_record_actor_request_and_client() {
+    let env = Env::new().await;
+    with_encryption(&env);
+    env.ok(&[
+        "user",
+        "create",
+        "--email",
+        "root@example.com",
+        "--role",
+        "super-admin",
+    ]);
+    let perms = [
+        "admin::api-tokens.read",
+        "admin::api-tokens.create",
+        "admin::api-tokens.update",
+        "admin::api-tokens.delete",
+        "admin::api-tokens.regenerate",
+        "admin::audit-logs.read",
+    ];
+    let (_, root) = env.admin_token("root", "root@example.com", &perms);
+    let g = env.gateway().await;
+    let rid = [
+        ("x-request-id", "audit-test-1"),
+        ("content-type", "application/json"),
+    ];
+    let created = request(
+        "POST",
+        &g.mgmt("/admin/api-tokens"),
+        Some(&root),
+        &rid,
+        br#"{"name":"via-api","type":"read-only","lifespan":null}"#,
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.headers["x-request-id"], "audit-test-1");
+    let id = created.json()["data"]["id"].as_i64().unwrap();
+    let base = g.mgmt(&format!("/admin/api-tokens/{id}"));
+    let key = created.json()["data"]["accessKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        request(
+            "PUT",
+            &base,
+            Some(&root),
+            &rid,
+            br#"{"description":"changed"}"#
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        request("GET", &base, Some(&root), &rid, b"").await.status,
+        200
+    ); // key shown
+    assert_eq!(
+        request(
+            "POST",
+            &format!("{base}/regenerate"),
+            Some(&root),
+            &rid,
+            b""
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(
+        request("DELETE", &base, Some(&root), &rid, b"")
+            .await
+            .status,
+        200
+    );
+    // A failed change: no event.
+    let dup = request(
+        "POST",
+        &g.mgmt("/admin/api-tokens"),
+        Some(&root),
+        &rid,
+        br#"{"name":"root","type":"nonsense"}"#,
+    )
+    .await;
+    assert_eq!(dup.status, 400);
+
+    let listed = get(
+        &g.mgmt("/admin/audit-logs?actor=root@example.com&pageSize=10"),
+        Some(&root),
+    )
+    .await;
+    assert_eq!(listed.status, 200);
+    let body = listed.json();
+    let results = body["results"].as_array().unwrap();
+    let actions: Vec<&str> = results
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "api-token.delete",
+            "api-token.regenerate",
+            "api-token.view-key",
+            "api-token.update",
+            "api-token.create"
+        ]
+    );
+    assert_eq!(
+        body["pagination"],
+        json!({"page": 1, "pageSize": 10, "pageCount": 1, "total": 5})
+    );
+    for e in results {
+        assert_eq!(e["via"], "api");
+        assert_eq!(e["actor"], "root@example.com");
+        assert_eq!(e["request_id"], "audit-test-1");
+        assert_eq!(e["client_ip"], "127.0.0.1");
+        assert!(!e.to_string().contains(&key));
+    }
+    assert_eq!(
+        results[3]["changes"],
+        json!({"description": {"before": "", "after": "changed"}})
+    );
+    let one = get(
+        &g.mgmt(&format!("/admin/audit-logs/{}", results[0]["id"])),
+        Some(&root),
+    )
+    .await;
+    assert_eq!(one.json()["data"], results[0]);
+    let filtered = get(
+        &g.mgmt("/admin/audit-logs?action=api-token.update&since=1h"),
+        Some(&root),
+    )
+    .await;
+    assert_eq!(filtered.json()["pagination"]["total"], 1);
+    assert_eq!(
+        get(&g.mgmt("/admin/audit-logs/999999"), Some(&root))
+            .await
+            .status,
+        404
+    );
+
+    // Reading the trail needs admin::audit-logs.read.
+    let (_, reader) = env.admin_token("no-audit", "root@example.com", &["admin::api-tokens.read"]);
+    assert_eq!(
+        get(&g.mgmt("/admin/audit-logs"), Some(&reader))
+            .await
+            .status,
+        403
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_the_first_edited_deleted_or_reordered_event() {
+    let env = Env::new().await;
+    for i in 0..6 {
+        env.ok(&["role", "create", &format!("r{i}")]);
+    }
+    assert_eq!(
+        env.ok(&["audit", "verify"]).trim(),
+        "audit chain intact: 6 events"
+    );
+    // The table refuses edits and deletions.
+    for statement in [
+        "UPDATE audit_events SET actor = 'x' WHERE id = 2",
+        "DELETE FROM audit_events WHERE id = 2",
+        "TRUNCATE audit_events",
+    ] {
+        let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("SET search_path = {}", env.schema))
+            .await
+            .unwrap();
+        let err = client.batch_execute(statement).await.expect_err(statement);
+        assert!(
+            format!("{err:?}").contains("append-only"),
+            "{statement}: {err:?}"
+        );
+    }
+    // Someone with the power to disable triggers edits anyway.
+    let tamper = |sql_text: &str| {
+        format!("SET session_replication_role = replica; {sql_text}; SET session_replication_role = origin;")
+    };
+    let verify = |env: &Env| {
+        let out = env.cli(&["audit", "verify"]);
+        (out.status.code(), stderr(&out))
+    };
+    exec(
+        &env.schema,
+        &tamper("UPDATE audit_events SET target_name = 'renamed' WHERE id = 3"),
+    )
+    .await;
+    let (code, err) = verify(&env);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("event 3 was edited"), "{err}");
+    exec(
+        &env.schema,
+        &tamper("UPDATE audit_events SET target_name = 'r2' WHERE id = 3"),
+    )
+    .await;
+    assert_eq!(verify(&env).0, Some(0), "restored");
+
+    exec(&env.schema, &tamper(
+        "CREATE TEMP TABLE saved AS SELECT * FROM audit_events WHERE id = 4; DELETE FROM audit_events WHERE id = 4",
+    ))
+    .await;
+    let (code, err) = verify(&env);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("the event before event 5 was deleted"),
+        "{err}"
+    );
+
+    // Swap two rows' contents, keeping ids in order.
+    let env2 = Env::new().await;
+    for i in 0..4 {
+        env2.ok(&["role", "create", &format!("s{i}")]);
+    }
+    exec(
+        &env2.schema,
+        &tamper(
+            "UPDATE audit_events SET id = -id WHERE id IN (2, 3);
+         UPDATE audit_events SET id = 3 WHERE id = -2;
+         UPDATE audit_events SET id = 2 WHERE id = -3",
+        ),
+    )
+    .await;
+    let (code, err) = verify(&env2);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("event 2 was edited") || err.contains("event 3"),
+        "{err}"
+    );
+
+    // Deleting the oldest events without a checkpoint is caught too.
+    let env3 = Env::new().await;
+    for i in 0..4 {
+        env3.ok(&["role", "create", &format!("t{i}")]);
+    }
+    exec(
+        &env3.schema,
+        &tamper("DELETE FROM audit_events WHERE id <= 2"),
+    )
+    .await;
+    let (code, err) = verify(&env3);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("events before event 3 were deleted without a checkpoint"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_writers_keep_one_chain_and_pruning_keeps_it_verifiable() {
+    let env = Env::new().await;
+    env.ok(&["role", "create", "busy"]);
+    let cfg = env.config();
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let cfg = cfg.clone();
+            tokio::spawn(async move {
+                let store = authgate::store::Store::new(&cfg.postgres).expect("store");
+                let ctx = AuditCtx {
+                    actor: format!("writer{w}@example.com"),
+                    origin: Origin::cli(),
+                    key: AuditKey::from_config(&cfg),
+                };
+                for i in 0..500 {
+                    let p = Permission::new(format!("plugin::w{w}.action{i}"), None);
+                    store.grant("busy", &p, &ctx).await.expect("grant");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let out = env.ok(&["audit", "verify"]);
+    assert_eq!(out.trim(), "audit chain intact: 1001 events");
+
+    // The retention job: everything but the head is older than 1 ms here.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let store = authgate::store::Store::new(&cfg.postgres).expect("store");
+    let mgr = authgate::manage::Manager::new(&store, &cfg);
+    let pruned = store
+        .prune_audit(&mgr.audit(&Actor::Operator), Duration::from_millis(1))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1000);
+    assert_eq!(
+        env.ok(&["audit", "verify"]).trim(),
+        "audit chain intact: 2 events"
+    );
+    env.ok(&["role", "create", "after-prune"]);
+    assert_eq!(
+        env.ok(&["audit", "verify"]).trim(),
+        "audit chain intact: 3 events"
+    );
+    let all = events(&env);
+    assert_eq!(all[1]["action"], "audit.checkpoint");
+    assert_eq!(all[1]["changes"]["pruned_through"], 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_file_is_recorded_as_bootstrap() {
+    let env = Env::with_config(
+        "[management]\nlisten = \"127.0.0.1:0\"\nbootstrap_token_file = \"BOOTSTRAP\"\n",
+    )
+    .await;
+    let mut raw = [0u8; 128];
+    getrandom::fill(&mut raw).unwrap();
+    let key = hex::encode(raw);
+    let file = env.dir.join("bootstrap.key");
+    std::fs::write(&file, &key).unwrap();
+    let text = std::fs::read_to_string(&env.config_path)
+        .unwrap()
+        .replace("BOOTSTRAP", file.to_str().unwrap());
+    std::fs::write(&env.config_path, text).unwrap();
+    let g = env.gateway().await;
+    eventually(Duration::from_secs(10), "bootstrap token works", || {
+        let url = g.mgmt("/admin/audit-logs");
+        let key = key.clone();
+        async move { get(&url, Some(&key)).await.status == 200 }
+    })
+    .await;
+    let all = events(&env);
+    let actions: Vec<(&str, &str)> = all
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["via"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("user.create", "bootstrap"),
+            ("admin-token.create", "bootstrap")
+        ]
+    );
+    assert!(!all.iter().any(|e| e.to_string().contains(&key)));
+}
