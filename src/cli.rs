@@ -607,6 +607,13 @@ async fn admin_command(cfg: Config, cmd: Command) -> Result<(), CliError> {
         }
         return Ok(());
     }
+    // Each audit event is one log line on stderr (target authgate::audit),
+    // as the server's are, for shipping to a SIEM; other lines only from
+    // warnings up.
+    crate::telemetry::init(&config::LogConfig {
+        format: cfg.log.format,
+        level: "warn,authgate::audit=info".into(),
+    });
     let store = Store::new(&cfg.postgres)?;
     let mgr = Manager::new(&store, &cfg);
     // Replicas hear about changes from Postgres triggers; with Redis

@@ -80,7 +80,16 @@ async fn every_cli_action_is_one_event_and_failures_are_none() {
         "--as",
         "ed@example.com",
     ]);
-    let regenerated = env.json(&["token", "regenerate", &id.to_string()]);
+    let out = env.cli(&["token", "regenerate", &id.to_string(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let regenerated: Value = serde_json::from_slice(&out.stdout).expect("json");
+    // The event is also one log line, without the old or the new key.
+    let line = stderr(&out);
+    assert!(
+        line.contains("authgate::audit") && line.contains("api-token.regenerate"),
+        "{line}"
+    );
+    assert!(!line.contains(key.as_str()) && !line.contains(regenerated["key"].as_str().unwrap()));
     env.ok(&["token", "delete", &id.to_string()]);
     env.ok(&["user", "delete", "ed@example.com"]);
 

@@ -42,6 +42,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 pub enum Tab {
     ApiTokens,
     AdminTokens,
+    AuditLog,
     None,
 }
 
@@ -95,12 +96,13 @@ pub fn page(title: &str, nav: Option<&Nav<'_>>, main: &str) -> String {
         };
         let _ = write!(
             h,
-            r#"<nav class="tabs" aria-label="Token settings"><ul>{}{}</ul></nav>
+            r#"<nav class="tabs" aria-label="Token settings"><ul>{}{}{}</ul></nav>
 <div class="account"><span class="who">Signed in as <strong>{}</strong></span>
 <form method="post" action="/logout">{}<button type="submit" class="button subtle">Sign out</button></form></div>
 "#,
             tab(Tab::ApiTokens, "/api-tokens", "API Tokens"),
             tab(Tab::AdminTokens, "/admin-tokens", "Admin Tokens"),
+            tab(Tab::AuditLog, "/audit-log", "Audit log"),
             esc(n.email),
             csrf_field(n.csrf),
         );

@@ -41,6 +41,8 @@ use super::html::{self, alert, csrf_field, date, esc, Nav, Tab};
 use super::session::{self, Flash, LOGIN_COOKIE, SESSION_COOKIE};
 use super::{auth, read_body, Body, State};
 
+mod audit_log;
+
 type Resp = Response<Body>;
 
 /// One of the two token settings pages.
@@ -341,6 +343,20 @@ pub async fn handle(state: &State, req: Request<Incoming>, tls: bool) -> Resp {
                 r
             }
         },
+        (["audit-log", rest @ ..], true, _) => {
+            let ctx = match signed_in(state, &parts, tls).await {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            match rest {
+                [] => audit_log::list(state, &ctx, parts.uri.query()).await,
+                [i] => match i.parse::<i64>() {
+                    Ok(id) => audit_log::detail(state, &ctx, id).await,
+                    Err(_) => not_found(),
+                },
+                _ => not_found(),
+            }
+        }
         ([slug, rest @ ..], _, _) if kind(slug).is_some() && (get || post) => {
             let Some(k) = kind(slug) else {
                 return not_found();

@@ -12,7 +12,7 @@ use deadpool_postgres::GenericClient;
 use serde_json::{json, Value};
 use tokio_postgres::error::SqlState;
 
-use super::audit::append;
+use super::audit::{append, commit};
 use super::{strapi5, Layout, Store, StoreError};
 use crate::audit::{changes, rfc3339, AuditCtx, Draft, Target};
 use crate::model::{ContentApiType, Permission, PermissionSet, TokenKind};
@@ -330,6 +330,7 @@ impl Store {
         self.writable("create users")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut logged = Vec::new();
         let id: i64 = tx
             .query_one(
                 "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id",
@@ -362,14 +363,16 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::Invalid("user vanished during creation".into()))?;
         let c = diff(user_fields(None), user_fields(Some(&user)));
-        append(
-            &tx,
-            self.audit_table(),
-            audit,
-            user_draft(&user, "create", c),
-        )
-        .await?;
-        tx.commit().await?;
+        logged.push(
+            append(
+                &tx,
+                self.audit_table(),
+                audit,
+                user_draft(&user, "create", c),
+            )
+            .await?,
+        );
+        commit(tx, &logged).await?;
         Ok(user)
     }
 
@@ -428,7 +431,9 @@ impl Store {
         self.writable("change users")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut logged = Vec::new();
         let Some(before) = user_where(&tx, "lower(u.email) = lower($1)", &email).await? else {
+            tx.rollback().await?;
             return Ok(false);
         };
         let column = match flag {
@@ -443,15 +448,17 @@ impl Store {
         let after = user_where(&tx, "u.id = $1", &before.id).await?;
         let c = diff(user_fields(Some(&before)), user_fields(after.as_ref()));
         if c.as_object().is_some_and(|m| !m.is_empty()) {
-            append(
-                &tx,
-                self.audit_table(),
-                audit,
-                user_draft(&before, "update", c),
-            )
-            .await?;
+            logged.push(
+                append(
+                    &tx,
+                    self.audit_table(),
+                    audit,
+                    user_draft(&before, "update", c),
+                )
+                .await?,
+            );
         }
-        tx.commit().await?;
+        commit(tx, &logged).await?;
         Ok(true)
     }
 
@@ -465,6 +472,7 @@ impl Store {
         self.writable("delete users")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut logged = Vec::new();
         if tx
             .query_opt(
                 "SELECT id FROM users WHERE lower(email) = lower($1) FOR UPDATE",
@@ -473,9 +481,11 @@ impl Store {
             .await?
             .is_none()
         {
+            tx.rollback().await?;
             return Ok(None);
         }
         let Some(user) = user_where(&tx, "lower(u.email) = lower($1)", &email).await? else {
+            tx.rollback().await?;
             return Ok(None);
         };
         let tokens: Vec<i64> = tx
@@ -497,14 +507,16 @@ impl Store {
                 json!({"before": tokens, "after": Value::Array(Vec::new())}),
             );
         }
-        append(
-            &tx,
-            self.audit_table(),
-            audit,
-            user_draft(&user, "delete", c),
-        )
-        .await?;
-        tx.commit().await?;
+        logged.push(
+            append(
+                &tx,
+                self.audit_table(),
+                audit,
+                user_draft(&user, "delete", c),
+            )
+            .await?,
+        );
+        commit(tx, &logged).await?;
         Ok(Some(tokens.len() as i64))
     }
 
@@ -514,6 +526,7 @@ impl Store {
         self.writable("create roles")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut logged = Vec::new();
         let id: i64 = tx
             .query_one(
                 "INSERT INTO roles (name) VALUES ($1) RETURNING id",
@@ -523,14 +536,16 @@ impl Store {
             .map_err(|e| conflict(e, || format!("a role named `{name}` already exists")))?
             .try_get(0)?;
         let c = changes(&[("name", Value::Null, json!(name))]);
-        append(
-            &tx,
-            self.audit_table(),
-            audit,
-            role_draft(id, name, "create", c),
-        )
-        .await?;
-        tx.commit().await?;
+        logged.push(
+            append(
+                &tx,
+                self.audit_table(),
+                audit,
+                role_draft(id, name, "create", c),
+            )
+            .await?,
+        );
+        commit(tx, &logged).await?;
         Ok(RoleRow {
             id,
             name: name.to_owned(),
@@ -559,6 +574,7 @@ impl Store {
         self.writable("grant permissions")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut logged = Vec::new();
         let id = Self::role_id(&tx, role).await?;
         let before = role_permissions(&tx, id).await?;
         let n = tx
@@ -570,15 +586,17 @@ impl Store {
         if n > 0 {
             let after = role_permissions(&tx, id).await?;
             let c = changes(&[("permissions", before, after)]);
-            append(
-                &tx,
-                self.audit_table(),
-                audit,
-                role_draft(id, role, "update", c),
-            )
-            .await?;
+            logged.push(
+                append(
+                    &tx,
+                    self.audit_table(),
+                    audit,
+                    role_draft(id, role, "update", c),
+                )
+                .await?,
+            );
         }
-        tx.commit().await?;
+        commit(tx, &logged).await?;
         Ok(n > 0)
     }
 
@@ -595,6 +613,7 @@ impl Store {
         self.writable("revoke permissions")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut logged = Vec::new();
         let id = Self::role_id(&tx, role).await?;
         let before_perms = role_permissions(&tx, id).await?;
         // Count the affected token permissions before and after, inside the
@@ -620,15 +639,17 @@ impl Store {
         if n > 0 {
             let after_perms = role_permissions(&tx, id).await?;
             let c = changes(&[("permissions", before_perms, after_perms)]);
-            append(
-                &tx,
-                self.audit_table(),
-                audit,
-                role_draft(id, role, "update", c),
-            )
-            .await?;
+            logged.push(
+                append(
+                    &tx,
+                    self.audit_table(),
+                    audit,
+                    role_draft(id, role, "update", c),
+                )
+                .await?,
+            );
         }
-        tx.commit().await?;
+        commit(tx, &logged).await?;
         Ok((n > 0).then_some(before - after))
     }
 
@@ -643,6 +664,7 @@ impl Store {
         self.writable("change users' roles")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut logged = Vec::new();
         let role_id = Self::role_id(&tx, role).await?;
         let before = user_where(&tx, "lower(u.email) = lower($1)", &email)
             .await?
@@ -663,15 +685,17 @@ impl Store {
         if n > 0 {
             let after = user_where(&tx, "u.id = $1", &before.id).await?;
             let c = diff(user_fields(Some(&before)), user_fields(after.as_ref()));
-            append(
-                &tx,
-                self.audit_table(),
-                audit,
-                user_draft(&before, "update", c),
-            )
-            .await?;
+            logged.push(
+                append(
+                    &tx,
+                    self.audit_table(),
+                    audit,
+                    user_draft(&before, "update", c),
+                )
+                .await?,
+            );
         }
-        tx.commit().await?;
+        commit(tx, &logged).await?;
         Ok(n > 0)
     }
 
@@ -717,6 +741,7 @@ impl Store {
         self.writable("create tokens")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut logged = Vec::new();
         let kind = t.kind.as_str();
         let ty = t.token_type.map(ContentApiType::as_str);
         let id: i64 = tx
@@ -737,14 +762,16 @@ impl Store {
                 .await?,
         )?;
         let c = diff(token_fields(None), token_fields(Some(&row)));
-        append(
-            &tx,
-            self.audit_table(),
-            audit,
-            token_draft(&row, "create", c),
-        )
-        .await?;
-        tx.commit().await?;
+        logged.push(
+            append(
+                &tx,
+                self.audit_table(),
+                audit,
+                token_draft(&row, "create", c),
+            )
+            .await?,
+        );
+        commit(tx, &logged).await?;
         Ok(row)
     }
 
@@ -793,6 +820,7 @@ impl Store {
         self.writable("regenerate tokens")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut logged = Vec::new();
         let n = tx
             .execute(
                 "UPDATE tokens SET access_key = $2, encrypted_key = $3, updated_at = now() WHERE id = $1",
@@ -800,19 +828,22 @@ impl Store {
             )
             .await?;
         if n == 0 {
+            tx.rollback().await?;
             return Ok(None);
         }
         let row = Self::token_in(&tx, id).await?;
         if let Some(t) = &row {
-            append(
-                &tx,
-                self.audit_table(),
-                audit,
-                token_draft(t, "regenerate", json!({})),
-            )
-            .await?;
+            logged.push(
+                append(
+                    &tx,
+                    self.audit_table(),
+                    audit,
+                    token_draft(t, "regenerate", json!({})),
+                )
+                .await?,
+            );
         }
-        tx.commit().await?;
+        commit(tx, &logged).await?;
         Ok(row)
     }
 
@@ -826,7 +857,9 @@ impl Store {
         self.writable("edit tokens")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut logged = Vec::new();
         let Some(before) = Self::token_in(&tx, id).await? else {
+            tx.rollback().await?;
             return Ok(None);
         };
         let ty = u.token_type.map(ContentApiType::as_str);
@@ -853,9 +886,9 @@ impl Store {
         let after = Self::token_in(&tx, id).await?;
         if let Some(a) = &after {
             let c = diff(token_fields(Some(&before)), token_fields(Some(a)));
-            append(&tx, self.audit_table(), audit, token_draft(a, "update", c)).await?;
+            logged.push(append(&tx, self.audit_table(), audit, token_draft(a, "update", c)).await?);
         }
-        tx.commit().await?;
+        commit(tx, &logged).await?;
         Ok(after)
     }
 
@@ -864,7 +897,9 @@ impl Store {
         self.writable("delete tokens")?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut logged = Vec::new();
         let Some(before) = Self::token_in(&tx, id).await? else {
+            tx.rollback().await?;
             return Ok(false);
         };
         let n = tx
@@ -872,15 +907,17 @@ impl Store {
             .await?;
         if n > 0 {
             let c = diff(token_fields(Some(&before)), token_fields(None));
-            append(
-                &tx,
-                self.audit_table(),
-                audit,
-                token_draft(&before, "delete", c),
-            )
-            .await?;
+            logged.push(
+                append(
+                    &tx,
+                    self.audit_table(),
+                    audit,
+                    token_draft(&before, "delete", c),
+                )
+                .await?,
+            );
         }
-        tx.commit().await?;
+        commit(tx, &logged).await?;
         Ok(n > 0)
     }
 }

@@ -41,8 +41,9 @@ fn event(row: &tokio_postgres::Row) -> Result<Event, StoreError> {
 }
 
 /// Append `draft` as the next event of the chain, in the caller's
-/// transaction (so it commits or rolls back with the change), and log it.
-/// Holds the chain lock until that transaction ends; call it last.
+/// transaction (so it commits or rolls back with the change). Holds the
+/// chain lock until that transaction ends; call it last, and
+/// [`Event::log`] the event once the transaction has committed.
 pub(super) async fn append(
     tx: &impl GenericClient,
     table: &str,
@@ -84,8 +85,19 @@ pub(super) async fn append(
         ],
     )
     .await?;
-    e.log();
     Ok(e)
+}
+
+/// Commit a write's transaction, then log the events it recorded (one
+/// structured line each, target `authgate::audit`): never a line for an
+/// event that did not commit.
+pub(super) async fn commit(
+    tx: deadpool_postgres::Transaction<'_>,
+    logged: &[Event],
+) -> Result<(), StoreError> {
+    tx.commit().await?;
+    logged.iter().for_each(Event::log);
+    Ok(())
 }
 
 /// Which events to list.
@@ -117,6 +129,7 @@ impl Store {
         }
         let e = append(&tx, table, ctx, draft).await?;
         tx.commit().await?;
+        e.log();
         Ok(e)
     }
 
@@ -204,6 +217,8 @@ impl Store {
             )
             .await?;
         let Some(cut) = cut else {
+            // Ended here, not by a drop: the lock must go with it at once.
+            tx.rollback().await?;
             return Ok(0);
         };
         let (through, last_hash): (i64, String) = (cut.try_get(0)?, cut.try_get(1)?);
@@ -215,7 +230,7 @@ impl Store {
         tx.batch_execute("SET LOCAL authgate.audit_retention = 'off'")
             .await?;
         let count = i64::try_from(n).unwrap_or(i64::MAX);
-        append(
+        let checkpoint = append(
             &tx,
             table,
             ctx,
@@ -231,6 +246,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        checkpoint.log();
         Ok(count)
     }
 }

@@ -198,7 +198,8 @@ kind = "single"
   }
   const adminKey = keyOf(cli(
     "token", "create", "--kind", "admin", "--name", "ada-laptop", "--owner", "admin@example.com",
-    "--description", "Ada's management token", ...manage, "--permission", READ_ARTICLES, "--json",
+    "--description", "Ada's management token", ...manage, "--permission", READ_ARTICLES,
+    "--permission", "admin::audit-logs.read", "--json",
   ));
   cli("token", "create", "--kind", "content-api", "--name", "Read Only", "--type", "read-only",
     "--description", "Public website build", "--json");
@@ -330,6 +331,32 @@ kind = "single"
     assert.equal(await page.getByRole("link", { name: "browser-test" }).count(), 0);
     await eventually("the deleted key is refused", async () => (await proxyStatus(proxy, "/api/articles", newKey)) === 401);
     log("deleted: key 401");
+
+    // The Audit log tab: what was just done, newest first, filterable,
+    // with a detail view; never a key.
+    await page.getByRole("link", { name: "Audit log" }).click();
+    await page.getByRole("heading", { name: "Audit log" }).waitFor();
+    const rows = page.locator("table.audit tbody tr");
+    const actions = await page.locator("table.audit tbody th").allTextContents();
+    assert.deepEqual(actions.slice(0, 4), [
+      "api-token.delete", "api-token.view-key", "api-token.regenerate", "api-token.create",
+    ]);
+    assert.ok(!(await page.content()).includes(newKey), "no key on the audit page");
+    await shoot(page, "audit-log", 1280);
+    await shoot(page, "audit-log", 390);
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.getByLabel("Action").fill("api-token.regenerate");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.waitForURL(/action=api-token.regenerate/);
+    assert.equal(await rows.count(), 1, "the filter keeps one event");
+    await rows.first().getByRole("link").click();
+    await page.getByRole("heading", { name: /^Event \d+: api-token.regenerate$/ }).waitFor();
+    assert.match(await page.locator("dl.facts").textContent(), /admin@example\.com/);
+    assert.match(await page.locator("dl.facts").textContent(), /ui/);
+    await shoot(page, "audit-event", 1280);
+    await shoot(page, "audit-event", 390);
+    await page.setViewportSize({ width: 1280, height: 900 });
+    log("audit log lists, filters and shows the page's own actions");
 
     // Keyboard: the skip link is the first stop and leads to the content.
     await page.keyboard.press("Tab");
