@@ -224,6 +224,11 @@ pub enum RoleCmd {
     Create {
         name: String,
     },
+    /// Delete a role: its members lose what it granted, and their admin
+    /// tokens what no other role of theirs grants.
+    Delete {
+        name: String,
+    },
     /// Grant ACTION[@SUBJECT] to a role.
     Grant {
         role: String,
@@ -468,6 +473,7 @@ fn strapi5_refusal(cmd: &Command) -> Option<&'static str> {
         },
         Command::Role(r) => match r {
             RoleCmd::Create { .. } => "role create",
+            RoleCmd::Delete { .. } => "role delete",
             RoleCmd::Grant { .. } => "role grant",
             RoleCmd::Revoke { .. } => "role revoke",
             RoleCmd::List { .. } => return None,
@@ -697,9 +703,11 @@ async fn changed_by(store: &Store, cmd: &Command) -> Option<Event> {
             | UserCmd::AddRole { email, .. }
             | UserCmd::RemoveRole { email, .. },
         ) => user(email).await,
-        Command::Role(RoleCmd::Grant { role: r, .. } | RoleCmd::Revoke { role: r, .. }) => {
-            role(r).await
-        }
+        Command::Role(
+            RoleCmd::Grant { role: r, .. }
+            | RoleCmd::Revoke { role: r, .. }
+            | RoleCmd::Delete { name: r },
+        ) => role(r).await,
         _ => None,
     }
 }
@@ -939,6 +947,10 @@ async fn role_command(store: &Store, ctx: &AuditCtx, cmd: RoleCmd) -> Result<(),
             let r = store.create_role(&name, ctx).await?;
             println!("created role {} ({})", r.name, r.id);
         }
+        RoleCmd::Delete { name } => match store.delete_role(&name, ctx).await? {
+            Some(n) => println!("deleted role {name}; its {n} member(s) lost what it granted"),
+            None => return Err(CliError::Other(format!("no role named `{name}`"))),
+        },
         RoleCmd::Grant { role, permission } => {
             let added = store.grant(&role, &permission, ctx).await?;
             println!(

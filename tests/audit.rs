@@ -92,6 +92,8 @@ async fn every_cli_action_is_one_event_and_failures_are_none() {
     assert!(!line.contains(key.as_str()) && !line.contains(regenerated["key"].as_str().unwrap()));
     env.ok(&["token", "delete", &id.to_string()]);
     env.ok(&["user", "delete", "ed@example.com"]);
+    env.ok(&["role", "create", "short-lived"]);
+    env.ok(&["role", "delete", "short-lived"]);
 
     // Failures leave nothing: a duplicate name, a revoke of what is not
     // held, a user that does not exist, a view the actor may not make.
@@ -106,6 +108,11 @@ async fn every_cli_action_is_one_event_and_failures_are_none() {
         .status
         .success());
     assert!(!env.cli(&["token", "delete", "999999"]).status.success());
+    assert!(!env.cli(&["role", "delete", "super-admin"]).status.success());
+    assert!(!env
+        .cli(&["role", "delete", "no-such-role"])
+        .status
+        .success());
     env.ok(&["user", "create", "--email", "eve@example.com"]);
     let (other, _) = env.content_token("other", "read-only", &[]);
     assert!(!env
@@ -128,8 +135,9 @@ async fn every_cli_action_is_one_event_and_failures_are_none() {
     let all = events(&env);
     let counts = count_by_action(&all);
     let expected: BTreeMap<String, usize> = [
-        ("role.create", 1),
+        ("role.create", 2),
         ("role.update", 3),
+        ("role.delete", 1),
         ("user.create", 2),
         ("user.update", 6),
         ("user.delete", 1),

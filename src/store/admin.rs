@@ -564,6 +564,91 @@ impl Store {
             })
     }
 
+    /// Delete a role; its members lose what it granted (and, through the
+    /// role-permission trigger, their admin tokens lose what no other role
+    /// of theirs grants). Returns the number of members, or `None` when no
+    /// such role. The super-admin role cannot be deleted.
+    pub async fn delete_role(
+        &self,
+        name: &str,
+        audit: &AuditCtx,
+    ) -> Result<Option<usize>, StoreError> {
+        self.writable("delete roles")?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut logged = Vec::new();
+        let Some(row) = tx
+            .query_opt(
+                "SELECT id, coalesce(code = 'super-admin', false) FROM roles WHERE name = $1 FOR UPDATE",
+                &[&name],
+            )
+            .await?
+        else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let (id, super_admin): (i64, bool) = (row.try_get(0)?, row.try_get(1)?);
+        if super_admin {
+            tx.rollback().await?;
+            return Err(StoreError::Invalid(format!(
+                "`{name}` is the super-admin role and cannot be deleted"
+            )));
+        }
+        let members: Vec<String> = tx
+            .query(
+                "SELECT u.email FROM user_roles ur JOIN users u ON u.id = ur.user_id
+                 WHERE ur.role_id = $1 ORDER BY u.email",
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let perms = role_permissions(&tx, id).await?;
+        // Permissions first, so the trigger trims the members' tokens.
+        tx.execute("DELETE FROM role_permissions WHERE role_id = $1", &[&id])
+            .await?;
+        tx.execute("DELETE FROM roles WHERE id = $1", &[&id])
+            .await?;
+        let c = changes(&[
+            ("name", json!(name), Value::Null),
+            ("permissions", perms, Value::Null),
+            ("users", json!(members), json!([])),
+        ]);
+        logged.push(
+            append(
+                &tx,
+                self.audit_table(),
+                audit,
+                role_draft(id, name, "delete", c),
+            )
+            .await?,
+        );
+        commit(tx, &logged).await?;
+        Ok(Some(members.len()))
+    }
+
+    /// The `role.update` event of a grant or revoke: the role's
+    /// permissions before (`before`) and now.
+    async fn role_updated(
+        &self,
+        tx: &impl GenericClient,
+        id: i64,
+        role: &str,
+        before: Value,
+        audit: &AuditCtx,
+    ) -> Result<crate::audit::Event, StoreError> {
+        let after = role_permissions(tx, id).await?;
+        let c = changes(&[("permissions", before, after)]);
+        append(
+            tx,
+            self.audit_table(),
+            audit,
+            role_draft(id, role, "update", c),
+        )
+        .await
+    }
+
     /// Grant a permission to a role. Returns false when it already held it.
     pub async fn grant(
         &self,
@@ -584,17 +669,7 @@ impl Store {
             )
             .await?;
         if n > 0 {
-            let after = role_permissions(&tx, id).await?;
-            let c = changes(&[("permissions", before, after)]);
-            logged.push(
-                append(
-                    &tx,
-                    self.audit_table(),
-                    audit,
-                    role_draft(id, role, "update", c),
-                )
-                .await?,
-            );
+            logged.push(self.role_updated(&tx, id, role, before, audit).await?);
         }
         commit(tx, &logged).await?;
         Ok(n > 0)
@@ -637,16 +712,9 @@ impl Store {
             .await?
             .try_get(0)?;
         if n > 0 {
-            let after_perms = role_permissions(&tx, id).await?;
-            let c = changes(&[("permissions", before_perms, after_perms)]);
             logged.push(
-                append(
-                    &tx,
-                    self.audit_table(),
-                    audit,
-                    role_draft(id, role, "update", c),
-                )
-                .await?,
+                self.role_updated(&tx, id, role, before_perms, audit)
+                    .await?,
             );
         }
         commit(tx, &logged).await?;
