@@ -203,6 +203,17 @@ impl Store {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let table = self.audit_table();
         let mut client = self.client().await?;
+        // Look first outside a transaction: the common answer (nothing to
+        // prune) then holds no lock, not even for a moment.
+        let due = client
+            .query_opt(
+                &format!("SELECT 1 FROM {table} WHERE at < $1 LIMIT 1"),
+                &[&cutoff],
+            )
+            .await?;
+        if due.is_none() {
+            return Ok(0);
+        }
         let tx = client.transaction().await?;
         lock(&tx, table).await?;
         // Never the newest event: the chain's head must stay to append to.
