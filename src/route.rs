@@ -1037,7 +1037,10 @@ impl RouteTable {
 fn overrides_method(query: &str) -> bool {
     query.split(['&', ';']).any(|pair| {
         let name = pair.split('=').next().unwrap_or("");
-        name.len() >= 7 && readings::decode_once(name).eq_ignore_ascii_case(b"_method")
+        match name.contains('%') {
+            false => name.eq_ignore_ascii_case("_method"),
+            true => readings::decode_once(name).eq_ignore_ascii_case(b"_method"),
+        }
     })
 }
 
