@@ -11,11 +11,16 @@ W=$(mktemp -d /tmp/authgate-qs-smoke.XXXXXX)
 export AUTHGATE_POSTGRES_SCHEMA="authgate_qs_smoke_$$"
 qs_pid= holder_pid=
 cleanup() {
+  # Keep the script's own status: the killed children's (143) is not it,
+  # and under `set -e` a failing `wait` here would become the exit status.
+  local status=$?
+  set +e
   [ -n "$qs_pid" ] && kill "$qs_pid" 2>/dev/null && wait "$qs_pid" 2>/dev/null
   [ -n "$holder_pid" ] && kill "$holder_pid" 2>/dev/null && wait "$holder_pid" 2>/dev/null
   psql -q "${AUTHGATE_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}" \
     -c "DROP SCHEMA IF EXISTS $AUTHGATE_POSTGRES_SCHEMA CASCADE" >/dev/null 2>&1 || true
   rm -rf "$W"
+  exit "$status"
 }
 trap cleanup EXIT INT TERM
 
