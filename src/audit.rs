@@ -89,7 +89,18 @@ impl Origin {
             ..Self::cli()
         }
     }
+
+    pub fn retention() -> Self {
+        Self {
+            via: Via::Retention,
+            ..Self::cli()
+        }
+    }
 }
+
+/// The actor of the host CLI without `--as`, the bootstrap file and the
+/// retention job.
+pub const OPERATOR: &str = "operator";
 
 /// Who acted, how, and with which chain key: what a store write needs to
 /// append its event.
@@ -186,6 +197,15 @@ impl AuditKey {
 /// A time as RFC 3339 UTC with microseconds, the form the chain hashes.
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
+}
+
+/// A `since` filter: a duration back from now (`24h`, `7d`) or an RFC 3339
+/// time; `None` when it is neither.
+pub fn parse_since(s: &str) -> Option<SystemTime> {
+    humantime::parse_duration(s)
+        .ok()
+        .and_then(|d| SystemTime::now().checked_sub(d))
+        .or_else(|| humantime::parse_rfc3339_weak(s).ok())
 }
 
 /// `t` truncated to whole microseconds (what a timestamptz keeps).

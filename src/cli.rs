@@ -70,7 +70,7 @@ pub enum AuditCmd {
     Verify,
     /// List events, newest first.
     List {
-        /// Only events of the last DURATION (e.g. 24h, 7d).
+        /// Only events of the last DURATION (e.g. 24h, 7d), or since an RFC 3339 time.
         #[arg(long, value_parser = parse_since)]
         since: Option<SystemTime>,
         /// Only this action (e.g. api-token.regenerate).
@@ -92,10 +92,8 @@ pub enum AuditCmd {
 }
 
 fn parse_since(s: &str) -> Result<SystemTime, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))?;
-    SystemTime::now()
-        .checked_sub(d)
-        .ok_or_else(|| format!("`{s}` reaches before 1970"))
+    audit::parse_since(s)
+        .ok_or_else(|| format!("`{s}`: expected a duration (24h, 7d) or an RFC 3339 time"))
 }
 
 #[derive(Args, Debug)]

@@ -721,14 +721,21 @@ pub fn prepare_request_headers(
     h.insert(X_REQUEST_ID, request_id.clone());
 }
 
-/// Request ids: the client's when it is sane, else a fresh one.
-struct RequestIds {
+/// Request ids: the client's when it is sane, else a fresh one (the proxy's
+/// and the management listener's).
+pub struct RequestIds {
     prefix: String,
     next: AtomicU64,
 }
 
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RequestIds {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let mut seed = [0u8; 6];
         // A weak prefix only costs uniqueness across restarts, not safety.
         let _ = getrandom::fill(&mut seed);
@@ -738,7 +745,7 @@ impl RequestIds {
         }
     }
 
-    fn take(&self, h: &HeaderMap) -> HeaderValue {
+    pub fn take(&self, h: &HeaderMap) -> HeaderValue {
         if let Some(v) = h.get(X_REQUEST_ID) {
             let b = v.as_bytes();
             if !b.is_empty()

@@ -226,24 +226,7 @@ fn decode_all(seg: &str) -> Cow<'_, str> {
     if !seg.contains('%') {
         return Cow::Borrowed(seg);
     }
-    let b = seg.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex_val),
-                b.get(i + 2).copied().and_then(hex_val),
-            ) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    match String::from_utf8(out) {
+    match String::from_utf8(readings::decode_round(seg.as_bytes(), false)) {
         Ok(s) => Cow::Owned(s),
         Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
     }
@@ -1039,7 +1022,7 @@ fn overrides_method(query: &str) -> bool {
         let name = pair.split('=').next().unwrap_or("");
         match name.contains('%') {
             false => name.eq_ignore_ascii_case("_method"),
-            true => readings::decode_once(name).eq_ignore_ascii_case(b"_method"),
+            true => readings::decode_round(name.as_bytes(), false).eq_ignore_ascii_case(b"_method"),
         }
     })
 }

@@ -284,12 +284,8 @@ impl Server {
         }
         if cfg.postgres.layout == crate::config::Layout::Authgate {
             let ctx = crate::audit::AuditCtx {
-                actor: "operator".into(),
-                origin: crate::audit::Origin {
-                    via: crate::audit::Via::Retention,
-                    request_id: None,
-                    client_ip: None,
-                },
+                actor: crate::audit::OPERATOR.into(),
+                origin: crate::audit::Origin::retention(),
                 key: crate::audit::AuditKey::from_config(&cfg),
             };
             background.push(tokio::spawn(crate::store::audit::retention_job(

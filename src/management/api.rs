@@ -31,8 +31,6 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use std::time::SystemTime;
-
 use crate::audit::{Event, Origin, Via};
 use crate::authz::{self, Credential, Denial};
 use crate::manage::{management_action, Actor, CreateRequest, ManageError, Op, TokenRef};
@@ -561,17 +559,9 @@ impl AuditQuery {
     pub fn filter(&self) -> Result<AuditFilter, ApiError> {
         let since = match self.since.as_deref() {
             None => None,
-            Some(s) => Some(
-                humantime::parse_duration(s)
-                    .ok()
-                    .and_then(|d| SystemTime::now().checked_sub(d))
-                    .or_else(|| humantime::parse_rfc3339_weak(s).ok())
-                    .ok_or_else(|| {
-                        ApiError::validation(
-                            "`since` must be a duration (24h, 7d) or an RFC 3339 time",
-                        )
-                    })?,
-            ),
+            Some(s) => Some(crate::audit::parse_since(s).ok_or_else(|| {
+                ApiError::validation("`since` must be a duration (24h, 7d) or an RFC 3339 time")
+            })?),
         };
         Ok(AuditFilter {
             since,

@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -59,6 +59,7 @@ use crate::config::Config;
 use crate::last_used::UsageRecorder;
 use crate::manage::{Bootstrapped, ManageError, Manager};
 use crate::metrics::{status_class, Metrics};
+use crate::proxy::{RequestIds, X_REQUEST_ID};
 use crate::server::ServeError;
 use crate::store::Store;
 use crate::tls::ReloadableAcceptor;
@@ -78,6 +79,7 @@ pub struct State {
     pub usage: Arc<UsageRecorder>,
     pub sessions: session::Sessions,
     pub metrics: Metrics,
+    pub request_ids: RequestIds,
 }
 
 impl State {
@@ -103,23 +105,6 @@ pub fn origin(ext: &http::Extensions, via: Via) -> Origin {
         request_id: info.map(|i| i.request_id.clone()),
         client_ip: info.map(|i| i.client_ip),
     }
-}
-
-/// The client's `X-Request-Id` when it is sane, else a fresh one.
-fn request_id(h: &http::HeaderMap) -> String {
-    if let Some(v) = h.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        if !v.is_empty()
-            && v.len() <= 128
-            && v.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
-        {
-            return v.to_owned();
-        }
-    }
-    let mut r = [0u8; 8];
-    // A weak id only costs correlation, not safety.
-    let _ = getrandom::fill(&mut r);
-    format!("m-{}", hex::encode(r))
 }
 
 /// A bound, not yet serving management listener.
@@ -161,6 +146,7 @@ impl Management {
                 store,
                 usage,
                 metrics,
+                request_ids: RequestIds::new(),
             }),
             bootstrap_key,
         }))
@@ -273,20 +259,18 @@ pub async fn handle(
 ) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let rid = state.request_ids.take(req.headers());
     let info = RequestInfo {
-        request_id: request_id(req.headers()),
+        request_id: rid.to_str().unwrap_or("-").to_owned(),
         client_ip: state.cfg.server.forwarding.client_ip(req.headers(), peer),
     };
-    let rid = HeaderValue::from_str(&info.request_id).ok();
     req.extensions_mut().insert(info);
     let (surface, mut resp) = if is_api_path(&path) {
         ("api", api::handle(state, req).await)
     } else {
         ("ui", ui::handle(state, req, tls).await)
     };
-    if let Some(rid) = rid {
-        resp.headers_mut().insert("x-request-id", rid);
-    }
+    resp.headers_mut().insert(X_REQUEST_ID, rid);
     let status = resp.status().as_u16();
     state
         .metrics

@@ -89,17 +89,13 @@ pub fn readings(raw: &str) -> Result<Vec<String>, PathError> {
 }
 
 fn hex(b: u8) -> Option<u32> {
-    char::from(b).to_digit(16)
-}
-
-/// `s` percent-decoded once, leniently (what query parsers do to names).
-pub(super) fn decode_once(s: &str) -> Vec<u8> {
-    decode_round(s.as_bytes(), false)
+    super::hex_val(b).map(u32::from)
 }
 
 /// One round of lenient percent-decoding: a valid `%XX` becomes its byte,
-/// `%uXXXX` (when `iis`) its character in UTF-8, anything else stays.
-fn decode_round(b: &[u8], iis: bool) -> Vec<u8> {
+/// `%uXXXX` (when `iis`) its character in UTF-8, anything else stays (also
+/// what classification decodes a segment with, and query parsers a name).
+pub(super) fn decode_round(b: &[u8], iis: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {

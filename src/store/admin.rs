@@ -445,21 +445,26 @@ impl Store {
             &[&before.id, &value],
         )
         .await?;
-        let after = user_where(&tx, "u.id = $1", &before.id).await?;
-        let c = diff(user_fields(Some(&before)), user_fields(after.as_ref()));
-        if c.as_object().is_some_and(|m| !m.is_empty()) {
-            logged.push(
-                append(
-                    &tx,
-                    self.audit_table(),
-                    audit,
-                    user_draft(&before, "update", c),
-                )
-                .await?,
-            );
-        }
+        logged.extend(self.user_updated(&tx, &before, audit).await?);
         commit(tx, &logged).await?;
         Ok(true)
+    }
+
+    /// The `user.update` event of a change to `before`'s row or roles, when
+    /// an audited field changed.
+    async fn user_updated(
+        &self,
+        tx: &impl GenericClient,
+        before: &UserRow,
+        audit: &AuditCtx,
+    ) -> Result<Option<crate::audit::Event>, StoreError> {
+        let after = user_where(tx, "u.id = $1", &before.id).await?;
+        let c = diff(user_fields(Some(before)), user_fields(after.as_ref()));
+        if !c.as_object().is_some_and(|m| !m.is_empty()) {
+            return Ok(None);
+        }
+        let draft = user_draft(before, "update", c);
+        Ok(Some(append(tx, self.audit_table(), audit, draft).await?))
     }
 
     /// Delete a user; the database deletes their admin tokens with them.
@@ -751,17 +756,7 @@ impl Store {
             .await?
         };
         if n > 0 {
-            let after = user_where(&tx, "u.id = $1", &before.id).await?;
-            let c = diff(user_fields(Some(&before)), user_fields(after.as_ref()));
-            logged.push(
-                append(
-                    &tx,
-                    self.audit_table(),
-                    audit,
-                    user_draft(&before, "update", c),
-                )
-                .await?,
-            );
+            logged.extend(self.user_updated(&tx, &before, audit).await?);
         }
         commit(tx, &logged).await?;
         Ok(n > 0)
