@@ -81,7 +81,8 @@ function startUntil(cmd, args, pattern, env = process.env) {
     child.stderr.on("data", (chunk) => {
       buffer += chunk;
       if (process.env.BROWSER_TEST_VERBOSE) { process.stderr.write(chunk); }
-      const line = buffer.split("\n").find((l) => pattern.test(l));
+      // Whole lines only: a chunk can end in the middle of the line sought.
+      const line = buffer.split("\n").slice(0, -1).find((l) => pattern.test(l));
       if (line && !done) {
         done = true;
         clearTimeout(timer);
