@@ -238,14 +238,9 @@ impl Denial {
         }
     }
 
-    /// The Strapi error envelope.
+    /// The Strapi error envelope (`envelope::render`).
     pub fn body(self) -> String {
-        format!(
-            r#"{{"data":null,"error":{{"status":{},"name":"{}","message":"{}","details":{{}}}}}}"#,
-            self.status(),
-            self.name(),
-            self.message()
-        )
+        crate::envelope::render(self.status(), self.name(), self.message())
     }
 
     pub const ALL: [Denial; 13] = [

@@ -39,6 +39,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod content_types;
+pub mod envelope;
 pub mod forwarding;
 pub mod graphql;
 pub mod identity;

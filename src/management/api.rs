@@ -249,18 +249,10 @@ impl ApiError {
         }
     }
 
-    /// Strapi's error envelope: the one place the API renders an error.
+    /// Strapi's error envelope, rendered by the same function as the
+    /// gateway's denials.
     pub fn body(&self) -> String {
-        json!({
-            "data": null,
-            "error": {
-                "status": self.status.as_u16(),
-                "name": self.name,
-                "message": self.message,
-                "details": {},
-            }
-        })
-        .to_string()
+        crate::envelope::render(self.status.as_u16(), self.name, &self.message)
     }
 
     pub fn response(&self) -> Response<Body> {
