@@ -919,27 +919,63 @@ fn actions(list: &[RawAction]) -> Vec<PatternSpec> {
 }
 
 impl RawConfig {
-    /// Check every value and build the runtime config.
-    fn compile_audit(&self) -> Result<AuditConfig, ConfigError> {
-        let retention = duration("audit.retention", &self.audit.retention)?;
-        if retention < Duration::from_secs(86_400) {
-            return Err(key_err("audit.retention", "must be at least 1d"));
-        }
-        Ok(AuditConfig {
-            key: self.audit.key.clone().filter(|k| !k.expose().is_empty()),
-            retention,
+    /// Check every value and build the runtime config: one `compile_*` per
+    /// section of the file, in the file's order.
+    pub fn compile(self) -> Result<Config, ConfigError> {
+        let server = self.compile_server()?;
+        let upstream = self.compile_upstream()?;
+        let postgres = self.compile_postgres()?;
+        let layout = postgres.layout;
+        let tokens = self.compile_tokens()?;
+        let cache = self.compile_cache(layout)?;
+        let (sessions, spec) = self.compile_routes()?;
+        let routes = RouteTable::build(&spec).map_err(|e| key_err("routes", e))?;
+        let identity = self.compile_identity()?;
+        let rate_limit = self.compile_rate_limit()?;
+        let metrics_listen = match &self.metrics.listen {
+            Some(l) if !l.is_empty() => Some(socket_addr("metrics.listen", l)?),
+            _ => None,
+        };
+        let management = self.compile_management()?;
+        let log = self.compile_log()?;
+        let redis = self.compile_redis()?;
+        let audit = self.compile_audit()?;
+        Ok(Config {
+            server,
+            upstream,
+            redis,
+            tokens,
+            cache,
+            routes: std::sync::Arc::new(routes),
+            route_spec: std::sync::Arc::new(spec),
+            sessions,
+            graphql_max_body: self.routes.graphql_max_body,
+            identity,
+            rate_limit,
+            metrics_listen,
+            management,
+            audit,
+            log,
+            raw: {
+                // Print what is in force, layout defaults included.
+                let mut raw = self;
+                raw.postgres.schema = Some(postgres.schema.clone());
+                raw.cache
+                    .ttl
+                    .get_or_insert_with(|| layout.default_cache_ttl().to_owned());
+                raw
+            },
+            postgres,
         })
     }
 
-    pub fn compile(self) -> Result<Config, ConfigError> {
+    fn compile_server(&self) -> Result<ServerConfig, ConfigError> {
         let s = &self.server;
         let tls = match (&s.tls_cert, &s.tls_key) {
             (None, None) => None,
             (Some(cert), Some(key)) => {
-                for (k, p) in [("server.tls_cert", cert), ("server.tls_key", key)] {
-                    std::fs::metadata(p)
-                        .map_err(|e| key_err(k, format!("cannot read `{}`: {e}", p.display())))?;
-                }
+                readable_file("server.tls_cert", cert)?;
+                readable_file("server.tls_key", key)?;
                 Some(TlsFiles {
                     cert: cert.clone(),
                     key: key.clone(),
@@ -975,6 +1011,8 @@ impl RawConfig {
                     .map_err(|e| key_err(format!("server.trusted_proxies[{i}]"), e))?,
             );
         }
+        // `upstream.host` is applied by the forwarding layer, with the
+        // `X-Forwarded-*` headers.
         let host = match &self.upstream.host {
             Some(h) if !h.is_empty() => Some(http::HeaderValue::from_str(h).map_err(|_| {
                 key_err(
@@ -984,7 +1022,7 @@ impl RawConfig {
             })?),
             _ => None,
         };
-        let server = ServerConfig {
+        Ok(ServerConfig {
             listen: socket_addr("server.listen", &s.listen)?,
             worker_threads: s.worker_threads,
             tls,
@@ -1000,8 +1038,10 @@ impl RawConfig {
             max_headers: s.max_headers,
             max_uri_bytes: s.max_uri_bytes,
             forwarding: crate::forwarding::Forwarding { trusted, host },
-        };
+        })
+    }
 
+    fn compile_upstream(&self) -> Result<UpstreamConfig, ConfigError> {
         let u = &self.upstream;
         let url: http::Uri = u
             .url
@@ -1029,22 +1069,19 @@ impl RawConfig {
             ));
         }
         if let Some(ca) = &u.ca_file {
-            std::fs::metadata(ca).map_err(|e| {
-                key_err(
-                    "upstream.ca_file",
-                    format!("cannot read `{}`: {e}", ca.display()),
-                )
-            })?;
+            readable_file("upstream.ca_file", ca)?;
         }
-        let upstream = UpstreamConfig {
+        Ok(UpstreamConfig {
             url,
             connect_timeout: duration("upstream.connect_timeout", &u.connect_timeout)?,
             request_timeout: duration("upstream.request_timeout", &u.request_timeout)?,
             pool_max_idle: u.pool_max_idle,
             pool_idle_timeout: duration("upstream.pool_idle_timeout", &u.pool_idle_timeout)?,
             ca_file: u.ca_file.clone(),
-        };
+        })
+    }
 
+    fn compile_postgres(&self) -> Result<PostgresConfig, ConfigError> {
         let p = &self.postgres;
         if p.url.expose().trim().is_empty() {
             return Err(key_err("postgres.url", "must be set"));
@@ -1063,7 +1100,20 @@ impl RawConfig {
                 "must be between 10ms and 60s",
             ));
         }
-        let postgres = PostgresConfig {
+        let tls_verify = match p.tls.as_str() {
+            "off" => false,
+            "verify" => true,
+            other => {
+                return Err(key_err(
+                    "postgres.tls",
+                    format!("`{other}`: expected \"off\" or \"verify\""),
+                ))
+            }
+        };
+        if let Some(ca) = &p.ca_file {
+            readable_file("postgres.ca_file", ca)?;
+        }
+        Ok(PostgresConfig {
             poll_interval,
             url: p.url.clone(),
             pool_size: p.pool_size,
@@ -1074,30 +1124,12 @@ impl RawConfig {
             )?,
             connect_timeout: duration("postgres.connect_timeout", &p.connect_timeout)?,
             query_timeout: duration("postgres.query_timeout", &p.query_timeout)?,
-            tls_verify: match p.tls.as_str() {
-                "off" => false,
-                "verify" => true,
-                other => {
-                    return Err(key_err(
-                        "postgres.tls",
-                        format!("`{other}`: expected \"off\" or \"verify\""),
-                    ))
-                }
-            },
-            ca_file: match &p.ca_file {
-                Some(ca) => {
-                    std::fs::metadata(ca).map_err(|e| {
-                        key_err(
-                            "postgres.ca_file",
-                            format!("cannot read `{}`: {e}", ca.display()),
-                        )
-                    })?;
-                    Some(ca.clone())
-                }
-                None => None,
-            },
-        };
+            tls_verify,
+            ca_file: p.ca_file.clone(),
+        })
+    }
 
+    fn compile_tokens(&self) -> Result<TokensConfig, ConfigError> {
         let t = &self.tokens;
         let salt = match &t.salt {
             Some(s) if !s.expose().is_empty() => s.clone(),
@@ -1108,14 +1140,17 @@ impl RawConfig {
                 ))
             }
         };
-        let tokens = TokensConfig {
+        Ok(TokensConfig {
             salt,
             encryption_key: t.encryption_key.clone().filter(|k| !k.expose().is_empty()),
             last_used_interval: duration("tokens.last_used_interval", &t.last_used_interval)?,
-        };
+        })
+    }
 
+    /// `cache.ttl` defaults by layout (see [`Layout::default_cache_ttl`]).
+    fn compile_cache(&self, layout: Layout) -> Result<CacheConfig, ConfigError> {
         let c = &self.cache;
-        let cache = CacheConfig {
+        Ok(CacheConfig {
             capacity: c.capacity,
             ttl: duration(
                 "cache.ttl",
@@ -1123,8 +1158,12 @@ impl RawConfig {
             )?,
             negative_ttl: duration("cache.negative_ttl", &c.negative_ttl)?,
             stale_if_error: duration("cache.stale_if_error", &c.stale_if_error)?,
-        };
+        })
+    }
 
+    /// `[routes]`, `[[content_types]]` and the action tables (the file's, or
+    /// the built-in ones): the spec the route table is built from.
+    fn compile_routes(&self) -> Result<(SessionPolicy, RouteSpec), ConfigError> {
         let sessions = match self.routes.sessions.as_str() {
             "pass" => SessionPolicy::Pass,
             "reject" => SessionPolicy::Reject,
@@ -1193,8 +1232,10 @@ impl RawConfig {
             content_api_actions,
             admin_actions,
         };
-        let routes = RouteTable::build(&spec).map_err(|e| key_err("routes", e))?;
+        Ok((sessions, spec))
+    }
 
+    fn compile_identity(&self) -> Result<IdentityConfig, ConfigError> {
         let i = &self.identity;
         let prefix = i.header_prefix.to_ascii_lowercase();
         if prefix.is_empty()
@@ -1207,26 +1248,27 @@ impl RawConfig {
                 format!("`{}` is not a header name prefix", i.header_prefix),
             ));
         }
-        let identity = IdentityConfig {
+        Ok(IdentityConfig {
             header_prefix: prefix,
             signing_key: i.signing_key.clone().filter(|k| !k.expose().is_empty()),
             forward_authorization: i.forward_authorization,
-        };
+        })
+    }
 
+    fn compile_rate_limit(&self) -> Result<RateLimitConfig, ConfigError> {
         let rl = &self.rate_limit;
-        let rate_limit = RateLimitConfig {
-            per_token: rl.per_token,
-            window: duration("rate_limit.window", &rl.window)?,
-            failed_auth_per_ip: rl.failed_auth_per_ip,
-        };
-        if rate_limit.window.is_zero() {
+        let window = duration("rate_limit.window", &rl.window)?;
+        if window.is_zero() {
             return Err(key_err("rate_limit.window", "must be greater than 0"));
         }
+        Ok(RateLimitConfig {
+            per_token: rl.per_token,
+            window,
+            failed_auth_per_ip: rl.failed_auth_per_ip,
+        })
+    }
 
-        let metrics_listen = match &self.metrics.listen {
-            Some(l) if !l.is_empty() => Some(socket_addr("metrics.listen", l)?),
-            _ => None,
-        };
+    fn compile_management(&self) -> Result<ManagementConfig, ConfigError> {
         let m = &self.management;
         let management = ManagementConfig {
             listen: match &m.listen {
@@ -1248,6 +1290,10 @@ impl RawConfig {
         if management.session_ttl.is_zero() {
             return Err(key_err("management.session_ttl", "must be greater than 0"));
         }
+        Ok(management)
+    }
+
+    fn compile_log(&self) -> Result<LogConfig, ConfigError> {
         let format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -1260,55 +1306,45 @@ impl RawConfig {
         };
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| key_err("log.level", format!("`{}`: {e}", self.log.level)))?;
-        let log = LogConfig {
+        Ok(LogConfig {
             format,
             level: self.log.level.clone(),
-        };
-        let redis = match self.redis.url.clone().filter(|u| !u.expose().is_empty()) {
-            Some(url) => {
-                if !url.expose().starts_with("redis://") && !url.expose().starts_with("unix://") {
-                    return Err(key_err(
-                        "redis.url",
-                        format!("`{}` must start with redis://", url.redacted()),
-                    ));
-                }
-                Some(RedisConfig {
-                    url,
-                    timeout: duration("redis.timeout", &self.redis.timeout)?,
-                })
-            }
-            None => None,
-        };
-
-        let audit = self.compile_audit()?;
-        Ok(Config {
-            server,
-            upstream,
-            redis,
-            tokens,
-            cache,
-            routes: std::sync::Arc::new(routes),
-            route_spec: std::sync::Arc::new(spec),
-            sessions,
-            graphql_max_body: self.routes.graphql_max_body,
-            identity,
-            rate_limit,
-            metrics_listen,
-            management,
-            audit,
-            log,
-            raw: {
-                // Print what is in force, layout defaults included.
-                let mut raw = self;
-                raw.postgres.schema = Some(postgres.schema.clone());
-                raw.cache
-                    .ttl
-                    .get_or_insert_with(|| layout.default_cache_ttl().to_owned());
-                raw
-            },
-            postgres,
         })
     }
+
+    fn compile_redis(&self) -> Result<Option<RedisConfig>, ConfigError> {
+        let Some(url) = self.redis.url.clone().filter(|u| !u.expose().is_empty()) else {
+            return Ok(None);
+        };
+        if !url.expose().starts_with("redis://") && !url.expose().starts_with("unix://") {
+            return Err(key_err(
+                "redis.url",
+                format!("`{}` must start with redis://", url.redacted()),
+            ));
+        }
+        Ok(Some(RedisConfig {
+            url,
+            timeout: duration("redis.timeout", &self.redis.timeout)?,
+        }))
+    }
+
+    fn compile_audit(&self) -> Result<AuditConfig, ConfigError> {
+        let retention = duration("audit.retention", &self.audit.retention)?;
+        if retention < Duration::from_secs(86_400) {
+            return Err(key_err("audit.retention", "must be at least 1d"));
+        }
+        Ok(AuditConfig {
+            key: self.audit.key.clone().filter(|k| !k.expose().is_empty()),
+            retention,
+        })
+    }
+}
+
+/// A path named in the config must exist and be readable at start.
+fn readable_file(key: &str, path: &std::path::Path) -> Result<(), ConfigError> {
+    std::fs::metadata(path)
+        .map(|_| ())
+        .map_err(|e| key_err(key, format!("cannot read `{}`: {e}", path.display())))
 }
 
 impl Config {

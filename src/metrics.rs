@@ -172,6 +172,14 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
     c
 }
 
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     r.register(Box::new(g.clone()))
@@ -198,42 +206,53 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histo
     h
 }
 
+/// `let field = make(&registry, args..);` for each line: the catalogue of
+/// families, one line each (kept out of rustfmt's reach so it stays a table).
+macro_rules! register {
+    ($r:ident; $($field:ident = $make:ident($($arg:expr),* $(,)?);)*) => {
+        $(let $field = $make(&$r, $($arg),*);)*
+    };
+}
+
 impl Metrics {
     /// Register every family in a fresh registry. The names are constants,
     /// so registration cannot fail at run time; a clash is a programming
     /// error caught by the tests.
     pub fn new() -> Self {
         let r = Registry::new();
-        let requests = counter_vec(
-            &r,
-            "authgate_requests_total",
-            "Requests handled, by route class, decision (allow, pass, deny) and status class.",
-            &["route_class", "decision", "status_class"],
-        );
-        let denied = counter_vec(
-            &r,
-            "authgate_denied_total",
-            "Requests answered by the gateway itself, by route class and reason.",
-            &["route_class", "reason"],
-        );
-        let request_duration = histogram_vec(
-            &r,
-            "authgate_request_duration_seconds",
-            "Time from request head to response head, by route class.",
-            &["route_class"],
-        );
-        let store_duration = histogram_vec(
-            &r,
-            "authgate_store_query_duration_seconds",
-            "Token store query time, by operation.",
-            &["op"],
-        );
-        let store_errors = counter_vec(
-            &r,
-            "authgate_store_errors_total",
-            "Token store failures, by operation.",
-            &["op"],
-        );
+        register! { r;
+            requests = counter_vec("authgate_requests_total", "Requests handled, by route class, decision (allow, pass, deny) and status class.", &["route_class", "decision", "status_class"]);
+            denied = counter_vec("authgate_denied_total", "Requests answered by the gateway itself, by route class and reason.", &["route_class", "reason"]);
+            request_duration = histogram_vec("authgate_request_duration_seconds", "Time from request head to response head, by route class.", &["route_class"]);
+            store_duration = histogram_vec("authgate_store_query_duration_seconds", "Token store query time, by operation.", &["op"]);
+            store_errors = counter_vec("authgate_store_errors_total", "Token store failures, by operation.", &["op"]);
+            upstream_duration = histogram("authgate_upstream_duration_seconds", "Time the upstream took to answer with its response head.", LATENCY_BUCKETS);
+            upstream_errors = counter_vec("authgate_upstream_errors_total", "Upstream failures, by kind (connect, timeout, protocol).", &["kind"]);
+            cache_hits = counter("authgate_cache_hits_total", "Token lookups answered from the cache.");
+            cache_misses = counter("authgate_cache_misses_total", "Token lookups that went to the store.");
+            cache_negative_hits = counter("authgate_cache_negative_hits_total", "Lookups answered by a remembered absence (unknown key).");
+            cache_stale_served = counter("authgate_cache_stale_served_total", "Lookups served from an expired entry because the store was unreachable.");
+            cache_evictions = counter_vec("authgate_cache_evictions_total", "Cache entries removed, by cause (size, expired, invalidated).", &["cause"]);
+            cache_entries = gauge("authgate_cache_entries", "Entries currently in the token cache.");
+            invalidations = counter_vec("authgate_invalidations_total", "Invalidation messages received, by source (postgres, redis).", &["source"]);
+            invalidation_lag = histogram("authgate_invalidation_lag_seconds", "Time from the database change to its invalidation message arriving here.", &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+            listener_reconnects = counter("authgate_listener_reconnects_total", "Times the invalidation listener (re)connected; each clears the cache.");
+            rate_limited = counter_vec("authgate_rate_limited_total", "Requests refused by a rate limit, by scope (token, ip).", &["scope"]);
+            rate_limit_errors = counter("authgate_rate_limit_fail_open_total", "Rate-limit checks skipped (failed open) because Redis was unavailable.");
+            redis_errors = counter_vec("authgate_redis_errors_total", "Redis failures, by operation (ratelimit, publish, subscribe).", &["op"]);
+            last_used_flush_size = histogram("authgate_last_used_flush_tokens", "Tokens written per last_used_at flush.", &[1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0]);
+            last_used_flush_duration = histogram("authgate_last_used_flush_duration_seconds", "Time one last_used_at flush took.", LATENCY_BUCKETS);
+            last_used_flush_errors = counter("authgate_last_used_flush_errors_total", "Failed last_used_at flushes (the uses are kept and retried).");
+            listener_up = gauge("authgate_invalidation_listener_up", "1 while the Postgres LISTEN connection is established, else 0.");
+            known_hashes = gauge("authgate_known_hashes", "Token hash prefixes in the in-memory set of issued tokens.");
+            store_pool_size = gauge("authgate_store_pool_connections", "Connections in the token store pool.");
+            store_pool_available = gauge("authgate_store_pool_idle_connections", "Idle connections in the token store pool.");
+            connections_active = gauge("authgate_connections_active", "Client connections currently open.");
+            connection_limit_reached = counter("authgate_connection_limit_reached_total", "Times server.max_connections was reached; further connections waited in the accept queue.");
+            config_reloads = counter_vec("authgate_config_reloads_total", "Config reload attempts, by result (ok, error).", &["result"]);
+            management_requests = counter_vec("authgate_management_requests_total", "Requests to the management listener, by surface (api, ui) and status class.", &["surface", "status_class"]);
+            build_info = gauge_vec("authgate_build_info", "Build information; the value is always 1.", &["version"]);
+        }
         let hot = RequestMetrics::new(
             &requests,
             &denied,
@@ -241,184 +260,67 @@ impl Metrics {
             &store_duration,
             &store_errors,
         );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         let m = Metrics {
-            requests: requests.clone(),
-            denied: denied.clone(),
-            request_duration: request_duration.clone(),
-            upstream_duration: histogram(
-                &r,
-                "authgate_upstream_duration_seconds",
-                "Time the upstream took to answer with its response head.",
-                LATENCY_BUCKETS,
-            ),
-            upstream_errors: counter_vec(
-                &r,
-                "authgate_upstream_errors_total",
-                "Upstream failures, by kind (connect, timeout, protocol).",
-                &["kind"],
-            ),
-            cache_hits: counter(
-                &r,
-                "authgate_cache_hits_total",
-                "Token lookups answered from the cache.",
-            ),
-            cache_misses: counter(
-                &r,
-                "authgate_cache_misses_total",
-                "Token lookups that went to the store.",
-            ),
-            cache_negative_hits: counter(
-                &r,
-                "authgate_cache_negative_hits_total",
-                "Lookups answered by a remembered absence (unknown key).",
-            ),
-            cache_stale_served: counter(
-                &r,
-                "authgate_cache_stale_served_total",
-                "Lookups served from an expired entry because the store was unreachable.",
-            ),
-            cache_evictions: counter_vec(
-                &r,
-                "authgate_cache_evictions_total",
-                "Cache entries removed, by cause (size, expired, invalidated).",
-                &["cause"],
-            ),
-            cache_entries: gauge(
-                &r,
-                "authgate_cache_entries",
-                "Entries currently in the token cache.",
-            ),
-            store_duration: store_duration.clone(),
-            store_errors: store_errors.clone(),
-            invalidations: counter_vec(
-                &r,
-                "authgate_invalidations_total",
-                "Invalidation messages received, by source (postgres, redis).",
-                &["source"],
-            ),
-            invalidation_lag: histogram(
-                &r,
-                "authgate_invalidation_lag_seconds",
-                "Time from the database change to its invalidation message arriving here.",
-                &[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ],
-            ),
-            listener_reconnects: counter(
-                &r,
-                "authgate_listener_reconnects_total",
-                "Times the invalidation listener (re)connected; each clears the cache.",
-            ),
-            rate_limited: counter_vec(
-                &r,
-                "authgate_rate_limited_total",
-                "Requests refused by a rate limit, by scope (token, ip).",
-                &["scope"],
-            ),
-            rate_limit_errors: counter(
-                &r,
-                "authgate_rate_limit_fail_open_total",
-                "Rate-limit checks skipped (failed open) because Redis was unavailable.",
-            ),
-            redis_errors: counter_vec(
-                &r,
-                "authgate_redis_errors_total",
-                "Redis failures, by operation (ratelimit, publish, subscribe).",
-                &["op"],
-            ),
-            last_used_flush_size: histogram(
-                &r,
-                "authgate_last_used_flush_tokens",
-                "Tokens written per last_used_at flush.",
-                &[1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0],
-            ),
-            last_used_flush_duration: histogram(
-                &r,
-                "authgate_last_used_flush_duration_seconds",
-                "Time one last_used_at flush took.",
-                LATENCY_BUCKETS,
-            ),
-            last_used_flush_errors: counter(
-                &r,
-                "authgate_last_used_flush_errors_total",
-                "Failed last_used_at flushes (the uses are kept and retried).",
-            ),
-            listener_up: gauge(
-                &r,
-                "authgate_invalidation_listener_up",
-                "1 while the Postgres LISTEN connection is established, else 0.",
-            ),
-            known_hashes: gauge(
-                &r,
-                "authgate_known_hashes",
-                "Token hash prefixes in the in-memory set of issued tokens.",
-            ),
-            store_pool_size: gauge(&r, "authgate_store_pool_connections", "Connections in the token store pool."),
-            store_pool_available: gauge(
-                &r,
-                "authgate_store_pool_idle_connections",
-                "Idle connections in the token store pool.",
-            ),
-            connections_active: gauge(
-                &r,
-                "authgate_connections_active",
-                "Client connections currently open.",
-            ),
-            connection_limit_reached: counter(
-                &r,
-                "authgate_connection_limit_reached_total",
-                "Times server.max_connections was reached; further connections waited in the accept queue.",
-            ),
-            config_reloads: counter_vec(
-                &r,
-                "authgate_config_reloads_total",
-                "Config reload attempts, by result (ok, error).",
-                &["result"],
-            ),
-            management_requests: counter_vec(
-                &r,
-                "authgate_management_requests_total",
-                "Requests to the management listener, by surface (api, ui) and status class.",
-                &["surface", "status_class"],
-            ),
-            build_info: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        "authgate_build_info",
-                        "Build information; the value is always 1.",
-                    ),
-                    &["version"],
-                )
-                .unwrap_or_else(|e| panic!("metric authgate_build_info: {e}"));
-                r.register(Box::new(g.clone()))
-                    .unwrap_or_else(|e| panic!("metric authgate_build_info: {e}"));
-                g
-            },
+            requests,
+            denied,
+            request_duration,
+            upstream_duration,
+            upstream_errors,
+            cache_hits,
+            cache_misses,
+            cache_negative_hits,
+            cache_stale_served,
+            cache_evictions,
+            cache_entries,
+            store_duration,
+            store_errors,
+            invalidations,
+            invalidation_lag,
+            listener_reconnects,
+            rate_limited,
+            rate_limit_errors,
+            redis_errors,
+            last_used_flush_size,
+            last_used_flush_duration,
+            last_used_flush_errors,
+            connections_active,
+            listener_up,
+            known_hashes,
+            store_pool_size,
+            store_pool_available,
+            connection_limit_reached,
+            config_reloads,
+            management_requests,
+            build_info,
             hot: std::sync::Arc::new(hot),
             registry: r,
         };
-        m.build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        // Start the bounded label sets at zero, so dashboards and alerts see
-        // the series before the first event.
+        m.start_bounded_labels_at_zero();
+        m
+    }
+
+    /// Create the series of the bounded label sets, so dashboards and
+    /// alerts see them before the first event.
+    fn start_bounded_labels_at_zero(&self) {
         for cause in ["size", "expired", "invalidated"] {
-            m.cache_evictions.with_label_values(&[cause]);
+            self.cache_evictions.with_label_values(&[cause]);
         }
         for kind in ["connect", "timeout", "protocol"] {
-            m.upstream_errors.with_label_values(&[kind]);
+            self.upstream_errors.with_label_values(&[kind]);
         }
-        m.store_errors.with_label_values(&["find_token"]);
+        self.store_errors.with_label_values(&["find_token"]);
         for source in ["postgres", "redis"] {
-            m.invalidations.with_label_values(&[source]);
+            self.invalidations.with_label_values(&[source]);
         }
         for scope in ["token", "ip"] {
-            m.rate_limited.with_label_values(&[scope]);
+            self.rate_limited.with_label_values(&[scope]);
         }
         for result in ["ok", "error"] {
-            m.config_reloads.with_label_values(&[result]);
+            self.config_reloads.with_label_values(&[result]);
         }
-        m
     }
 
     /// The Prometheus text exposition.
