@@ -6,22 +6,32 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// Poll every replica until `key` is refused on `path`; returns when each
-/// first refused it.
+/// Poll every replica until `key` is refused on `path` with `refusal` (401
+/// for a dead key, 403 for a lost permission); returns when each first
+/// refused it. Any other answer than 200 or `refusal` (a 502 from a broken
+/// upstream, a 503 from a broken store) fails the test: it is not a
+/// revocation.
 async fn first_refusals(
     replicas: &[&Replica],
     path: &str,
     key: &str,
+    refusal: u16,
     limit: Duration,
 ) -> Vec<Instant> {
     let mut out = Vec::new();
     for r in replicas {
         let deadline = Instant::now() + limit;
         loop {
-            if get(&r.url(path), Some(key)).await.status >= 400 {
+            let status = get(&r.url(path), Some(key)).await.status;
+            if status == refusal {
                 out.push(Instant::now());
                 break;
             }
+            assert_eq!(
+                status, 200,
+                "replica {}: neither accepted nor refused with {refusal}",
+                r.addr
+            );
             assert!(
                 Instant::now() < deadline,
                 "replica {} still accepts the key after {limit:?}",
@@ -70,24 +80,27 @@ async fn revocations_through_the_cli_reach_both_replicas() {
     let r1 = Replica::start(&env.config_path, &[]);
     let r2 = Replica::start(&env.config_path, &[]);
     let articles = "/content-manager/collection-types/api::article.article";
-    let scenarios: Vec<(&str, Vec<String>, &str, &str)> = vec![
+    let scenarios: Vec<(&str, Vec<String>, &str, &str, u16)> = vec![
         (
             "token deleted",
             vec!["token".into(), "delete".into(), del_id.to_string()],
             "/api/articles",
             &del_key,
+            401,
         ),
         (
             "token regenerated",
             vec!["token".into(), "regenerate".into(), regen_id.to_string()],
             "/api/articles",
             &regen_key,
+            401,
         ),
         (
             "owner deactivated",
             vec!["user".into(), "deactivate".into(), "ed@example.com".into()],
             "/admin/users/me",
             &owner_key,
+            401,
         ),
         (
             "role permission revoked",
@@ -99,9 +112,10 @@ async fn revocations_through_the_cli_reach_both_replicas() {
             ],
             articles,
             &role_key,
+            403,
         ),
     ];
-    for (what, args, path, key) in &scenarios {
+    for (what, args, path, key, refusal) in &scenarios {
         for r in [&r1, &r2] {
             assert_eq!(
                 get(&r.url(path), Some(key)).await.status,
@@ -122,7 +136,8 @@ async fn revocations_through_the_cli_reach_both_replicas() {
                 .expect("cli");
             (out, Instant::now())
         });
-        let refused = first_refusals(&[&r1, &r2], path, key, Duration::from_secs(3)).await;
+        let refused =
+            first_refusals(&[&r1, &r2], path, key, *refusal, Duration::from_secs(3)).await;
         let (out, exited) = cli.await.unwrap();
         assert!(out.status.success(), "{what}: {}", stderr(&out));
         for t in &refused {
@@ -180,8 +195,8 @@ async fn revocation_latency_over_100_tokens() {
         // Poll both replicas in parallel.
         let (one, two) = ([&r1], [&r2]);
         let (a, b) = tokio::join!(
-            first_refusals(&one, "/api/articles", key, Duration::from_secs(1)),
-            first_refusals(&two, "/api/articles", key, Duration::from_secs(1)),
+            first_refusals(&one, "/api/articles", key, 401, Duration::from_secs(1)),
+            first_refusals(&two, "/api/articles", key, 401, Duration::from_secs(1)),
         );
         lat[0].push(a[0].saturating_duration_since(committed));
         lat[1].push(b[0].saturating_duration_since(committed));

@@ -203,13 +203,137 @@ proptest! {
         prop_assert!(r.is_ok(), "{}", r.unwrap_err());
     }
 
+    /// The GraphQL sniffer against the grammar: for documents built from
+    /// definitions (with keywords hidden in strings, block strings,
+    /// comments, arguments and field names), it answers `Query` exactly
+    /// when every operation is a query, and never for a mutation or a
+    /// subscription.
     #[test]
-    fn graphql_sniffer_never_calls_a_mutation_a_query(doc in "[ a-z{}()\"#\\n]{0,60}") {
-        let op = authgate::graphql::document(&doc);
-        if op == authgate::authz::GraphQlOperation::Query {
-            // Outside strings and comments, no top-level mutation keyword.
-            prop_assert!(!doc.trim_start().starts_with("mutation"));
-            prop_assert!(!doc.trim_start().starts_with("subscription"));
+    fn graphql_sniffer_reads_the_operations_of_a_document(doc in graphql_document_strategy()) {
+        let (text, ops) = doc;
+        let want = if !ops.is_empty() && ops.iter().all(|o| o.op == Op::Query) {
+            authgate::authz::GraphQlOperation::Query
+        } else {
+            authgate::authz::GraphQlOperation::Other
+        };
+        prop_assert_eq!(authgate::graphql::document(&text), want, "{:?} {:?}", text, ops);
+    }
+
+    /// A document cut anywhere is never called a query while a whole
+    /// mutation or subscription (keyword through closing brace) is in the
+    /// part kept: what the CMS could execute as a write is never let
+    /// through as a read.
+    #[test]
+    fn graphql_sniffer_fails_closed_on_a_cut_document(doc in graphql_document_strategy(), cut in 0.0f64..1.0) {
+        let (text, ops) = doc;
+        let mut at = (text.len() as f64 * cut) as usize;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        if authgate::graphql::document(&text[..at]) == authgate::authz::GraphQlOperation::Query {
+            let write_kept = ops.iter().any(|o| o.op != Op::Query && o.body_end <= at);
+            prop_assert!(!write_kept, "{:?} {:?}", &text[..at], ops);
         }
     }
+}
+
+/// One generated operation: its kind and where its selection set ends.
+#[derive(Debug, Clone, Copy)]
+struct GenOp {
+    op: Op,
+    body_end: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Query,
+    Mutation,
+    Subscription,
+}
+
+/// Blanks and comments between tokens, some holding keywords.
+fn graphql_gap() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(" ".to_owned()),
+        Just("\n".to_owned()),
+        Just(", ".to_owned()),
+        Just("\t".to_owned()),
+        Just(" # mutation { x }\n".to_owned()),
+        Just("\n# subscription\n".to_owned()),
+    ]
+}
+
+/// A selection set: fields (some named like keywords) with arguments
+/// whose strings hold keywords and braces, nested up to three deep.
+fn graphql_selection() -> impl Strategy<Value = String> {
+    let field = (
+        prop_oneof![
+            Just("a"),
+            Just("title"),
+            Just("mutation"),
+            Just("subscription"),
+            Just("query"),
+            Just("fragment")
+        ],
+        prop_oneof![
+            Just(String::new()),
+            Just(r#"(where: "mutation { x }")"#.to_owned()),
+            Just("(text: \"\"\"mutation\n{ \\\"\"\" }\"\"\")".to_owned()),
+            Just("(n: [1, 2], o: {k: \"}\"})".to_owned()),
+        ],
+        graphql_gap(),
+    )
+        .prop_map(|(name, args, gap)| format!("{name}{args}{gap}"));
+    let leaf = proptest::collection::vec(field, 1..4).prop_map(|f| format!("{{ {} }}", f.concat()));
+    leaf.prop_recursive(3, 12, 3, |inner| {
+        (
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("a ".to_owned()),
+                    inner.prop_map(|s| format!("sub {s} "))
+                ],
+                1..4,
+            ),
+            graphql_gap(),
+        )
+            .prop_map(|(items, gap)| format!("{{{gap}{}}}", items.concat()))
+    })
+}
+
+/// A document of 0..4 definitions, with the operations it holds in order.
+fn graphql_document_strategy() -> impl Strategy<Value = (String, Vec<GenOp>)> {
+    let definition = (
+        0u8..6,
+        "[A-Z][a-zA-Z0-9_]{0,6}",
+        prop_oneof![Just(""), Just(r#"($id: ID = "mutation", $n: Int)"#)],
+        graphql_selection(),
+        graphql_gap(),
+    )
+        .prop_map(|(kind, name, vars, body, gap)| {
+            let (head, op) = match kind {
+                0 => (String::new(), Some(Op::Query)),
+                1 => (format!("query{gap}"), Some(Op::Query)),
+                2 => (format!("query {name}{vars}{gap}"), Some(Op::Query)),
+                3 => (format!("mutation {name}{vars}{gap}"), Some(Op::Mutation)),
+                4 => (format!("subscription{gap}"), Some(Op::Subscription)),
+                _ => (format!("fragment {name} on Article{gap}"), None),
+            };
+            (head, body, gap, op)
+        });
+    (proptest::collection::vec(definition, 0..4), graphql_gap()).prop_map(|(defs, lead)| {
+        let mut text = lead;
+        let mut ops = Vec::new();
+        for (head, body, gap, op) in defs {
+            text.push_str(&head);
+            text.push_str(&body);
+            if let Some(op) = op {
+                ops.push(GenOp {
+                    op,
+                    body_end: text.len(),
+                });
+            }
+            text.push_str(&gap);
+        }
+        (text, ops)
+    })
 }
