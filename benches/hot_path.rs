@@ -1,6 +1,9 @@
 //! Micro-benchmarks of the request path's pieces (issue 6):
 //! `cargo bench --bench hot_path`.
 
+// Test code: a failure here is the test failing, so it may unwrap.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 

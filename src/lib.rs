@@ -8,7 +8,8 @@
 //! | [`token`] | key generation, the salted HMAC-SHA512 hash, the encrypted viewable copy |
 //! | [`model`] | the facts about a token (record, owner, permissions) |
 //! | [`route`] | path normalisation, route classes, action tables |
-//! | [`authz`] | the pure decision and the error envelope |
+//! | [`authz`] | the pure decision and its denials |
+//! | [`envelope`] | Strapi's error envelope, for denials and management errors alike |
 //! | [`graphql`] | the operation type of a GraphQL request |
 //! | [`store`] | Postgres: migrations, lookups, management writes (authgate's tables, or Strapi 5's read in place) |
 //! | [`cache`] | the moka token cache: TTL, stale-if-error, single flight |
@@ -31,7 +32,9 @@
 //! | [`metrics`] | Prometheus families |
 //! | [`telemetry`] | `tracing` set-up |
 //! | [`cli`] | the `authgate` command |
-#![forbid(unsafe_code)]
+//!
+//! The house rules (no `unsafe`, no `unwrap()` outside tests) are `[lints]`
+//! in `Cargo.toml`.
 
 pub mod audit;
 pub mod authz;

@@ -1,5 +1,8 @@
 //! Limits and slow clients, over raw sockets (issue 7).
 
+// Test code: a failure here is the test failing, so it may unwrap.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,9 @@
 //! real Postgres, each permission rule, the bootstrap token, the web page's
 //! session and CSRF rules, and `openapi.yaml` against the served routes.
 
+// Helpers below are test code too: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::{BTreeSet, HashMap};

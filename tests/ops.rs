@@ -1,5 +1,8 @@
 //! Operations: metrics, probes, graceful drain, TLS, logs, reloads (issue 5).
 
+// Test code: a failure here is the test failing, so it may unwrap.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;

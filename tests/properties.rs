@@ -1,6 +1,9 @@
 //! Property tests of the parsing that decides: path normalisation and
 //! classification, the Authorization header, the GraphQL sniffer.
 
+// Test code: a failure here is the test failing, so it may unwrap.
+#![allow(clippy::unwrap_used)]
+
 mod reference;
 
 use authgate::authz::parse_authorization;

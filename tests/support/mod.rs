@@ -7,6 +7,8 @@
 //! schema, dropped when the test ends (pass or fail).
 
 #![allow(dead_code)]
+// Set-up code: a failure here is the test failing, so it may unwrap.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
