@@ -121,18 +121,29 @@ impl RedisLink {
         let Some(mut c) = self.conn("publish").await else {
             return;
         };
-        let r: Result<redis::RedisResult<i64>, _> = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(payload)
-                .query_async(&mut c),
-        )
-        .await;
-        match r {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => self.failed("publish", &e),
-            Err(_) => self.failed("publish", &"timed out"),
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(&self.channel).arg(payload);
+        self.bounded("publish", publish.query_async::<i64>(&mut c))
+            .await;
+    }
+
+    /// Run one command within `redis.timeout`; a failure or a timeout is
+    /// logged and counted under `op` and gives `None`.
+    async fn bounded<T>(
+        &self,
+        op: &str,
+        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(self.timeout, command).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.failed(op, &e);
+                None
+            }
+            Err(_) => {
+                self.failed(op, &"timed out");
+                None
+            }
         }
     }
 
@@ -141,45 +152,19 @@ impl RedisLink {
     pub async fn incr_window(&self, key: &str, window: Duration) -> Option<u64> {
         let mut c = self.conn("ratelimit").await?;
         let ms = window.as_millis().max(1) as u64;
-        let r = tokio::time::timeout(
-            self.timeout,
-            self.script.key(key).arg(ms).invoke_async::<u64>(&mut c),
-        )
-        .await;
-        match r {
-            Ok(Ok(n)) => Some(n),
-            Ok(Err(e)) => {
-                self.failed("ratelimit", &e);
-                None
-            }
-            Err(_) => {
-                self.failed("ratelimit", &"timed out");
-                None
-            }
-        }
+        let mut incr = self.script.key(key);
+        incr.arg(ms);
+        self.bounded("ratelimit", incr.invoke_async::<u64>(&mut c))
+            .await
     }
 
     /// Read a counter (0 when absent); `None` when Redis is unavailable.
     pub async fn get_count(&self, key: &str) -> Option<u64> {
         let mut c = self.conn("ratelimit").await?;
-        let r = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("GET")
-                .arg(key)
-                .query_async::<Option<u64>>(&mut c),
-        )
-        .await;
-        match r {
-            Ok(Ok(n)) => Some(n.unwrap_or(0)),
-            Ok(Err(e)) => {
-                self.failed("ratelimit", &e);
-                None
-            }
-            Err(_) => {
-                self.failed("ratelimit", &"timed out");
-                None
-            }
-        }
+        let mut get = redis::cmd("GET");
+        get.arg(key);
+        let count = self.bounded("ratelimit", get.query_async::<Option<u64>>(&mut c));
+        Some(count.await?.unwrap_or(0))
     }
 
     /// Subscribe to the invalidation channel until `shutdown`, handing every

@@ -1037,6 +1037,47 @@ fn unmapped(method: &Method) -> RouteAction<'static> {
     }
 }
 
+/// Small constructors for the table tests here and in `authz`.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{ContentTypeSpec, PatternSpec, RouteSpec, RuleSpec};
+
+    /// An action-table row.
+    pub fn pattern(route: &str, action: &str, subject: Option<&str>) -> PatternSpec {
+        PatternSpec {
+            route: route.into(),
+            action: action.into(),
+            subject: subject.map(Into::into),
+        }
+    }
+
+    /// A content type: a collection when `plural` is given, else a single type.
+    pub fn content_type(uid: &str, plural: Option<&str>) -> ContentTypeSpec {
+        ContentTypeSpec {
+            uid: uid.into(),
+            plural: plural.map(Into::into),
+            singular: None,
+            single: plural.is_none(),
+        }
+    }
+
+    /// Strapi's prefixes, GraphQL, and `/api/private` requiring a token;
+    /// no content types or actions.
+    pub fn spec() -> RouteSpec {
+        RouteSpec {
+            admin_prefixes: vec!["/admin".into(), "/content-manager".into(), "/upload".into()],
+            content_api_prefixes: vec!["/api".into(), "/graphql".into()],
+            graphql_path: Some("/graphql".into()),
+            rules: vec![RuleSpec {
+                prefix: "/api/private".into(),
+                methods: None,
+                auth_required: true,
+            }],
+            ..RouteSpec::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1113,33 +1154,12 @@ mod tests {
     }
 
     fn table() -> RouteTable {
-        let p = |route: &str, action: &str, subject: Option<&str>| PatternSpec {
-            route: route.into(),
-            action: action.into(),
-            subject: subject.map(Into::into),
-        };
+        use super::fixtures::{content_type, pattern as p, spec};
+        let read = "plugin::content-manager.explorer.read";
         RouteTable::build(&RouteSpec {
-            admin_prefixes: vec!["/admin".into(), "/content-manager".into(), "/upload".into()],
-            content_api_prefixes: vec!["/api".into(), "/graphql".into()],
-            graphql_path: Some("/graphql".into()),
-            rules: vec![RuleSpec {
-                prefix: "/api/private".into(),
-                methods: None,
-                auth_required: true,
-            }],
             content_types: vec![
-                ContentTypeSpec {
-                    uid: "api::article.article".into(),
-                    plural: Some("articles".into()),
-                    singular: None,
-                    single: false,
-                },
-                ContentTypeSpec {
-                    uid: "api::homepage.homepage".into(),
-                    plural: None,
-                    singular: None,
-                    single: true,
-                },
+                content_type("api::article.article", Some("articles")),
+                content_type("api::homepage.homepage", None),
             ],
             content_api_actions: vec![p(
                 "GET /api/upload/files",
@@ -1149,12 +1169,12 @@ mod tests {
             admin_actions: vec![
                 p(
                     "GET /content-manager/collection-types/:model",
-                    "plugin::content-manager.explorer.read",
+                    read,
                     Some(":model"),
                 ),
                 p(
                     "GET /content-manager/collection-types/:model/:id",
-                    "plugin::content-manager.explorer.read",
+                    read,
                     Some(":model"),
                 ),
                 p(
@@ -1175,6 +1195,7 @@ mod tests {
                 p("GET /admin/users", "admin::users.read", None),
                 p("GET /admin/users/:id", "admin::users.read", None),
             ],
+            ..spec()
         })
         .unwrap()
     }

@@ -6,38 +6,15 @@ use http::Method;
 
 use super::*;
 use crate::model::{Owner, Permission, PermissionSet};
-use crate::route::{ContentTypeSpec, PatternSpec, RouteSpec, RouteTable, RuleSpec};
+use crate::route::{RouteSpec, RouteTable};
 
 fn table() -> RouteTable {
-    let p = |route: &str, action: &str, subject: Option<&str>| PatternSpec {
-        route: route.into(),
-        action: action.into(),
-        subject: subject.map(Into::into),
-    };
+    use crate::route::fixtures::{content_type, pattern as p, spec};
     RouteTable::build(&RouteSpec {
-        admin_prefixes: vec!["/admin".into(), "/content-manager".into(), "/upload".into()],
-        content_api_prefixes: vec!["/api".into(), "/graphql".into()],
-        graphql_path: Some("/graphql".into()),
-        rules: vec![RuleSpec {
-            prefix: "/api/private".into(),
-            methods: None,
-            auth_required: true,
-        }],
         content_types: vec![
-            ContentTypeSpec {
-                uid: "api::article.article".into(),
-                plural: Some("articles".into()),
-                singular: None,
-                single: false,
-            },
-            ContentTypeSpec {
-                uid: "api::tag.tag".into(),
-                plural: Some("tags".into()),
-                singular: None,
-                single: false,
-            },
+            content_type("api::article.article", Some("articles")),
+            content_type("api::tag.tag", Some("tags")),
         ],
-        content_api_actions: vec![],
         admin_actions: vec![
             p(
                 "GET /content-manager/collection-types/:model",
@@ -51,6 +28,7 @@ fn table() -> RouteTable {
             ),
             p("GET /admin/users", "admin::users.read", None),
         ],
+        ..spec()
     })
     .unwrap()
 }
