@@ -7,7 +7,12 @@
 #   bench/load.sh --smoke         # 1 round x 2 s: checks the script works
 #   ROUNDS=5 DURATION=15 CONNECTIONS=64 bench/load.sh
 #   HOLD=1 bench/load.sh          # set everything up and wait (for profiling)
-#   BENCH_PORT_BASE=28081 bench/load.sh   # ports BASE..BASE+5 (default 18081)
+#   BENCH_PORT_BASE=28081 bench/load.sh   # ports BASE..BASE+7 (default 18081)
+#
+# Besides nginx, two programs of our own bracket authgate (bench/floor.rs:
+# bytes copied between pinned connections, the least a proxy can do;
+# bench/hyper_proxy.rs: hyper's server and pooled client with nothing
+# else, the ceiling of anything built on them).
 #
 # Targets include the strapi5 layout (authgate reading a Strapi 5 schema in
 # place, tests/fixtures/strapi5-schema.sql) without and with authgate's
@@ -23,7 +28,9 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
-CONNECTIONS=${CONNECTIONS:-50}
+CONNECTIONS=${CONNECTIONS:-32}
+# The open-loop rate of the latency rows (issue 14 compares at 2,000 req/s).
+OPEN_RATE=${OPEN_RATE:-2000}
 TOKENS=${TOKENS:-10000}
 if [ "${1:-}" = "--smoke" ]; then ROUNDS=1; DURATION=2; TOKENS=200; fi
 
@@ -33,10 +40,10 @@ ensure_postgres 5432
 
 BASE=${BENCH_PORT_BASE:-18081}
 P_UP=$BASE P_NGINX=$((BASE + 1)) P_GATE=$((BASE + 2)) P_UNCACHED=$((BASE + 3))
-P_S5=$((BASE + 4)) P_S5T=$((BASE + 5))
-for p in $P_UP $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T; do
+P_S5=$((BASE + 4)) P_S5T=$((BASE + 5)) P_FLOOR=$((BASE + 6)) P_HYPER=$((BASE + 7))
+for p in $P_UP $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T $P_FLOOR $P_HYPER; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "bench: port $p is busy; set BENCH_PORT_BASE (ports BASE..BASE+5, now $BASE)" >&2
+    echo "bench: port $p is busy; set BENCH_PORT_BASE (ports BASE..BASE+7, now $BASE)" >&2
     exit 1
   fi
 done
@@ -61,10 +68,11 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "==> building authgate (release)" >&2
-cargo build --release --quiet --bin authgate --example latency
+cargo build --release --quiet --bin authgate --example latency --example bench_floor --example bench_hyper_proxy
 
 # Ports: BASE upstream, +1 nginx proxy, +2 authgate (cache), +3 authgate (no
-# cache), +4 authgate strapi5 (polled), +5 authgate strapi5 (triggers)
+# cache), +4 authgate strapi5 (polled), +5 authgate strapi5 (triggers),
+# +6 the floor, +7 the bare hyper proxy
 mkdir -p "$W/logs"
 # Two nginx instances, one worker each: the upstream (answers from memory)
 # and the plain reverse proxy under comparison, so the proxy's worker does
@@ -196,7 +204,9 @@ target/release/authgate --config "$W/cached.toml" serve 2>"$W/logs/cached.log" &
 target/release/authgate --config "$W/uncached.toml" serve 2>"$W/logs/uncached.log" & pids+=($!)
 target/release/authgate --config "$W/s5.toml" serve 2>"$W/logs/s5-cached.log" & pids+=($!)
 target/release/authgate --config "$W/s5t.toml" serve 2>"$W/logs/s5t-cached.log" & pids+=($!)
-for p in $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T; do
+target/release/examples/bench_floor 127.0.0.1:$P_FLOOR 127.0.0.1:$P_UP & pids+=($!)
+target/release/examples/bench_hyper_proxy 127.0.0.1:$P_HYPER 127.0.0.1:$P_UP & pids+=($!)
+for p in $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T $P_FLOOR $P_HYPER; do
   up=
   for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && up=1 && break; sleep 0.1; done
   if [ -z "$up" ]; then
@@ -242,6 +252,8 @@ tick=$(getconf CLK_TCK)
 targets=(
   "direct|http://127.0.0.1:$P_UP/api/articles||$up_worker"
   "nginx|http://127.0.0.1:$P_NGINX/api/articles||$proxy_worker"
+  "floor|http://127.0.0.1:$P_FLOOR/api/articles||${pids[4]}"
+  "hyper-proxy|http://127.0.0.1:$P_HYPER/api/articles||${pids[5]}"
   "authgate-hit|http://127.0.0.1:$P_GATE/api/articles|$W/one.lua|${pids[0]}"
   "authgate-10k|http://127.0.0.1:$P_GATE/api/articles|$W/many.lua|${pids[0]}"
   # Distinct tokens: with one token, single flight would let concurrent
@@ -296,13 +308,26 @@ direct_lat=$(target/release/examples/latency 127.0.0.1:$P_UP /api/articles "$hal
 nginx_lat=$(target/release/examples/latency 127.0.0.1:$P_NGINX /api/articles "$half" "$lat_secs")
 gate_lat=$(target/release/examples/latency 127.0.0.1:$P_GATE /api/articles "$half" "$lat_secs" "$ONE")
 miss_lat=$(target/release/examples/latency 127.0.0.1:$P_UNCACHED /api/articles "$miss_half" "$lat_secs" "@$W/keys.txt")
+# Open loop at a fixed, modest rate (OPEN_RATE), each target once a round in
+# rotating order: what a proxy adds to a request when it is not busy.
+open_results="$W/open.txt"
+: > "$open_results"
+open_targets=("direct|$P_UP|" "nginx|$P_NGINX|" "floor|$P_FLOOR|" "authgate-hit|$P_GATE|$ONE")
+for round in $(seq 1 "$ROUNDS"); do
+  n=${#open_targets[@]}
+  for k in $(seq 0 $((n - 1))); do
+    IFS='|' read -r name port key <<<"${open_targets[$(( (k + round - 1) % n ))]}"
+    echo "$name $(target/release/examples/latency 127.0.0.1:$port /api/articles "$OPEN_RATE" "$lat_secs" $key)" >> "$open_results"
+  done
+done
 
-python3 - "$results" "$half" "$direct_lat" "$nginx_lat" "$gate_lat" "$miss_half" "$miss_lat" "$CONNECTIONS" "$DURATION" "$ROUNDS" <<'PY'
+python3 - "$results" "$half" "$direct_lat" "$nginx_lat" "$gate_lat" "$miss_half" "$miss_lat" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$open_results" "$OPEN_RATE" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 half, direct_lat, nginx_lat, gate_lat, miss_half, miss_lat = sys.argv[2:8]
 conns, dur, rounds = sys.argv[8:11]
-names = ["direct", "nginx", "authgate-hit", "authgate-10k", "authgate-miss", "authgate-reject",
+open_rows, open_rate = sys.argv[11], sys.argv[12]
+names = ["direct", "nginx", "floor", "hyper-proxy", "authgate-hit", "authgate-10k", "authgate-miss", "authgate-reject",
          "strapi5-hit", "strapi5-reject", "strapi5-triggers-hit", "strapi5-triggers-reject"]
 med = {}
 for n in names:
@@ -322,6 +347,17 @@ print(f"|---|---:|---:|---:|---:|")
 for name, s in (("direct", direct_lat), ("nginx", nginx_lat), ("authgate-hit", gate_lat)):
     v = kv(s)
     print(f"| {name} | {v['p50_us']} | {v['p99_us']} | {v['max_us']} | {int(v['p99_us']) - int(d['p99_us'])} |")
+opened = {}
+for line in open(open_rows):
+    name, rest = line.split(" ", 1)
+    opened.setdefault(name, []).append(kv(rest))
+om = {n: {k: statistics.median(int(v[k]) for v in vs) for k in ("p50_us", "p99_us")} for n, vs in opened.items()}
+print(f"\nopen-loop at {open_rate} req/s, 4 connections, median of {rounds} run(s) each:")
+print(f"| target | p50 (us) | p99 (us) | p50 added over direct (us) | p99 added over direct (us) |")
+print(f"|---|---:|---:|---:|---:|")
+for name in ("direct", "nginx", "floor", "authgate-hit"):
+    v = om[name]
+    print(f"| {name} | {v['p50_us']:.0f} | {v['p99_us']:.0f} | {v['p50_us'] - om['direct']['p50_us']:.0f} | {v['p99_us'] - om['direct']['p99_us']:.0f} |")
 m = kv(miss_lat)
 print(f"\ncache-miss open-loop at {miss_half} req/s (half of authgate-miss saturation, a distinct token per request): "
       f"p50 {m['p50_us']} us, p99 {m['p99_us']} us, max {m['max_us']} us")
