@@ -282,6 +282,7 @@ pub struct RawTokens {
     pub salt: Option<Secret>,
     pub encryption_key: Option<Secret>,
     pub last_used_interval: String,
+    pub stats_interval: String,
 }
 
 impl Default for RawTokens {
@@ -290,6 +291,7 @@ impl Default for RawTokens {
             salt: None,
             encryption_key: None,
             last_used_interval: "60s".into(),
+            stats_interval: "60s".into(),
         }
     }
 }
@@ -821,6 +823,8 @@ pub struct TokensConfig {
     pub salt: Secret,
     pub encryption_key: Option<Secret>,
     pub last_used_interval: Duration,
+    /// How often the `authgate_tokens*` gauges are recounted from the store.
+    pub stats_interval: Duration,
 }
 
 /// `[audit]`: the management audit trail (see `crate::audit`).
@@ -1140,10 +1144,15 @@ impl RawConfig {
                 ))
             }
         };
+        let stats_interval = duration("tokens.stats_interval", &t.stats_interval)?;
+        if stats_interval < Duration::from_secs(1) {
+            return Err(key_err("tokens.stats_interval", "must be at least 1s"));
+        }
         Ok(TokensConfig {
             salt,
             encryption_key: t.encryption_key.clone().filter(|k| !k.expose().is_empty()),
             last_used_interval: duration("tokens.last_used_interval", &t.last_used_interval)?,
+            stats_interval,
         })
     }
 

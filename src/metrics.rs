@@ -49,6 +49,9 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Management listener requests, by surface (api, ui) and status class.
     pub management_requests: IntCounterVec,
+    /// Token counts from the store (`stats` refresh, never per request).
+    pub tokens: IntGaugeVec,
+    pub tokens_expiring: IntGaugeVec,
     pub build_info: IntGaugeVec,
     /// The per-request series, resolved once (no label hashing per request).
     pub hot: std::sync::Arc<RequestMetrics>,
@@ -172,6 +175,10 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
     c
 }
 
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
@@ -251,6 +258,8 @@ impl Metrics {
             connection_limit_reached = counter("authgate_connection_limit_reached_total", "Times server.max_connections was reached; further connections waited in the accept queue.");
             config_reloads = counter_vec("authgate_config_reloads_total", "Config reload attempts, by result (ok, error).", &["result"]);
             management_requests = counter_vec("authgate_management_requests_total", "Requests to the management listener, by surface (api, ui) and status class.", &["surface", "status_class"]);
+            tokens = gauge_vec("authgate_tokens", "Tokens in the store, by kind and state (active, expired); refreshed every tokens.stats_interval.", &["kind", "state"]);
+            tokens_expiring = gauge_vec("authgate_tokens_expiring", "Active tokens whose expiry falls within the window (1d, 7d, 30d), by kind; refreshed every tokens.stats_interval.", &["kind", "within"]);
             build_info = gauge_vec("authgate_build_info", "Build information; the value is always 1.", &["version"]);
         }
         let hot = RequestMetrics::new(
@@ -294,12 +303,37 @@ impl Metrics {
             connection_limit_reached,
             config_reloads,
             management_requests,
+            tokens,
+            tokens_expiring,
             build_info,
             hot: std::sync::Arc::new(hot),
             registry: r,
         };
         m.start_bounded_labels_at_zero();
         m
+    }
+
+    /// Publish the store's token counts (see `authgate_tokens*`).
+    pub fn set_token_stats(&self, stats: &crate::model::TokenStats) {
+        use crate::model::TokenKind;
+        for kind in [TokenKind::ContentApi, TokenKind::Admin] {
+            let c = stats.of(kind);
+            let k = kind.as_str();
+            for (state, n) in [("active", c.active), ("expired", c.expired)] {
+                self.tokens
+                    .with_label_values(&[k, state])
+                    .set(gauge_value(n));
+            }
+            for (within, n) in [
+                ("1d", c.expiring_1d),
+                ("7d", c.expiring_7d),
+                ("30d", c.expiring_30d),
+            ] {
+                self.tokens_expiring
+                    .with_label_values(&[k, within])
+                    .set(gauge_value(n));
+            }
+        }
     }
 
     /// Create the series of the bounded label sets, so dashboards and

@@ -327,6 +327,34 @@ impl AsRef<TokenRecord> for TokenRecord {
     }
 }
 
+/// How many tokens of one kind the store holds, for the `authgate_tokens*`
+/// gauges (`expiring_*`: active tokens whose expiry falls within that much
+/// time from now; each window includes the shorter ones).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub active: u64,
+    pub expired: u64,
+    pub expiring_1d: u64,
+    pub expiring_7d: u64,
+    pub expiring_30d: u64,
+}
+
+/// [`TokenCounts`] of both kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenStats {
+    pub content_api: TokenCounts,
+    pub admin: TokenCounts,
+}
+
+impl TokenStats {
+    pub fn of(&self, kind: TokenKind) -> &TokenCounts {
+        match kind {
+            TokenKind::ContentApi => &self.content_api,
+            TokenKind::Admin => &self.admin,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,6 +117,7 @@ fn errors_name_the_key() {
         ("[tokens]\nsalt=\"s\"\n[[admin_actions]]\nroute = \"GET /a/:x\"\naction = \"a\"\n[[admin_actions]]\nroute = \"GET /a/:y\"\naction = \"b\"\n", "ambiguous"),
         ("[tokens]\nsalt=\"s\"\n[log]\nformat = \"xml\"\n", "log.format"),
         ("[tokens]\nsalt=\"s\"\n[identity]\nheader_prefix = \"x auth\"\n", "identity.header_prefix"),
+        ("[tokens]\nsalt=\"s\"\nstats_interval = \"200ms\"\n", "tokens.stats_interval"),
         ("[tokens\nsalt=\"s\"\n", "not valid TOML"),
     ];
     for (text, needle) in rows {
