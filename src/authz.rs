@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use crate::model::{ContentApiType, Ownership, TokenKind, TokenRecord};
 use crate::route::{Route, RouteAction, RouteClass};
+use crate::token::{is_token68, looks_like_jwt};
 
 /// What the `Authorization` header carries, parsed like Strapi does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,38 +100,12 @@ where
     }
 }
 
-/// RFC 7235 `token68`: ALPHA / DIGIT / `-._~+/` and `=`.
-fn is_token68(b: u8) -> bool {
-    b.is_ascii_alphanumeric() | matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-}
-
 fn bearer_credential(bearer: &[u8]) -> Credential<'_> {
     if looks_like_jwt(bearer) {
         Credential::Session
     } else {
         Credential::Token(bearer)
     }
-}
-
-/// Three non-empty base64url segments joined by dots.
-pub fn looks_like_jwt(v: &[u8]) -> bool {
-    // Cheap reject first: a key (hex, no dots) is not a JWT.
-    if v.iter().filter(|b| **b == b'.').count() != 2 {
-        return false;
-    }
-    let mut n = 0;
-    for seg in v.split(|b| *b == b'.') {
-        n += 1;
-        if n > 3
-            || seg.is_empty()
-            || !seg
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
-        {
-            return false;
-        }
-    }
-    n == 3
 }
 
 /// What to do with CMS session JWTs on protected routes.
@@ -292,7 +267,11 @@ pub fn precheck<'a>(
         Credential::Conflicting | Credential::Malformed => {
             Precheck::Deny(Denial::InvalidCredentials)
         }
-        Credential::Token(key) if crate::token::looks_like_key(key) => Precheck::Lookup(key),
+        // A `Token` is token68 and not JWT-shaped by construction
+        // (`parse_authorization`); only its length is left to check.
+        Credential::Token(key) if crate::token::KEY_LEN.contains(&key.len()) => {
+            Precheck::Lookup(key)
+        }
         Credential::Token(_) => Precheck::Deny(Denial::InvalidCredentials),
     }
 }

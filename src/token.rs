@@ -124,11 +124,72 @@ impl Hasher {
     }
 }
 
-/// True when `value` has the exact shape of an issued key: 256 lower-case hex
-/// characters. Anything else cannot match a stored hash, so it is rejected
-/// without a lookup.
+/// The lengths of key authgate accepts: its own keys are 256 characters,
+/// and keys brought along from a legacy CMS (`token import`) may be as
+/// short as 20.
+pub const KEY_LEN: std::ops::RangeInclusive<usize> = 20..=512;
+
+/// Why a value cannot be a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyShapeError {
+    #[error("a key must be 20 to 512 characters long, not {0}")]
+    Length(usize),
+    #[error(
+        "a key may hold only letters, digits and - . _ ~ + / = (what a Bearer credential can carry)"
+    )]
+    Character,
+    #[error("a key must not look like a JWT (three dot-separated base64url parts): it would be read as a CMS session")]
+    JwtShaped,
+}
+
+/// Check that `value` can be a key: [`KEY_LEN`] characters of RFC 7235
+/// `token68` (anything else is refused as a malformed `Authorization`
+/// before any lookup), and not JWT-shaped (that is a CMS session).
+pub fn check_key_shape(value: &[u8]) -> Result<(), KeyShapeError> {
+    if !KEY_LEN.contains(&value.len()) {
+        return Err(KeyShapeError::Length(value.len()));
+    }
+    if !value.iter().all(|b| is_token68(*b)) {
+        return Err(KeyShapeError::Character);
+    }
+    if looks_like_jwt(value) {
+        return Err(KeyShapeError::JwtShaped);
+    }
+    Ok(())
+}
+
+/// True when `value` has the shape of a key ([`check_key_shape`]). A value
+/// of any other shape cannot match a stored hash, so it is refused without
+/// a lookup.
 pub fn looks_like_key(value: &[u8]) -> bool {
-    value.len() == KEY_HEX_LEN && value.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    check_key_shape(value).is_ok()
+}
+
+/// RFC 7235 `token68`: ALPHA / DIGIT / `-._~+/` and `=`.
+pub fn is_token68(b: u8) -> bool {
+    b.is_ascii_alphanumeric() | matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+}
+
+/// Three non-empty base64url segments joined by dots: a JWT, which the CMS
+/// reads as a session.
+pub fn looks_like_jwt(v: &[u8]) -> bool {
+    // Cheap reject first: a key (hex, no dots) is not a JWT.
+    if v.iter().filter(|b| **b == b'.').count() != 2 {
+        return false;
+    }
+    let mut n = 0;
+    for seg in v.split(|b| *b == b'.') {
+        n += 1;
+        if n > 3
+            || seg.is_empty()
+            || !seg
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        {
+            return false;
+        }
+    }
+    n == 3
 }
 
 /// A fresh plaintext key from the OS CSPRNG.
@@ -261,14 +322,38 @@ mod tests {
         let key = generate_key().unwrap();
         assert_eq!(key.len(), 256);
         assert!(looks_like_key(key.as_bytes()));
-        assert!(!looks_like_key(key.to_uppercase().as_bytes()));
-        assert!(!looks_like_key(&key.as_bytes()[..255]));
-        assert!(!looks_like_key(format!("{key}0").as_bytes()));
-        assert!(!looks_like_key(b""));
-        let mut bad = key.clone().into_bytes();
-        bad[10] = b'g';
-        assert!(!looks_like_key(&bad));
         assert_ne!(generate_key().unwrap(), key);
+        // Keys brought along from a legacy CMS: any token68 shape of 20 to
+        // 512 characters that is not a JWT.
+        let upper = key.to_uppercase();
+        let rows: &[(&[u8], Result<(), KeyShapeError>)] = &[
+            (upper.as_bytes(), Ok(())),
+            (b"sk_live_0123456789abcdef", Ok(())),
+            (b"aB3-._~+/=aB3-._~+/=", Ok(())),
+            (&[b'k'; 512], Ok(())),
+            (b"", Err(KeyShapeError::Length(0))),
+            (b"0123456789abcdefghi", Err(KeyShapeError::Length(19))),
+            (&[b'k'; 513], Err(KeyShapeError::Length(513))),
+            (b"0123456789 abcdefghij", Err(KeyShapeError::Character)),
+            (b"0123456789,abcdefghij", Err(KeyShapeError::Character)),
+            (b"0123456789\"abcdefghij", Err(KeyShapeError::Character)),
+            (
+                "0123456789é-abcdefghij".as_bytes(),
+                Err(KeyShapeError::Character),
+            ),
+            (
+                b"eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl",
+                Err(KeyShapeError::JwtShaped),
+            ),
+        ];
+        for (value, want) in rows {
+            assert_eq!(
+                check_key_shape(value),
+                *want,
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+        }
     }
 
     #[test]
