@@ -135,6 +135,10 @@ pub enum TokenCmd {
     List {
         #[arg(long, value_parser = parse_kind)]
         kind: Option<TokenKind>,
+        /// Only active tokens that expire within DURATION (e.g. 7d, 36h),
+        /// soonest first.
+        #[arg(long, value_parser = parse_window)]
+        expiring: Option<std::time::Duration>,
         #[command(flatten)]
         act: ActAs,
         #[arg(long)]
@@ -249,6 +253,11 @@ pub enum RoleCmd {
 /// A token lifespan in ms; `None` = unlimited.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifespan(pub Option<i64>);
+
+fn parse_window(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration `{s}` ({e}); write e.g. 7d or 36h"))
+}
 
 fn parse_lifespan(s: &str) -> Result<Lifespan, String> {
     manage::parse_duration(s).map(Lifespan)
@@ -481,6 +490,37 @@ fn strapi5_refusal(cmd: &Command) -> Option<&'static str> {
         }
     };
     Some(what)
+}
+
+/// `token list`: a table, or one JSON object a line.
+fn print_token_list(rows: &[TokenRow], json: bool) {
+    if json {
+        for t in rows {
+            println!("{}", token_json(t, None));
+        }
+    } else {
+        println!(
+            "{:<6} {:<12} {:<28} {:<12} {:<24} {:<20} {:<20}",
+            "ID", "KIND", "NAME", "TYPE", "OWNER", "EXPIRES", "LAST USED"
+        );
+        for t in rows {
+            let d = |t: Option<SystemTime>, none: &str| {
+                t.map_or(none.to_owned(), |t| {
+                    humantime::format_rfc3339_seconds(t).to_string()
+                })
+            };
+            println!(
+                "{:<6} {:<12} {:<28} {:<12} {:<24} {:<20} {:<20}",
+                t.id,
+                t.kind.as_str(),
+                t.name,
+                t.token_type.map_or("-", ContentApiType::as_str),
+                t.owner_email.as_deref().unwrap_or("-"),
+                d(t.expires_at, "never"),
+                d(t.last_used_at, "never"),
+            );
+        }
+    }
 }
 
 async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
@@ -759,36 +799,20 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
                 );
             }
         }
-        TokenCmd::List { kind, act, json } => {
+        TokenCmd::List {
+            kind,
+            expiring,
+            act,
+            json,
+        } => {
             let actor = mgr.actor(act.as_user.as_deref()).await?;
-            let rows = mgr.list(&actor, kind).await?;
-            if json {
-                for t in &rows {
-                    println!("{}", token_json(t, None));
-                }
-            } else {
-                println!(
-                    "{:<6} {:<12} {:<28} {:<12} {:<24} {:<20} {:<20}",
-                    "ID", "KIND", "NAME", "TYPE", "OWNER", "EXPIRES", "LAST USED"
-                );
-                for t in &rows {
-                    let d = |t: Option<SystemTime>, none: &str| {
-                        t.map_or(none.to_owned(), |t| {
-                            humantime::format_rfc3339_seconds(t).to_string()
-                        })
-                    };
-                    println!(
-                        "{:<6} {:<12} {:<28} {:<12} {:<24} {:<20} {:<20}",
-                        t.id,
-                        t.kind.as_str(),
-                        t.name,
-                        t.token_type.map_or("-", ContentApiType::as_str),
-                        t.owner_email.as_deref().unwrap_or("-"),
-                        d(t.expires_at, "never"),
-                        d(t.last_used_at, "never"),
-                    );
-                }
+            let mut rows = mgr.list(&actor, kind).await?;
+            if let Some(window) = expiring {
+                let now = SystemTime::now();
+                rows.retain(|t| crate::model::expires_within(t.expires_at, now, window));
+                rows.sort_by_key(|t| t.expires_at);
             }
+            print_token_list(&rows, json);
         }
         TokenCmd::Show {
             id,

@@ -339,6 +339,16 @@ pub struct TokenCounts {
     pub expiring_30d: u64,
 }
 
+/// True when a token that expires at `expires_at` is still active at `now`
+/// and expires within `window` of it (`None`: it never expires).
+pub fn expires_within(
+    expires_at: Option<SystemTime>,
+    now: SystemTime,
+    window: std::time::Duration,
+) -> bool {
+    expires_at.is_some_and(|at| at > now && at <= now + window)
+}
+
 /// [`TokenCounts`] of both kinds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenStats {
@@ -357,6 +367,25 @@ impl TokenStats {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn expiry_windows() {
+        use std::time::Duration;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let day = Duration::from_secs(86_400);
+        let rows = [
+            (None, false),
+            (Some(now - Duration::from_secs(1)), false),
+            (Some(now), false),
+            (Some(now + Duration::from_secs(1)), true),
+            (Some(now + 7 * day), true),
+            (Some(now + 7 * day + Duration::from_secs(1)), false),
+        ];
+        for (at, want) in rows {
+            assert_eq!(super::expires_within(at, now, 7 * day), want, "{at:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

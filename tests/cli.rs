@@ -341,3 +341,57 @@ async fn postgres_tls_verify_refuses_an_unverifiable_server() {
         "{err}"
     );
 }
+
+/// `token list --expiring`: only active tokens that expire inside the
+/// window, soonest first (issue 16).
+#[tokio::test]
+async fn token_list_expiring_shows_what_expires_soon() {
+    let env = Env::new().await;
+    let create = |name: &str, duration: &str| {
+        env.json(&[
+            "token",
+            "create",
+            "--kind",
+            "content-api",
+            "--name",
+            name,
+            "--type",
+            "read-only",
+            "--duration",
+            duration,
+        ])["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let week = create("week", "7d");
+    let month = create("month", "30d");
+    create("forever", "unlimited");
+    let gone = create("gone", "7d");
+    exec(
+        &env.schema,
+        &format!("UPDATE tokens SET expires_at = now() - interval '1 hour' WHERE id = {gone}"),
+    )
+    .await;
+    let ids = |window: &str| -> Vec<i64> {
+        env.ok(&["token", "list", "--expiring", window, "--json"])
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(ids("7d"), vec![week]);
+    assert_eq!(ids("31d"), vec![week, month]);
+    assert_eq!(ids("1d"), Vec::<i64>::new());
+    let table = env.ok(&["token", "list", "--expiring", "7d"]);
+    assert!(table.contains("week") && !table.contains("month") && !table.contains("gone"));
+    let bad = env.cli(&["token", "list", "--expiring", "soon"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("invalid duration `soon`"),
+        "{}",
+        stderr(&bad)
+    );
+}
