@@ -22,9 +22,12 @@
 //! `postgres.layout` says whose tables hold the tokens: authgate's own
 //! ([`native`], written by `authgate migrate` and the CLI), or a Strapi 5
 //! database read in place ([`strapi5`], read-only except `last_used_at`).
-//! Every layout-specific statement lives in those two modules; the
-//! [`Store`] dispatches on [`Layout`] and returns the same [`TokenRecord`]
-//! either way, so nothing above the store knows which layout it runs on.
+//! Every layout-specific statement lives in those two modules; the rows
+//! both return, and their shared decoders, are in [`rows`]. The [`Store`]
+//! chooses the layout once per operation (the lookups through one
+//! `Statements` table, the management operations in [`admin`]) and
+//! returns the same [`TokenRecord`] either way, so nothing above the store
+//! knows which layout it runs on.
 
 pub mod admin;
 pub mod audit;
@@ -260,6 +263,31 @@ pub async fn issued_hashes(
         }
     }
     Ok(true)
+}
+
+/// The migration versions a database has (`rows` of one integer column),
+/// refusing any newer than `known` (`newer(version, newest)` says why).
+fn applied_versions(
+    rows: &[tokio_postgres::Row],
+    known: &[(i32, &str, &str)],
+    newer: impl FnOnce(i32, i32) -> String,
+) -> Result<Vec<i32>, StoreError> {
+    let done = rows
+        .iter()
+        .map(|r| r.col(0))
+        .collect::<Result<Vec<i32>, _>>()?;
+    let newest = known.last().map_or(0, |m| m.0);
+    match done.iter().find(|v| **v > newest) {
+        Some(v) => Err(StoreError::Invalid(newer(*v, newest))),
+        None => Ok(done),
+    }
+}
+
+/// Serialise the migrations that share `key` until `tx` ends.
+async fn migration_lock(tx: &tokio_postgres::Transaction<'_>, key: &str) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&key])
+        .await?;
+    Ok(())
 }
 
 /// Create or upgrade the schema. Returns the versions applied now.

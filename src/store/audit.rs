@@ -8,7 +8,7 @@ use serde_json::json;
 
 use serde_json::Value;
 
-use super::rows::{Col, TokenRow, UserRow};
+use super::rows::{columns, Col, TokenRow, UserRow};
 use super::{Store, StoreError};
 use crate::audit::{self, changes, rfc3339, AuditCtx, Draft, Event, Target, CHECKPOINT, GENESIS};
 use crate::model::{ContentApiType, Permission, TokenKind};
@@ -27,21 +27,10 @@ const COLUMNS: &str = "id, at, action, actor, via, target_kind, target_id, targe
     request_id, client_ip, prev_hash, hash";
 
 fn event(row: &tokio_postgres::Row) -> Result<Event, StoreError> {
-    Ok(Event {
-        id: row.col("id")?,
-        at: row.col("at")?,
-        action: row.col("action")?,
-        actor: row.col("actor")?,
-        via: row.col("via")?,
-        target_kind: row.col("target_kind")?,
-        target_id: row.col("target_id")?,
-        target_name: row.col("target_name")?,
-        changes: row.col("changes")?,
-        request_id: row.col("request_id")?,
-        client_ip: row.col("client_ip")?,
-        prev_hash: row.col("prev_hash")?,
-        hash: row.col("hash")?,
-    })
+    Ok(columns!(row => Event {
+        id, at, action, actor, via, target_kind, target_id, target_name, changes, request_id,
+        client_ip, prev_hash, hash;
+    }))
 }
 
 /// Append `draft` as the next event of the chain, in the caller's

@@ -19,7 +19,7 @@ use super::rows::{
 use super::{connect, Statements, Store, StoreError};
 use crate::audit::{changes, AuditCtx};
 use crate::config::PostgresConfig;
-use crate::model::{ContentApiType, Ownership, Permission, TokenKind, TokenRecord};
+use crate::model::{ContentApiType, Ownership, Permission, RateOverride, TokenKind, TokenRecord};
 
 /// The embedded migrations of the native layout, in order.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -77,16 +77,8 @@ fn record_from_row(row: &tokio_postgres::Row) -> Result<TokenRecord, StoreError>
         TokenKind::Admin => rows::ownership(row)?,
     };
     let rate_limit: Option<i32> = row.col("rate_limit")?;
-    Ok(TokenRecord {
-        id: row.col("id")?,
-        kind,
-        name: row.col("name")?,
-        token_type,
-        expires_at: row.col("expires_at")?,
-        permissions,
-        ownership,
-        rate_limit: crate::model::RateOverride::new(rate_limit.and_then(|r| u32::try_from(r).ok())),
-    })
+    let rate_limit = RateOverride::new(rate_limit.and_then(|r| u32::try_from(r).ok()));
+    rows::record(row, kind, token_type, permissions, ownership, rate_limit)
 }
 
 /// A content-API token's stored `type` (an admin token's means nothing).
@@ -105,11 +97,7 @@ pub(super) async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError
     let mut client = connect(cfg).await?;
     let tx = client.transaction().await?;
     // Serialise concurrent migrations of the same schema.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('authgate:' || $1))",
-        &[&cfg.schema],
-    )
-    .await?;
+    super::migration_lock(&tx, &format!("authgate:{}", cfg.schema)).await?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {s};
          CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
@@ -120,19 +108,15 @@ pub(super) async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError
         s = cfg.schema
     ))
     .await?;
-    let done: Vec<i32> = tx
+    let rows = tx
         .query("SELECT version FROM schema_migrations", &[])
-        .await?
-        .iter()
-        .map(|r| r.col(0))
-        .collect::<Result<_, _>>()?;
-    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
-    if let Some(v) = done.iter().find(|v| **v > newest) {
-        return Err(StoreError::Invalid(format!(
+        .await?;
+    let done = super::applied_versions(&rows, MIGRATIONS, |v, newest| {
+        format!(
             "schema `{}` is at version {v}, newer than this authgate knows ({newest}): upgrade authgate",
             cfg.schema
-        )));
-    }
+        )
+    })?;
     let mut applied = Vec::new();
     for (version, name, sql) in MIGRATIONS {
         if done.contains(version) {

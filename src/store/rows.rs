@@ -15,7 +15,10 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::Row;
 
 use super::StoreError;
-use crate::model::{ContentApiType, Owner, Ownership, Permission, PermissionSet, TokenKind};
+use crate::model::{
+    ContentApiType, Owner, Ownership, Permission, PermissionSet, RateOverride, TokenKind,
+    TokenRecord,
+};
 
 /// A token as listed and shown (never the key, never the hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +98,15 @@ pub enum UserFlag {
     Active,
     Blocked,
 }
+
+/// `Ty { field: row.col("field")?, ..., other: expr }`: a struct whose
+/// fields before the `;` are the row's columns of the same names.
+macro_rules! columns {
+    ($row:ident => $ty:ident { $($col:ident),* $(,)? ; $($f:ident : $e:expr),* $(,)? }) => {
+        $ty { $($col: $row.col(stringify!($col))?,)* $($f: $e,)* }
+    };
+}
+pub(crate) use columns;
 
 /// Reading a column of a stored row.
 pub(crate) trait Col {
@@ -190,49 +202,47 @@ pub(super) fn token_row(
     token_type: Option<ContentApiType>,
     permissions: Vec<Permission>,
 ) -> Result<TokenRow, StoreError> {
-    Ok(TokenRow {
-        id: row.col("id")?,
-        kind,
-        name: row.col("name")?,
-        description: row.col("description")?,
-        token_type,
-        lifespan_ms: row.col("lifespan")?,
-        expires_at: row.col("expires_at")?,
-        last_used_at: row.col("last_used_at")?,
-        owner_id: row.col("owner_id")?,
-        owner_email: row.col("owner_email")?,
-        permissions,
-        encrypted_key: row.col("encrypted_key")?,
-        rate_limit: None,
-        created_at: row.col("created_at")?,
-        updated_at: row.col("updated_at")?,
-    })
+    Ok(columns!(row => TokenRow {
+        id, name, description, expires_at, last_used_at, owner_id, owner_email, encrypted_key,
+        created_at, updated_at;
+        kind: kind, token_type: token_type, permissions: permissions,
+        lifespan_ms: row.col("lifespan")?, rate_limit: None,
+    }))
+}
+
+/// The columns every layout's lookup has, with what the layout decided of
+/// the rest.
+pub(super) fn record(
+    row: &Row,
+    kind: TokenKind,
+    token_type: Option<ContentApiType>,
+    permissions: PermissionSet,
+    ownership: Ownership,
+    rate_limit: RateOverride,
+) -> Result<TokenRecord, StoreError> {
+    Ok(columns!(row => TokenRecord {
+        id, name, expires_at;
+        kind: kind, token_type: token_type, permissions: permissions, ownership: ownership,
+        rate_limit: rate_limit,
+    }))
 }
 
 /// A user: `id`, `email`, `name`, `is_active`, `blocked`, `roles`,
 /// `super_admin`, `actions`, `subjects`.
 pub(super) fn user_row(row: &Row) -> Result<UserRow, StoreError> {
-    Ok(UserRow {
-        id: row.col("id")?,
-        email: row.col("email")?,
-        name: row.col("name")?,
-        is_active: row.col("is_active")?,
-        blocked: row.col("blocked")?,
-        roles: row.col("roles")?,
-        super_admin: row.col("super_admin")?,
+    Ok(columns!(row => UserRow {
+        id, email, name, is_active, blocked, roles, super_admin;
         permissions: permission_set(row, "actions", "subjects")?,
-    })
+    }))
 }
 
 /// A role: `id`, `name`, `super_admin`, `actions`, `subjects` (in the
 /// order the query gave them).
 pub(super) fn role_row(row: &Row) -> Result<RoleRow, StoreError> {
-    Ok(RoleRow {
-        id: row.col("id")?,
-        name: row.col("name")?,
-        super_admin: row.col("super_admin")?,
+    Ok(columns!(row => RoleRow {
+        id, name, super_admin;
         permissions: permission_list(row, "actions", "subjects")?,
-    })
+    }))
 }
 
 /// Which users to read: every layout's user query has the user as `u`.

@@ -242,17 +242,9 @@ fn record_from_row(row: &tokio_postgres::Row) -> Result<Option<TokenRecord>, Sto
             (None, permissions, rows::ownership(row)?)
         }
     };
-    Ok(Some(TokenRecord {
-        id: row.col("id")?,
-        kind,
-        name: row.col("name")?,
-        token_type,
-        expires_at: row.col("expires_at")?,
-        permissions,
-        ownership,
-        // Strapi has no per-token limit; rate_limit.per_token applies.
-        rate_limit: crate::model::RateOverride::default(),
-    }))
+    // Strapi has no per-token limit; rate_limit.per_token applies.
+    let rate_limit = crate::model::RateOverride::default();
+    rows::record(row, kind, token_type, permissions, ownership, rate_limit).map(Some)
 }
 
 // ---------------------------------------------------------------------------
@@ -417,11 +409,7 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
     }
     let tx = client.transaction().await?;
     // One lock for every Strapi schema: the functions are shared.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('authgate:strapi5'))",
-        &[],
-    )
-    .await?;
+    super::migration_lock(&tx, "authgate:strapi5").await?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {f};
          CREATE TABLE IF NOT EXISTS {f}.strapi5_migrations (
@@ -434,23 +422,19 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
         f = FUNCTIONS_SCHEMA
     ))
     .await?;
-    let done: Vec<i32> = tx
+    let rows = tx
         .query(
             &format!(
                 "SELECT version FROM {FUNCTIONS_SCHEMA}.strapi5_migrations WHERE strapi_schema = $1"
             ),
             &[schema],
         )
-        .await?
-        .iter()
-        .map(|r| r.col(0))
-        .collect::<Result<_, _>>()?;
-    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
-    if let Some(v) = done.iter().find(|v| **v > newest) {
-        return Err(StoreError::Invalid(format!(
+        .await?;
+    let done = super::applied_versions(&rows, MIGRATIONS, |v, newest| {
+        format!(
             "the triggers on schema `{schema}` are at version {v}, newer than this authgate knows ({newest}): upgrade authgate"
-        )));
-    }
+        )
+    })?;
     // Every version is idempotent; re-apply them all when a trigger went
     // missing (dropped by hand, or a table recreated).
     let repair = found.triggers != Triggers::Installed;
