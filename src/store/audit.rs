@@ -51,7 +51,7 @@ pub(super) async fn append(
         )
         .await?;
     let (id, prev) = match &last {
-        Some(r) => (r.try_get::<_, i64>(0)? + 1, r.try_get::<_, String>(1)?),
+        Some(r) => (r.col::<_, i64>(0)? + 1, r.col::<_, String>(1)?),
         None => (1, GENESIS.to_owned()),
     };
     let e = Event::seal(id, SystemTime::now(), draft, ctx, &prev);
