@@ -22,13 +22,17 @@
 //! `postgres.layout` says whose tables hold the tokens: authgate's own
 //! ([`native`], written by `authgate migrate` and the CLI), or a Strapi 5
 //! database read in place ([`strapi5`], read-only except `last_used_at`).
-//! Every layout-specific statement lives in those two modules; the
-//! [`Store`] dispatches on [`Layout`] and returns the same [`TokenRecord`]
-//! either way, so nothing above the store knows which layout it runs on.
+//! Every layout-specific statement lives in those two modules; the rows
+//! both return, and their shared decoders, are in [`rows`]. The [`Store`]
+//! chooses the layout once per operation (the lookups through one
+//! `Statements` table, the management operations in [`admin`]) and
+//! returns the same [`TokenRecord`] either way, so nothing above the store
+//! knows which layout it runs on.
 
 pub mod admin;
 pub mod audit;
 mod native;
+pub mod rows;
 pub mod strapi5;
 
 use std::future::Future;
@@ -41,23 +45,77 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use crate::config::Layout;
 use crate::config::PostgresConfig;
-use crate::model::{Owner, Ownership, Permission, PermissionSet, TokenRecord};
+use crate::model::TokenRecord;
 use crate::token::TokenHash;
+use rows::Col;
 
 /// Errors at the database boundary.
+///
+/// The kinds tell apart whose problem it is: the caller's ([`Invalid`],
+/// [`ReadOnly`]: a management request the data does not allow), the stored
+/// data's ([`Corrupt`]: a row that does not decode), the database's
+/// availability ([`Unavailable`], [`Connect`], [`Pool`]: try again later),
+/// and the configuration's ([`Url`], [`Tls`], [`PoolBuild`]).
+///
+/// [`Invalid`]: StoreError::Invalid
+/// [`ReadOnly`]: StoreError::ReadOnly
+/// [`Corrupt`]: StoreError::Corrupt
+/// [`Unavailable`]: StoreError::Unavailable
+/// [`Connect`]: StoreError::Connect
+/// [`Pool`]: StoreError::Pool
+/// [`Url`]: StoreError::Url
+/// [`Tls`]: StoreError::Tls
+/// [`PoolBuild`]: StoreError::PoolBuild
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached in time: callers may fall back to
     /// stale data or answer 503.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A connection outside the pool could not be opened.
+    #[error("database unavailable: {source}")]
+    Connect {
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The pool gave no connection (timed out, or could not open one).
+    #[error("database unavailable: {source}")]
+    Pool {
+        #[source]
+        source: deadpool_postgres::PoolError,
+    },
     #[error("database error: {}", db_message(.0))]
     Db(#[from] tokio_postgres::Error),
-    /// A request the data does not allow (not found, duplicate, refused).
+    /// A request the data does not allow (not found, duplicate, refused):
+    /// the caller's mistake.
     #[error("{0}")]
     Invalid(String),
-    #[error("invalid database URL: {0}")]
-    Url(String),
+    /// A stored row that does not decode (a column of the wrong type, a
+    /// value no layout writes): the data's fault, not the caller's.
+    #[error("corrupt row in the token store: {what}{}", cause(.source))]
+    Corrupt {
+        what: String,
+        #[source]
+        source: Option<tokio_postgres::Error>,
+    },
+    /// `postgres.url` does not parse.
+    #[error("invalid database URL: {source}")]
+    Url {
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// TLS for Postgres could not be set up (`postgres.ca_file`).
+    #[error("postgres TLS: {source}")]
+    Tls {
+        #[source]
+        source: crate::tls::TlsError,
+    },
+    /// The connection pool could not be built.
+    #[error("cannot build the connection pool: {source}")]
+    PoolBuild {
+        #[source]
+        source: deadpool_postgres::BuildError,
+    },
     /// A management write in a layout whose data authgate only reads.
     #[error("{0}")]
     ReadOnly(String),
@@ -71,31 +129,27 @@ fn db_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// `: <why>` when a corrupt row has a decoding error behind it.
+fn cause(source: &Option<tokio_postgres::Error>) -> String {
+    source
+        .as_ref()
+        .map_or_else(String::new, |e| format!(": {e}"))
+}
+
 impl StoreError {
     /// True for errors that mean "the database is not there right now".
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Unavailable(_) => true,
+            StoreError::Unavailable(_) | StoreError::Connect { .. } | StoreError::Pool { .. } => {
+                true
+            }
             StoreError::Db(e) => e.is_closed() || e.code().is_none(),
             _ => false,
         }
     }
 }
 
-/// The embedded migrations of the native layout, in order.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../migrations/authgate/0001_init.sql"),
-    ),
-    (
-        2,
-        "notify",
-        include_str!("../migrations/authgate/0002_notify.sql"),
-    ),
-    (3, "audit", AUDIT_MIGRATION),
-];
+pub use native::MIGRATIONS;
 
 /// The audit table (see [`crate::audit`]): in the configured schema in the
 /// authgate layout, in schema `authgate` in the strapi5 layout.
@@ -103,9 +157,30 @@ pub const AUDIT_MIGRATION: &str = include_str!("../migrations/authgate/0003_audi
 
 /// The NOTIFY channel the invalidation triggers of this layout and schema use.
 pub fn channel(cfg: &PostgresConfig) -> String {
-    match cfg.layout {
-        Layout::Authgate => format!("authgate_{}", cfg.schema),
-        Layout::Strapi5 => strapi5::channel(&cfg.schema),
+    (statements(cfg.layout).channel)(&cfg.schema)
+}
+
+/// What the lookups need of a layout: its statements and decoders.
+pub(crate) struct Statements {
+    /// Every stored hash, one text column.
+    pub issued_hashes: &'static str,
+    /// The token whose hash is `$1`, with everything a decision needs.
+    pub find_token: &'static str,
+    /// `last_used_at` of ids `$1` to times `$2`, never backwards.
+    pub touch_tokens: &'static str,
+    /// A row of `find_token` as a record (`None`: not a token).
+    pub record: fn(&tokio_postgres::Row) -> Result<Option<TokenRecord>, StoreError>,
+    /// The audit table, qualified as the layout needs.
+    pub audit_table: &'static str,
+    /// The NOTIFY channel of the triggers on a schema.
+    pub channel: fn(&str) -> String,
+}
+
+/// The one place the lookups choose a layout.
+fn statements(layout: Layout) -> &'static Statements {
+    match layout {
+        Layout::Authgate => &native::STATEMENTS,
+        Layout::Strapi5 => &strapi5::STATEMENTS,
     }
 }
 
@@ -115,7 +190,7 @@ pub fn pg_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreEr
         .url
         .expose()
         .parse()
-        .map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
+        .map_err(|source| StoreError::Url { source })?;
     pg.options(format!("-c search_path={}", cfg.schema));
     pg.ssl_mode(if cfg.tls_verify {
         tokio_postgres::config::SslMode::Require
@@ -136,7 +211,7 @@ pub fn pg_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreEr
 /// network) connections are plain.
 pub fn tls(cfg: &PostgresConfig) -> Result<MakeRustlsConnect, StoreError> {
     let client = crate::tls::client_config(cfg.ca_file.as_deref())
-        .map_err(|e| StoreError::Url(e.to_string()))?;
+        .map_err(|source| StoreError::Tls { source })?;
     Ok(MakeRustlsConnect::new(client))
 }
 
@@ -148,44 +223,13 @@ pub async fn connect(cfg: &PostgresConfig) -> Result<tokio_postgres::Client, Sto
         .map_err(|_| {
             StoreError::Unavailable(format!("connect timed out after {:?}", cfg.connect_timeout))
         })?
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        .map_err(|source| StoreError::Connect { source })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "postgres connection closed");
         }
     });
     Ok(client)
-}
-
-/// Pair the `action` and `subject` arrays of a lookup row.
-fn zip_permissions(actions: Vec<String>, subjects: Vec<Option<String>>) -> PermissionSet {
-    actions
-        .into_iter()
-        .zip(subjects)
-        .map(|(a, s)| Permission::new(a, s))
-        .collect()
-}
-
-/// An admin token's owner from a lookup row. Both layouts' lookup queries
-/// name the owner's columns alike: `user_id` (NULL when the owner row is
-/// gone), `email`, `is_active`, `blocked`, `super_admin`, `role_ids`,
-/// `role_actions`, `role_subjects`.
-fn ownership_from_row(row: &tokio_postgres::Row) -> Result<Ownership, StoreError> {
-    Ok(match row.try_get::<_, Option<i64>>("user_id")? {
-        None => Ownership::Missing,
-        Some(id) => Ownership::owner(Owner {
-            id,
-            email: row.try_get("email")?,
-            is_active: row.try_get("is_active")?,
-            blocked: row.try_get("blocked")?,
-            super_admin: row.try_get("super_admin")?,
-            permissions: zip_permissions(
-                row.try_get("role_actions")?,
-                row.try_get("role_subjects")?,
-            ),
-            role_ids: row.try_get("role_ids")?,
-        }),
-    })
 }
 
 /// Every stored hash (for [`crate::known::KnownHashes`]), streamed to
@@ -201,18 +245,18 @@ pub async fn issued_hashes(
 ) -> Result<bool, StoreError> {
     use futures_util::TryStreamExt;
     let query = match cfg.layout {
-        Layout::Authgate => native::ISSUED_HASHES,
+        Layout::Authgate => native::STATEMENTS.issued_hashes,
         Layout::Strapi5 => {
             if !strapi5::announces_changes(client, cfg).await? {
                 return Ok(false);
             }
-            strapi5::ISSUED_HASHES
+            strapi5::STATEMENTS.issued_hashes
         }
     };
     let rows = client.query_raw(query, std::iter::empty::<&str>()).await?;
     futures_util::pin_mut!(rows);
     while let Some(row) = rows.try_next().await? {
-        let hex: &str = row.try_get(0)?;
+        let hex: &str = row.col(0)?;
         // A malformed stored hash cannot match any key; skip it.
         if let Some(h) = TokenHash::from_hex(hex) {
             each(&h);
@@ -221,60 +265,40 @@ pub async fn issued_hashes(
     Ok(true)
 }
 
+/// The migration versions a database has (`rows` of one integer column),
+/// refusing any newer than `known` (`newer(version, newest)` says why).
+fn applied_versions(
+    rows: &[tokio_postgres::Row],
+    known: &[(i32, &str, &str)],
+    newer: impl FnOnce(i32, i32) -> String,
+) -> Result<Vec<i32>, StoreError> {
+    let done = rows
+        .iter()
+        .map(|r| r.col(0))
+        .collect::<Result<Vec<i32>, _>>()?;
+    let newest = known.last().map_or(0, |m| m.0);
+    match done.iter().find(|v| **v > newest) {
+        Some(v) => Err(StoreError::Invalid(newer(*v, newest))),
+        None => Ok(done),
+    }
+}
+
+/// Serialise the migrations that share `key` until `tx` ends.
+async fn migration_lock(tx: &tokio_postgres::Transaction<'_>, key: &str) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&key])
+        .await?;
+    Ok(())
+}
+
 /// Create or upgrade the schema. Returns the versions applied now.
 ///
 /// In the strapi5 layout this installs only authgate's invalidation
 /// triggers on Strapi's tables (see [`strapi5::install`]).
 pub async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
-    if cfg.layout == Layout::Strapi5 {
-        return strapi5::install(cfg).await;
+    match cfg.layout {
+        Layout::Authgate => native::migrate(cfg).await,
+        Layout::Strapi5 => strapi5::install(cfg).await,
     }
-    let mut client = connect(cfg).await?;
-    let tx = client.transaction().await?;
-    // Serialise concurrent migrations of the same schema.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('authgate:' || $1))",
-        &[&cfg.schema],
-    )
-    .await?;
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {s};
-         CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
-             version integer PRIMARY KEY,
-             name text NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         );",
-        s = cfg.schema
-    ))
-    .await?;
-    let done: Vec<i32> = tx
-        .query("SELECT version FROM schema_migrations", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
-    if let Some(v) = done.iter().find(|v| **v > newest) {
-        return Err(StoreError::Invalid(format!(
-            "schema `{}` is at version {v}, newer than this authgate knows ({newest}): upgrade authgate",
-            cfg.schema
-        )));
-    }
-    let mut applied = Vec::new();
-    for (version, name, sql) in MIGRATIONS {
-        if done.contains(version) {
-            continue;
-        }
-        tx.batch_execute(sql).await?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-            &[version, name],
-        )
-        .await?;
-        applied.push(*version);
-    }
-    tx.commit().await?;
-    Ok(applied)
 }
 
 /// The token store: a connection pool and the configured timeouts.
@@ -362,7 +386,7 @@ impl Store {
             .create_timeout(Some(cfg.connect_timeout))
             .recycle_timeout(Some(cfg.connect_timeout))
             .build()
-            .map_err(|e| StoreError::Url(e.to_string()))?;
+            .map_err(|source| StoreError::PoolBuild { source })?;
         let breaker = Breaker {
             started: Instant::now(),
             open_until: AtomicU64::new(0),
@@ -380,7 +404,7 @@ impl Store {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+            .map_err(|source| StoreError::Pool { source })
     }
 
     /// Run `f` bounded by the query timeout.
@@ -405,18 +429,11 @@ impl Store {
         let r = self
             .bounded(async {
                 let client = self.client().await?;
-                let stmt = client
-                    .prepare_cached(match self.layout {
-                        Layout::Authgate => native::FIND_TOKEN,
-                        Layout::Strapi5 => strapi5::FIND_TOKEN,
-                    })
-                    .await?;
-                let Some(row) = client.query_opt(&stmt, &[&hash_hex]).await? else {
-                    return Ok(None);
-                };
-                match self.layout {
-                    Layout::Authgate => native::record_from_row(&row).map(Some),
-                    Layout::Strapi5 => strapi5::record_from_row(&row),
+                let sql = statements(self.layout);
+                let stmt = client.prepare_cached(sql.find_token).await?;
+                match client.query_opt(&stmt, &[&hash_hex]).await? {
+                    Some(row) => (sql.record)(&row),
+                    None => Ok(None),
                 }
             })
             .await;
@@ -438,10 +455,7 @@ impl Store {
         self.bounded(async {
             let client = self.client().await?;
             let stmt = client
-                .prepare_cached(match self.layout {
-                    Layout::Authgate => native::TOUCH_TOKENS,
-                    Layout::Strapi5 => strapi5::TOUCH_TOKENS,
-                })
+                .prepare_cached(statements(self.layout).touch_tokens)
                 .await?;
             Ok(client.execute(&stmt, &[&ids, &times]).await?)
         })
@@ -460,25 +474,12 @@ impl Store {
 
     /// The audit table, qualified as this layout needs.
     pub(crate) fn audit_table(&self) -> &'static str {
-        match self.layout {
-            Layout::Authgate => "audit_events",
-            Layout::Strapi5 => "authgate.audit_events",
-        }
+        statements(self.layout).audit_table
     }
 
     /// Which tables this store reads.
     pub fn layout(&self) -> Layout {
         self.layout
-    }
-
-    /// Refuse a management write in a layout authgate only reads.
-    pub(crate) fn writable(&self, what: &str) -> Result<(), StoreError> {
-        match self.layout {
-            Layout::Authgate => Ok(()),
-            Layout::Strapi5 => Err(StoreError::ReadOnly(format!(
-                "cannot {what} in the strapi5 layout: tokens, users and roles are managed in Strapi's admin panel"
-            ))),
-        }
     }
 
     /// Current pool status (size, available) for metrics.

@@ -1239,3 +1239,23 @@ fn openapi_describes_exactly_the_routes_served() {
     );
     assert_eq!(served.len(), 18);
 }
+
+/// A stored row that does not decode is the store's fault: a 500 (logged),
+/// never a 400 ValidationError blaming the caller.
+#[tokio::test]
+async fn a_corrupt_row_is_a_server_error_not_the_callers() {
+    let c = cast().await;
+    let (id, _) = c.env.content_token("broken", "read-only", &[]);
+    exec(
+        &c.env.schema,
+        &format!(
+            "ALTER TABLE tokens DROP CONSTRAINT tokens_type_check;
+             UPDATE tokens SET type = 'no-such-type' WHERE id = {id};"
+        ),
+    )
+    .await;
+    let r = call(&c, "GET", "/admin/api-tokens", &c.root, None).await;
+    assert_error(&r, 500, "InternalServerError");
+    let r = call(&c, "GET", &format!("/admin/api-tokens/{id}"), &c.root, None).await;
+    assert_error(&r, 500, "InternalServerError");
+}

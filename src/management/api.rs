@@ -230,6 +230,11 @@ impl ApiError {
             ManageError::Store(StoreError::ReadOnly(m)) => {
                 Self::new(StatusCode::FORBIDDEN, "ForbiddenError", m)
             }
+            // A stored row that does not decode: the data's fault, not the caller's.
+            ManageError::Store(e @ StoreError::Corrupt { .. }) => {
+                tracing::error!(error = %e, "management: corrupt row in the token store");
+                Self::internal()
+            }
             ManageError::Store(e) if e.is_unavailable() => {
                 tracing::error!(error = %e, "management: database unavailable");
                 Self::new(

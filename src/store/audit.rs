@@ -6,8 +6,12 @@ use std::time::{Duration, SystemTime};
 use deadpool_postgres::GenericClient;
 use serde_json::json;
 
+use serde_json::Value;
+
+use super::rows::{columns, Col, TokenRow, UserRow};
 use super::{Store, StoreError};
-use crate::audit::{self, AuditCtx, Draft, Event, Target, CHECKPOINT, GENESIS};
+use crate::audit::{self, changes, rfc3339, AuditCtx, Draft, Event, Target, CHECKPOINT, GENESIS};
+use crate::model::{ContentApiType, Permission, TokenKind};
 
 /// Serialises appends to a chain (`table`) until the transaction ends.
 async fn lock(tx: &impl GenericClient, table: &str) -> Result<(), StoreError> {
@@ -23,21 +27,10 @@ const COLUMNS: &str = "id, at, action, actor, via, target_kind, target_id, targe
     request_id, client_ip, prev_hash, hash";
 
 fn event(row: &tokio_postgres::Row) -> Result<Event, StoreError> {
-    Ok(Event {
-        id: row.try_get("id")?,
-        at: row.try_get("at")?,
-        action: row.try_get("action")?,
-        actor: row.try_get("actor")?,
-        via: row.try_get("via")?,
-        target_kind: row.try_get("target_kind")?,
-        target_id: row.try_get("target_id")?,
-        target_name: row.try_get("target_name")?,
-        changes: row.try_get("changes")?,
-        request_id: row.try_get("request_id")?,
-        client_ip: row.try_get("client_ip")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
+    Ok(columns!(row => Event {
+        id, at, action, actor, via, target_kind, target_id, target_name, changes, request_id,
+        client_ip, prev_hash, hash;
+    }))
 }
 
 /// Append `draft` as the next event of the chain, in the caller's
@@ -58,7 +51,7 @@ pub(super) async fn append(
         )
         .await?;
     let (id, prev) = match &last {
-        Some(r) => (r.try_get::<_, i64>(0)? + 1, r.try_get::<_, String>(1)?),
+        Some(r) => (r.col::<_, i64>(0)? + 1, r.col::<_, String>(1)?),
         None => (1, GENESIS.to_owned()),
     };
     let e = Event::seal(id, SystemTime::now(), draft, ctx, &prev);
@@ -100,6 +93,106 @@ pub(super) async fn commit(
     Ok(())
 }
 
+// ----- what audit events record of each row ---------------------------------
+
+pub(super) fn perms_json(perms: &[Permission]) -> Value {
+    let mut v: Vec<String> = perms.iter().map(ToString::to_string).collect();
+    v.sort();
+    json!(v)
+}
+
+/// The audited fields of a token (never its key, hash or encrypted key).
+pub(super) fn token_fields(t: Option<&TokenRow>) -> [(&'static str, Value); 6] {
+    let f = |g: &dyn Fn(&TokenRow) -> Value| t.map_or(Value::Null, g);
+    [
+        ("name", f(&|t| json!(t.name))),
+        ("description", f(&|t| json!(t.description))),
+        (
+            "type",
+            f(&|t| json!(t.token_type.map(ContentApiType::as_str))),
+        ),
+        ("permissions", f(&|t| perms_json(&t.permissions))),
+        ("expiry", f(&|t| json!(t.expires_at.map(rfc3339)))),
+        ("owner", f(&|t| json!(t.owner_email))),
+    ]
+}
+
+/// `before -> after` of the audited fields of two versions of a row.
+pub(super) fn diff<const N: usize>(
+    before: [(&'static str, Value); N],
+    after: [(&'static str, Value); N],
+) -> Value {
+    let fields: Vec<(&str, Value, Value)> = before
+        .into_iter()
+        .zip(after)
+        .map(|((name, b), (_, a))| (name, b, a))
+        .collect();
+    changes(&fields)
+}
+
+fn token_target(t: &TokenRow) -> Target {
+    Target {
+        kind: match t.kind {
+            TokenKind::ContentApi => "api-token",
+            TokenKind::Admin => "admin-token",
+        },
+        id: t.id,
+        name: t.name.clone(),
+    }
+}
+
+/// `api-token.<verb>` or `admin-token.<verb>`.
+pub(crate) fn token_draft(t: &TokenRow, verb: &str, changes: Value) -> Draft {
+    let target = token_target(t);
+    Draft {
+        action: format!("{}.{verb}", target.kind),
+        target,
+        changes,
+    }
+}
+
+fn status(u: &UserRow) -> &'static str {
+    match (u.is_active, u.blocked) {
+        (_, true) => "blocked",
+        (true, false) => "active",
+        (false, false) => "inactive",
+    }
+}
+
+pub(super) fn user_fields(u: Option<&UserRow>) -> [(&'static str, Value); 4] {
+    let f = |g: &dyn Fn(&UserRow) -> Value| u.map_or(Value::Null, g);
+    [
+        ("email", f(&|u| json!(u.email))),
+        ("name", f(&|u| json!(u.name))),
+        ("status", f(&|u| json!(status(u)))),
+        ("roles", f(&|u| json!(u.roles))),
+    ]
+}
+
+pub(super) fn user_draft(u: &UserRow, verb: &str, changes: Value) -> Draft {
+    Draft {
+        action: format!("user.{verb}"),
+        target: Target {
+            kind: "user",
+            id: u.id,
+            name: u.email.clone(),
+        },
+        changes,
+    }
+}
+
+pub(super) fn role_draft(id: i64, name: &str, verb: &str, changes: Value) -> Draft {
+    Draft {
+        action: format!("role.{verb}"),
+        target: Target {
+            kind: "role",
+            id,
+            name: name.to_owned(),
+        },
+        changes,
+    }
+}
+
 /// Which events to list.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -117,7 +210,7 @@ impl Store {
         let exists: bool = tx
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
             .await?
-            .try_get(0)?;
+            .col(0)?;
         if !exists {
             let how = match self.layout() {
                 super::Layout::Strapi5 => "run `authgate migrate --layout strapi5` (it creates schema authgate and never touches Strapi's data)",
@@ -153,7 +246,7 @@ impl Store {
                 &params,
             )
             .await?
-            .try_get(0)?;
+            .col(0)?;
         let rows = client
             .query(
                 &format!(
@@ -232,7 +325,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(0);
         };
-        let (through, last_hash): (i64, String) = (cut.try_get(0)?, cut.try_get(1)?);
+        let (through, last_hash): (i64, String) = (cut.col(0)?, cut.col(1)?);
         tx.batch_execute("SET LOCAL authgate.audit_retention = 'on'")
             .await?;
         let n = tx

@@ -1,14 +1,53 @@
 //! The authgate layout: authgate's own tables (`migrations/authgate/`).
 //!
-//! The lookup statements of the native layout; its management statements
-//! are in [`super::admin`].
+//! Every statement of the native layout: the lookups ([`STATEMENTS`]),
+//! the migrations ([`migrate`]), and the management reads and writes the
+//! [`Store`] dispatches to here (see [`super::admin`]). Each write appends
+//! its audit event in its own transaction ([`super::audit::append`]).
 
-use super::{zip_permissions, StoreError};
-use crate::model::{ContentApiType, Ownership, TokenKind, TokenRecord};
+use deadpool_postgres::GenericClient;
+use serde_json::{json, Value};
+use tokio_postgres::error::SqlState;
 
-pub(super) const ISSUED_HASHES: &str = "SELECT access_key FROM tokens";
+use super::audit::{
+    append, commit, diff, perms_json, role_draft, token_draft, token_fields, user_draft,
+    user_fields,
+};
+use super::rows::{
+    self, corrupt, Col, NewToken, RoleRow, TokenRow, TokenUpdate, UserFlag, UserRow, Users,
+};
+use super::{connect, Statements, Store, StoreError};
+use crate::audit::{changes, AuditCtx};
+use crate::config::PostgresConfig;
+use crate::model::{ContentApiType, Ownership, Permission, RateOverride, TokenKind, TokenRecord};
 
-pub(super) const FIND_TOKEN: &str = "
+/// The embedded migrations of the native layout, in order.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/authgate/0001_init.sql"),
+    ),
+    (
+        2,
+        "notify",
+        include_str!("../../migrations/authgate/0002_notify.sql"),
+    ),
+    (3, "audit", super::AUDIT_MIGRATION),
+];
+
+pub(super) const STATEMENTS: Statements = Statements {
+    issued_hashes: ISSUED_HASHES,
+    find_token: FIND_TOKEN,
+    touch_tokens: TOUCH_TOKENS,
+    record: |row| record_from_row(row).map(Some),
+    audit_table: "audit_events",
+    channel: |schema| format!("authgate_{schema}"),
+};
+
+const ISSUED_HASHES: &str = "SELECT access_key FROM tokens";
+
+const FIND_TOKEN: &str = "
 SELECT t.id, t.kind, t.name, t.type, t.expires_at, t.rate_limit, t.owner_id,
        ARRAY(SELECT p.action FROM token_permissions p WHERE p.token_id = t.id ORDER BY p.id) AS perm_actions,
        ARRAY(SELECT p.subject FROM token_permissions p WHERE p.token_id = t.id ORDER BY p.id) AS perm_subjects,
@@ -24,34 +63,745 @@ FROM tokens t
 LEFT JOIN users u ON u.id = t.owner_id
 WHERE t.access_key = $1";
 
-pub(super) const TOUCH_TOKENS: &str = "
+const TOUCH_TOKENS: &str = "
 UPDATE tokens SET last_used_at = v.ts
 FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::timestamptz[]) AS ts) v
 WHERE tokens.id = v.id AND (tokens.last_used_at IS NULL OR tokens.last_used_at < v.ts)";
 
-pub(super) fn record_from_row(row: &tokio_postgres::Row) -> Result<TokenRecord, StoreError> {
-    let kind_s: String = row.try_get("kind")?;
-    let kind: TokenKind = kind_s.parse().map_err(StoreError::Invalid)?;
-    let token_type = match row.try_get::<_, Option<String>>("type")? {
-        Some(t) if kind == TokenKind::ContentApi => {
-            Some(t.parse::<ContentApiType>().map_err(StoreError::Invalid)?)
-        }
-        _ => None,
-    };
-    let permissions = zip_permissions(row.try_get("perm_actions")?, row.try_get("perm_subjects")?);
+fn record_from_row(row: &tokio_postgres::Row) -> Result<TokenRecord, StoreError> {
+    let kind = rows::kind(row)?;
+    let token_type = token_type(row, kind)?;
+    let permissions = rows::permission_set(row, "perm_actions", "perm_subjects")?;
     let ownership = match kind {
         TokenKind::ContentApi => Ownership::None,
-        TokenKind::Admin => super::ownership_from_row(row)?,
+        TokenKind::Admin => rows::ownership(row)?,
     };
-    let rate_limit: Option<i32> = row.try_get("rate_limit")?;
-    Ok(TokenRecord {
-        id: row.try_get("id")?,
-        kind,
-        name: row.try_get("name")?,
-        token_type,
-        expires_at: row.try_get("expires_at")?,
-        permissions,
-        ownership,
-        rate_limit: crate::model::RateOverride::new(rate_limit.and_then(|r| u32::try_from(r).ok())),
+    let rate_limit: Option<i32> = row.col("rate_limit")?;
+    let rate_limit = RateOverride::new(rate_limit.and_then(|r| u32::try_from(r).ok()));
+    rows::record(row, kind, token_type, permissions, ownership, rate_limit)
+}
+
+/// A content-API token's stored `type` (an admin token's means nothing).
+fn token_type(
+    row: &tokio_postgres::Row,
+    kind: TokenKind,
+) -> Result<Option<ContentApiType>, StoreError> {
+    match row.col::<_, Option<String>>("type")? {
+        Some(t) if kind == TokenKind::ContentApi => t.parse().map(Some).map_err(corrupt),
+        _ => Ok(None),
+    }
+}
+
+/// Create or upgrade the schema. Returns the versions applied now.
+pub(super) async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
+    let mut client = connect(cfg).await?;
+    let tx = client.transaction().await?;
+    // Serialise concurrent migrations of the same schema.
+    super::migration_lock(&tx, &format!("authgate:{}", cfg.schema)).await?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {s};
+         CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );",
+        s = cfg.schema
+    ))
+    .await?;
+    let rows = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?;
+    let done = super::applied_versions(&rows, MIGRATIONS, |v, newest| {
+        format!(
+            "schema `{}` is at version {v}, newer than this authgate knows ({newest}): upgrade authgate",
+            cfg.schema
+        )
+    })?;
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        applied.push(*version);
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+// ----- management reads ------------------------------------------------------
+
+/// Tokens as listed, with their owner's email; `WHERE` follows.
+const TOKENS: &str = "
+    SELECT t.id, t.kind, t.name, t.description, t.type, t.lifespan, t.expires_at, t.last_used_at,
+    t.owner_id, u.email AS owner_email, t.encrypted_key, t.rate_limit, t.created_at, t.updated_at,
+    ARRAY(SELECT p.action FROM token_permissions p WHERE p.token_id = t.id ORDER BY p.action, p.subject) AS perm_actions,
+    ARRAY(SELECT p.subject FROM token_permissions p WHERE p.token_id = t.id ORDER BY p.action, p.subject) AS perm_subjects
+    FROM tokens t LEFT JOIN users u ON u.id = t.owner_id";
+
+fn token_row(row: &tokio_postgres::Row) -> Result<TokenRow, StoreError> {
+    let kind = rows::kind(row)?;
+    let permissions = rows::permission_list(row, "perm_actions", "perm_subjects")?;
+    Ok(TokenRow {
+        rate_limit: row.col("rate_limit")?,
+        ..rows::token_row(row, kind, token_type(row, kind)?, permissions)?
     })
+}
+
+/// Tokens, of one kind or all, lowest id first.
+pub(super) async fn tokens(
+    c: &impl GenericClient,
+    kind: Option<TokenKind>,
+) -> Result<Vec<TokenRow>, StoreError> {
+    let kind = kind.map(TokenKind::as_str);
+    let rows = c
+        .query(
+            &format!("{TOKENS} WHERE $1::text IS NULL OR t.kind = $1 ORDER BY t.id"),
+            &[&kind],
+        )
+        .await?;
+    rows.iter().map(token_row).collect()
+}
+
+/// The token with this id.
+pub(super) async fn token(c: &impl GenericClient, id: i64) -> Result<Option<TokenRow>, StoreError> {
+    let row = c
+        .query_opt(&format!("{TOKENS} WHERE t.id = $1"), &[&id])
+        .await?;
+    row.as_ref().map(token_row).transpose()
+}
+
+/// Users with their roles and permissions (for [`rows::users`]).
+pub(super) const USERS: &str = "
+    SELECT u.id, u.email, u.name, u.is_active, u.blocked,
+           ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                 WHERE ur.user_id = u.id ORDER BY r.name) AS roles,
+           EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                   WHERE ur.user_id = u.id AND r.code = 'super-admin') AS super_admin,
+           ARRAY(SELECT rp.action FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id
+                 WHERE ur.user_id = u.id ORDER BY rp.id) AS actions,
+           ARRAY(SELECT rp.subject FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id
+                 WHERE ur.user_id = u.id ORDER BY rp.id) AS subjects
+    FROM users u";
+
+async fn user(c: &impl GenericClient, which: Users<'_>) -> Result<Option<UserRow>, StoreError> {
+    Ok(rows::users(c, USERS, which).await?.into_iter().next())
+}
+
+/// Every role, lowest id first.
+pub(super) async fn roles(c: &impl GenericClient) -> Result<Vec<RoleRow>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT r.id, r.name, coalesce(r.code = 'super-admin', false) AS super_admin,
+                    ARRAY(SELECT rp.action FROM role_permissions rp WHERE rp.role_id = r.id ORDER BY rp.action, rp.subject) AS actions,
+                    ARRAY(SELECT rp.subject FROM role_permissions rp WHERE rp.role_id = r.id ORDER BY rp.action, rp.subject) AS subjects
+             FROM roles r ORDER BY r.id",
+            &[],
+        )
+        .await?;
+    rows.iter().map(rows::role_row).collect()
+}
+
+// ----- management writes -----------------------------------------------------
+
+/// Turn unique-violation errors into a readable message.
+fn conflict(e: tokio_postgres::Error, what: impl FnOnce() -> String) -> StoreError {
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        StoreError::Invalid(what())
+    } else {
+        StoreError::Db(e)
+    }
+}
+
+async fn role_permissions(c: &impl GenericClient, id: i64) -> Result<Value, StoreError> {
+    let rows = c
+        .query(
+            "SELECT action, subject FROM role_permissions WHERE role_id = $1",
+            &[&id],
+        )
+        .await?;
+    let perms = rows
+        .iter()
+        .map(|r| Ok(Permission::new(r.col::<_, String>(0)?, r.col(1)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(perms_json(&perms))
+}
+
+async fn insert_permissions<C: GenericClient>(
+    c: &C,
+    table: &str,
+    owner_col: &str,
+    owner_id: i64,
+    perms: &[Permission],
+) -> Result<(), StoreError> {
+    if perms.is_empty() {
+        return Ok(());
+    }
+    let actions: Vec<&str> = perms.iter().map(|p| p.action.as_str()).collect();
+    let subjects: Vec<Option<&str>> = perms.iter().map(|p| p.subject.as_deref()).collect();
+    c.execute(
+        &format!(
+            "INSERT INTO {table} ({owner_col}, action, subject)
+             SELECT $1, a, s FROM unnest($2::text[], $3::text[]) AS x(a, s)
+             ON CONFLICT DO NOTHING"
+        ),
+        &[&owner_id, &actions, &subjects],
+    )
+    .await?;
+    Ok(())
+}
+
+// ----- users ---------------------------------------------------------
+
+pub(super) async fn create_user(
+    store: &Store,
+    email: &str,
+    name: &str,
+    roles: &[String],
+    audit: &AuditCtx,
+) -> Result<UserRow, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id",
+            &[&email, &name],
+        )
+        .await
+        .map_err(|e| conflict(e, || format!("a user with email {email} already exists")))?
+        .col(0)?;
+    for role in roles {
+        let n = tx
+            .execute(
+                "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2
+                 ON CONFLICT DO NOTHING",
+                &[&id, role],
+            )
+            .await?;
+        if n == 0
+            && !tx
+                .query("SELECT 1 FROM roles WHERE name = $1", &[role])
+                .await?
+                .iter()
+                .any(|_| true)
+        {
+            return Err(StoreError::Invalid(format!(
+                "no role named `{role}` (see `authgate role list`)"
+            )));
+        }
+    }
+    let user = user(&tx, Users::Id(id))
+        .await?
+        .ok_or_else(|| corrupt("a user vanished during its creation"))?;
+    let c = diff(user_fields(None), user_fields(Some(&user)));
+    logged.push(
+        append(
+            &tx,
+            store.audit_table(),
+            audit,
+            user_draft(&user, "create", c),
+        )
+        .await?,
+    );
+    commit(tx, &logged).await?;
+    Ok(user)
+}
+
+/// Set `is_active` or `blocked`. Returns false when no such user.
+pub(super) async fn set_user_flag(
+    store: &Store,
+    email: &str,
+    flag: UserFlag,
+    value: bool,
+    audit: &AuditCtx,
+) -> Result<bool, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    let Some(before) = user(&tx, Users::Email(email)).await? else {
+        tx.rollback().await?;
+        return Ok(false);
+    };
+    let column = match flag {
+        UserFlag::Active => "is_active",
+        UserFlag::Blocked => "blocked",
+    };
+    tx.execute(
+        &format!("UPDATE users SET {column} = $2, updated_at = now() WHERE id = $1"),
+        &[&before.id, &value],
+    )
+    .await?;
+    logged.extend(user_updated(store, &tx, &before, audit).await?);
+    commit(tx, &logged).await?;
+    Ok(true)
+}
+
+/// The `user.update` event of a change to `before`'s row or roles, when
+/// an audited field changed.
+async fn user_updated(
+    store: &Store,
+    tx: &impl GenericClient,
+    before: &UserRow,
+    audit: &AuditCtx,
+) -> Result<Option<crate::audit::Event>, StoreError> {
+    let after = user(tx, Users::Id(before.id)).await?;
+    let c = diff(user_fields(Some(before)), user_fields(after.as_ref()));
+    if !c.as_object().is_some_and(|m| !m.is_empty()) {
+        return Ok(None);
+    }
+    let draft = user_draft(before, "update", c);
+    Ok(Some(append(tx, store.audit_table(), audit, draft).await?))
+}
+
+/// Delete a user; the database deletes their admin tokens with them.
+/// Returns the number of tokens deleted, or `None` when no such user.
+pub(super) async fn delete_user(
+    store: &Store,
+    email: &str,
+    audit: &AuditCtx,
+) -> Result<Option<i64>, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    if tx
+        .query_opt(
+            "SELECT id FROM users WHERE lower(email) = lower($1) FOR UPDATE",
+            &[&email],
+        )
+        .await?
+        .is_none()
+    {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let Some(user) = user(&tx, Users::Email(email)).await? else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let tokens: Vec<i64> = tx
+        .query(
+            "SELECT id FROM tokens WHERE owner_id = $1 ORDER BY id",
+            &[&user.id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.col(0))
+        .collect::<Result<_, _>>()?;
+    tx.execute("DELETE FROM users WHERE id = $1", &[&user.id])
+        .await?;
+    let mut c = diff(user_fields(Some(&user)), user_fields(None));
+    if let Some(m) = c.as_object_mut() {
+        // Their admin tokens go with them (ON DELETE CASCADE).
+        m.insert(
+            "tokens".into(),
+            json!({"before": tokens, "after": Value::Array(Vec::new())}),
+        );
+    }
+    logged.push(
+        append(
+            &tx,
+            store.audit_table(),
+            audit,
+            user_draft(&user, "delete", c),
+        )
+        .await?,
+    );
+    commit(tx, &logged).await?;
+    Ok(Some(tokens.len() as i64))
+}
+
+// ----- roles ---------------------------------------------------------
+
+pub(super) async fn create_role(
+    store: &Store,
+    name: &str,
+    audit: &AuditCtx,
+) -> Result<RoleRow, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO roles (name) VALUES ($1) RETURNING id",
+            &[&name],
+        )
+        .await
+        .map_err(|e| conflict(e, || format!("a role named `{name}` already exists")))?
+        .col(0)?;
+    let c = changes(&[("name", Value::Null, json!(name))]);
+    logged.push(
+        append(
+            &tx,
+            store.audit_table(),
+            audit,
+            role_draft(id, name, "create", c),
+        )
+        .await?,
+    );
+    commit(tx, &logged).await?;
+    Ok(RoleRow {
+        id,
+        name: name.to_owned(),
+        super_admin: false,
+        permissions: Vec::new(),
+    })
+}
+
+async fn role_id(client: &impl GenericClient, name: &str) -> Result<i64, StoreError> {
+    client
+        .query_opt("SELECT id FROM roles WHERE name = $1", &[&name])
+        .await?
+        .map(|r| r.col(0))
+        .transpose()?
+        .ok_or_else(|| {
+            StoreError::Invalid(format!("no role named `{name}` (see `authgate role list`)"))
+        })
+}
+
+/// Delete a role; its members lose what it granted (and, through the
+/// role-permission trigger, their admin tokens lose what no other role
+/// of theirs grants). Returns the number of members, or `None` when no
+/// such role. The super-admin role cannot be deleted.
+pub(super) async fn delete_role(
+    store: &Store,
+    name: &str,
+    audit: &AuditCtx,
+) -> Result<Option<usize>, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    let Some(row) = tx
+        .query_opt(
+            "SELECT id, coalesce(code = 'super-admin', false) FROM roles WHERE name = $1 FOR UPDATE",
+            &[&name],
+        )
+        .await?
+    else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let (id, super_admin): (i64, bool) = (row.col(0)?, row.col(1)?);
+    if super_admin {
+        tx.rollback().await?;
+        return Err(StoreError::Invalid(format!(
+            "`{name}` is the super-admin role and cannot be deleted"
+        )));
+    }
+    let members: Vec<String> = tx
+        .query(
+            "SELECT u.email FROM user_roles ur JOIN users u ON u.id = ur.user_id
+             WHERE ur.role_id = $1 ORDER BY u.email",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.col(0))
+        .collect::<Result<_, _>>()?;
+    let perms = role_permissions(&tx, id).await?;
+    // Permissions first, so the trigger trims the members' tokens.
+    tx.execute("DELETE FROM role_permissions WHERE role_id = $1", &[&id])
+        .await?;
+    tx.execute("DELETE FROM roles WHERE id = $1", &[&id])
+        .await?;
+    let c = changes(&[
+        ("name", json!(name), Value::Null),
+        ("permissions", perms, Value::Null),
+        ("users", json!(members), json!([])),
+    ]);
+    logged.push(
+        append(
+            &tx,
+            store.audit_table(),
+            audit,
+            role_draft(id, name, "delete", c),
+        )
+        .await?,
+    );
+    commit(tx, &logged).await?;
+    Ok(Some(members.len()))
+}
+
+/// The `role.update` event of a grant or revoke: the role's
+/// permissions before (`before`) and now.
+async fn role_updated(
+    store: &Store,
+    tx: &impl GenericClient,
+    id: i64,
+    role: &str,
+    before: Value,
+    audit: &AuditCtx,
+) -> Result<crate::audit::Event, StoreError> {
+    let after = role_permissions(tx, id).await?;
+    let c = changes(&[("permissions", before, after)]);
+    append(
+        tx,
+        store.audit_table(),
+        audit,
+        role_draft(id, role, "update", c),
+    )
+    .await
+}
+
+/// Grant a permission to a role. Returns false when it already held it.
+pub(super) async fn grant(
+    store: &Store,
+    role: &str,
+    p: &Permission,
+    audit: &AuditCtx,
+) -> Result<bool, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    let id = role_id(&tx, role).await?;
+    let before = role_permissions(&tx, id).await?;
+    let n = tx
+        .execute(
+            "INSERT INTO role_permissions (role_id, action, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&id, &p.action, &p.subject],
+        )
+        .await?;
+    if n > 0 {
+        logged.push(role_updated(store, &tx, id, role, before, audit).await?);
+    }
+    commit(tx, &logged).await?;
+    Ok(n > 0)
+}
+
+/// Revoke a permission from a role; a trigger removes it from the admin
+/// tokens of the role's users in the same transaction. Returns the
+/// number of token permissions removed, or `None` when the role did not
+/// hold it.
+pub(super) async fn revoke(
+    store: &Store,
+    role: &str,
+    p: &Permission,
+    audit: &AuditCtx,
+) -> Result<Option<i64>, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    let id = role_id(&tx, role).await?;
+    let before_perms = role_permissions(&tx, id).await?;
+    // Count the affected token permissions before and after, inside the
+    // transaction, to report what the trigger removed.
+    const AFFECTED: &str = "SELECT count(*) FROM token_permissions tp
+        JOIN tokens t ON t.id = tp.token_id
+        JOIN user_roles ur ON ur.user_id = t.owner_id AND ur.role_id = $1
+        WHERE tp.action = $2 AND tp.subject IS NOT DISTINCT FROM $3";
+    let before: i64 = tx
+        .query_one(AFFECTED, &[&id, &p.action, &p.subject])
+        .await?
+        .col(0)?;
+    let n = tx
+        .execute(
+            "DELETE FROM role_permissions WHERE role_id = $1 AND action = $2 AND subject IS NOT DISTINCT FROM $3",
+            &[&id, &p.action, &p.subject],
+        )
+        .await?;
+    let after: i64 = tx
+        .query_one(AFFECTED, &[&id, &p.action, &p.subject])
+        .await?
+        .col(0)?;
+    if n > 0 {
+        logged.push(role_updated(store, &tx, id, role, before_perms, audit).await?);
+    }
+    commit(tx, &logged).await?;
+    Ok((n > 0).then_some(before - after))
+}
+
+/// Add a user to a role, or remove them from it.
+pub(super) async fn set_user_role(
+    store: &Store,
+    email: &str,
+    role: &str,
+    member: bool,
+    audit: &AuditCtx,
+) -> Result<bool, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    let role_id = role_id(&tx, role).await?;
+    let before = user(&tx, Users::Email(email))
+        .await?
+        .ok_or_else(|| StoreError::Invalid(format!("no user with email {email}")))?;
+    let n = if member {
+        tx.execute(
+            "INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&before.id, &role_id],
+        )
+        .await?
+    } else {
+        tx.execute(
+            "DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2",
+            &[&before.id, &role_id],
+        )
+        .await?
+    };
+    if n > 0 {
+        logged.extend(user_updated(store, &tx, &before, audit).await?);
+    }
+    commit(tx, &logged).await?;
+    Ok(n > 0)
+}
+
+// ----- tokens --------------------------------------------------------
+
+pub(super) async fn create_token(
+    store: &Store,
+    t: &NewToken,
+    audit: &AuditCtx,
+) -> Result<TokenRow, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    let kind = t.kind.as_str();
+    let ty = t.token_type.map(ContentApiType::as_str);
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO tokens (kind, name, description, type, access_key, encrypted_key, lifespan, expires_at, owner_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::bigint,
+                     CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() + $7::bigint * interval '1 millisecond' END,
+                     $8)
+             RETURNING id",
+            &[&kind, &t.name, &t.description, &ty, &t.access_key, &t.encrypted_key, &t.lifespan_ms, &t.owner_id],
+        )
+        .await
+        .map_err(|e| conflict(e, || format!("a {} token named `{}` already exists", t.kind, t.name)))?
+        .col(0)?;
+    insert_permissions(&tx, "token_permissions", "token_id", id, &t.permissions).await?;
+    let row = token(&tx, id)
+        .await?
+        .ok_or_else(|| corrupt("a token vanished during its creation"))?;
+    let c = diff(token_fields(None), token_fields(Some(&row)));
+    logged.push(
+        append(
+            &tx,
+            store.audit_table(),
+            audit,
+            token_draft(&row, "create", c),
+        )
+        .await?,
+    );
+    commit(tx, &logged).await?;
+    Ok(row)
+}
+
+/// Replace a token's hash (and encrypted copy) in one update: the old key
+/// stops working at commit. `expires_at` is unchanged, as in Strapi.
+pub(super) async fn regenerate_token(
+    store: &Store,
+    id: i64,
+    access_key: &str,
+    encrypted_key: Option<&str>,
+    audit: &AuditCtx,
+) -> Result<Option<TokenRow>, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    let n = tx
+        .execute(
+            "UPDATE tokens SET access_key = $2, encrypted_key = $3, updated_at = now() WHERE id = $1",
+            &[&id, &access_key, &encrypted_key],
+        )
+        .await?;
+    if n == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let row = token(&tx, id).await?;
+    if let Some(t) = &row {
+        logged.push(
+            append(
+                &tx,
+                store.audit_table(),
+                audit,
+                token_draft(t, "regenerate", json!({})),
+            )
+            .await?,
+        );
+    }
+    commit(tx, &logged).await?;
+    Ok(row)
+}
+
+/// Edit a token's name, description, type or permissions.
+pub(super) async fn update_token(
+    store: &Store,
+    id: i64,
+    u: &TokenUpdate,
+    audit: &AuditCtx,
+) -> Result<Option<TokenRow>, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    let Some(before) = token(&tx, id).await? else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let ty = u.token_type.map(ContentApiType::as_str);
+    tx.execute(
+        "UPDATE tokens SET name = coalesce($2, name), description = coalesce($3, description),
+                           type = coalesce($4, type), updated_at = now()
+         WHERE id = $1",
+        &[&id, &u.name, &u.description, &ty],
+    )
+    .await
+    .map_err(|e| {
+        conflict(e, || {
+            format!(
+                "a token named `{}` already exists",
+                u.name.as_deref().unwrap_or("")
+            )
+        })
+    })?;
+    if let Some(perms) = &u.permissions {
+        tx.execute("DELETE FROM token_permissions WHERE token_id = $1", &[&id])
+            .await?;
+        insert_permissions(&tx, "token_permissions", "token_id", id, perms).await?;
+    }
+    let after = token(&tx, id).await?;
+    if let Some(a) = &after {
+        let c = diff(token_fields(Some(&before)), token_fields(Some(a)));
+        logged.push(append(&tx, store.audit_table(), audit, token_draft(a, "update", c)).await?);
+    }
+    commit(tx, &logged).await?;
+    Ok(after)
+}
+
+/// Delete a token. Returns false when there was none.
+pub(super) async fn delete_token(
+    store: &Store,
+    id: i64,
+    audit: &AuditCtx,
+) -> Result<bool, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await?;
+    let mut logged = Vec::new();
+    let Some(before) = token(&tx, id).await? else {
+        tx.rollback().await?;
+        return Ok(false);
+    };
+    let n = tx
+        .execute("DELETE FROM tokens WHERE id = $1", &[&id])
+        .await?;
+    if n > 0 {
+        let c = diff(token_fields(Some(&before)), token_fields(None));
+        logged.push(
+            append(
+                &tx,
+                store.audit_table(),
+                audit,
+                token_draft(&before, "delete", c),
+            )
+            .await?,
+        );
+    }
+    commit(tx, &logged).await?;
+    Ok(n > 0)
 }

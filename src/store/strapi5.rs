@@ -40,10 +40,12 @@
 
 use std::collections::BTreeSet;
 
-use super::{connect, zip_permissions, Store, StoreError};
+use deadpool_postgres::GenericClient;
+
+use super::rows::{self, Col, RoleRow, TokenRow};
+use super::{connect, Statements, StoreError};
 use crate::config::PostgresConfig;
 use crate::model::{ContentApiType, Ownership, Permission, PermissionSet, TokenKind, TokenRecord};
-use crate::store::admin::{RoleRow, TokenRow, UserRow};
 
 /// The schema holding authgate's trigger functions and their bookkeeping.
 pub const FUNCTIONS_SCHEMA: &str = "authgate";
@@ -118,13 +120,28 @@ pub fn channel(schema: &str) -> String {
 /// Postgres truncates identifiers (channel names too) at 63 bytes.
 const MAX_CHANNEL: usize = 63;
 
-pub(super) const ISSUED_HASHES: &str =
-    "SELECT access_key FROM strapi_api_tokens WHERE access_key IS NOT NULL";
+pub(super) const STATEMENTS: Statements = Statements {
+    issued_hashes: ISSUED_HASHES,
+    find_token: FIND_TOKEN,
+    touch_tokens: TOUCH_TOKENS,
+    record: record_from_row,
+    audit_table: "authgate.audit_events",
+    channel,
+};
+
+/// Every management write: Strapi's admin panel owns this data.
+pub(super) fn read_only(what: &str) -> StoreError {
+    StoreError::ReadOnly(format!(
+        "cannot {what} in the strapi5 layout: tokens, users and roles are managed in Strapi's admin panel"
+    ))
+}
+
+const ISSUED_HASHES: &str = "SELECT access_key FROM strapi_api_tokens WHERE access_key IS NOT NULL";
 
 /// One round trip: the token, its permissions (custom content-API actions
 /// and admin permissions), its owner, and the owner's roles and their
 /// permissions.
-pub(super) const FIND_TOKEN: &str = "
+const FIND_TOKEN: &str = "
 SELECT t.id::bigint AS id,
        coalesce(t.kind, 'content-api') AS kind,
        coalesce(t.name, '') AS name,
@@ -177,7 +194,7 @@ LIMIT 1";
 
 /// `last_used_at` only (the one column authgate writes here), in UTC like
 /// Strapi, never backwards.
-pub(super) const TOUCH_TOKENS: &str = "
+const TOUCH_TOKENS: &str = "
 UPDATE strapi_api_tokens AS t SET last_used_at = v.ts
 FROM (SELECT x.id, x.ts AT TIME ZONE 'UTC' AS ts
       FROM unnest($1::bigint[], $2::timestamptz[]) AS x(id, ts)) v
@@ -193,17 +210,15 @@ fn kind_of(kind: &str) -> Option<TokenKind> {
 
 /// A row of [`FIND_TOKEN`] as a record; `None` for a kind no Strapi token
 /// strategy accepts.
-pub(super) fn record_from_row(
-    row: &tokio_postgres::Row,
-) -> Result<Option<TokenRecord>, StoreError> {
-    let Some(kind) = kind_of(row.try_get("kind")?) else {
+fn record_from_row(row: &tokio_postgres::Row) -> Result<Option<TokenRecord>, StoreError> {
+    let Some(kind) = kind_of(row.col("kind")?) else {
         return Ok(None);
     };
     let (token_type, permissions, ownership) = match kind {
         TokenKind::ContentApi => {
-            let actions: Vec<String> = row.try_get("content_actions")?;
+            let actions: Vec<String> = row.col("content_actions")?;
             match row
-                .try_get::<_, Option<&str>>("type")?
+                .col::<_, Option<&str>>("type")?
                 .map(str::parse::<ContentApiType>)
             {
                 Some(Ok(ty)) => (
@@ -223,24 +238,13 @@ pub(super) fn record_from_row(
             }
         }
         TokenKind::Admin => {
-            let permissions = zip_permissions(
-                row.try_get("token_actions")?,
-                row.try_get("token_subjects")?,
-            );
-            (None, permissions, super::ownership_from_row(row)?)
+            let permissions = rows::permission_set(row, "token_actions", "token_subjects")?;
+            (None, permissions, rows::ownership(row)?)
         }
     };
-    Ok(Some(TokenRecord {
-        id: row.try_get("id")?,
-        kind,
-        name: row.try_get("name")?,
-        token_type,
-        expires_at: row.try_get("expires_at")?,
-        permissions,
-        ownership,
-        // Strapi has no per-token limit; rate_limit.per_token applies.
-        rate_limit: crate::model::RateOverride::default(),
-    }))
+    // Strapi has no per-token limit; rate_limit.per_token applies.
+    let rate_limit = crate::model::RateOverride::default();
+    rows::record(row, kind, token_type, permissions, ownership, rate_limit).map(Some)
 }
 
 // ---------------------------------------------------------------------------
@@ -281,7 +285,7 @@ pub async fn inspect(
         )
         .await?
         .iter()
-        .map(|r| r.try_get(0))
+        .map(|r| r.col(0))
         .collect::<Result<_, _>>()?;
     let missing_tables: Vec<&'static str> = TABLES
         .iter()
@@ -300,8 +304,8 @@ pub async fn inspect(
         )
         .await?
         .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, tokio_postgres::Error>>()?;
+        .map(|r| Ok((r.col(0)?, r.col(1)?)))
+        .collect::<Result<_, StoreError>>()?;
     let absent: Vec<String> = TRIGGERS
         .iter()
         .filter(|(table, trigger)| !installed.contains(&((*table).into(), (*trigger).into())))
@@ -326,7 +330,7 @@ pub async fn inspect(
             &[&schema],
         )
         .await?
-        .try_get(0)?;
+        .col(0)?;
     Ok(Inspection {
         missing_tables,
         triggers,
@@ -405,11 +409,7 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
     }
     let tx = client.transaction().await?;
     // One lock for every Strapi schema: the functions are shared.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('authgate:strapi5'))",
-        &[],
-    )
-    .await?;
+    super::migration_lock(&tx, "authgate:strapi5").await?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {f};
          CREATE TABLE IF NOT EXISTS {f}.strapi5_migrations (
@@ -422,23 +422,19 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
         f = FUNCTIONS_SCHEMA
     ))
     .await?;
-    let done: Vec<i32> = tx
+    let rows = tx
         .query(
             &format!(
                 "SELECT version FROM {FUNCTIONS_SCHEMA}.strapi5_migrations WHERE strapi_schema = $1"
             ),
             &[schema],
         )
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
-    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
-    if let Some(v) = done.iter().find(|v| **v > newest) {
-        return Err(StoreError::Invalid(format!(
+        .await?;
+    let done = super::applied_versions(&rows, MIGRATIONS, |v, newest| {
+        format!(
             "the triggers on schema `{schema}` are at version {v}, newer than this authgate knows ({newest}): upgrade authgate"
-        )));
-    }
+        )
+    })?;
     // Every version is idempotent; re-apply them all when a trigger went
     // missing (dropped by hand, or a table recreated).
     let repair = found.triggers != Triggers::Installed;
@@ -468,7 +464,7 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
             &[],
         )
         .await?
-        .try_get(0)?;
+        .col(0)?;
     if !audit_exists {
         tx.batch_execute(&format!(
             "SET LOCAL search_path = {FUNCTIONS_SCHEMA}; {}",
@@ -482,11 +478,12 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
 
 // ---------------------------------------------------------------------------
 // Management reads (the CLI's `token list|show`, `user list`, `role list`,
-// `--as`). Writes are refused by `Store::writable`.
+// `--as`). Writes are refused with `read_only`.
 // ---------------------------------------------------------------------------
 
-const TOKEN_COLUMNS: &str = "
-    t.id::bigint AS id, coalesce(t.kind, 'content-api') AS kind, coalesce(t.name, '') AS name,
+/// Tokens as listed, with their owner; `WHERE` follows.
+const TOKENS: &str = "
+    SELECT t.id::bigint AS id, coalesce(t.kind, 'content-api') AS kind, coalesce(t.name, '') AS name,
     coalesce(t.description, '') AS description, t.type, t.lifespan,
     t.expires_at AT TIME ZONE 'UTC' AS expires_at,
     t.last_used_at AT TIME ZONE 'UTC' AS last_used_at,
@@ -509,89 +506,60 @@ LEFT JOIN LATERAL (SELECT o.user_id FROM strapi_api_tokens_admin_user_owner_lnk 
 LEFT JOIN admin_users u ON u.id = o.user_id";
 
 fn token_row(row: &tokio_postgres::Row) -> Result<Option<TokenRow>, StoreError> {
-    let Some(kind) = kind_of(row.try_get("kind")?) else {
+    let Some(kind) = kind_of(row.col("kind")?) else {
         return Ok(None);
     };
-    let (token_type, permissions, owner_id, owner_email) = match kind {
+    let row = match kind {
         TokenKind::ContentApi => {
-            let actions: Vec<String> = row.try_get("content_actions")?;
-            (
-                row.try_get::<_, Option<&str>>("type")?
-                    .and_then(|t| t.parse().ok()),
-                actions
-                    .into_iter()
-                    .map(|a| Permission::new(a, None))
-                    .collect(),
-                None,
-                None,
-            )
+            let actions: Vec<String> = row.col("content_actions")?;
+            let ty = row
+                .col::<_, Option<&str>>("type")?
+                .and_then(|t| t.parse().ok());
+            let actions = actions.into_iter().map(|a| Permission::new(a, None));
+            TokenRow {
+                owner_id: None,
+                owner_email: None,
+                ..rows::token_row(row, kind, ty, actions.collect())?
+            }
         }
-        TokenKind::Admin => (
-            None,
-            zip_permissions(
-                row.try_get("token_actions")?,
-                row.try_get("token_subjects")?,
-            )
-            .to_sorted_vec(),
-            row.try_get("owner_id")?,
-            row.try_get("owner_email")?,
-        ),
+        TokenKind::Admin => {
+            let permissions = rows::permission_set(row, "token_actions", "token_subjects")?;
+            rows::token_row(row, kind, None, permissions.to_sorted_vec())?
+        }
     };
-    Ok(Some(TokenRow {
-        id: row.try_get("id")?,
-        kind,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        token_type,
-        lifespan_ms: row.try_get("lifespan")?,
-        expires_at: row.try_get("expires_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        owner_id,
-        owner_email,
-        permissions,
-        encrypted_key: row.try_get("encrypted_key")?,
-        rate_limit: None,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    }))
+    Ok(Some(row))
 }
 
-pub(super) async fn list_tokens(
-    store: &Store,
+/// Tokens of a kind Strapi accepts, of one kind or all, lowest id first.
+pub(super) async fn tokens(
+    c: &impl GenericClient,
     kind: Option<TokenKind>,
 ) -> Result<Vec<TokenRow>, StoreError> {
-    let client = store.client().await?;
     let kind = kind.map(TokenKind::as_str);
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {TOKEN_COLUMNS}
-                 WHERE coalesce($1::text, coalesce(t.kind, 'content-api')) = coalesce(t.kind, 'content-api')
-                 ORDER BY t.id"
-            ),
-            &[&kind],
-        )
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let sql = format!(
+        "{TOKENS}
+         WHERE coalesce($1::text, coalesce(t.kind, 'content-api')) = coalesce(t.kind, 'content-api')
+         ORDER BY t.id"
+    );
+    let mut out = Vec::new();
+    for row in &c.query(&sql, &[&kind]).await? {
         out.extend(token_row(row)?);
     }
     Ok(out)
 }
 
-pub(super) async fn get_token(store: &Store, id: i64) -> Result<Option<TokenRow>, StoreError> {
-    let client = store.client().await?;
-    let row = client
-        .query_opt(
-            &format!("SELECT {TOKEN_COLUMNS} WHERE t.id = $1::bigint"),
-            &[&id],
-        )
-        .await?;
-    Ok(row.as_ref().map(token_row).transpose()?.flatten())
+/// The token with this id, unless its kind is one Strapi refuses.
+pub(super) async fn token(c: &impl GenericClient, id: i64) -> Result<Option<TokenRow>, StoreError> {
+    let sql = format!("{TOKENS} WHERE t.id = $1::bigint");
+    match c.query_opt(&sql, &[&id]).await? {
+        Some(row) => token_row(&row),
+        None => Ok(None),
+    }
 }
 
-const USER_COLUMNS: &str = "
-    u.id::bigint AS id, coalesce(u.email, '') AS email,
+/// Users with their roles and permissions (for [`rows::users`]).
+pub(super) const USERS: &str = "
+    SELECT u.id::bigint AS id, coalesce(u.email, '') AS email,
     trim(concat_ws(' ', u.firstname, u.lastname)) AS name,
     coalesce(u.is_active, false) AS is_active, coalesce(u.blocked, false) AS blocked,
     ARRAY(SELECT coalesce(r.name, r.code, r.id::text) FROM admin_users_roles_lnk ur
@@ -608,38 +576,9 @@ const USER_COLUMNS: &str = "
           WHERE ur.user_id = u.id AND p.action IS NOT NULL ORDER BY p.id, rl.id, ur.id) AS subjects
 FROM admin_users u";
 
-fn user_row(row: &tokio_postgres::Row) -> Result<UserRow, StoreError> {
-    Ok(UserRow {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        name: row.try_get("name")?,
-        is_active: row.try_get("is_active")?,
-        blocked: row.try_get("blocked")?,
-        roles: row.try_get("roles")?,
-        super_admin: row.try_get("super_admin")?,
-        permissions: zip_permissions(row.try_get("actions")?, row.try_get("subjects")?),
-    })
-}
-
-/// Users by a condition on `u` (lowest id first).
-pub(super) async fn users_where(
-    store: &Store,
-    clause: &str,
-    args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Vec<UserRow>, StoreError> {
-    let client = store.client().await?;
-    let rows = client
-        .query(
-            &format!("SELECT {USER_COLUMNS} WHERE {clause} ORDER BY u.id"),
-            args,
-        )
-        .await?;
-    rows.iter().map(user_row).collect()
-}
-
-pub(super) async fn list_roles(store: &Store) -> Result<Vec<RoleRow>, StoreError> {
-    let client = store.client().await?;
-    let rows = client
+/// Every role, lowest id first.
+pub(super) async fn roles(c: &impl GenericClient) -> Result<Vec<RoleRow>, StoreError> {
+    let rows = c
         .query(
             "SELECT r.id::bigint AS id, coalesce(r.name, r.code, r.id::text) AS name,
                     coalesce(r.code = 'strapi-super-admin', false) AS super_admin,
@@ -655,12 +594,11 @@ pub(super) async fn list_roles(store: &Store) -> Result<Vec<RoleRow>, StoreError
         .await?;
     rows.iter()
         .map(|row| {
+            let role = rows::role_row(row)?;
+            let sorted: PermissionSet = role.permissions.into_iter().collect();
             Ok(RoleRow {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                super_admin: row.try_get("super_admin")?,
-                permissions: zip_permissions(row.try_get("actions")?, row.try_get("subjects")?)
-                    .to_sorted_vec(),
+                permissions: sorted.to_sorted_vec(),
+                ..role
             })
         })
         .collect()
