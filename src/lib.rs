@@ -64,4 +64,5 @@ pub mod strapi5_sync;
 pub mod telemetry;
 pub mod tls;
 pub mod token;
+pub mod token_stats;
 pub mod upstream;

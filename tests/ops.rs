@@ -117,6 +117,57 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The expiry gauges (issue 16): counted from the store at start and
+/// every `tokens.stats_interval` (1s here), never per request.
+#[tokio::test]
+async fn token_gauges_count_active_expired_and_expiring_tokens() {
+    let env = Env::new().await;
+    env.ok(&["user", "create", "--email", "o@example.com", "--role", "super-admin"]);
+    let create = |name: &str, duration: &str| {
+        env.json(&[
+            "token", "create", "--kind", "content-api", "--name", name, "--type", "read-only",
+            "--duration", duration,
+        ])["id"]
+            .as_i64()
+            .unwrap()
+    };
+    create("week", "7d");
+    create("month", "30d");
+    create("forever", "unlimited");
+    let gone = create("gone", "7d");
+    exec(
+        &env.schema,
+        &format!("UPDATE tokens SET expires_at = now() - interval '1 hour' WHERE id = {gone}"),
+    )
+    .await;
+    env.admin_token("a", "o@example.com", &[]);
+    let g = env.gateway().await;
+    let scrape = || async {
+        metrics_text(&get(&format!("http://{}/metrics", g.metrics), None).await.body)
+    };
+    let has = |text: &str, line: &str| text.lines().any(|l| l == line);
+    let want = [
+        r#"authgate_tokens{kind="content-api",state="active"} 3"#,
+        r#"authgate_tokens{kind="content-api",state="expired"} 1"#,
+        r#"authgate_tokens_expiring{kind="content-api",within="1d"} 0"#,
+        r#"authgate_tokens_expiring{kind="content-api",within="7d"} 1"#,
+        r#"authgate_tokens_expiring{kind="content-api",within="30d"} 2"#,
+        r#"authgate_tokens{kind="admin",state="active"} 1"#,
+        r#"authgate_tokens_expiring{kind="admin",within="30d"} 0"#,
+    ];
+    eventually(Duration::from_secs(5), "the gauges at start", || async {
+        let text = scrape().await;
+        want.iter().all(|l| has(&text, l))
+    })
+    .await;
+    // A token created later shows up at the next count.
+    create("soon", "7d");
+    eventually(Duration::from_secs(5), "the next count", || async {
+        has(&scrape().await, r#"authgate_tokens_expiring{kind="content-api",within="7d"} 2"#)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let env = Env::with_config("").await;

@@ -36,12 +36,17 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "audit", super::AUDIT_MIGRATION),
 ];
 
+/// See [`Statements::token_stats`].
+const TOKEN_STATS: &str =
+    super::token_stats_sql!("FROM (SELECT kind, expires_at AS e FROM tokens) t GROUP BY kind");
+
 pub(super) const STATEMENTS: Statements = Statements {
     issued_hashes: ISSUED_HASHES,
     find_token: FIND_TOKEN,
     touch_tokens: TOUCH_TOKENS,
     record: |row| record_from_row(row).map(Some),
     audit_table: "audit_events",
+    token_stats: TOKEN_STATS,
     channel: |schema| format!("authgate_{schema}"),
 };
 

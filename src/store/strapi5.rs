@@ -127,7 +127,14 @@ pub(super) const STATEMENTS: Statements = Statements {
     record: record_from_row,
     audit_table: "authgate.audit_events",
     channel,
+    token_stats: TOKEN_STATS,
 };
+
+/// See [`Statements::token_stats`]; `kind` NULL is a content-API token.
+const TOKEN_STATS: &str = super::token_stats_sql!(
+    "FROM (SELECT coalesce(kind, 'content-api') AS kind, expires_at AT TIME ZONE 'UTC' AS e
+      FROM strapi_api_tokens) t GROUP BY kind"
+);
 
 /// Every management write: Strapi's admin panel owns this data.
 pub(super) fn read_only(what: &str) -> StoreError {

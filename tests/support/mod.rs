@@ -134,6 +134,7 @@ pool_size = 4
 [tokens]
 salt = "{SALT}"
 last_used_interval = "1s"
+stats_interval = "1s"
 
 [metrics]
 listen = "127.0.0.1:0"
