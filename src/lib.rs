@@ -21,9 +21,11 @@
 //! | [`ratelimit`] | per-token and per-IP limits |
 //! | [`redis_link`] | Redis: shared rate-limit counters, invalidation fan-out |
 //! | [`last_used`] | batched `last_used_at` writes |
+//! | [`body`] | the body type both the proxy and the upstream client use |
 //! | [`upstream`] | the pooled client to the CMS |
 //! | [`proxy`] | the request path, phase by phase |
 //! | [`server`] | composition, listeners, graceful drain, probes |
+//! | [`serve_error`] | start-up failures of the listeners |
 //! | [`reload`] | config and certificate reloads, signals |
 //! | [`tls`] | rustls set-up |
 //! | [`manage`] | who may manage which token |
@@ -35,6 +37,7 @@
 
 pub mod audit;
 pub mod authz;
+pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -55,6 +58,7 @@ pub mod ratelimit;
 pub mod redis_link;
 pub mod reload;
 pub mod route;
+pub mod serve_error;
 pub mod server;
 pub mod store;
 pub mod strapi5_sync;

@@ -23,10 +23,11 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::authz::{self, Denial, GraphQlOperation, Precheck, SessionPolicy, Verdict};
-use crate::cache::{Hit, LookupError, TokenCache};
+use crate::body::{ForwardBody, ResponseBody};
+use crate::cache::{Hit, LookupError, Resolved, TokenCache};
 use crate::config::Config;
 use crate::forwarding::{Forwarding, Peer};
-use crate::identity::{IdentityNames, Resolved, Signer};
+use crate::identity::{IdentityNames, Signer};
 use crate::known::KnownHashes;
 use crate::last_used::UsageRecorder;
 use crate::metrics::{Decision, Metrics};
@@ -35,11 +36,6 @@ use crate::route::{self, RouteClass, RouteTable};
 use crate::store::Store;
 use crate::token::Hasher;
 use crate::upstream::{Upstream, UpstreamError};
-
-/// The body of every response the gateway sends.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
-/// The body of every request it forwards.
-pub type ForwardBody = Either<Incoming, Full<Bytes>>;
 
 /// What can change on a config reload without a restart.
 #[derive(Debug, Clone)]

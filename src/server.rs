@@ -27,10 +27,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use crate::cache::TokenCache;
+use crate::cache::{Resolved, TokenCache};
 use crate::config::{Config, Layout};
 use crate::content_types::Policies;
-use crate::identity::Resolved;
 use crate::invalidation::{self, ListenerStatus};
 use crate::known::KnownHashes;
 use crate::last_used::UsageRecorder;
@@ -38,27 +37,10 @@ use crate::metrics::Metrics;
 use crate::proxy::{Gateway, GatewayParts};
 use crate::ratelimit::RateLimiter;
 use crate::redis_link::RedisLink;
+use crate::serve_error::ServeError;
 use crate::store::Store;
 use crate::tls::ReloadableAcceptor;
 use crate::upstream::Upstream;
-
-/// Start-up failures.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error("redis.url: {0}")]
-    Redis(String),
-    #[error("management: {0}")]
-    Management(String),
-}
 
 /// A bound, not yet running gateway.
 pub struct Server {
