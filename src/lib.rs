@@ -15,6 +15,7 @@
 //! | [`invalidation`] | LISTEN/NOTIFY events that keep caches current |
 //! | [`strapi5_sync`] | strapi5 layout: polls Strapi's tables for changes and content types |
 //! | [`content_types`] | Strapi's stored content types merged with `[[content_types]]` |
+//! | [`lookup`] | the look-up phase: known hashes, cache, store |
 //! | [`known`] | the set of issued hashes: floods of made-up keys never reach the database |
 //! | [`identity`] | identity headers: stripping, building, signing |
 //! | [`forwarding`] | X-Forwarded-*, Forwarded, trusted proxies, Host |
@@ -49,6 +50,7 @@ pub mod identity;
 pub mod invalidation;
 pub mod known;
 pub mod last_used;
+pub mod lookup;
 pub mod manage;
 pub mod management;
 pub mod metrics;

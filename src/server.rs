@@ -33,6 +33,7 @@ use crate::content_types::Policies;
 use crate::invalidation::{self, ListenerStatus};
 use crate::known::KnownHashes;
 use crate::last_used::UsageRecorder;
+use crate::lookup::Lookup;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, GatewayParts};
 use crate::ratelimit::RateLimiter;
@@ -40,6 +41,7 @@ use crate::redis_link::RedisLink;
 use crate::serve_error::ServeError;
 use crate::store::Store;
 use crate::tls::ReloadableAcceptor;
+use crate::token::Hasher;
 use crate::upstream::Upstream;
 
 /// A bound, not yet running gateway.
@@ -107,12 +109,16 @@ impl Server {
         let gateway = Arc::new(Gateway::new(
             &cfg,
             GatewayParts {
-                cache: cache.clone(),
-                store: store.clone(),
+                lookup: Lookup::new(
+                    Hasher::new(cfg.tokens.salt.expose()),
+                    known.clone(),
+                    cache.clone(),
+                    store.clone(),
+                    metrics.clone(),
+                ),
                 upstream,
                 usage: usage.clone(),
                 limiter,
-                known: known.clone(),
                 metrics: metrics.clone(),
             },
         ));
