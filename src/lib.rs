@@ -25,6 +25,7 @@
 //! | [`body`] | the body type both the proxy and the upstream client use |
 //! | [`upstream`] | the pooled client to the CMS |
 //! | [`proxy`] | the request path, phase by phase |
+//! | [`accept`] | accepting connections, with a pause after a failed accept |
 //! | [`server`] | composition, listeners, graceful drain, probes |
 //! | [`serve_error`] | start-up failures of the listeners |
 //! | [`reload`] | config and certificate reloads, signals |
@@ -36,6 +37,7 @@
 //! | [`cli`] | the `authgate` command |
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod audit;
 pub mod authz;
 pub mod body;
