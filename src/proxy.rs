@@ -1,16 +1,18 @@
 //! The request path, in named phases (as Pingora's proxy reads):
 //!
 //! ```text
-//! parse (target, Authorization) -> normalise + judge (route)
-//!   -> precheck (authz) -> look up (cache -> store) -> decide (authz)
+//! parse (target) -> normalise + judge (route)
+//!   -> precheck (authz, per-IP limit) -> look up (lookup: known, cache, store)
+//!   -> decide (authz, per-token limit)
 //!   -> forward with identity (upstream) | answer the error envelope
 //!   -> log + metrics
 //! ```
 //!
 //! [`Gateway::handle`] reads top to bottom in that order; each phase is a
-//! call into the module that owns it. The proxy knows a decision, not SQL:
-//! lookups go through the cache, and denials become responses in exactly
-//! one function, [`error_response`].
+//! method taking the request's context (`RequestCtx`, on the stack) and
+//! calling into the module that owns it. The proxy knows a decision, not
+//! SQL: lookups go through [`crate::lookup::Lookup`], and denials become
+//! responses in exactly one function, [`error_response`].
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,9 +121,14 @@ enum Outcome {
 impl Outcome {
     /// Refused before any token is known.
     fn deny(denial: Denial) -> Self {
+        Self::deny_token(denial, None)
+    }
+
+    /// Refused, with the token when there is one.
+    fn deny_token(denial: Denial, token_id: Option<i64>) -> Self {
         Outcome::Deny {
             denial,
-            token_id: None,
+            token_id,
             retry_after: None,
         }
     }
@@ -360,17 +367,9 @@ impl Gateway {
                 if !authenticated {
                     self.limiter.note_failed_auth(cx.client).await;
                 }
-                Outcome::Deny {
-                    denial,
-                    token_id,
-                    retry_after: None,
-                }
+                Outcome::deny_token(denial, token_id)
             }
-            Verdict::NeedGraphQlOperation => Outcome::Deny {
-                denial: Denial::Forbidden,
-                token_id,
-                retry_after: None,
-            },
+            Verdict::NeedGraphQlOperation => Outcome::deny_token(Denial::Forbidden, token_id),
         };
         (outcome, req)
     }

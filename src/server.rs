@@ -1,11 +1,12 @@
 //! Composition: the one place the layers meet.
 //!
 //! [`Server::bind`] builds every part from the config (store pool, cache,
-//! upstream client, gateway, metrics) and binds the listeners;
-//! [`Server::run`] accepts connections and runs the background tasks (the
+//! known-hash set, the look-up over them, upstream client, gateway,
+//! metrics) and binds the listeners; [`Server::run`] accepts connections
+//! (through [`crate::accept`]) and runs the background tasks (the
 //! invalidation listener, the strapi5 layout's change poller, the
-//! `last_used_at` flusher, reload watchers) until
-//! the shutdown future resolves. Then it drains: `/readyz` turns 503 at
+//! `last_used_at` flusher, reload watchers) until the shutdown future
+//! resolves. Then it drains: `/readyz` turns 503 at
 //! once, the proxy keeps accepting for `server.shutdown_delay` (so load
 //! balancers stop sending here first), stops accepting, lets in-flight
 //! requests finish within `server.shutdown_grace`, flushes `last_used_at`
