@@ -8,9 +8,9 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use authgate::authz::{decide, parse_authorization};
-use authgate::cache::TokenCache;
+use authgate::cache::{Resolved, TokenCache};
 use authgate::config::CacheConfig;
-use authgate::identity::{IdentityNames, Resolved};
+use authgate::identity::IdentityNames;
 use authgate::metrics::Metrics;
 use authgate::model::{
     ContentApiType, Owner, Ownership, Permission, PermissionSet, TokenKind, TokenRecord,

@@ -83,6 +83,43 @@ impl<V> Deref for Cached<V> {
     }
 }
 
+/// What the gateway keeps per token: the record, and when its last use
+/// was noted (the cache's value type).
+#[derive(Debug)]
+pub struct Resolved {
+    pub record: TokenRecord,
+    /// Unix seconds of the last use recorded for `last_used_at` (a cheap
+    /// pre-check so most requests skip the recorder's lock).
+    pub last_recorded: AtomicU64,
+}
+
+impl Resolved {
+    pub fn new(record: TokenRecord) -> Self {
+        Self {
+            record,
+            last_recorded: AtomicU64::new(0),
+        }
+    }
+
+    /// True if a use at `now_secs` should be recorded (at most once per
+    /// `interval_secs` per cached record).
+    pub fn should_record(&self, now_secs: u64, interval_secs: u64) -> bool {
+        let last = self.last_recorded.load(Ordering::Relaxed);
+        if last != 0 && now_secs < last.saturating_add(interval_secs.max(1)) {
+            return false;
+        }
+        self.last_recorded
+            .compare_exchange(last, now_secs, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+impl AsRef<TokenRecord> for Resolved {
+    fn as_ref(&self) -> &TokenRecord {
+        &self.record
+    }
+}
+
 /// The cache key: the first 32 bytes of the 64-byte hash, as collision
 /// resistant as SHA-256 and half the size in every entry.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -285,7 +285,7 @@ pub enum CliError {
     #[error(transparent)]
     Manage(#[from] manage::ManageError),
     #[error(transparent)]
-    Serve(#[from] crate::server::ServeError),
+    Serve(#[from] crate::serve_error::ServeError),
     #[error("{0}")]
     Other(String),
 }

@@ -18,8 +18,6 @@
 //! sorted by name. The CMS recomputes it to prove the request came through
 //! the gateway (see the README's "Security model").
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use hmac::{Hmac, Mac};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
@@ -129,42 +127,6 @@ pub fn header_value(s: &str) -> HeaderValue {
     }
     HeaderValue::from_bytes(&out)
         .unwrap_or_else(|_| unreachable!("printable ASCII is a valid header value"))
-}
-
-/// A token record as the proxy keeps it in the cache.
-#[derive(Debug)]
-pub struct Resolved {
-    pub record: TokenRecord,
-    /// Unix seconds of the last use recorded for `last_used_at` (a cheap
-    /// pre-check so most requests skip the recorder's lock).
-    pub last_recorded: AtomicU64,
-}
-
-impl Resolved {
-    pub fn new(record: TokenRecord) -> Self {
-        Self {
-            record,
-            last_recorded: AtomicU64::new(0),
-        }
-    }
-
-    /// True if a use at `now_secs` should be recorded (at most once per
-    /// `interval_secs` per cached record).
-    pub fn should_record(&self, now_secs: u64, interval_secs: u64) -> bool {
-        let last = self.last_recorded.load(Ordering::Relaxed);
-        if last != 0 && now_secs < last.saturating_add(interval_secs.max(1)) {
-            return false;
-        }
-        self.last_recorded
-            .compare_exchange(last, now_secs, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    }
-}
-
-impl AsRef<TokenRecord> for Resolved {
-    fn as_ref(&self) -> &TokenRecord {
-        &self.record
-    }
 }
 
 /// Signs identity headers with `identity.signing_key`.
@@ -344,22 +306,5 @@ mod tests {
             expected.split_whitespace().next().unwrap()
         );
         assert_eq!(h["x-auth-timestamp"], "1700000000");
-    }
-
-    #[test]
-    fn records_at_most_once_per_interval() {
-        let r = Resolved::new(TokenRecord {
-            id: 1,
-            kind: TokenKind::ContentApi,
-            name: "n".into(),
-            token_type: Some(ContentApiType::ReadOnly),
-            expires_at: None,
-            permissions: PermissionSet::default(),
-            ownership: Ownership::None,
-            rate_limit: crate::model::RateOverride::default(),
-        });
-        assert!(r.should_record(1000, 60));
-        assert!(!r.should_record(1030, 60));
-        assert!(r.should_record(1060, 60));
     }
 }

@@ -16,15 +16,19 @@
 //! | [`invalidation`] | LISTEN/NOTIFY events that keep caches current |
 //! | [`strapi5_sync`] | strapi5 layout: polls Strapi's tables for changes and content types |
 //! | [`content_types`] | Strapi's stored content types merged with `[[content_types]]` |
+//! | [`lookup`] | the look-up phase: known hashes, cache, store |
 //! | [`known`] | the set of issued hashes: floods of made-up keys never reach the database |
 //! | [`identity`] | identity headers: stripping, building, signing |
 //! | [`forwarding`] | X-Forwarded-*, Forwarded, trusted proxies, Host |
 //! | [`ratelimit`] | per-token and per-IP limits |
 //! | [`redis_link`] | Redis: shared rate-limit counters, invalidation fan-out |
 //! | [`last_used`] | batched `last_used_at` writes |
+//! | [`body`] | the body type both the proxy and the upstream client use |
 //! | [`upstream`] | the pooled client to the CMS |
 //! | [`proxy`] | the request path, phase by phase |
+//! | [`accept`] | accepting connections, with a pause after a failed accept |
 //! | [`server`] | composition, listeners, graceful drain, probes |
+//! | [`serve_error`] | start-up failures of the listeners |
 //! | [`reload`] | config and certificate reloads, signals |
 //! | [`tls`] | rustls set-up |
 //! | [`manage`] | who may manage which token |
@@ -36,8 +40,10 @@
 //! The house rules (no `unsafe`, no `unwrap()` outside tests) are `[lints]`
 //! in `Cargo.toml`.
 
+pub mod accept;
 pub mod audit;
 pub mod authz;
+pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -49,6 +55,7 @@ pub mod identity;
 pub mod invalidation;
 pub mod known;
 pub mod last_used;
+pub mod lookup;
 pub mod manage;
 pub mod management;
 pub mod metrics;
@@ -58,6 +65,7 @@ pub mod ratelimit;
 pub mod redis_link;
 pub mod reload;
 pub mod route;
+pub mod serve_error;
 pub mod server;
 pub mod store;
 pub mod strapi5_sync;

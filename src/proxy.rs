@@ -1,17 +1,20 @@
 //! The request path, in named phases (as Pingora's proxy reads):
 //!
 //! ```text
-//! parse (target, Authorization) -> normalise + judge (route)
-//!   -> precheck (authz) -> look up (cache -> store) -> decide (authz)
+//! parse (target) -> normalise + judge (route)
+//!   -> precheck (authz, per-IP limit) -> look up (lookup: known, cache, store)
+//!   -> decide (authz, per-token limit)
 //!   -> forward with identity (upstream) | answer the error envelope
 //!   -> log + metrics
 //! ```
 //!
 //! [`Gateway::handle`] reads top to bottom in that order; each phase is a
-//! call into the module that owns it. The proxy knows a decision, not SQL:
-//! lookups go through the cache, and denials become responses in exactly
-//! one function, [`error_response`].
+//! method taking the request's context (`RequestCtx`, on the stack) and
+//! calling into the module that owns it. The proxy knows a decision, not
+//! SQL: lookups go through [`crate::lookup::Lookup`], and denials become
+//! responses in exactly one function, [`error_response`].
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -23,23 +26,18 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::authz::{self, Denial, GraphQlOperation, Precheck, SessionPolicy, Verdict};
-use crate::cache::{Hit, LookupError, TokenCache};
+use crate::body::{ForwardBody, ResponseBody};
+use crate::cache::{Hit, LookupError, Resolved};
 use crate::config::Config;
 use crate::forwarding::{Forwarding, Peer};
-use crate::identity::{IdentityNames, Resolved, Signer};
-use crate::known::KnownHashes;
+use crate::identity::{IdentityNames, Signer};
 use crate::last_used::UsageRecorder;
+use crate::lookup::Lookup;
 use crate::metrics::{Decision, Metrics};
+use crate::model::TokenRecord;
 use crate::ratelimit::RateLimiter;
 use crate::route::{self, RouteClass, RouteTable};
-use crate::store::Store;
-use crate::token::Hasher;
 use crate::upstream::{Upstream, UpstreamError};
-
-/// The body of every response the gateway sends.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
-/// The body of every request it forwards.
-pub type ForwardBody = Either<Incoming, Full<Bytes>>;
 
 /// What can change on a config reload without a restart.
 #[derive(Debug, Clone)]
@@ -59,34 +57,52 @@ impl Policy {
     }
 }
 
-/// Everything the request path needs, built once by `server::serve`.
+/// Everything the request path needs, built once by `server::Server::bind`.
 pub struct Gateway {
     policy: RwLock<Arc<Policy>>,
-    hasher: Hasher,
     names: IdentityNames,
     signer: Option<Signer>,
     forward_authorization: bool,
     max_uri_bytes: usize,
     forwarding: Forwarding,
-    cache: Arc<TokenCache<Resolved>>,
-    store: Store,
+    lookup: Lookup,
     upstream: Upstream,
     usage: Arc<UsageRecorder>,
     limiter: RateLimiter,
-    known: Arc<KnownHashes>,
     metrics: Metrics,
     request_ids: RequestIds,
 }
 
-/// Parts of [`Gateway`] that `server::serve` builds and shares.
+/// Parts of [`Gateway`] that `server::Server::bind` builds and shares.
 pub struct GatewayParts {
-    pub cache: Arc<TokenCache<Resolved>>,
-    pub store: Store,
+    pub lookup: Lookup,
     pub upstream: Upstream,
     pub usage: Arc<UsageRecorder>,
     pub limiter: RateLimiter,
-    pub known: Arc<KnownHashes>,
     pub metrics: Metrics,
+}
+
+/// What every phase of one request reads, taken once as it arrives. Lives
+/// on the handler's stack.
+struct RequestCtx<'c> {
+    started: Instant,
+    conn: &'c Peer,
+    /// The client as the trusted proxies say (for the per-IP limits).
+    client: IpAddr,
+    request_id: HeaderValue,
+    method: Method,
+}
+
+/// The normalised request target: what is judged and what is forwarded.
+struct Target {
+    path_and_query: String,
+    path_len: usize,
+}
+
+impl Target {
+    fn path(&self) -> &str {
+        &self.path_and_query[..self.path_len]
+    }
 }
 
 /// How the request was settled, for logs and metrics.
@@ -102,6 +118,37 @@ enum Outcome {
     },
 }
 
+impl Outcome {
+    /// Refused before any token is known.
+    fn deny(denial: Denial) -> Self {
+        Self::deny_token(denial, None)
+    }
+
+    /// Refused, with the token when there is one.
+    fn deny_token(denial: Denial, token_id: Option<i64>) -> Self {
+        Outcome::Deny {
+            denial,
+            token_id,
+            retry_after: None,
+        }
+    }
+
+    /// Over a rate limit; retry after `secs`.
+    fn rate_limited(token_id: Option<i64>, secs: u64) -> Self {
+        Outcome::Deny {
+            denial: Denial::RateLimited,
+            token_id,
+            retry_after: Some(secs),
+        }
+    }
+}
+
+/// The identity a request is forwarded with.
+struct Identity<'a> {
+    token: &'a Hit<Resolved>,
+    action: Option<&'a str>,
+}
+
 fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -110,7 +157,6 @@ impl Gateway {
     pub fn new(cfg: &Config, parts: GatewayParts) -> Self {
         Self {
             policy: RwLock::new(Arc::new(Policy::from_config(cfg))),
-            hasher: Hasher::new(cfg.tokens.salt.expose()),
             names: IdentityNames::new(&cfg.identity.header_prefix),
             signer: cfg
                 .identity
@@ -120,12 +166,10 @@ impl Gateway {
             forward_authorization: cfg.identity.forward_authorization,
             max_uri_bytes: cfg.server.max_uri_bytes,
             forwarding: cfg.server.forwarding.clone(),
-            cache: parts.cache,
-            store: parts.store,
+            lookup: parts.lookup,
             upstream: parts.upstream,
             usage: parts.usage,
             limiter: parts.limiter,
-            known: parts.known,
             metrics: parts.metrics,
             request_ids: RequestIds::new(),
         }
@@ -151,208 +195,155 @@ impl Gateway {
         &self.names
     }
 
-    /// Handle one request end to end.
+    /// Handle one request end to end (accepted by `server::Connection`),
+    /// phase by phase.
     pub async fn handle(&self, req: Request<Incoming>, conn: &Peer) -> Response<ResponseBody> {
-        let started = Instant::now();
-        let peer = conn.addr;
+        let cx = self.context(&req, conn);
         let req = req.map(Either::Left);
-        let request_id = self.request_ids.take(req.headers());
-        let client = self.forwarding.client_ip(req.headers(), peer);
-        let method = req.method().clone();
-
-        // Phase: parse and normalise the target. The normalised path is what
-        // is classified and what is forwarded.
-        let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-        let target = if uri_len > self.max_uri_bytes {
-            Err(Denial::UriTooLong)
-        } else {
-            route::normalise(req.uri().path())
-                .map(|p| match req.uri().query() {
-                    Some(q) => format!("{p}?{q}"),
-                    None => p.into_owned(),
-                })
-                .map_err(|_| Denial::InvalidPath)
-        };
-        let path_and_query = match target {
-            Ok(t) => t,
-            Err(denial) => return self.refuse_target(denial, &method, started, &request_id),
-        };
-        let path_len = path_and_query.find('?').unwrap_or(path_and_query.len());
         let policy = self.policy();
-        // The route judged is the one every reading of the raw path gives.
-        let route = match policy.routes.judge(
-            &method,
-            req.uri().path(),
-            req.uri().query(),
-            &path_and_query[..path_len],
-        ) {
-            Ok(route) => route,
-            Err(_) => {
-                return self.refuse_target(Denial::InvalidPath, &method, started, &request_id)
-            }
+
+        // Parse: the request target, normalised. The normal form is what is
+        // judged and what is forwarded.
+        let target = match self.parse_target(req.uri()) {
+            Ok(t) => t,
+            Err(denial) => return self.refuse_target(&cx, denial),
+        };
+        // Normalise + judge: the route every reading of the raw path gives.
+        let uri = req.uri();
+        let Ok(route) = policy
+            .routes
+            .judge(&cx.method, uri.path(), uri.query(), target.path())
+        else {
+            return self.refuse_target(&cx, Denial::InvalidPath);
         };
 
-        // Phase: credential and precheck.
-        let cred = authz::parse_authorization(
-            req.headers()
-                .get_all(header::AUTHORIZATION)
-                .iter()
-                .map(|v| v.as_bytes()),
-        );
-        let (outcome, req) = match authz::precheck(&route, cred, policy.sessions) {
-            Precheck::Pass => (Outcome::Pass, req),
-            Precheck::Deny(denial) => {
-                if denial == Denial::InvalidCredentials {
-                    self.limiter.note_failed_auth(client).await;
-                }
-                (
-                    Outcome::Deny {
-                        denial,
-                        token_id: None,
-                        retry_after: None,
-                    },
-                    req,
-                )
-            }
-            Precheck::Lookup(key) => match self.limiter.ip_blocked(client).await {
-                Some(retry) => (
-                    Outcome::Deny {
-                        denial: Denial::RateLimited,
-                        token_id: None,
-                        retry_after: Some(retry),
-                    },
-                    req,
-                ),
-                None => {
-                    // Phase: look up (cache, then store).
-                    let hash = self.hasher.hash(key);
-                    // A hash no token has ever had is refused from memory.
-                    let found = if self.known.admits_fresh(&hash).await {
-                        self.cache
-                            .get_or_load(hash, || async {
-                                let t = Instant::now();
-                                let r = self.store.find_token(&hash.to_hex()).await;
-                                self.metrics
-                                    .hot
-                                    .store_find
-                                    .observe(t.elapsed().as_secs_f64());
-                                if r.is_err() {
-                                    self.metrics.hot.store_find_errors.inc();
-                                }
-                                r.map(|o| o.map(Resolved::new))
-                            })
-                            .await
-                    } else {
-                        Ok(None)
-                    };
-                    match found {
-                        Err(e) => {
-                            if let LookupError::Failed(reason) = &e {
-                                tracing::error!(%reason, request_id = request_id.to_str().unwrap_or("-"), "token lookup failed");
-                            }
-                            (
-                                Outcome::Deny {
-                                    denial: Denial::StoreUnavailable,
-                                    token_id: None,
-                                    retry_after: None,
-                                },
-                                req,
-                            )
-                        }
-                        Ok(resolved) => self.decide(&route, resolved, req, &policy, client).await,
-                    }
-                }
+        // Precheck, look up, decide.
+        let (outcome, req) = match self.precheck(&cx, &route, req.headers(), &policy).await {
+            Err(settled) => (settled, req),
+            Ok(key) => match self.look_up(&cx, key).await {
+                Err(unavailable) => (unavailable, req),
+                Ok(found) => self.decide(&cx, &route, found, req, &policy).await,
             },
         };
 
-        // Phase: answer or forward.
+        // Forward with identity, or answer with the error envelope.
         let resp = match &outcome {
             Outcome::Deny {
                 denial,
                 retry_after,
                 ..
-            } => error_response(*denial, &request_id, *retry_after),
-            Outcome::Pass => {
-                self.forward(req, &path_and_query, None, None, conn, &request_id)
-                    .await
-            }
-            Outcome::Allow(r) => {
-                self.forward(
-                    req,
-                    &path_and_query,
-                    Some(r),
-                    route.action.name(),
-                    conn,
-                    &request_id,
-                )
-                .await
+            } => error_response(*denial, &cx.request_id, *retry_after),
+            Outcome::Pass => self.forward(&cx, req, &target, None).await,
+            Outcome::Allow(token) => {
+                let action = route.action.name();
+                let identity = Identity { token, action };
+                self.forward(&cx, req, &target, Some(identity)).await
             }
         };
-        let route_class = route.class;
-        self.finish(
-            &method,
-            &path_and_query[..path_len],
-            route_class,
-            &outcome,
-            resp.status(),
-            started,
-            &request_id,
-        );
+
+        // Log + metrics.
+        self.finish(&cx, target.path(), route.class, &outcome, resp.status());
         resp
+    }
+
+    /// What the phases share: the clock, the connection, the client, the
+    /// request id and the method.
+    fn context<'c>(&self, req: &Request<Incoming>, conn: &'c Peer) -> RequestCtx<'c> {
+        let started = Instant::now();
+        RequestCtx {
+            started,
+            conn,
+            request_id: self.request_ids.take(req.headers()),
+            client: self.forwarding.client_ip(req.headers(), conn.addr),
+            method: req.method().clone(),
+        }
+    }
+
+    /// Phase: parse the request target (bounded length) into its normal form.
+    fn parse_target(&self, uri: &http::Uri) -> Result<Target, Denial> {
+        let uri_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+        if uri_len > self.max_uri_bytes {
+            return Err(Denial::UriTooLong);
+        }
+        let path = route::normalise(uri.path()).map_err(|_| Denial::InvalidPath)?;
+        let path_len = path.len();
+        let path_and_query = match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.into_owned(),
+        };
+        Ok(Target {
+            path_and_query,
+            path_len,
+        })
     }
 
     /// Answer a request whose target cannot be judged (too long, not
     /// normal, read differently by what is behind us): never forwarded.
-    fn refuse_target(
-        &self,
-        denial: Denial,
-        method: &Method,
-        started: Instant,
-        request_id: &HeaderValue,
-    ) -> Response<ResponseBody> {
-        let resp = error_response(denial, request_id, None);
-        let outcome = Outcome::Deny {
-            denial,
-            token_id: None,
-            retry_after: None,
-        };
-        self.finish(
-            method,
-            "-",
-            RouteClass::Unprotected,
-            &outcome,
-            resp.status(),
-            started,
-            request_id,
-        );
+    fn refuse_target(&self, cx: &RequestCtx<'_>, denial: Denial) -> Response<ResponseBody> {
+        let resp = error_response(denial, &cx.request_id, None);
+        let outcome = Outcome::deny(denial);
+        self.finish(cx, "-", RouteClass::Unprotected, &outcome, resp.status());
         resp
     }
 
+    /// Phase: precheck the credential, then the per-IP limit. `Ok`: the key
+    /// to look up; `Err`: settled without a lookup (passed or refused).
+    async fn precheck<'h>(
+        &self,
+        cx: &RequestCtx<'_>,
+        route: &route::Route<'_>,
+        headers: &'h HeaderMap,
+        policy: &Policy,
+    ) -> Result<&'h [u8], Outcome> {
+        let cred = authz::parse_authorization(
+            headers
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        match authz::precheck(route, cred, policy.sessions) {
+            Precheck::Pass => Err(Outcome::Pass),
+            Precheck::Deny(denial) => {
+                if denial == Denial::InvalidCredentials {
+                    self.limiter.note_failed_auth(cx.client).await;
+                }
+                Err(Outcome::deny(denial))
+            }
+            Precheck::Lookup(key) => match self.limiter.ip_blocked(cx.client).await {
+                Some(retry) => Err(Outcome::rate_limited(None, retry)),
+                None => Ok(key),
+            },
+        }
+    }
+
+    /// Phase: look the key up (known hashes, cache, store). `Err`: the store
+    /// cannot answer.
+    async fn look_up(
+        &self,
+        cx: &RequestCtx<'_>,
+        key: &[u8],
+    ) -> Result<Option<Hit<Resolved>>, Outcome> {
+        self.lookup.find(key).await.map_err(|e| {
+            if let LookupError::Failed(reason) = &e {
+                tracing::error!(%reason, request_id = cx.request_id.to_str().unwrap_or("-"), "token lookup failed");
+            }
+            Outcome::deny(Denial::StoreUnavailable)
+        })
+    }
+
     /// Phase: decide on a looked-up token (reading a GraphQL operation when
-    /// a read-only token needs it), then rate limits.
+    /// a read-only token needs it), note its use, then its rate limit.
     async fn decide(
         &self,
+        cx: &RequestCtx<'_>,
         route: &route::Route<'_>,
-        resolved: Option<Hit<Resolved>>,
+        found: Option<Hit<Resolved>>,
         req: Request<ForwardBody>,
         policy: &Policy,
-        client: std::net::IpAddr,
     ) -> (Outcome, Request<ForwardBody>) {
         let now = SystemTime::now();
-        let record = resolved.as_deref().map(|r| &r.record);
-        let mut verdict = authz::decide(route, record, None, now);
-        let mut req = req;
-        if verdict == Verdict::NeedGraphQlOperation {
-            let (op, rebuilt) = graphql_operation(req, policy.graphql_max_body).await;
-            req = rebuilt;
-            verdict = match op {
-                Ok(op) => authz::decide(route, record, Some(op), now),
-                Err(denial) => Verdict::Deny {
-                    denial,
-                    authenticated: true,
-                },
-            };
-        }
+        let record = found.as_deref().map(|r| &r.record);
+        let (verdict, req) = verdict(route, record, req, policy.graphql_max_body, now).await;
         let token_id = record.map(|r| r.id);
         let authenticated = matches!(
             verdict,
@@ -363,58 +354,55 @@ impl Gateway {
                 }
         );
         if authenticated {
-            if let Some(r) = &resolved {
-                if r.should_record(unix_secs(now), self.usage.interval().as_secs()) {
-                    self.usage.record(r.record.id, now);
-                }
+            if let Some(r) = &found {
+                self.note_use(r, now);
             }
         }
         let outcome = match verdict {
             Verdict::Allow => {
-                let r = resolved.unwrap_or_else(|| unreachable!("allow needs a record"));
-                match self
-                    .limiter
-                    .check_token(r.record.id, r.record.rate_limit.get())
-                    .await
-                {
-                    Some(retry) => Outcome::Deny {
-                        denial: Denial::RateLimited,
-                        token_id,
-                        retry_after: Some(retry),
-                    },
-                    None => Outcome::Allow(r),
-                }
+                let r = found.unwrap_or_else(|| unreachable!("allow needs a record"));
+                self.token_limit(r).await
             }
             Verdict::Deny { denial, .. } => {
                 if !authenticated {
-                    self.limiter.note_failed_auth(client).await;
+                    self.limiter.note_failed_auth(cx.client).await;
                 }
-                Outcome::Deny {
-                    denial,
-                    token_id,
-                    retry_after: None,
-                }
+                Outcome::deny_token(denial, token_id)
             }
-            Verdict::NeedGraphQlOperation => Outcome::Deny {
-                denial: Denial::Forbidden,
-                token_id,
-                retry_after: None,
-            },
+            Verdict::NeedGraphQlOperation => Outcome::deny_token(Denial::Forbidden, token_id),
         };
         (outcome, req)
     }
 
+    /// Record a use for `last_used_at` (at most once per interval per token).
+    fn note_use(&self, r: &Hit<Resolved>, now: SystemTime) {
+        if r.should_record(unix_secs(now), self.usage.interval().as_secs()) {
+            self.usage.record(r.record.id, now);
+        }
+    }
+
+    /// An allowed token, unless it is over its rate limit.
+    async fn token_limit(&self, r: Hit<Resolved>) -> Outcome {
+        let limit = self
+            .limiter
+            .check_token(r.record.id, r.record.rate_limit.get())
+            .await;
+        match limit {
+            Some(retry) => Outcome::rate_limited(Some(r.record.id), retry),
+            None => Outcome::Allow(r),
+        }
+    }
+
     /// Phase: forward to the upstream, with identity when allowed.
-    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
+        cx: &RequestCtx<'_>,
         req: Request<ForwardBody>,
-        path_and_query: &str,
-        identity: Option<&Hit<Resolved>>,
-        action: Option<&str>,
-        conn: &Peer,
-        request_id: &HeaderValue,
+        target: &Target,
+        identity: Option<Identity<'_>>,
     ) -> Response<ResponseBody> {
+        let path_and_query = target.path_and_query.as_str();
+        let request_id = &cx.request_id;
         let (mut parts, body) = req.into_parts();
         // A WebSocket upgrade, with the `Sec-WebSocket-Accept` the upstream
         // must answer: without one the 101 is not a WebSocket handshake.
@@ -431,7 +419,7 @@ impl Gateway {
             &self.names,
             self.forward_authorization,
             &self.forwarding,
-            conn,
+            cx.conn,
             request_id,
         );
         if let (Some(_), Some(v)) = (&upgrade, upgrade_value) {
@@ -440,8 +428,8 @@ impl Gateway {
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, v);
         }
-        if let Some(r) = identity {
-            self.names.insert_into(&mut parts.headers, &r.record);
+        if let Some(Identity { token, action }) = identity {
+            self.names.insert_into(&mut parts.headers, &token.record);
             if let Some(a) = action {
                 if let Ok(v) = HeaderValue::from_str(a) {
                     parts.headers.insert(self.names.action.clone(), v);
@@ -530,18 +518,15 @@ impl Gateway {
     }
 
     /// Phase: log and count.
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
-        method: &Method,
+        cx: &RequestCtx<'_>,
         path: &str,
         class: RouteClass,
         outcome: &Outcome,
         status: StatusCode,
-        started: Instant,
-        request_id: &HeaderValue,
     ) {
-        let elapsed = started.elapsed();
+        let elapsed = cx.started.elapsed();
         let status_u = status.as_u16();
         let (decision, token_id) = match outcome {
             Outcome::Pass => (Decision::Pass, None),
@@ -559,7 +544,7 @@ impl Gateway {
             };
             tracing::info!(
                 target: "authgate::access",
-                method = %method,
+                method = %cx.method,
                 path = %path,
                 route_class = class.as_str(),
                 decision,
@@ -567,11 +552,35 @@ impl Gateway {
                 status = status_u,
                 token_id = token_id.unwrap_or(0),
                 latency_us = elapsed.as_micros() as u64,
-                request_id = request_id.to_str().unwrap_or("-"),
+                request_id = cx.request_id.to_str().unwrap_or("-"),
                 "request"
             );
         }
     }
+}
+
+/// `authz::decide`, first reading the GraphQL operation when a read-only
+/// token needs it (the body, when read, is forwarded from the buffer).
+async fn verdict(
+    route: &route::Route<'_>,
+    record: Option<&TokenRecord>,
+    req: Request<ForwardBody>,
+    graphql_max_body: usize,
+    now: SystemTime,
+) -> (Verdict, Request<ForwardBody>) {
+    let verdict = authz::decide(route, record, None, now);
+    if verdict != Verdict::NeedGraphQlOperation {
+        return (verdict, req);
+    }
+    let (op, req) = graphql_operation(req, graphql_max_body).await;
+    let verdict = match op {
+        Ok(op) => authz::decide(route, record, Some(op), now),
+        Err(denial) => Verdict::Deny {
+            denial,
+            authenticated: true,
+        },
+    };
+    (verdict, req)
 }
 
 /// Read the GraphQL operation type from the query string (GET) or from a

@@ -1,11 +1,12 @@
 //! Composition: the one place the layers meet.
 //!
 //! [`Server::bind`] builds every part from the config (store pool, cache,
-//! upstream client, gateway, metrics) and binds the listeners;
-//! [`Server::run`] accepts connections and runs the background tasks (the
+//! known-hash set, the look-up over them, upstream client, gateway,
+//! metrics) and binds the listeners; [`Server::run`] accepts connections
+//! (through [`crate::accept`]) and runs the background tasks (the
 //! invalidation listener, the strapi5 layout's change poller, the
-//! `last_used_at` flusher, reload watchers) until
-//! the shutdown future resolves. Then it drains: `/readyz` turns 503 at
+//! `last_used_at` flusher, reload watchers) until the shutdown future
+//! resolves. Then it drains: `/readyz` turns 503 at
 //! once, the proxy keeps accepting for `server.shutdown_delay` (so load
 //! balancers stop sending here first), stops accepting, lets in-flight
 //! requests finish within `server.shutdown_grace`, flushes `last_used_at`
@@ -26,39 +27,25 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
 
-use crate::cache::TokenCache;
+use crate::accept;
+use crate::cache::{Resolved, TokenCache};
 use crate::config::{Config, Layout};
 use crate::content_types::Policies;
-use crate::identity::Resolved;
 use crate::invalidation::{self, ListenerStatus};
 use crate::known::KnownHashes;
 use crate::last_used::UsageRecorder;
+use crate::lookup::Lookup;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, GatewayParts};
 use crate::ratelimit::RateLimiter;
 use crate::redis_link::RedisLink;
+use crate::serve_error::ServeError;
 use crate::store::Store;
 use crate::tls::ReloadableAcceptor;
+use crate::token::Hasher;
 use crate::upstream::Upstream;
-
-/// Start-up failures.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error("redis.url: {0}")]
-    Redis(String),
-    #[error("management: {0}")]
-    Management(String),
-}
 
 /// A bound, not yet running gateway.
 pub struct Server {
@@ -88,6 +75,20 @@ struct Probes {
     draining: AtomicBool,
 }
 
+/// The tasks [`Server::run`] starts beside the listeners.
+struct Background {
+    /// Aborted once the drain is over.
+    tasks: Vec<JoinHandle<()>>,
+    /// The `last_used_at` flusher: awaited instead, so its last batch is
+    /// written.
+    flusher: JoinHandle<()>,
+}
+
+/// A future that resolves once `true` is sent on the stop channel.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
 impl Server {
     /// Build everything and bind the listeners. Does not need the database
     /// to be up: connections are opened on demand.
@@ -98,54 +99,35 @@ impl Server {
         let known = Arc::new(KnownHashes::default());
         let usage = Arc::new(UsageRecorder::new(cfg.tokens.last_used_interval));
         let upstream = Upstream::new(&cfg.upstream)?;
-        let redis = cfg
-            .redis
-            .as_ref()
-            .map(|r| {
-                RedisLink::new(
-                    r.url.expose(),
-                    r.timeout,
-                    crate::redis_link::channel(&cfg.postgres.schema),
-                    metrics.clone(),
-                )
-                .map(Arc::new)
-            })
-            .transpose()
-            .map_err(|e| ServeError::Redis(e.to_string()))?;
-        let mut limiter = RateLimiter::new(&cfg.rate_limit, metrics.clone());
-        if let Some(link) = &redis {
-            limiter = limiter.with_redis(link.clone(), &cfg.postgres.schema);
-        }
+        let (redis, limiter) = redis_and_limiter(&cfg, &metrics)?;
         let tls = cfg
             .server
             .tls
             .clone()
             .map(ReloadableAcceptor::new)
             .transpose()?;
-        let gateway = Arc::new(Gateway::new(
-            &cfg,
-            GatewayParts {
-                cache: cache.clone(),
-                store: store.clone(),
-                upstream,
-                usage: usage.clone(),
-                limiter,
-                known: known.clone(),
-                metrics: metrics.clone(),
-            },
-        ));
+        let lookup = Lookup::new(
+            Hasher::new(cfg.tokens.salt.expose()),
+            known.clone(),
+            cache.clone(),
+            store.clone(),
+            metrics.clone(),
+        );
+        let parts = GatewayParts {
+            lookup,
+            upstream,
+            usage: usage.clone(),
+            limiter,
+            metrics: metrics.clone(),
+        };
+        let gateway = Arc::new(Gateway::new(&cfg, parts));
         let policies = Arc::new(Policies::new(&cfg, gateway.clone()));
         if cfg.postgres.layout == Layout::Strapi5 {
             initial_content_types(&cfg, &policies).await;
         }
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind { addr, source })
-        };
-        let listener = bind(cfg.server.listen).await?;
+        let listener = listen(cfg.server.listen).await?;
         let metrics_listener = match cfg.metrics_listen {
-            Some(a) => Some(bind(a).await?),
+            Some(a) => Some(listen(a).await?),
             None => None,
         };
         let management = crate::management::Management::bind(
@@ -211,166 +193,46 @@ impl Server {
     }
 
     /// Serve until `shutdown` resolves, then drain.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
-        let Server {
-            cfg,
-            listener,
-            metrics_listener,
-            tls,
-            gateway,
-            cache,
-            store,
-            usage,
-            metrics,
-            listener_status,
-            redis,
-            known,
-            management,
-            policies,
-        } = self;
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|v| *v).await;
-        };
-
         let probes = Arc::new(Probes {
-            metrics: metrics.clone(),
-            store: store.clone(),
-            cache: cache.clone(),
-            listener: listener_status.clone(),
-            known: known.clone(),
+            metrics: self.metrics.clone(),
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            listener: self.listener_status.clone(),
+            known: self.known.clone(),
             draining: AtomicBool::new(false),
         });
-        let mut background = Vec::new();
-        if cfg.postgres.layout == Layout::Strapi5 {
-            background.push(tokio::spawn(crate::strapi5_sync::run(
-                cfg.postgres.clone(),
-                crate::strapi5_sync::Targets {
-                    cache: cache.clone(),
-                    known: known.clone(),
-                    policies,
-                    metrics: metrics.clone(),
-                    listener: listener_status.clone(),
-                },
-                stopped(stop_rx.clone()),
-            )));
-        }
-        background.push(tokio::spawn(invalidation::listen(
-            cfg.postgres.clone(),
-            cache.clone(),
-            metrics.clone(),
-            listener_status,
-            known.clone(),
-            redis.clone(),
-            stopped(stop_rx.clone()),
-        )));
-        if let Some(link) = redis {
-            let (cache, metrics, known) = (cache.clone(), metrics.clone(), known.clone());
-            background.push(tokio::spawn(link.subscribe(
-                move |payload: String| {
-                    let (cache, metrics, known) = (cache.clone(), metrics.clone(), known.clone());
-                    async move {
-                        invalidation::receive(&cache, &known, &metrics, "redis", &payload).await
-                    }
-                },
-                stopped(stop_rx.clone()),
-            )));
-        }
-        if let Some(m) = management {
-            background.push(tokio::spawn(m.serve(stopped(stop_rx.clone()))));
-        }
-        if crate::audit::AuditKey::is_derived(&cfg) {
-            tracing::info!("audit: the audit chain is keyed from tokens.salt; set audit.key (a separate secret) so that holding the salt is not enough to rewrite the audit history");
-        }
-        if cfg.postgres.layout == crate::config::Layout::Authgate {
-            let ctx = crate::audit::AuditCtx {
-                actor: crate::audit::OPERATOR.into(),
-                origin: crate::audit::Origin::retention(),
-                key: crate::audit::AuditKey::from_config(&cfg),
-            };
-            background.push(tokio::spawn(crate::store::audit::retention_job(
-                store.clone(),
-                ctx,
-                cfg.audit.retention,
-                stopped(stop_rx.clone()),
-            )));
-        }
-        let flusher = {
-            let (usage, store, metrics, rx) = (
-                usage.clone(),
-                store.clone(),
-                metrics.clone(),
-                stop_rx.clone(),
-            );
-            tokio::spawn(async move { usage.run(store, metrics, stopped(rx)).await })
-        };
-        if let Some(l) = metrics_listener {
-            background.push(tokio::spawn(serve_probes(
-                l,
-                probes.clone(),
-                stopped(stop_rx.clone()),
-            )));
-        }
+        let mut background = self.spawn_cache_keepers(&stop_rx);
+        background
+            .tasks
+            .extend(self.spawn_services(&probes, &stop_rx));
 
-        // Accept until told to drain.
         let (conn_stop_tx, conn_stop_rx) = watch::channel(false);
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
-        let limit = Arc::new(Semaphore::new(cfg.server.max_connections));
+        let cfg = &self.cfg;
         let conns = ConnectionFactory {
-            gateway: gateway.clone(),
-            http: Arc::new(http1_builder(&cfg)),
-            tls: tls.clone(),
+            gateway: self.gateway.clone(),
+            http: Arc::new(http1_builder(cfg)),
+            tls: self.tls.clone(),
             tls_timeout: cfg.server.request_header_timeout,
             idle_timeout: cfg.server.idle_timeout,
             stop: conn_stop_rx,
-            metrics: metrics.clone(),
+            metrics: self.metrics.clone(),
             alive: alive_tx,
+            limit: Arc::new(Semaphore::new(cfg.server.max_connections)),
+            max_connections: cfg.server.max_connections,
         };
-        tokio::pin!(shutdown);
-        loop {
-            // The cap: past max_connections, new connections wait in the
-            // kernel's accept queue until one closes.
-            let permit = match limit.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    metrics.connection_limit_reached.inc();
-                    tracing::debug!(
-                        max = cfg.server.max_connections,
-                        "connection cap reached; accepting paused"
-                    );
-                    tokio::select! {
-                        p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                        _ = &mut shutdown => break,
-                    }
-                }
-            };
-            tokio::select! {
-                a = listener.accept() => match a {
-                    Ok((stream, peer)) => conns.spawn(stream, peer, Some(permit)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                _ = &mut shutdown => break,
-            }
-        }
+        conns.accept_until(&self.listener, shutdown).await;
 
-        // Drain.
+        // Drain: readiness turns 503, and the proxy keeps accepting while
+        // the load balancer notices.
         probes.draining.store(true, Ordering::SeqCst);
         tracing::info!(delay = ?cfg.server.shutdown_delay, grace = ?cfg.server.shutdown_grace, "shutting down: readiness is now 503");
-        // Keep accepting while the load balancer notices readiness.
-        let until = tokio::time::sleep(cfg.server.shutdown_delay);
-        tokio::pin!(until);
-        loop {
-            tokio::select! {
-                _ = &mut until => break,
-                a = listener.accept() => if let Ok((stream, peer)) = a {
-                    conns.spawn(stream, peer, None);
-                },
-            }
-        }
-        drop(listener);
+        conns
+            .accept_for(&self.listener, cfg.server.shutdown_delay)
+            .await;
+        drop(self.listener);
         let _ = conn_stop_tx.send(true);
         drop(conns);
         if tokio::time::timeout(cfg.server.shutdown_grace, alive_rx.recv())
@@ -380,13 +242,134 @@ impl Server {
             tracing::warn!("shutdown grace expired with requests still in flight");
         }
         let _ = stop_tx.send(true);
-        let _ = flusher.await;
-        for task in background {
+        let _ = background.flusher.await;
+        for task in background.tasks {
             task.abort();
         }
         tracing::info!("stopped");
         Ok(())
     }
+
+    /// What keeps the cache and the known-hash set true: the strapi5
+    /// layout's poller, the invalidation listener and its Redis relay; and
+    /// the `last_used_at` flusher.
+    fn spawn_cache_keepers(&mut self, stop: &watch::Receiver<bool>) -> Background {
+        let cfg = &self.cfg;
+        let (cache, known, metrics) = (&self.cache, &self.known, &self.metrics);
+        let mut tasks = Vec::new();
+        if cfg.postgres.layout == Layout::Strapi5 {
+            tasks.push(tokio::spawn(crate::strapi5_sync::run(
+                cfg.postgres.clone(),
+                crate::strapi5_sync::Targets {
+                    cache: cache.clone(),
+                    known: known.clone(),
+                    policies: self.policies.clone(),
+                    metrics: metrics.clone(),
+                    listener: self.listener_status.clone(),
+                },
+                stopped(stop.clone()),
+            )));
+        }
+        tasks.push(tokio::spawn(invalidation::listen(
+            cfg.postgres.clone(),
+            cache.clone(),
+            metrics.clone(),
+            self.listener_status.clone(),
+            known.clone(),
+            self.redis.clone(),
+            stopped(stop.clone()),
+        )));
+        if let Some(link) = self.redis.take() {
+            let (cache, metrics, known) = (cache.clone(), metrics.clone(), known.clone());
+            tasks.push(tokio::spawn(link.subscribe(
+                move |payload: String| {
+                    let (cache, metrics, known) = (cache.clone(), metrics.clone(), known.clone());
+                    async move {
+                        invalidation::receive(&cache, &known, &metrics, "redis", &payload).await
+                    }
+                },
+                stopped(stop.clone()),
+            )));
+        }
+        let flusher = {
+            let (usage, store, metrics) = (self.usage.clone(), self.store.clone(), metrics.clone());
+            let stop = stopped(stop.clone());
+            tokio::spawn(async move { usage.run(store, metrics, stop).await })
+        };
+        Background { tasks, flusher }
+    }
+
+    /// The other listeners (management, metrics and probes) and the audit
+    /// retention job.
+    fn spawn_services(
+        &mut self,
+        probes: &Arc<Probes>,
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        let cfg = &self.cfg;
+        let mut tasks = Vec::new();
+        if let Some(m) = self.management.take() {
+            tasks.push(tokio::spawn(m.serve(stopped(stop.clone()))));
+        }
+        if crate::audit::AuditKey::is_derived(cfg) {
+            tracing::info!("audit: the audit chain is keyed from tokens.salt; set audit.key (a separate secret) so that holding the salt is not enough to rewrite the audit history");
+        }
+        if cfg.postgres.layout == Layout::Authgate {
+            let ctx = crate::audit::AuditCtx {
+                actor: crate::audit::OPERATOR.into(),
+                origin: crate::audit::Origin::retention(),
+                key: crate::audit::AuditKey::from_config(cfg),
+            };
+            tasks.push(tokio::spawn(crate::store::audit::retention_job(
+                self.store.clone(),
+                ctx,
+                cfg.audit.retention,
+                stopped(stop.clone()),
+            )));
+        }
+        if let Some(l) = self.metrics_listener.take() {
+            tasks.push(tokio::spawn(serve_probes(
+                l,
+                probes.clone(),
+                stopped(stop.clone()),
+            )));
+        }
+        tasks
+    }
+}
+
+/// Bind one listener.
+async fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// The Redis link (when `redis.url` is set) and the rate limiter, which
+/// shares its counters through it.
+fn redis_and_limiter(
+    cfg: &Config,
+    metrics: &Metrics,
+) -> Result<(Option<Arc<RedisLink>>, RateLimiter), ServeError> {
+    let redis = cfg
+        .redis
+        .as_ref()
+        .map(|r| {
+            RedisLink::new(
+                r.url.expose(),
+                r.timeout,
+                crate::redis_link::channel(&cfg.postgres.schema),
+                metrics.clone(),
+            )
+            .map(Arc::new)
+        })
+        .transpose()
+        .map_err(|e| ServeError::Redis(e.to_string()))?;
+    let mut limiter = RateLimiter::new(&cfg.rate_limit, metrics.clone());
+    if let Some(link) = &redis {
+        limiter = limiter.with_redis(link.clone(), &cfg.postgres.schema);
+    }
+    Ok((redis, limiter))
 }
 
 /// Read Strapi's content types before serving, so the first requests map
@@ -433,9 +416,50 @@ struct ConnectionFactory {
     metrics: Metrics,
     /// Held by every connection task; the drain waits until all are gone.
     alive: tokio::sync::mpsc::Sender<()>,
+    /// The connection cap (`server.max_connections`).
+    limit: Arc<Semaphore>,
+    max_connections: usize,
 }
 
 impl ConnectionFactory {
+    /// Accept until `shutdown` resolves. Past `max_connections`, new
+    /// connections wait in the kernel's accept queue until one closes.
+    async fn accept_until(&self, listener: &TcpListener, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let permit = match self.limit.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    self.metrics.connection_limit_reached.inc();
+                    tracing::debug!(
+                        max = self.max_connections,
+                        "connection cap reached; accepting paused"
+                    );
+                    tokio::select! {
+                        p = self.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                        _ = &mut shutdown => return,
+                    }
+                }
+            };
+            tokio::select! {
+                (stream, peer) = accept::next(listener, "proxy") => self.spawn(stream, peer, Some(permit)),
+                _ = &mut shutdown => return,
+            }
+        }
+    }
+
+    /// Keep accepting for `delay` (the start of a drain), past the cap.
+    async fn accept_for(&self, listener: &TcpListener, delay: Duration) {
+        let until = tokio::time::sleep(delay);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                _ = &mut until => return,
+                (stream, peer) = accept::next(listener, "proxy") => self.spawn(stream, peer, None),
+            }
+        }
+    }
+
     fn spawn(
         &self,
         stream: TcpStream,
@@ -594,7 +618,7 @@ async fn serve_probes(listener: TcpListener, probes: Arc<Probes>, stop: impl Fut
     tokio::pin!(stop);
     loop {
         let (stream, _) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+            a = accept::next(&listener, "probes") => a,
             _ = &mut stop => return,
         };
         let probes = probes.clone();

@@ -15,8 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::body::ForwardBody;
 use crate::config::UpstreamConfig;
-use crate::proxy::ForwardBody;
 
 /// Upstream failures, as the client sees them.
 #[derive(Debug, thiserror::Error)]

@@ -285,3 +285,11 @@ async fn old_revocations_are_pruned() {
     c.invalidate_role(3);
     assert_eq!(c.revocations_held(), 1, "only the new note is left");
 }
+
+#[test]
+fn records_a_use_at_most_once_per_interval() {
+    let r = Resolved::new(record(1, None));
+    assert!(r.should_record(1000, 60));
+    assert!(!r.should_record(1030, 60));
+    assert!(r.should_record(1060, 60));
+}

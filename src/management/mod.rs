@@ -60,7 +60,7 @@ use crate::last_used::UsageRecorder;
 use crate::manage::{Bootstrapped, ManageError, Manager};
 use crate::metrics::{status_class, Metrics};
 use crate::proxy::{RequestIds, X_REQUEST_ID};
-use crate::server::ServeError;
+use crate::serve_error::ServeError;
 use crate::store::Store;
 use crate::tls::ReloadableAcceptor;
 
