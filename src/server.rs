@@ -327,6 +327,12 @@ impl Server {
                 stopped(stop.clone()),
             )));
         }
+        tasks.push(tokio::spawn(crate::token_stats::refresh(
+            self.store.clone(),
+            self.metrics.clone(),
+            cfg.tokens.stats_interval,
+            stopped(stop.clone()),
+        )));
         if let Some(l) = self.metrics_listener.take() {
             tasks.push(tokio::spawn(serve_probes(
                 l,

@@ -197,8 +197,6 @@ pub(crate) struct Statements {
     pub token_stats: &'static str,
 }
 
-
-
 /// The one place the lookups choose a layout.
 fn statements(layout: Layout) -> &'static Statements {
     match layout {

@@ -1,35 +1,30 @@
 //! The `authgate_tokens` and `authgate_tokens_expiring` gauges: one
-//! aggregate query every `tokens.stats_interval` (and at start), never per
-//! request, so an operator can alert on tokens about to expire before the
-//! clients using them start getting 401.
+//! aggregate query (`Store::token_stats`) every `tokens.stats_interval` and
+//! at start, never per request, so an operator can alert on tokens about to
+//! expire before the clients using them start getting 401.
 //!
 //! Every replica runs the same count; dashboards and the alert take the
-//! largest. A failed count keeps the last published numbers (the store's
-//! own error metrics say why).
+//! largest. A failed count keeps the last published numbers and is logged.
 
 use std::time::{Duration, SystemTime};
-
-use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// Count now, then every `interval` until `stop` turns true.
+/// Count now, then every `interval`, until `stop` resolves.
 pub async fn refresh(
     store: Store,
     metrics: Metrics,
     interval: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: impl std::future::Future<Output = ()>,
 ) {
+    tokio::pin!(stop);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
+            _ = &mut stop => return,
         }
         match store.token_stats(SystemTime::now()).await {
             Ok(stats) => metrics.set_token_stats(&stats),

@@ -122,11 +122,26 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
 #[tokio::test]
 async fn token_gauges_count_active_expired_and_expiring_tokens() {
     let env = Env::new().await;
-    env.ok(&["user", "create", "--email", "o@example.com", "--role", "super-admin"]);
+    env.ok(&[
+        "user",
+        "create",
+        "--email",
+        "o@example.com",
+        "--role",
+        "super-admin",
+    ]);
     let create = |name: &str, duration: &str| {
         env.json(&[
-            "token", "create", "--kind", "content-api", "--name", name, "--type", "read-only",
-            "--duration", duration,
+            "token",
+            "create",
+            "--kind",
+            "content-api",
+            "--name",
+            name,
+            "--type",
+            "read-only",
+            "--duration",
+            duration,
         ])["id"]
             .as_i64()
             .unwrap()
@@ -143,7 +158,11 @@ async fn token_gauges_count_active_expired_and_expiring_tokens() {
     env.admin_token("a", "o@example.com", &[]);
     let g = env.gateway().await;
     let scrape = || async {
-        metrics_text(&get(&format!("http://{}/metrics", g.metrics), None).await.body)
+        metrics_text(
+            &get(&format!("http://{}/metrics", g.metrics), None)
+                .await
+                .body,
+        )
     };
     let has = |text: &str, line: &str| text.lines().any(|l| l == line);
     let want = [
@@ -163,7 +182,10 @@ async fn token_gauges_count_active_expired_and_expiring_tokens() {
     // A token created later shows up at the next count.
     create("soon", "7d");
     eventually(Duration::from_secs(5), "the next count", || async {
-        has(&scrape().await, r#"authgate_tokens_expiring{kind="content-api",within="7d"} 2"#)
+        has(
+            &scrape().await,
+            r#"authgate_tokens_expiring{kind="content-api",within="7d"} 2"#,
+        )
     })
     .await;
 }

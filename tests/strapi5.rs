@@ -1550,3 +1550,56 @@ async fn a_flood_of_made_up_keys_never_reaches_postgres() {
         assert_eq!(get(&url, Some(&key)).await.status, 200);
     }
 }
+
+/// The expiry gauges read Strapi's own table (issue 16): expiry times are
+/// Strapi's UTC timestamps, and a NULL kind is a content-API token.
+#[tokio::test]
+async fn token_gauges_count_strapi_tokens() {
+    let env = StrapiEnv::new("").await;
+    for (name, kind, expires) in [
+        (
+            "soon",
+            "'content-api'",
+            "now() AT TIME ZONE 'UTC' + interval '3 days'",
+        ),
+        (
+            "old-row",
+            "NULL",
+            "now() AT TIME ZONE 'UTC' + interval '20 days'",
+        ),
+        (
+            "gone",
+            "'content-api'",
+            "now() AT TIME ZONE 'UTC' - interval '1 hour'",
+        ),
+        ("forever", "'content-api'", "NULL"),
+    ] {
+        env.db
+            .query(
+                &format!(
+                    "INSERT INTO strapi_api_tokens (document_id, name, description, kind, type, access_key,
+                                                    expires_at, created_at, updated_at, published_at)
+                     VALUES (md5($1), $1, '', {kind}, 'read-only', md5($1), {expires},
+                             now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')"
+                ),
+                &[&name],
+            )
+            .await;
+    }
+    let g = env.gateway().await;
+    let want = [
+        r#"authgate_tokens{kind="content-api",state="active"} 3"#,
+        r#"authgate_tokens{kind="content-api",state="expired"} 1"#,
+        r#"authgate_tokens_expiring{kind="content-api",within="1d"} 0"#,
+        r#"authgate_tokens_expiring{kind="content-api",within="7d"} 1"#,
+        r#"authgate_tokens_expiring{kind="content-api",within="30d"} 2"#,
+        r#"authgate_tokens{kind="admin",state="active"} 0"#,
+    ];
+    let metrics = format!("http://{}/metrics", g.metrics);
+    eventually(Duration::from_secs(5), "the gauges at start", || async {
+        let r = get(&metrics, None).await;
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        want.iter().all(|w| text.lines().any(|l| l == *w))
+    })
+    .await;
+}
