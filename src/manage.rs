@@ -27,13 +27,14 @@
 //! reach the owner's full ceiling; we do not, see ARCHITECTURE.md).
 
 use std::fmt;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditCtx, AuditKey, Origin};
 use crate::config::Config;
 use crate::model::{ContentApiType, Permission, PermissionSet, TokenKind};
-use crate::route::ActionSubject;
+use crate::route::{ActionSubject, RouteTable};
 use crate::store::admin::{NewToken, TokenRow, TokenUpdate, UserRow};
 use crate::store::{Store, StoreError};
 use crate::token::{self, Hasher, KeyCipher};
@@ -246,6 +247,9 @@ pub enum Bootstrapped {
 pub struct Manager<'a> {
     pub store: &'a Store,
     pub cfg: &'a Config,
+    /// The route table permissions are checked against and catalogs built
+    /// from: the config's, or (management listener) the gateway's live one.
+    routes: Arc<RouteTable>,
     hasher: Hasher,
     cipher: Option<KeyCipher>,
     audit_key: AuditKey,
@@ -258,6 +262,7 @@ impl<'a> Manager<'a> {
         Self {
             store,
             cfg,
+            routes: cfg.routes.clone(),
             hasher: Hasher::new(cfg.tokens.salt.expose()),
             cipher: cfg
                 .tokens
@@ -267,6 +272,13 @@ impl<'a> Manager<'a> {
             audit_key: AuditKey::from_config(cfg),
             origin: Origin::cli(),
         }
+    }
+
+    /// Check against, and list from, `routes` (the policy in force) instead
+    /// of the table the config was started with.
+    pub fn with_routes(mut self, routes: Arc<RouteTable>) -> Self {
+        self.routes = routes;
+        self
     }
 
     /// Record what this manager does as coming from `origin` (the API, the
@@ -394,11 +406,11 @@ impl<'a> Manager<'a> {
                     "content-API permissions take no subject: `{p}`"
                 )));
             }
-            if !self.cfg.routes.is_known_content_action(&p.action) {
+            if !self.routes.is_known_content_action(&p.action) {
                 return Err(ManageError::Invalid(format!(
                     "unknown content-API action `{}` (no route maps to it; known actions: {})",
                     p.action,
-                    self.cfg.routes.content_actions().join(", ")
+                    self.routes.content_actions().join(", ")
                 )));
             }
         }
@@ -740,7 +752,7 @@ impl<'a> Manager<'a> {
     /// type (or plugin controller).
     pub fn content_api_catalog(&self) -> Vec<PermissionGroup> {
         let mut groups: Vec<PermissionGroup> = Vec::new();
-        for action in self.cfg.routes.content_actions() {
+        for action in self.routes.content_actions() {
             let category = action.rsplit_once('.').map_or(action, |(c, _)| c);
             push_grouped(&mut groups, category, Permission::new(action, None));
         }
@@ -752,15 +764,9 @@ impl<'a> Manager<'a> {
     /// its subject from the path), plus `also` (e.g. what the owner holds),
     /// grouped by admin area or plugin.
     pub fn admin_catalog(&self, also: &[Permission]) -> Vec<PermissionGroup> {
-        let uids: Vec<&str> = self
-            .cfg
-            .raw
-            .content_types
-            .iter()
-            .map(|c| c.uid.as_str())
-            .collect();
+        let uids: Vec<&str> = self.routes.content_type_uids().collect();
         let mut all: Vec<Permission> = Vec::new();
-        for (action, subject) in self.cfg.routes.admin_action_subjects() {
+        for (action, subject) in self.routes.admin_action_subjects() {
             match subject {
                 ActionSubject::None => all.push(Permission::new(action, None)),
                 ActionSubject::Fixed(s) => all.push(Permission::new(action, Some(s.to_owned()))),

@@ -180,6 +180,13 @@ impl Gateway {
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
     }
 
+    /// The route table in force now: after a reload or a change of
+    /// Strapi's content types, the new one. The management listener reads
+    /// the same one (its permission checks and catalogs).
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.policy().routes.clone()
+    }
+
     fn policy(&self) -> Arc<Policy> {
         self.policy
             .read()

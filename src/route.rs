@@ -600,6 +600,7 @@ pub struct ContentTypeSpec {
 
 #[derive(Debug, Clone)]
 struct ContentType {
+    uid: Arc<str>,
     plural: Option<String>,
     singular: String,
     single: bool,
@@ -779,6 +780,7 @@ impl RouteTable {
             }
             let mk = |a: &str| -> Arc<str> { Arc::from(format!("{}.{a}", ct.uid)) };
             let c = ContentType {
+                uid: Arc::from(ct.uid.as_str()),
                 plural: ct.plural.as_ref().map(|p| p.to_ascii_lowercase()),
                 singular,
                 single: ct.single,
@@ -821,6 +823,12 @@ impl RouteTable {
     }
 
     /// Is `action` a content-API action some route maps to?
+    /// The uids of the content types the table routes (the config's, and
+    /// in the strapi5 layout those Strapi stores).
+    pub fn content_type_uids(&self) -> impl Iterator<Item = &str> {
+        self.content_types.iter().map(|c| &*c.uid)
+    }
+
     pub fn is_known_content_action(&self, action: &str) -> bool {
         self.known_content_actions.contains(action)
     }

@@ -133,6 +133,7 @@ impl Server {
         let management = crate::management::Management::bind(
             &cfg,
             store.clone(),
+            gateway.clone(),
             usage.clone(),
             tls.clone(),
             metrics.clone(),

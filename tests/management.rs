@@ -1259,3 +1259,75 @@ async fn a_corrupt_row_is_a_server_error_not_the_callers() {
     let r = call(&c, "GET", &format!("/admin/api-tokens/{id}"), &c.root, None).await;
     assert_error(&r, 500, "InternalServerError");
 }
+
+/// After a config reload, the management API checks permissions against,
+/// and lists, the routes in force, as the proxy does (issue 17: it used to
+/// keep the table it started with).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reaches_the_management_catalog_and_its_checks() {
+    let env = Env::new().await;
+    env.ok(&[
+        "user",
+        "create",
+        "--email",
+        "root@example.com",
+        "--role",
+        "super-admin",
+    ]);
+    let (_, key) = env.admin_token("root", "root@example.com", &["admin::api-tokens.create"]);
+    let (_replica, mgmt) = start_replica(&env);
+    let catalog = || async {
+        let r = request(
+            "GET",
+            &format!("{mgmt}/admin/permissions"),
+            Some(&key),
+            &[],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        r.json()["data"].clone()
+    };
+    let has_posts = |cat: &Value| {
+        let content = cat["contentApi"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["category"] == "api::post.post");
+        let admin = cat["admin"].as_array().unwrap().iter().any(|g| {
+            g["permissions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["subject"] == "api::post.post")
+        });
+        (content, admin)
+    };
+    let create = || async {
+        let body = json!({"name": "posts", "type": "custom", "lifespan": null,
+                          "permissions": ["api::post.post.find"]})
+        .to_string();
+        request(
+            "POST",
+            &format!("{mgmt}/admin/api-tokens"),
+            Some(&key),
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .await
+        .status
+    };
+    assert_eq!(has_posts(&catalog().await), (false, false));
+    assert_eq!(
+        create().await,
+        400,
+        "api::post.post is not a known type yet"
+    );
+
+    env.write_config("[[content_types]]\nuid = \"api::post.post\"\nplural = \"posts\"\n");
+    eventually(Duration::from_secs(6), "the reloaded catalog", || async {
+        has_posts(&catalog().await) == (true, true)
+    })
+    .await;
+    assert_eq!(create().await, 201, "the new type's action is now known");
+}

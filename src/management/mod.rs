@@ -75,6 +75,9 @@ pub type Body = Full<Bytes>;
 /// What every handler shares.
 pub struct State {
     pub cfg: Config,
+    /// The gateway, for the policy in force (routes and content types after
+    /// reloads); `cfg` is the config the process started with.
+    pub gateway: Arc<crate::proxy::Gateway>,
     pub store: Store,
     pub usage: Arc<UsageRecorder>,
     pub sessions: session::Sessions,
@@ -85,7 +88,9 @@ pub struct State {
 impl State {
     /// The management service, recording what it does as coming from `origin`.
     pub fn manager(&self, origin: Origin) -> Manager<'_> {
-        Manager::new(&self.store, &self.cfg).with_origin(origin)
+        Manager::new(&self.store, &self.cfg)
+            .with_routes(self.gateway.routes())
+            .with_origin(origin)
     }
 }
 
@@ -122,6 +127,7 @@ impl Management {
     pub async fn bind(
         cfg: &Config,
         store: Store,
+        gateway: Arc<crate::proxy::Gateway>,
         usage: Arc<UsageRecorder>,
         tls: Option<ReloadableAcceptor>,
         metrics: Metrics,
@@ -143,6 +149,7 @@ impl Management {
             state: Arc::new(State {
                 sessions: session::Sessions::new(cfg.management.session_ttl),
                 cfg: cfg.clone(),
+                gateway,
                 store,
                 usage,
                 metrics,
