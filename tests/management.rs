@@ -1096,6 +1096,14 @@ async fn the_web_page_sessions_csrf_and_rules() {
         403,
         "cross-origin"
     );
+    let mut blind = Browser::new(base.clone());
+    blind.cookies = b.cookies.clone();
+    blind.origin = None;
+    assert_eq!(
+        blind.post("/api-tokens", &form).await.status,
+        403,
+        "a POST that names no origin at all (neither Origin nor Referer)"
+    );
     let r = b.post("/api-tokens", &form).await;
     assert_eq!(r.status, 303, "{}", text(&r));
     let detail = location(&r);

@@ -256,27 +256,36 @@ async fn signed_in(state: &State, parts: &Parts, tls: bool) -> Result<Ctx, Resp>
     }
 }
 
-/// A form POST must come from this origin (when the browser says where it
-/// comes from at all) and carry the expected CSRF token.
+/// A form POST must say it comes from this origin: its `Origin`, or
+/// without one its `Referer`, names this host. A POST that names no origin
+/// at all is refused too (every browser sends one of them on a form post
+/// under our `Referrer-Policy`), as is any `Sec-Fetch-Site` but
+/// `same-origin`/`none`. The CSRF token is checked besides.
 fn same_origin(parts: &Parts) -> bool {
-    let h = &parts.headers;
+    from_this_origin(&parts.headers)
+}
+
+fn from_this_origin(h: &http::HeaderMap) -> bool {
     if h.get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site" || v.as_bytes() == b"same-site")
     {
         return false;
     }
-    match h.get(header::ORIGIN) {
-        None => true,
-        Some(origin) => {
-            let host = h.get(header::HOST).map(HeaderValue::as_bytes);
-            let authority = origin
-                .to_str()
-                .ok()
-                .and_then(|o| o.split_once("://"))
-                .map(|(_, a)| a.as_bytes());
-            matches!((host, authority), (Some(h), Some(a)) if h.eq_ignore_ascii_case(a))
-        }
-    }
+    let Some(host) = h.get(header::HOST).map(HeaderValue::as_bytes) else {
+        return false;
+    };
+    // `scheme://authority[/path]`: the authority, or `None` (also for `null`).
+    let authority = |v: &HeaderValue| -> Option<Vec<u8>> {
+        let (_, rest) = v.to_str().ok()?.split_once("://")?;
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        Some(rest[..end].as_bytes().to_vec())
+    };
+    let claimed = match (h.get(header::ORIGIN), h.get(header::REFERER)) {
+        (Some(origin), _) => authority(origin),
+        (None, Some(referer)) => authority(referer),
+        (None, None) => None,
+    };
+    claimed.is_some_and(|a| a.eq_ignore_ascii_case(host))
 }
 
 fn csrf_ok(parts: &Parts, form: &Form, expected: &str) -> bool {
@@ -1233,6 +1242,52 @@ async fn token_action(state: &State, ctx: &Ctx, k: &Kind, id: i64, action: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_posts_must_name_this_origin() {
+        let host = "127.0.0.1:9091";
+        let rows: &[(&[(&str, &str)], bool)] = &[
+            (&[("origin", "http://127.0.0.1:9091")], true),
+            (&[("origin", "https://127.0.0.1:9091")], true),
+            (&[("origin", "http://evil.example")], false),
+            (&[("origin", "null")], false),
+            (&[("referer", "http://127.0.0.1:9091/api-tokens/new")], true),
+            (&[("referer", "http://127.0.0.1:9091?x")], true),
+            (&[("referer", "http://127.0.0.1:90911/")], false),
+            (&[("referer", "http://evil.example/127.0.0.1:9091")], false),
+            // Origin wins over Referer.
+            (
+                &[
+                    ("origin", "http://evil.example"),
+                    ("referer", "http://127.0.0.1:9091/"),
+                ],
+                false,
+            ),
+            (&[], false),
+            (
+                &[
+                    ("origin", "http://127.0.0.1:9091"),
+                    ("sec-fetch-site", "cross-site"),
+                ],
+                false,
+            ),
+            (
+                &[
+                    ("origin", "http://127.0.0.1:9091"),
+                    ("sec-fetch-site", "same-origin"),
+                ],
+                true,
+            ),
+        ];
+        for (headers, want) in rows {
+            let mut h = http::HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static(host));
+            for (k, v) in *headers {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            assert_eq!(from_this_origin(&h), *want, "{headers:?}");
+        }
+    }
 
     #[test]
     fn category_labels() {
