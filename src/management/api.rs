@@ -617,32 +617,7 @@ async fn dispatch(
             ))
         }
         Endpoint::Create(kind) => {
-            let req = match kind {
-                TokenKind::ContentApi => {
-                    let b: CreateApiToken = parse_body(body)?;
-                    CreateRequest {
-                        kind,
-                        name: b.name,
-                        description: b.description.unwrap_or_default(),
-                        token_type: Some(token_type(&b.token_type)?),
-                        lifespan_ms: b.lifespan,
-                        owner: None,
-                        permissions: content_permissions(b.permissions)?,
-                    }
-                }
-                TokenKind::Admin => {
-                    let b: CreateAdminToken = parse_body(body)?;
-                    CreateRequest {
-                        kind,
-                        name: b.name,
-                        description: b.description.unwrap_or_default(),
-                        token_type: None,
-                        lifespan_ms: b.lifespan,
-                        owner: None,
-                        permissions: admin_permissions(b.admin_permissions)?,
-                    }
-                }
-            };
+            let req = create_request(kind, body)?;
             let created = mgr.create(actor, req).await.map_err(m)?;
             Ok((
                 StatusCode::CREATED,
@@ -660,29 +635,7 @@ async fn dispatch(
             ))
         }
         Endpoint::Update(kind) => {
-            let update = match kind {
-                TokenKind::ContentApi => {
-                    let b: UpdateApiToken = parse_body(body)?;
-                    TokenUpdate {
-                        name: b.name,
-                        description: b.description,
-                        token_type: b.token_type.as_deref().map(token_type).transpose()?,
-                        permissions: b
-                            .permissions
-                            .map(|p| content_permissions(Some(p)))
-                            .transpose()?,
-                    }
-                }
-                TokenKind::Admin => {
-                    let b: UpdateAdminToken = parse_body(body)?;
-                    TokenUpdate {
-                        name: b.name,
-                        description: b.description,
-                        token_type: None,
-                        permissions: b.admin_permissions.map(admin_permissions).transpose()?,
-                    }
-                }
-            };
+            let update = token_update(kind, body)?;
             let t = mgr
                 .update(actor, TokenRef::of_kind(need_id(id)?, kind), update)
                 .await
@@ -736,37 +689,94 @@ async fn dispatch(
             let roles = state.store.list_roles().await.map_err(|e| m(e.into()))?;
             Ok((
                 StatusCode::OK,
-                Value::Array(
-                    roles
-                        .iter()
-                        .map(|r| {
-                            json!({
-                                "id": r.id,
-                                "name": r.name,
-                                "superAdmin": r.super_admin,
-                                "permissions": r.permissions.iter().map(permission_json).collect::<Vec<_>>(),
-                            })
-                        })
-                        .collect(),
-                ),
+                Value::Array(roles.iter().map(role_json).collect()),
             ))
         }
         // Answered by `audit_logs` before dispatch.
         Endpoint::AuditLogs | Endpoint::AuditLog => Err(ApiError::not_found("Not Found")),
-        Endpoint::Permissions => Ok((
-            StatusCode::OK,
-            json!({
-                "contentApi": mgr.content_api_catalog().iter().map(|g| json!({
-                    "category": g.category,
-                    "actions": g.permissions.iter().map(|p| p.action.as_str()).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-                "admin": mgr.admin_catalog(&[]).iter().map(|g| json!({
-                    "category": g.category,
-                    "permissions": g.permissions.iter().map(|p| json!({"action": p.action, "subject": p.subject})).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-            }),
-        )),
+        Endpoint::Permissions => Ok((StatusCode::OK, catalog_json(&mgr))),
     }
+}
+
+/// The body of a create call, as the management rules take it.
+fn create_request(kind: TokenKind, body: &[u8]) -> Result<CreateRequest, ApiError> {
+    Ok(match kind {
+        TokenKind::ContentApi => {
+            let b: CreateApiToken = parse_body(body)?;
+            CreateRequest {
+                kind,
+                name: b.name,
+                description: b.description.unwrap_or_default(),
+                token_type: Some(token_type(&b.token_type)?),
+                lifespan_ms: b.lifespan,
+                owner: None,
+                permissions: content_permissions(b.permissions)?,
+            }
+        }
+        TokenKind::Admin => {
+            let b: CreateAdminToken = parse_body(body)?;
+            CreateRequest {
+                kind,
+                name: b.name,
+                description: b.description.unwrap_or_default(),
+                token_type: None,
+                lifespan_ms: b.lifespan,
+                owner: None,
+                permissions: admin_permissions(b.admin_permissions)?,
+            }
+        }
+    })
+}
+
+/// The body of an update call: only the fields it names change.
+fn token_update(kind: TokenKind, body: &[u8]) -> Result<TokenUpdate, ApiError> {
+    Ok(match kind {
+        TokenKind::ContentApi => {
+            let b: UpdateApiToken = parse_body(body)?;
+            TokenUpdate {
+                name: b.name,
+                description: b.description,
+                token_type: b.token_type.as_deref().map(token_type).transpose()?,
+                permissions: b
+                    .permissions
+                    .map(|p| content_permissions(Some(p)))
+                    .transpose()?,
+            }
+        }
+        TokenKind::Admin => {
+            let b: UpdateAdminToken = parse_body(body)?;
+            TokenUpdate {
+                name: b.name,
+                description: b.description,
+                token_type: None,
+                permissions: b.admin_permissions.map(admin_permissions).transpose()?,
+            }
+        }
+    })
+}
+
+fn role_json(r: &crate::store::admin::RoleRow) -> Value {
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "superAdmin": r.super_admin,
+        "permissions": r.permissions.iter().map(permission_json).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /admin/permissions`: what content-API and admin tokens can hold,
+/// from the policy in force.
+fn catalog_json(mgr: &crate::manage::Manager<'_>) -> Value {
+    json!({
+        "contentApi": mgr.content_api_catalog().iter().map(|g| json!({
+            "category": g.category,
+            "actions": g.permissions.iter().map(|p| p.action.as_str()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "admin": mgr.admin_catalog(&[]).iter().map(|g| json!({
+            "category": g.category,
+            "permissions": g.permissions.iter().map(|p| json!({"action": p.action, "subject": p.subject})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 #[cfg(test)]
