@@ -282,12 +282,20 @@ pub enum CliError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    #[error(transparent)]
+    #[error("{}", manage_message(.0))]
     Manage(#[from] manage::ManageError),
     #[error(transparent)]
     Serve(#[from] crate::serve_error::ServeError),
     #[error("{0}")]
     Other(String),
+}
+
+/// A management error in the command line's terms (flags, not fields).
+fn manage_message(e: &manage::ManageError) -> String {
+    match e {
+        manage::ManageError::Rule(r) => r.cli_message().to_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// Parse arguments, run, and return the exit status.

@@ -112,10 +112,58 @@ pub enum ManageError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// A rule about a token's shape, which the CLI words with its flags and
+    /// the API with its fields ([`Rule::cli_message`]).
+    #[error("{}", .0.message())]
+    Rule(Rule),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Token(#[from] token::TokenError),
+}
+
+/// The shape rules of a new token, named apart from how a caller spells
+/// the fields: an HTTP client never reads about a CLI flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    ContentTokenHasNoOwner,
+    CustomNeedsPermission,
+    PermissionsOnlyForCustom,
+    ContentTokenNeedsType,
+    AdminTokenHasNoType,
+    AdminTokenNeedsOwner,
+}
+
+impl Rule {
+    /// In the terms of the token's fields (the API, the web page).
+    pub fn message(self) -> &'static str {
+        match self {
+            Rule::ContentTokenHasNoOwner => "content-API tokens have no owner",
+            Rule::CustomNeedsPermission => "a custom token needs at least one permission",
+            Rule::PermissionsOnlyForCustom => "permissions are only for custom tokens",
+            Rule::ContentTokenNeedsType => "a content-API token needs a type",
+            Rule::AdminTokenHasNoType => "admin tokens have no type",
+            Rule::AdminTokenNeedsOwner => "an admin token needs an owner",
+        }
+    }
+
+    /// In the terms of the command line's flags.
+    pub fn cli_message(self) -> &'static str {
+        match self {
+            Rule::ContentTokenHasNoOwner => {
+                "content-API tokens have no owner (--owner is for admin tokens)"
+            }
+            Rule::CustomNeedsPermission => "a custom token needs at least one --permission ACTION",
+            Rule::PermissionsOnlyForCustom => {
+                "--permission is only for custom tokens (--type custom)"
+            }
+            Rule::ContentTokenNeedsType => "a content-API token needs --type",
+            Rule::AdminTokenHasNoType => {
+                "admin tokens have no type (--type is for content-API tokens)"
+            }
+            Rule::AdminTokenNeedsOwner => "an admin token needs --owner EMAIL",
+        }
+    }
 }
 
 /// What a token operation does, for the permission check.
@@ -426,37 +474,25 @@ impl<'a> Manager<'a> {
         match req.kind {
             TokenKind::ContentApi => {
                 if req.owner.is_some() {
-                    return Err(ManageError::Invalid(
-                        "content-API tokens have no owner (--owner is for admin tokens)".into(),
-                    ));
+                    return Err(ManageError::Rule(Rule::ContentTokenHasNoOwner));
                 }
                 match req.token_type {
                     Some(ContentApiType::Custom) => {
                         if req.permissions.is_empty() {
-                            return Err(ManageError::Invalid(
-                                "a custom token needs at least one --permission ACTION".into(),
-                            ));
+                            return Err(ManageError::Rule(Rule::CustomNeedsPermission));
                         }
                         self.check_content_actions(&req.permissions)?;
                     }
                     Some(_) if !req.permissions.is_empty() => {
-                        return Err(ManageError::Invalid(
-                            "--permission is only for custom tokens (--type custom)".into(),
-                        ))
+                        return Err(ManageError::Rule(Rule::PermissionsOnlyForCustom))
                     }
                     Some(_) => {}
-                    None => {
-                        return Err(ManageError::Invalid(
-                            "a content-API token needs --type".into(),
-                        ))
-                    }
+                    None => return Err(ManageError::Rule(Rule::ContentTokenNeedsType)),
                 }
             }
             TokenKind::Admin => {
                 if req.token_type.is_some() {
-                    return Err(ManageError::Invalid(
-                        "admin tokens have no type (--type is for content-API tokens)".into(),
-                    ));
+                    return Err(ManageError::Rule(Rule::AdminTokenHasNoType));
                 }
                 let owner = owner
                     .ok_or_else(|| ManageError::Invalid("an admin token needs an owner".into()))?;
@@ -505,11 +541,7 @@ impl<'a> Manager<'a> {
                     }
                     (Some(o), _) => o.clone(),
                     (None, Some(u)) => u.email.clone(),
-                    (None, None) => {
-                        return Err(ManageError::Invalid(
-                            "an admin token needs --owner EMAIL".into(),
-                        ))
-                    }
+                    (None, None) => return Err(ManageError::Rule(Rule::AdminTokenNeedsOwner)),
                 };
                 let u =
                     self.store.user_by_email(&email).await?.ok_or_else(|| {
@@ -933,6 +965,22 @@ fn require_owner(actor: &Actor, t: &TokenRow, what: &str) -> Result<(), ManageEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_messages_name_flags_only_on_the_command_line() {
+        let rules = [
+            Rule::ContentTokenHasNoOwner,
+            Rule::CustomNeedsPermission,
+            Rule::PermissionsOnlyForCustom,
+            Rule::ContentTokenNeedsType,
+            Rule::AdminTokenHasNoType,
+            Rule::AdminTokenNeedsOwner,
+        ];
+        for r in rules {
+            assert!(!r.message().contains("--"), "{r:?}: {}", r.message());
+            assert!(r.cli_message().contains("--"), "{r:?}: {}", r.cli_message());
+        }
+    }
 
     #[test]
     fn durations() {

@@ -225,6 +225,7 @@ impl ApiError {
             ManageError::Denied(m) => Self::new(StatusCode::FORBIDDEN, "ForbiddenError", m),
             ManageError::NotFound(m) => Self::not_found(m),
             ManageError::Invalid(m) => Self::validation(m),
+            ManageError::Rule(r) => Self::validation(r.message()),
             ManageError::Store(StoreError::Invalid(m)) => Self::validation(m),
             // The strapi5 layout: Strapi's admin panel owns the data.
             ManageError::Store(StoreError::ReadOnly(m)) => {
