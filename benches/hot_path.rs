@@ -38,6 +38,7 @@ fn admin_record() -> TokenRecord {
         name: "ci-pipeline".into(),
         token_type: None,
         expires_at: None,
+        ends: authgate::model::Ending::Token,
         permissions: [perm.clone()].into_iter().collect(),
         ownership: Ownership::owner(Owner {
             id: 7,

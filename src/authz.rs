@@ -12,7 +12,7 @@
 
 use std::time::SystemTime;
 
-use crate::model::{ContentApiType, Ownership, TokenKind, TokenRecord};
+use crate::model::{ContentApiType, Ending, Ownership, TokenKind, TokenRecord};
 use crate::route::{Route, RouteAction, RouteClass};
 use crate::token::{is_token68, looks_like_jwt};
 
@@ -332,7 +332,11 @@ pub fn decide(
         return deny(Denial::InvalidCredentials);
     }
     if t.is_expired(now) {
-        return deny(Denial::TokenExpired);
+        return deny(match t.ends {
+            Ending::Token => Denial::TokenExpired,
+            // A replaced key past its overlap: as unknown as a made-up one.
+            Ending::OldKey => Denial::InvalidCredentials,
+        });
     }
     match t.kind {
         TokenKind::Admin => {

@@ -104,28 +104,54 @@ pub struct ActAs {
     pub as_user: Option<String>,
 }
 
+/// What `token create` and `token import` say of the new token.
+#[derive(Args, Debug)]
+pub struct NewTokenArgs {
+    #[arg(long, value_parser = parse_kind)]
+    kind: TokenKind,
+    #[arg(long)]
+    name: String,
+    #[arg(long, default_value = "")]
+    description: String,
+    /// 7d, 30d, 90d or unlimited.
+    #[arg(long, default_value = "unlimited", value_parser = parse_lifespan)]
+    duration: Lifespan,
+    /// Content-API tokens: read-only (default), full-access or custom.
+    #[arg(long = "type", value_parser = parse_type)]
+    token_type: Option<ContentApiType>,
+    /// Admin tokens: the owner's email (default: the --as user).
+    #[arg(long)]
+    owner: Option<String>,
+    /// ACTION (custom content-API tokens) or ACTION[@SUBJECT] (admin tokens); repeatable.
+    #[arg(long = "permission", value_parser = Permission::parse)]
+    permissions: Vec<Permission>,
+}
+
+impl NewTokenArgs {
+    /// The request the management rules check.
+    fn request(self) -> CreateRequest {
+        let token_type = match (self.kind, self.token_type) {
+            (TokenKind::ContentApi, None) => Some(ContentApiType::ReadOnly),
+            (_, t) => t,
+        };
+        CreateRequest {
+            kind: self.kind,
+            name: self.name,
+            description: self.description,
+            token_type,
+            lifespan_ms: self.duration.0,
+            owner: self.owner,
+            permissions: self.permissions,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum TokenCmd {
     /// Create a token and print its key (shown once).
     Create {
-        #[arg(long, value_parser = parse_kind)]
-        kind: TokenKind,
-        #[arg(long)]
-        name: String,
-        #[arg(long, default_value = "")]
-        description: String,
-        /// 7d, 30d, 90d or unlimited.
-        #[arg(long, default_value = "unlimited", value_parser = parse_lifespan)]
-        duration: Lifespan,
-        /// Content-API tokens: read-only, full-access or custom.
-        #[arg(long = "type", value_parser = parse_type)]
-        token_type: Option<ContentApiType>,
-        /// Admin tokens: the owner's email (default: the --as user).
-        #[arg(long)]
-        owner: Option<String>,
-        /// ACTION (custom content-API tokens) or ACTION[@SUBJECT] (admin tokens); repeatable.
-        #[arg(long = "permission", value_parser = Permission::parse)]
-        permissions: Vec<Permission>,
+        #[command(flatten)]
+        token: NewTokenArgs,
         #[command(flatten)]
         act: ActAs,
         #[arg(long)]
@@ -156,9 +182,29 @@ pub enum TokenCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Give a token a new key; the old key stops working at once.
+    /// Give a token a new key; the old key stops working at once, or
+    /// after --keep-old-for.
     Regenerate {
         id: i64,
+        /// Keep the old key working this long (e.g. 1h, 2d; at most 7d),
+        /// with the same identity, so clients can move to the new one.
+        #[arg(long, value_name = "DURATION", value_parser = parse_window)]
+        keep_old_for: Option<std::time::Duration>,
+        #[command(flatten)]
+        act: ActAs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring an existing key along from a legacy CMS: the key is read from
+    /// standard input (never from the command line, where `ps` shows it)
+    /// and works at once.
+    Import {
+        #[command(flatten)]
+        token: NewTokenArgs,
+        /// Standard input holds the key's stored hash (a Strapi row's
+        /// 128-hex `access_key`, made with the same salt), not the key.
+        #[arg(long)]
+        hash: bool,
         #[command(flatten)]
         act: ActAs,
         #[arg(long)]
@@ -473,6 +519,7 @@ fn strapi5_refusal(cmd: &Command) -> Option<&'static str> {
     let what = match cmd {
         Command::Token(TokenCmd::List { .. } | TokenCmd::Show { .. }) => return None,
         Command::Token(TokenCmd::Create { .. }) => "token create",
+        Command::Token(TokenCmd::Import { .. }) => "token import",
         Command::Token(TokenCmd::Regenerate { .. }) => "token regenerate",
         Command::Token(TokenCmd::Delete { .. }) => "token delete",
         Command::User(u) => match u {
@@ -562,6 +609,7 @@ fn token_json(t: &TokenRow, key: Option<&str>) -> serde_json::Value {
         "last_used_at": ts(t.last_used_at),
         "created_at": ts(Some(t.created_at)),
         "permissions": t.permissions.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "old_key_expires_at": ts(t.old_key_expires_at),
     });
     if let Some(k) = key {
         v["key"] = json!(k);
@@ -592,6 +640,9 @@ fn print_token(t: &TokenRow, key: Option<&str>, as_json: bool) {
         })
     };
     println!("expires:     {}", fmt(t.expires_at, "never"));
+    if let Some(at) = t.old_key_expires_at {
+        println!("old key:     works until {}", fmt(Some(at), "-"));
+    }
     println!("last used:   {}", fmt(t.last_used_at, "never"));
     println!("created:     {}", fmt(Some(t.created_at), "-"));
     if !t.permissions.is_empty() {
@@ -607,6 +658,46 @@ fn print_token(t: &TokenRow, key: Option<&str>, as_json: bool) {
     if let Some(k) = key {
         println!("key:         {k}");
     }
+}
+
+/// The most standard input may hold for `token import`: a key of 512
+/// characters, and room for blanks around it.
+const MAX_IMPORT_INPUT: u64 = 4096;
+
+/// The key (or, with `hash`, its stored hash) `token import` reads from
+/// standard input, kept out of the command line and zeroed when dropped.
+fn read_key_from_stdin(hash: bool) -> Result<zeroize::Zeroizing<String>, CliError> {
+    use std::io::{IsTerminal, Read};
+    let what = if hash {
+        "the 128-hex access_key"
+    } else {
+        "the key"
+    };
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!(
+            "authgate: paste {what}, then press Enter and Ctrl-D (a pipe keeps it off the screen)"
+        );
+    }
+    let mut buf = zeroize::Zeroizing::new(Vec::new());
+    stdin
+        .lock()
+        .take(MAX_IMPORT_INPUT + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| CliError::Other(format!("cannot read {what} from standard input: {e}")))?;
+    if buf.len() as u64 > MAX_IMPORT_INPUT {
+        return Err(CliError::Other(format!(
+            "standard input holds more than {what}: give only {what}"
+        )));
+    }
+    let text = std::str::from_utf8(&buf)
+        .map_err(|_| CliError::Other(format!("{what} on standard input is not text")))?;
+    if text.trim().is_empty() {
+        return Err(CliError::Other(format!(
+            "no key on standard input: pipe {what} in, e.g. `authgate token import ... < key.txt`"
+        )));
+    }
+    Ok(zeroize::Zeroizing::new(text.to_owned()))
 }
 
 fn user_json(u: &UserRow) -> serde_json::Value {
@@ -760,37 +851,10 @@ async fn changed_by(store: &Store, cmd: &Command) -> Option<Event> {
 
 async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError> {
     match cmd {
-        TokenCmd::Create {
-            kind,
-            name,
-            description,
-            duration,
-            token_type,
-            owner,
-            permissions,
-            act,
-            json,
-        } => {
+        TokenCmd::Create { token, act, json } => {
             let actor = mgr.actor(act.as_user.as_deref()).await?;
             note_actor(&actor);
-            let token_type = match (kind, token_type) {
-                (TokenKind::ContentApi, None) => Some(ContentApiType::ReadOnly),
-                (_, t) => t,
-            };
-            let created = mgr
-                .create(
-                    &actor,
-                    CreateRequest {
-                        kind,
-                        name,
-                        description,
-                        token_type,
-                        lifespan_ms: duration.0,
-                        owner,
-                        permissions,
-                    },
-                )
-                .await?;
+            let created = mgr.create(&actor, token.request()).await?;
             print_token(
                 &created.token,
                 created.key.as_deref().map(String::as_str),
@@ -832,13 +896,48 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
             let t = mgr.show(&actor, id, reveal).await?;
             print_token(&t.token, t.key.as_deref().map(String::as_str), json);
         }
-        TokenCmd::Regenerate { id, act, json } => {
+        TokenCmd::Regenerate {
+            id,
+            keep_old_for,
+            act,
+            json,
+        } => {
             let actor = mgr.actor(act.as_user.as_deref()).await?;
             note_actor(&actor);
-            let t = mgr.regenerate(&actor, id).await?;
+            let keep = keep_old_for.unwrap_or_default();
+            let t = mgr.regenerate(&actor, id, keep).await?;
             print_token(&t.token, t.key.as_deref().map(String::as_str), json);
             if !json {
-                eprintln!("authgate: the old key no longer works; copy the new key now");
+                match t.token.old_key_expires_at {
+                    Some(at) => eprintln!(
+                        "authgate: the old key keeps working until {}; copy the new key now",
+                        humantime::format_rfc3339_seconds(at)
+                    ),
+                    None => {
+                        eprintln!("authgate: the old key no longer works; copy the new key now")
+                    }
+                }
+            }
+        }
+        TokenCmd::Import {
+            token,
+            hash,
+            act,
+            json,
+        } => {
+            // Refused before anything is read from standard input.
+            let actor = mgr.actor(act.as_user.as_deref()).await?;
+            note_actor(&actor);
+            let text = read_key_from_stdin(hash)?;
+            let key = if hash {
+                manage::NewKey::hash(&text)?
+            } else {
+                manage::NewKey::plain(&text)?
+            };
+            let t = mgr.import(&actor, token.request(), &key).await?;
+            print_token(&t, None, json);
+            if !json {
+                eprintln!("authgate: imported; the key works at once");
             }
         }
         TokenCmd::Delete { id, act, json } => {

@@ -235,6 +235,7 @@ mod tests {
             name: "Café build\n".into(),
             token_type: Some(ContentApiType::Custom),
             expires_at: None,
+            ends: crate::model::Ending::Token,
             permissions: PermissionSet::default(),
             ownership: Ownership::None,
             rate_limit: crate::model::RateOverride::default(),

@@ -28,6 +28,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
@@ -35,9 +36,9 @@ use crate::audit::{AuditCtx, AuditKey, Origin};
 use crate::config::Config;
 use crate::model::{ContentApiType, Permission, PermissionSet, TokenKind};
 use crate::route::{ActionSubject, RouteTable};
-use crate::store::admin::{NewToken, TokenRow, TokenUpdate, UserRow};
+use crate::store::admin::{NewToken, ReplacementKey, TokenRow, TokenUpdate, UserRow};
 use crate::store::{Store, StoreError};
-use crate::token::{self, Hasher, KeyCipher};
+use crate::token::{self, Hasher, KeyCipher, TokenHash};
 
 /// Who is acting.
 #[derive(Debug, Clone)]
@@ -116,6 +117,9 @@ pub enum ManageError {
     /// the API with its fields ([`Rule::cli_message`]).
     #[error("{}", .0.message())]
     Rule(Rule),
+    /// A key brought along (`token import`) that cannot be one.
+    #[error(transparent)]
+    KeyShape(#[from] token::KeyShapeError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -216,6 +220,63 @@ pub fn parse_duration(s: &str) -> Result<Option<i64>, String> {
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+/// The longest a replaced key keeps working after a regenerate.
+pub const MAX_KEEP_OLD: Duration = Duration::from_secs(7 * 86_400);
+
+/// How long a replaced key keeps working, in ms for the store: `None` (it
+/// stops at once) for zero; refused beyond [`MAX_KEEP_OLD`].
+fn keep_old_ms(keep_old_for: Duration) -> Result<Option<i64>, ManageError> {
+    if keep_old_for > MAX_KEEP_OLD {
+        return Err(ManageError::Invalid(format!(
+            "the old key can keep working for at most 7 days, not {}",
+            humantime::format_duration(keep_old_for)
+        )));
+    }
+    // At most 7 days: the milliseconds fit.
+    let ms = i64::try_from(keep_old_for.as_millis()).unwrap_or(i64::MAX);
+    Ok((ms > 0).then_some(ms))
+}
+
+/// The key a new token gets: generated, from the bootstrap file, or
+/// brought along from a legacy CMS (`token import`, checked by
+/// [`NewKey::plain`] and [`NewKey::hash`]).
+pub enum NewKey {
+    /// The plaintext key: hashed here, and kept encrypted when keys are
+    /// viewable.
+    Plain(Zeroizing<String>),
+    /// Only its stored hash (a Strapi row's `access_key`, same salt): the
+    /// key itself cannot be shown again.
+    Hash(TokenHash),
+}
+
+impl NewKey {
+    /// A plaintext key, surrounding blanks (a trailing newline) dropped:
+    /// 20 to 512 visible characters a `Bearer` credential can carry, not
+    /// JWT-shaped ([`token::check_key_shape`], the rule the gateway's
+    /// precheck applies).
+    pub fn plain(text: &str) -> Result<Self, ManageError> {
+        let key = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        token::check_key_shape(key.as_bytes())?;
+        Ok(Self::Plain(Zeroizing::new(key.to_owned())))
+    }
+
+    /// A stored hash: 128 hexadecimal characters (HMAC-SHA512), surrounding
+    /// blanks dropped.
+    pub fn hash(text: &str) -> Result<Self, ManageError> {
+        let hex = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        match TokenHash::from_hex(hex) {
+            Some(h) => Ok(Self::Hash(h)),
+            None if hex.len() == token::HASH_BYTES * 2 => Err(ManageError::Invalid(
+                "an access_key hash is 128 hexadecimal characters: this one holds others".into(),
+            )),
+            None => Err(ManageError::Invalid(format!(
+                "an access_key hash is 128 hexadecimal characters (HMAC-SHA512 of the key), not {}",
+                hex.chars().count()
+            ))),
+        }
+    }
+}
 
 /// The lifespans a token may have, in ms (`None` = unlimited), as Strapi's
 /// `lifespan` field carries them.
@@ -509,15 +570,35 @@ impl<'a> Manager<'a> {
         req: CreateRequest,
     ) -> Result<TokenWithKey, ManageError> {
         let key = Zeroizing::new(token::generate_key()?);
-        self.create_with_key(actor, req, key).await
+        let token = self
+            .create_with_key(actor, req, &NewKey::Plain(key.clone()), false)
+            .await?;
+        Ok(TokenWithKey {
+            token,
+            key: Some(key),
+        })
+    }
+
+    /// Create a token with a key brought along from a legacy CMS, under
+    /// the rules of [`Manager::create`]; refused when a token has the key
+    /// already (as its current or replaced key). The audit event is a
+    /// `*.create` with `changes.imported = true`.
+    pub async fn import(
+        &self,
+        actor: &Actor,
+        req: CreateRequest,
+        key: &NewKey,
+    ) -> Result<TokenRow, ManageError> {
+        self.create_with_key(actor, req, key, true).await
     }
 
     async fn create_with_key(
         &self,
         actor: &Actor,
         req: CreateRequest,
-        key: Zeroizing<String>,
-    ) -> Result<TokenWithKey, ManageError> {
+        key: &NewKey,
+        imported: bool,
+    ) -> Result<TokenRow, ManageError> {
         self.require(actor, req.kind, Op::Create)?;
         if req.name.trim().is_empty() {
             return Err(ManageError::Invalid(
@@ -551,11 +632,18 @@ impl<'a> Manager<'a> {
             }
         };
         self.check_permissions(actor, &req, owner.as_ref())?;
-        let encrypted_key = self.cipher.as_ref().map(|c| c.encrypt(&key)).transpose()?;
-        let row = self
+        let (access_key, encrypted_key) = match key {
+            NewKey::Plain(key) => (
+                self.hasher.hash_hex(key),
+                self.cipher.as_ref().map(|c| c.encrypt(key)).transpose()?,
+            ),
+            NewKey::Hash(h) => (h.to_hex(), None),
+        };
+        Ok(self
             .store
             .create_token(
                 &NewToken {
+                    imported,
                     kind: req.kind,
                     name: req.name.trim().to_owned(),
                     description: req.description,
@@ -563,16 +651,12 @@ impl<'a> Manager<'a> {
                     lifespan_ms: req.lifespan_ms,
                     owner_id: owner.as_ref().map(|u| u.id),
                     permissions: req.permissions,
-                    access_key: self.hasher.hash_hex(&key),
+                    access_key,
                     encrypted_key,
                 },
                 &self.audit(actor),
             )
-            .await?;
-        Ok(TokenWithKey {
-            token: row,
-            key: Some(key),
-        })
+            .await?)
     }
 
     pub async fn list(
@@ -648,16 +732,20 @@ impl<'a> Manager<'a> {
         Ok(TokenWithKey { token: t, key })
     }
 
-    /// New key, same token; the old key stops working at commit.
+    /// New key, same token. The old key stops working at commit, or keeps
+    /// working (same token, same identity) for `keep_old_for` (at most
+    /// [`MAX_KEEP_OLD`]; zero: at once), ending any earlier old key.
     pub async fn regenerate(
         &self,
         actor: &Actor,
         r: impl Into<TokenRef>,
+        keep_old_for: Duration,
     ) -> Result<TokenWithKey, ManageError> {
+        let keep_old_ms = keep_old_ms(keep_old_for)?;
         let t = self.token(r.into()).await?;
         self.check(actor, Op::Regenerate, &t)?;
         let key = Zeroizing::new(token::generate_key()?);
-        let row = self.replace_key(actor, t.id, &key).await?;
+        let row = self.replace_key(actor, t.id, &key, keep_old_ms).await?;
         Ok(TokenWithKey {
             token: row,
             key: Some(key),
@@ -669,15 +757,17 @@ impl<'a> Manager<'a> {
         actor: &Actor,
         id: i64,
         key: &str,
+        keep_old_ms: Option<i64>,
     ) -> Result<TokenRow, ManageError> {
         let encrypted = self.cipher.as_ref().map(|c| c.encrypt(key)).transpose()?;
+        let access_key = self.hasher.hash_hex(key);
+        let replacement = ReplacementKey {
+            access_key: &access_key,
+            encrypted_key: encrypted.as_deref(),
+            keep_old_ms,
+        };
         self.store
-            .regenerate_token(
-                id,
-                &self.hasher.hash_hex(key),
-                encrypted.as_deref(),
-                &self.audit(actor),
-            )
+            .regenerate_token(id, &replacement, &self.audit(actor))
             .await?
             .ok_or_else(|| ManageError::NotFound(format!("no token with id {id}")))
     }
@@ -838,14 +928,19 @@ impl<'a> Manager<'a> {
                     .into(),
             ));
         }
-        if let Some(found) = self.store.find_token(&self.hasher.hash_hex(key)).await? {
-            if found.kind != TokenKind::Admin {
-                return Err(ManageError::Invalid(format!(
-                    "the bootstrap key belongs to content-API token {}",
-                    found.id
-                )));
+        // Only as a current key: a key a regenerate replaced (with overlap)
+        // is put back, the file being what the operator holds.
+        let holder = self.store.key_holder(&self.hasher.hash_hex(key)).await?;
+        if let Some(h) = holder.filter(|h| h.current) {
+            if let Some(found) = self.store.get_token(h.id).await? {
+                if found.kind != TokenKind::Admin {
+                    return Err(ManageError::Invalid(format!(
+                        "the bootstrap key belongs to content-API token {}",
+                        found.id
+                    )));
+                }
+                return Ok(Bootstrapped::Present(found.id));
             }
-            return Ok(Bootstrapped::Present(found.id));
         }
         if self.store.layout() == crate::store::Layout::Strapi5 {
             // Strapi's admin panel owns users and tokens: nothing to
@@ -895,7 +990,7 @@ impl<'a> Manager<'a> {
             .into_iter()
             .find(|t| t.name == BOOTSTRAP_TOKEN_NAME && t.owner_id == Some(user.id));
         if let Some(t) = previous {
-            self.replace_key(&Actor::Operator, t.id, key).await?;
+            self.replace_key(&Actor::Operator, t.id, key, None).await?;
             return Ok(Bootstrapped::Rotated(t.id));
         }
         let permissions = [TokenKind::ContentApi, TokenKind::Admin]
@@ -919,10 +1014,11 @@ impl<'a> Manager<'a> {
                     owner: Some(BOOTSTRAP_EMAIL.into()),
                     permissions,
                 },
-                Zeroizing::new(key.to_owned()),
+                &NewKey::Plain(Zeroizing::new(key.to_owned())),
+                false,
             )
             .await?;
-        Ok(Bootstrapped::Created(created.token.id))
+        Ok(Bootstrapped::Created(created.id))
     }
 }
 
@@ -1031,6 +1127,7 @@ mod tests {
             permissions: Vec::new(),
             encrypted_key: None,
             rate_limit: None,
+            old_key_expires_at: None,
             created_at: std::time::SystemTime::UNIX_EPOCH,
             updated_at: std::time::SystemTime::UNIX_EPOCH,
         }

@@ -299,7 +299,20 @@ impl RateOverride {
     }
 }
 
-/// One token, as stored (never the key, never the hash).
+/// What ends at a record's `expires_at`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ending {
+    /// The token's own expiry: after it, `Token expired`.
+    #[default]
+    Token,
+    /// The end of a replaced key's overlap (`token regenerate
+    /// --keep-old-for`), earlier than the token's expiry: after it the key
+    /// is refused as if it had never been issued.
+    OldKey,
+}
+
+/// One token, as stored (never the key, never the hash), as seen through
+/// the key that was presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub id: i64,
@@ -307,7 +320,12 @@ pub struct TokenRecord {
     pub name: Box<str>,
     /// Content-API tokens only.
     pub token_type: Option<ContentApiType>,
+    /// When the presented key stops working: the token's expiry, or the
+    /// earlier end of an old key's overlap (see `ends`).
     pub expires_at: Option<SystemTime>,
+    /// Which of the two `expires_at` is. A byte in the record's padding,
+    /// where a second time would take 16 bytes a cached token.
+    pub ends: Ending,
     /// Custom content-API actions, or an admin token's own permissions.
     pub permissions: PermissionSet,
     pub ownership: Ownership,
@@ -318,6 +336,16 @@ pub struct TokenRecord {
 impl TokenRecord {
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|at| at < now)
+    }
+
+    /// The record as seen through a replaced key that works until
+    /// `key_until`: the earlier of that and the token's own expiry.
+    pub fn through_old_key(mut self, key_until: SystemTime) -> Self {
+        if self.expires_at.map_or(true, |at| key_until < at) {
+            self.expires_at = Some(key_until);
+            self.ends = Ending::OldKey;
+        }
+        self
     }
 }
 
@@ -387,6 +415,62 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn an_old_key_ends_at_the_earlier_of_its_overlap_and_the_token() {
+        use std::time::Duration;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let hour = Duration::from_secs(3600);
+        let record = |expires_at| TokenRecord {
+            id: 1,
+            kind: TokenKind::ContentApi,
+            name: "t".into(),
+            token_type: Some(ContentApiType::ReadOnly),
+            expires_at,
+            ends: Ending::Token,
+            permissions: PermissionSet::default(),
+            ownership: Ownership::None,
+            rate_limit: RateOverride::default(),
+        };
+        // (token expiry, old key until) -> (expires_at, ends)
+        let rows = [
+            (None, now + hour, Some(now + hour), Ending::OldKey),
+            (
+                Some(now + 2 * hour),
+                now + hour,
+                Some(now + hour),
+                Ending::OldKey,
+            ),
+            (
+                Some(now + hour),
+                now + 2 * hour,
+                Some(now + hour),
+                Ending::Token,
+            ),
+            (
+                Some(now + hour),
+                now + hour,
+                Some(now + hour),
+                Ending::Token,
+            ),
+        ];
+        for (token, key_until, at, ends) in rows {
+            let r = record(token).through_old_key(key_until);
+            assert_eq!(
+                (r.expires_at, r.ends),
+                (at, ends),
+                "{token:?} {key_until:?}"
+            );
+        }
+    }
+
+    /// The old key's end rides in the record's padding: a cached token
+    /// stays in its allocation size class (BENCHMARKS.md).
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    #[test]
+    fn the_record_stays_72_bytes() {
+        assert_eq!(std::mem::size_of::<TokenRecord>(), 72);
+    }
 
     #[test]
     fn rate_override_round_trips_in_four_bytes() {

@@ -184,6 +184,9 @@ pub(crate) struct Statements {
     pub issued_hashes: &'static str,
     /// The token whose hash is `$1`, with everything a decision needs.
     pub find_token: &'static str,
+    /// `id`, and whether `$1` is its current key (`current`), of the token
+    /// holding the hash `$1`: its current key first.
+    pub key_holder: &'static str,
     /// `last_used_at` of ids `$1` to times `$2`, never backwards.
     pub touch_tokens: &'static str,
     /// A row of `find_token` as a record (`None`: not a token).
@@ -320,6 +323,32 @@ pub async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
         Layout::Authgate => native::migrate(cfg).await,
         Layout::Strapi5 => strapi5::install(cfg).await,
     }
+}
+
+/// A token holding a hash ([`Store::key_holder`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHolder {
+    pub id: i64,
+    /// The hash is the token's current key, not a replaced one.
+    pub current: bool,
+}
+
+/// [`Store::key_holder`] on a connection or inside a transaction.
+pub(crate) async fn key_holder(
+    c: &impl deadpool_postgres::GenericClient,
+    layout: Layout,
+    hash_hex: &str,
+) -> Result<Option<KeyHolder>, StoreError> {
+    let row = c
+        .query_opt(statements(layout).key_holder, &[&hash_hex])
+        .await?;
+    row.map(|r| {
+        Ok(KeyHolder {
+            id: r.col("id")?,
+            current: r.col("current")?,
+        })
+    })
+    .transpose()
 }
 
 /// The token store: a connection pool and the configured timeouts.
@@ -496,6 +525,13 @@ impl Store {
             _ => self.breaker.succeeded(),
         }
         r
+    }
+
+    /// Which token holds the hash `hash_hex`, as its current key or as
+    /// the replaced key of a regenerate with overlap (ended or not).
+    pub async fn key_holder(&self, hash_hex: &str) -> Result<Option<KeyHolder>, StoreError> {
+        let client = self.client().await?;
+        key_holder(&client, self.layout, hash_hex).await
     }
 
     /// Record token uses: one statement for the whole batch, never moving

@@ -52,6 +52,7 @@ fn content(ty: ContentApiType, actions: &[&str]) -> TokenRecord {
         name: "c".into(),
         token_type: Some(ty),
         expires_at: None,
+        ends: crate::model::Ending::Token,
         permissions: actions.iter().map(|a| Permission::new(*a, None)).collect(),
         ownership: Ownership::None,
         rate_limit: crate::model::RateOverride::default(),
@@ -77,6 +78,7 @@ fn admin(token_perms: &[(&str, Option<&str>)], owner: Owner) -> TokenRecord {
         name: "a".into(),
         token_type: None,
         expires_at: None,
+        ends: crate::model::Ending::Token,
         permissions: perms(token_perms),
         ownership: Ownership::owner(owner),
         rate_limit: crate::model::RateOverride::default(),
@@ -128,6 +130,18 @@ fn spec_section_3_rows() {
     }
     let mut admin_expired = adm.clone();
     admin_expired.expires_at = Some(now() - Duration::from_millis(1));
+    // A replaced key (`regenerate --keep-old-for`) in and past its overlap.
+    let old_key_live = full.clone().through_old_key(now() + Duration::from_secs(1));
+    let old_key_ended = full
+        .clone()
+        .through_old_key(now() - Duration::from_millis(1));
+    let old_admin_key_ended = adm
+        .clone()
+        .through_old_key(now() - Duration::from_millis(1));
+    // The token expires before its old key's overlap would end.
+    let old_key_token_expired = expired
+        .clone()
+        .through_old_key(now() + Duration::from_secs(60));
 
     let rows: &[(&str, &str, &str, Option<&TokenRecord>, Verdict)] = &[
         (
@@ -199,6 +213,34 @@ fn spec_section_3_rows() {
             "/api/articles",
             Some(&live),
             ALLOW,
+        ),
+        (
+            "old key within its overlap",
+            "GET",
+            "/api/articles",
+            Some(&old_key_live),
+            ALLOW,
+        ),
+        (
+            "old key after its overlap: as unknown",
+            "GET",
+            "/api/articles",
+            Some(&old_key_ended),
+            denied(Denial::InvalidCredentials),
+        ),
+        (
+            "old admin key after its overlap: as unknown",
+            "GET",
+            "/admin/users",
+            Some(&old_admin_key_ended),
+            denied(Denial::InvalidCredentials),
+        ),
+        (
+            "old key of a token that expired first",
+            "GET",
+            "/api/articles",
+            Some(&old_key_token_expired),
+            denied(Denial::TokenExpired),
         ),
         (
             "owner row missing",

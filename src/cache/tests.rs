@@ -23,6 +23,7 @@ fn record(id: i64, owner: Option<(i64, i64)>) -> TokenRecord {
         name: format!("t{id}").into(),
         token_type: owner.is_none().then_some(ContentApiType::ReadOnly),
         expires_at: None,
+        ends: crate::model::Ending::Token,
         permissions: PermissionSet::default(),
         ownership: match owner {
             None => Ownership::None,

@@ -60,6 +60,7 @@ fn record(id: i64) -> TokenRecord {
         name: format!("t{id}").into(),
         token_type: Some(ContentApiType::ReadOnly),
         expires_at: None,
+        ends: crate::model::Ending::Token,
         permissions: PermissionSet::default(),
         ownership: Ownership::None,
         rate_limit: crate::model::RateOverride::default(),

@@ -19,9 +19,15 @@
 //! Token fields follow Strapi's names (`accessKey`, `type`, `lifespan`,
 //! `expiresAt`, `lastUsedAt`, `createdAt`, `updatedAt`, `permissions` for
 //! content-API tokens, `adminPermissions` and `adminUserOwner` for admin
-//! tokens). `accessKey` appears on create and regenerate, and on `GET
-//! /:id` when the key is viewable (an encryption key is configured, and
-//! for admin tokens only to their owner).
+//! tokens), plus authgate's `oldKeyExpiresAt` (while a replaced key still
+//! works). `accessKey` appears on create and regenerate, and on `GET /:id`
+//! when the key is viewable (an encryption key is configured, and for
+//! admin tokens only to their owner).
+//!
+//! Beyond Strapi: a regenerate body `{"keepOldForSeconds": N}` keeps the
+//! replaced key working up to 7 days, and `POST /admin/*-tokens/import`
+//! brings an existing key along (`accessKey`, or `accessKeyHash` for a
+//! Strapi row's stored hash), under the create permission and rules.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -30,10 +36,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use zeroize::Zeroizing;
 
 use crate::audit::{Event, Origin, Via};
 use crate::authz::{self, Credential, Denial};
-use crate::manage::{management_action, Actor, CreateRequest, ManageError, Op, TokenRef};
+use crate::manage::{management_action, Actor, CreateRequest, ManageError, NewKey, Op, TokenRef};
 use crate::model::{ContentApiType, Permission, TokenKind};
 use crate::store::admin::{TokenRow, TokenUpdate, UserRow};
 use crate::store::audit::AuditFilter;
@@ -50,6 +57,8 @@ pub enum Endpoint {
     Update(TokenKind),
     Delete(TokenKind),
     Regenerate(TokenKind),
+    /// Bring an existing key along (authgate's own; Strapi has none).
+    Import(TokenKind),
     OwnerPermissions,
     Users,
     Roles,
@@ -64,7 +73,7 @@ impl Endpoint {
         let token = |k, op| Some(management_action(k, op));
         match self {
             Endpoint::List(k) | Endpoint::Get(k) => token(k, Op::Read),
-            Endpoint::Create(k) => token(k, Op::Create),
+            Endpoint::Create(k) | Endpoint::Import(k) => token(k, Op::Create),
             Endpoint::Update(k) => token(k, Op::Update),
             Endpoint::Delete(k) => token(k, Op::Delete),
             Endpoint::Regenerate(k) => token(k, Op::Regenerate),
@@ -110,6 +119,7 @@ pub const ROUTES: &[ApiRoute] = &[
         "/admin/api-tokens/:id/regenerate",
         Endpoint::Regenerate(API),
     ),
+    r("POST", "/admin/api-tokens/import", Endpoint::Import(API)),
     r("GET", "/admin/admin-tokens", Endpoint::List(ADMIN)),
     r("POST", "/admin/admin-tokens", Endpoint::Create(ADMIN)),
     r("GET", "/admin/admin-tokens/:id", Endpoint::Get(ADMIN)),
@@ -119,6 +129,11 @@ pub const ROUTES: &[ApiRoute] = &[
         "POST",
         "/admin/admin-tokens/:id/regenerate",
         Endpoint::Regenerate(ADMIN),
+    ),
+    r(
+        "POST",
+        "/admin/admin-tokens/import",
+        Endpoint::Import(ADMIN),
     ),
     r(
         "GET",
@@ -226,6 +241,7 @@ impl ApiError {
             ManageError::NotFound(m) => Self::not_found(m),
             ManageError::Invalid(m) => Self::validation(m),
             ManageError::Rule(r) => Self::validation(r.message()),
+            ManageError::KeyShape(e) => Self::validation(e.to_string()),
             ManageError::Store(StoreError::Invalid(m)) => Self::validation(m),
             // The strapi5 layout: Strapi's admin panel owns the data.
             ManageError::Store(StoreError::ReadOnly(m)) => {
@@ -362,6 +378,7 @@ pub fn token_json(t: &TokenRow, key: Option<&str>) -> Value {
         "lastUsedAt": ts(t.last_used_at),
         "createdAt": ts(Some(t.created_at)),
         "updatedAt": ts(Some(t.updated_at)),
+        "oldKeyExpiresAt": ts(t.old_key_expires_at),
     });
     match t.kind {
         TokenKind::ContentApi => {
@@ -453,6 +470,15 @@ struct UpdateAdminToken {
     description: Option<String>,
     #[serde(default, rename = "adminPermissions")]
     admin_permissions: Option<Vec<AdminPermission>>,
+}
+
+/// The body of a regenerate call: none (Strapi's), or how long the
+/// replaced key keeps working.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Regenerate {
+    #[serde(default, rename = "keepOldForSeconds")]
+    keep_old_for_seconds: u64,
 }
 
 /// Strapi's admin permission object. Field restrictions and conditions are
@@ -618,7 +644,7 @@ async fn dispatch(
             ))
         }
         Endpoint::Create(kind) => {
-            let req = create_request(kind, body)?;
+            let req = create_request(kind, parse_body(body)?)?;
             let created = mgr.create(actor, req).await.map_err(m)?;
             Ok((
                 StatusCode::CREATED,
@@ -651,14 +677,25 @@ async fn dispatch(
             Ok((StatusCode::OK, token_json(&t, None)))
         }
         Endpoint::Regenerate(kind) => {
+            let b: Regenerate = if body.iter().all(u8::is_ascii_whitespace) {
+                Regenerate::default()
+            } else {
+                parse_body(body)?
+            };
+            let keep = std::time::Duration::from_secs(b.keep_old_for_seconds);
             let t = mgr
-                .regenerate(actor, TokenRef::of_kind(need_id(id)?, kind))
+                .regenerate(actor, TokenRef::of_kind(need_id(id)?, kind), keep)
                 .await
                 .map_err(m)?;
             Ok((
                 StatusCode::CREATED,
                 token_json(&t.token, t.key.as_deref().map(String::as_str)),
             ))
+        }
+        Endpoint::Import(kind) => {
+            let (req, key) = import_request(kind, body)?;
+            let t = mgr.import(actor, req, &key).await.map_err(m)?;
+            Ok((StatusCode::CREATED, token_json(&t, None)))
         }
         Endpoint::OwnerPermissions => {
             let owner = mgr.owner_of(actor, need_id(id)?).await.map_err(m)?;
@@ -700,10 +737,11 @@ async fn dispatch(
 }
 
 /// The body of a create call, as the management rules take it.
-fn create_request(kind: TokenKind, body: &[u8]) -> Result<CreateRequest, ApiError> {
+fn create_request(kind: TokenKind, body: Value) -> Result<CreateRequest, ApiError> {
+    let invalid = |e: serde_json::Error| ApiError::validation(format!("invalid body: {e}"));
     Ok(match kind {
         TokenKind::ContentApi => {
-            let b: CreateApiToken = parse_body(body)?;
+            let b: CreateApiToken = serde_json::from_value(body).map_err(invalid)?;
             CreateRequest {
                 kind,
                 name: b.name,
@@ -715,7 +753,7 @@ fn create_request(kind: TokenKind, body: &[u8]) -> Result<CreateRequest, ApiErro
             }
         }
         TokenKind::Admin => {
-            let b: CreateAdminToken = parse_body(body)?;
+            let b: CreateAdminToken = serde_json::from_value(body).map_err(invalid)?;
             CreateRequest {
                 kind,
                 name: b.name,
@@ -727,6 +765,23 @@ fn create_request(kind: TokenKind, body: &[u8]) -> Result<CreateRequest, ApiErro
             }
         }
     })
+}
+
+/// The body of an import call: a create call's, plus exactly one of
+/// `accessKey` (the key) and `accessKeyHash` (its stored 128-hex hash).
+fn import_request(kind: TokenKind, body: &[u8]) -> Result<(CreateRequest, NewKey), ApiError> {
+    let mut fields: serde_json::Map<String, Value> = parse_body(body)?;
+    let key = match (fields.remove("accessKey"), fields.remove("accessKeyHash")) {
+        (Some(Value::String(k)), None) => NewKey::plain(&Zeroizing::new(k)),
+        (None, Some(Value::String(h))) => NewKey::hash(&h),
+        _ => {
+            return Err(ApiError::validation(
+                "give exactly one of accessKey (the key) and accessKeyHash (its 128-hex access_key), as a string",
+            ))
+        }
+    }
+    .map_err(ApiError::from_manage)?;
+    Ok((create_request(kind, Value::Object(fields))?, key))
 }
 
 /// The body of an update call: only the fields it names change.

@@ -7,7 +7,7 @@
 //! | `GET /api-tokens`, `/admin-tokens` | the lists: name, description, type (or expiry), created, last used, owner |
 //! | `GET /{kind}/new`, `POST /{kind}` | the create form; the key is then shown once with a copy button |
 //! | `GET /{kind}/:id`, `POST /{kind}/:id` | a token: details, edit form, and its actions |
-//! | `POST /{kind}/:id/regenerate`, `/delete`, `/reveal` | regenerate, delete (both confirmed in a dialog), view the key |
+//! | `POST /{kind}/:id/regenerate`, `/delete`, `/reveal` | regenerate (the old key stopping at once, or after 1 hour, 1 day or 7 days), delete (both confirmed in a dialog), view the key |
 //!
 //! Every page after sign-in re-authenticates the session's token exactly
 //! as the API does ([`super::auth`]), so a revoked token ends its session
@@ -396,8 +396,8 @@ pub async fn handle(state: &State, req: Request<Incoming>, tls: bool) -> Resp {
                 ([i], Some(f)) if id(i).is_some() => {
                     update(state, &ctx, k, id(i).unwrap_or(0), &f).await
                 }
-                ([i, action], Some(_)) if id(i).is_some() => {
-                    token_action(state, &ctx, k, id(i).unwrap_or(0), action).await
+                ([i, action], Some(f)) if id(i).is_some() => {
+                    token_action(state, &ctx, k, id(i).unwrap_or(0), action, &f).await
                 }
                 _ => message_page(
                     &ctx,
@@ -538,19 +538,59 @@ async fn create(state: &State, ctx: &Ctx, k: &Kind, f: &Form) -> Resp {
         Err(e) => new_page(state, ctx, k, &d, Some(&e)).await,
         Ok(c) => {
             audit(&ctx.actor, "created", &c.token);
-            if let Some(key) = c.key {
-                state.sessions.push_flash(
-                    &ctx.sid,
-                    Flash::Key {
-                        token_id: c.token.id,
-                        kind: k.kind,
-                        key,
-                        fresh: true,
-                    },
-                );
-            }
-            redirect(&format!("/{}/{}", k.slug, c.token.id))
+            show_new_key(state, ctx, k, c)
         }
+    }
+}
+
+/// To the token's page, which shows its new key once.
+fn show_new_key(state: &State, ctx: &Ctx, k: &Kind, t: manage::TokenWithKey) -> Resp {
+    if let Some(key) = t.key {
+        state.sessions.push_flash(
+            &ctx.sid,
+            Flash::Key {
+                token_id: t.token.id,
+                kind: k.kind,
+                key,
+                fresh: true,
+            },
+        );
+    }
+    redirect(&format!("/{}/{}", k.slug, t.token.id))
+}
+
+/// The regenerate form's choice: how long the replaced key keeps working
+/// (`keep_old_for`, seconds; absent or 0: it stops at once).
+fn keep_old_for(f: &Form) -> Result<std::time::Duration, ApiError> {
+    match f
+        .get("keep_old_for")
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        None => Ok(std::time::Duration::ZERO),
+        Some(v) => v
+            .parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| ApiError::validation("choose how long the old key keeps working")),
+    }
+}
+
+/// `POST /{kind}/:id/regenerate`: the new key is shown once, on the
+/// token's page.
+async fn regenerate(
+    state: &State,
+    ctx: &Ctx,
+    k: &Kind,
+    r: TokenRef,
+    keep_old_for: std::time::Duration,
+) -> Resp {
+    let mgr = state.manager(ctx.origin.clone());
+    match mgr.regenerate(&ctx.actor, r, keep_old_for).await {
+        Ok(t) => {
+            audit(&ctx.actor, "regenerated", &t.token);
+            show_new_key(state, ctx, k, t)
+        }
+        Err(e) => detail_page(state, ctx, k, r.id, Some(ApiError::from_manage(e))).await,
     }
 }
 
@@ -631,28 +671,14 @@ async fn update(state: &State, ctx: &Ctx, k: &Kind, id: i64, f: &Form) -> Resp {
     }
 }
 
-async fn token_action(state: &State, ctx: &Ctx, k: &Kind, id: i64, action: &str) -> Resp {
+async fn token_action(state: &State, ctx: &Ctx, k: &Kind, id: i64, action: &str, f: &Form) -> Resp {
     let mgr = state.manager(ctx.origin.clone());
     let r = TokenRef::of_kind(id, k.kind);
     let here = format!("/{}/{}", k.slug, id);
     match action {
-        "regenerate" => match mgr.regenerate(&ctx.actor, r).await {
-            Ok(t) => {
-                audit(&ctx.actor, "regenerated", &t.token);
-                if let Some(key) = t.key {
-                    state.sessions.push_flash(
-                        &ctx.sid,
-                        Flash::Key {
-                            token_id: id,
-                            kind: k.kind,
-                            key,
-                            fresh: true,
-                        },
-                    );
-                }
-                redirect(&here)
-            }
-            Err(e) => detail_page(state, ctx, k, id, Some(ApiError::from_manage(e))).await,
+        "regenerate" => match keep_old_for(f) {
+            Err(e) => detail_page(state, ctx, k, id, Some(e)).await,
+            Ok(keep) => regenerate(state, ctx, k, r, keep).await,
         },
         "reveal" => match mgr.show(&ctx.actor, r, true).await {
             Ok(t) => {

@@ -14,7 +14,9 @@ use crate::audit::AuditCtx;
 use crate::model::{Permission, TokenKind};
 
 pub(crate) use super::audit::token_draft;
-pub use super::rows::{NewToken, RoleRow, TokenRow, TokenUpdate, UserFlag, UserRow};
+pub use super::rows::{
+    NewToken, ReplacementKey, RoleRow, TokenRow, TokenUpdate, UserFlag, UserRow,
+};
 
 impl Store {
     // ----- reads ---------------------------------------------------------
@@ -182,23 +184,22 @@ impl Store {
     ) -> Result<TokenRow, StoreError> {
         match self.layout {
             Layout::Authgate => native::create_token(self, t, audit).await,
+            Layout::Strapi5 if t.imported => Err(strapi5::read_only("import tokens")),
             Layout::Strapi5 => Err(strapi5::read_only("create tokens")),
         }
     }
 
     /// Replace a token's hash (and encrypted copy) in one update: the old key
-    /// stops working at commit. `expires_at` is unchanged, as in Strapi.
+    /// stops working at commit, or when `key.keep_old_ms` have passed.
+    /// `expires_at` is unchanged, as in Strapi.
     pub async fn regenerate_token(
         &self,
         id: i64,
-        access_key: &str,
-        encrypted_key: Option<&str>,
+        key: &ReplacementKey<'_>,
         audit: &AuditCtx,
     ) -> Result<Option<TokenRow>, StoreError> {
         match self.layout {
-            Layout::Authgate => {
-                native::regenerate_token(self, id, access_key, encrypted_key, audit).await
-            }
+            Layout::Authgate => native::regenerate_token(self, id, key, audit).await,
             Layout::Strapi5 => Err(strapi5::read_only("regenerate tokens")),
         }
     }

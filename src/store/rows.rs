@@ -16,7 +16,7 @@ use tokio_postgres::Row;
 
 use super::StoreError;
 use crate::model::{
-    ContentApiType, Owner, Ownership, Permission, PermissionSet, RateOverride, TokenKind,
+    ContentApiType, Ending, Owner, Ownership, Permission, PermissionSet, RateOverride, TokenKind,
     TokenRecord,
 };
 
@@ -36,6 +36,9 @@ pub struct TokenRow {
     pub permissions: Vec<Permission>,
     pub encrypted_key: Option<String>,
     pub rate_limit: Option<i32>,
+    /// When the key replaced by the last regenerate stops working, while
+    /// it still works (`token regenerate --keep-old-for`).
+    pub old_key_expires_at: Option<SystemTime>,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
 }
@@ -72,6 +75,9 @@ pub struct RoleRow {
 /// by the caller; the store never sees the plaintext key.
 #[derive(Debug, Clone)]
 pub struct NewToken {
+    /// The key was brought along (`token import`), not generated: it may
+    /// already be in use, and the audit event says so.
+    pub imported: bool,
     pub kind: TokenKind,
     pub name: String,
     pub description: String,
@@ -81,6 +87,16 @@ pub struct NewToken {
     pub permissions: Vec<Permission>,
     pub access_key: String,
     pub encrypted_key: Option<String>,
+}
+
+/// A regenerated token's new key (its hash and encrypted copy, computed by
+/// the caller), and how long the key it replaces keeps working (`None`:
+/// it stops at once).
+#[derive(Debug, Clone, Copy)]
+pub struct ReplacementKey<'a> {
+    pub access_key: &'a str,
+    pub encrypted_key: Option<&'a str>,
+    pub keep_old_ms: Option<i64>,
 }
 
 /// Editable fields of a token; `None` leaves a field as it is.
@@ -195,7 +211,8 @@ pub(super) fn ownership(row: &Row) -> Result<Ownership, StoreError> {
 }
 
 /// The columns every layout's token listing has, with what the layout
-/// decided of kind, type and permissions. `rate_limit` is left `None`.
+/// decided of kind, type and permissions. `rate_limit` and
+/// `old_key_expires_at` are left `None`.
 pub(super) fn token_row(
     row: &Row,
     kind: TokenKind,
@@ -206,7 +223,7 @@ pub(super) fn token_row(
         id, name, description, expires_at, last_used_at, owner_id, owner_email, encrypted_key,
         created_at, updated_at;
         kind: kind, token_type: token_type, permissions: permissions,
-        lifespan_ms: row.col("lifespan")?, rate_limit: None,
+        lifespan_ms: row.col("lifespan")?, rate_limit: None, old_key_expires_at: None,
     }))
 }
 
@@ -223,7 +240,7 @@ pub(super) fn record(
     Ok(columns!(row => TokenRecord {
         id, name, expires_at;
         kind: kind, token_type: token_type, permissions: permissions, ownership: ownership,
-        rate_limit: rate_limit,
+        rate_limit: rate_limit, ends: Ending::Token,
     }))
 }
 

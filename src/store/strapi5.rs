@@ -123,6 +123,8 @@ const MAX_CHANNEL: usize = 63;
 pub(super) const STATEMENTS: Statements = Statements {
     issued_hashes: ISSUED_HASHES,
     find_token: FIND_TOKEN,
+    key_holder: "SELECT id::bigint AS id, true AS current FROM strapi_api_tokens
+                 WHERE access_key = $1 ORDER BY id LIMIT 1",
     touch_tokens: TOUCH_TOKENS,
     record: record_from_row,
     audit_table: "authgate.audit_events",

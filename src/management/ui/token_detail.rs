@@ -141,6 +141,12 @@ fn facts(k: &Kind, t: &TokenRow) -> Html {
         date(Some(t.created_at), "—"),
         date(t.last_used_at, "Never")
     ));
+    if t.old_key_expires_at.is_some() {
+        h.push(html!(
+            "<div><dt>Old key works until</dt><dd>{}</dd></div>",
+            date(t.old_key_expires_at, "—")
+        ));
+    }
     if k.kind == TokenKind::Admin {
         h.push(html!(
             "<div><dt>Owner</dt><dd>{}</dd></div>",
@@ -164,11 +170,12 @@ fn actions(mgr: &Manager<'_>, ctx: &Ctx, k: &Kind, t: &TokenRow) -> Html {
     }
     if mgr.may(&ctx.actor, Op::Regenerate, t) {
         actions.push(html!(
-            r#"<form method="post" action="/{}/{}/regenerate" class="inline" data-confirm="Regenerate the key of “{}”? The current key stops working at once, everywhere." data-confirm-label="Regenerate">{}<button type="submit" class="button">Regenerate</button></form>"#,
+            r#"<form method="post" action="/{}/{}/regenerate" class="inline" data-confirm="Regenerate the key of “{}”? The current key stops working at once, or after the time chosen, everywhere." data-confirm-label="Regenerate">{}<label for="keep-old-for">Old key</label> <select id="keep-old-for" name="keep_old_for">{}</select> <button type="submit" class="button">Regenerate</button></form>"#,
             k.slug,
             t.id,
             t.name,
-            csrf_field(&ctx.csrf)
+            csrf_field(&ctx.csrf),
+            keep_old_options()
         ));
     }
     if mgr.may(&ctx.actor, Op::Delete, t) {
@@ -181,6 +188,22 @@ fn actions(mgr: &Manager<'_>, ctx: &Ctx, k: &Kind, t: &TokenRow) -> Html {
         r#"<div class="actions" role="group" aria-label="Token actions">{}</div>"#,
         actions
     )
+}
+
+/// The regenerate form's choices for the replaced key (seconds, as the
+/// API's `keepOldForSeconds`): at once by default.
+fn keep_old_options() -> Html {
+    const CHOICES: [(u64, &str); 4] = [
+        (0, "stops at once"),
+        (3_600, "works 1 more hour"),
+        (86_400, "works 1 more day"),
+        (604_800, "works 7 more days"),
+    ];
+    let mut h = Html::new();
+    for (seconds, label) in CHOICES {
+        h.push(html!(r#"<option value="{}">{}</option>"#, seconds, label));
+    }
+    h
 }
 
 /// What a token holds, for an actor who may not edit it.
