@@ -462,14 +462,6 @@ async fn redis_carries_invalidations_when_postgres_notify_is_missed() {
     );
 }
 
-fn store_queries(text: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with("authgate_store_query_duration_seconds_count{op=\"find_token\"}"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn a_flood_of_made_up_keys_never_reaches_the_database() {
     let env = Env::new().await;

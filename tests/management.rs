@@ -17,17 +17,6 @@ const READ_ARTICLES: &str = "plugin::content-manager.explorer.read@api::article.
 const ARTICLES_CM: &str = "/content-manager/collection-types/api::article.article";
 const FIND_ARTICLES: &str = "api::article.article.find";
 
-/// Every token-management permission.
-fn management_perms() -> Vec<String> {
-    let mut v = Vec::new();
-    for area in ["api-tokens", "admin-tokens"] {
-        for op in ["read", "create", "update", "delete", "regenerate"] {
-            v.push(format!("admin::{area}.{op}"));
-        }
-    }
-    v
-}
-
 /// The cast: a super admin, two token admins (alice, bob), and the tokens
 /// they sign their calls with.
 struct Cast {
@@ -1020,6 +1009,15 @@ fn csrf_of(r: &Resp) -> String {
         .to_owned()
 }
 
+/// The key a page shows in its key banner.
+fn shown_key(page: &str) -> String {
+    page.split(r#"<code id="token-key" class="key">"#)
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap_or_else(|| panic!("no key shown: {page}"))
+        .to_owned()
+}
+
 fn location(r: &Resp) -> String {
     r.headers["location"].to_str().unwrap().to_owned()
 }
@@ -1110,12 +1108,7 @@ async fn the_web_page_sessions_csrf_and_rules() {
     let r = b.get(&detail).await;
     let page = text(&r);
     assert!(page.contains("Copy your new API Token now"), "{page}");
-    let key = page
-        .split(r#"<code id="token-key" class="key">"#)
-        .nth(1)
-        .and_then(|s| s.split('<').next())
-        .unwrap()
-        .to_owned();
+    let key = shown_key(&page);
     assert_eq!(key.len(), 256);
     assert_eq!(proxy_status(&c, "/api/articles", &key).await, 200);
     let again = text(&b.get(&detail).await);
@@ -1203,6 +1196,56 @@ async fn the_web_page_sessions_csrf_and_rules() {
     assert!(text(&r).contains("Signed out"));
 }
 
+/// The page's regenerate offers to keep the old key working, as the API's
+/// `keepOldForSeconds` does, and shows until when it does.
+#[tokio::test]
+async fn the_web_page_regenerates_keeping_the_old_key_as_chosen() {
+    let c = cast().await;
+    let mut b = Browser::new(format!("http://{}", c.g.management.unwrap()));
+    assert_eq!(b.sign_in(&c.alice).await.status, 303);
+    let (id, first) = c.env.content_token("site", "read-only", &[]);
+    let detail = format!("/api-tokens/{id}");
+    let regenerate = format!("{detail}/regenerate");
+    let r = b.get(&detail).await;
+    let page = text(&r);
+    for choice in [
+        r#"<option value="0">stops at once</option>"#,
+        r#"<option value="604800">works 7 more days</option>"#,
+    ] {
+        assert!(page.contains(choice), "{page}");
+    }
+    assert!(!page.contains("Old key works until"));
+    let csrf = csrf_of(&r);
+
+    let r = b
+        .post(&regenerate, &[("_csrf", &csrf), ("keep_old_for", "86400")])
+        .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let page = text(&b.get(&detail).await);
+    assert!(page.contains("Old key works until"), "{page}");
+    let second = shown_key(&page);
+    assert_eq!(proxy_status(&c, "/api/articles", &first).await, 200);
+    assert_eq!(proxy_status(&c, "/api/articles", &second).await, 200);
+
+    let r = b
+        .post(&regenerate, &[("_csrf", &csrf), ("keep_old_for", "604801")])
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(text(&r).contains("at most 7 days"), "{}", text(&r));
+
+    let r = b
+        .post(&regenerate, &[("_csrf", &csrf), ("keep_old_for", "0")])
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(!text(&b.get(&detail).await).contains("Old key works until"));
+    for key in [&first, &second] {
+        eventually(Duration::from_secs(1), "the earlier keys stop", || async {
+            proxy_status(&c, "/api/articles", key).await == 401
+        })
+        .await;
+    }
+}
+
 // ----- openapi.yaml ------------------------------------------------------------
 
 /// The `(METHOD, /path)` pairs under `paths:` of openapi.yaml. The file is
@@ -1245,7 +1288,7 @@ fn openapi_describes_exactly_the_routes_served() {
         missing.is_empty() && extra.is_empty(),
         "openapi.yaml is out of step with api::ROUTES: undocumented {missing:?}, not served {extra:?}"
     );
-    assert_eq!(served.len(), 18);
+    assert_eq!(served.len(), 20);
 }
 
 /// A stored row that does not decode is the store's fault: a 500 (logged),

@@ -1055,6 +1055,15 @@ async fn the_cli_reads_strapi_tokens_and_refuses_to_write() {
             "read-only",
         ],
         vec!["token", "regenerate", &id],
+        vec!["token", "regenerate", &id, "--keep-old-for", "1h"],
+        vec![
+            "token",
+            "import",
+            "--kind",
+            "content-api",
+            "--name",
+            "legacy",
+        ],
         vec!["token", "delete", &id],
         vec!["user", "create", "--email", "new@example.com"],
         vec!["user", "deactivate", "owner@example.com"],
@@ -1070,6 +1079,22 @@ async fn the_cli_reads_strapi_tokens_and_refuses_to_write() {
         assert!(
             err.contains("strapi5 layout") && err.contains("Strapi's admin panel"),
             "{args:?}: {err}"
+        );
+    }
+    // The lines docs/strapi5.md quotes for rotation with overlap and import.
+    for (args, what) in [
+        (
+            vec!["token", "import", "--kind", "content-api", "--name", "l"],
+            "token import",
+        ),
+        (
+            vec!["token", "regenerate", &id, "--keep-old-for", "1h"],
+            "token regenerate",
+        ),
+    ] {
+        assert_eq!(
+            stderr(&env.cli(&args)).trim(),
+            format!("authgate: `{what}` is not available in the strapi5 layout: tokens, users and roles are managed in Strapi's admin panel (authgate only reads them; `token list` and `token show` work)")
         );
     }
     let after: String = db
@@ -1153,6 +1178,7 @@ async fn the_management_listener_reads_strapi_tokens_and_refuses_writes() {
         "admin::api-tokens.read",
         "admin::api-tokens.create",
         "admin::api-tokens.delete",
+        "admin::api-tokens.regenerate",
     ] {
         db.grant(managers, action, None).await;
     }
@@ -1165,6 +1191,7 @@ async fn the_management_listener_reads_strapi_tokens_and_refuses_writes() {
                 ("admin::api-tokens.read", None),
                 ("admin::api-tokens.create", None),
                 ("admin::api-tokens.delete", None),
+                ("admin::api-tokens.regenerate", None),
             ],
             ..TokenSpec::admin("tooling", Some(owner))
         })
@@ -1184,9 +1211,18 @@ async fn the_management_listener_reads_strapi_tokens_and_refuses_writes() {
 
     let before: i64 = db.one("SELECT count(*) FROM strapi_api_tokens").await;
     let body = br#"{"name": "new", "type": "read-only", "lifespan": null}"#;
+    let import =
+        br#"{"name": "legacy", "type": "read-only", "accessKey": "legacy-key-0123456789abc"}"#;
+    let rotate = br#"{"keepOldForSeconds": 3600}"#;
     for (method, path, body) in [
         ("POST", "/admin/api-tokens".to_owned(), &body[..]),
         ("DELETE", format!("/admin/api-tokens/{ro_id}"), &b""[..]),
+        ("POST", "/admin/api-tokens/import".to_owned(), &import[..]),
+        (
+            "POST",
+            format!("/admin/api-tokens/{ro_id}/regenerate"),
+            &rotate[..],
+        ),
     ] {
         let r = request(method, &g.mgmt(&path), Some(&adm), &json, body).await;
         assert_eq!(
@@ -1203,6 +1239,18 @@ async fn the_management_listener_reads_strapi_tokens_and_refuses_writes() {
                 .is_some_and(|m| m.contains("Strapi's admin panel")),
             "{e}"
         );
+        // The lines docs/strapi5.md quotes.
+        let what = match path.rsplit('/').next() {
+            Some("import") => Some("import"),
+            Some("regenerate") => Some("regenerate"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            assert_eq!(
+                e["message"],
+                format!("cannot {what} tokens in the strapi5 layout: tokens, users and roles are managed in Strapi's admin panel")
+            );
+        }
     }
     assert_eq!(
         db.one::<i64>("SELECT count(*) FROM strapi_api_tokens")

@@ -178,6 +178,24 @@ kind = "single"
         run_cli_ok(&self.config_path, args)
     }
 
+    /// Run the CLI with `input` on its standard input.
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = cli_command(&self.config_path, args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run authgate");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("authgate output")
+    }
+
     /// Run the CLI with `--json`, parse the single JSON line.
     pub fn json(&self, args: &[&str]) -> Value {
         let mut a = args.to_vec();
@@ -221,6 +239,15 @@ kind = "single"
             v["id"].as_i64().expect("id"),
             v["key"].as_str().expect("key").to_owned(),
         )
+    }
+
+    /// A super admin `email` and an admin token of theirs holding every
+    /// token-management permission; returns its key.
+    pub fn token_manager(&self, email: &str) -> String {
+        self.ok(&["user", "create", "--email", email, "--role", "super-admin"]);
+        let perms = management_perms();
+        let refs: Vec<&str> = perms.iter().map(String::as_str).collect();
+        self.admin_token("manager", email, &refs).1
     }
 
     /// Start the gateway in this process.
@@ -426,6 +453,65 @@ pub async fn get(url: &str, token: Option<&str>) -> Resp {
 /// The Strapi envelope a denial must carry.
 pub fn envelope(status: u16, name: &str, message: &str) -> Value {
     serde_json::json!({"data": null, "error": {"status": status, "name": name, "message": message, "details": {}}})
+}
+
+/// Every token-management permission.
+pub fn management_perms() -> Vec<String> {
+    let mut v = Vec::new();
+    for area in ["api-tokens", "admin-tokens"] {
+        for op in ["read", "create", "update", "delete", "regenerate"] {
+            v.push(format!("admin::{area}.{op}"));
+        }
+    }
+    v
+}
+
+/// The value of the series `series` (name and labels, as rendered) in a
+/// Prometheus text page; 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Token lookups that reached the store, in a metrics page.
+pub fn store_queries(text: &str) -> f64 {
+    metric(
+        text,
+        "authgate_store_query_duration_seconds_count{op=\"find_token\"}",
+    )
+}
+
+impl Gateway {
+    /// POST a JSON body to the management API with an admin key.
+    pub async fn mgmt_post(&self, path: &str, key: &str, body: &str) -> Resp {
+        request(
+            "POST",
+            &self.mgmt(path),
+            Some(key),
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .await
+    }
+
+    /// `key` is accepted on `path` and forwarded as token `id`.
+    pub async fn accepts_as(&self, path: &str, key: &str, id: i64) {
+        let r = get(&self.url(path), Some(key)).await;
+        assert_eq!(r.status, 200, "{key}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.upstream_header("x-auth-token-id"),
+            Some(id.to_string()),
+            "{key}: forwarded as token {id}"
+        );
+    }
+
+    /// This gateway's `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        let r = get(&format!("http://{}/metrics", self.metrics), None).await;
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
 }
 
 /// Poll `f` until it returns true, or fail after `timeout`.
@@ -685,17 +771,21 @@ pub fn load_config(path: &Path) -> authgate::config::Config {
         .expect("test config is valid")
 }
 
-/// Run the real binary with a config file, ignoring the caller's secrets.
-pub fn run_cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .arg("--config")
+/// The real binary with a config file, ignoring the caller's secrets.
+fn cli_command(config: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    c.arg("--config")
         .arg(config)
         .args(args)
         .env_remove("API_TOKEN_SALT")
         .env_remove("ENCRYPTION_KEY")
-        .env_remove("AUTHGATE_CONFIG")
-        .output()
-        .expect("run authgate")
+        .env_remove("AUTHGATE_CONFIG");
+    c
+}
+
+/// Run the real binary with a config file, ignoring the caller's secrets.
+pub fn run_cli(config: &Path, args: &[&str]) -> Output {
+    cli_command(config, args).output().expect("run authgate")
 }
 
 /// Run the CLI, assert success, return stdout.
