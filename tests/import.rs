@@ -38,16 +38,24 @@ fn import(env: &Env, args: &[&str], stdin: &str) -> Output {
     env.cli_stdin(&a, stdin)
 }
 
-/// Import a content-API token named `name` with `key`; its id.
-fn imported(env: &Env, name: &str, key: &str) -> i64 {
-    let out = import(
-        env,
-        &["--kind", "content-api", "--name", name, "--json"],
-        &format!("{key}\n"),
-    );
-    assert!(out.status.success(), "{name}: {}", stderr(&out));
+/// `token import ARGS --json` with `stdin`, which must succeed: the token.
+fn import_json(env: &Env, args: &[&str], stdin: &str) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = import(env, &a, stdin);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v.get("key").is_none(), "the key is not printed back: {v}");
+    v
+}
+
+/// Import a content-API token named `name` with `key`; its id.
+fn imported(env: &Env, name: &str, key: &str) -> i64 {
+    let v = import_json(
+        env,
+        &["--kind", "content-api", "--name", name],
+        &format!("{key}\n"),
+    );
     v["id"].as_i64().unwrap()
 }
 
@@ -137,52 +145,68 @@ async fn imported_keys_work_and_made_up_ones_of_their_shape_never_reach_postgres
     assert!(keys.iter().all(|k| !events.contains(k.as_str())));
 }
 
+/// A Strapi row's `access_key`: HMAC-SHA512 of its key with the shared
+/// salt. The key and the hash.
+fn strapi_row() -> (String, String) {
+    let key = authgate::token::generate_key().unwrap();
+    let access_key = authgate::token::Hasher::new(SALT).hash_hex(&key);
+    (key, access_key)
+}
+
 #[tokio::test]
-async fn a_strapi_access_key_is_imported_with_hash_and_bad_keys_are_refused() {
+async fn a_strapi_access_key_is_imported_with_hash() {
     let env = Env::new().await;
     env.ok(&["user", "create", "--email", "ed@example.com"]);
-    // A Strapi row's access_key: HMAC-SHA512 of its key with the shared salt.
-    let strapi_key = authgate::token::generate_key().unwrap();
-    let access_key = authgate::token::Hasher::new(SALT).hash_hex(&strapi_key);
-    let out = import(
-        &env,
-        &[
-            "--kind",
-            "admin",
-            "--name",
-            "from-strapi",
-            "--owner",
-            "ed@example.com",
-            "--hash",
-            "--json",
-        ],
-        &access_key.to_uppercase(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let admin: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (strapi_key, access_key) = strapi_row();
+    let args = [
+        "--kind",
+        "admin",
+        "--name",
+        "from-strapi",
+        "--owner",
+        "ed@example.com",
+        "--hash",
+    ];
+    let admin = import_json(&env, &args, &access_key.to_uppercase());
     assert_eq!(admin["owner"], "ed@example.com");
-    let admin_id = admin["id"].as_i64().unwrap();
-    let custom = import(
-        &env,
-        &[
-            "--kind",
-            "content-api",
-            "--name",
-            "custom",
-            "--type",
-            "custom",
-            "--permission",
-            "api::article.article.find",
-            "--duration",
-            "30d",
-            "--json",
-        ],
-        "legacy-custom-key-0123456789\n",
-    );
-    assert!(custom.status.success(), "{}", stderr(&custom));
-    let custom: Value = serde_json::from_slice(&custom.stdout).unwrap();
+    let custom_args = [
+        "--kind",
+        "content-api",
+        "--name",
+        "custom",
+        "--type",
+        "custom",
+        "--permission",
+        "api::article.article.find",
+        "--duration",
+        "30d",
+    ];
+    let custom = import_json(&env, &custom_args, "legacy-custom-key-0123456789\n");
     assert!(custom["expires_at"].is_string(), "{custom}");
+    let hash_again = ["--kind", "content-api", "--name", "y", "--hash"];
+    refused(
+        &import(&env, &hash_again, &access_key),
+        &format!("the key is already in use by token {}", admin["id"]),
+    );
 
+    let g = env.gateway().await;
+    let admin_id = admin["id"].as_i64().unwrap();
+    g.accepts_as("/admin/users/me", &strapi_key, admin_id).await;
+    let custom_id = custom["id"].as_i64().unwrap();
+    g.accepts_as(ARTICLES, "legacy-custom-key-0123456789", custom_id)
+        .await;
+    let r = get(
+        &g.url("/api/homepage"),
+        Some("legacy-custom-key-0123456789"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "a custom token holds only its actions");
+}
+
+#[tokio::test]
+async fn keys_in_use_or_of_the_wrong_shape_are_refused_in_one_line() {
+    let env = Env::new().await;
+    let imported_id = imported(&env, "legacy", "legacy-key-0123456789");
     let (generated_id, generated) = env.content_token("generated", "read-only", &[]);
     let (rotated_id, replaced) = env.content_token("rotated", "read-only", &[]);
     env.ok(&[
@@ -193,28 +217,16 @@ async fn a_strapi_access_key_is_imported_with_hash_and_bad_keys_are_refused() {
         "1h",
     ]);
     let plain = ["--kind", "content-api", "--name", "x"];
+    let hash = ["--kind", "content-api", "--name", "z", "--hash"];
+    let custom = ["--kind", "content-api", "--name", "w", "--type", "custom"];
+    let in_use = |id: i64| format!("the key is already in use by token {id}");
     let rows: &[(&[&str], String, String)] = &[
+        (&plain, "legacy-key-0123456789".into(), in_use(imported_id)),
+        (&plain, generated, in_use(generated_id)),
         (
             &plain,
-            "legacy-custom-key-0123456789".into(),
-            format!("the key is already in use by token {}", custom["id"]),
-        ),
-        (
-            &plain,
-            generated.clone(),
-            format!("the key is already in use by token {generated_id}"),
-        ),
-        (
-            &plain,
-            replaced.clone(),
-            format!(
-                "the key is already in use by token {rotated_id} (the key a regenerate replaced)"
-            ),
-        ),
-        (
-            &["--kind", "content-api", "--name", "y", "--hash"],
-            access_key.clone(),
-            format!("the key is already in use by token {admin_id}"),
+            replaced,
+            format!("{} (the key a regenerate replaced)", in_use(rotated_id)),
         ),
         (
             &plain,
@@ -233,13 +245,13 @@ async fn a_strapi_access_key_is_imported_with_hash_and_bad_keys_are_refused() {
         ),
         (&plain, "\n".into(), "no key on standard input".into()),
         (
-            &["--kind", "content-api", "--name", "z", "--hash"],
-            access_key[..127].to_owned(),
+            &hash,
+            strapi_row().1[..127].to_owned(),
             "an access_key hash is 128 hexadecimal characters (HMAC-SHA512 of the key), not 127"
                 .into(),
         ),
         (
-            &["--kind", "content-api", "--name", "w", "--type", "custom"],
+            &custom,
             "another-legacy-key-0123456789".into(),
             "a custom token needs at least one --permission ACTION".into(),
         ),
@@ -250,25 +262,14 @@ async fn a_strapi_access_key_is_imported_with_hash_and_bad_keys_are_refused() {
     let names = env.ok(&["token", "list", "--json"]);
     assert_eq!(
         names.lines().count(),
-        4,
+        3,
         "nothing refused was stored: {names}"
     );
+    let help = env.cli(&["token", "import", "--help"]);
     assert!(
-        !String::from_utf8_lossy(&env.cli(&["token", "import", "--help"]).stdout).contains("--key"),
+        !String::from_utf8_lossy(&help.stdout).contains("--key"),
         "no way to give the key on the command line"
     );
-
-    let g = env.gateway().await;
-    g.accepts_as("/admin/users/me", &strapi_key, admin_id).await;
-    let custom_id = custom["id"].as_i64().unwrap();
-    g.accepts_as(ARTICLES, "legacy-custom-key-0123456789", custom_id)
-        .await;
-    let r = get(
-        &g.url("/api/homepage"),
-        Some("legacy-custom-key-0123456789"),
-    )
-    .await;
-    assert_eq!(r.status, 403, "a custom token holds only its actions");
 }
 
 async fn post(g: &Gateway, path: &str, key: &str, body: Value) -> Resp {
@@ -296,8 +297,7 @@ async fn the_rest_api_imports_keys_of_both_kinds() {
     g.accepts_as(ARTICLES, legacy, data["id"].as_i64().unwrap())
         .await;
 
-    let strapi_key = authgate::token::generate_key().unwrap();
-    let hash = authgate::token::Hasher::new(SALT).hash_hex(&strapi_key);
+    let (strapi_key, hash) = strapi_row();
     let r = post(
         &g,
         "/admin/admin-tokens/import",
