@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::forwarding::{Forwarding, Peer};
 use crate::identity::{IdentityNames, Signer};
 use crate::last_used::UsageRecorder;
-use crate::lookup::Lookup;
+use crate::lookup::{Lookup, Recent};
 use crate::metrics::{Decision, Metrics};
 use crate::model::TokenRecord;
 use crate::ratelimit::RateLimiter;
@@ -88,6 +88,8 @@ pub struct GatewayParts {
 pub struct ClientConn {
     pub peer: Peer,
     upstream: Pinned,
+    /// The key it sent last, as the look-up phase remembers it.
+    recent: Recent,
 }
 
 /// What every phase of one request reads, taken once as it arrives. Lives
@@ -209,6 +211,7 @@ impl Gateway {
         ClientConn {
             peer: Peer::new(addr, tls),
             upstream: self.upstream.pin(),
+            recent: Recent::default(),
         }
     }
 
@@ -251,7 +254,7 @@ impl Gateway {
         // Precheck, look up, decide.
         let (outcome, req) = match self.precheck(&cx, &route, req.headers(), &policy).await {
             Err(settled) => (settled, req),
-            Ok(key) => match self.look_up(&cx, key).await {
+            Ok(key) => match self.look_up(&cx, &conn.recent, key).await {
                 Err(unavailable) => (unavailable, req),
                 Ok(found) => self.decide(&cx, &route, found, req, &policy).await,
             },
@@ -355,9 +358,10 @@ impl Gateway {
     async fn look_up(
         &self,
         cx: &RequestCtx<'_>,
+        recent: &Recent,
         key: &[u8],
     ) -> Result<Option<Hit<Resolved>>, Outcome> {
-        self.lookup.find(key).await.map_err(|e| {
+        self.lookup.find_on(recent, key).await.map_err(|e| {
             if let LookupError::Failed(reason) = &e {
                 tracing::error!(%reason, request_id = cx.request_id.to_str().unwrap_or("-"), "token lookup failed");
             }

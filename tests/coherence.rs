@@ -513,3 +513,124 @@ async fn a_flood_of_made_up_keys_never_reaches_the_database() {
     let (_, fresh) = env.content_token("fresh", "read-only", &[]);
     assert_eq!(get(&g.url("/api/articles"), Some(&fresh)).await.status, 200);
 }
+
+/// One request on a kept-alive connection; its status.
+async fn status_on(c: &mut tokio::net::TcpStream, path: &str, key: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: cms\r\nAuthorization: Bearer {key}\r\n\r\n");
+    c.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = c.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "the gateway closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let head = text[..end].to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a content-length");
+        if buf.len() >= end + 4 + len {
+            return head[9..12].parse().expect("a status");
+        }
+    }
+}
+
+/// A client on keep-alive sends the same key on one connection again and
+/// again (the gateway remembers it per connection): every kind of
+/// revocation still ends it on that connection, without a reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_a_kept_alive_connection() {
+    let env = Env::new().await;
+    env.ok(&["role", "create", "editor"]);
+    env.ok(&[
+        "role",
+        "grant",
+        "editor",
+        "plugin::content-manager.explorer.read@api::article.article",
+    ]);
+    env.ok(&[
+        "user",
+        "create",
+        "--email",
+        "ed@example.com",
+        "--role",
+        "editor",
+    ]);
+    env.ok(&[
+        "user",
+        "create",
+        "--email",
+        "al@example.com",
+        "--role",
+        "editor",
+    ]);
+    let (del_id, del_key) = env.content_token("to-delete", "read-only", &[]);
+    let (_, owner_key) = env.admin_token("owner-off", "ed@example.com", &[]);
+    let (_, role_key) = env.admin_token(
+        "role-loses",
+        "al@example.com",
+        &["plugin::content-manager.explorer.read@api::article.article"],
+    );
+    let articles = "/content-manager/collection-types/api::article.article";
+    let g = env.gateway().await;
+    let scenarios: Vec<(&str, Vec<String>, &str, &str, u16)> = vec![
+        (
+            "token deleted",
+            vec!["token".into(), "delete".into(), del_id.to_string()],
+            "/api/articles",
+            &del_key,
+            401,
+        ),
+        (
+            "owner deactivated",
+            vec!["user".into(), "deactivate".into(), "ed@example.com".into()],
+            "/admin/users/me",
+            &owner_key,
+            401,
+        ),
+        (
+            "role permission revoked",
+            vec![
+                "role".into(),
+                "revoke".into(),
+                "editor".into(),
+                "plugin::content-manager.explorer.read@api::article.article".into(),
+            ],
+            articles,
+            &role_key,
+            403,
+        ),
+    ];
+    for (what, args, path, key, refusal) in scenarios {
+        let mut c = tokio::net::TcpStream::connect(g.addr)
+            .await
+            .expect("connect");
+        for _ in 0..3 {
+            assert_eq!(status_on(&mut c, path, key).await, 200, "{what}: before");
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        env.ok(&args);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let status = status_on(&mut c, path, key).await;
+            if status == refusal {
+                break;
+            }
+            assert_eq!(
+                status, 200,
+                "{what}: neither accepted nor refused with {refusal}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the kept-alive connection still accepts the key"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
