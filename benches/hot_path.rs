@@ -128,12 +128,22 @@ fn benches(c: &mut Criterion) {
 
     let names = IdentityNames::new("x-auth-");
     let resolved = Resolved::new(admin_record());
-    c.bench_function("identity headers: strip + insert", |b| {
+    let forwarding = authgate::forwarding::Forwarding::default();
+    let peer = authgate::forwarding::Peer::new("10.0.0.9:5555".parse().unwrap(), false);
+    let request_id = http::HeaderValue::from_static("rid");
+    c.bench_function("request head: strip + forwarding + identity", |b| {
         b.iter(|| {
             let mut h = HeaderMap::with_capacity(16);
             h.insert("host", "cms".parse().unwrap());
             h.insert("x-auth-token-id", "1".parse().unwrap());
-            names.strip(&mut h);
+            authgate::proxy::prepare_request_headers(
+                &mut h,
+                &names,
+                false,
+                &forwarding,
+                &peer,
+                &request_id,
+            );
             names.insert_into(&mut h, black_box(&resolved.record));
             black_box(h)
         })

@@ -112,10 +112,28 @@ impl Forwarding {
             .unwrap_or(peer)
     }
 
-    /// Set the forwarding headers for a request on `peer`'s connection.
+    /// Is the peer one of the trusted proxies (whose forwarding headers
+    /// are kept and extended)?
+    pub fn trusts(&self, peer: &Peer) -> bool {
+        self.is_trusted(peer.addr.ip())
+    }
+
+    /// Set the forwarding headers for a request on `peer`'s connection,
+    /// first removing what an untrusted peer may not send ([`is_overriding`]).
     pub fn apply(&self, h: &mut HeaderMap, peer: &Peer) {
+        let trusted = self.trusts(peer);
+        if !trusted {
+            strip_overrides(h);
+        }
+        self.set(h, peer, trusted);
+    }
+
+    /// [`Forwarding::apply`] after the overriding headers of an untrusted
+    /// peer are gone (the proxy removes them in its one pass over the
+    /// headers).
+    pub fn set(&self, h: &mut HeaderMap, peer: &Peer, trusted: bool) {
         let host = h.get(header::HOST).cloned();
-        if self.is_trusted(peer.addr.ip()) {
+        if trusted {
             append(h, X_FORWARDED_FOR, peer.ip.to_str().unwrap_or(""), ", ");
             append(h, FORWARDED, peer.forwarded.to_str().unwrap_or(""), ", ");
             if !h.contains_key(&X_FORWARDED_PROTO) {
@@ -127,7 +145,6 @@ impl Forwarding {
                 }
             }
         } else {
-            strip_overrides(h);
             h.insert(X_FORWARDED_FOR, peer.ip.clone());
             h.insert(FORWARDED, peer.forwarded.clone());
             h.insert(X_FORWARDED_PROTO, peer.proto.clone());
@@ -174,7 +191,7 @@ pub const OVERRIDING_HEADERS: [&str; 16] = [
 
 /// Is `name` (lower case, as `http` stores it) a header an untrusted
 /// client may not send on? See [`OVERRIDING_HEADERS`].
-fn is_overriding(name: &str) -> bool {
+pub fn is_overriding(name: &str) -> bool {
     match name.strip_prefix("x-forwarded-") {
         Some(rest) => !matches!(rest, "for" | "proto" | "host"),
         None => name == "x-forwarded" || OVERRIDING_HEADERS.contains(&name),

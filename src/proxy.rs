@@ -738,25 +738,46 @@ fn websocket_accept(h: &HeaderMap) -> Option<HeaderValue> {
 /// Remove hop-by-hop headers, including every header the `Connection`
 /// header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if h.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = h
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            h.remove(&name);
-        }
-    }
-    for name in &HOP_BY_HOP {
+    strip_headers(h, |_| false);
+}
+
+/// Remove the hop-by-hop headers, every header `Connection` names, and
+/// every header `also` picks, in one pass over the names: only headers
+/// that are there are removed (a removal hashes the name; most requests
+/// carry none of the many names this guards against).
+fn strip_headers(h: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
+    // `Connection` usually says only `keep-alive` or `close`; any other
+    // token names a header to remove.
+    let names_others = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|t| !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"));
+    let listed = |name: &HeaderName| {
+        names_others
+            && h.get_all(header::CONNECTION)
+                .iter()
+                .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+                .any(|t| {
+                    t.trim_ascii()
+                        .eq_ignore_ascii_case(name.as_str().as_bytes())
+                })
+    };
+    let doomed: Vec<HeaderName> = h
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name) || also(name) || listed(name))
+        .cloned()
+        .collect();
+    for name in doomed {
         h.remove(name);
     }
 }
 
 /// Make the client's headers fit to forward: hop-by-hop and identity
-/// headers out, forwarding headers replaced by what the gateway saw.
+/// headers out (and, from an untrusted peer, those that would override the
+/// route, method or client), forwarding headers replaced by what the
+/// gateway saw. One pass over the client's headers decides what goes.
 pub fn prepare_request_headers(
     h: &mut HeaderMap,
     names: &IdentityNames,
@@ -765,12 +786,14 @@ pub fn prepare_request_headers(
     conn: &Peer,
     request_id: &HeaderValue,
 ) {
-    strip_hop_by_hop(h);
-    names.strip(h);
-    if !forward_authorization {
-        h.remove(header::AUTHORIZATION);
-    }
-    forwarding.apply(h, conn);
+    let trusted = forwarding.trusts(conn);
+    strip_headers(h, |name| {
+        let n = name.as_str();
+        names.is_identity(n)
+            || (!forward_authorization && name == header::AUTHORIZATION)
+            || (!trusted && crate::forwarding::is_overriding(n))
+    });
+    forwarding.set(h, conn, trusted);
     h.insert(X_REQUEST_ID, request_id.clone());
 }
 
