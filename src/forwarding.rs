@@ -305,13 +305,18 @@ mod tests {
         assert_eq!(h["x-forwarded-port"], "443");
     }
 
-    #[test]
-    fn trusted_proxies_extend_the_chain() {
+    /// Behind a load balancer in 10.0.0.0/8, which is the peer.
+    fn behind_a_proxy() -> (Forwarding, SocketAddr) {
         let f = Forwarding {
             trusted: vec![Cidr::parse("10.0.0.0/8").unwrap()],
             host: None,
         };
-        let peer: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        (f, "10.0.0.5:4000".parse().unwrap())
+    }
+
+    #[test]
+    fn trusted_proxies_extend_the_chain() {
+        let (f, peer) = behind_a_proxy();
         let mut h = hdrs(&[
             ("x-forwarded-for", "198.51.100.7, 10.0.0.9"),
             ("x-forwarded-proto", "https"),
@@ -329,11 +334,7 @@ mod tests {
 
     #[test]
     fn a_hop_that_is_no_address_ends_the_chain() {
-        let f = Forwarding {
-            trusted: vec![Cidr::parse("10.0.0.0/8").unwrap()],
-            host: None,
-        };
-        let peer: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        let (f, peer) = behind_a_proxy();
         let client = |xff: &[&str]| {
             let pairs: Vec<(&str, &str)> = xff.iter().map(|v| ("x-forwarded-for", *v)).collect();
             f.client_ip(&hdrs(&pairs), peer)
