@@ -44,7 +44,9 @@ mod token_form;
 mod tokens_list;
 
 use token_detail::detail_page;
-use token_form::{new_page, owner_row, permissions_fieldset, text_fields, type_field, Draft};
+use token_form::{
+    networks_field, new_page, owner_row, permissions_fieldset, text_fields, type_field, Draft,
+};
 use tokens_list::{delete_form, list_page};
 
 type Resp = Response<Body>;
@@ -225,7 +227,8 @@ async fn signed_in(state: &State, parts: &Parts, tls: bool) -> Result<Ctx, Resp>
             )
         });
     };
-    match auth::authenticate(state, cur.key.as_bytes(), None).await {
+    let client = super::client_ip(&parts.extensions);
+    match auth::authenticate(state, cur.key.as_bytes(), None, client).await {
         Ok(a) => Ok(Ctx {
             sid: cur.id,
             csrf: cur.csrf,
@@ -441,7 +444,8 @@ async fn login(state: &State, parts: &Parts, body: Incoming, tls: bool) -> Resp 
         );
     }
     let key = Zeroizing::new(form.get("token").unwrap_or("").trim().to_owned());
-    if let Err(d) = auth::authenticate(state, key.as_bytes(), None).await {
+    let client = super::client_ip(&parts.extensions);
+    if let Err(d) = auth::authenticate(state, key.as_bytes(), None, client).await {
         let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let why = match d {
             Denial::InvalidCredentials => {
@@ -524,6 +528,7 @@ async fn create(state: &State, ctx: &Ctx, k: &Kind, f: &Form) -> Resp {
             lifespan_ms,
             owner: None,
             permissions,
+            allowed_cidrs: d.parsed_cidrs().map_err(invalid)?,
         })
     })();
     let created = match req {
@@ -576,6 +581,7 @@ async fn update(state: &State, ctx: &Ctx, k: &Kind, id: i64, f: &Form) -> Resp {
             .map_err(ApiError::from_manage)?
             .token;
         let mut submitted = d.parsed_permissions().map_err(ApiError::validation)?;
+        let allowed_cidrs = d.parsed_cidrs().map_err(ApiError::validation)?;
         let (token_type, permissions) = match k.kind {
             TokenKind::ContentApi => {
                 let t: ContentApiType = d.token_type.parse().map_err(ApiError::validation)?;
@@ -613,6 +619,7 @@ async fn update(state: &State, ctx: &Ctx, k: &Kind, id: i64, f: &Form) -> Resp {
                 description: Some(d.description.trim().to_owned()),
                 token_type,
                 permissions: Some(permissions),
+                allowed_cidrs: Some(allowed_cidrs),
             },
         )
         .await
