@@ -1203,7 +1203,7 @@ async fn the_web_page_sessions_csrf_and_rules() {
     assert!(text(&r).contains("Signed out"));
 }
 
-// ----- issue 16: network pinning ----------------------------------------------------
+// ----- issue 16: network pinning and expiry on the page ----------------------------
 
 /// The `api-token.update` events, newest first.
 fn update_events(env: &Env) -> Vec<Value> {
@@ -1426,6 +1426,74 @@ async fn the_web_page_pins_tokens() {
     let events = update_events(&c.env);
     assert_eq!(events.len(), 3);
     assert!(events.iter().all(|e| e["via"] == "ui"), "{events:?}");
+}
+
+/// The token lists: an expiry mark on each token that expires, and sorting
+/// by expiry on the server, from the column header (issue 16, item 1).
+#[tokio::test]
+async fn the_token_lists_mark_and_sort_expiry() {
+    let c = cast().await;
+    let mut b = Browser::new(format!("http://{}", c.g.management.unwrap()));
+    assert_eq!(b.sign_in(&c.alice).await.status, 303);
+    let create = |name: &str, duration: &str| {
+        c.env
+            .content_token_with(name, "read-only", &["--duration", duration])
+            .0
+    };
+    create("week", "7d");
+    create("month", "30d");
+    let (gone, today) = (create("gone", "30d"), create("today", "30d"));
+    create("forever", "unlimited");
+    exec(&c.env.schema, &format!(
+        "UPDATE tokens SET expires_at = now() - interval '1 hour' WHERE id = {gone};
+         UPDATE tokens SET expires_at = date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                                        + interval '23 hours 59 minutes' WHERE id = {today};
+         UPDATE tokens SET expires_at = greatest(expires_at, now() + interval '1 minute') WHERE id = {today}")).await;
+    let order = |page: &str| -> Vec<String> {
+        page.split(r#"<th scope="row" data-label="Name"><a href="/api-tokens/"#)
+            .skip(1)
+            .map(|row| {
+                row.split('>')
+                    .nth(1)
+                    .unwrap()
+                    .split('<')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let page = text(&b.get("/api-tokens").await);
+    assert_eq!(
+        order(&page),
+        ["week", "month", "gone", "today", "forever"],
+        "made first, first"
+    );
+    assert!(page.contains(r#"<th scope="col" aria-sort="none"><a class="sort" href="/api-tokens?sort=expiresAt:asc">Expires"#), "{page}");
+    assert!(page.contains(r#"<span class="expiry-mark expired">expired</span>"#));
+    assert!(
+        page.contains(r#"<span class="expiry-mark soon">expires today</span>"#)
+            || page.contains(r#"<span class="expiry-mark soon">expires in 1 day</span>"#),
+        "a token expiring before the day ends (or just past midnight)"
+    );
+    assert!(page.contains(r#"<span class="expiry-mark soon">expires in 7 days</span>"#));
+    assert!(page.contains(r#"<span class="expiry-mark later">expires in 30 days</span>"#));
+    let page = text(&b.get("/api-tokens?sort=expiresAt:asc").await);
+    assert_eq!(order(&page), ["gone", "today", "week", "month", "forever"]);
+    assert!(page.contains(
+        r#"aria-sort="ascending"><a class="sort" href="/api-tokens?sort=expiresAt:desc">"#
+    ));
+    let page = text(&b.get("/api-tokens?sort=expiresAt:desc").await);
+    assert_eq!(order(&page), ["forever", "month", "week", "today", "gone"]);
+    assert!(page.contains(
+        r#"aria-sort="descending"><a class="sort" href="/api-tokens?sort=expiresAt:asc">"#
+    ));
+    assert!(!page.contains("<script>"), "no inline script");
+    let page = text(&b.get("/admin-tokens?sort=expiresAt:asc").await);
+    assert!(
+        page.contains(r#"aria-sort="ascending""#),
+        "admin tokens sort too"
+    );
 }
 
 // ----- openapi.yaml ------------------------------------------------------------

@@ -4,7 +4,7 @@
 //! | page | what |
 //! | --- | --- |
 //! | `GET /` | sign in by pasting an admin token (or, signed in, go to the lists) |
-//! | `GET /api-tokens`, `/admin-tokens` | the lists: name, description, type (or expiry), created, last used, owner |
+//! | `GET /api-tokens`, `/admin-tokens` | the lists: name, description, type, expiry ("expires in 3 days"; `?sort=expiresAt:asc` or `:desc`), created, last used, owner |
 //! | `GET /{kind}/new`, `POST /{kind}` | the create form; the key is then shown once with a copy button |
 //! | `GET /{kind}/:id`, `POST /{kind}/:id` | a token: details, edit form, and its actions |
 //! | `POST /{kind}/:id/regenerate`, `/delete`, `/reveal` | regenerate, delete (both confirmed in a dialog), view the key |
@@ -390,7 +390,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, tls: bool) -> Resp {
             };
             let id = |s: &str| s.parse::<i64>().ok();
             match (rest, form) {
-                ([], None) => list_page(state, &ctx, k).await,
+                ([], None) => list_page(state, &ctx, k, parts.uri.query()).await,
                 (["new"], None) => new_page(state, &ctx, k, &Draft::default(), None).await,
                 ([], Some(f)) => create(state, &ctx, k, &f).await,
                 ([i], None) if id(i).is_some() => {
