@@ -49,6 +49,7 @@ fn admin_record() -> TokenRecord {
             role_ids: vec![3],
         }),
         rate_limit: Default::default(),
+        networks: Default::default(),
     }
 }
 
@@ -114,8 +115,17 @@ fn benches(c: &mut Criterion) {
         "/content-manager/collection-types/api::article.article/5",
     );
     let now = SystemTime::now();
+    let client = std::net::IpAddr::from([192, 0, 2, 1]);
     c.bench_function("decide (admin token, live intersection)", |b| {
-        b.iter(|| decide(black_box(&route), Some(black_box(&record)), None, now))
+        b.iter(|| {
+            decide(
+                black_box(&route),
+                Some(black_box(&record)),
+                None,
+                now,
+                client,
+            )
+        })
     });
     let mut ro = admin_record();
     ro.kind = TokenKind::ContentApi;
@@ -123,7 +133,7 @@ fn benches(c: &mut Criterion) {
     ro.ownership = Ownership::None;
     let api = cfg.routes.classify(&Method::GET, "/api/articles");
     c.bench_function("decide (read-only token)", |b| {
-        b.iter(|| decide(black_box(&api), Some(black_box(&ro)), None, now))
+        b.iter(|| decide(black_box(&api), Some(black_box(&ro)), None, now, client))
     });
 
     let names = IdentityNames::new("x-auth-");

@@ -228,6 +228,7 @@ mod tests {
             permissions: PermissionSet::default(),
             ownership: Ownership::None,
             rate_limit: crate::model::RateOverride::default(),
+            networks: crate::model::Networks::default(),
         };
         let headers_for = |r: &TokenRecord| {
             let mut h = HeaderMap::new();

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditCtx, AuditKey, Origin};
+use crate::cidr::{self, Cidr, MAX_NETWORKS};
 use crate::config::Config;
 use crate::model::{ContentApiType, Permission, PermissionSet, TokenKind};
 use crate::route::{ActionSubject, RouteTable};
@@ -246,6 +247,8 @@ pub struct CreateRequest {
     /// Admin tokens: the owner's email (defaults to the acting user).
     pub owner: Option<String>,
     pub permissions: Vec<Permission>,
+    /// The networks the token may be used from; empty: anywhere.
+    pub allowed_cidrs: Vec<Cidr>,
 }
 
 /// Which token an operation is on: an id, and optionally the kind it must
@@ -551,6 +554,7 @@ impl<'a> Manager<'a> {
             }
         };
         self.check_permissions(actor, &req, owner.as_ref())?;
+        let allowed_cidrs = networks(req.allowed_cidrs)?;
         let encrypted_key = self.cipher.as_ref().map(|c| c.encrypt(&key)).transpose()?;
         let row = self
             .store
@@ -565,6 +569,7 @@ impl<'a> Manager<'a> {
                     permissions: req.permissions,
                     access_key: self.hasher.hash_hex(&key),
                     encrypted_key,
+                    allowed_cidrs,
                 },
                 &self.audit(actor),
             )
@@ -698,6 +703,7 @@ impl<'a> Manager<'a> {
             ));
         }
         u.name = u.name.map(|n| n.trim().to_owned());
+        u.allowed_cidrs = u.allowed_cidrs.map(networks).transpose()?;
         let token_type = match t.kind {
             TokenKind::Admin if u.token_type.is_some() => {
                 return Err(ManageError::Invalid("admin tokens have no type".into()))
@@ -918,12 +924,26 @@ impl<'a> Manager<'a> {
                     lifespan_ms: None,
                     owner: Some(BOOTSTRAP_EMAIL.into()),
                     permissions,
+                    allowed_cidrs: Vec::new(),
                 },
                 Zeroizing::new(key.to_owned()),
             )
             .await?;
         Ok(Bootstrapped::Created(created.token.id))
     }
+}
+
+/// A token's networks as stored (sorted, each once), at most
+/// [`MAX_NETWORKS`] of them.
+fn networks(blocks: Vec<Cidr>) -> Result<Vec<Cidr>, ManageError> {
+    let blocks = cidr::canonical(blocks);
+    if blocks.len() > MAX_NETWORKS {
+        return Err(ManageError::Invalid(format!(
+            "a token may be pinned to at most {MAX_NETWORKS} CIDR blocks, not {}",
+            blocks.len()
+        )));
+    }
+    Ok(blocks)
 }
 
 fn push_grouped(groups: &mut Vec<PermissionGroup>, category: &str, p: Permission) {
@@ -1031,6 +1051,7 @@ mod tests {
             permissions: Vec::new(),
             encrypted_key: None,
             rate_limit: None,
+            allowed_cidrs: Vec::new(),
             created_at: std::time::SystemTime::UNIX_EPOCH,
             updated_at: std::time::SystemTime::UNIX_EPOCH,
         }

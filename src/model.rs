@@ -10,6 +10,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
 
+pub use crate::cidr::Networks;
+
 /// The two kinds of bearer token. Each is rejected on the other's routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TokenKind {
@@ -313,6 +315,8 @@ pub struct TokenRecord {
     pub ownership: Ownership,
     /// Per-token request limit override (requests per rate-limit window).
     pub rate_limit: RateOverride,
+    /// The networks the token may be used from; unpinned: anywhere.
+    pub networks: Networks,
 }
 
 impl TokenRecord {

@@ -97,7 +97,8 @@ pub struct ClientConn {
 struct RequestCtx<'c> {
     started: Instant,
     conn: &'c Peer,
-    /// The client as the trusted proxies say (for the per-IP limits).
+    /// The client as the trusted proxies say (for the per-IP limits and
+    /// pinned tokens).
     client: IpAddr,
     request_id: HeaderValue,
     method: Method,
@@ -381,7 +382,8 @@ impl Gateway {
     ) -> (Outcome, Request<ForwardBody>) {
         let now = SystemTime::now();
         let record = found.as_deref().map(|r| &r.record);
-        let (verdict, req) = verdict(route, record, req, policy.graphql_max_body, now).await;
+        let (verdict, req) =
+            verdict(route, record, req, policy.graphql_max_body, now, cx.client).await;
         let token_id = record.map(|r| r.id);
         let authenticated = matches!(
             verdict,
@@ -611,14 +613,15 @@ async fn verdict(
     req: Request<ForwardBody>,
     graphql_max_body: usize,
     now: SystemTime,
+    client: IpAddr,
 ) -> (Verdict, Request<ForwardBody>) {
-    let verdict = authz::decide(route, record, None, now);
+    let verdict = authz::decide(route, record, None, now, client);
     if verdict != Verdict::NeedGraphQlOperation {
         return (verdict, req);
     }
     let (op, req) = graphql_operation(req, graphql_max_body).await;
     let verdict = match op {
-        Ok(op) => authz::decide(route, record, Some(op), now),
+        Ok(op) => authz::decide(route, record, Some(op), now, client),
         Err(denial) => Verdict::Deny {
             denial,
             authenticated: true,

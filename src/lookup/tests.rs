@@ -68,6 +68,7 @@ fn record(id: i64) -> TokenRecord {
         permissions: PermissionSet::default(),
         ownership: Ownership::None,
         rate_limit: crate::model::RateOverride::default(),
+        networks: crate::model::Networks::default(),
     }
 }
 

@@ -21,7 +21,9 @@
 //! content-API tokens, `adminPermissions` and `adminUserOwner` for admin
 //! tokens). `accessKey` appears on create and regenerate, and on `GET
 //! /:id` when the key is viewable (an encryption key is configured, and
-//! for admin tokens only to their owner).
+//! for admin tokens only to their owner). `allowedCidrs` (authgate's own,
+//! both kinds) lists the networks a token may be used from: `[]` is
+//! anywhere; on update it replaces the whole list.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -33,6 +35,7 @@ use serde_json::{json, Value};
 
 use crate::audit::{Event, Origin, Via};
 use crate::authz::{self, Credential, Denial};
+use crate::cidr::Cidr;
 use crate::manage::{management_action, Actor, CreateRequest, ManageError, Op, TokenRef};
 use crate::model::{ContentApiType, Permission, TokenKind};
 use crate::store::admin::{TokenRow, TokenUpdate, UserRow};
@@ -306,7 +309,8 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         return ApiError::denial(Denial::InvalidCredentials).response();
     };
     let action = route.endpoint.action();
-    let actor = match auth::authenticate(state, key, action.as_deref()).await {
+    let client = super::client_ip(req.extensions());
+    let actor = match auth::authenticate(state, key, action.as_deref(), client).await {
         Ok(a) => Actor::Token(a),
         Err(d) => return ApiError::denial(d).response(),
     };
@@ -362,6 +366,7 @@ pub fn token_json(t: &TokenRow, key: Option<&str>) -> Value {
         "lastUsedAt": ts(t.last_used_at),
         "createdAt": ts(Some(t.created_at)),
         "updatedAt": ts(Some(t.updated_at)),
+        "allowedCidrs": t.allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
     match t.kind {
         TokenKind::ContentApi => {
@@ -417,6 +422,8 @@ struct CreateApiToken {
     lifespan: Option<i64>,
     #[serde(default)]
     permissions: Option<Vec<String>>,
+    #[serde(default, rename = "allowedCidrs")]
+    allowed_cidrs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -429,6 +436,8 @@ struct CreateAdminToken {
     lifespan: Option<i64>,
     #[serde(default, rename = "adminPermissions")]
     admin_permissions: Vec<AdminPermission>,
+    #[serde(default, rename = "allowedCidrs")]
+    allowed_cidrs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -442,6 +451,8 @@ struct UpdateApiToken {
     token_type: Option<String>,
     #[serde(default)]
     permissions: Option<Vec<String>>,
+    #[serde(default, rename = "allowedCidrs")]
+    allowed_cidrs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -453,6 +464,8 @@ struct UpdateAdminToken {
     description: Option<String>,
     #[serde(default, rename = "adminPermissions")]
     admin_permissions: Option<Vec<AdminPermission>>,
+    #[serde(default, rename = "allowedCidrs")]
+    allowed_cidrs: Option<Vec<String>>,
 }
 
 /// Strapi's admin permission object. Field restrictions and conditions are
@@ -507,6 +520,17 @@ fn admin_permissions(list: Vec<AdminPermission>) -> Result<Vec<Permission>, ApiE
             Ok(Permission::new(p.action, p.subject))
         })
         .collect()
+}
+
+/// `allowedCidrs`: CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`) or single
+/// addresses; a refusal names the field and the value.
+fn allowed_cidrs(list: Option<Vec<String>>) -> Result<Option<Vec<Cidr>>, ApiError> {
+    list.map(|l| {
+        l.iter()
+            .map(|c| Cidr::parse(c).map_err(|e| ApiError::validation(format!("allowedCidrs: {e}"))))
+            .collect()
+    })
+    .transpose()
 }
 
 fn need_id(id: Option<i64>) -> Result<i64, ApiError> {
@@ -712,6 +736,7 @@ fn create_request(kind: TokenKind, body: &[u8]) -> Result<CreateRequest, ApiErro
                 lifespan_ms: b.lifespan,
                 owner: None,
                 permissions: content_permissions(b.permissions)?,
+                allowed_cidrs: allowed_cidrs(b.allowed_cidrs)?.unwrap_or_default(),
             }
         }
         TokenKind::Admin => {
@@ -724,6 +749,7 @@ fn create_request(kind: TokenKind, body: &[u8]) -> Result<CreateRequest, ApiErro
                 lifespan_ms: b.lifespan,
                 owner: None,
                 permissions: admin_permissions(b.admin_permissions)?,
+                allowed_cidrs: allowed_cidrs(b.allowed_cidrs)?.unwrap_or_default(),
             }
         }
     })
@@ -742,6 +768,7 @@ fn token_update(kind: TokenKind, body: &[u8]) -> Result<TokenUpdate, ApiError> {
                     .permissions
                     .map(|p| content_permissions(Some(p)))
                     .transpose()?,
+                allowed_cidrs: allowed_cidrs(b.allowed_cidrs)?,
             }
         }
         TokenKind::Admin => {
@@ -751,6 +778,7 @@ fn token_update(kind: TokenKind, body: &[u8]) -> Result<TokenUpdate, ApiError> {
                 description: b.description,
                 token_type: None,
                 permissions: b.admin_permissions.map(admin_permissions).transpose()?,
+                allowed_cidrs: allowed_cidrs(b.allowed_cidrs)?,
             }
         }
     })
