@@ -50,6 +50,7 @@ fn admin_record() -> TokenRecord {
             role_ids: vec![3],
         }),
         rate_limit: Default::default(),
+        networks: Default::default(),
     }
 }
 
@@ -115,8 +116,17 @@ fn benches(c: &mut Criterion) {
         "/content-manager/collection-types/api::article.article/5",
     );
     let now = SystemTime::now();
+    let client = std::net::IpAddr::from([192, 0, 2, 1]);
     c.bench_function("decide (admin token, live intersection)", |b| {
-        b.iter(|| decide(black_box(&route), Some(black_box(&record)), None, now))
+        b.iter(|| {
+            decide(
+                black_box(&route),
+                Some(black_box(&record)),
+                None,
+                now,
+                client,
+            )
+        })
     });
     let mut ro = admin_record();
     ro.kind = TokenKind::ContentApi;
@@ -124,17 +134,27 @@ fn benches(c: &mut Criterion) {
     ro.ownership = Ownership::None;
     let api = cfg.routes.classify(&Method::GET, "/api/articles");
     c.bench_function("decide (read-only token)", |b| {
-        b.iter(|| decide(black_box(&api), Some(black_box(&ro)), None, now))
+        b.iter(|| decide(black_box(&api), Some(black_box(&ro)), None, now, client))
     });
 
     let names = IdentityNames::new("x-auth-");
     let resolved = Resolved::new(admin_record());
-    c.bench_function("identity headers: strip + insert", |b| {
+    let forwarding = authgate::forwarding::Forwarding::default();
+    let peer = authgate::forwarding::Peer::new("10.0.0.9:5555".parse().unwrap(), false);
+    let request_id = http::HeaderValue::from_static("rid");
+    c.bench_function("request head: strip + forwarding + identity", |b| {
         b.iter(|| {
             let mut h = HeaderMap::with_capacity(16);
             h.insert("host", "cms".parse().unwrap());
             h.insert("x-auth-token-id", "1".parse().unwrap());
-            names.strip(&mut h);
+            authgate::proxy::prepare_request_headers(
+                &mut h,
+                &names,
+                false,
+                &forwarding,
+                &peer,
+                &request_id,
+            );
             names.insert_into(&mut h, black_box(&resolved.record));
             black_box(h)
         })

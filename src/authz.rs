@@ -3,13 +3,14 @@
 //! Nothing in this module performs I/O or reads a clock. A request reaches it
 //! twice: [`precheck`] looks at the classified route and the `Authorization`
 //! header and says whether a lookup is needed at all; [`decide`] takes the
-//! token record the lookup found (or its absence) and the time, and answers
-//! allow or deny. Every row of SPEC §3 is a line in the table tests below,
+//! token record the lookup found (or its absence), the time and the
+//! client's address, and answers allow or deny. Every row of SPEC §3 is a line in the table tests below,
 //! and the same functions serve every store layout.
 //!
 //! Every error the gateway answers itself is a [`Denial`]; its status, Strapi
 //! error name, message and metric label are defined here, once.
 
+use std::net::IpAddr;
 use std::time::SystemTime;
 
 use crate::model::{ContentApiType, Ending, Ownership, TokenKind, TokenRecord};
@@ -128,6 +129,8 @@ pub enum Denial {
     Forbidden,
     /// Admin token without the route's permission.
     PolicyFailed,
+    /// A token pinned to networks, used from outside them.
+    AddressNotAllowed,
     InvalidPath,
     /// The request target is longer than `server.max_uri_bytes`.
     UriTooLong,
@@ -146,7 +149,7 @@ impl Denial {
             | Denial::TokenExpired
             | Denial::OwnerNotFound
             | Denial::OwnerDeactivated => 401,
-            Denial::Forbidden | Denial::PolicyFailed => 403,
+            Denial::Forbidden | Denial::PolicyFailed | Denial::AddressNotAllowed => 403,
             Denial::InvalidPath => 400,
             Denial::UriTooLong => 414,
             Denial::PayloadTooLarge => 413,
@@ -164,7 +167,7 @@ impl Denial {
             | Denial::TokenExpired
             | Denial::OwnerNotFound
             | Denial::OwnerDeactivated => "UnauthorizedError",
-            Denial::Forbidden => "ForbiddenError",
+            Denial::Forbidden | Denial::AddressNotAllowed => "ForbiddenError",
             Denial::PolicyFailed => "PolicyError",
             Denial::InvalidPath => "ValidationError",
             Denial::UriTooLong => "URITooLongError",
@@ -184,6 +187,7 @@ impl Denial {
             Denial::OwnerDeactivated => "Token owner is deactivated",
             Denial::Forbidden => "Forbidden",
             Denial::PolicyFailed => "Policy Failed",
+            Denial::AddressNotAllowed => "Client address not allowed",
             Denial::InvalidPath => "Invalid request path",
             Denial::UriTooLong => "Request target too long",
             Denial::PayloadTooLarge => "Request body too large to inspect",
@@ -203,6 +207,7 @@ impl Denial {
             Denial::OwnerDeactivated => "owner_deactivated",
             Denial::Forbidden => "forbidden",
             Denial::PolicyFailed => "policy_failed",
+            Denial::AddressNotAllowed => "address_not_allowed",
             Denial::InvalidPath => "invalid_path",
             Denial::UriTooLong => "uri_too_long",
             Denial::PayloadTooLarge => "payload_too_large",
@@ -218,13 +223,14 @@ impl Denial {
         crate::envelope::render(self.status(), self.name(), self.message())
     }
 
-    pub const ALL: [Denial; 13] = [
+    pub const ALL: [Denial; 14] = [
         Denial::InvalidCredentials,
         Denial::TokenExpired,
         Denial::OwnerNotFound,
         Denial::OwnerDeactivated,
         Denial::Forbidden,
         Denial::PolicyFailed,
+        Denial::AddressNotAllowed,
         Denial::InvalidPath,
         Denial::UriTooLong,
         Denial::PayloadTooLarge,
@@ -313,14 +319,26 @@ fn refuse(denial: Denial) -> Verdict {
     }
 }
 
-/// Decide on a looked-up token. `record` is `None` when no token has the hash.
+/// Decide on a looked-up token. `record` is `None` when no token has the
+/// hash; `client` is the address the request came from (the peer, or what
+/// `server.trusted_proxies` resolve).
+///
+/// A token pinned to networks is refused from anywhere else right after
+/// its kind is checked: from outside its networks a key tells nothing more
+/// about itself (expired, owner deactivated, what it may do), and such a
+/// use is no use of the token (`authenticated: false`: not recorded, and
+/// counted against the address like a wrong key).
 pub fn decide(
     route: &Route<'_>,
     record: Option<&TokenRecord>,
     graphql: Option<GraphQlOperation>,
     now: SystemTime,
+    client: IpAddr,
 ) -> Verdict {
-    let Some(t) = record else {
+    // A replaced key past its overlap is as unknown as a made-up one:
+    // nothing else about its token is told.
+    let ended = |t: &&TokenRecord| t.ends == Ending::OldKey && t.is_expired(now);
+    let Some(t) = record.filter(|t| !ended(t)) else {
         return deny(Denial::InvalidCredentials);
     };
     let wanted = match route.class {
@@ -331,12 +349,11 @@ pub fn decide(
     if t.kind != wanted {
         return deny(Denial::InvalidCredentials);
     }
+    if !t.networks.admits(client) {
+        return deny(Denial::AddressNotAllowed);
+    }
     if t.is_expired(now) {
-        return deny(match t.ends {
-            Ending::Token => Denial::TokenExpired,
-            // A replaced key past its overlap: as unknown as a made-up one.
-            Ending::OldKey => Denial::InvalidCredentials,
-        });
+        return deny(Denial::TokenExpired);
     }
     match t.kind {
         TokenKind::Admin => {

@@ -377,6 +377,22 @@ where
             }
     }
 
+    /// The invalidation epoch now: every invalidation after this moment,
+    /// of whatever scope, changes it.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Is this hit younger than the TTL (servable without the store)?
+    pub fn is_fresh(&self, hit: &Cached<V>) -> bool {
+        self.age(hit) < self.ttl
+    }
+
+    /// Does this cache hold records at all (`cache.capacity` > 0)?
+    pub fn is_enabled(&self) -> bool {
+        self.records.is_some()
+    }
+
     /// Forget one hash.
     pub async fn invalidate_hash(&self, hash: &TokenHash) {
         let hash = &Key::from(hash);

@@ -13,11 +13,12 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::audit::{self, AuditCtx, AuditKey};
+use crate::cidr::Cidr;
 use crate::config::{self, Config, Layout};
 use crate::invalidation::{Event, Message};
 use crate::manage::{self, Actor, CreateRequest, Manager};
 use crate::model::{ContentApiType, Permission, TokenKind};
-use crate::store::admin::{TokenRow, UserFlag, UserRow};
+use crate::store::admin::{TokenRow, TokenUpdate, UserFlag, UserRow};
 use crate::store::audit::AuditFilter;
 use crate::store::{self, Store};
 
@@ -125,16 +126,20 @@ pub struct NewTokenArgs {
     /// ACTION (custom content-API tokens) or ACTION[@SUBJECT] (admin tokens); repeatable.
     #[arg(long = "permission", value_parser = Permission::parse)]
     permissions: Vec<Permission>,
+    /// Only requests from this network (a CIDR block, or one address)
+    /// may use the token; repeatable. Default: any address.
+    #[arg(long = "allow-cidr", value_name = "CIDR")]
+    allow_cidrs: Vec<String>,
 }
 
 impl NewTokenArgs {
     /// The request the management rules check.
-    fn request(self) -> CreateRequest {
+    fn request(self) -> Result<CreateRequest, CliError> {
         let token_type = match (self.kind, self.token_type) {
             (TokenKind::ContentApi, None) => Some(ContentApiType::ReadOnly),
             (_, t) => t,
         };
-        CreateRequest {
+        Ok(CreateRequest {
             kind: self.kind,
             name: self.name,
             description: self.description,
@@ -142,7 +147,8 @@ impl NewTokenArgs {
             lifespan_ms: self.duration.0,
             owner: self.owner,
             permissions: self.permissions,
-        }
+            allowed_cidrs: parse_cidrs(&self.allow_cidrs)?,
+        })
     }
 }
 
@@ -157,6 +163,9 @@ pub enum TokenCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Change a token's name, description or networks (the same
+    /// `*-token.update` audit event as an edit through the API or the page).
+    Update(UpdateArgs),
     /// List tokens.
     List {
         #[arg(long, value_parser = parse_kind)]
@@ -218,6 +227,28 @@ pub enum TokenCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `token update`: at least one change.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
+pub struct UpdateArgs {
+    pub id: i64,
+    #[arg(long, group = "change")]
+    pub name: Option<String>,
+    #[arg(long, group = "change")]
+    pub description: Option<String>,
+    /// Only requests from this network (a CIDR block, or one address) may
+    /// use the token; repeatable; replaces the whole list.
+    #[arg(long = "allow-cidr", value_name = "CIDR", group = "change")]
+    pub allow_cidrs: Vec<String>,
+    /// Remove the networks: the token works from any address again.
+    #[arg(long, group = "change", conflicts_with = "allow_cidrs")]
+    pub clear_cidrs: bool,
+    #[command(flatten)]
+    pub act: ActAs,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -321,9 +352,12 @@ fn parse_type(s: &str) -> Result<ContentApiType, String> {
     s.parse()
 }
 
-/// A CLI failure: one line for stderr, exit status 1.
+/// A CLI failure: one line for stderr, exit status 1 (2 for [`CliError::Usage`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// A value clap cannot check by itself, refused in one line: exit 2.
+    #[error("{0}")]
+    Usage(String),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
@@ -357,7 +391,11 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("authgate: {e}");
-            1
+            if matches!(e, CliError::Usage(_)) {
+                2
+            } else {
+                1
+            }
         }
     }
 }
@@ -520,6 +558,7 @@ fn strapi5_refusal(cmd: &Command) -> Option<&'static str> {
         Command::Token(TokenCmd::List { .. } | TokenCmd::Show { .. }) => return None,
         Command::Token(TokenCmd::Create { .. }) => "token create",
         Command::Token(TokenCmd::Import { .. }) => "token import",
+        Command::Token(TokenCmd::Update(_)) => "token update",
         Command::Token(TokenCmd::Regenerate { .. }) => "token regenerate",
         Command::Token(TokenCmd::Delete { .. }) => "token delete",
         Command::User(u) => match u {
@@ -610,6 +649,7 @@ fn token_json(t: &TokenRow, key: Option<&str>) -> serde_json::Value {
         "created_at": ts(Some(t.created_at)),
         "permissions": t.permissions.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "old_key_expires_at": ts(t.old_key_expires_at),
+        "allowed_cidrs": t.allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
     if let Some(k) = key {
         v["key"] = json!(k);
@@ -646,14 +686,10 @@ fn print_token(t: &TokenRow, key: Option<&str>, as_json: bool) {
     println!("last used:   {}", fmt(t.last_used_at, "never"));
     println!("created:     {}", fmt(Some(t.created_at), "-"));
     if !t.permissions.is_empty() {
-        println!(
-            "permissions: {}",
-            t.permissions
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        println!("permissions: {}", join(&t.permissions));
+    }
+    if !t.allowed_cidrs.is_empty() {
+        println!("networks:    {}", join(&t.allowed_cidrs));
     }
     if let Some(k) = key {
         println!("key:         {k}");
@@ -698,6 +734,22 @@ fn read_key_from_stdin(hash: bool) -> Result<zeroize::Zeroizing<String>, CliErro
         )));
     }
     Ok(zeroize::Zeroizing::new(text.to_owned()))
+}
+
+fn join<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The values of `--allow-cidr`, each a CIDR block or one address.
+fn parse_cidrs(values: &[String]) -> Result<Vec<Cidr>, CliError> {
+    values
+        .iter()
+        .map(|v| Cidr::parse(v).map_err(|e| CliError::Usage(format!("--allow-cidr: {e}"))))
+        .collect()
 }
 
 fn user_json(u: &UserRow) -> serde_json::Value {
@@ -825,12 +877,14 @@ async fn changed_by(store: &Store, cmd: &Command) -> Option<Event> {
         }
     };
     match cmd {
-        Command::Token(TokenCmd::Regenerate { id, .. } | TokenCmd::Delete { id, .. }) => {
-            Some(Event::Token {
-                id: *id,
-                hash: None,
-            })
-        }
+        Command::Token(
+            TokenCmd::Regenerate { id, .. }
+            | TokenCmd::Delete { id, .. }
+            | TokenCmd::Update(UpdateArgs { id, .. }),
+        ) => Some(Event::Token {
+            id: *id,
+            hash: None,
+        }),
         Command::User(
             UserCmd::Deactivate { email }
             | UserCmd::Activate { email }
@@ -852,9 +906,10 @@ async fn changed_by(store: &Store, cmd: &Command) -> Option<Event> {
 async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError> {
     match cmd {
         TokenCmd::Create { token, act, json } => {
+            let req = token.request()?;
             let actor = mgr.actor(act.as_user.as_deref()).await?;
             note_actor(&actor);
-            let created = mgr.create(&actor, token.request()).await?;
+            let created = mgr.create(&actor, req).await?;
             print_token(
                 &created.token,
                 created.key.as_deref().map(String::as_str),
@@ -896,6 +951,7 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
             let t = mgr.show(&actor, id, reveal).await?;
             print_token(&t.token, t.key.as_deref().map(String::as_str), json);
         }
+        TokenCmd::Update(args) => update_token(mgr, args).await?,
         TokenCmd::Regenerate {
             id,
             keep_old_for,
@@ -926,6 +982,7 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
             json,
         } => {
             // Refused before anything is read from standard input.
+            let req = token.request()?;
             let actor = mgr.actor(act.as_user.as_deref()).await?;
             note_actor(&actor);
             let text = read_key_from_stdin(hash)?;
@@ -934,7 +991,7 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
             } else {
                 manage::NewKey::plain(&text)?
             };
-            let t = mgr.import(&actor, token.request(), &key).await?;
+            let t = mgr.import(&actor, req, &key).await?;
             print_token(&t, None, json);
             if !json {
                 eprintln!("authgate: imported; the key works at once");
@@ -954,6 +1011,26 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
             }
         }
     }
+    Ok(())
+}
+
+/// `token update`: the manager's update, as the API and the page call it.
+async fn update_token(mgr: &Manager<'_>, args: UpdateArgs) -> Result<(), CliError> {
+    let allowed_cidrs = match (args.clear_cidrs, args.allow_cidrs.is_empty()) {
+        (true, _) => Some(Vec::new()),
+        (false, true) => None,
+        (false, false) => Some(parse_cidrs(&args.allow_cidrs)?),
+    };
+    let actor = mgr.actor(args.act.as_user.as_deref()).await?;
+    note_actor(&actor);
+    let update = TokenUpdate {
+        name: args.name,
+        description: args.description,
+        allowed_cidrs,
+        ..TokenUpdate::default()
+    };
+    let t = mgr.update(&actor, args.id, update).await?;
+    print_token(&t, None, args.json);
     Ok(())
 }
 

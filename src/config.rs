@@ -1011,8 +1011,8 @@ impl RawConfig {
         let mut trusted = Vec::new();
         for (i, t) in s.trusted_proxies.iter().enumerate() {
             trusted.push(
-                crate::forwarding::Cidr::parse(t)
-                    .map_err(|e| key_err(format!("server.trusted_proxies[{i}]"), e))?,
+                crate::cidr::Cidr::parse_masked(t)
+                    .map_err(|e| key_err(format!("server.trusted_proxies[{i}]"), e.to_string()))?,
             );
         }
         // `upstream.host` is applied by the forwarding layer, with the

@@ -18,65 +18,12 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::cidr::Cidr;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-
-/// An address block: `10.0.0.0/8`, `::1`, `192.168.1.7`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (a, p) = match s.trim().split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s.trim(), None),
-        };
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("`{s}` is not an IP address or CIDR block"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{s}`: bad prefix length"))?,
-            None => max,
-        };
-        Ok(Self { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            _ => ip,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(self.prefix))
-                };
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(self.prefix))
-                };
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
 
 /// The forwarding policy.
 #[derive(Debug, Clone, Default)]
@@ -91,31 +38,56 @@ impl Forwarding {
     }
 
     /// The client's address: the peer, or behind trusted proxies the
-    /// rightmost untrusted address of `X-Forwarded-For`.
+    /// rightmost untrusted address of `X-Forwarded-For`. Walking from the
+    /// right, an entry that is no address (`unknown`, a header that is not
+    /// text) ends the walk at the last trusted hop: what lies left of it
+    /// was written by someone no trusted proxy vouches for, so it is never
+    /// taken for the client (the peer is answered instead).
     pub fn client_ip(&self, h: &HeaderMap, peer: SocketAddr) -> IpAddr {
         let peer = peer.ip();
         if !self.is_trusted(peer) {
             return peer;
         }
-        let chain: Vec<IpAddr> = h
+        let chain: Vec<Option<IpAddr>> = h
             .get_all(&X_FORWARDED_FOR)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse().ok())
+            .flat_map(|v| match v.to_str() {
+                Ok(v) => v.split(',').map(forwarded_address).collect(),
+                Err(_) => vec![None],
+            })
             .collect();
-        chain
-            .iter()
-            .rev()
-            .find(|ip| !self.is_trusted(**ip))
-            .copied()
-            .unwrap_or(peer)
+        for hop in chain.into_iter().rev() {
+            match hop {
+                Some(ip) if self.is_trusted(ip) => {}
+                Some(ip) => return ip,
+                None => break,
+            }
+        }
+        peer
     }
 
-    /// Set the forwarding headers for a request on `peer`'s connection.
+    /// Is the peer one of the trusted proxies (whose forwarding headers
+    /// are kept and extended)?
+    pub fn trusts(&self, peer: &Peer) -> bool {
+        self.is_trusted(peer.addr.ip())
+    }
+
+    /// Set the forwarding headers for a request on `peer`'s connection,
+    /// first removing what an untrusted peer may not send ([`is_overriding`]).
     pub fn apply(&self, h: &mut HeaderMap, peer: &Peer) {
+        let trusted = self.trusts(peer);
+        if !trusted {
+            strip_overrides(h);
+        }
+        self.set(h, peer, trusted);
+    }
+
+    /// [`Forwarding::apply`] after the overriding headers of an untrusted
+    /// peer are gone (the proxy removes them in its one pass over the
+    /// headers).
+    pub fn set(&self, h: &mut HeaderMap, peer: &Peer, trusted: bool) {
         let host = h.get(header::HOST).cloned();
-        if self.is_trusted(peer.addr.ip()) {
+        if trusted {
             append(h, X_FORWARDED_FOR, peer.ip.to_str().unwrap_or(""), ", ");
             append(h, FORWARDED, peer.forwarded.to_str().unwrap_or(""), ", ");
             if !h.contains_key(&X_FORWARDED_PROTO) {
@@ -127,7 +99,6 @@ impl Forwarding {
                 }
             }
         } else {
-            strip_overrides(h);
             h.insert(X_FORWARDED_FOR, peer.ip.clone());
             h.insert(FORWARDED, peer.forwarded.clone());
             h.insert(X_FORWARDED_PROTO, peer.proto.clone());
@@ -144,6 +115,16 @@ impl Forwarding {
             h.insert(header::HOST, host.clone());
         }
     }
+}
+
+/// One `X-Forwarded-For` entry: an address, also with a port as some
+/// proxies write it (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Headers that frameworks and proxies behind us read as the route, the
@@ -174,7 +155,7 @@ pub const OVERRIDING_HEADERS: [&str; 16] = [
 
 /// Is `name` (lower case, as `http` stores it) a header an untrusted
 /// client may not send on? See [`OVERRIDING_HEADERS`].
-fn is_overriding(name: &str) -> bool {
+pub fn is_overriding(name: &str) -> bool {
     match name.strip_prefix("x-forwarded-") {
         Some(rest) => !matches!(rest, "for" | "proto" | "host"),
         None => name == "x-forwarded" || OVERRIDING_HEADERS.contains(&name),
@@ -276,25 +257,6 @@ mod tests {
     }
 
     #[test]
-    fn cidr() {
-        let c = Cidr::parse("10.0.0.0/8").unwrap();
-        assert!(c.contains("10.1.2.3".parse().unwrap()));
-        assert!(!c.contains("11.0.0.1".parse().unwrap()));
-        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
-        assert!(Cidr::parse("127.0.0.1")
-            .unwrap()
-            .contains("127.0.0.1".parse().unwrap()));
-        assert!(Cidr::parse("fd00::/8")
-            .unwrap()
-            .contains("fd12::1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0")
-            .unwrap()
-            .contains("1.2.3.4".parse().unwrap()));
-        assert!(Cidr::parse("10.0.0.0/33").is_err());
-        assert!(Cidr::parse("nope").is_err());
-    }
-
-    #[test]
     fn untrusted_peers_cannot_pose_as_someone_else() {
         let f = Forwarding::default();
         let peer: SocketAddr = "203.0.113.9:4000".parse().unwrap();
@@ -360,13 +322,18 @@ mod tests {
         assert_eq!(h["x-forwarded-port"], "443");
     }
 
-    #[test]
-    fn trusted_proxies_extend_the_chain() {
+    /// Behind a load balancer in 10.0.0.0/8, which is the peer.
+    fn behind_a_proxy() -> (Forwarding, SocketAddr) {
         let f = Forwarding {
             trusted: vec![Cidr::parse("10.0.0.0/8").unwrap()],
             host: None,
         };
-        let peer: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        (f, "10.0.0.5:4000".parse().unwrap())
+    }
+
+    #[test]
+    fn trusted_proxies_extend_the_chain() {
+        let (f, peer) = behind_a_proxy();
         let mut h = hdrs(&[
             ("x-forwarded-for", "198.51.100.7, 10.0.0.9"),
             ("x-forwarded-proto", "https"),
@@ -380,6 +347,47 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "198.51.100.7, 10.0.0.9, 10.0.0.5");
         assert_eq!(h["x-forwarded-proto"], "https", "the edge's scheme is kept");
         assert_eq!(h["forwarded"], "for=10.0.0.5;proto=http");
+    }
+
+    #[test]
+    fn a_hop_that_is_no_address_ends_the_chain() {
+        let (f, peer) = behind_a_proxy();
+        let client = |xff: &[&str]| {
+            let pairs: Vec<(&str, &str)> = xff.iter().map(|v| ("x-forwarded-for", *v)).collect();
+            f.client_ip(&hdrs(&pairs), peer)
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // (the chain as sent, the client)
+        let rows: &[(&[&str], IpAddr)] = &[
+            (&["198.51.100.7"], ip("198.51.100.7")),
+            (&["203.0.113.66, 198.51.100.7"], ip("198.51.100.7")),
+            (
+                &["203.0.113.66", "198.51.100.7, 10.0.0.9"],
+                ip("198.51.100.7"),
+            ),
+            (&["198.51.100.7:4711"], ip("198.51.100.7")),
+            (&["[2001:db8::7]:4711"], ip("2001:db8::7")),
+            // What is left of an entry that is no address is nobody's word.
+            (&["203.0.113.66, unknown"], peer.ip()),
+            (&["203.0.113.66, unknown, 10.0.0.9"], peer.ip()),
+            (&["203.0.113.66", ""], peer.ip()),
+            (&["10.0.0.9"], peer.ip()),
+            (&[], peer.ip()),
+        ];
+        for (xff, want) in rows {
+            assert_eq!(client(xff), *want, "{xff:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.66"));
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"198.51.100.\xff").unwrap(),
+        );
+        assert_eq!(
+            f.client_ip(&h, peer),
+            peer.ip(),
+            "a header that is not text"
+        );
     }
 
     #[test]

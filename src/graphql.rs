@@ -20,44 +20,11 @@ pub fn document(doc: &str) -> GraphQlOperation {
     while i < b.len() {
         let c = b[i];
         match c {
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
-                    i += 1;
-                }
-                continue;
-            }
-            b'"' => {
-                if b[i..].starts_with(b"\"\"\"") {
-                    i += 3;
-                    loop {
-                        if i >= b.len() {
-                            return GraphQlOperation::Other;
-                        }
-                        if b[i] == b'\\' && b[i..].starts_with(b"\\\"\"\"") {
-                            i += 4;
-                        } else if b[i..].starts_with(b"\"\"\"") {
-                            i += 3;
-                            break;
-                        } else {
-                            i += 1;
-                        }
-                    }
-                } else {
-                    i += 1;
-                    loop {
-                        match b.get(i) {
-                            None | Some(b'\n') => return GraphQlOperation::Other,
-                            Some(b'\\') => i += 2,
-                            Some(b'"') => {
-                                i += 1;
-                                break;
-                            }
-                            Some(_) => i += 1,
-                        }
-                    }
-                }
-                continue;
-            }
+            b'#' => i = skip_comment(b, i),
+            b'"' => match skip_string(b, i) {
+                Some(next) => i = next,
+                None => return GraphQlOperation::Other,
+            },
             b'{' | b'(' | b'[' => {
                 if depth == 0 && c == b'{' && !std::mem::take(&mut body_pending) {
                     // `{ ... }` at the top with no keyword before it: the
@@ -65,12 +32,14 @@ pub fn document(doc: &str) -> GraphQlOperation {
                     operations += 1;
                 }
                 depth += 1;
+                i += 1;
             }
             b'}' | b')' | b']' => {
                 if depth == 0 {
                     return GraphQlOperation::Other;
                 }
                 depth -= 1;
+                i += 1;
             }
             c if depth == 0 && (c.is_ascii_alphabetic() || c == b'_') => {
                 let start = i;
@@ -86,16 +55,51 @@ pub fn document(doc: &str) -> GraphQlOperation {
                     "mutation" | "subscription" => return GraphQlOperation::Other,
                     _ => {}
                 }
-                continue;
             }
-            _ => {}
+            _ => i += 1,
         }
-        i += 1;
     }
     if depth != 0 || operations == 0 {
         return GraphQlOperation::Other;
     }
     GraphQlOperation::Query
+}
+
+/// The index after the `#` comment starting at `i` (its line end).
+fn skip_comment(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the string or block string starting at `i` (a `"`);
+/// `None` when it never ends (or a plain string meets a line end).
+fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
+    if b[i..].starts_with(b"\"\"\"") {
+        i += 3;
+        loop {
+            if i >= b.len() {
+                return None;
+            }
+            if b[i] == b'\\' && b[i..].starts_with(b"\\\"\"\"") {
+                i += 4;
+            } else if b[i..].starts_with(b"\"\"\"") {
+                return Some(i + 3);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    i += 1;
+    loop {
+        match b.get(i) {
+            None | Some(b'\n') => return None,
+            Some(b'\\') => i += 2,
+            Some(b'"') => return Some(i + 1),
+            Some(_) => i += 1,
+        }
+    }
 }
 
 /// Classify a POST body: `{"query": "..."}` or a batch array of those.

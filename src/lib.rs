@@ -9,6 +9,7 @@
 //! | [`model`] | the facts about a token (record, owner, permissions) |
 //! | [`route`] | path normalisation, route classes, action tables |
 //! | [`authz`] | the pure decision and its denials |
+//! | [`cidr`] | address blocks: trusted proxies, the networks a token is pinned to |
 //! | [`envelope`] | Strapi's error envelope, for denials and management errors alike |
 //! | [`graphql`] | the operation type of a GraphQL request |
 //! | [`store`] | Postgres: migrations, lookups, management writes (authgate's tables, or Strapi 5's read in place) |
@@ -45,6 +46,7 @@ pub mod audit;
 pub mod authz;
 pub mod body;
 pub mod cache;
+pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod content_types;

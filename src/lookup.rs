@@ -10,13 +10,25 @@
 //!                    store (breaker: fails fast while Postgres is down)
 //! ```
 //!
+//! In front of all that, each client connection remembers the key it sent
+//! last ([`Recent`]): not the key, but a keyed 128-bit fingerprint of it
+//! (SipHash-1-3 under two random per-process keys), with the record the
+//! full lookup found. A client that sends the same key again on the same
+//! connection (the usual API client on keep-alive) skips the HMAC and the
+//! cache; any invalidation anywhere, and the record's TTL, end the
+//! memory, so it never answers what the cache would not. Nobody can make
+//! a different key match a remembered fingerprint without the process's
+//! random keys, and it would only ever stand for a key sent before on the
+//! same connection.
+//!
 //! One component, built by `server` from the parts it shares with the
 //! background tasks (the cache and the known-hash set are kept current by
 //! invalidation events and the strapi5 poller). The proxy holds only this:
 //! it asks for a key and gets a record, an absence or a [`LookupError`],
 //! never SQL.
 
-use std::sync::Arc;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::cache::{Hit, LookupError, Resolved, TokenCache};
@@ -28,6 +40,7 @@ use crate::token::{Hasher, TokenHash};
 /// Known hashes, cache and store, in that order.
 pub struct Lookup {
     hasher: Hasher,
+    fingerprints: Fingerprints,
     known: Arc<KnownHashes>,
     cache: Arc<TokenCache<Resolved>>,
     store: Store,
@@ -44,6 +57,7 @@ impl Lookup {
     ) -> Self {
         Self {
             hasher,
+            fingerprints: Fingerprints::default(),
             known,
             cache,
             store,
@@ -63,6 +77,35 @@ impl Lookup {
         self.cache.get_or_load(hash, || self.load(hash)).await
     }
 
+    /// [`Lookup::find`], first asking what this client connection
+    /// remembers of the key it sent last.
+    pub async fn find_on(
+        &self,
+        recent: &Recent,
+        key: &[u8],
+    ) -> Result<Option<Hit<Resolved>>, LookupError> {
+        if !self.cache.is_enabled() {
+            return self.find(key).await;
+        }
+        let fingerprint = self.fingerprints.of(key);
+        let epoch = self.cache.epoch();
+        if let Some(hit) = recent.get(fingerprint, epoch) {
+            if self.cache.is_fresh(&hit) {
+                self.metrics.cache_hits.inc();
+                return Ok(Some(hit));
+            }
+        }
+        // The epoch read before the lookup: an invalidation during it makes
+        // what it found unfit to remember.
+        let found = self.find(key).await?;
+        if let Some(hit) = &found {
+            if self.cache.is_fresh(hit) {
+                recent.set(fingerprint, hit.clone(), epoch);
+            }
+        }
+        Ok(found)
+    }
+
     /// A cache miss: one store query, timed and counted.
     async fn load(&self, hash: TokenHash) -> Result<Option<Resolved>, StoreError> {
         let started = Instant::now();
@@ -75,6 +118,48 @@ impl Lookup {
             self.metrics.hot.store_find_errors.inc();
         }
         r.map(|found| found.map(Resolved::new))
+    }
+}
+
+/// A keyed 128-bit fingerprint of a key: two SipHash-1-3 states under
+/// random keys drawn at start. Never stored with the key, never the key.
+#[derive(Default)]
+struct Fingerprints([std::collections::hash_map::RandomState; 2]);
+
+impl Fingerprints {
+    fn of(&self, key: &[u8]) -> u128 {
+        let [a, b] = &self.0;
+        (u128::from(a.hash_one(key)) << 64) | u128::from(b.hash_one(key))
+    }
+}
+
+/// What one client connection remembers of the key it sent last.
+#[derive(Default)]
+pub struct Recent(Mutex<Option<Remembered>>);
+
+struct Remembered {
+    fingerprint: u128,
+    hit: Hit<Resolved>,
+    /// The cache's invalidation epoch when the lookup began.
+    epoch: u64,
+}
+
+impl Recent {
+    /// The remembered record, if it was for this fingerprint and no
+    /// invalidation came since.
+    fn get(&self, fingerprint: u128, epoch: u64) -> Option<Hit<Resolved>> {
+        let r = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        r.as_ref()
+            .filter(|r| r.fingerprint == fingerprint && r.epoch == epoch)
+            .map(|r| r.hit.clone())
+    }
+
+    fn set(&self, fingerprint: u128, hit: Hit<Resolved>, epoch: u64) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Remembered {
+            fingerprint,
+            hit,
+            epoch,
+        });
     }
 }
 

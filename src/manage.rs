@@ -33,6 +33,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditCtx, AuditKey, Origin};
+use crate::cidr::{self, Cidr, MAX_NETWORKS};
 use crate::config::Config;
 use crate::model::{ContentApiType, Permission, PermissionSet, TokenKind};
 use crate::route::{ActionSubject, RouteTable};
@@ -307,6 +308,8 @@ pub struct CreateRequest {
     /// Admin tokens: the owner's email (defaults to the acting user).
     pub owner: Option<String>,
     pub permissions: Vec<Permission>,
+    /// The networks the token may be used from; empty: anywhere.
+    pub allowed_cidrs: Vec<Cidr>,
 }
 
 /// Which token an operation is on: an id, and optionally the kind it must
@@ -632,6 +635,7 @@ impl<'a> Manager<'a> {
             }
         };
         self.check_permissions(actor, &req, owner.as_ref())?;
+        let allowed_cidrs = networks(req.allowed_cidrs)?;
         let (access_key, encrypted_key) = match key {
             NewKey::Plain(key) => (
                 self.hasher.hash_hex(key),
@@ -653,6 +657,7 @@ impl<'a> Manager<'a> {
                     permissions: req.permissions,
                     access_key,
                     encrypted_key,
+                    allowed_cidrs,
                 },
                 &self.audit(actor),
             )
@@ -788,6 +793,7 @@ impl<'a> Manager<'a> {
             ));
         }
         u.name = u.name.map(|n| n.trim().to_owned());
+        u.allowed_cidrs = u.allowed_cidrs.map(networks).transpose()?;
         let token_type = match t.kind {
             TokenKind::Admin if u.token_type.is_some() => {
                 return Err(ManageError::Invalid("admin tokens have no type".into()))
@@ -1013,6 +1019,7 @@ impl<'a> Manager<'a> {
                     lifespan_ms: None,
                     owner: Some(BOOTSTRAP_EMAIL.into()),
                     permissions,
+                    allowed_cidrs: Vec::new(),
                 },
                 &NewKey::Plain(Zeroizing::new(key.to_owned())),
                 false,
@@ -1020,6 +1027,19 @@ impl<'a> Manager<'a> {
             .await?;
         Ok(Bootstrapped::Created(created.id))
     }
+}
+
+/// A token's networks as stored (sorted, each once), at most
+/// [`MAX_NETWORKS`] of them.
+fn networks(blocks: Vec<Cidr>) -> Result<Vec<Cidr>, ManageError> {
+    let blocks = cidr::canonical(blocks);
+    if blocks.len() > MAX_NETWORKS {
+        return Err(ManageError::Invalid(format!(
+            "a token may be pinned to at most {MAX_NETWORKS} CIDR blocks, not {}",
+            blocks.len()
+        )));
+    }
+    Ok(blocks)
 }
 
 fn push_grouped(groups: &mut Vec<PermissionGroup>, category: &str, p: Permission) {
@@ -1128,6 +1148,7 @@ mod tests {
             encrypted_key: None,
             rate_limit: None,
             old_key_expires_at: None,
+            allowed_cidrs: Vec::new(),
             created_at: std::time::SystemTime::UNIX_EPOCH,
             updated_at: std::time::SystemTime::UNIX_EPOCH,
         }

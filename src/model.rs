@@ -10,6 +10,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
 
+pub use crate::cidr::Networks;
+
 /// The two kinds of bearer token. Each is rejected on the other's routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TokenKind {
@@ -331,6 +333,8 @@ pub struct TokenRecord {
     pub ownership: Ownership,
     /// Per-token request limit override (requests per rate-limit window).
     pub rate_limit: RateOverride,
+    /// The networks the token may be used from; unpinned: anywhere.
+    pub networks: Networks,
 }
 
 impl TokenRecord {
@@ -431,6 +435,7 @@ mod tests {
             permissions: PermissionSet::default(),
             ownership: Ownership::None,
             rate_limit: RateOverride::default(),
+            networks: Networks::default(),
         };
         // (token expiry, old key until) -> (expires_at, ends)
         let rows = [
@@ -464,12 +469,13 @@ mod tests {
         }
     }
 
-    /// The old key's end rides in the record's padding: a cached token
-    /// stays in its allocation size class (BENCHMARKS.md).
+    /// The old key's end rides in the record's padding (`ends` is one byte
+    /// where a second time would be 16): a cached token stays in its
+    /// allocation size class (BENCHMARKS.md). 88 bytes since `networks`.
     #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
     #[test]
-    fn the_record_stays_72_bytes() {
-        assert_eq!(std::mem::size_of::<TokenRecord>(), 72);
+    fn the_record_keeps_its_size() {
+        assert_eq!(std::mem::size_of::<TokenRecord>(), 88);
     }
 
     #[test]

@@ -14,14 +14,15 @@
 //! SQL: lookups go through [`crate::lookup::Lookup`], and denials become
 //! responses in exactly one function, [`error_response`].
 
-use std::net::IpAddr;
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
@@ -32,12 +33,12 @@ use crate::config::Config;
 use crate::forwarding::{Forwarding, Peer};
 use crate::identity::{IdentityNames, Signer};
 use crate::last_used::UsageRecorder;
-use crate::lookup::Lookup;
+use crate::lookup::{Lookup, Recent};
 use crate::metrics::{Decision, Metrics};
 use crate::model::TokenRecord;
 use crate::ratelimit::RateLimiter;
 use crate::route::{self, RouteClass, RouteTable};
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{Pinned, Upstream, UpstreamError};
 
 /// What can change on a config reload without a restart.
 #[derive(Debug, Clone)]
@@ -82,24 +83,36 @@ pub struct GatewayParts {
     pub metrics: Metrics,
 }
 
+/// What the gateway keeps per client connection: who is on the other end,
+/// and the upstream connection pinned to it (see [`crate::upstream`]).
+pub struct ClientConn {
+    pub peer: Peer,
+    upstream: Pinned,
+    /// The key it sent last, as the look-up phase remembers it.
+    recent: Recent,
+}
+
 /// What every phase of one request reads, taken once as it arrives. Lives
 /// on the handler's stack.
 struct RequestCtx<'c> {
     started: Instant,
     conn: &'c Peer,
-    /// The client as the trusted proxies say (for the per-IP limits).
+    /// The client as the trusted proxies say (for the per-IP limits and
+    /// pinned tokens).
     client: IpAddr,
     request_id: HeaderValue,
     method: Method,
 }
 
 /// The normalised request target: what is judged and what is forwarded.
-struct Target {
-    path_and_query: String,
+/// Borrowed from the request when it is normal already (the common case:
+/// then the request's own URI is forwarded, nothing is copied).
+struct Target<'u> {
+    path_and_query: Cow<'u, str>,
     path_len: usize,
 }
 
-impl Target {
+impl Target<'_> {
     fn path(&self) -> &str {
         &self.path_and_query[..self.path_len]
     }
@@ -194,6 +207,15 @@ impl Gateway {
             .clone()
     }
 
+    /// The per-connection state of a new client connection.
+    pub fn open(&self, addr: SocketAddr, tls: bool) -> ClientConn {
+        ClientConn {
+            peer: Peer::new(addr, tls),
+            upstream: self.upstream.pin(),
+            recent: Recent::default(),
+        }
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -204,19 +226,25 @@ impl Gateway {
 
     /// Handle one request end to end (accepted by `server::Connection`),
     /// phase by phase.
-    pub async fn handle(&self, req: Request<Incoming>, conn: &Peer) -> Response<ResponseBody> {
-        let cx = self.context(&req, conn);
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &ClientConn,
+    ) -> Response<ResponseBody> {
+        let cx = self.context(&req, &conn.peer);
+        // A second handle on the URI (its bytes are shared, not copied) that
+        // the target and the route borrow while the request moves on.
+        let uri = req.uri().clone();
         let req = req.map(Either::Left);
         let policy = self.policy();
 
         // Parse: the request target, normalised. The normal form is what is
         // judged and what is forwarded.
-        let target = match self.parse_target(req.uri()) {
+        let target = match self.parse_target(&uri) {
             Ok(t) => t,
             Err(denial) => return self.refuse_target(&cx, denial),
         };
         // Normalise + judge: the route every reading of the raw path gives.
-        let uri = req.uri();
         let Ok(route) = policy
             .routes
             .judge(&cx.method, uri.path(), uri.query(), target.path())
@@ -227,7 +255,7 @@ impl Gateway {
         // Precheck, look up, decide.
         let (outcome, req) = match self.precheck(&cx, &route, req.headers(), &policy).await {
             Err(settled) => (settled, req),
-            Ok(key) => match self.look_up(&cx, key).await {
+            Ok(key) => match self.look_up(&cx, &conn.recent, key).await {
                 Err(unavailable) => (unavailable, req),
                 Ok(found) => self.decide(&cx, &route, found, req, &policy).await,
             },
@@ -240,11 +268,11 @@ impl Gateway {
                 retry_after,
                 ..
             } => error_response(*denial, &cx.request_id, *retry_after),
-            Outcome::Pass => self.forward(&cx, req, &target, None).await,
+            Outcome::Pass => self.forward(&cx, conn, req, &target, None).await,
             Outcome::Allow(token) => {
                 let action = route.action.name();
                 let identity = Identity { token, action };
-                self.forward(&cx, req, &target, Some(identity)).await
+                self.forward(&cx, conn, req, &target, Some(identity)).await
             }
         };
 
@@ -267,16 +295,19 @@ impl Gateway {
     }
 
     /// Phase: parse the request target (bounded length) into its normal form.
-    fn parse_target(&self, uri: &http::Uri) -> Result<Target, Denial> {
+    fn parse_target<'u>(&self, uri: &'u Uri) -> Result<Target<'u>, Denial> {
         let uri_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
         if uri_len > self.max_uri_bytes {
             return Err(Denial::UriTooLong);
         }
         let path = route::normalise(uri.path()).map_err(|_| Denial::InvalidPath)?;
         let path_len = path.len();
-        let path_and_query = match uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.into_owned(),
+        let path_and_query = match (path, uri.query()) {
+            (Cow::Borrowed(_), _) => {
+                Cow::Borrowed(uri.path_and_query().map_or("/", |pq| pq.as_str()))
+            }
+            (Cow::Owned(p), Some(q)) => Cow::Owned(format!("{p}?{q}")),
+            (Cow::Owned(p), None) => Cow::Owned(p),
         };
         Ok(Target {
             path_and_query,
@@ -328,9 +359,10 @@ impl Gateway {
     async fn look_up(
         &self,
         cx: &RequestCtx<'_>,
+        recent: &Recent,
         key: &[u8],
     ) -> Result<Option<Hit<Resolved>>, Outcome> {
-        self.lookup.find(key).await.map_err(|e| {
+        self.lookup.find_on(recent, key).await.map_err(|e| {
             if let LookupError::Failed(reason) = &e {
                 tracing::error!(%reason, request_id = cx.request_id.to_str().unwrap_or("-"), "token lookup failed");
             }
@@ -350,7 +382,8 @@ impl Gateway {
     ) -> (Outcome, Request<ForwardBody>) {
         let now = SystemTime::now();
         let record = found.as_deref().map(|r| &r.record);
-        let (verdict, req) = verdict(route, record, req, policy.graphql_max_body, now).await;
+        let (verdict, req) =
+            verdict(route, record, req, policy.graphql_max_body, now, cx.client).await;
         let token_id = record.map(|r| r.id);
         let authenticated = matches!(
             verdict,
@@ -404,11 +437,12 @@ impl Gateway {
     async fn forward(
         &self,
         cx: &RequestCtx<'_>,
+        conn: &ClientConn,
         req: Request<ForwardBody>,
-        target: &Target,
+        target: &Target<'_>,
         identity: Option<Identity<'_>>,
     ) -> Response<ResponseBody> {
-        let path_and_query = target.path_and_query.as_str();
+        let path_and_query = target.path_and_query.as_ref();
         let request_id = &cx.request_id;
         let (mut parts, body) = req.into_parts();
         // A WebSocket upgrade, with the `Sec-WebSocket-Accept` the upstream
@@ -452,24 +486,29 @@ impl Gateway {
                 );
             }
         }
-        let uri = match self.upstream.uri(path_and_query) {
-            Ok(u) => u,
-            Err(_) => return error_response(Denial::InvalidPath, request_id, None),
-        };
-        let mut up = Request::from_parts(parts, body);
-        *up.uri_mut() = uri;
-        *up.version_mut() = http::Version::HTTP_11;
-        self.send(up, upgrade, request_id).await
+        // Origin-form: the request's own URI when it is already that and
+        // normal, else one made from the normal form.
+        let own = matches!(target.path_and_query, Cow::Borrowed(_)) && parts.uri.scheme().is_none();
+        if !own {
+            match Uri::try_from(path_and_query) {
+                Ok(u) => parts.uri = u,
+                Err(_) => return error_response(Denial::InvalidPath, request_id, None),
+            }
+        }
+        parts.version = http::Version::HTTP_11;
+        let up = Request::from_parts(parts, body);
+        self.send(&conn.upstream, up, upgrade, request_id).await
     }
 
     async fn send(
         &self,
+        upstream: &Pinned,
         up: Request<ForwardBody>,
         client_upgrade: Option<(hyper::upgrade::OnUpgrade, HeaderValue)>,
         request_id: &HeaderValue,
     ) -> Response<ResponseBody> {
         let t = Instant::now();
-        let result = self.upstream.send(up).await;
+        let result = upstream.send(up).await;
         self.metrics
             .upstream_duration
             .observe(t.elapsed().as_secs_f64());
@@ -574,14 +613,15 @@ async fn verdict(
     req: Request<ForwardBody>,
     graphql_max_body: usize,
     now: SystemTime,
+    client: IpAddr,
 ) -> (Verdict, Request<ForwardBody>) {
-    let verdict = authz::decide(route, record, None, now);
+    let verdict = authz::decide(route, record, None, now, client);
     if verdict != Verdict::NeedGraphQlOperation {
         return (verdict, req);
     }
     let (op, req) = graphql_operation(req, graphql_max_body).await;
     let verdict = match op {
-        Ok(op) => authz::decide(route, record, Some(op), now),
+        Ok(op) => authz::decide(route, record, Some(op), now, client),
         Err(denial) => Verdict::Deny {
             denial,
             authenticated: true,
@@ -701,25 +741,46 @@ fn websocket_accept(h: &HeaderMap) -> Option<HeaderValue> {
 /// Remove hop-by-hop headers, including every header the `Connection`
 /// header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if h.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = h
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            h.remove(&name);
-        }
-    }
-    for name in &HOP_BY_HOP {
+    strip_headers(h, |_| false);
+}
+
+/// Remove the hop-by-hop headers, every header `Connection` names, and
+/// every header `also` picks, in one pass over the names: only headers
+/// that are there are removed (a removal hashes the name; most requests
+/// carry none of the many names this guards against).
+fn strip_headers(h: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
+    // `Connection` usually says only `keep-alive` or `close`; any other
+    // token names a header to remove.
+    let names_others = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|t| !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"));
+    let listed = |name: &HeaderName| {
+        names_others
+            && h.get_all(header::CONNECTION)
+                .iter()
+                .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+                .any(|t| {
+                    t.trim_ascii()
+                        .eq_ignore_ascii_case(name.as_str().as_bytes())
+                })
+    };
+    let doomed: Vec<HeaderName> = h
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name) || also(name) || listed(name))
+        .cloned()
+        .collect();
+    for name in doomed {
         h.remove(name);
     }
 }
 
 /// Make the client's headers fit to forward: hop-by-hop and identity
-/// headers out, forwarding headers replaced by what the gateway saw.
+/// headers out (and, from an untrusted peer, those that would override the
+/// route, method or client), forwarding headers replaced by what the
+/// gateway saw. One pass over the client's headers decides what goes.
 pub fn prepare_request_headers(
     h: &mut HeaderMap,
     names: &IdentityNames,
@@ -728,19 +789,22 @@ pub fn prepare_request_headers(
     conn: &Peer,
     request_id: &HeaderValue,
 ) {
-    strip_hop_by_hop(h);
-    names.strip(h);
-    if !forward_authorization {
-        h.remove(header::AUTHORIZATION);
-    }
-    forwarding.apply(h, conn);
+    let trusted = forwarding.trusts(conn);
+    strip_headers(h, |name| {
+        let n = name.as_str();
+        names.is_identity(n)
+            || (!forward_authorization && name == header::AUTHORIZATION)
+            || (!trusted && crate::forwarding::is_overriding(n))
+    });
+    forwarding.set(h, conn, trusted);
     h.insert(X_REQUEST_ID, request_id.clone());
 }
 
 /// Request ids: the client's when it is sane, else a fresh one (the proxy's
 /// and the management listener's).
 pub struct RequestIds {
-    prefix: String,
+    /// 12 hex digits, random per process.
+    prefix: [u8; 12],
     next: AtomicU64,
 }
 
@@ -755,8 +819,10 @@ impl RequestIds {
         let mut seed = [0u8; 6];
         // A weak prefix only costs uniqueness across restarts, not safety.
         let _ = getrandom::fill(&mut seed);
+        let mut prefix = [0u8; 12];
+        let _ = hex::encode_to_slice(seed, &mut prefix);
         Self {
-            prefix: hex::encode(seed),
+            prefix,
             next: AtomicU64::new(1),
         }
     }
@@ -773,8 +839,16 @@ impl RequestIds {
             }
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
-            .unwrap_or(HeaderValue::from_static("-"))
+        // `prefix-hex(n)`, written in place: one allocation (the value's own).
+        let mut buf = [0u8; 12 + 1 + 16];
+        buf[..12].copy_from_slice(&self.prefix);
+        buf[12] = b'-';
+        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+        for (i, slot) in buf[13..13 + digits].iter_mut().enumerate() {
+            let shift = 4 * (digits - 1 - i);
+            *slot = b"0123456789abcdef"[((n >> shift) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&buf[..13 + digits]).unwrap_or(HeaderValue::from_static("-"))
     }
 }
 
@@ -874,6 +948,21 @@ mod tests {
         let fresh = ids.take(&h);
         assert_ne!(fresh, "bad value!");
         assert_ne!(ids.take(&HeaderMap::new()), fresh);
+        // `prefix-n` in hex, n counting from 1.
+        let ids = RequestIds::new();
+        let prefix = String::from_utf8(ids.prefix.to_vec()).unwrap();
+        for n in [1u64, 2, 15, 16, 255, 4096] {
+            ids.next.store(n, Ordering::Relaxed);
+            assert_eq!(
+                ids.take(&HeaderMap::new()),
+                format!("{prefix}-{n:x}").as_str()
+            );
+        }
+        ids.next.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(
+            ids.take(&HeaderMap::new()),
+            format!("{prefix}-ffffffffffffffff").as_str()
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -523,30 +523,33 @@ impl Connection {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        // Idle tracking: requests in flight, and when the last one ended.
-        let started = std::time::Instant::now();
-        let activity = Arc::new((std::sync::atomic::AtomicUsize::new(0), AtomicU64::new(0)));
-        let gateway = self.gateway.clone();
-        let act = activity.clone();
-        let conn_info = Arc::new(crate::forwarding::Peer::new(peer, tls));
+        let served = Arc::new(Served {
+            client: self.gateway.open(peer, tls),
+            gateway: self.gateway.clone(),
+            in_flight: AtomicUsize::new(0),
+            done: AtomicU64::new(0),
+        });
+        let state = served.clone();
         let service = service_fn(move |req: Request<Incoming>| {
-            let (gateway, act, conn_info) = (gateway.clone(), act.clone(), conn_info.clone());
+            let state = state.clone();
             async move {
-                act.0.fetch_add(1, Ordering::Relaxed);
-                let resp = gateway.handle(req, &conn_info).await;
-                act.0.fetch_sub(1, Ordering::Relaxed);
-                act.1
-                    .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                state.in_flight.fetch_add(1, Ordering::Relaxed);
+                let resp = state.gateway.handle(req, &state.client).await;
+                state.in_flight.fetch_sub(1, Ordering::Relaxed);
+                state.done.fetch_add(1, Ordering::Relaxed);
                 Ok::<_, Infallible>(resp)
             }
         });
         let conn = self.http.serve_connection(io, service).with_upgrades();
         tokio::pin!(conn);
         let mut stop = self.stop.clone();
-        let idle_ms = self.idle_timeout.as_millis() as u64;
+        // Idle tracking without a clock read per request: each tick looks at
+        // the count of finished requests; the connection is idle since the
+        // first tick that saw it unchanged with nothing in flight.
         let mut tick = tokio::time::interval(
             (self.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
         );
+        let (mut seen, mut idle_since) = (0, tokio::time::Instant::now());
         loop {
             tokio::select! {
                 r = conn.as_mut() => {
@@ -554,9 +557,11 @@ impl Connection {
                     return;
                 }
                 _ = stop.wait_for(|v| *v) => break,
-                _ = tick.tick() => {
-                    let idle_for = (started.elapsed().as_millis() as u64).saturating_sub(activity.1.load(Ordering::Relaxed));
-                    if activity.0.load(Ordering::Relaxed) == 0 && idle_for >= idle_ms {
+                now = tick.tick() => {
+                    let done = served.done.load(Ordering::Relaxed);
+                    if done != seen || served.in_flight.load(Ordering::Relaxed) != 0 {
+                        (seen, idle_since) = (done, now);
+                    } else if now - idle_since >= self.idle_timeout {
                         tracing::debug!(%peer, "closing an idle keep-alive connection");
                         break;
                     }
@@ -569,6 +574,15 @@ impl Connection {
             tracing::debug!(error = %e, %peer, "connection error while closing");
         }
     }
+}
+
+/// One client connection's state, shared by its requests.
+struct Served {
+    gateway: Arc<Gateway>,
+    client: crate::proxy::ClientConn,
+    /// Requests in flight, and requests finished (for idle tracking).
+    in_flight: AtomicUsize,
+    done: AtomicU64,
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

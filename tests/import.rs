@@ -180,9 +180,16 @@ async fn a_strapi_access_key_is_imported_with_hash() {
         "api::article.article.find",
         "--duration",
         "30d",
+        "--allow-cidr",
+        "127.0.0.0/8",
     ];
     let custom = import_json(&env, &custom_args, "legacy-custom-key-0123456789\n");
     assert!(custom["expires_at"].is_string(), "{custom}");
+    assert_eq!(
+        custom["allowed_cidrs"],
+        json!(["127.0.0.0/8"]),
+        "pinned as created"
+    );
     let hash_again = ["--kind", "content-api", "--name", "y", "--hash"];
     refused(
         &import(&env, &hash_again, &access_key),

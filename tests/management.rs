@@ -1246,6 +1246,299 @@ async fn the_web_page_regenerates_keeping_the_old_key_as_chosen() {
     }
 }
 
+// ----- issue 16: network pinning and expiry on the page ----------------------------
+
+/// The `api-token.update` events, newest first.
+fn update_events(env: &Env) -> Vec<Value> {
+    env.ok(&["audit", "list", "--action", "api-token.update", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `allowedCidrs` over the REST API: create, show, update, clear, the
+/// refusals at write time, the 403 on the proxy and on this API, the audit.
+#[tokio::test]
+async fn pinned_tokens_over_the_api() {
+    let c = cast().await;
+    let body = json!({"name": "office", "type": "full-access", "lifespan": null,
+                      "allowedCidrs": ["2001:db8::1", "10.0.0.0/8", "10.0.0.0/8"]});
+    let r = call(&c, "POST", "/admin/api-tokens", &c.alice, Some(body)).await;
+    assert_eq!(r.status, 201, "{}", text(&r));
+    let t = r.json()["data"].clone();
+    assert_eq!(t["allowedCidrs"], json!(["10.0.0.0/8", "2001:db8::1/128"]));
+    let (id, key) = (
+        t["id"].as_i64().unwrap(),
+        t["accessKey"].as_str().unwrap().to_owned(),
+    );
+    let path = format!("/admin/api-tokens/{id}");
+    let shown = call(&c, "GET", &path, &c.alice, None).await.json();
+    assert_eq!(shown["data"]["allowedCidrs"], t["allowedCidrs"]);
+    let listed = call(&c, "GET", "/admin/api-tokens", &c.alice, None)
+        .await
+        .json();
+    let alice_cli = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "office");
+    assert_eq!(alice_cli.unwrap()["allowedCidrs"], t["allowedCidrs"]);
+
+    // The tests reach the proxy from 127.0.0.1: outside.
+    let r = get(&c.g.url("/api/articles"), Some(&key)).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.json(),
+        envelope(403, "ForbiddenError", "Client address not allowed")
+    );
+
+    // Update: the whole list replaced; a body without the field keeps it.
+    let put = |b: Value| call(&c, "PUT", &path, &c.alice, Some(b));
+    let r = put(json!({"allowedCidrs": ["127.0.0.1"]})).await;
+    assert_eq!(r.json()["data"]["allowedCidrs"], json!(["127.0.0.1/32"]));
+    eventually(Duration::from_secs(5), "the new list applies", || async {
+        proxy_status(&c, "/api/articles", &key).await == 200
+    })
+    .await;
+    let r = put(json!({"description": "kept"})).await;
+    assert_eq!(r.json()["data"]["allowedCidrs"], json!(["127.0.0.1/32"]));
+    let r = put(json!({"allowedCidrs": []})).await;
+    assert_eq!(r.json()["data"]["allowedCidrs"], json!([]));
+
+    // Refused at write time, naming the field and the value, no flag.
+    let bad: &[(&str, Value, &str)] = &[
+        ("PUT", json!({"allowedCidrs": ["10.0.0.1/8"]}),
+         "allowedCidrs: `10.0.0.1/8` has host bits set: the block is 10.0.0.0/8 (or write 10.0.0.1/32 for the one address)"),
+        ("PUT", json!({"allowedCidrs": ["10.0.0.0/8", "office"]}),
+         "allowedCidrs: `office` is not an IP address or CIDR block"),
+        ("POST", json!({"name": "bad", "type": "read-only", "allowedCidrs": ["::/129"]}),
+         "allowedCidrs: `::/129`: the prefix length must be 0 to 128"),
+        ("PUT", json!({"allowedCidrs": (0..65).map(|i| format!("10.0.{i}.0/24")).collect::<Vec<_>>()}),
+         "a token may be pinned to at most 64 CIDR blocks, not 65"),
+    ];
+    for (method, body, message) in bad {
+        let at = if *method == "POST" {
+            "/admin/api-tokens"
+        } else {
+            path.as_str()
+        };
+        let r = call(&c, method, at, &c.alice, Some(body.clone())).await;
+        assert_error(&r, 400, "ValidationError");
+        assert_eq!(r.json()["error"]["message"], *message);
+    }
+    let names: Vec<Value> = call(&c, "GET", "/admin/api-tokens", &c.alice, None)
+        .await
+        .json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert!(
+        !names.contains(&json!("bad")),
+        "a refused create writes nothing"
+    );
+    let shown = call(&c, "GET", &path, &c.alice, None).await.json();
+    assert_eq!(
+        shown["data"]["allowedCidrs"],
+        json!([]),
+        "refused updates changed nothing"
+    );
+
+    // An admin token pinned elsewhere is refused on this API and the proxy.
+    let body = json!({"name": "ci", "allowedCidrs": ["192.0.2.0/24"],
+                      "adminPermissions": [{"action": "admin::api-tokens.read"}]});
+    let r = call(&c, "POST", "/admin/admin-tokens", &c.alice, Some(body)).await;
+    assert_eq!(r.status, 201, "{}", text(&r));
+    assert_eq!(r.json()["data"]["allowedCidrs"], json!(["192.0.2.0/24"]));
+    let ci = r.json()["data"]["accessKey"].as_str().unwrap().to_owned();
+    let r = call(&c, "GET", "/admin/api-tokens", &ci, None).await;
+    assert_error(&r, 403, "ForbiddenError");
+    assert_eq!(r.json()["error"]["message"], "Client address not allowed");
+    let r = get(&c.g.url("/admin/users"), Some(&ci)).await;
+    assert_eq!(
+        r.json(),
+        envelope(403, "ForbiddenError", "Client address not allowed")
+    );
+
+    // Each change is one `api-token.update` event with the list.
+    let changes: Vec<Value> = update_events(&c.env)
+        .iter()
+        .map(|e| e["changes"]["allowed_cidrs"].clone())
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            json!({"before": ["127.0.0.1/32"], "after": []}),
+            Value::Null,
+            json!({"before": ["10.0.0.0/8", "2001:db8::1/128"], "after": ["127.0.0.1/32"]}),
+        ]
+    );
+}
+
+/// The web page: the allowed networks on create, edit and the token's page.
+#[tokio::test]
+async fn the_web_page_pins_tokens() {
+    let c = cast().await;
+    let mut b = Browser::new(format!("http://{}", c.g.management.unwrap()));
+    assert_eq!(b.sign_in(&c.alice).await.status, 303);
+    let csrf = csrf_of(&b.get("/api-tokens/new").await);
+    let create = |name, cidrs| {
+        [
+            ("_csrf", csrf.as_str()),
+            ("name", name),
+            ("duration", "7"),
+            ("type", "read-only"),
+            ("allowed_cidrs", cidrs),
+        ]
+    };
+    let r = b
+        .post(
+            "/api-tokens",
+            &create("pinned", "10.0.0.0/8\r\n2001:db8::/32"),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let detail = location(&r);
+    let page = text(&b.get(&detail).await);
+    assert!(page.contains("<dt>Allowed networks</dt><dd class=\"networks\"><code>10.0.0.0/8</code> <code>2001:db8::/32</code> </dd>"), "{page}");
+    assert!(
+        page.contains(">10.0.0.0/8\n2001:db8::/32</textarea>"),
+        "the edit form holds the list"
+    );
+    let key = page
+        .split(r#"<code id="token-key" class="key">"#)
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(proxy_status(&c, "/api/articles", &key).await, 403);
+
+    // A wrong entry: the form again, with the message and what was typed.
+    let r = b.post("/api-tokens", &create("typo", "10.0.0.1/8")).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        text(&r).contains("Allowed networks: `10.0.0.1/8` has host bits set"),
+        "{}",
+        text(&r)
+    );
+    assert!(text(&r).contains(">10.0.0.1/8</textarea>"));
+
+    // Edit: loopback allowed, then cleared (an empty field).
+    let id = detail.rsplit('/').next().unwrap().to_owned();
+    let csrf = csrf_of(&b.get(&detail).await);
+    let steps = [
+        ("127.0.0.0/8", 200, "<code>127.0.0.0/8</code> "),
+        ("", 200, r#"<span class="muted">Any address</span>"#),
+        ("192.0.2.1", 403, "<code>192.0.2.1/32</code> "),
+    ];
+    for (cidrs, status, shown) in steps {
+        let edit = [
+            ("_csrf", csrf.as_str()),
+            ("name", "pinned"),
+            ("description", ""),
+            ("type", "read-only"),
+            ("allowed_cidrs", cidrs),
+        ];
+        let r = b.post(&detail, &edit).await;
+        assert_eq!(r.status, 303, "{}", text(&r));
+        let page = text(&b.get(&detail).await);
+        assert!(
+            page.contains(&format!(r#"<dd class="networks">{shown}</dd>"#)),
+            "{cidrs}: {page}"
+        );
+        eventually(
+            Duration::from_secs(5),
+            "the page's list applies",
+            || async { proxy_status(&c, "/api/articles", &key).await == status },
+        )
+        .await;
+    }
+    let shown = call(
+        &c,
+        "GET",
+        &format!("/admin/api-tokens/{id}"),
+        &c.alice,
+        None,
+    )
+    .await;
+    assert_eq!(
+        shown.json()["data"]["allowedCidrs"],
+        json!(["192.0.2.1/32"])
+    );
+    let events = update_events(&c.env);
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e["via"] == "ui"), "{events:?}");
+}
+
+/// The token lists: an expiry mark on each token that expires, and sorting
+/// by expiry on the server, from the column header (issue 16, item 1).
+#[tokio::test]
+async fn the_token_lists_mark_and_sort_expiry() {
+    let c = cast().await;
+    let mut b = Browser::new(format!("http://{}", c.g.management.unwrap()));
+    assert_eq!(b.sign_in(&c.alice).await.status, 303);
+    let create = |name: &str, duration: &str| {
+        c.env
+            .content_token_with(name, "read-only", &["--duration", duration])
+            .0
+    };
+    create("week", "7d");
+    create("month", "30d");
+    let (gone, today) = (create("gone", "30d"), create("today", "30d"));
+    create("forever", "unlimited");
+    exec(&c.env.schema, &format!(
+        "UPDATE tokens SET expires_at = now() - interval '1 hour' WHERE id = {gone};
+         UPDATE tokens SET expires_at = date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                                        + interval '23 hours 59 minutes' WHERE id = {today};
+         UPDATE tokens SET expires_at = greatest(expires_at, now() + interval '1 minute') WHERE id = {today}")).await;
+    let order = |page: &str| -> Vec<String> {
+        page.split(r#"<th scope="row" data-label="Name"><a href="/api-tokens/"#)
+            .skip(1)
+            .map(|row| {
+                row.split('>')
+                    .nth(1)
+                    .unwrap()
+                    .split('<')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let page = text(&b.get("/api-tokens").await);
+    assert_eq!(
+        order(&page),
+        ["week", "month", "gone", "today", "forever"],
+        "made first, first"
+    );
+    assert!(page.contains(r#"<th scope="col" aria-sort="none"><a class="sort" href="/api-tokens?sort=expiresAt:asc">Expires"#), "{page}");
+    assert!(page.contains(r#"<span class="expiry-mark expired">expired</span>"#));
+    assert!(
+        page.contains(r#"<span class="expiry-mark soon">expires today</span>"#)
+            || page.contains(r#"<span class="expiry-mark soon">expires in 1 day</span>"#),
+        "a token expiring before the day ends (or just past midnight)"
+    );
+    assert!(page.contains(r#"<span class="expiry-mark soon">expires in 7 days</span>"#));
+    assert!(page.contains(r#"<span class="expiry-mark later">expires in 30 days</span>"#));
+    let page = text(&b.get("/api-tokens?sort=expiresAt:asc").await);
+    assert_eq!(order(&page), ["gone", "today", "week", "month", "forever"]);
+    assert!(page.contains(
+        r#"aria-sort="ascending"><a class="sort" href="/api-tokens?sort=expiresAt:desc">"#
+    ));
+    let page = text(&b.get("/api-tokens?sort=expiresAt:desc").await);
+    assert_eq!(order(&page), ["forever", "month", "week", "today", "gone"]);
+    assert!(page.contains(
+        r#"aria-sort="descending"><a class="sort" href="/api-tokens?sort=expiresAt:asc">"#
+    ));
+    assert!(!page.contains("<script>"), "no inline script");
+    let page = text(&b.get("/admin-tokens?sort=expiresAt:asc").await);
+    assert!(
+        page.contains(r#"aria-sort="ascending""#),
+        "admin tokens sort too"
+    );
+}
+
 // ----- openapi.yaml ------------------------------------------------------------
 
 /// The `(METHOD, /path)` pairs under `paths:` of openapi.yaml. The file is

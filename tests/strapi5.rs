@@ -1264,6 +1264,89 @@ async fn the_management_listener_reads_strapi_tokens_and_refuses_writes() {
     );
 }
 
+/// Network pinning and `token update` (issue 16) in this layout: Strapi's
+/// tokens are never pinned, and every way of pinning one, or of editing it,
+/// is refused with exactly the message docs/strapi5.md shows.
+#[tokio::test]
+async fn network_pinning_and_token_update_are_refused() {
+    let env = StrapiEnv::new("").await;
+    let db = &env.db;
+    let owner = db.admin_user("tokens@example.com").await;
+    let supers = db.role("Super Admin", "strapi-super-admin").await;
+    db.add_user_to_role(owner, supers).await;
+    let (ro_id, _) = db
+        .token(&TokenSpec::content("Read Only", "read-only"))
+        .await;
+    let perms = [
+        ("admin::api-tokens.read", None),
+        ("admin::api-tokens.create", None),
+        ("admin::api-tokens.update", None),
+    ];
+    let (_, adm) = db
+        .token(&TokenSpec {
+            admin_permissions: &perms,
+            ..TokenSpec::admin("tooling", Some(owner))
+        })
+        .await;
+    let before: String = db
+        .one("SELECT md5(string_agg(x::text, ',' ORDER BY x.id)) FROM strapi_api_tokens x")
+        .await;
+
+    let refused = |what: &str| {
+        format!("authgate: `{what}` is not available in the strapi5 layout: tokens, users and roles are managed in Strapi's admin panel (authgate only reads them; `token list` and `token show` work)")
+    };
+    let update = format!("token update {ro_id}");
+    for (args, what) in [
+        (format!("{update} --allow-cidr 10.0.0.0/8"), "token update"),
+        (format!("{update} --clear-cidrs"), "token update"),
+        (format!("{update} --name renamed"), "token update"),
+        (
+            "token create --kind content-api --name x --allow-cidr 10.0.0.0/8".into(),
+            "token create",
+        ),
+    ] {
+        let args: Vec<&str> = args.split(' ').collect();
+        let out = env.cli(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&out).trim_end(), refused(what), "{args:?}");
+    }
+
+    let g = env.gateway().await;
+    let json = [("content-type", "application/json")];
+    let r = request("GET", &g.mgmt("/admin/api-tokens"), Some(&adm), &json, b"").await;
+    let listed = r.json()["data"].as_array().unwrap().clone();
+    assert!(
+        !listed.is_empty()
+            && listed
+                .iter()
+                .all(|t| t["allowedCidrs"] == serde_json::json!([]))
+    );
+    let read_only = |what: &str| {
+        envelope(403, "ForbiddenError", &format!("cannot {what} in the strapi5 layout: tokens, users and roles are managed in Strapi's admin panel"))
+    };
+    let path = g.mgmt(&format!("/admin/api-tokens/{ro_id}"));
+    let body = br#"{"allowedCidrs": ["10.0.0.0/8"]}"#;
+    let r = request("PUT", &path, Some(&adm), &json, body).await;
+    assert_eq!(r.json(), read_only("edit tokens"));
+    let body = br#"{"name": "new", "type": "read-only", "allowedCidrs": ["10.0.0.0/8"]}"#;
+    let r = request(
+        "POST",
+        &g.mgmt("/admin/api-tokens"),
+        Some(&adm),
+        &json,
+        body,
+    )
+    .await;
+    assert_eq!(r.json(), read_only("create tokens"));
+    let body = br#"{"allowedCidrs": ["10.0.0.1/8"]}"#;
+    let r = request("PUT", &path, Some(&adm), &json, body).await;
+    assert_eq!(r.status, 400, "an invalid CIDR is refused first");
+    let after: String = db
+        .one("SELECT md5(string_agg(x::text, ',' ORDER BY x.id)) FROM strapi_api_tokens x")
+        .await;
+    assert_eq!(before, after, "Strapi's tokens untouched");
+}
+
 // ---------------------------------------------------------------------------
 // How fast changes made in Strapi take effect, polled and with triggers.
 // ---------------------------------------------------------------------------

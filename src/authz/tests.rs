@@ -39,6 +39,11 @@ fn now() -> SystemTime {
     SystemTime::UNIX_EPOCH + NOW
 }
 
+/// Where the requests of the tables come from, unless a row says.
+fn client() -> IpAddr {
+    IpAddr::from([192, 0, 2, 1])
+}
+
 fn perms(list: &[(&str, Option<&str>)]) -> PermissionSet {
     list.iter()
         .map(|(a, s)| Permission::new(*a, s.map(str::to_owned)))
@@ -56,6 +61,7 @@ fn content(ty: ContentApiType, actions: &[&str]) -> TokenRecord {
         permissions: actions.iter().map(|a| Permission::new(*a, None)).collect(),
         ownership: Ownership::None,
         rate_limit: crate::model::RateOverride::default(),
+        networks: crate::model::Networks::default(),
     }
 }
 
@@ -82,12 +88,13 @@ fn admin(token_perms: &[(&str, Option<&str>)], owner: Owner) -> TokenRecord {
         permissions: perms(token_perms),
         ownership: Ownership::owner(owner),
         rate_limit: crate::model::RateOverride::default(),
+        networks: crate::model::Networks::default(),
     }
 }
 
 fn verdict(t: &RouteTable, method: &str, path: &str, rec: Option<&TokenRecord>) -> Verdict {
     let route = t.classify(&method.parse::<Method>().unwrap(), path);
-    decide(&route, rec, None, now())
+    decide(&route, rec, None, now(), client())
 }
 
 const ALLOW: Verdict = Verdict::Allow;
@@ -405,6 +412,19 @@ fn an_old_key_in_and_past_its_overlap() {
             "{what}"
         );
     }
+    // Pinned: from outside, 403 while the old key works, then as unknown.
+    let mut pinned = full.clone();
+    pinned.networks =
+        crate::model::Networks::new(vec![crate::cidr::Cidr::parse("10.0.0.0/8").unwrap()]);
+    let route = t.classify(&Method::GET, "/api/articles");
+    let outside = IpAddr::from([11, 0, 0, 1]);
+    for (key_until, want) in [
+        (now() + second, denied(Denial::AddressNotAllowed)),
+        (now() - second, denied(Denial::InvalidCredentials)),
+    ] {
+        let rec = pinned.clone().through_old_key(key_until);
+        assert_eq!(decide(&route, Some(&rec), None, now(), outside), want);
+    }
 }
 
 #[test]
@@ -493,25 +513,142 @@ fn graphql_by_type() {
     let route = t.classify(&Method::POST, "/graphql");
     let ro = content(ContentApiType::ReadOnly, &[]);
     assert_eq!(
-        decide(&route, Some(&ro), None, now()),
+        decide(&route, Some(&ro), None, now(), client()),
         Verdict::NeedGraphQlOperation
     );
     assert_eq!(
-        decide(&route, Some(&ro), Some(GraphQlOperation::Query), now()),
+        decide(
+            &route,
+            Some(&ro),
+            Some(GraphQlOperation::Query),
+            now(),
+            client()
+        ),
         ALLOW
     );
     assert_eq!(
-        decide(&route, Some(&ro), Some(GraphQlOperation::Other), now()),
+        decide(
+            &route,
+            Some(&ro),
+            Some(GraphQlOperation::Other),
+            now(),
+            client()
+        ),
         refused(Denial::Forbidden)
     );
     let full = content(ContentApiType::FullAccess, &[]);
-    assert_eq!(decide(&route, Some(&full), None, now()), ALLOW);
+    assert_eq!(decide(&route, Some(&full), None, now(), client()), ALLOW);
     let custom = content(ContentApiType::Custom, &["api::article.article.find"]);
-    assert_eq!(decide(&route, Some(&custom), None, now()), ALLOW);
+    assert_eq!(decide(&route, Some(&custom), None, now(), client()), ALLOW);
     let custom = content(ContentApiType::Custom, &["api::article.article.create"]);
     assert_eq!(
-        decide(&route, Some(&custom), None, now()),
+        decide(&route, Some(&custom), None, now(), client()),
         refused(Denial::Forbidden)
+    );
+}
+
+/// Network pinning (issue 16): a pinned token works from inside its
+/// networks only, IPv4 and IPv6 alike, and is refused from anywhere else
+/// before anything else about it is told.
+#[test]
+fn pinned_tokens_by_client_address() {
+    use crate::cidr::Cidr;
+    use crate::model::Networks;
+    let t = table();
+    let pin = |rec: &TokenRecord, blocks: &[&str]| {
+        let mut r = rec.clone();
+        r.networks = Networks::new(blocks.iter().map(|b| Cidr::parse(b).unwrap()).collect());
+        r
+    };
+    let art = Some("api::article.article");
+    let full = content(ContentApiType::FullAccess, &[]);
+    let adm = admin(&[("cm.read", art)], owner(false, &[("cm.read", art)]));
+    let office = pin(&full, &["10.0.0.0/8", "2001:db8:1::/48"]);
+    let ro = pin(&content(ContentApiType::ReadOnly, &[]), &["10.0.0.0/8"]);
+    let office_admin = pin(&adm, &["10.0.0.0/8", "2001:db8:1::/48"]);
+    let host = pin(&full, &["192.0.2.7", "::1"]);
+    let mut expired = office.clone();
+    expired.expires_at = Some(now() - Duration::from_secs(1));
+    let mut inactive = office_admin.clone();
+    if let Ownership::Owner(o) = &mut inactive.ownership {
+        o.is_active = false;
+    }
+    let all_v6 = pin(&full, &["::/0"]);
+    let all_v4 = pin(&full, &["0.0.0.0/0"]);
+    let no = denied(Denial::AddressNotAllowed);
+    let (get, post) = (Method::GET, Method::POST);
+    let articles = "/api/articles";
+    let cm = "/content-manager/collection-types/api::article.article";
+    // (method, path, record, client, verdict)
+    let rows: &[(&Method, &str, &TokenRecord, &str, Verdict)] = &[
+        // Unpinned: anywhere.
+        (&get, articles, &full, "203.0.113.9", ALLOW),
+        (&get, articles, &full, "2001:db8::9", ALLOW),
+        // Inside, in either family; an IPv4 client on a dual-stack socket.
+        (&get, articles, &office, "10.1.2.3", ALLOW),
+        (&get, articles, &office, "::ffff:10.1.2.3", ALLOW),
+        (&get, articles, &office, "2001:db8:1:ffff::1", ALLOW),
+        // Outside: next door, mapped, loopback.
+        (&get, articles, &office, "11.0.0.1", no),
+        (&get, articles, &office, "::ffff:11.0.0.1", no),
+        (&get, articles, &office, "2001:db8:2::1", no),
+        (&get, articles, &office, "127.0.0.1", no),
+        // Single addresses; ::1 is not 127.0.0.1.
+        (&get, articles, &host, "192.0.2.7", ALLOW),
+        (&get, articles, &host, "192.0.2.8", no),
+        (&get, articles, &host, "::1", ALLOW),
+        (&get, articles, &host, "127.0.0.1", no),
+        // One address space: ::/0 holds IPv4 too; 0.0.0.0/0 only IPv4.
+        (&get, articles, &all_v6, "203.0.113.9", ALLOW),
+        (&get, articles, &all_v4, "203.0.113.9", ALLOW),
+        (&get, articles, &all_v4, "2001:db8::1", no),
+        // The address before the action, the expiry and the owner:
+        // outside, nothing more is told.
+        (&post, articles, &ro, "11.0.0.1", no),
+        (&post, articles, &ro, "10.0.0.1", refused(Denial::Forbidden)),
+        (&get, articles, &expired, "11.0.0.1", no),
+        (
+            &get,
+            articles,
+            &expired,
+            "10.0.0.1",
+            denied(Denial::TokenExpired),
+        ),
+        (&get, cm, &office_admin, "10.0.0.1", ALLOW),
+        (&get, cm, &office_admin, "2001:db8:1::5", ALLOW),
+        (&get, cm, &office_admin, "198.51.100.1", no),
+        (&get, cm, &inactive, "198.51.100.1", no),
+        (
+            &get,
+            cm,
+            &inactive,
+            "10.0.0.1",
+            denied(Denial::OwnerDeactivated),
+        ),
+        // The kind first: of the wrong kind it is no token here at all.
+        (
+            &get,
+            "/admin/users",
+            &office,
+            "11.0.0.1",
+            denied(Denial::InvalidCredentials),
+        ),
+        // Unprotected routes never look at a token.
+        (&get, "/uploads/a.png", &office, "11.0.0.1", ALLOW),
+    ];
+    for (i, (method, path, rec, addr, want)) in rows.iter().enumerate() {
+        let route = t.classify(method, path);
+        let got = decide(&route, Some(rec), None, now(), addr.parse().unwrap());
+        assert_eq!(got, *want, "row {i}: {method} {path} from {addr}");
+    }
+    // GraphQL: the address before the operation is read.
+    let gql = t.classify(&Method::POST, "/graphql");
+    let outside = IpAddr::from([11, 0, 0, 1]);
+    assert_eq!(decide(&gql, Some(&ro), None, now(), outside), no);
+    let inside = IpAddr::from([10, 0, 0, 1]);
+    assert_eq!(
+        decide(&gql, Some(&ro), None, now(), inside),
+        Verdict::NeedGraphQlOperation
     );
 }
 
@@ -677,6 +814,12 @@ fn envelopes_match_spec() {
         ),
         (Denial::Forbidden, 403, "ForbiddenError", "Forbidden"),
         (Denial::PolicyFailed, 403, "PolicyError", "Policy Failed"),
+        (
+            Denial::AddressNotAllowed,
+            403,
+            "ForbiddenError",
+            "Client address not allowed",
+        ),
         (
             Denial::InvalidPath,
             400,

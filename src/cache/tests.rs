@@ -38,6 +38,7 @@ fn record(id: i64, owner: Option<(i64, i64)>) -> TokenRecord {
             }),
         },
         rate_limit: crate::model::RateOverride::default(),
+        networks: crate::model::Networks::default(),
     }
 }
 

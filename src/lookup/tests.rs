@@ -19,6 +19,11 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with("").await
+}
+
+/// The fixture with more config (e.g. a `[cache]` section).
+async fn fixture_with(more: &str) -> Fixture {
     let db = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = db.local_addr().expect("addr").port();
     let connects = Arc::new(AtomicUsize::new(0));
@@ -31,7 +36,7 @@ async fn fixture() -> Fixture {
     });
     let cfg = crate::config::parse_raw(
         &format!(
-            "[tokens]\nsalt = \"s\"\n[postgres]\nurl = \"postgres://u@127.0.0.1:{port}/db\"\nconnect_timeout = \"2s\"\n"
+            "[tokens]\nsalt = \"s\"\n[postgres]\nurl = \"postgres://u@127.0.0.1:{port}/db\"\nconnect_timeout = \"2s\"\n{more}"
         ),
         std::path::Path::new("t.toml"),
         Vec::new(),
@@ -64,6 +69,7 @@ fn record(id: i64) -> TokenRecord {
         permissions: PermissionSet::default(),
         ownership: Ownership::None,
         rate_limit: crate::model::RateOverride::default(),
+        networks: crate::model::Networks::default(),
     }
 }
 
@@ -140,4 +146,64 @@ async fn while_the_database_is_down_the_breaker_fails_lookups_fast() {
         "the open breaker kept it from the database"
     );
     assert_eq!(f.lookup.metrics.hot.store_find_errors.get(), 2);
+}
+
+#[tokio::test]
+async fn a_connection_remembers_its_last_key_until_any_invalidation() {
+    let f = fixture().await;
+    let recent = Recent::default();
+    f.cache(b"key", Some(record(7))).await;
+    let hit = f.lookup.find_on(&recent, b"key").await.expect("answered");
+    assert_eq!(hit.map(|h| h.record.id), Some(7));
+    // Another key on the same connection is not the remembered one: it is
+    // looked up (and, not cached, goes to the store).
+    let other = f.lookup.find_on(&recent, b"another key").await;
+    assert!(
+        matches!(other, Err(LookupError::Unavailable(_))),
+        "{other:?}"
+    );
+    assert_eq!(f.connects(), 1);
+    // The failed lookup left the remembered key alone: served again.
+    let again = f.lookup.find_on(&recent, b"key").await.expect("answered");
+    assert_eq!(again.map(|h| h.record.id), Some(7));
+    // An invalidation of the token (by id, as a NOTIFY would) ends the
+    // memory at once: the next request goes through the cache, which drops
+    // the revoked record, to the store (down here, so it fails).
+    f.lookup.cache.invalidate_token(7);
+    let after = f.lookup.find_on(&recent, b"key").await;
+    assert!(
+        matches!(after, Err(LookupError::Unavailable(_))),
+        "{after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_remembered_key_is_not_served_past_the_ttl() {
+    let f = fixture_with("[cache]\nttl = \"100ms\"\nstale_if_error = \"0s\"\n").await;
+    let recent = Recent::default();
+    f.cache(b"key", Some(record(7))).await;
+    assert!(f
+        .lookup
+        .find_on(&recent, b"key")
+        .await
+        .expect("answered")
+        .is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let late = f.lookup.find_on(&recent, b"key").await;
+    assert!(matches!(late, Err(LookupError::Unavailable(_))), "{late:?}");
+    assert_eq!(f.connects(), 1, "past the TTL the store was asked");
+}
+
+#[test]
+fn fingerprints_are_keyed_and_tell_keys_apart() {
+    let (a, b) = (Fingerprints::default(), Fingerprints::default());
+    let key = b"0123456789abcdef0123456789abcdef";
+    assert_eq!(a.of(key), a.of(key));
+    // Two processes (two random key pairs) fingerprint the same key apart.
+    assert_ne!(a.of(key), b.of(key));
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..10_000u32 {
+        let k = format!("key-{i}");
+        assert!(seen.insert(a.of(k.as_bytes())), "collision at {i}");
+    }
 }

@@ -19,10 +19,12 @@
 //! Token fields follow Strapi's names (`accessKey`, `type`, `lifespan`,
 //! `expiresAt`, `lastUsedAt`, `createdAt`, `updatedAt`, `permissions` for
 //! content-API tokens, `adminPermissions` and `adminUserOwner` for admin
-//! tokens), plus authgate's `oldKeyExpiresAt` (while a replaced key still
-//! works). `accessKey` appears on create and regenerate, and on `GET /:id`
-//! when the key is viewable (an encryption key is configured, and for
-//! admin tokens only to their owner).
+//! tokens), plus authgate's own `oldKeyExpiresAt` (while a replaced key
+//! still works) and `allowedCidrs` (both kinds: the networks a token may
+//! be used from; `[]` is anywhere; on update it replaces the whole list).
+//! `accessKey` appears on create and regenerate, and on `GET /:id` when
+//! the key is viewable (an encryption key is configured, and for admin
+//! tokens only to their owner).
 //!
 //! Beyond Strapi: a regenerate body `{"keepOldForSeconds": N}` keeps the
 //! replaced key working up to 7 days, and `POST /admin/*-tokens/import`
@@ -40,6 +42,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Event, Origin, Via};
 use crate::authz::{self, Credential, Denial};
+use crate::cidr::Cidr;
 use crate::manage::{management_action, Actor, CreateRequest, ManageError, NewKey, Op, TokenRef};
 use crate::model::{ContentApiType, Permission, TokenKind};
 use crate::store::admin::{TokenRow, TokenUpdate, UserRow};
@@ -322,7 +325,8 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         return ApiError::denial(Denial::InvalidCredentials).response();
     };
     let action = route.endpoint.action();
-    let actor = match auth::authenticate(state, key, action.as_deref()).await {
+    let client = super::client_ip(req.extensions());
+    let actor = match auth::authenticate(state, key, action.as_deref(), client).await {
         Ok(a) => Actor::Token(a),
         Err(d) => return ApiError::denial(d).response(),
     };
@@ -379,6 +383,7 @@ pub fn token_json(t: &TokenRow, key: Option<&str>) -> Value {
         "createdAt": ts(Some(t.created_at)),
         "updatedAt": ts(Some(t.updated_at)),
         "oldKeyExpiresAt": ts(t.old_key_expires_at),
+        "allowedCidrs": t.allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
     match t.kind {
         TokenKind::ContentApi => {
@@ -434,6 +439,8 @@ struct CreateApiToken {
     lifespan: Option<i64>,
     #[serde(default)]
     permissions: Option<Vec<String>>,
+    #[serde(default, rename = "allowedCidrs")]
+    allowed_cidrs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -446,6 +453,8 @@ struct CreateAdminToken {
     lifespan: Option<i64>,
     #[serde(default, rename = "adminPermissions")]
     admin_permissions: Vec<AdminPermission>,
+    #[serde(default, rename = "allowedCidrs")]
+    allowed_cidrs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -459,6 +468,8 @@ struct UpdateApiToken {
     token_type: Option<String>,
     #[serde(default)]
     permissions: Option<Vec<String>>,
+    #[serde(default, rename = "allowedCidrs")]
+    allowed_cidrs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -470,6 +481,8 @@ struct UpdateAdminToken {
     description: Option<String>,
     #[serde(default, rename = "adminPermissions")]
     admin_permissions: Option<Vec<AdminPermission>>,
+    #[serde(default, rename = "allowedCidrs")]
+    allowed_cidrs: Option<Vec<String>>,
 }
 
 /// The body of a regenerate call: none (Strapi's), or how long the
@@ -533,6 +546,17 @@ fn admin_permissions(list: Vec<AdminPermission>) -> Result<Vec<Permission>, ApiE
             Ok(Permission::new(p.action, p.subject))
         })
         .collect()
+}
+
+/// `allowedCidrs`: CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`) or single
+/// addresses; a refusal names the field and the value.
+fn allowed_cidrs(list: Option<Vec<String>>) -> Result<Option<Vec<Cidr>>, ApiError> {
+    list.map(|l| {
+        l.iter()
+            .map(|c| Cidr::parse(c).map_err(|e| ApiError::validation(format!("allowedCidrs: {e}"))))
+            .collect()
+    })
+    .transpose()
 }
 
 fn need_id(id: Option<i64>) -> Result<i64, ApiError> {
@@ -750,6 +774,7 @@ fn create_request(kind: TokenKind, body: Value) -> Result<CreateRequest, ApiErro
                 lifespan_ms: b.lifespan,
                 owner: None,
                 permissions: content_permissions(b.permissions)?,
+                allowed_cidrs: allowed_cidrs(b.allowed_cidrs)?.unwrap_or_default(),
             }
         }
         TokenKind::Admin => {
@@ -762,6 +787,7 @@ fn create_request(kind: TokenKind, body: Value) -> Result<CreateRequest, ApiErro
                 lifespan_ms: b.lifespan,
                 owner: None,
                 permissions: admin_permissions(b.admin_permissions)?,
+                allowed_cidrs: allowed_cidrs(b.allowed_cidrs)?.unwrap_or_default(),
             }
         }
     })
@@ -797,6 +823,7 @@ fn token_update(kind: TokenKind, body: &[u8]) -> Result<TokenUpdate, ApiError> {
                     .permissions
                     .map(|p| content_permissions(Some(p)))
                     .transpose()?,
+                allowed_cidrs: allowed_cidrs(b.allowed_cidrs)?,
             }
         }
         TokenKind::Admin => {
@@ -806,6 +833,7 @@ fn token_update(kind: TokenKind, body: &[u8]) -> Result<TokenUpdate, ApiError> {
                 description: b.description,
                 token_type: None,
                 permissions: b.admin_permissions.map(admin_permissions).transpose()?,
+                allowed_cidrs: allowed_cidrs(b.allowed_cidrs)?,
             }
         }
     })

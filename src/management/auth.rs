@@ -7,10 +7,14 @@
 //! request were an admin route needing the endpoint's action. So the kind,
 //! expiry, owner presence and status checks, and the token ∩ owner
 //! permission rule, are the gateway's own, with the same 401/403 answers.
+//! A token pinned to networks is refused from anywhere else, here as on
+//! the proxy: `client` is the management request's client address (the
+//! peer, or what `server.trusted_proxies` resolve).
 //! The acting user is then the token's owner, acting through the token
 //! ([`crate::manage::TokenActor`]), and every management rule applies on
 //! top in [`crate::manage`].
 
+use std::net::IpAddr;
 use std::time::SystemTime;
 
 use crate::authz::{self, Denial, Verdict};
@@ -21,13 +25,15 @@ use crate::token::{self, Hasher};
 
 use super::State;
 
-/// Authenticate `key` as an admin token holding `action` (token AND owner;
-/// `None`: any valid admin token). Uses are recorded as the gateway records
-/// them (`last_used_at`), also when the action is then refused.
+/// Authenticate `key`, sent from `client`, as an admin token holding
+/// `action` (token AND owner; `None`: any valid admin token). Uses are
+/// recorded as the gateway records them (`last_used_at`), also when the
+/// action is then refused.
 pub async fn authenticate(
     state: &State,
     key: &[u8],
     action: Option<&str>,
+    client: IpAddr,
 ) -> Result<TokenActor, Denial> {
     if !token::looks_like_key(key) {
         return Err(Denial::InvalidCredentials);
@@ -52,7 +58,7 @@ pub async fn authenticate(
         },
     };
     let now = SystemTime::now();
-    let verdict = authz::decide(&route, record.as_ref(), None, now);
+    let verdict = authz::decide(&route, record.as_ref(), None, now, client);
     let authenticated = matches!(
         verdict,
         Verdict::Allow

@@ -112,6 +112,14 @@ pub fn origin(ext: &http::Extensions, via: Via) -> Origin {
     }
 }
 
+/// The client address of a request (see [`RequestInfo`]). [`handle`]
+/// sets it on every request; were it missing, `::` stands in, which only
+/// `::/0` admits, so a pinned token is refused rather than let through.
+pub fn client_ip(ext: &http::Extensions) -> IpAddr {
+    ext.get::<RequestInfo>()
+        .map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), |i| i.client_ip)
+}
+
 /// A bound, not yet serving management listener.
 pub struct Management {
     listener: TcpListener,

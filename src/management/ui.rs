@@ -4,7 +4,7 @@
 //! | page | what |
 //! | --- | --- |
 //! | `GET /` | sign in by pasting an admin token (or, signed in, go to the lists) |
-//! | `GET /api-tokens`, `/admin-tokens` | the lists: name, description, type (or expiry), created, last used, owner |
+//! | `GET /api-tokens`, `/admin-tokens` | the lists: name, description, type, expiry ("expires in 3 days"; `?sort=expiresAt:asc` or `:desc`), created, last used, owner |
 //! | `GET /{kind}/new`, `POST /{kind}` | the create form; the key is then shown once with a copy button |
 //! | `GET /{kind}/:id`, `POST /{kind}/:id` | a token: details, edit form, and its actions |
 //! | `POST /{kind}/:id/regenerate`, `/delete`, `/reveal` | regenerate (the old key stopping at once, or after 1 hour, 1 day or 7 days), delete (both confirmed in a dialog), view the key |
@@ -44,7 +44,9 @@ mod token_form;
 mod tokens_list;
 
 use token_detail::detail_page;
-use token_form::{new_page, owner_row, permissions_fieldset, text_fields, type_field, Draft};
+use token_form::{
+    networks_field, new_page, owner_row, permissions_fieldset, text_fields, type_field, Draft,
+};
 use tokens_list::{delete_form, list_page};
 
 type Resp = Response<Body>;
@@ -225,7 +227,8 @@ async fn signed_in(state: &State, parts: &Parts, tls: bool) -> Result<Ctx, Resp>
             )
         });
     };
-    match auth::authenticate(state, cur.key.as_bytes(), None).await {
+    let client = super::client_ip(&parts.extensions);
+    match auth::authenticate(state, cur.key.as_bytes(), None, client).await {
         Ok(a) => Ok(Ctx {
             sid: cur.id,
             csrf: cur.csrf,
@@ -387,7 +390,7 @@ pub async fn handle(state: &State, req: Request<Incoming>, tls: bool) -> Resp {
             };
             let id = |s: &str| s.parse::<i64>().ok();
             match (rest, form) {
-                ([], None) => list_page(state, &ctx, k).await,
+                ([], None) => list_page(state, &ctx, k, parts.uri.query()).await,
                 (["new"], None) => new_page(state, &ctx, k, &Draft::default(), None).await,
                 ([], Some(f)) => create(state, &ctx, k, &f).await,
                 ([i], None) if id(i).is_some() => {
@@ -441,7 +444,8 @@ async fn login(state: &State, parts: &Parts, body: Incoming, tls: bool) -> Resp 
         );
     }
     let key = Zeroizing::new(form.get("token").unwrap_or("").trim().to_owned());
-    if let Err(d) = auth::authenticate(state, key.as_bytes(), None).await {
+    let client = super::client_ip(&parts.extensions);
+    if let Err(d) = auth::authenticate(state, key.as_bytes(), None, client).await {
         let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let why = match d {
             Denial::InvalidCredentials => {
@@ -524,6 +528,7 @@ async fn create(state: &State, ctx: &Ctx, k: &Kind, f: &Form) -> Resp {
             lifespan_ms,
             owner: None,
             permissions,
+            allowed_cidrs: d.parsed_cidrs().map_err(invalid)?,
         })
     })();
     let created = match req {
@@ -616,6 +621,7 @@ async fn update(state: &State, ctx: &Ctx, k: &Kind, id: i64, f: &Form) -> Resp {
             .map_err(ApiError::from_manage)?
             .token;
         let mut submitted = d.parsed_permissions().map_err(ApiError::validation)?;
+        let allowed_cidrs = d.parsed_cidrs().map_err(ApiError::validation)?;
         let (token_type, permissions) = match k.kind {
             TokenKind::ContentApi => {
                 let t: ContentApiType = d.token_type.parse().map_err(ApiError::validation)?;
@@ -653,6 +659,7 @@ async fn update(state: &State, ctx: &Ctx, k: &Kind, id: i64, f: &Form) -> Resp {
                 description: Some(d.description.trim().to_owned()),
                 token_type,
                 permissions: Some(permissions),
+                allowed_cidrs: Some(allowed_cidrs),
             },
         )
         .await

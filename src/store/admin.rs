@@ -204,7 +204,7 @@ impl Store {
         }
     }
 
-    /// Edit a token's name, description, type or permissions.
+    /// Edit a token's name, description, type, permissions or networks.
     pub async fn update_token(
         &self,
         id: i64,

@@ -102,7 +102,7 @@ pub(super) fn perms_json(perms: &[Permission]) -> Value {
 }
 
 /// The audited fields of a token (never its key, hash or encrypted key).
-pub(super) fn token_fields(t: Option<&TokenRow>) -> [(&'static str, Value); 6] {
+pub(super) fn token_fields(t: Option<&TokenRow>) -> [(&'static str, Value); 7] {
     let f = |g: &dyn Fn(&TokenRow) -> Value| t.map_or(Value::Null, g);
     [
         ("name", f(&|t| json!(t.name))),
@@ -114,6 +114,10 @@ pub(super) fn token_fields(t: Option<&TokenRow>) -> [(&'static str, Value); 6] {
         ("permissions", f(&|t| perms_json(&t.permissions))),
         ("expiry", f(&|t| json!(t.expires_at.map(rfc3339)))),
         ("owner", f(&|t| json!(t.owner_email))),
+        (
+            "allowed_cidrs",
+            f(&|t| json!(super::rows::cidr_texts(&t.allowed_cidrs))),
+        ),
     ]
 }
 

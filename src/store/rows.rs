@@ -15,6 +15,7 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::Row;
 
 use super::StoreError;
+use crate::cidr::Cidr;
 use crate::model::{
     ContentApiType, Ending, Owner, Ownership, Permission, PermissionSet, RateOverride, TokenKind,
     TokenRecord,
@@ -39,6 +40,9 @@ pub struct TokenRow {
     /// When the key replaced by the last regenerate stops working, while
     /// it still works (`token regenerate --keep-old-for`).
     pub old_key_expires_at: Option<SystemTime>,
+    /// The networks the token may be used from, in stored order; empty:
+    /// anywhere.
+    pub allowed_cidrs: Vec<Cidr>,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
 }
@@ -87,6 +91,8 @@ pub struct NewToken {
     pub permissions: Vec<Permission>,
     pub access_key: String,
     pub encrypted_key: Option<String>,
+    /// Empty: usable from anywhere.
+    pub allowed_cidrs: Vec<Cidr>,
 }
 
 /// A regenerated token's new key (its hash and encrypted copy, computed by
@@ -106,6 +112,8 @@ pub struct TokenUpdate {
     pub description: Option<String>,
     pub token_type: Option<ContentApiType>,
     pub permissions: Option<Vec<Permission>>,
+    /// The whole list of networks (empty: no longer pinned).
+    pub allowed_cidrs: Option<Vec<Cidr>>,
 }
 
 /// A user status flag.
@@ -191,6 +199,20 @@ pub(super) fn permission_set(
         .collect())
 }
 
+/// The `allowed_cidrs` column (`cidr[]`, read as `text[]`).
+pub(super) fn allowed_cidrs(row: &Row) -> Result<Vec<Cidr>, StoreError> {
+    let texts: Vec<String> = row.col("allowed_cidrs")?;
+    texts
+        .iter()
+        .map(|t| Cidr::parse(t).map_err(|e| corrupt(format!("column `allowed_cidrs`: {e}"))))
+        .collect()
+}
+
+/// Networks as the `text[]` a `cidr[]` column is written from.
+pub(super) fn cidr_texts(blocks: &[Cidr]) -> Vec<String> {
+    blocks.iter().map(ToString::to_string).collect()
+}
+
 /// An admin token's owner from a lookup row. Both layouts' lookup queries
 /// name the owner's columns alike: `user_id` (NULL when the owner row is
 /// gone), `email`, `is_active`, `blocked`, `super_admin`, `role_ids`,
@@ -212,7 +234,7 @@ pub(super) fn ownership(row: &Row) -> Result<Ownership, StoreError> {
 
 /// The columns every layout's token listing has, with what the layout
 /// decided of kind, type and permissions. `rate_limit` and
-/// `old_key_expires_at` are left `None`.
+/// `old_key_expires_at` are left `None`, `allowed_cidrs` empty.
 pub(super) fn token_row(
     row: &Row,
     kind: TokenKind,
@@ -224,11 +246,12 @@ pub(super) fn token_row(
         created_at, updated_at;
         kind: kind, token_type: token_type, permissions: permissions,
         lifespan_ms: row.col("lifespan")?, rate_limit: None, old_key_expires_at: None,
+        allowed_cidrs: Vec::new(),
     }))
 }
 
 /// The columns every layout's lookup has, with what the layout decided of
-/// the rest.
+/// the rest. Not pinned to networks.
 pub(super) fn record(
     row: &Row,
     kind: TokenKind,
@@ -240,7 +263,7 @@ pub(super) fn record(
     Ok(columns!(row => TokenRecord {
         id, name, expires_at;
         kind: kind, token_type: token_type, permissions: permissions, ownership: ownership,
-        rate_limit: rate_limit, ends: Ending::Token,
+        rate_limit: rate_limit, ends: Ending::Token, networks: Default::default(),
     }))
 }
 

@@ -1,6 +1,8 @@
 // The management page in a real browser (headless Chromium via
 // playwright-core): sign in, create a custom API token, copy its key, use it
-// on the proxy port, regenerate it and see the old key refused, delete it.
+// on the proxy port, pin it to a network from the edit form and see it
+// refused, regenerate it and see the old key refused, delete it; sort the
+// list by expiry.
 // Saves screenshots of the lists and the create forms at 1280 and 390 px
 // under target/browser/, and checks that neither width scrolls sideways.
 //
@@ -249,6 +251,18 @@ kind = "single"
     await checkLabels(page, "API tokens list");
     await shoot(page, "api-tokens", 1280);
     await shoot(page, "api-tokens", 390);
+    await page.setViewportSize({ width: 1280, height: 900 });
+    // Sorted by expiry on the server, from the column header (issue 16).
+    const names = () => page.locator('tbody th[scope="row"]').allTextContents();
+    assert.deepEqual(await names(), ["Read Only", "Full Access"], "made first, first");
+    await page.getByRole("link", { name: /Expires/ }).click();
+    await page.waitForURL(`${mgmt}/api-tokens?sort=expiresAt:asc`);
+    assert.deepEqual(await names(), ["Full Access", "Read Only"], "soonest expiry first, never last");
+    assert.equal(await page.getByRole("columnheader", { name: /Expires/ }).getAttribute("aria-sort"), "ascending");
+    await page.getByText("expires in 90 days").waitFor();
+    await page.getByRole("link", { name: /Expires/ }).click();
+    await page.waitForURL(`${mgmt}/api-tokens?sort=expiresAt:desc`);
+    assert.deepEqual(await names(), ["Read Only", "Full Access"]);
     await page.goto(`${mgmt}/admin-tokens`);
     await page.getByRole("columnheader", { name: "Owner" }).waitFor();
     await shoot(page, "admin-tokens", 1280);
@@ -273,6 +287,8 @@ kind = "single"
     await page.getByLabel("Name", { exact: true }).fill("browser-test");
     await page.getByLabel("Description").fill("Made by the browser test");
     await page.getByLabel("Token duration").selectOption("30");
+    // Pinned to the network the proxy sees us from (issue 16).
+    await page.getByLabel("Allowed networks").fill("127.0.0.0/8");
     await page.locator(`input[name="permission"][value="${FIND_ARTICLES}"]`).check();
     await shoot(page, "api-token-form", 1280);
     await shoot(page, "api-token-form", 390);
@@ -297,6 +313,21 @@ kind = "single"
     // A reload does not show a fresh key again.
     await page.reload();
     assert.equal(await page.locator("#token-key").count(), 0, "a new key is shown once");
+
+    // Pinned elsewhere from the edit form: refused; unpinned again: works.
+    const networks = page.locator("dd.networks");
+    assert.equal((await networks.textContent()).trim(), "127.0.0.0/8");
+    const pinTo = async (cidrs) => {
+      await page.getByLabel("Allowed networks").fill(cidrs);
+      await page.getByRole("button", { name: "Save" }).click();
+      await page.getByText("Saved.").waitFor();
+    };
+    await pinTo("192.0.2.0/24");
+    await eventually("pinned elsewhere: refused", async () => (await proxyStatus(proxy, "/api/articles", key)) === 403);
+    await pinTo("");
+    assert.equal((await networks.textContent()).trim(), "Any address");
+    await eventually("unpinned: works", async () => (await proxyStatus(proxy, "/api/articles", key)) === 200);
+    log("pinned to a network: refused elsewhere, works again unpinned");
 
     // Regenerate, confirmed in the dialog.
     await page.getByRole("button", { name: "Regenerate" }).click();
@@ -339,8 +370,9 @@ kind = "single"
     await page.getByRole("heading", { name: "Audit log" }).waitFor();
     const rows = page.locator("table.audit tbody tr");
     const actions = await page.locator("table.audit tbody th").allTextContents();
-    assert.deepEqual(actions.slice(0, 4), [
-      "api-token.delete", "api-token.view-key", "api-token.regenerate", "api-token.create",
+    assert.deepEqual(actions.slice(0, 6), [
+      "api-token.delete", "api-token.view-key", "api-token.regenerate",
+      "api-token.update", "api-token.update", "api-token.create",
     ]);
     assert.ok(!(await page.content()).includes(newKey), "no key on the audit page");
     await shoot(page, "audit-log", 1280);

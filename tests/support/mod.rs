@@ -206,6 +206,13 @@ kind = "single"
 
     /// Create a content-API token; returns (id, key).
     pub fn content_token(&self, name: &str, ty: &str, perms: &[&str]) -> (i64, String) {
+        let options: Vec<&str> = perms.iter().flat_map(|p| ["--permission", p]).collect();
+        self.content_token_with(name, ty, &options)
+    }
+
+    /// Create a content-API token with more `token create` options
+    /// (`--duration 7d`, `--allow-cidr 10.0.0.0/8`); returns (id, key).
+    pub fn content_token_with(&self, name: &str, ty: &str, options: &[&str]) -> (i64, String) {
         let mut args = vec![
             "token",
             "create",
@@ -216,9 +223,7 @@ kind = "single"
             "--type",
             ty,
         ];
-        for p in perms {
-            args.extend(["--permission", p]);
-        }
+        args.extend(options);
         let v = self.json(&args);
         (
             v["id"].as_i64().expect("id"),

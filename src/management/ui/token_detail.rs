@@ -5,8 +5,9 @@
 use http::StatusCode;
 
 use super::{
-    date, delete_form, duration_label, flashes_html, message_page, owner_row, permissions_fieldset,
-    signed_in_page, text_fields, type_field, type_label, Ctx, Draft, Flash, Kind, Resp,
+    date, delete_form, duration_label, flashes_html, message_page, networks_field, owner_row,
+    permissions_fieldset, signed_in_page, text_fields, type_field, type_label, Ctx, Draft, Flash,
+    Kind, Resp,
 };
 use crate::manage::{Manager, Op, TokenRef};
 use crate::management::api::ApiError;
@@ -106,6 +107,7 @@ pub(super) async fn detail_page(
             csrf_field(&ctx.csrf),
             text_fields(&d)
         ));
+        main.push(networks_field(&d));
         if k.kind == TokenKind::ContentApi {
             main.push(type_field(&d));
         }
@@ -153,8 +155,23 @@ fn facts(k: &Kind, t: &TokenRow) -> Html {
             t.owner_email.as_deref().unwrap_or("—")
         ));
     }
+    h.push(html!(
+        r#"<div><dt>Allowed networks</dt><dd class="networks">{}</dd></div>"#,
+        networks_list(t)
+    ));
     h.push(Html::lit("</dl>"));
     h
+}
+
+/// The networks a token may be used from, or "Any address".
+fn networks_list(t: &TokenRow) -> Html {
+    if t.allowed_cidrs.is_empty() {
+        return Html::lit(r#"<span class="muted">Any address</span>"#);
+    }
+    t.allowed_cidrs
+        .iter()
+        .map(|c| html!("<code>{}</code> ", c.to_string()))
+        .collect()
 }
 
 /// The buttons the rules allow this actor: view key, regenerate, delete.

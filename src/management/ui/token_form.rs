@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use http::StatusCode;
 
 use super::{signed_in_page, Ctx, Kind, Resp};
+use crate::cidr::Cidr;
 use crate::manage::{Manager, PermissionGroup};
 use crate::management::api::ApiError;
 use crate::management::form::Form;
@@ -23,6 +24,9 @@ pub(super) struct Draft {
     pub(super) duration: String,
     pub(super) token_type: String,
     pub(super) permissions: BTreeSet<String>,
+    /// The allowed networks as typed: blocks separated by blanks, commas
+    /// or lines.
+    pub(super) cidrs: String,
 }
 
 impl Draft {
@@ -33,6 +37,7 @@ impl Draft {
             duration: f.get("duration").unwrap_or("").to_owned(),
             token_type: f.get("type").unwrap_or("").to_owned(),
             permissions: f.all("permission").map(str::to_owned).collect(),
+            cidrs: f.get("allowed_cidrs").unwrap_or("").to_owned(),
         }
     }
 
@@ -46,6 +51,12 @@ impl Draft {
                 .map(|t| t.as_str().to_owned())
                 .unwrap_or_default(),
             permissions: t.permissions.iter().map(|p| p.to_string()).collect(),
+            cidrs: t
+                .allowed_cidrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
     }
 
@@ -53,6 +64,15 @@ impl Draft {
         self.permissions
             .iter()
             .map(|p| Permission::parse(p))
+            .collect()
+    }
+
+    /// The allowed networks; a refusal names the field and the value.
+    pub(super) fn parsed_cidrs(&self) -> Result<Vec<Cidr>, String> {
+        self.cidrs
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|c| !c.is_empty())
+            .map(|c| Cidr::parse(c).map_err(|e| format!("Allowed networks: {e}")))
             .collect()
     }
 }
@@ -64,6 +84,15 @@ pub(super) fn text_fields(d: &Draft) -> Html {
 "#,
         d.name,
         d.description
+    )
+}
+
+/// The allowed networks (both kinds, create and edit).
+pub(super) fn networks_field(d: &Draft) -> Html {
+    html!(
+        r#"<div class="field"><label for="allowed_cidrs">Allowed networks <span class="optional">(optional)</span></label><textarea id="allowed_cidrs" name="allowed_cidrs" rows="3" spellcheck="false" autocomplete="off" aria-describedby="allowed_cidrs-hint">{}</textarea><p id="allowed_cidrs-hint" class="hint">CIDR blocks or addresses, one a line (for example <code>10.0.0.0/8</code>, <code>2001:db8::/32</code>). Requests from any other address are refused. Leave empty to allow every address.</p></div>
+"#,
+        d.cidrs
     )
 }
 
@@ -272,6 +301,7 @@ pub(super) async fn new_page(
         text_fields(d),
         duration_field(d)
     ));
+    main.push(networks_field(d));
     if k.kind == TokenKind::ContentApi {
         main.push(type_field(d));
     }
@@ -313,6 +343,37 @@ mod tests {
         assert_eq!(
             permission_label("plugin::x", &p).as_str(),
             r#"read <span class="subject">&lt;b&gt;</span>"#
+        );
+    }
+
+    #[test]
+    fn allowed_networks_as_typed() {
+        let d = |cidrs: &str| Draft {
+            cidrs: cidrs.into(),
+            ..Draft::default()
+        };
+        let shown = |cidrs: &str| -> Vec<String> {
+            d(cidrs)
+                .parsed_cidrs()
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert!(shown("").is_empty());
+        assert!(shown(" \r\n ").is_empty());
+        assert_eq!(
+            shown("10.0.0.0/8\r\n2001:db8::/32, 192.0.2.7"),
+            ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"]
+        );
+        assert_eq!(
+            d("10.0.0.0/8\n10.0.0.1/8").parsed_cidrs().unwrap_err(),
+            "Allowed networks: `10.0.0.1/8` has host bits set: the block is 10.0.0.0/8 (or write 10.0.0.1/32 for the one address)"
+        );
+        let h = networks_field(&d("\"><script>")).into_string();
+        assert!(
+            h.contains("&quot;&gt;&lt;script&gt;") && !h.contains("<script>"),
+            "{h}"
         );
     }
 
