@@ -37,7 +37,7 @@ fn admin_record() -> TokenRecord {
         kind: TokenKind::Admin,
         name: "ci-pipeline".into(),
         token_type: None,
-        expires_at: None,
+        expires_at: authgate::model::Expiry::NEVER,
         ends: authgate::model::Ending::Token,
         permissions: [perm.clone()].into_iter().collect(),
         ownership: Ownership::owner(Owner {

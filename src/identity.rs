@@ -224,7 +224,7 @@ mod tests {
             kind: TokenKind::ContentApi,
             name: "Café build\n".into(),
             token_type: Some(ContentApiType::Custom),
-            expires_at: None,
+            expires_at: crate::model::Expiry::NEVER,
             ends: crate::model::Ending::Token,
             permissions: PermissionSet::default(),
             ownership: Ownership::None,

@@ -301,6 +301,47 @@ impl RateOverride {
     }
 }
 
+/// When something ends, or never, in 8 bytes where `Option<SystemTime>`
+/// takes 16 (a cached token's record is counted in bytes: BENCHMARKS.md):
+/// microseconds since the Unix epoch, `i64::MAX` for never. Postgres keeps
+/// timestamps in microseconds, so nothing stored is rounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Expiry(i64);
+
+impl Expiry {
+    pub const NEVER: Expiry = Expiry(i64::MAX);
+
+    /// `t`, to the microsecond (before the epoch counts as the epoch).
+    pub fn at(t: SystemTime) -> Self {
+        let micros = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        Expiry(
+            i64::try_from(micros)
+                .unwrap_or(i64::MAX - 1)
+                .min(i64::MAX - 1),
+        )
+    }
+
+    /// The time, or `None` for never.
+    pub fn get(self) -> Option<SystemTime> {
+        (self != Self::NEVER).then(|| {
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(self.0.unsigned_abs())
+        })
+    }
+
+    /// Has it passed at `now`?
+    pub fn is_before(self, now: SystemTime) -> bool {
+        self != Self::NEVER && self < Expiry::at(now)
+    }
+}
+
+impl From<Option<SystemTime>> for Expiry {
+    fn from(t: Option<SystemTime>) -> Self {
+        t.map_or(Self::NEVER, Self::at)
+    }
+}
+
 /// What ends at a record's `expires_at`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Ending {
@@ -324,7 +365,7 @@ pub struct TokenRecord {
     pub token_type: Option<ContentApiType>,
     /// When the presented key stops working: the token's expiry, or the
     /// earlier end of an old key's overlap (see `ends`).
-    pub expires_at: Option<SystemTime>,
+    pub expires_at: Expiry,
     /// Which of the two `expires_at` is. A byte in the record's padding,
     /// where a second time would take 16 bytes a cached token.
     pub ends: Ending,
@@ -339,14 +380,15 @@ pub struct TokenRecord {
 
 impl TokenRecord {
     pub fn is_expired(&self, now: SystemTime) -> bool {
-        self.expires_at.is_some_and(|at| at < now)
+        self.expires_at.is_before(now)
     }
 
     /// The record as seen through a replaced key that works until
     /// `key_until`: the earlier of that and the token's own expiry.
     pub fn through_old_key(mut self, key_until: SystemTime) -> Self {
-        if self.expires_at.map_or(true, |at| key_until < at) {
-            self.expires_at = Some(key_until);
+        let key_until = Expiry::at(key_until);
+        if key_until < self.expires_at {
+            self.expires_at = key_until;
             self.ends = Ending::OldKey;
         }
         self
@@ -460,9 +502,9 @@ mod tests {
             ),
         ];
         for (token, key_until, at, ends) in rows {
-            let r = record(token).through_old_key(key_until);
+            let r = record(Expiry::from(token)).through_old_key(key_until);
             assert_eq!(
-                (r.expires_at, r.ends),
+                (r.expires_at.get(), r.ends),
                 (at, ends),
                 "{token:?} {key_until:?}"
             );
@@ -470,12 +512,25 @@ mod tests {
     }
 
     /// The old key's end rides in the record's padding (`ends` is one byte
-    /// where a second time would be 16): a cached token stays in its
-    /// allocation size class (BENCHMARKS.md). 88 bytes since `networks`.
+    /// where a second time would be 16), the expiry takes 8 bytes and the
+    /// networks a thin pointer: a cached token's record stays 72 bytes, and
+    /// its cache entry (see `cache::tests`) in its allocation size class.
     #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
     #[test]
     fn the_record_keeps_its_size() {
-        assert_eq!(std::mem::size_of::<TokenRecord>(), 88);
+        assert_eq!(std::mem::size_of::<TokenRecord>(), 72);
+    }
+
+    #[test]
+    fn expiry_round_trips_to_the_microsecond() {
+        use std::time::Duration;
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_800_000_000_123_456);
+        assert_eq!(Expiry::at(t).get(), Some(t));
+        assert_eq!(Expiry::from(None).get(), None);
+        assert!(Expiry::at(t).is_before(t + Duration::from_micros(1)));
+        assert!(!Expiry::at(t).is_before(t));
+        assert!(!Expiry::NEVER.is_before(t));
+        assert!(Expiry::at(t) < Expiry::NEVER);
     }
 
     #[test]

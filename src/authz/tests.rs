@@ -56,7 +56,7 @@ fn content(ty: ContentApiType, actions: &[&str]) -> TokenRecord {
         kind: TokenKind::ContentApi,
         name: "c".into(),
         token_type: Some(ty),
-        expires_at: None,
+        expires_at: crate::model::Expiry::NEVER,
         ends: crate::model::Ending::Token,
         permissions: actions.iter().map(|a| Permission::new(*a, None)).collect(),
         ownership: Ownership::None,
@@ -83,7 +83,7 @@ fn admin(token_perms: &[(&str, Option<&str>)], owner: Owner) -> TokenRecord {
         kind: TokenKind::Admin,
         name: "a".into(),
         token_type: None,
-        expires_at: None,
+        expires_at: crate::model::Expiry::NEVER,
         ends: crate::model::Ending::Token,
         permissions: perms(token_perms),
         ownership: Ownership::owner(owner),
@@ -118,9 +118,9 @@ fn spec_section_3_rows() {
     let full = content(ContentApiType::FullAccess, &[]);
     let custom = content(ContentApiType::Custom, &["api::article.article.find"]);
     let mut expired = full.clone();
-    expired.expires_at = Some(now() - Duration::from_secs(1));
+    expired.expires_at = crate::model::Expiry::at(now() - Duration::from_secs(1));
     let mut live = full.clone();
-    live.expires_at = Some(now() + Duration::from_secs(1));
+    live.expires_at = crate::model::Expiry::at(now() + Duration::from_secs(1));
     let adm = admin(
         &[("cm.read", Some("api::article.article"))],
         owner(false, &[("cm.read", Some("api::article.article"))]),
@@ -136,7 +136,7 @@ fn spec_section_3_rows() {
         o.blocked = true;
     }
     let mut admin_expired = adm.clone();
-    admin_expired.expires_at = Some(now() - Duration::from_millis(1));
+    admin_expired.expires_at = crate::model::Expiry::at(now() - Duration::from_millis(1));
 
     let rows: &[(&str, &str, &str, Option<&TokenRecord>, Verdict)] = &[
         (
@@ -373,7 +373,7 @@ fn an_old_key_in_and_past_its_overlap() {
     let adm = admin(&[], owner(false, &[]));
     let second = Duration::from_secs(1);
     let mut expired = full.clone();
-    expired.expires_at = Some(now() - second);
+    expired.expires_at = crate::model::Expiry::at(now() - second);
     let rows = [
         (
             "within its overlap",
@@ -568,7 +568,7 @@ fn pinned_tokens_by_client_address() {
     let office_admin = pin(&adm, &["10.0.0.0/8", "2001:db8:1::/48"]);
     let host = pin(&full, &["192.0.2.7", "::1"]);
     let mut expired = office.clone();
-    expired.expires_at = Some(now() - Duration::from_secs(1));
+    expired.expires_at = crate::model::Expiry::at(now() - Duration::from_secs(1));
     let mut inactive = office_admin.clone();
     if let Ownership::Owner(o) = &mut inactive.ownership {
         o.is_active = false;

@@ -64,7 +64,7 @@ fn record(id: i64) -> TokenRecord {
         kind: TokenKind::ContentApi,
         name: format!("t{id}").into(),
         token_type: Some(ContentApiType::ReadOnly),
-        expires_at: None,
+        expires_at: crate::model::Expiry::NEVER,
         ends: crate::model::Ending::Token,
         permissions: PermissionSet::default(),
         ownership: Ownership::None,

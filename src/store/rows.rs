@@ -261,7 +261,8 @@ pub(super) fn record(
     rate_limit: RateOverride,
 ) -> Result<TokenRecord, StoreError> {
     Ok(columns!(row => TokenRecord {
-        id, name, expires_at;
+        id, name;
+        expires_at: row.col::<_, Option<SystemTime>>("expires_at")?.into(),
         kind: kind, token_type: token_type, permissions: permissions, ownership: ownership,
         rate_limit: rate_limit, ends: Ending::Token, networks: Default::default(),
     }))
