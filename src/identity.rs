@@ -219,18 +219,7 @@ mod tests {
     #[test]
     fn headers_for_both_kinds() {
         let n = IdentityNames::new("x-auth-");
-        let content = TokenRecord {
-            id: 12,
-            kind: TokenKind::ContentApi,
-            name: "Café build\n".into(),
-            token_type: Some(ContentApiType::Custom),
-            expires_at: crate::model::Expiry::NEVER,
-            ends: crate::model::Ending::Token,
-            permissions: PermissionSet::default(),
-            ownership: Ownership::None,
-            rate_limit: crate::model::RateOverride::default(),
-            networks: crate::model::Networks::default(),
-        };
+        let content = TokenRecord::content_api(12, "Café build\n", ContentApiType::Custom);
         let headers_for = |r: &TokenRecord| {
             let mut h = HeaderMap::new();
             n.insert_into(&mut h, r);

@@ -379,6 +379,23 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
+    /// A content-API token of type `ty` with no expiry, permissions, rate
+    /// limit or networks (what tests and benchmarks start from).
+    pub fn content_api(id: i64, name: &str, ty: ContentApiType) -> Self {
+        TokenRecord {
+            id,
+            kind: TokenKind::ContentApi,
+            name: name.into(),
+            token_type: Some(ty),
+            expires_at: Expiry::NEVER,
+            ends: Ending::Token,
+            permissions: PermissionSet::default(),
+            ownership: Ownership::None,
+            rate_limit: RateOverride::default(),
+            networks: Networks::default(),
+        }
+    }
+
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.expires_at.is_before(now)
     }

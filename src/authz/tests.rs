@@ -52,16 +52,8 @@ fn perms(list: &[(&str, Option<&str>)]) -> PermissionSet {
 
 fn content(ty: ContentApiType, actions: &[&str]) -> TokenRecord {
     TokenRecord {
-        id: 1,
-        kind: TokenKind::ContentApi,
-        name: "c".into(),
-        token_type: Some(ty),
-        expires_at: crate::model::Expiry::NEVER,
-        ends: crate::model::Ending::Token,
         permissions: actions.iter().map(|a| Permission::new(*a, None)).collect(),
-        ownership: Ownership::None,
-        rate_limit: crate::model::RateOverride::default(),
-        networks: crate::model::Networks::default(),
+        ..TokenRecord::content_api(1, "c", ty)
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use super::*;
 use crate::known::{Loading, MISS_BUDGET};
-use crate::model::{ContentApiType, Ownership, PermissionSet, TokenKind, TokenRecord};
+use crate::model::{ContentApiType, TokenRecord};
 
 struct Fixture {
     lookup: Lookup,
@@ -59,18 +59,7 @@ async fn fixture_with(more: &str) -> Fixture {
 }
 
 fn record(id: i64) -> TokenRecord {
-    TokenRecord {
-        id,
-        kind: TokenKind::ContentApi,
-        name: format!("t{id}").into(),
-        token_type: Some(ContentApiType::ReadOnly),
-        expires_at: crate::model::Expiry::NEVER,
-        ends: crate::model::Ending::Token,
-        permissions: PermissionSet::default(),
-        ownership: Ownership::None,
-        rate_limit: crate::model::RateOverride::default(),
-        networks: crate::model::Networks::default(),
-    }
+    TokenRecord::content_api(id, &format!("t{id}"), ContentApiType::ReadOnly)
 }
 
 impl Fixture {

@@ -84,6 +84,17 @@ pub(super) async fn append(
 /// Commit a write's transaction, then log the events it recorded (one
 /// structured line each, target `authgate::audit`): never a line for an
 /// event that did not commit.
+/// The usual end of a write that records one event: append it, commit.
+pub(super) async fn append_and_commit(
+    tx: deadpool_postgres::Transaction<'_>,
+    store: &super::Store,
+    ctx: &AuditCtx,
+    draft: Draft,
+) -> Result<(), StoreError> {
+    let event = append(&tx, store.audit_table(), ctx, draft).await?;
+    commit(tx, &[event]).await
+}
+
 pub(super) async fn commit(
     tx: deadpool_postgres::Transaction<'_>,
     logged: &[Event],

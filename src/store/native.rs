@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use tokio_postgres::error::SqlState;
 
 use super::audit::{
-    append, commit, diff, perms_json, role_draft, token_draft, token_fields, user_draft,
-    user_fields,
+    append, append_and_commit, commit, diff, perms_json, role_draft, token_draft, token_fields,
+    user_draft, user_fields,
 };
 use super::rows::{
     self, corrupt, Col, NewToken, ReplacementKey, RoleRow, TokenRow, TokenUpdate, UserFlag,
@@ -315,7 +315,6 @@ pub(super) async fn create_user(
 ) -> Result<UserRow, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
-    let mut logged = Vec::new();
     let id: i64 = tx
         .query_one(
             "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id",
@@ -348,16 +347,7 @@ pub(super) async fn create_user(
         .await?
         .ok_or_else(|| corrupt("a user vanished during its creation"))?;
     let c = diff(user_fields(None), user_fields(Some(&user)));
-    logged.push(
-        append(
-            &tx,
-            store.audit_table(),
-            audit,
-            user_draft(&user, "create", c),
-        )
-        .await?,
-    );
-    commit(tx, &logged).await?;
+    append_and_commit(tx, store, audit, user_draft(&user, "create", c)).await?;
     Ok(user)
 }
 
@@ -416,7 +406,6 @@ pub(super) async fn delete_user(
 ) -> Result<Option<i64>, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
-    let mut logged = Vec::new();
     if tx
         .query_opt(
             "SELECT id FROM users WHERE lower(email) = lower($1) FOR UPDATE",
@@ -451,16 +440,7 @@ pub(super) async fn delete_user(
             json!({"before": tokens, "after": Value::Array(Vec::new())}),
         );
     }
-    logged.push(
-        append(
-            &tx,
-            store.audit_table(),
-            audit,
-            user_draft(&user, "delete", c),
-        )
-        .await?,
-    );
-    commit(tx, &logged).await?;
+    append_and_commit(tx, store, audit, user_draft(&user, "delete", c)).await?;
     Ok(Some(tokens.len() as i64))
 }
 
@@ -473,7 +453,6 @@ pub(super) async fn create_role(
 ) -> Result<RoleRow, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
-    let mut logged = Vec::new();
     let id: i64 = tx
         .query_one(
             "INSERT INTO roles (name) VALUES ($1) RETURNING id",
@@ -483,16 +462,7 @@ pub(super) async fn create_role(
         .map_err(|e| conflict(e, || format!("a role named `{name}` already exists")))?
         .col(0)?;
     let c = changes(&[("name", Value::Null, json!(name))]);
-    logged.push(
-        append(
-            &tx,
-            store.audit_table(),
-            audit,
-            role_draft(id, name, "create", c),
-        )
-        .await?,
-    );
-    commit(tx, &logged).await?;
+    append_and_commit(tx, store, audit, role_draft(id, name, "create", c)).await?;
     Ok(RoleRow {
         id,
         name: name.to_owned(),
@@ -523,7 +493,6 @@ pub(super) async fn delete_role(
 ) -> Result<Option<usize>, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
-    let mut logged = Vec::new();
     let Some(row) = tx
         .query_opt(
             "SELECT id, coalesce(code = 'super-admin', false) FROM roles WHERE name = $1 FOR UPDATE",
@@ -562,16 +531,7 @@ pub(super) async fn delete_role(
         ("permissions", perms, Value::Null),
         ("users", json!(members), json!([])),
     ]);
-    logged.push(
-        append(
-            &tx,
-            store.audit_table(),
-            audit,
-            role_draft(id, name, "delete", c),
-        )
-        .await?,
-    );
-    commit(tx, &logged).await?;
+    append_and_commit(tx, store, audit, role_draft(id, name, "delete", c)).await?;
     Ok(Some(members.len()))
 }
 
@@ -734,7 +694,6 @@ pub(super) async fn create_token(
 ) -> Result<TokenRow, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
-    let mut logged = Vec::new();
     let kind = t.kind.as_str();
     let ty = t.token_type.map(ContentApiType::as_str);
     if t.imported {
@@ -761,16 +720,7 @@ pub(super) async fn create_token(
     if let (true, Some(m)) = (t.imported, c.as_object_mut()) {
         m.insert("imported".into(), Value::Bool(true));
     }
-    logged.push(
-        append(
-            &tx,
-            store.audit_table(),
-            audit,
-            token_draft(&row, "create", c),
-        )
-        .await?,
-    );
-    commit(tx, &logged).await?;
+    append_and_commit(tx, store, audit, token_draft(&row, "create", c)).await?;
     Ok(row)
 }
 
