@@ -405,7 +405,8 @@ fn http1_builder(cfg: &Config) -> hyper::server::conn::http1::Builder {
         .header_read_timeout(cfg.server.request_header_timeout)
         .keep_alive(true)
         .max_header_size(cfg.server.max_header_bytes)
-        .max_buf_size(cfg.server.max_header_bytes.max(8192) + 8192);
+        .max_buf_size(cfg.server.max_header_bytes.max(8192) + 8192)
+        .writev(false);
     if cfg.server.max_headers != 100 {
         b.max_headers(cfg.server.max_headers);
     }

@@ -19,6 +19,7 @@
 //! upstream (the keep-alive race) is sent again on a new connection; one
 //! that was written is never sent twice.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -100,7 +101,11 @@ impl Upstream {
                 connector,
                 origin,
                 host,
-                http1: http1::Builder::new(),
+                http1: {
+                    let mut b = http1::Builder::new();
+                    b.writev(false);
+                    b
+                },
                 request_timeout: cfg.request_timeout,
                 parked: Mutex::new(Vec::new()),
                 max_parked: cfg.pool_max_idle,
@@ -115,6 +120,7 @@ impl Upstream {
         Pinned {
             upstream: self.clone(),
             send: Mutex::new(None),
+            timer: Mutex::new(None),
         }
     }
 
@@ -176,6 +182,8 @@ pub struct Pinned {
     /// has arrived (the client connection sends no other request before
     /// that response is over).
     send: Mutex<Option<SendRequest<ForwardBody>>>,
+    /// The request timeout's timer, kept between requests.
+    timer: Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
 }
 
 impl Drop for Pinned {
@@ -202,10 +210,23 @@ impl Pinned {
                 req.headers_mut().insert(http::header::HOST, host.clone());
             }
         }
-        match tokio::time::timeout(self.upstream.inner.request_timeout, self.exchange(req)).await {
-            Err(_) => Err(UpstreamError::Timeout),
-            Ok(r) => r,
-        }
+        // The connection's own timer, reset for each request rather than a
+        // new one made and dropped each time.
+        let timeout = self.upstream.inner.request_timeout;
+        let mut timer = self
+            .timer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| Box::pin(tokio::time::sleep(timeout)));
+        timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+        let r = tokio::select! {
+            biased;
+            r = self.exchange(req) => r,
+            _ = timer.as_mut() => Err(UpstreamError::Timeout),
+        };
+        *self.timer.lock().unwrap_or_else(|p| p.into_inner()) = Some(timer);
+        r
     }
 
     fn take(&self) -> Option<SendRequest<ForwardBody>> {

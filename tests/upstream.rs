@@ -65,7 +65,10 @@ async fn serve(mut s: TcpStream, after: After) {
             }
         }
         let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        buf.drain(..end);
+        let head: Vec<u8> = buf.drain(..end).collect();
+        if head.starts_with(b"GET /uploads/slow") {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
         let close = matches!(after, After::Close);
         let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{}\r\nok",
@@ -86,7 +89,11 @@ async fn gateway(env: &Env, upstream: SocketAddr) -> Gateway {
 
 /// Send one request on a kept-alive client connection; the status line.
 async fn one(c: &mut TcpStream) -> String {
-    c.write_all(b"GET /uploads/a.png HTTP/1.1\r\nHost: cms\r\n\r\n")
+    get_on(c, "/uploads/a.png").await
+}
+
+async fn get_on(c: &mut TcpStream, path: &str) -> String {
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: cms\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut buf = Vec::new();
@@ -170,4 +177,33 @@ async fn an_upstream_connection_closed_while_idle_is_replaced() {
     assert_eq!(one(&mut c).await, "HTTP/1.1 200 OK");
     assert_eq!(one(&mut c).await, "HTTP/1.1 200 OK");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_timed_out_request_leaves_the_connection_fit_for_the_next() {
+    let env = Env::new().await;
+    let (up, accepted) = upstream(After::KeepAlive).await;
+    let mut cfg = env.config();
+    cfg.upstream.url = format!("http://{up}").parse().unwrap();
+    cfg.upstream.request_timeout = Duration::from_millis(200);
+    let g = Gateway::start(cfg).await;
+    let mut c = TcpStream::connect(g.addr).await.unwrap();
+    assert_eq!(one(&mut c).await, "HTTP/1.1 200 OK");
+    assert_eq!(
+        get_on(&mut c, "/uploads/slow.png").await,
+        "HTTP/1.1 504 Gateway Timeout"
+    );
+    // The timer is reset for each request: the next ones are not cut short
+    // and are timed afresh.
+    for _ in 0..3 {
+        assert_eq!(one(&mut c).await, "HTTP/1.1 200 OK");
+    }
+    assert_eq!(
+        get_on(&mut c, "/uploads/slow.png").await,
+        "HTTP/1.1 504 Gateway Timeout"
+    );
+    assert_eq!(one(&mut c).await, "HTTP/1.1 200 OK");
+    // The upstream connection a timed-out request was written to is not
+    // used again (its response may still come): one new connection each.
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
