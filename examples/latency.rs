@@ -6,6 +6,7 @@
 //! per connection with blocking sockets keeps the probe's own jitter low.
 //!
 //! `cargo run --release --example latency -- ADDR PATH RATE SECONDS [TOKEN | @FILE]`
+//! (`LATENCY_CONNECTIONS=N` for N connections instead of 4)
 //!
 //! `@FILE` names a file of tokens, one per line, used round-robin (each
 //! connection starts at a different line), so a cache-less gateway sees a
@@ -71,7 +72,13 @@ fn main() {
         })
         .collect();
     let requests = std::sync::Arc::new(requests);
-    let conns = 4usize;
+    // Connections (one thread each): 4, or LATENCY_CONNECTIONS. Each carries
+    // one request at a time, so the rate must fit within them.
+    let conns: usize = std::env::var("LATENCY_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(4);
     let interval = Duration::from_secs_f64(conns as f64 / rate);
     let total = (rate * secs) as usize / conns;
     let start = Instant::now() + Duration::from_millis(200);
