@@ -125,6 +125,7 @@ impl Server {
         if cfg.postgres.layout == Layout::Strapi5 {
             initial_content_types(&cfg, &policies).await;
         }
+        warn_of_pending_migrations(&cfg).await;
         let listener = listen(cfg.server.listen).await?;
         let metrics_listener = match cfg.metrics_listen {
             Some(a) => Some(listen(a).await?),
@@ -396,6 +397,29 @@ async fn initial_content_types(cfg: &Config, policies: &Policies) {
         Err(_) => tracing::warn!(
             "strapi5 layout: content types not read within {bound:?}; the poller retries"
         ),
+    }
+}
+
+/// Say it loudly when the schema is older than this authgate: lookups that
+/// read a column a pending migration adds fail (503) until `authgate
+/// migrate` runs. Silent when the database cannot be asked yet.
+async fn warn_of_pending_migrations(cfg: &Config) {
+    let asked = tokio::time::timeout(
+        cfg.postgres.connect_timeout,
+        crate::store::pending_migrations(&cfg.postgres),
+    )
+    .await;
+    match asked {
+        Ok(Ok(pending)) if !pending.is_empty() => tracing::error!(
+            schema = %cfg.postgres.schema,
+            ?pending,
+            "the schema lacks migrations this authgate needs: run `authgate migrate`; until then token lookups fail with 503"
+        ),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "could not check the schema's migrations at start")
+        }
+        Err(_) => tracing::debug!("could not check the schema's migrations at start: timed out"),
     }
 }
 

@@ -325,6 +325,15 @@ pub async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
     }
 }
 
+/// The migrations `authgate migrate` would apply now (the authgate layout;
+/// the strapi5 layout's triggers are optional, so none are pending there).
+pub async fn pending_migrations(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
+    match cfg.layout {
+        Layout::Authgate => native::pending(cfg).await,
+        Layout::Strapi5 => Ok(Vec::new()),
+    }
+}
+
 /// A token holding a hash ([`Store::key_holder`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyHolder {

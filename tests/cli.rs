@@ -395,3 +395,31 @@ async fn token_list_expiring_shows_what_expires_soon() {
         stderr(&bad)
     );
 }
+
+/// `serve` says at start when the schema lacks a migration (every lookup
+/// that reads its columns would fail with 503 until `authgate migrate`).
+#[tokio::test]
+async fn pending_migrations_are_the_ones_the_schema_lacks() {
+    let env = Env::new().await;
+    let cfg = env.config();
+    let pending = authgate::store::pending_migrations(&cfg.postgres)
+        .await
+        .expect("asked");
+    assert_eq!(pending, Vec::<i32>::new(), "a migrated schema");
+    exec(
+        &env.schema,
+        "DELETE FROM schema_migrations WHERE version = 5",
+    )
+    .await;
+    let pending = authgate::store::pending_migrations(&cfg.postgres)
+        .await
+        .expect("asked");
+    assert_eq!(pending, vec![5]);
+    let mut fresh = cfg.postgres.clone();
+    fresh.schema = format!("{}_never_migrated", env.schema);
+    let all = authgate::store::pending_migrations(&fresh)
+        .await
+        .expect("asked");
+    assert_eq!(all.first(), Some(&1));
+    assert!(all.contains(&5), "{all:?}");
+}

@@ -136,6 +136,37 @@ fn token_type(
     }
 }
 
+/// The migrations this authgate has that the schema lacks (all of them
+/// when it has none).
+pub(super) async fn pending(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
+    let client = connect(cfg).await?;
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass(format('%I.schema_migrations', $1::text)) IS NOT NULL",
+            &[&cfg.schema],
+        )
+        .await?
+        .col(0)?;
+    let done: Vec<i32> = if exists {
+        client
+            .query(
+                &format!("SELECT version FROM {}.schema_migrations", cfg.schema),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.col(0))
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATIONS
+        .iter()
+        .map(|m| m.0)
+        .filter(|v| !done.contains(v))
+        .collect())
+}
+
 /// Create or upgrade the schema. Returns the versions applied now.
 pub(super) async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
     let mut client = connect(cfg).await?;
