@@ -21,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
+. bench/nginx.sh
 
 N=${N:-4000}
 ensure_command valgrind valgrind
@@ -54,45 +55,10 @@ echo "==> building (release)" >&2
 cargo build --release --quiet --bin authgate --example bench_floor --example bench_hyper_proxy
 
 mkdir -p "$W/logs"
-cat > "$W/upstream.conf" <<EOF
-worker_processes 1;
-error_log $W/logs/upstream-error.log crit;
-pid $W/upstream.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$P_UP;
-    location / { default_type application/json; return 200 '{"data":[{"id":1,"title":"hello"}],"meta":{}}'; }
-  }
-}
-EOF
+nginx_upstream_conf "$W" "$P_UP" > "$W/upstream.conf"
 # The proxy under comparison runs in the foreground as one process, so
 # valgrind sees the process that does the work.
-cat > "$W/proxy.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $W/logs/proxy-error.log crit;
-pid $W/proxy.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream cms { server 127.0.0.1:$P_UP; keepalive 64; }
-  server {
-    listen 127.0.0.1:$P_NGINX;
-    location / {
-      proxy_pass http://cms;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$remote_addr;
-    }
-  }
-}
-EOF
+nginx_proxy_conf "$W" "$P_NGINX" "$P_UP" --foreground > "$W/proxy.conf"
 nginx -p "$W" -c "$W/upstream.conf"
 
 cat > "$W/gate.toml" <<EOF

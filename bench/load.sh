@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
+. bench/nginx.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
@@ -77,41 +78,8 @@ mkdir -p "$W/logs"
 # Two nginx instances, one worker each: the upstream (answers from memory)
 # and the plain reverse proxy under comparison, so the proxy's worker does
 # nothing but proxy, as authgate's does.
-cat > "$W/upstream.conf" <<EOF
-worker_processes 1;
-error_log $W/logs/upstream-error.log crit;
-pid $W/upstream.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$P_UP;
-    location / { default_type application/json; return 200 '{"data":[{"id":1,"title":"hello"}],"meta":{}}'; }
-  }
-}
-EOF
-cat > "$W/proxy.conf" <<EOF
-worker_processes 1;
-error_log $W/logs/proxy-error.log crit;
-pid $W/proxy.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream cms { server 127.0.0.1:$P_UP; keepalive 64; }
-  server {
-    listen 127.0.0.1:$P_NGINX;
-    location / {
-      proxy_pass http://cms;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$remote_addr;
-    }
-  }
-}
-EOF
+nginx_upstream_conf "$W" "$P_UP" > "$W/upstream.conf"
+nginx_proxy_conf "$W" "$P_NGINX" "$P_UP" > "$W/proxy.conf"
 nginx -p "$W" -c "$W/upstream.conf"
 nginx -p "$W" -c "$W/proxy.conf"
 

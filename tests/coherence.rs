@@ -43,79 +43,76 @@ async fn first_refusals(
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revocations_through_the_cli_reach_both_replicas() {
-    let env = Env::new().await;
+/// One revocation: what it is, the CLI command that makes it, a path the
+/// key works on before it, the key, and the refusal after it.
+struct Revocation {
+    what: &'static str,
+    args: Vec<String>,
+    path: &'static str,
+    key: String,
+    refusal: u16,
+}
+
+/// Tokens to revoke in every way the CLI can (deleted, regenerated, owner
+/// deactivated, a role's permission revoked), each with the command.
+fn revocations(env: &Env) -> Vec<Revocation> {
+    const READ: &str = "plugin::content-manager.explorer.read@api::article.article";
     env.ok(&["role", "create", "editor"]);
-    env.ok(&[
-        "role",
-        "grant",
-        "editor",
-        "plugin::content-manager.explorer.read@api::article.article",
-    ]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "ed@example.com",
-        "--role",
-        "editor",
-    ]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "al@example.com",
-        "--role",
-        "editor",
-    ]);
+    env.ok(&["role", "grant", "editor", READ]);
+    for email in ["ed@example.com", "al@example.com"] {
+        env.ok(&["user", "create", "--email", email, "--role", "editor"]);
+    }
     let (del_id, del_key) = env.content_token("to-delete", "read-only", &[]);
     let (regen_id, regen_key) = env.content_token("to-regenerate", "read-only", &[]);
     let (_, owner_key) = env.admin_token("owner-off", "ed@example.com", &[]);
-    let (_, role_key) = env.admin_token(
-        "role-loses",
-        "al@example.com",
-        &["plugin::content-manager.explorer.read@api::article.article"],
-    );
+    let (_, role_key) = env.admin_token("role-loses", "al@example.com", &[READ]);
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect();
+    vec![
+        Revocation {
+            what: "token deleted",
+            args: args(&["token", "delete", &del_id.to_string()]),
+            path: "/api/articles",
+            key: del_key,
+            refusal: 401,
+        },
+        Revocation {
+            what: "token regenerated",
+            args: args(&["token", "regenerate", &regen_id.to_string()]),
+            path: "/api/articles",
+            key: regen_key,
+            refusal: 401,
+        },
+        Revocation {
+            what: "owner deactivated",
+            args: args(&["user", "deactivate", "ed@example.com"]),
+            path: "/admin/users/me",
+            key: owner_key,
+            refusal: 401,
+        },
+        Revocation {
+            what: "role permission revoked",
+            args: args(&["role", "revoke", "editor", READ]),
+            path: "/content-manager/collection-types/api::article.article",
+            key: role_key,
+            refusal: 403,
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_through_the_cli_reach_both_replicas() {
+    let env = Env::new().await;
+    let scenarios = revocations(&env);
     let r1 = Replica::start(&env.config_path, &[]);
     let r2 = Replica::start(&env.config_path, &[]);
-    let articles = "/content-manager/collection-types/api::article.article";
-    let scenarios: Vec<(&str, Vec<String>, &str, &str, u16)> = vec![
-        (
-            "token deleted",
-            vec!["token".into(), "delete".into(), del_id.to_string()],
-            "/api/articles",
-            &del_key,
-            401,
-        ),
-        (
-            "token regenerated",
-            vec!["token".into(), "regenerate".into(), regen_id.to_string()],
-            "/api/articles",
-            &regen_key,
-            401,
-        ),
-        (
-            "owner deactivated",
-            vec!["user".into(), "deactivate".into(), "ed@example.com".into()],
-            "/admin/users/me",
-            &owner_key,
-            401,
-        ),
-        (
-            "role permission revoked",
-            vec![
-                "role".into(),
-                "revoke".into(),
-                "editor".into(),
-                "plugin::content-manager.explorer.read@api::article.article".into(),
-            ],
-            articles,
-            &role_key,
-            403,
-        ),
-    ];
-    for (what, args, path, key, refusal) in &scenarios {
+    for Revocation {
+        what,
+        args,
+        path,
+        key,
+        refusal,
+    } in &scenarios
+    {
         for r in [&r1, &r2] {
             assert_eq!(
                 get(&r.url(path), Some(key)).await.status,
@@ -539,78 +536,27 @@ async fn status_on(c: &mut tokio::net::TcpStream, path: &str, key: &str) -> u16 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_reach_a_kept_alive_connection() {
     let env = Env::new().await;
-    env.ok(&["role", "create", "editor"]);
-    env.ok(&[
-        "role",
-        "grant",
-        "editor",
-        "plugin::content-manager.explorer.read@api::article.article",
-    ]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "ed@example.com",
-        "--role",
-        "editor",
-    ]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "al@example.com",
-        "--role",
-        "editor",
-    ]);
-    let (del_id, del_key) = env.content_token("to-delete", "read-only", &[]);
-    let (_, owner_key) = env.admin_token("owner-off", "ed@example.com", &[]);
-    let (_, role_key) = env.admin_token(
-        "role-loses",
-        "al@example.com",
-        &["plugin::content-manager.explorer.read@api::article.article"],
-    );
-    let articles = "/content-manager/collection-types/api::article.article";
+    let scenarios = revocations(&env);
     let g = env.gateway().await;
-    let scenarios: Vec<(&str, Vec<String>, &str, &str, u16)> = vec![
-        (
-            "token deleted",
-            vec!["token".into(), "delete".into(), del_id.to_string()],
-            "/api/articles",
-            &del_key,
-            401,
-        ),
-        (
-            "owner deactivated",
-            vec!["user".into(), "deactivate".into(), "ed@example.com".into()],
-            "/admin/users/me",
-            &owner_key,
-            401,
-        ),
-        (
-            "role permission revoked",
-            vec![
-                "role".into(),
-                "revoke".into(),
-                "editor".into(),
-                "plugin::content-manager.explorer.read@api::article.article".into(),
-            ],
-            articles,
-            &role_key,
-            403,
-        ),
-    ];
-    for (what, args, path, key, refusal) in scenarios {
+    for Revocation {
+        what,
+        args,
+        path,
+        key,
+        refusal,
+    } in scenarios
+    {
         let mut c = tokio::net::TcpStream::connect(g.addr)
             .await
             .expect("connect");
         for _ in 0..3 {
-            assert_eq!(status_on(&mut c, path, key).await, 200, "{what}: before");
+            assert_eq!(status_on(&mut c, path, &key).await, 200, "{what}: before");
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         env.ok(&args);
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            let status = status_on(&mut c, path, key).await;
+            let status = status_on(&mut c, path, &key).await;
             if status == refusal {
                 break;
             }

@@ -1,0 +1,51 @@
+# The nginx configurations the benchmarks share. Source it; do not run it.
+#
+#   nginx_upstream_conf DIR PORT           > DIR/upstream.conf
+#   nginx_proxy_conf DIR PORT UPSTREAM [--foreground] > DIR/proxy.conf
+#
+# The upstream: one worker answering a 46-byte JSON body from memory. The
+# proxy (the peer authgate is compared with): one worker, `proxy_pass` with
+# a keep-alive pool of 64, HTTP/1.1 and `Connection ""`; `--foreground`
+# keeps it one process (no master), for valgrind.
+
+nginx_upstream_conf() { # dir port
+  cat <<CONF
+worker_processes 1;
+error_log $1/logs/upstream-error.log crit;
+pid $1/upstream.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$2;
+    location / { default_type application/json; return 200 '{"data":[{"id":1,"title":"hello"}],"meta":{}}'; }
+  }
+}
+CONF
+}
+
+nginx_proxy_conf() { # dir port upstream-port [--foreground]
+  if [ "${4:-}" = "--foreground" ]; then printf 'daemon off;\nmaster_process off;\n'; fi
+  cat <<CONF
+worker_processes 1;
+error_log $1/logs/proxy-error.log crit;
+pid $1/proxy.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream cms { server 127.0.0.1:$3; keepalive 64; }
+  server {
+    listen 127.0.0.1:$2;
+    location / {
+      proxy_pass http://cms;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+    }
+  }
+}
+CONF
+}
