@@ -935,9 +935,7 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
             let actor = mgr.actor(act.as_user.as_deref()).await?;
             let mut rows = mgr.list(&actor, kind).await?;
             if let Some(window) = expiring {
-                let now = SystemTime::now();
-                rows.retain(|t| crate::model::expires_within(t.expires_at, now, window));
-                rows.sort_by_key(|t| t.expires_at);
+                manage::keep_expiring(&mut rows, window, SystemTime::now());
             }
             print_token_list(&rows, json);
         }

@@ -171,6 +171,18 @@ impl Rule {
     }
 }
 
+/// Keep the active tokens that expire within `window` of `now`, soonest
+/// first (`token list --expiring`, `GET ...?expiring=`): what the
+/// `AuthgateTokensExpiringSoon` alert sends an operator to look at.
+pub fn keep_expiring(
+    rows: &mut Vec<TokenRow>,
+    window: std::time::Duration,
+    now: std::time::SystemTime,
+) {
+    rows.retain(|t| crate::model::expires_within(t.expires_at, now, window));
+    rows.sort_by_key(|t| t.expires_at);
+}
+
 /// What a token operation does, for the permission check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {

@@ -1675,3 +1675,49 @@ async fn a_reload_reaches_the_management_catalog_and_its_checks() {
     .await;
     assert_eq!(create().await, 201, "the new type's action is now known");
 }
+
+/// `?expiring=` on the token lists: what `token list --expiring` prints,
+/// through the API (the `AuthgateTokensExpiringSoon` alert's next step).
+#[tokio::test]
+async fn token_lists_filter_what_expires_soon() {
+    let c = cast().await;
+    for (name, duration) in [("week", "7d"), ("month", "30d"), ("forever", "unlimited")] {
+        c.env.ok(&[
+            "token",
+            "create",
+            "--kind",
+            "content-api",
+            "--name",
+            name,
+            "--type",
+            "read-only",
+            "--duration",
+            duration,
+        ]);
+    }
+    let names = |r: &Resp| -> Vec<String> {
+        r.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = call(&c, "GET", "/admin/api-tokens?expiring=8d", &c.bob, None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(names(&r), ["week"]);
+    let r = call(&c, "GET", "/admin/api-tokens?expiring=31d", &c.bob, None).await;
+    assert_eq!(names(&r), ["week", "month"], "soonest first");
+    let all = call(&c, "GET", "/admin/api-tokens", &c.bob, None).await;
+    assert!(names(&all).contains(&"forever".to_owned()));
+    let r = call(&c, "GET", "/admin/api-tokens?expiring=soon", &c.bob, None).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json(),
+        envelope(
+            400,
+            "ValidationError",
+            "`expiring` must be a duration such as 7d or 36h, not `soon`"
+        )
+    );
+}

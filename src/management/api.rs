@@ -358,7 +358,8 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
             Err(e) => e.response(),
         };
     }
-    match dispatch(state, &actor, &origin, route.endpoint, id, &body).await {
+    let query = parts.uri.query();
+    match dispatch(state, &actor, &origin, route.endpoint, id, query, &body).await {
         Ok((status, data)) => json_response(status, json!({ "data": data }).to_string()),
         Err(e) => e.response(),
     }
@@ -649,19 +650,40 @@ async fn audit_logs(
     }))
 }
 
+/// `?expiring=7d` on a token list: only the active tokens expiring within
+/// that long, soonest first.
+fn expiring_window(query: Option<&str>) -> Result<Option<std::time::Duration>, ApiError> {
+    let form = super::form::Form::parse(query.unwrap_or("").as_bytes())
+        .map_err(|_| ApiError::validation("the query string is malformed"))?;
+    let Some(v) = form.all("expiring").next() else {
+        return Ok(None);
+    };
+    humantime::parse_duration(v.trim()).map(Some).map_err(|_| {
+        ApiError::validation(format!(
+            "`expiring` must be a duration such as 7d or 36h, not `{}`",
+            v.trim()
+        ))
+    })
+}
+
 async fn dispatch(
     state: &State,
     actor: &Actor,
     origin: &Origin,
     endpoint: Endpoint,
     id: Option<i64>,
+    query: Option<&str>,
     body: &[u8],
 ) -> Result<(StatusCode, Value), ApiError> {
     let mgr = state.manager(origin.clone());
     let m = ApiError::from_manage;
     match endpoint {
         Endpoint::List(kind) => {
-            let rows = mgr.list(actor, Some(kind)).await.map_err(m)?;
+            let expiring = expiring_window(query)?;
+            let mut rows = mgr.list(actor, Some(kind)).await.map_err(m)?;
+            if let Some(window) = expiring {
+                crate::manage::keep_expiring(&mut rows, window, std::time::SystemTime::now());
+            }
             Ok((
                 StatusCode::OK,
                 Value::Array(rows.iter().map(|t| token_json(t, None)).collect()),
