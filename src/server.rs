@@ -125,7 +125,9 @@ impl Server {
         if cfg.postgres.layout == Layout::Strapi5 {
             initial_content_types(&cfg, &policies).await;
         }
-        warn_of_pending_migrations(&cfg).await;
+        // In the background: a database that is down must not hold up the
+        // listeners.
+        tokio::spawn(warn_of_pending_migrations(cfg.postgres.clone()));
         let listener = listen(cfg.server.listen).await?;
         let metrics_listener = match cfg.metrics_listen {
             Some(a) => Some(listen(a).await?),
@@ -403,15 +405,12 @@ async fn initial_content_types(cfg: &Config, policies: &Policies) {
 /// Say it loudly when the schema is older than this authgate: lookups that
 /// read a column a pending migration adds fail (503) until `authgate
 /// migrate` runs. Silent when the database cannot be asked yet.
-async fn warn_of_pending_migrations(cfg: &Config) {
-    let asked = tokio::time::timeout(
-        cfg.postgres.connect_timeout,
-        crate::store::pending_migrations(&cfg.postgres),
-    )
-    .await;
+async fn warn_of_pending_migrations(pg: crate::config::PostgresConfig) {
+    let asked =
+        tokio::time::timeout(pg.connect_timeout, crate::store::pending_migrations(&pg)).await;
     match asked {
         Ok(Ok(pending)) if !pending.is_empty() => tracing::error!(
-            schema = %cfg.postgres.schema,
+            schema = %pg.schema,
             ?pending,
             "the schema lacks migrations this authgate needs: run `authgate migrate`; until then token lookups fail with 503"
         ),
