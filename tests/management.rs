@@ -1682,18 +1682,8 @@ async fn a_reload_reaches_the_management_catalog_and_its_checks() {
 async fn token_lists_filter_what_expires_soon() {
     let c = cast().await;
     for (name, duration) in [("week", "7d"), ("month", "30d"), ("forever", "unlimited")] {
-        c.env.ok(&[
-            "token",
-            "create",
-            "--kind",
-            "content-api",
-            "--name",
-            name,
-            "--type",
-            "read-only",
-            "--duration",
-            duration,
-        ]);
+        c.env
+            .content_token_with(name, "read-only", &["--duration", duration]);
     }
     let names = |r: &Resp| -> Vec<String> {
         r.json()["data"]
