@@ -1,7 +1,9 @@
-# The nginx configurations the benchmarks share. Source it; do not run it.
+# The configurations the benchmarks share. Source it; do not run it.
 #
 #   nginx_upstream_conf DIR PORT           > DIR/upstream.conf
 #   nginx_proxy_conf DIR PORT UPSTREAM [--foreground] > DIR/proxy.conf
+#   authgate_conf PORT CACHE_CAPACITY      > config.toml
+#       (reads P_UP, DB_URL, SCHEMA and SALT from the caller)
 #
 # The upstream: one worker answering a 46-byte JSON body from memory. The
 # proxy (the peer authgate is compared with): one worker, `proxy_pass` with
@@ -48,4 +50,32 @@ http {
   }
 }
 CONF
+}
+
+authgate_conf() { # port capacity
+  cat <<EOF
+[server]
+listen = "127.0.0.1:$1"
+worker_threads = 1
+[upstream]
+url = "http://127.0.0.1:$P_UP"
+pool_max_idle = 256
+[postgres]
+url = "$DB_URL"
+schema = "$SCHEMA"
+pool_size = 4
+[tokens]
+salt = "$SALT"
+[cache]
+capacity = $2
+[metrics]
+listen = ""
+[management]
+listen = ""
+[log]
+level = "warn"
+[[content_types]]
+uid = "api::article.article"
+plural = "articles"
+EOF
 }

@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
-. bench/nginx.sh
+. bench/configs.sh
 
 N=${N:-4000}
 ensure_command valgrind valgrind
@@ -41,6 +41,7 @@ done
 W=$(mktemp -d /tmp/authgate-instr.XXXXXX)
 SCHEMA=authgate_instr_$$
 DB_URL=${AUTHGATE_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+SALT=instructions-salt-0123456789abcdef
 pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
@@ -61,28 +62,7 @@ nginx_upstream_conf "$W" "$P_UP" > "$W/upstream.conf"
 nginx_proxy_conf "$W" "$P_NGINX" "$P_UP" --foreground > "$W/proxy.conf"
 nginx -p "$W" -c "$W/upstream.conf"
 
-cat > "$W/gate.toml" <<EOF
-[server]
-listen = "127.0.0.1:$P_GATE"
-worker_threads = 1
-[upstream]
-url = "http://127.0.0.1:$P_UP"
-[postgres]
-url = "$DB_URL"
-schema = "$SCHEMA"
-pool_size = 2
-[tokens]
-salt = "instructions-salt-0123456789abcdef"
-[metrics]
-listen = ""
-[management]
-listen = ""
-[log]
-level = "warn"
-[[content_types]]
-uid = "api::article.article"
-plural = "articles"
-EOF
+authgate_conf "$P_GATE" 100000 > "$W/gate.toml"
 target/release/authgate --config "$W/gate.toml" migrate >/dev/null
 KEY=$(target/release/authgate --config "$W/gate.toml" token create --kind content-api --name bench --type read-only --json \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')

@@ -25,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
-. bench/nginx.sh
+. bench/configs.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
@@ -83,35 +83,8 @@ nginx_proxy_conf "$W" "$P_NGINX" "$P_UP" > "$W/proxy.conf"
 nginx -p "$W" -c "$W/upstream.conf"
 nginx -p "$W" -c "$W/proxy.conf"
 
-config() { # port capacity
-  cat <<EOF
-[server]
-listen = "127.0.0.1:$1"
-worker_threads = 1
-[upstream]
-url = "http://127.0.0.1:$P_UP"
-pool_max_idle = 256
-[postgres]
-url = "$DB_URL"
-schema = "$SCHEMA"
-pool_size = 4
-[tokens]
-salt = "$SALT"
-[cache]
-capacity = $2
-[metrics]
-listen = ""
-[management]
-listen = ""
-[log]
-level = "warn"
-[[content_types]]
-uid = "api::article.article"
-plural = "articles"
-EOF
-}
-config $P_GATE 100000 > "$W/cached.toml"
-config $P_UNCACHED 0 > "$W/uncached.toml"
+authgate_conf $P_GATE 100000 > "$W/cached.toml"
+authgate_conf $P_UNCACHED 0 > "$W/uncached.toml"
 s5config() { # port database
   cat <<EOF
 [server]
