@@ -14,17 +14,20 @@
 //!
 //! **What invalidates it:** events from [`crate::invalidation`]: a token (by
 //! hash, or by id), every token of an owner, every token of the users of a
-//! role, or everything. Every invalidation bumps an epoch and every record
-//! remembers the epoch its load started in. By hash and "everything" remove
-//! entries at once; by id, owner or role the event is noted in a small map
-//! (the scope and its epoch) and a hit whose record is covered by a later
-//! event is dropped and re-read: O(1) per event and per hit instead of a
-//! scan over every entry, and exact from the very next request. Notes older
-//! than `ttl + stale_if_error` are pruned: no record that old is served.
-//! A lookup racing an invalidation does not put its (possibly older) result
+//! role, or everything. Every invalidation bumps an epoch and every entry
+//! remembers the epoch its load started in. Each event is noted in a small
+//! map (the scope and its epoch) and an entry covered by a later event is
+//! dropped and re-read: O(1) per event and per hit instead of a scan over
+//! every entry, and exact from the very next request, even for a load
+//! that stored its result just after the event (by hash and "everything"
+//! also remove entries at once, to free their memory). Notes older than
+//! `ttl + stale_if_error` are pruned: no record that old is served. A
+//! lookup racing an invalidation does not put its (possibly older) result
 //! into the cache: it is returned to its callers but not stored.
 //!
-//! **Single flight:** concurrent misses on the same hash share one query.
+//! **Single flight:** concurrent misses on the same hash share one query,
+//! within one epoch: a miss after an invalidation never waits for (and
+//! never receives) the result of a load that began before it.
 //!
 //! **Memory:** records and absences live in two moka caches; records carry
 //! their read time and epoch ([`Cached`], one allocation) and both are
@@ -60,15 +63,17 @@ pub struct Cached<V> {
     epoch: u64,
 }
 
-/// What an id-scoped invalidation covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What an invalidation covers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Scope {
+    Hash(Key),
     Token(i64),
     Owner(i64),
     Role(i64),
+    All,
 }
 
-/// Id-scoped invalidations still young enough to matter.
+/// Invalidations still young enough to matter.
 struct Revoked {
     /// Scope -> (epoch of the event, when it happened).
     by_scope: HashMap<Scope, (u64, Instant)>,
@@ -165,19 +170,26 @@ impl From<&StoreError> for LookupError {
     }
 }
 
-type Flight<V> = Arc<OnceCell<Result<Option<Hit<V>>, LookupError>>>;
+/// A load in progress and the epoch it began in: only misses in that
+/// epoch share it.
+struct Flight<V> {
+    epoch: u64,
+    result: OnceCell<Result<Option<Hit<V>>, LookupError>>,
+}
 
 /// The token cache. `V` is what the proxy keeps per token (the record plus
 /// anything derived from it); the cache only needs its record.
 pub struct TokenCache<V> {
     records: Option<Cache<Key, Hit<V>, BuildDigestHasher>>,
-    absent: Option<Cache<Key, (), BuildDigestHasher>>,
-    inflight: Mutex<HashMap<Key, Flight<V>, BuildDigestHasher>>,
+    /// Hashes with no token, and the epoch their load began in.
+    absent: Option<Cache<Key, u64, BuildDigestHasher>>,
+    inflight: Mutex<HashMap<Key, Arc<Flight<V>>, BuildDigestHasher>>,
     epoch: AtomicU64,
     revoked: RwLock<Revoked>,
     born: Instant,
     ttl: Duration,
     stale_if_error: Duration,
+    negative_ttl: Duration,
     metrics: Metrics,
 }
 
@@ -228,6 +240,7 @@ where
             }),
             ttl: cfg.ttl,
             stale_if_error: cfg.stale_if_error,
+            negative_ttl: cfg.negative_ttl,
             metrics,
         }
     }
@@ -252,9 +265,12 @@ where
                 }
                 stale = Some(hit);
             } else if let Some(absent) = &self.absent {
-                if absent.contains_key(&hash) {
-                    self.metrics.cache_negative_hits.inc();
-                    return Ok(None);
+                if let Some(epoch) = absent.get(&hash).await {
+                    if !self.covers(&hash, epoch, None) {
+                        self.metrics.cache_negative_hits.inc();
+                        return Ok(None);
+                    }
+                    absent.invalidate(&hash).await;
                 }
             }
         }
@@ -282,10 +298,22 @@ where
     {
         let flight = {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(hash).or_default().clone()
+            let epoch = self.epoch.load(Ordering::Acquire);
+            match map.get(&hash) {
+                Some(f) if f.epoch == epoch => f.clone(),
+                _ => {
+                    let f = Arc::new(Flight {
+                        epoch,
+                        result: OnceCell::new(),
+                    });
+                    map.insert(hash, f.clone());
+                    f
+                }
+            }
         };
-        let epoch = self.epoch.load(Ordering::Acquire);
+        let epoch = flight.epoch;
         let result = flight
+            .result
             .get_or_init(|| async {
                 let r = match load().await {
                     Ok(v) => Ok(v.map(|value| {
@@ -312,7 +340,7 @@ where
                                 records.invalidate(&hash).await;
                             }
                             if let Some(absent) = &self.absent {
-                                absent.insert(hash, ()).await;
+                                absent.insert(hash, epoch).await;
                             }
                         }
                         Err(_) => {}
@@ -344,29 +372,34 @@ where
         self.epoch.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    /// The cached record for `hash`, unless an id-scoped invalidation since
-    /// its load covers it (then it is removed, and not served even stale).
+    /// The cached record for `hash`, unless an invalidation since its load
+    /// covers it (then it is removed, and not served even stale).
     async fn servable(
         &self,
         records: &Cache<Key, Hit<V>, BuildDigestHasher>,
         hash: &Key,
     ) -> Option<Hit<V>> {
         let hit = records.get(hash).await?;
-        if self.is_revoked(&hit) {
+        if self.covers(hash, hit.epoch, Some(hit.value.as_ref())) {
             records.invalidate(hash).await;
             return None;
         }
         Some(hit)
     }
 
-    fn is_revoked(&self, hit: &Cached<V>) -> bool {
+    /// Does an invalidation after `epoch` cover the entry for `hash` (and,
+    /// for a record, its token, owner and roles)?
+    fn covers(&self, hash: &Key, epoch: u64, record: Option<&TokenRecord>) -> bool {
         let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
         let revoked = &revoked.by_scope;
         if revoked.is_empty() {
             return false;
         }
-        let after_load = |scope| revoked.get(&scope).is_some_and(|(e, _)| *e > hit.epoch);
-        let r = hit.value.as_ref();
+        let after_load = |scope| revoked.get(&scope).is_some_and(|(e, _)| *e > epoch);
+        if after_load(Scope::All) || after_load(Scope::Hash(*hash)) {
+            return true;
+        }
+        let Some(r) = record else { return false };
         after_load(Scope::Token(r.id))
             || match &r.ownership {
                 crate::model::Ownership::Owner(o) => {
@@ -396,7 +429,7 @@ where
     /// Forget one hash.
     pub async fn invalidate_hash(&self, hash: &TokenHash) {
         let hash = &Key::from(hash);
-        self.bump();
+        self.revoke(Scope::Hash(*hash));
         if let Some(c) = &self.records {
             c.invalidate(hash).await;
         }
@@ -405,15 +438,16 @@ where
         }
     }
 
-    /// Note an id-scoped invalidation, and prune notes that can no longer
-    /// cover a servable record (older than `ttl + stale_if_error`: records
-    /// loaded before them are never served).
+    /// Note an invalidation, and prune notes that can no longer cover a
+    /// servable entry (records loaded before them are never served).
     fn revoke(&self, scope: Scope) {
         let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
         let epoch = self.bump();
         let now = Instant::now();
         if now.duration_since(revoked.pruned) >= Duration::from_secs(1) {
-            let horizon = self.ttl + self.stale_if_error;
+            // No record older than ttl + stale_if_error is served, no
+            // absence older than negative_ttl.
+            let horizon = (self.ttl + self.stale_if_error).max(self.negative_ttl);
             revoked
                 .by_scope
                 .retain(|_, (_, at)| now.duration_since(*at) <= horizon);
@@ -437,7 +471,7 @@ where
         self.revoke(Scope::Role(role_id));
     }
 
-    /// Id-scoped invalidations currently remembered (tests).
+    /// Invalidations currently remembered (tests).
     pub fn revocations_held(&self) -> usize {
         let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
         revoked.by_scope.len()
@@ -445,7 +479,7 @@ where
 
     /// Forget everything (e.g. after the listener missed events).
     pub fn invalidate_all(&self) {
-        self.bump();
+        self.revoke(Scope::All);
         if let Some(c) = &self.records {
             c.invalidate_all();
         }

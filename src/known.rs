@@ -116,6 +116,10 @@ pub struct KnownHashes {
     gone: RwLock<HashSet<Prefix, BuildDigestHasher>>,
     /// Bumped by [`KnownHashes::insert`], so a waiter hears a NOTIFY.
     inserted: tokio::sync::watch::Sender<u64>,
+    /// Hashes announced since the running poll began (only while a poller
+    /// runs): its snapshot may predate them, so the set it installs keeps
+    /// them.
+    announced: Mutex<Vec<Prefix>>,
 }
 
 /// Most prefixes remembered as gone; beyond, the memory starts over.
@@ -136,6 +140,7 @@ impl Default for KnownHashes {
             },
             gone: RwLock::new(HashSet::default()),
             inserted: tokio::sync::watch::channel(0).0,
+            announced: Mutex::new(Vec::new()),
         }
     }
 }
@@ -195,6 +200,10 @@ impl KnownHashes {
     /// A poll is starting: returns its number for [`KnownHashes::poll_done`].
     /// Polls are numbered in order and never overlap.
     pub fn poll_started(&self) -> u64 {
+        self.announced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.polls.started.fetch_add(1, Ordering::AcqRel) + 1
     }
 
@@ -221,13 +230,19 @@ impl KnownHashes {
         sorted.sort_unstable();
         sorted.dedup();
         sorted.shrink_to_fit();
-        let old = std::mem::replace(
-            &mut *self.set.write().unwrap_or_else(|p| p.into_inner()),
-            PrefixSet {
-                sorted,
-                recent: HashSet::default(),
-            },
-        );
+        let mut polled = PrefixSet {
+            sorted,
+            recent: HashSet::default(),
+        };
+        let old = {
+            // Under the set's lock, so no announcement falls in between.
+            let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
+            let announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+            for p in announced.iter() {
+                polled.insert(*p);
+            }
+            std::mem::replace(&mut *set, polled)
+        };
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         let left: Vec<Prefix> = old
             .sorted
@@ -356,10 +371,15 @@ impl KnownHashes {
 
     /// A token with this hash was written.
     pub fn insert(&self, h: &TokenHash) {
-        self.set
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(prefix(h));
+        let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
+        set.insert(prefix(h));
+        if self.polls.started.load(Ordering::Acquire) > 0 {
+            self.announced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(prefix(h));
+        }
+        drop(set);
         self.inserted.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -406,6 +426,34 @@ mod tests {
         assert!(k.admits(&h(3)), "an inserted hash is known");
         k.distrust();
         assert!(k.admits(&h(200)), "not trusted while the listener is down");
+    }
+
+    /// A poll whose snapshot predates a NOTIFY does not drop the hash the
+    /// NOTIFY announced (a regenerated key would be refused as gone until
+    /// the next poll); the poll after it decides.
+    #[test]
+    fn a_poll_keeps_hashes_announced_while_it_ran() {
+        let k = KnownHashes::default();
+        let fresh = Duration::from_secs(5);
+        let n = k.poll_started();
+        let mut loading = Loading::default();
+        loading.add(&h(1));
+        k.replace_polled(loading);
+        k.poll_done(n, Instant::now(), true, fresh);
+
+        let n = k.poll_started();
+        k.insert(&h(2)); // announced while the poll runs
+        let mut loading = Loading::default();
+        loading.add(&h(1)); // its snapshot predates h(2)
+        k.replace_polled(loading);
+        k.poll_done(n, Instant::now(), true, fresh);
+        assert_eq!(k.check(&h(2)), Verdict::LookUp, "kept");
+
+        let n = k.poll_started();
+        k.replace_polled(Loading::default()); // both deleted since
+        k.poll_done(n, Instant::now(), true, fresh);
+        assert_eq!(k.check(&h(2)), Verdict::Unknown, "the next poll decides");
+        assert_eq!(k.check(&h(1)), Verdict::Unknown);
     }
 
     #[tokio::test]

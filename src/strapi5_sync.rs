@@ -3,10 +3,15 @@
 //!
 //! Every `postgres.poll_interval` (250 ms by default) one query computes a
 //! fingerprint of each table a decision reads: `count(*)`, `max(id)` and
-//! `sum(hashtext(row(<the columns a decision reads>)::text))`. The checksum
-//! sees every change of those columns, whether or not the writer touched
-//! `updated_at` (link tables have none), and ignores the ones no decision
-//! reads (`last_used_at`, which authgate itself writes). When a table's
+//! `sum(hashtext(row(<the columns a decision reads>, <version>)::text))`.
+//! The checksum sees every change of those columns, whether or not the
+//! writer touched `updated_at` (link tables have none). The version is the
+//! row's `xmin` (the transaction that last wrote it), so a change undone
+//! before the next poll (a user deactivated and restored) still moves the
+//! fingerprint: a lookup made in between may have cached the middle state.
+//! Tokens are versioned by `updated_at` instead, which Strapi sets on every
+//! edit, so that `last_used_at`, which authgate itself writes, moves nothing.
+//! When a table's
 //! fingerprint moves, that table alone is re-read (id, link ids and a row
 //! digest), diffed against the previous snapshot, and each changed row
 //! becomes the invalidation event the triggers would have sent
@@ -30,6 +35,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio_postgres::{GenericClient, IsolationLevel};
 
 use crate::cache::TokenCache;
 use crate::config::PostgresConfig;
@@ -67,7 +74,7 @@ struct Watched {
     table: &'static str,
     /// Link columns (ids of other rows), kept in the snapshot.
     links: &'static [&'static str],
-    /// The other columns a decision reads, digested.
+    /// The other columns a decision reads, and the row's version, digested.
     columns: &'static str,
     effect: Effect,
 }
@@ -81,61 +88,61 @@ const WATCHED: &[Watched] = &[
     Watched {
         table: "strapi_api_tokens",
         links: &[],
-        columns: "access_key, kind, type, name, expires_at",
+        columns: "access_key, kind, type, name, expires_at, updated_at",
         effect: Effect::Token,
     },
     Watched {
         table: "strapi_api_token_permissions",
         links: &[],
-        columns: "action",
+        columns: "action, xmin",
         effect: Effect::ContentPermission,
     },
     Watched {
         table: "strapi_api_token_permissions_token_lnk",
         links: &["api_token_permission_id", "api_token_id"],
-        columns: "",
+        columns: "xmin",
         effect: Effect::TokenAt(1),
     },
     Watched {
         table: "strapi_api_tokens_admin_user_owner_lnk",
         links: &["api_token_id", "user_id"],
-        columns: "",
+        columns: "xmin",
         effect: Effect::TokenAt(0),
     },
     Watched {
         table: "admin_users",
         links: &[],
-        columns: "is_active, blocked, email",
+        columns: "is_active, blocked, email, xmin",
         effect: Effect::User,
     },
     Watched {
         table: "admin_users_roles_lnk",
         links: &["user_id", "role_id"],
-        columns: "",
+        columns: "xmin",
         effect: Effect::UserAt(0),
     },
     Watched {
         table: "admin_roles",
         links: &[],
-        columns: "code",
+        columns: "code, xmin",
         effect: Effect::Role,
     },
     Watched {
         table: "admin_permissions",
         links: &[],
-        columns: "action, subject",
+        columns: "action, subject, xmin",
         effect: Effect::AdminPermission,
     },
     Watched {
         table: "admin_permissions_role_lnk",
         links: &["permission_id", "role_id"],
-        columns: "",
+        columns: "xmin",
         effect: Effect::RoleAt(1),
     },
     Watched {
         table: "admin_permissions_api_token_lnk",
         links: &["permission_id", "api_token_id"],
-        columns: "",
+        columns: "xmin",
         effect: Effect::TokenAt(1),
     },
 ];
@@ -294,7 +301,7 @@ fn fingerprint_of(row: &tokio_postgres::Row) -> Result<Fingerprint, StoreError> 
 
 /// Read Strapi's stored content types (`None`: no such row).
 pub async fn read_content_types(
-    client: &tokio_postgres::Client,
+    client: &impl GenericClient,
 ) -> Result<Option<content_types::Discovered>, StoreError> {
     let row = client
         .query_opt(
@@ -312,7 +319,7 @@ pub async fn read_content_types(
 
 /// Read the stored content types into the policy; logs what it found.
 pub async fn load_content_types(
-    client: &tokio_postgres::Client,
+    client: &impl GenericClient,
     policies: &Policies,
 ) -> Result<(), StoreError> {
     match read_content_types(client).await? {
@@ -334,7 +341,7 @@ pub async fn load_content_types(
 
 /// Re-read one table into a snapshot (and, for the tokens, their keys).
 async fn reread(
-    client: &tokio_postgres::Client,
+    client: &impl GenericClient,
     cfg: &PostgresConfig,
     table: usize,
 ) -> Result<(Snapshot, HashMap<i64, TokenHash>), StoreError> {
@@ -376,8 +383,14 @@ async fn reread(
 /// One poll. `full`: every table (no triggers, or no listener); else the
 /// tokens only (for the known-hash set: the triggers announce the rest).
 /// The content types in both cases.
+///
+/// The whole poll reads one snapshot (a read-only repeatable-read
+/// transaction): the fingerprints, the re-reads and the link tables a diff
+/// follows all show the same moment. Read at different moments, a
+/// permission re-read before a change and its link table after it can
+/// each look unchanged, and the change is never announced.
 async fn poll_once<V>(
-    client: &tokio_postgres::Client,
+    client: &mut tokio_postgres::Client,
     cfg: &PostgresConfig,
     state: &mut State,
     t: &Targets<V>,
@@ -391,6 +404,16 @@ where
     } else {
         vec![TOKENS]
     };
+    let tx = timed(
+        cfg,
+        client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start(),
+    )
+    .await?;
+    let client = &tx;
     let rows = timed(cfg, client.query(&fingerprint_query(&which), &[])).await?;
     let prints: Vec<Fingerprint> = rows.iter().map(fingerprint_of).collect::<Result<_, _>>()?;
     if prints.len() != which.len() + 1 {
@@ -453,7 +476,7 @@ where
         }
         state.content_types = Some(content_types_now);
     }
-    Ok(())
+    timed(cfg, tx.commit()).await
 }
 
 /// How often the catalog is checked for authgate's triggers.
@@ -474,7 +497,7 @@ pub async fn run<V>(
     let fresh_for = (cfg.poll_interval * 4).max(Duration::from_millis(200));
     loop {
         let session = async {
-            let client = store::connect(&cfg).await?;
+            let mut client = store::connect(&cfg).await?;
             let mut triggers = triggers_installed(&client, &cfg).await?;
             let mut inspected = Instant::now();
             let mut tick = tokio::time::interval(cfg.poll_interval);
@@ -488,7 +511,7 @@ pub async fn run<V>(
                 let full = !(triggers && t.listener.is_listening());
                 let started_at = Instant::now();
                 let n = t.known.poll_started();
-                let r = poll_once(&client, &cfg, &mut state, &t, full).await;
+                let r = poll_once(&mut client, &cfg, &mut state, &t, full).await;
                 t.known.poll_done(n, started_at, r.is_ok(), fresh_for);
                 r?;
                 backoff = Duration::from_millis(100);
@@ -576,7 +599,10 @@ mod tests {
         let q = fingerprint_query(&all);
         assert_eq!(q.matches("UNION ALL").count(), WATCHED.len());
         assert_eq!(fingerprint_query(&[TOKENS]).matches("UNION ALL").count(), 1);
-        assert!(q.contains("row(id, permission_id, role_id)::text"), "{q}");
+        assert!(
+            q.contains("row(id, permission_id, role_id, xmin)::text"),
+            "{q}"
+        );
     }
 
     #[test]

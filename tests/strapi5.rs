@@ -434,7 +434,8 @@ async fn with_triggers_changes_in_strapi_apply_at_once() {
     ))
     .await;
     becomes(&articles, &custom, 401, "old key after regeneration").await;
-    assert_eq!(status(articles.clone(), new_key.clone()).await, 200);
+    let r = get(&articles, Some(&new_key)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     db.exec(&format!(
         "DELETE FROM strapi_api_tokens WHERE id = {custom_id}"
     ))
@@ -1355,12 +1356,15 @@ async fn network_pinning_and_token_update_are_refused() {
 async fn until_status(url: &str, key: &str, status: u16) -> Duration {
     let t0 = std::time::Instant::now();
     loop {
-        if get(url, Some(key)).await.status == status {
+        let r = get(url, Some(key)).await;
+        if r.status == status {
             return t0.elapsed();
         }
         assert!(
             t0.elapsed() < Duration::from_secs(3),
-            "{url} never answered {status}"
+            "{url} never answered {status} (last: {} {})",
+            r.status,
+            String::from_utf8_lossy(&r.body)
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

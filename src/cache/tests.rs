@@ -228,6 +228,88 @@ async fn load_racing_an_invalidation_is_not_cached() {
     assert!(!c.holds(&hash(1)).await, "but it is not cached");
 }
 
+/// A miss that comes after an invalidation does not share a load that
+/// began before it: it queries anew and gets the new answer.
+#[tokio::test]
+async fn a_miss_after_an_invalidation_does_not_join_an_older_load() {
+    for invalidate in 0..4 {
+        let c = Arc::new(TokenCache::<TokenRecord>::new(
+            &cfg(60_000, 0),
+            Metrics::new(),
+        ));
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let c2 = c.clone();
+        let before = tokio::spawn(async move {
+            c2.get_or_load(hash(1), || async {
+                let _ = wait.await;
+                Ok(Some(record(1, None)))
+            })
+            .await
+        });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        match invalidate {
+            0 => c.invalidate_token(1),
+            1 => c.invalidate_hash(&hash(1)).await,
+            2 => c.invalidate_all(),
+            _ => c.invalidate_owner(10),
+        }
+        let calls = AtomicUsize::new(0);
+        let after =
+            tokio::time::timeout(Duration::from_secs(5), load(&c, hash(1), &calls, Ok(None)))
+                .await
+                .unwrap_or_else(|_| panic!("case {invalidate}: waited for the older load"))
+                .unwrap();
+        assert!(after.is_none(), "case {invalidate}: the newer answer");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "case {invalidate}");
+        let _ = release.send(());
+        assert!(before.await.unwrap().unwrap().is_some());
+        assert!(!c.holds(&hash(1)).await, "case {invalidate}");
+    }
+}
+
+/// An entry stored just after an invalidation, by a load that began
+/// before it, is not served: the note covers it.
+#[tokio::test]
+async fn an_entry_stored_after_an_invalidation_from_an_older_load_is_not_served() {
+    let c = TokenCache::<TokenRecord>::new(&cfg(60_000, 0), Metrics::new());
+    let calls = AtomicUsize::new(0);
+    for (i, invalidate) in ["hash", "all"].into_iter().enumerate() {
+        let h = hash(10 + i as u8);
+        let old = c.epoch();
+        match invalidate {
+            "hash" => c.invalidate_hash(&h).await,
+            _ => c.invalidate_all(),
+        }
+        // What a racing load would store: a record and an absence from the
+        // old epoch.
+        let records = c.records.as_ref().unwrap();
+        records
+            .insert(
+                Key::from(&h),
+                Arc::new(Cached {
+                    value: record(1, None),
+                    fetched: c.now(),
+                    epoch: old,
+                }),
+            )
+            .await;
+        assert!(!c.holds(&h).await, "{invalidate}: the record");
+        let absent = c.absent.as_ref().unwrap();
+        let other = hash(20 + i as u8);
+        absent.insert(Key::from(&other), old).await;
+        if invalidate == "hash" {
+            // By hash covers only its own hash.
+            let r = load(&c, other, &calls, Ok(Some(record(2, None)))).await;
+            assert!(r.unwrap().is_none(), "another hash's absence stands");
+            c.invalidate_hash(&other).await;
+            absent.insert(Key::from(&other), old).await;
+        }
+        let r = load(&c, other, &calls, Ok(Some(record(2, None)))).await;
+        assert!(r.unwrap().is_some(), "{invalidate}: the absence");
+    }
+}
+
 #[tokio::test]
 async fn disabled_cache_always_loads() {
     let mut conf = cfg(60_000, 0);
