@@ -7,8 +7,8 @@ use std::process::Command;
 use support::*;
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_authgate"));
-    c.env_remove("API_TOKEN_SALT").env_remove("AUTHGATE_CONFIG");
+    let mut c = authgate_command();
+    c.env_remove("API_TOKEN_SALT");
     c
 }
 

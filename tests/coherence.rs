@@ -125,7 +125,7 @@ async fn revocations_through_the_cli_reach_both_replicas() {
         let started = Instant::now();
         let cfg = env.config_path.clone();
         let cli = tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+            let out = authgate_command()
                 .arg("--config")
                 .arg(cfg)
                 .args(&args)

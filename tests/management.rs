@@ -882,11 +882,10 @@ async fn the_bootstrap_token_file_provisions_a_super_admin_token() {
 
     // A malformed key file stops the start with a clear message.
     std::fs::write(&file, "not a key").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+    let out = authgate_command()
         .arg("--config")
         .arg(&env.config_path)
         .arg("serve")
-        .env_remove("AUTHGATE_CONFIG")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

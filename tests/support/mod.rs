@@ -629,17 +629,29 @@ pub struct Replica {
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// The real binary, with none of the caller's `AUTHGATE_*` variables (the
+/// binary reads those as config: the test knobs such as
+/// `AUTHGATE_TEST_DATABASE_URL` would be refused as unknown sections).
+pub fn authgate_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AUTHGATE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
 impl Replica {
     /// Start `authgate serve` with `config`; wait until it serves and listens
     /// for invalidations.
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Replica {
         use std::io::BufRead;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
+        let mut cmd = authgate_command();
         cmd.arg("--config")
             .arg(config)
             .arg("serve")
-            .env("RUST_LOG", "info")
-            .env_remove("AUTHGATE_CONFIG");
+            .env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -778,13 +790,12 @@ pub fn load_config(path: &Path) -> authgate::config::Config {
 
 /// The real binary with a config file, ignoring the caller's secrets.
 fn cli_command(config: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    let mut c = authgate_command();
     c.arg("--config")
         .arg(config)
         .args(args)
         .env_remove("API_TOKEN_SALT")
-        .env_remove("ENCRYPTION_KEY")
-        .env_remove("AUTHGATE_CONFIG");
+        .env_remove("ENCRYPTION_KEY");
     c
 }
 
