@@ -428,30 +428,31 @@ mod tests {
         assert!(k.admits(&h(200)), "not trusted while the listener is down");
     }
 
+    /// One successful poll whose snapshot holds `hashes`; `during` runs
+    /// while it is under way.
+    fn poll(k: &KnownHashes, hashes: &[u8], during: impl FnOnce()) {
+        let n = k.poll_started();
+        during();
+        let mut loading = Loading::default();
+        for x in hashes {
+            loading.add(&h(*x));
+        }
+        k.replace_polled(loading);
+        k.poll_done(n, Instant::now(), true, Duration::from_secs(5));
+    }
+
     /// A poll whose snapshot predates a NOTIFY does not drop the hash the
     /// NOTIFY announced (a regenerated key would be refused as gone until
     /// the next poll); the poll after it decides.
     #[test]
     fn a_poll_keeps_hashes_announced_while_it_ran() {
         let k = KnownHashes::default();
-        let fresh = Duration::from_secs(5);
-        let n = k.poll_started();
-        let mut loading = Loading::default();
-        loading.add(&h(1));
-        k.replace_polled(loading);
-        k.poll_done(n, Instant::now(), true, fresh);
-
-        let n = k.poll_started();
-        k.insert(&h(2)); // announced while the poll runs
-        let mut loading = Loading::default();
-        loading.add(&h(1)); // its snapshot predates h(2)
-        k.replace_polled(loading);
-        k.poll_done(n, Instant::now(), true, fresh);
+        poll(&k, &[1], || {});
+        // h(2) announced while the poll runs; its snapshot predates it.
+        poll(&k, &[1], || k.insert(&h(2)));
         assert_eq!(k.check(&h(2)), Verdict::LookUp, "kept");
-
-        let n = k.poll_started();
-        k.replace_polled(Loading::default()); // both deleted since
-        k.poll_done(n, Instant::now(), true, fresh);
+        // Both deleted since.
+        poll(&k, &[], || {});
         assert_eq!(k.check(&h(2)), Verdict::Unknown, "the next poll decides");
         assert_eq!(k.check(&h(1)), Verdict::Unknown);
     }
