@@ -5,6 +5,7 @@
 #
 #   bench/memory.sh              # 1,000,000 tokens (takes a few minutes)
 #   TOKENS=20000 bench/memory.sh # quicker
+#   BENCH_PORT_BASE=28091 bench/memory.sh # ports BASE..BASE+2 (default 18091)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
@@ -12,6 +13,15 @@ cd "$(dirname "$0")/.."
 TOKENS=${TOKENS:-1000000}
 ensure_command wrk wrk
 ensure_postgres 5432
+
+BASE=${BENCH_PORT_BASE:-18091}
+P_UP=$BASE P_GATE=$((BASE + 1)) P_METRICS=$((BASE + 2))
+for p in $P_UP $P_GATE $P_METRICS; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "bench: port $p is busy; set BENCH_PORT_BASE (ports BASE..BASE+2, now $BASE)" >&2
+    exit 1
+  fi
+done
 
 W=$(mktemp -d /tmp/authgate-mem.XXXXXX)
 SCHEMA=authgate_mem_$$
@@ -29,10 +39,10 @@ trap cleanup EXIT INT TERM
 cargo build --release --quiet --bin authgate --example echo_upstream
 cat > "$W/config.toml" <<EOF
 [server]
-listen = "127.0.0.1:18093"
+listen = "127.0.0.1:$P_GATE"
 worker_threads = 1
 [upstream]
-url = "http://127.0.0.1:18091"
+url = "http://127.0.0.1:$P_UP"
 [postgres]
 url = "$DB_URL"
 schema = "$SCHEMA"
@@ -42,7 +52,7 @@ salt = "$SALT"
 capacity = $((TOKENS + TOKENS / 10))
 ttl = "1h"
 [metrics]
-listen = "127.0.0.1:18094"
+listen = "127.0.0.1:$P_METRICS"
 [management]
 listen = ""
 [log]
@@ -64,9 +74,9 @@ with open(f"{w}/keys.txt", "w") as keys, open(f"{w}/tokens.csv", "w") as rows:
 PY
 psql -q "$DB_URL" -c "\\copy $SCHEMA.tokens (kind, name, type, access_key) FROM '$W/tokens.csv' CSV"
 
-target/release/examples/echo_upstream 127.0.0.1:18091 2>/dev/null & pids+=($!)
+target/release/examples/echo_upstream 127.0.0.1:$P_UP 2>/dev/null & pids+=($!)
 target/release/authgate --config "$W/config.toml" serve 2>"$W/authgate.log" & gate=$!; pids+=($gate)
-for _ in $(seq 1 100); do curl -fs http://127.0.0.1:18094/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -fs http://127.0.0.1:$P_METRICS/readyz >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 1
 rss() { awk -v k="$1:" '$1==k {print $2 * 1024}' "/proc/$gate/status"; }
 base=$(rss VmRSS)
@@ -83,12 +93,12 @@ EOF
 echo "==> requesting every key once (each a cache miss)" >&2
 start=$(date +%s)
 # wrk cycles through the keys; stop it once every key has been looked up.
-wrk -t1 -c16 -d3600s -s "$W/fill.lua" http://127.0.0.1:18093/api/articles > "$W/wrk.txt" & filler=$!
-misses() { curl -fs http://127.0.0.1:18094/metrics | awk '$1=="authgate_cache_misses_total" {print int($2)}'; }
+wrk -t1 -c16 -d3600s -s "$W/fill.lua" http://127.0.0.1:$P_GATE/api/articles > "$W/wrk.txt" & filler=$!
+misses() { curl -fs http://127.0.0.1:$P_METRICS/metrics | awk '$1=="authgate_cache_misses_total" {print int($2)}'; }
 while [ "$(misses)" -lt "$TOKENS" ]; do sleep 1; done
 kill "$filler"; wait "$filler" 2>/dev/null || true
 secs=$(( $(date +%s) - start ))
-entries=$(curl -fs http://127.0.0.1:18094/metrics | awk '$1=="authgate_cache_entries" {print $2}')
+entries=$(curl -fs http://127.0.0.1:$P_METRICS/metrics | awk '$1=="authgate_cache_entries" {print $2}')
 peak=$(rss VmHWM)
 now=$(rss VmRSS)
 python3 - "$TOKENS" "$entries" "$base" "$now" "$peak" "$secs" <<'PY'
