@@ -2,8 +2,10 @@
 #
 #   nginx_upstream_conf DIR PORT           > DIR/upstream.conf
 #   nginx_proxy_conf DIR PORT UPSTREAM [--foreground] > DIR/proxy.conf
-#   authgate_conf PORT CACHE_CAPACITY      > config.toml
-#       (reads P_UP, DB_URL, SCHEMA and SALT from the caller)
+#   authgate_conf PORT CACHE_CAPACITY [STRAPI_DATABASE] > config.toml
+#       (reads P_UP, DB_URL, SCHEMA and SALT from the caller; with
+#       STRAPI_DATABASE, the strapi5 layout on that database of DB_URL's
+#       server, its content types read from Strapi)
 #
 # The upstream: one worker answering a 46-byte JSON body from memory. The
 # proxy (the peer authgate is compared with): one worker, `proxy_pass` with
@@ -52,7 +54,19 @@ http {
 CONF
 }
 
-authgate_conf() { # port capacity
+authgate_conf() { # port capacity [strapi database]
+  local postgres types
+  if [ -n "${3:-}" ]; then
+    postgres="url = \"${DB_URL%/*}/$3\"
+layout = \"strapi5\""
+    types=""
+  else
+    postgres="url = \"$DB_URL\"
+schema = \"$SCHEMA\""
+    types='[[content_types]]
+uid = "api::article.article"
+plural = "articles"'
+  fi
   cat <<EOF
 [server]
 listen = "127.0.0.1:$1"
@@ -61,8 +75,7 @@ worker_threads = 1
 url = "http://127.0.0.1:$P_UP"
 pool_max_idle = 256
 [postgres]
-url = "$DB_URL"
-schema = "$SCHEMA"
+$postgres
 pool_size = 4
 [tokens]
 salt = "$SALT"
@@ -74,8 +87,6 @@ listen = ""
 listen = ""
 [log]
 level = "warn"
-[[content_types]]
-uid = "api::article.article"
-plural = "articles"
+$types
 EOF
 }

@@ -31,12 +31,7 @@ ensure_postgres 5432
 
 BASE=${BENCH_PORT_BASE:-18281}
 P_UP=$BASE P_NGINX=$((BASE + 1)) P_GATE=$((BASE + 2)) P_FLOOR=$((BASE + 3)) P_HYPER=$((BASE + 4))
-for p in $P_UP $P_NGINX $P_GATE $P_FLOOR $P_HYPER; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "instructions: port $p is busy; set BENCH_PORT_BASE (ports BASE..BASE+4, now $BASE)" >&2
-    exit 1
-  fi
-done
+ensure_ports_free instructions "$BASE" 5
 
 W=$(mktemp -d /tmp/authgate-instr.XXXXXX)
 SCHEMA=authgate_instr_$$

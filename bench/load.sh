@@ -42,12 +42,7 @@ ensure_postgres 5432
 BASE=${BENCH_PORT_BASE:-18081}
 P_UP=$BASE P_NGINX=$((BASE + 1)) P_GATE=$((BASE + 2)) P_UNCACHED=$((BASE + 3))
 P_S5=$((BASE + 4)) P_S5T=$((BASE + 5)) P_FLOOR=$((BASE + 6)) P_HYPER=$((BASE + 7))
-for p in $P_UP $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T $P_FLOOR $P_HYPER; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "bench: port $p is busy; set BENCH_PORT_BASE (ports BASE..BASE+7, now $BASE)" >&2
-    exit 1
-  fi
-done
+ensure_ports_free bench "$BASE" 8
 
 W=$(mktemp -d /tmp/authgate-bench.XXXXXX)
 SCHEMA=authgate_bench_$$
@@ -85,32 +80,8 @@ nginx -p "$W" -c "$W/proxy.conf"
 
 authgate_conf $P_GATE 100000 > "$W/cached.toml"
 authgate_conf $P_UNCACHED 0 > "$W/uncached.toml"
-s5config() { # port database
-  cat <<EOF
-[server]
-listen = "127.0.0.1:$1"
-worker_threads = 1
-[upstream]
-url = "http://127.0.0.1:$P_UP"
-pool_max_idle = 256
-[postgres]
-url = "${DB_URL%/*}/$2"
-layout = "strapi5"
-pool_size = 4
-[tokens]
-salt = "$SALT"
-[cache]
-capacity = 100000
-[metrics]
-listen = ""
-[management]
-listen = ""
-[log]
-level = "warn"
-EOF
-}
-s5config $P_S5 "${S5_DBS[0]}" > "$W/s5.toml"
-s5config $P_S5T "${S5_DBS[1]}" > "$W/s5t.toml"
+authgate_conf $P_S5 100000 "${S5_DBS[0]}" > "$W/s5.toml"
+authgate_conf $P_S5T 100000 "${S5_DBS[1]}" > "$W/s5t.toml"
 
 echo "==> $TOKENS tokens in schema $SCHEMA" >&2
 target/release/authgate --config "$W/cached.toml" migrate >/dev/null

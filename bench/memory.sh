@@ -16,12 +16,7 @@ ensure_postgres 5432
 
 BASE=${BENCH_PORT_BASE:-18091}
 P_UP=$BASE P_GATE=$((BASE + 1)) P_METRICS=$((BASE + 2))
-for p in $P_UP $P_GATE $P_METRICS; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "bench: port $p is busy; set BENCH_PORT_BASE (ports BASE..BASE+2, now $BASE)" >&2
-    exit 1
-  fi
-done
+ensure_ports_free bench "$BASE" 3
 
 W=$(mktemp -d /tmp/authgate-mem.XXXXXX)
 SCHEMA=authgate_mem_$$

@@ -53,6 +53,18 @@ ensure_postgres() {
   pg_up 127.0.0.1 "$port"
 }
 
+# Stop with one line if a port in BASE..BASE+COUNT-1 on 127.0.0.1 is taken
+# (the benchmarks move theirs with BENCH_PORT_BASE).
+ensure_ports_free() { # who base count
+  local p
+  for ((p = $2; p < $2 + $3; p++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$1: port $p is busy; set BENCH_PORT_BASE (ports BASE..BASE+$(($3 - 1)), now $2)" >&2
+      exit 1
+    fi
+  done
+}
+
 redis_up() { (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; }
 
 ensure_redis() {
