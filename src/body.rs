@@ -1,18 +1,18 @@
-//! The one body type of the request path, both ways.
+//! The body types of the request path.
 //!
-//! A body is either what hyper is streaming (the client's request body, the
-//! upstream's response body) or a buffer the gateway made itself (an error
-//! envelope, a GraphQL body read to sniff its operation). The proxy builds
-//! them and the upstream client sends them, so the type lives here, below
-//! both.
+//! A body is either one that streams (the client's request body from
+//! hyper, the upstream's response body from the upstream client) or a
+//! buffer the gateway made itself (an error envelope, a GraphQL body read
+//! to sniff its operation). The proxy builds them and the upstream client
+//! sends and makes them, so the types live here, below both.
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-/// A streamed body or one the gateway holds in full.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub use crate::upstream::UpstreamBody;
+
+/// The body of every request the gateway forwards.
+pub type ForwardBody = Either<Incoming, Full<Bytes>>;
 /// The body of every response the gateway sends.
-pub type ResponseBody = Body;
-/// The body of every request it forwards.
-pub type ForwardBody = Body;
+pub type ResponseBody = Either<UpstreamBody, Full<Bytes>>;

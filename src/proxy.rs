@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::authz::{self, Denial, GraphQlOperation, Precheck, SessionPolicy, Verdict};
-use crate::body::{ForwardBody, ResponseBody};
+use crate::body::{ForwardBody, ResponseBody, UpstreamBody};
 use crate::cache::{Hit, LookupError, Resolved};
 use crate::config::Config;
 use crate::forwarding::{Forwarding, Peer};
@@ -535,18 +535,11 @@ impl Gateway {
             let answered = resp.headers().get("sec-websocket-accept");
             match client_upgrade {
                 Some((client, accept)) if answered == Some(&accept) => {
-                    let upstream = hyper::upgrade::on(&mut resp);
-                    tokio::spawn(async move {
-                        match tokio::try_join!(client, upstream) {
-                            Ok((c, u)) => {
-                                let mut c = hyper_util::rt::TokioIo::new(c);
-                                let mut u = hyper_util::rt::TokioIo::new(u);
-                                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                            }
-                            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-                        }
-                    });
-                    return resp.map(Either::Left);
+                    let (parts, body) = resp.into_parts();
+                    if let Some((upstream, early)) = body.into_tunnel() {
+                        tokio::spawn(tunnel(client, upstream, early));
+                    }
+                    return Response::from_parts(parts, Either::Left(UpstreamBody::empty()));
                 }
                 _ => {
                     self.metrics
@@ -603,6 +596,29 @@ impl Gateway {
             );
         }
     }
+}
+
+/// Join an upgraded client connection to the upstream's, once the client's
+/// side is handed over: first what the upstream wrote right after its
+/// 101, then both ways until either side closes.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    mut upstream: crate::upstream::Io,
+    early: Bytes,
+) {
+    use tokio::io::AsyncWriteExt;
+    let client = match client.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    if !early.is_empty() && client.write_all(&early).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
 
 /// `authz::decide`, first reading the GraphQL operation when a read-only

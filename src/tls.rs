@@ -19,6 +19,8 @@ pub enum TlsError {
     Key { path: String, reason: String },
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("the upstream's host is not a name TLS can check: {0}")]
+    ServerName(String),
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -1,12 +1,15 @@
 //! Connections to the CMS: one pinned to each client connection.
 //!
+//! The HTTP/1.1 spoken on them is the gateway's own ([`wire`] for the
+//! bytes, [`conn`] for one exchange), run in the client connection's task:
+//! no second task, channel or header map per request on this side.
+//!
 //! A client connection of HTTP/1.1 carries one request at a time, so the
 //! upstream connection it used last is free again when its next request
 //! arrives. Each client connection therefore keeps its own upstream
-//! connection ([`Pinned`], hyper's connection-level client) for as long as
-//! it is open: a request takes no pool lock, makes no pool checkout and
-//! spawns nothing; it is written to the connection that served the one
-//! before. When a client connection closes, its upstream connection is
+//! connection ([`Pinned`]) for as long as it is open: a request takes no
+//! pool lock, makes no pool checkout and spawns nothing; it is written to
+//! the connection that served the one before. When a client connection closes, its upstream connection is
 //! parked in a small idle list (at most `upstream.pool_max_idle`, each for
 //! at most `upstream.pool_idle_timeout`) that the next new client
 //! connection takes from, so short-lived clients do not pay a connect each.
@@ -17,19 +20,27 @@
 //! upstream yields 504 rather than a hang. A request that could not be
 //! written because a reused connection had just been closed by the
 //! upstream (the keep-alive race) is sent again on a new connection; one
-//! that was written is never sent twice.
+//! that was written is never sent twice. A connection idle in a slot is
+//! checked before use (closed, or something unasked-for read from it: it
+//! is replaced), at no cost when the socket has nothing to say.
+
+mod conn;
+mod wire;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use tower_service::Service;
+use http::uri::Scheme;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Body as _;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+pub use conn::{BodyError, Io, UpstreamBody};
+use conn::{Conn, ExchangeError, Home};
+use wire::RequestFraming;
 
 use crate::body::ForwardBody;
 use crate::config::UpstreamConfig;
@@ -53,12 +64,14 @@ pub struct Upstream {
 }
 
 struct Inner {
-    connector: HttpsConnector<HttpConnector>,
-    /// `scheme://authority/`, what the connector is asked for.
-    origin: Uri,
+    /// Host name or address literal, as connected to.
+    host: String,
+    port: u16,
+    /// TLS, for an `https` upstream: the connector and the name checked.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
     /// The `Host` sent when neither the client nor `upstream.host` set one.
-    host: Option<HeaderValue>,
-    http1: http1::Builder,
+    host_header: Option<HeaderValue>,
+    connect_timeout: Duration,
     request_timeout: Duration,
     parked: Mutex<Vec<Parked>>,
     max_parked: usize,
@@ -66,46 +79,38 @@ struct Inner {
 }
 
 struct Parked {
-    send: SendRequest<ForwardBody>,
+    conn: Conn,
     since: Instant,
 }
 
 impl Upstream {
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, crate::tls::TlsError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(cfg.connect_timeout));
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(30)));
-        let tls = crate::tls::client_config(cfg.ca_file.as_deref())?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let scheme = cfg.url.scheme().cloned().unwrap_or(Scheme::HTTP);
-        let authority = cfg
-            .url
-            .authority()
-            .cloned()
-            .unwrap_or_else(|| Authority::from_static("127.0.0.1"));
-        let host = HeaderValue::from_str(authority.as_str()).ok();
-        let origin = Uri::builder()
-            .scheme(scheme)
-            .authority(authority)
-            .path_and_query("/")
-            .build()
-            .unwrap_or_else(|_| unreachable!("a scheme and an authority make a URI"));
+        let https = cfg.url.scheme() == Some(&Scheme::HTTPS);
+        let authority = cfg.url.authority();
+        let host = authority.map_or("127.0.0.1", |a| a.host());
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority
+            .and_then(|a| a.port_u16())
+            .unwrap_or(if https { 443 } else { 80 });
+        let tls = if https {
+            let mut config = crate::tls::client_config(cfg.ca_file.as_deref())?;
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| crate::tls::TlsError::ServerName(format!("{host}: {e}")))?;
+            Some((TlsConnector::from(Arc::new(config)), name))
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
-                connector,
-                origin,
+                host_header: authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
                 host,
-                http1: {
-                    let mut b = http1::Builder::new();
-                    b.writev(false);
-                    b
-                },
+                port,
+                tls,
+                connect_timeout: cfg.connect_timeout,
                 request_timeout: cfg.request_timeout,
                 parked: Mutex::new(Vec::new()),
                 max_parked: cfg.pool_max_idle,
@@ -119,38 +124,47 @@ impl Upstream {
     pub fn pin(&self) -> Pinned {
         Pinned {
             upstream: self.clone(),
-            send: Mutex::new(None),
+            home: Arc::new(Mutex::new(None)),
             timer: Mutex::new(None),
         }
     }
 
-    /// Open a new connection, its I/O driven by a task of its own.
-    async fn connect(&self) -> Result<SendRequest<ForwardBody>, UpstreamError> {
-        let mut connector = self.inner.connector.clone();
-        let io = connector
-            .call(self.inner.origin.clone())
+    /// Open a new connection (TCP, then TLS for `https`), within the
+    /// connect timeout.
+    async fn connect(&self) -> Result<Conn, UpstreamError> {
+        let inner = &self.inner;
+        let open = async {
+            let tcp = TcpStream::connect((inner.host.as_str(), inner.port))
+                .await
+                .map_err(|e| {
+                    UpstreamError::Connect(format!("{}:{}: {e}", inner.host, inner.port))
+                })?;
+            let _ = tcp.set_nodelay(true);
+            let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(30));
+            let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+            let io = match &inner.tls {
+                None => Io::Plain(tcp),
+                Some((connector, name)) => {
+                    let tls = connector
+                        .connect(name.clone(), tcp)
+                        .await
+                        .map_err(|e| UpstreamError::Connect(format!("TLS: {e}")))?;
+                    Io::Tls(Box::new(tls))
+                }
+            };
+            Ok(Conn::new(io))
+        };
+        tokio::time::timeout(inner.connect_timeout, open)
             .await
-            .map_err(|e| UpstreamError::Connect(error_chain(&*e)))?;
-        let (send, conn) = self
-            .inner
-            .http1
-            .handshake(io)
-            .await
-            .map_err(|e| UpstreamError::Connect(error_chain(&e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(send)
+            .unwrap_or_else(|_| Err(UpstreamError::Connect("connect timed out".into())))
     }
 
-    /// A parked connection, newest first; closed or expired ones are dropped.
-    fn unpark(&self) -> Option<SendRequest<ForwardBody>> {
+    /// A parked connection, newest first; expired ones are dropped.
+    fn unpark(&self) -> Option<Conn> {
         let mut parked = self.inner.parked.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(p) = parked.pop() {
-            if !p.send.is_closed() && p.since.elapsed() < self.inner.park_for {
-                return Some(p.send);
+            if p.since.elapsed() < self.inner.park_for {
+                return Some(p.conn);
             }
         }
         None
@@ -158,16 +172,13 @@ impl Upstream {
 
     /// Keep an idle connection for the next client connection, when there
     /// is room; expired ones make room first.
-    fn park(&self, send: SendRequest<ForwardBody>) {
-        if send.is_closed() || !send.is_ready() {
-            return;
-        }
+    fn park(&self, conn: Conn) {
         let mut parked = self.inner.parked.lock().unwrap_or_else(|p| p.into_inner());
         let park_for = self.inner.park_for;
-        parked.retain(|p| !p.send.is_closed() && p.since.elapsed() < park_for);
+        parked.retain(|p| p.since.elapsed() < park_for);
         if parked.len() < self.inner.max_parked {
             parked.push(Parked {
-                send,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -178,23 +189,19 @@ impl Upstream {
 /// client connection, it parks its upstream connection for another.
 pub struct Pinned {
     upstream: Upstream,
-    /// Taken while a request is in flight, put back once its response head
-    /// has arrived (the client connection sends no other request before
-    /// that response is over).
-    send: Mutex<Option<SendRequest<ForwardBody>>>,
+    /// Empty while a request is in flight or its body still streams; the
+    /// connection comes back here when the response is over (the client
+    /// connection sends no other request before that).
+    home: Home,
     /// The request timeout's timer, kept between requests.
     timer: Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
 }
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        let send = self
-            .send
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(send) = send {
-            self.upstream.park(send);
+        let conn = self.home.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(conn) = conn {
+            self.upstream.park(conn);
         }
     }
 }
@@ -203,13 +210,30 @@ impl Pinned {
     /// Send a request (origin-form URI); the response body streams.
     pub async fn send(
         &self,
-        mut req: Request<ForwardBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        if !req.headers().contains_key(http::header::HOST) {
-            if let Some(host) = &self.upstream.inner.host {
-                req.headers_mut().insert(http::header::HOST, host.clone());
-            }
-        }
+        req: Request<ForwardBody>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let (parts, body) = req.into_parts();
+        let framing = RequestFraming::for_body(
+            &parts.method,
+            parts.headers.contains_key(http::header::CONTENT_LENGTH),
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        );
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut head = Vec::with_capacity(1024);
+        let host = match &self.upstream.inner.host_header {
+            Some(h) if !parts.headers.contains_key(http::header::HOST) => Some(h),
+            _ => None,
+        };
+        wire::write_request_head(
+            &mut head,
+            &parts.method,
+            target,
+            host,
+            &parts.headers,
+            framing,
+        );
+        let req = conn::Request::new(parts.method, head, body, framing).await;
         // The connection's own timer, reset for each request rather than a
         // new one made and dropped each time.
         let timeout = self.upstream.inner.request_timeout;
@@ -229,12 +253,8 @@ impl Pinned {
         r
     }
 
-    fn take(&self) -> Option<SendRequest<ForwardBody>> {
-        self.send.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    fn put(&self, send: SendRequest<ForwardBody>) {
-        *self.send.lock().unwrap_or_else(|p| p.into_inner()) = Some(send);
+    fn take(&self) -> Option<Conn> {
+        self.home.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Write the request to this client connection's upstream connection
@@ -242,47 +262,35 @@ impl Pinned {
     /// one turned out closed before the request was written.
     async fn exchange(
         &self,
-        mut req: Request<ForwardBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+        mut req: conn::Request,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let upstream = &self.upstream;
-        let (mut send, mut reused) = match self.take().or_else(|| upstream.unpark()) {
-            Some(s) => (s, true),
-            None => (upstream.connect().await?, false),
-        };
+        let mut idle = self.take().or_else(|| upstream.unpark());
         loop {
-            if send.ready().await.is_err() {
-                if reused {
-                    (send, reused) = (upstream.connect().await?, false);
-                    continue;
-                }
-                return Err(UpstreamError::Connect(
-                    "the new connection closed before the request".into(),
-                ));
-            }
-            match send.try_send_request(req).await {
-                Ok(resp) => {
-                    self.put(send);
+            let (mut conn, fresh) = match idle.take() {
+                Some(mut c) => match c.is_fit().await {
+                    true => (c, false),
+                    false => (upstream.connect().await?, true),
+                },
+                None => (upstream.connect().await?, true),
+            };
+            match conn.exchange(req).await {
+                Ok((head, whole)) => {
+                    let body = conn.into_body(&head, whole, &self.home);
+                    let mut resp = Response::new(body);
+                    *resp.status_mut() = head.status;
+                    *resp.version_mut() = head.version;
+                    *resp.headers_mut() = head.headers;
                     return Ok(resp);
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => {
-                        req = unsent;
-                        (send, reused) = (upstream.connect().await?, false);
-                    }
-                    _ => return Err(UpstreamError::Protocol(error_chain(e.error()))),
-                },
+                Err(ExchangeError::Unsent(unsent)) if !fresh => req = unsent,
+                Err(ExchangeError::Unsent(_)) => {
+                    return Err(UpstreamError::Connect(
+                        "the new connection closed before the request".into(),
+                    ))
+                }
+                Err(ExchangeError::Failed(e)) => return Err(UpstreamError::Protocol(e)),
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
