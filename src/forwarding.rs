@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::cidr::Cidr;
+use crate::head::AddedHeaders;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -72,22 +73,14 @@ impl Forwarding {
         self.is_trusted(peer.addr.ip())
     }
 
-    /// Set the forwarding headers for a request on `peer`'s connection,
-    /// first removing what an untrusted peer may not send ([`is_overriding`]).
-    pub fn apply(&self, h: &mut HeaderMap, peer: &Peer) {
-        let trusted = self.trusts(peer);
-        if !trusted {
-            strip_overrides(h);
-        }
-        self.set(h, peer, trusted);
-    }
-
-    /// [`Forwarding::apply`] after the overriding headers of an untrusted
-    /// peer are gone (the proxy removes them in its one pass over the
-    /// headers).
-    pub fn set(&self, h: &mut HeaderMap, peer: &Peer, trusted: bool) {
-        let host = h.get(header::HOST).cloned();
+    /// Set the forwarding headers for a request on `peer`'s connection.
+    /// From a trusted proxy its chain is extended in the map; otherwise the
+    /// gateway's own lines are added, the client's overriding headers and
+    /// those it sets itself ([`is_overriding`], [`is_set_here`]) having been
+    /// removed first (the proxy does it in its one pass over the headers).
+    pub fn set(&self, h: &mut HeaderMap, peer: &Peer, trusted: bool, added: &mut AddedHeaders) {
         if trusted {
+            let host = h.get(header::HOST).cloned();
             append(h, X_FORWARDED_FOR, peer.ip.to_str().unwrap_or(""), ", ");
             append(h, FORWARDED, peer.forwarded.to_str().unwrap_or(""), ", ");
             if !h.contains_key(&X_FORWARDED_PROTO) {
@@ -99,22 +92,26 @@ impl Forwarding {
                 }
             }
         } else {
-            h.insert(X_FORWARDED_FOR, peer.ip.clone());
-            h.insert(FORWARDED, peer.forwarded.clone());
-            h.insert(X_FORWARDED_PROTO, peer.proto.clone());
-            match host {
-                Some(host) => {
-                    h.insert(X_FORWARDED_HOST, host);
-                }
-                None => {
-                    h.remove(&X_FORWARDED_HOST);
-                }
+            added.push(&X_FORWARDED_FOR, peer.ip.as_bytes());
+            added.push(&FORWARDED, peer.forwarded.as_bytes());
+            added.push(&X_FORWARDED_PROTO, peer.proto.as_bytes());
+            if let Some(host) = h.get(header::HOST) {
+                added.push(&X_FORWARDED_HOST, host.as_bytes());
             }
         }
         if let Some(host) = &self.host {
             h.insert(header::HOST, host.clone());
         }
     }
+}
+
+/// The forwarding headers the gateway writes itself for an untrusted peer
+/// (a client's own are removed).
+pub fn is_set_here(name: &str) -> bool {
+    matches!(
+        name,
+        "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "forwarded"
+    )
 }
 
 /// One `X-Forwarded-For` entry: an address, also with a port as some
@@ -159,23 +156,6 @@ pub fn is_overriding(name: &str) -> bool {
     match name.strip_prefix("x-forwarded-") {
         Some(rest) => !matches!(rest, "for" | "proto" | "host"),
         None => name == "x-forwarded" || OVERRIDING_HEADERS.contains(&name),
-    }
-}
-
-/// Remove the [`OVERRIDING_HEADERS`] and foreign `X-Forwarded-*` headers.
-/// One pass over the names; allocates only when there is one to remove.
-fn strip_overrides(h: &mut HeaderMap) {
-    let found: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| {
-            let k = k.as_str();
-            // Cheap first look: every such name starts with x-, t, c, f.
-            matches!(k.as_bytes().first(), Some(b'x' | b't' | b'c' | b'f')) && is_overriding(k)
-        })
-        .cloned()
-        .collect();
-    for name in found {
-        h.remove(name);
     }
 }
 
@@ -244,6 +224,33 @@ fn append(h: &mut HeaderMap, name: HeaderName, value: &str, sep: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Forwarding {
+        /// What the proxy's pass over the headers does, on a map alone:
+        /// an untrusted peer's overriding and gateway-set headers out, then
+        /// the forwarding headers set, the added lines put in the map.
+        fn apply(&self, h: &mut HeaderMap, peer: &Peer) {
+            let trusted = self.trusts(peer);
+            if !trusted {
+                let doomed: Vec<HeaderName> = h
+                    .keys()
+                    .filter(|k| is_overriding(k.as_str()) || is_set_here(k.as_str()))
+                    .cloned()
+                    .collect();
+                for name in doomed {
+                    h.remove(name);
+                }
+            }
+            let mut added = AddedHeaders::new();
+            self.set(h, peer, trusted, &mut added);
+            for (k, v) in added.lines() {
+                h.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_bytes(v).unwrap(),
+                );
+            }
+        }
+    }
 
     fn hdrs(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

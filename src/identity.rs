@@ -19,9 +19,10 @@
 //! the gateway (see the README's "Security model").
 
 use hmac::{Hmac, Mac};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::HeaderName;
 use sha2::Sha256;
 
+use crate::head::AddedHeaders;
 use crate::model::{Ownership, TokenRecord};
 
 /// The gateway's identity header names under the configured prefix.
@@ -77,33 +78,30 @@ impl IdentityNames {
             || name.starts_with(&self.prefix_underscored)
     }
 
-    /// Add the per-token headers of a record. Built per request rather than
-    /// kept in the cache: a few small copies cost far less than holding
-    /// ready-made values for every cached token.
-    pub fn insert_into(&self, h: &mut HeaderMap, r: &TokenRecord) {
-        h.insert(self.token_id.clone(), HeaderValue::from(r.id));
-        h.insert(
-            self.token_kind.clone(),
-            HeaderValue::from_static(r.kind.as_str()),
-        );
-        h.insert(self.token_name.clone(), header_value(&r.name));
+    /// Add the per-token headers of a record, and the action the route
+    /// asked for. Written per request rather than kept in the cache: a few
+    /// small copies cost far less than holding ready-made values for every
+    /// cached token.
+    pub fn write(&self, out: &mut AddedHeaders, r: &TokenRecord, action: Option<&str>) {
+        out.push_decimal(&self.token_id, r.id);
+        out.push(&self.token_kind, r.kind.as_str().as_bytes());
+        out.push_with(&self.token_name, |v| percent_encode(&r.name, v));
         if let Some(t) = r.token_type {
-            h.insert(
-                self.token_type.clone(),
-                HeaderValue::from_static(t.as_str()),
-            );
+            out.push(&self.token_type, t.as_str().as_bytes());
         }
         if let Ownership::Owner(o) = &r.ownership {
-            h.insert(self.owner_id.clone(), HeaderValue::from(o.id));
-            h.insert(self.owner_email.clone(), header_value(&o.email));
+            out.push_decimal(&self.owner_id, o.id);
+            out.push_with(&self.owner_email, |v| percent_encode(&o.email, v));
+        }
+        if let Some(a) = action {
+            out.push(&self.action, a.as_bytes());
         }
     }
 }
 
 /// Percent-encode everything but printable ASCII (and `%` itself).
-pub fn header_value(s: &str) -> HeaderValue {
+fn percent_encode(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = Vec::with_capacity(s.len());
     for &b in s.as_bytes() {
         if (0x20..0x7f).contains(&b) && b != b'%' {
             out.push(b);
@@ -111,8 +109,6 @@ pub fn header_value(s: &str) -> HeaderValue {
             out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         }
     }
-    HeaderValue::from_bytes(&out)
-        .unwrap_or_else(|_| unreachable!("printable ASCII is a valid header value"))
 }
 
 /// Signs identity headers with `identity.signing_key`.
@@ -153,31 +149,26 @@ impl Signer {
     }
 
     /// Add the timestamp and signature headers over the identity headers
-    /// already in `headers`.
+    /// already in `added`.
     pub fn sign(
         &self,
         names: &IdentityNames,
         method: &str,
         path_and_query: &str,
         now_secs: u64,
-        headers: &mut HeaderMap,
+        added: &mut AddedHeaders,
     ) {
         let ts = now_secs.to_string();
-        let identity: Vec<(&str, &[u8])> = headers
-            .iter()
-            .filter(|(k, _)| names.is_identity(k.as_str()))
-            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        let identity: Vec<(&str, &[u8])> = added
+            .lines()
+            .filter(|(k, _)| names.is_identity(k))
             .collect();
         let canonical = Self::canonical(method, path_and_query, &ts, &identity);
         let mut mac = self.mac.clone();
         mac.update(&canonical);
         let sig = hex::encode(mac.finalize().into_bytes());
-        headers.insert(names.timestamp.clone(), HeaderValue::from(now_secs));
-        headers.insert(
-            names.signature.clone(),
-            HeaderValue::from_str(&sig)
-                .unwrap_or_else(|_| unreachable!("hex is a valid header value")),
-        );
+        added.push(&names.timestamp, ts.as_bytes());
+        added.push(&names.signature, sig.as_bytes());
     }
 }
 
@@ -185,6 +176,7 @@ impl Signer {
 mod tests {
     use super::*;
     use crate::model::{ContentApiType, Owner, PermissionSet, TokenKind};
+    use http::header::{HeaderMap, HeaderValue};
 
     #[test]
     fn strips_every_spelling_of_the_namespace() {
@@ -221,12 +213,13 @@ mod tests {
         let n = IdentityNames::new("x-auth-");
         let content = TokenRecord::content_api(12, "Café build\n", ContentApiType::Custom);
         let headers_for = |r: &TokenRecord| {
-            let mut h = HeaderMap::new();
-            n.insert_into(&mut h, r);
+            let mut h = AddedHeaders::new();
+            n.write(&mut h, r, None);
             h
         };
         let h = headers_for(&content);
-        let get = |h: &HeaderMap, k: &str| h.get(k).map(|v| v.to_str().unwrap().to_owned());
+        let get =
+            |h: &AddedHeaders, k: &str| h.get(k).map(|v| String::from_utf8(v.to_vec()).unwrap());
         assert_eq!(get(&h, "x-auth-token-id").as_deref(), Some("12"));
         assert_eq!(get(&h, "x-auth-token-kind").as_deref(), Some("content-api"));
         assert_eq!(
@@ -260,10 +253,10 @@ mod tests {
     #[test]
     fn signature_is_hmac_over_the_canonical_string() {
         let n = IdentityNames::new("x-auth-");
-        let mut h = HeaderMap::new();
-        h.insert("x-auth-token-kind", HeaderValue::from_static("admin"));
-        h.insert("x-auth-token-id", HeaderValue::from_static("5"));
-        h.insert("accept", HeaderValue::from_static("*/*"));
+        let mut h = AddedHeaders::new();
+        h.push(&n.token_kind, b"admin");
+        h.push(&n.token_id, b"5");
+        h.push(&HeaderName::from_static("accept"), b"*/*");
         Signer::new("k").sign(&n, "GET", "/admin/users?x=1", 1700000000, &mut h);
         let canonical =
             "GET\n/admin/users?x=1\n1700000000\nx-auth-token-id:5\nx-auth-token-kind:admin";
@@ -283,9 +276,9 @@ mod tests {
             .expect("openssl must be installed for this test");
         let expected = String::from_utf8(out.stdout).unwrap();
         assert_eq!(
-            h["x-auth-signature"].to_str().unwrap(),
-            expected.split_whitespace().next().unwrap()
+            h.get("x-auth-signature").unwrap(),
+            expected.split_whitespace().next().unwrap().as_bytes()
         );
-        assert_eq!(h["x-auth-timestamp"], "1700000000");
+        assert_eq!(h.get("x-auth-timestamp").unwrap(), b"1700000000");
     }
 }

@@ -24,8 +24,9 @@
 //! | [`ratelimit`] | per-token and per-IP limits |
 //! | [`redis_link`] | Redis: shared rate-limit counters, invalidation fan-out |
 //! | [`last_used`] | batched `last_used_at` writes |
-//! | [`body`] | the body type both the proxy and the upstream client use |
-//! | [`upstream`] | the pooled client to the CMS |
+//! | [`head`] | the header lines the gateway adds to a forwarded request, in wire form |
+//! | [`body`] | the body types both the proxy and the upstream client use |
+//! | [`upstream`] | the client to the CMS: its own HTTP/1.1, a connection pinned to each client connection |
 //! | [`proxy`] | the request path, phase by phase |
 //! | [`accept`] | accepting connections, with a pause after a failed accept |
 //! | [`server`] | composition, listeners, graceful drain, probes |
@@ -53,6 +54,7 @@ pub mod content_types;
 pub mod envelope;
 pub mod forwarding;
 pub mod graphql;
+pub mod head;
 pub mod identity;
 pub mod invalidation;
 pub mod known;

@@ -31,6 +31,7 @@ use crate::body::{ForwardBody, ResponseBody, UpstreamBody};
 use crate::cache::{Hit, LookupError, Resolved};
 use crate::config::Config;
 use crate::forwarding::{Forwarding, Peer};
+use crate::head::AddedHeaders;
 use crate::identity::{IdentityNames, Signer};
 use crate::last_used::UsageRecorder;
 use crate::lookup::{Lookup, Recent};
@@ -455,7 +456,7 @@ impl Gateway {
                 Some((on, accept))
             });
         let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
-        prepare_request_headers(
+        let mut added = prepare_request_headers(
             &mut parts.headers,
             &self.names,
             self.forward_authorization,
@@ -470,19 +471,14 @@ impl Gateway {
             parts.headers.insert(header::UPGRADE, v);
         }
         if let Some(Identity { token, action }) = identity {
-            self.names.insert_into(&mut parts.headers, &token.record);
-            if let Some(a) = action {
-                if let Ok(v) = HeaderValue::from_str(a) {
-                    parts.headers.insert(self.names.action.clone(), v);
-                }
-            }
+            self.names.write(&mut added, &token.record, action);
             if let Some(s) = &self.signer {
                 s.sign(
                     &self.names,
                     parts.method.as_str(),
                     path_and_query,
                     unix_secs(SystemTime::now()),
-                    &mut parts.headers,
+                    &mut added,
                 );
             }
         }
@@ -497,18 +493,20 @@ impl Gateway {
         }
         parts.version = http::Version::HTTP_11;
         let up = Request::from_parts(parts, body);
-        self.send(&conn.upstream, up, upgrade, request_id).await
+        self.send(&conn.upstream, up, &added, upgrade, request_id)
+            .await
     }
 
     async fn send(
         &self,
         upstream: &Pinned,
         up: Request<ForwardBody>,
+        added: &AddedHeaders,
         client_upgrade: Option<(hyper::upgrade::OnUpgrade, HeaderValue)>,
         request_id: &HeaderValue,
     ) -> Response<ResponseBody> {
         let t = Instant::now();
-        let result = upstream.send(up).await;
+        let result = upstream.send(up, added).await;
         self.metrics
             .upstream_duration
             .observe(t.elapsed().as_secs_f64());
@@ -710,7 +708,7 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded either way.
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -795,8 +793,9 @@ fn strip_headers(h: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
 
 /// Make the client's headers fit to forward: hop-by-hop and identity
 /// headers out (and, from an untrusted peer, those that would override the
-/// route, method or client), forwarding headers replaced by what the
-/// gateway saw. One pass over the client's headers decides what goes.
+/// route, method or client), forwarding headers and the request id set to
+/// what the gateway saw. One pass over the client's headers decides what
+/// goes; what the gateway sets itself is returned as lines to add.
 pub fn prepare_request_headers(
     h: &mut HeaderMap,
     names: &IdentityNames,
@@ -804,16 +803,20 @@ pub fn prepare_request_headers(
     forwarding: &Forwarding,
     conn: &Peer,
     request_id: &HeaderValue,
-) {
+) -> AddedHeaders {
     let trusted = forwarding.trusts(conn);
     strip_headers(h, |name| {
         let n = name.as_str();
         names.is_identity(n)
+            || name == X_REQUEST_ID
             || (!forward_authorization && name == header::AUTHORIZATION)
-            || (!trusted && crate::forwarding::is_overriding(n))
+            || (!trusted
+                && (crate::forwarding::is_overriding(n) || crate::forwarding::is_set_here(n)))
     });
-    forwarding.set(h, conn, trusted);
-    h.insert(X_REQUEST_ID, request_id.clone());
+    let mut added = AddedHeaders::new();
+    forwarding.set(h, conn, trusted, &mut added);
+    added.push(&X_REQUEST_ID, request_id.as_bytes());
+    added
 }
 
 /// Request ids: the client's when it is sane, else a fresh one (the proxy's
@@ -936,8 +939,9 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("cms.example"));
         h.insert("x-auth-owner-id", HeaderValue::from_static("1"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("client-id"));
         let id = HeaderValue::from_static("rid");
-        prepare_request_headers(
+        let added = prepare_request_headers(
             &mut h,
             &names,
             false,
@@ -945,11 +949,21 @@ mod tests {
             &Peer::new("10.0.0.9:5555".parse().unwrap(), false),
             &id,
         );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "cms.example");
-        assert_eq!(h[X_REQUEST_ID], "rid");
-        assert_eq!(h["forwarded"], "for=10.0.0.9;proto=http");
+        // The client's are gone from the map; the gateway's are added.
+        for name in [
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "forwarded",
+            "x-request-id",
+        ] {
+            assert!(!h.contains_key(name), "{name}");
+        }
+        assert_eq!(
+            added.wire(),
+            &b"x-forwarded-for: 10.0.0.9\r\nforwarded: for=10.0.0.9;proto=http\r\n\
+               x-forwarded-proto: http\r\nx-forwarded-host: cms.example\r\nx-request-id: rid\r\n"[..]
+        );
+        assert_eq!(h[header::HOST], "cms.example");
         assert!(!h.contains_key("x-auth-owner-id"));
         assert!(!h.contains_key(header::AUTHORIZATION));
     }

@@ -173,8 +173,9 @@ pub fn is_token68(b: u8) -> bool {
 /// Three non-empty base64url segments joined by dots: a JWT, which the CMS
 /// reads as a session.
 pub fn looks_like_jwt(v: &[u8]) -> bool {
-    // Cheap reject first: a key (hex, no dots) is not a JWT.
-    if v.iter().filter(|b| **b == b'.').count() != 2 {
+    // Cheap reject first: a key (hex, no dots) is not a JWT. A count
+    // without a branch per byte, which the compiler vectorises.
+    if v.iter().fold(0usize, |n, b| n + usize::from(*b == b'.')) != 2 {
         return false;
     }
     let mut n = 0;

@@ -44,6 +44,7 @@ use wire::RequestFraming;
 
 use crate::body::ForwardBody;
 use crate::config::UpstreamConfig;
+use crate::head::AddedHeaders;
 
 /// Upstream failures, as the client sees them.
 #[derive(Debug, thiserror::Error)]
@@ -208,9 +209,11 @@ impl Drop for Pinned {
 
 impl Pinned {
     /// Send a request (origin-form URI); the response body streams.
+    /// `added`: the lines the gateway adds, written after the client's.
     pub async fn send(
         &self,
         req: Request<ForwardBody>,
+        added: &AddedHeaders,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (parts, body) = req.into_parts();
         let framing = RequestFraming::for_body(
@@ -231,6 +234,7 @@ impl Pinned {
             target,
             host,
             &parts.headers,
+            added.wire(),
             framing,
         );
         let req = conn::Request::new(parts.method, head, body, framing).await;

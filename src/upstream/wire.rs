@@ -65,13 +65,14 @@ impl RequestFraming {
 
 /// Append a request head: `METHOD target HTTP/1.1`, `host` when given,
 /// every header but the framing ones (the body's framing is written
-/// instead), a blank line.
+/// instead), the `added` lines (already in wire form), a blank line.
 pub fn write_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
     host: Option<&HeaderValue>,
     headers: &HeaderMap,
+    added: &[u8],
     framing: RequestFraming,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -92,6 +93,7 @@ pub fn write_request_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(added);
     match framing {
         RequestFraming::None => {}
         RequestFraming::Length(n) => {

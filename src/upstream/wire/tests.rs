@@ -15,7 +15,15 @@ fn head_of(
     }
     let mut out = Vec::new();
     let host = HeaderValue::from_static("cms:1337");
-    write_request_head(&mut out, method, target, Some(&host), &map, framing);
+    write_request_head(
+        &mut out,
+        method,
+        target,
+        Some(&host),
+        &map,
+        b"x-added: 1\r\n",
+        framing,
+    );
     String::from_utf8(out).unwrap()
 }
 
@@ -35,12 +43,12 @@ fn a_request_head_is_written_with_its_own_framing() {
     );
     assert_eq!(
         h,
-        "POST /api/articles?x=1 HTTP/1.1\r\nhost: cms:1337\r\nauthorization: Bearer k\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 12\r\n\r\n"
+        "POST /api/articles?x=1 HTTP/1.1\r\nhost: cms:1337\r\nauthorization: Bearer k\r\nx-a: 1\r\nx-a: 2\r\nx-added: 1\r\ncontent-length: 12\r\n\r\n"
     );
     let h = head_of(&Method::PUT, "/", &[], RequestFraming::Chunked);
     assert!(h.ends_with("\r\ntransfer-encoding: chunked\r\n\r\n"), "{h}");
     let h = head_of(&Method::GET, "/", &[], RequestFraming::None);
-    assert_eq!(h, "GET / HTTP/1.1\r\nhost: cms:1337\r\n\r\n");
+    assert_eq!(h, "GET / HTTP/1.1\r\nhost: cms:1337\r\nx-added: 1\r\n\r\n");
 }
 
 #[test]

@@ -1,0 +1,124 @@
+//! The header lines the gateway adds to a request it forwards (identity,
+//! signature, forwarding, request id), kept as they go on the wire.
+//!
+//! They are written straight after the client's headers when the request
+//! head is written (`upstream`), rather than inserted into the client's
+//! header map first: an insert hashes the name, may grow the map and
+//! allocates a value, and the map is only read once more, to be written
+//! out. Whoever pushes a line has removed the client's header of that name
+//! from the map first, so a pushed line replaces it.
+
+use http::HeaderName;
+
+/// Header lines in wire form: `name: value\r\n` each.
+#[derive(Debug, Default)]
+pub struct AddedHeaders {
+    wire: Vec<u8>,
+}
+
+/// Can these bytes be a header value as they are? No control characters
+/// but tab (so no CR, LF or NUL), as `http::HeaderValue` checks.
+fn is_value(v: &[u8]) -> bool {
+    v.iter().all(|b| (*b >= 0x20 && *b != 0x7f) || *b == b'\t')
+}
+
+impl AddedHeaders {
+    pub fn new() -> Self {
+        Self {
+            wire: Vec::with_capacity(256),
+        }
+    }
+
+    /// Add `name: value`; a value that cannot be one is left out (false).
+    pub fn push(&mut self, name: &HeaderName, value: &[u8]) -> bool {
+        if !is_value(value) {
+            return false;
+        }
+        self.push_with(name, |out| out.extend_from_slice(value));
+        true
+    }
+
+    /// Add `name: n`.
+    pub fn push_decimal(&mut self, name: &HeaderName, n: i64) {
+        self.push_with(name, |out| {
+            let mut digits = [0u8; 20];
+            let mut i = digits.len();
+            let mut m = n.unsigned_abs();
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (m % 10) as u8;
+                m /= 10;
+                if m == 0 {
+                    break;
+                }
+            }
+            if n < 0 {
+                out.push(b'-');
+            }
+            out.extend_from_slice(&digits[i..]);
+        });
+    }
+
+    /// Add `name: ` and a value `write` puts straight into the line. The
+    /// caller writes only printable ASCII.
+    pub fn push_with(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>)) {
+        self.wire.extend_from_slice(name.as_str().as_bytes());
+        self.wire.extend_from_slice(b": ");
+        write(&mut self.wire);
+        self.wire.extend_from_slice(b"\r\n");
+    }
+
+    /// The lines, as they go on the wire.
+    pub fn wire(&self) -> &[u8] {
+        &self.wire
+    }
+
+    /// The lines as (name, value) pairs, in the order added.
+    pub fn lines(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.wire
+            .split(|b| *b == b'\n')
+            .filter_map(|line| line.strip_suffix(b"\r"))
+            .filter_map(|line| {
+                let colon = line.iter().position(|b| *b == b':')?;
+                let name = std::str::from_utf8(&line[..colon]).ok()?;
+                Some((name, line.get(colon + 2..).unwrap_or_default()))
+            })
+    }
+
+    /// The value of the first line of this name.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.lines().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_go_out_in_wire_form_and_read_back() {
+        let mut a = AddedHeaders::new();
+        assert!(a.push(&HeaderName::from_static("x-one"), b"a b:c"));
+        a.push_decimal(&HeaderName::from_static("x-n"), -42);
+        a.push_decimal(&HeaderName::from_static("x-z"), 0);
+        a.push_decimal(&HeaderName::from_static("x-max"), i64::MIN);
+        assert_eq!(
+            a.wire(),
+            b"x-one: a b:c\r\nx-n: -42\r\nx-z: 0\r\nx-max: -9223372036854775808\r\n"
+        );
+        let lines: Vec<_> = a.lines().collect();
+        assert_eq!(lines[0], ("x-one", &b"a b:c"[..]));
+        assert_eq!(a.get("x-z"), Some(&b"0"[..]));
+        assert_eq!(a.get("x-none"), None);
+    }
+
+    #[test]
+    fn a_value_that_would_break_the_head_is_left_out() {
+        let mut a = AddedHeaders::new();
+        for bad in [&b"a\r\nx-evil: 1"[..], b"a\nb", b"nul\0", b"del\x7f"] {
+            assert!(!a.push(&HeaderName::from_static("x-v"), bad));
+        }
+        assert!(a.push(&HeaderName::from_static("x-v"), b"tab\tok"));
+        assert_eq!(a.wire(), b"x-v: tab\tok\r\n");
+    }
+}
