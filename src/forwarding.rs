@@ -92,11 +92,11 @@ impl Forwarding {
                 }
             }
         } else {
-            added.push(&X_FORWARDED_FOR, peer.ip.as_bytes());
-            added.push(&FORWARDED, peer.forwarded.as_bytes());
-            added.push(&X_FORWARDED_PROTO, peer.proto.as_bytes());
+            added.push_value(&X_FORWARDED_FOR, &peer.ip);
+            added.push_value(&FORWARDED, &peer.forwarded);
+            added.push_value(&X_FORWARDED_PROTO, &peer.proto);
             if let Some(host) = h.get(header::HOST) {
-                added.push(&X_FORWARDED_HOST, host.as_bytes());
+                added.push_value(&X_FORWARDED_HOST, host);
             }
         }
         if let Some(host) = &self.host {

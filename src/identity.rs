@@ -84,10 +84,14 @@ impl IdentityNames {
     /// cached token.
     pub fn write(&self, out: &mut AddedHeaders, r: &TokenRecord, action: Option<&str>) {
         out.push_decimal(&self.token_id, r.id);
-        out.push(&self.token_kind, r.kind.as_str().as_bytes());
+        out.push_with(&self.token_kind, |v| {
+            v.extend_from_slice(r.kind.as_str().as_bytes())
+        });
         out.push_with(&self.token_name, |v| percent_encode(&r.name, v));
         if let Some(t) = r.token_type {
-            out.push(&self.token_type, t.as_str().as_bytes());
+            out.push_with(&self.token_type, |v| {
+                v.extend_from_slice(t.as_str().as_bytes())
+            });
         }
         if let Ownership::Owner(o) = &r.ownership {
             out.push_decimal(&self.owner_id, o.id);

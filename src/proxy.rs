@@ -815,7 +815,7 @@ pub fn prepare_request_headers(
     });
     let mut added = AddedHeaders::new();
     forwarding.set(h, conn, trusted, &mut added);
-    added.push(&X_REQUEST_ID, request_id.as_bytes());
+    added.push_value(&X_REQUEST_ID, request_id);
     added
 }
 

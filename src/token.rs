@@ -173,9 +173,13 @@ pub fn is_token68(b: u8) -> bool {
 /// Three non-empty base64url segments joined by dots: a JWT, which the CMS
 /// reads as a session.
 pub fn looks_like_jwt(v: &[u8]) -> bool {
-    // Cheap reject first: a key (hex, no dots) is not a JWT. A count
-    // without a branch per byte, which the compiler vectorises.
-    if v.iter().fold(0usize, |n, b| n + usize::from(*b == b'.')) != 2 {
+    // Cheap reject first: a key (hex, no dots) is not a JWT. Counted in
+    // byte-wide lanes, a block at a time, which the compiler vectorises.
+    let dots: usize = v
+        .chunks(255)
+        .map(|c| usize::from(c.iter().fold(0u8, |n, b| n + u8::from(*b == b'.'))))
+        .sum();
+    if dots != 2 {
         return false;
     }
     let mut n = 0;
