@@ -39,7 +39,7 @@ use crate::metrics::{Decision, Metrics};
 use crate::model::TokenRecord;
 use crate::ratelimit::RateLimiter;
 use crate::route::{self, RouteClass, RouteTable};
-use crate::upstream::{Pinned, Upstream, UpstreamError};
+use crate::upstream::{is_hop_by_hop, Pinned, Upstream, UpstreamError};
 
 /// What can change on a config reload without a restart.
 #[derive(Debug, Clone)]
@@ -549,7 +549,7 @@ impl Gateway {
                 }
             }
         }
-        strip_hop_by_hop(resp.headers_mut());
+        // The upstream client left the hop-by-hop headers behind.
         resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
         resp.map(Either::Left)
     }
@@ -704,22 +704,6 @@ pub fn error_response(
 }
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded either way.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
 /// Does the client ask for a WebSocket upgrade? Only `websocket` is passed
 /// on: an upgrade turns the connection into a tunnel the gateway no longer
 /// inspects, and an `h2c` upgrade would let later HTTP/2 requests on it skip
@@ -752,12 +736,6 @@ fn websocket_accept(h: &HeaderMap) -> Option<HeaderValue> {
     HeaderValue::from_str(&accept).ok()
 }
 
-/// Remove hop-by-hop headers, including every header the `Connection`
-/// header names.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    strip_headers(h, |_| false);
-}
-
 /// Remove the hop-by-hop headers, every header `Connection` names, and
 /// every header `also` picks, in one pass over the names: only headers
 /// that are there are removed (a removal hashes the name; most requests
@@ -783,7 +761,7 @@ fn strip_headers(h: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
     };
     let doomed: Vec<HeaderName> = h
         .keys()
-        .filter(|name| HOP_BY_HOP.contains(name) || also(name) || listed(name))
+        .filter(|name| is_hop_by_hop(name.as_str()) || also(name) || listed(name))
         .cloned()
         .collect();
     for name in doomed {
@@ -889,7 +867,7 @@ mod tests {
             HeaderValue::from_static("chunked"),
         );
         h.insert("x-keep", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
+        strip_headers(&mut h, |_| false);
         assert_eq!(
             h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
             vec!["x-keep"]

@@ -40,6 +40,7 @@ use tokio_rustls::TlsConnector;
 
 pub use conn::{BodyError, Io, UpstreamBody};
 use conn::{Conn, ExchangeError, Home};
+pub use wire::is_hop_by_hop;
 use wire::RequestFraming;
 
 use crate::body::ForwardBody;

@@ -155,8 +155,8 @@ pub struct ResponseHead {
 }
 
 /// Read a response head from the start of `buf`, taking its bytes out of
-/// it (the header values keep sharing them). `Ok(None)`: not all of it is
-/// there yet.
+/// it (the header values keep sharing them), without its hop-by-hop
+/// headers. `Ok(None)`: not all of it is there yet.
 pub fn parse_response_head(
     buf: &mut BytesMut,
     method: &Method,
@@ -185,11 +185,26 @@ pub fn parse_response_head(
     } else {
         Version::HTTP_10
     };
+    let raw: &[httparse::Header<'_>] = resp.headers;
+    let framing = response_framing(method, status, raw)?;
+    let keep_alive = framing != BodyFraming::UntilClose && keeps_alive(version, raw);
+    // Hop-by-hop headers, and those `Connection` names, stop here (but a
+    // 101's, which describe the tunnel). `Connection` usually says only
+    // `keep-alive` or `close`; any other token names a header to drop.
+    let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
+    let names_others = tokens(raw, "connection")
+        .any(|t| !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"));
+    let dropped = |name: &str| {
+        !upgrade
+            && (is_hop_by_hop(name)
+                || names_others
+                    && tokens(raw, "connection").any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+    };
     // Names are made while the parse borrows the buffer; values are cut
     // from the head once it is split off, so they share its bytes.
     let base = buf.as_ptr() as usize;
-    let mut lines = Vec::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
+    let mut lines = Vec::with_capacity(raw.len());
+    for h in raw.iter().filter(|h| !dropped(h.name)) {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| WireError::Header)?;
         let start = h.value.as_ptr() as usize - base;
         lines.push((name, start, h.value.len()));
@@ -201,8 +216,6 @@ pub fn parse_response_head(
             .map_err(|_| WireError::Header)?;
         headers.append(name, value);
     }
-    let framing = response_framing(method, status, &headers)?;
-    let keep_alive = framing != BodyFraming::UntilClose && keeps_alive(version, &headers);
     Ok(Some(ResponseHead {
         status,
         version,
@@ -212,13 +225,41 @@ pub fn parse_response_head(
     }))
 }
 
+/// Hop-by-hop headers (RFC 9110 section 7.6.1): they describe one
+/// connection, so they are never passed on, either way.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    const NAMES: [&str; 9] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// The comma-separated elements of every header of this name, trimmed.
+fn tokens<'h>(
+    raw: &'h [httparse::Header<'_>],
+    name: &'static str,
+) -> impl Iterator<Item = &'h [u8]> {
+    raw.iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .flat_map(|h| h.value.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+}
+
 /// RFC 9112 section 6.3, in its order: no body for HEAD and for 1xx, 204
 /// and 304; chunked when it is the last transfer coding; otherwise one
 /// valid `Content-Length`; otherwise until the connection closes.
 fn response_framing(
     method: &Method,
     status: StatusCode,
-    headers: &HeaderMap,
+    raw: &[httparse::Header<'_>],
 ) -> Result<BodyFraming, WireError> {
     if *method == Method::HEAD
         || status.is_informational()
@@ -227,12 +268,9 @@ fn response_framing(
     {
         return Ok(BodyFraming::Empty);
     }
-    if let Some(last) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .rfind(|t| !t.is_empty())
+    if let Some(last) = tokens(raw, "transfer-encoding")
+        .filter(|t| !t.is_empty())
+        .last()
     {
         return Ok(if last.eq_ignore_ascii_case(b"chunked") {
             BodyFraming::Chunked
@@ -241,14 +279,12 @@ fn response_framing(
         });
     }
     let mut length = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|b| *b == b',') {
-            let n = parse_length(part.trim_ascii()).ok_or(WireError::Length)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(WireError::Length);
-            }
-            length = Some(n);
+    for part in tokens(raw, "content-length") {
+        let n = parse_length(part).ok_or(WireError::Length)?;
+        if length.is_some_and(|l| l != n) {
+            return Err(WireError::Length);
         }
+        length = Some(n);
     }
     Ok(match length {
         Some(0) => BodyFraming::Empty,
@@ -266,13 +302,9 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
 
 /// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0
 /// never does here (its `keep-alive` opt-in is not worth the cases).
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+fn keeps_alive(version: Version, raw: &[httparse::Header<'_>]) -> bool {
     version == Version::HTTP_11
-        && !headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        && !tokens(raw, "connection").any(|t| t.eq_ignore_ascii_case(b"close"))
 }
 
 /// Where a chunked body's reader stands.

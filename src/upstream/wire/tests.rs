@@ -298,3 +298,38 @@ fn broken_chunked_bodies_are_refused() {
     let long = [b"1;".as_slice(), &[b'a'; MAX_LINE]].concat();
     assert!(dechunk(&long, long.len()).is_err());
 }
+
+#[test]
+fn hop_by_hop_headers_and_those_connection_names_stop_here_but_a_101_keeps_them() {
+    let raw = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\n\
+               X-Secret: s\r\nTrailer: x\r\nUpgrade: h2c\r\nProxy-Authenticate: Basic\r\n\
+               Content-Length: 0\r\nX-Kept: k\r\n\r\n";
+    let (r, _) = parse(raw, &Method::GET);
+    let head = r.unwrap().unwrap();
+    let names: Vec<&str> = head.headers.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["content-length", "x-kept"]);
+    assert!(head.keep_alive);
+    let raw =
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let (r, _) = parse(raw, &Method::GET);
+    let head = r.unwrap().unwrap();
+    assert_eq!(head.headers["upgrade"], "websocket");
+    assert_eq!(head.headers["connection"], "Upgrade");
+}
+
+#[test]
+fn hop_by_hop_names_match_in_any_case() {
+    for n in [
+        "connection",
+        "Keep-Alive",
+        "TE",
+        "transfer-encoding",
+        "UPGRADE",
+        "proxy-connection",
+    ] {
+        assert!(is_hop_by_hop(n), "{n}");
+    }
+    for n in ["content-length", "te2", "x-upgrade", "trailers"] {
+        assert!(!is_hop_by_hop(n), "{n}");
+    }
+}
