@@ -566,31 +566,24 @@ impl Connection {
         });
         let conn = self.http.serve_connection(io, service).with_upgrades();
         tokio::pin!(conn);
-        let mut stop = self.stop.clone();
-        // Idle tracking without a clock read per request: each tick looks at
-        // the count of finished requests; the connection is idle since the
-        // first tick that saw it unchanged with nothing in flight.
-        let mut tick = tokio::time::interval(
-            (self.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
-        );
-        let (mut seen, mut idle_since) = (0, tokio::time::Instant::now());
-        loop {
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r { tracing::debug!(error = %e, %peer, "connection error"); }
-                    return;
-                }
-                _ = stop.wait_for(|v| *v) => break,
-                now = tick.tick() => {
-                    let done = served.done.load(Ordering::Relaxed);
-                    if done != seen || served.in_flight.load(Ordering::Relaxed) != 0 {
-                        (seen, idle_since) = (done, now);
-                    } else if now - idle_since >= self.idle_timeout {
-                        tracing::debug!(%peer, "closing an idle keep-alive connection");
-                        break;
-                    }
-                }
+        // Idle and drain watching runs in a task of its own, which says
+        // when to close: a request's wake-ups then poll only the
+        // connection and this one signal, not a timer and a watch.
+        let (close_tx, close_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(watch_idle(
+            served.clone(),
+            self.stop.clone(),
+            self.idle_timeout,
+            close_tx,
+            peer,
+        ));
+        tokio::select! {
+            biased;
+            r = conn.as_mut() => {
+                if let Err(e) = r { tracing::debug!(error = %e, %peer, "connection error"); }
+                return;
             }
+            _ = close_rx => {}
         }
         // Draining or idle: finish the request in flight, then close.
         conn.as_mut().graceful_shutdown();
@@ -598,6 +591,40 @@ impl Connection {
             tracing::debug!(error = %e, %peer, "connection error while closing");
         }
     }
+}
+
+/// Say when a connection should close: the server drains, or it has been
+/// idle for `idle_timeout`. Idle tracking takes no clock read per request:
+/// each tick looks at the count of finished requests; the connection is
+/// idle since the first tick that saw it unchanged with nothing in flight.
+/// Ends, saying nothing, when the connection does.
+async fn watch_idle(
+    served: Arc<Served>,
+    mut stop: watch::Receiver<bool>,
+    idle_timeout: Duration,
+    mut close: tokio::sync::oneshot::Sender<()>,
+    peer: SocketAddr,
+) {
+    let mut tick = tokio::time::interval(
+        (idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
+    );
+    let (mut seen, mut idle_since) = (0, tokio::time::Instant::now());
+    loop {
+        tokio::select! {
+            _ = close.closed() => return,
+            _ = stop.wait_for(|v| *v) => break,
+            now = tick.tick() => {
+                let done = served.done.load(Ordering::Relaxed);
+                if done != seen || served.in_flight.load(Ordering::Relaxed) != 0 {
+                    (seen, idle_since) = (done, now);
+                } else if now - idle_since >= idle_timeout {
+                    tracing::debug!(%peer, "closing an idle keep-alive connection");
+                    break;
+                }
+            }
+        }
+    }
+    let _ = close.send(());
 }
 
 /// One client connection's state, shared by its requests.
