@@ -186,18 +186,17 @@ pub fn parse_response_head(
         Version::HTTP_10
     };
     let raw: &[httparse::Header<'_>] = resp.headers;
-    let framing = response_framing(method, status, raw)?;
-    let keep_alive = framing != BodyFraming::UntilClose && keeps_alive(version, raw);
+    let facts = Facts::read(raw)?;
+    let framing = response_framing(method, status, &facts);
+    let keep_alive =
+        framing != BodyFraming::UntilClose && version == Version::HTTP_11 && !facts.close;
     // Hop-by-hop headers, and those `Connection` names, stop here (but a
-    // 101's, which describe the tunnel). `Connection` usually says only
-    // `keep-alive` or `close`; any other token names a header to drop.
+    // 101's, which describe the tunnel).
     let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
-    let names_others = tokens(raw, "connection")
-        .any(|t| !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"));
     let dropped = |name: &str| {
         !upgrade
             && (is_hop_by_hop(name)
-                || names_others
+                || facts.names_others
                     && tokens(raw, "connection").any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
     };
     // Names are made while the parse borrows the buffer; values are cut
@@ -228,18 +227,17 @@ pub fn parse_response_head(
 /// Hop-by-hop headers (RFC 9110 section 7.6.1): they describe one
 /// connection, so they are never passed on, either way.
 pub fn is_hop_by_hop(name: &str) -> bool {
-    const NAMES: [&str; 9] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        2 => is("te"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        19 => is("proxy-authorization"),
+        _ => false,
+    }
 }
 
 /// The comma-separated elements of every header of this name, trimmed.
@@ -253,44 +251,68 @@ fn tokens<'h>(
         .map(<[u8]>::trim_ascii)
 }
 
+/// What framing and the hop-by-hop rule need from a response head, read
+/// in one pass over its lines.
+#[derive(Default)]
+struct Facts<'h> {
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection` names a header (not only `keep-alive` or `close`).
+    names_others: bool,
+    /// The last transfer coding, if there is a `Transfer-Encoding`.
+    last_coding: Option<&'h [u8]>,
+    /// The one `Content-Length` (repeats must agree).
+    length: Option<u64>,
+}
+
+impl<'h> Facts<'h> {
+    fn read(raw: &'h [httparse::Header<'_>]) -> Result<Self, WireError> {
+        let mut f = Facts::default();
+        for h in raw {
+            let elements = || h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii);
+            if h.name.eq_ignore_ascii_case("connection") {
+                for t in elements() {
+                    if t.eq_ignore_ascii_case(b"close") {
+                        f.close = true;
+                    } else if !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") {
+                        f.names_others = true;
+                    }
+                }
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                if let Some(last) = elements().rfind(|t| !t.is_empty()) {
+                    f.last_coding = Some(last);
+                }
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                for t in elements() {
+                    let n = parse_length(t).ok_or(WireError::Length)?;
+                    if f.length.is_some_and(|l| l != n) {
+                        return Err(WireError::Length);
+                    }
+                    f.length = Some(n);
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
 /// RFC 9112 section 6.3, in its order: no body for HEAD and for 1xx, 204
-/// and 304; chunked when it is the last transfer coding; otherwise one
-/// valid `Content-Length`; otherwise until the connection closes.
-fn response_framing(
-    method: &Method,
-    status: StatusCode,
-    raw: &[httparse::Header<'_>],
-) -> Result<BodyFraming, WireError> {
+/// and 304; chunked when it is the last transfer coding; otherwise the
+/// `Content-Length`; otherwise until the connection closes.
+fn response_framing(method: &Method, status: StatusCode, facts: &Facts<'_>) -> BodyFraming {
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        return Ok(BodyFraming::Empty);
+        return BodyFraming::Empty;
     }
-    if let Some(last) = tokens(raw, "transfer-encoding")
-        .filter(|t| !t.is_empty())
-        .last()
-    {
-        return Ok(if last.eq_ignore_ascii_case(b"chunked") {
-            BodyFraming::Chunked
-        } else {
-            BodyFraming::UntilClose
-        });
+    match (facts.last_coding, facts.length) {
+        (Some(c), _) if c.eq_ignore_ascii_case(b"chunked") => BodyFraming::Chunked,
+        (Some(_), _) | (None, None) => BodyFraming::UntilClose,
+        (None, Some(0)) => BodyFraming::Empty,
+        (None, Some(n)) => BodyFraming::Length(n),
     }
-    let mut length = None;
-    for part in tokens(raw, "content-length") {
-        let n = parse_length(part).ok_or(WireError::Length)?;
-        if length.is_some_and(|l| l != n) {
-            return Err(WireError::Length);
-        }
-        length = Some(n);
-    }
-    Ok(match length {
-        Some(0) => BodyFraming::Empty,
-        Some(n) => BodyFraming::Length(n),
-        None => BodyFraming::UntilClose,
-    })
 }
 
 fn parse_length(digits: &[u8]) -> Option<u64> {
@@ -298,13 +320,6 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
         return None;
     }
     Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-/// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0
-/// never does here (its `keep-alive` opt-in is not worth the cases).
-fn keeps_alive(version: Version, raw: &[httparse::Header<'_>]) -> bool {
-    version == Version::HTTP_11
-        && !tokens(raw, "connection").any(|t| t.eq_ignore_ascii_case(b"close"))
 }
 
 /// Where a chunked body's reader stands.
