@@ -244,6 +244,9 @@ pub fn segment_is(seg: &str, lit: &str) -> bool {
     key.eq_ignore_ascii_case(lit)
 }
 
+/// The deepest path, in segments, the action tables match.
+const MAX_SEGMENTS: usize = 16;
+
 /// Split a normalised path into its segments (no empty ones but a trailing
 /// slash yields none).
 fn segments(path: &str) -> impl Iterator<Item = &str> {
@@ -534,7 +537,7 @@ impl PatternTable {
 
     /// The action of the most specific pattern matching the request.
     pub fn lookup<'a>(&'a self, method: &Method, path: &'a str) -> Option<Matched<'a>> {
-        let mut segs: [&str; 16] = [""; 16];
+        let mut segs: [&str; MAX_SEGMENTS] = [""; MAX_SEGMENTS];
         let mut n = 0;
         for s in segments(path) {
             if n == segs.len() {
@@ -543,7 +546,11 @@ impl PatternTable {
             segs[n] = s;
             n += 1;
         }
-        let segs = &segs[..n];
+        self.lookup_segments(method, &segs[..n])
+    }
+
+    /// [`PatternTable::lookup`] on a path already split.
+    fn lookup_segments<'a>(&'a self, method: &Method, segs: &[&'a str]) -> Option<Matched<'a>> {
         self.entries
             .iter()
             .find(|e| e.methods.contains(method) && e.matches(segs))
@@ -924,13 +931,20 @@ impl RouteTable {
 
     /// Classify a normalised path.
     pub fn classify<'a>(&'a self, method: &Method, path: &'a str) -> Route<'a> {
-        let mut buf: [&str; 16] = [""; 16];
+        // One split serves the prefixes, the rules and the action tables;
+        // one segment more than the tables take says the path is deeper.
+        let mut buf: [&str; MAX_SEGMENTS + 1] = [""; MAX_SEGMENTS + 1];
         let mut n = 0;
         for s in segments(path).take(buf.len()) {
             buf[n] = s;
             n += 1;
         }
-        let segs = &buf[..n];
+        let deep = n > MAX_SEGMENTS;
+        let segs = &buf[..n.min(MAX_SEGMENTS)];
+        let lookup = |table: &'a PatternTable| match deep {
+            true => None,
+            false => table.lookup_segments(method, segs),
+        };
         let class = self
             .prefixes
             .iter()
@@ -952,7 +966,7 @@ impl RouteTable {
         let (class, action) = match class {
             None => (RouteClass::Unprotected, RouteAction::None),
             Some((RouteClass::Admin, _)) => {
-                let action = match self.admin_actions.lookup(method, path) {
+                let action = match lookup(&self.admin_actions) {
                     Some(Matched {
                         action: Some(action),
                         subject,
@@ -966,7 +980,7 @@ impl RouteTable {
             Some((RouteClass::ContentApi, plen)) => {
                 let action = if self.graphql.as_ref().is_some_and(|g| has_prefix(segs, g)) {
                     RouteAction::GraphQl
-                } else if let Some(m) = self.content_api_actions.lookup(method, path) {
+                } else if let Some(m) = lookup(&self.content_api_actions) {
                     m.action.map_or(RouteAction::None, RouteAction::ContentApi)
                 } else if !standard && self.content_api_actions.maps_path(path) {
                     RouteAction::Refused
