@@ -236,7 +236,7 @@ impl Gateway {
         // A second handle on the URI (its bytes are shared, not copied) that
         // the target and the route borrow while the request moves on.
         let uri = req.uri().clone();
-        let req = req.map(Either::Left);
+        let mut req = req.map(Either::Left);
         let policy = self.policy();
 
         // Parse: the request target, normalised. The normal form is what is
@@ -254,11 +254,11 @@ impl Gateway {
         };
 
         // Precheck, look up, decide.
-        let (outcome, req) = match self.precheck(&cx, &route, req.headers(), &policy).await {
-            Err(settled) => (settled, req),
+        let outcome = match self.precheck(&cx, &route, req.headers(), &policy).await {
+            Err(settled) => settled,
             Ok(key) => match self.look_up(&cx, &conn.recent, key).await {
-                Err(unavailable) => (unavailable, req),
-                Ok(found) => self.decide(&cx, &route, found, req, &policy).await,
+                Err(unavailable) => unavailable,
+                Ok(found) => self.decide(&cx, &route, found, &mut req, &policy).await,
             },
         };
 
@@ -378,13 +378,12 @@ impl Gateway {
         cx: &RequestCtx<'_>,
         route: &route::Route<'_>,
         found: Option<Hit<Resolved>>,
-        req: Request<ForwardBody>,
+        req: &mut Request<ForwardBody>,
         policy: &Policy,
-    ) -> (Outcome, Request<ForwardBody>) {
+    ) -> Outcome {
         let now = SystemTime::now();
         let record = found.as_deref().map(|r| &r.record);
-        let (verdict, req) =
-            verdict(route, record, req, policy.graphql_max_body, now, cx.client).await;
+        let verdict = verdict(route, record, req, policy.graphql_max_body, now, cx.client).await;
         let token_id = record.map(|r| r.id);
         let authenticated = matches!(
             verdict,
@@ -399,7 +398,7 @@ impl Gateway {
                 self.note_use(r, now);
             }
         }
-        let outcome = match verdict {
+        match verdict {
             Verdict::Allow => {
                 let r = found.unwrap_or_else(|| unreachable!("allow needs a record"));
                 self.token_limit(r).await
@@ -411,8 +410,7 @@ impl Gateway {
                 Outcome::deny_token(denial, token_id)
             }
             Verdict::NeedGraphQlOperation => Outcome::deny_token(Denial::Forbidden, token_id),
-        };
-        (outcome, req)
+        }
     }
 
     /// Record a use for `last_used_at` (at most once per interval per token).
@@ -491,22 +489,21 @@ impl Gateway {
                 Err(_) => return error_response(Denial::InvalidPath, request_id, None),
             }
         }
-        parts.version = http::Version::HTTP_11;
-        let up = Request::from_parts(parts, body);
-        self.send(&conn.upstream, up, &added, upgrade, request_id)
+        self.send(&conn.upstream, &parts, body, &added, upgrade, request_id)
             .await
     }
 
     async fn send(
         &self,
         upstream: &Pinned,
-        up: Request<ForwardBody>,
+        parts: &http::request::Parts,
+        body: ForwardBody,
         added: &AddedHeaders,
         client_upgrade: Option<(hyper::upgrade::OnUpgrade, HeaderValue)>,
         request_id: &HeaderValue,
     ) -> Response<ResponseBody> {
         let t = Instant::now();
-        let result = upstream.send(up, added).await;
+        let result = upstream.send(parts, body, added).await;
         self.metrics
             .upstream_duration
             .observe(t.elapsed().as_secs_f64());
@@ -624,61 +621,52 @@ async fn tunnel(
 async fn verdict(
     route: &route::Route<'_>,
     record: Option<&TokenRecord>,
-    req: Request<ForwardBody>,
+    req: &mut Request<ForwardBody>,
     graphql_max_body: usize,
     now: SystemTime,
     client: IpAddr,
-) -> (Verdict, Request<ForwardBody>) {
+) -> Verdict {
     let verdict = authz::decide(route, record, None, now, client);
     if verdict != Verdict::NeedGraphQlOperation {
-        return (verdict, req);
+        return verdict;
     }
-    let (op, req) = graphql_operation(req, graphql_max_body).await;
-    let verdict = match op {
+    match graphql_operation(req, graphql_max_body).await {
         Ok(op) => authz::decide(route, record, Some(op), now, client),
         Err(denial) => Verdict::Deny {
             denial,
             authenticated: true,
         },
-    };
-    (verdict, req)
+    }
 }
 
 /// Read the GraphQL operation type from the query string (GET) or from a
 /// body of at most `max` bytes, which is then forwarded from the buffer.
 async fn graphql_operation(
-    req: Request<ForwardBody>,
+    req: &mut Request<ForwardBody>,
     max: usize,
-) -> (Result<GraphQlOperation, Denial>, Request<ForwardBody>) {
+) -> Result<GraphQlOperation, Denial> {
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        let op = crate::graphql::query_string(req.uri().query().unwrap_or(""));
-        return (Ok(op), req);
+        return Ok(crate::graphql::query_string(
+            req.uri().query().unwrap_or(""),
+        ));
     }
-    let (parts, body) = req.into_parts();
-    let declared = parts
-        .headers
+    let declared = req
+        .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > max) {
-        return (
-            Err(Denial::PayloadTooLarge),
-            Request::from_parts(parts, body),
-        );
+        return Err(Denial::PayloadTooLarge);
     }
+    let body = std::mem::replace(req.body_mut(), Either::Right(Full::new(Bytes::new())));
     match Limited::new(body, max).collect().await {
         Ok(collected) => {
             let bytes = collected.to_bytes();
             let op = crate::graphql::json_body(&bytes);
-            (
-                Ok(op),
-                Request::from_parts(parts, Either::Right(Full::new(bytes))),
-            )
+            *req.body_mut() = Either::Right(Full::new(bytes));
+            Ok(op)
         }
-        Err(_) => (
-            Err(Denial::PayloadTooLarge),
-            Request::from_parts(parts, Either::Right(Full::new(Bytes::new()))),
-        ),
+        Err(_) => Err(Denial::PayloadTooLarge),
     }
 }
 

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::uri::Scheme;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Response};
 use hyper::body::Body as _;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -209,14 +209,15 @@ impl Drop for Pinned {
 }
 
 impl Pinned {
-    /// Send a request (origin-form URI); the response body streams.
-    /// `added`: the lines the gateway adds, written after the client's.
+    /// Send a request (origin-form URI, as HTTP/1.1); the response body
+    /// streams. `added`: the lines the gateway adds, written after the
+    /// client's.
     pub async fn send(
         &self,
-        req: Request<ForwardBody>,
+        parts: &http::request::Parts,
+        body: ForwardBody,
         added: &AddedHeaders,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let (parts, body) = req.into_parts();
         let framing = RequestFraming::for_body(
             &parts.method,
             parts.headers.contains_key(http::header::CONTENT_LENGTH),
@@ -238,7 +239,7 @@ impl Pinned {
             added.wire(),
             framing,
         );
-        let req = conn::Request::new(parts.method, head, body, framing).await;
+        let req = conn::Request::new(parts.method.clone(), head, body, framing).await;
         // The connection's own timer, reset for each request rather than a
         // new one made and dropped each time.
         let timeout = self.upstream.inner.request_timeout;
