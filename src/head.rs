@@ -49,21 +49,10 @@ impl AddedHeaders {
     /// Add `name: n`.
     pub fn push_decimal(&mut self, name: &HeaderName, n: i64) {
         self.push_with(name, |out| {
-            let mut digits = [0u8; 20];
-            let mut i = digits.len();
-            let mut m = n.unsigned_abs();
-            loop {
-                i -= 1;
-                digits[i] = b'0' + (m % 10) as u8;
-                m /= 10;
-                if m == 0 {
-                    break;
-                }
-            }
             if n < 0 {
                 out.push(b'-');
             }
-            out.extend_from_slice(&digits[i..]);
+            write_decimal(out, n.unsigned_abs());
         });
     }
 
@@ -97,6 +86,21 @@ impl AddedHeaders {
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.lines().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
+}
+
+/// Append `n` in decimal, without allocating.
+pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@
 //! | [`redis_link`] | Redis: shared rate-limit counters, invalidation fan-out |
 //! | [`last_used`] | batched `last_used_at` writes |
 //! | [`head`] | the header lines the gateway adds to a forwarded request, in wire form |
-//! | [`body`] | the body types both the proxy and the upstream client use |
+//! | [`body`] | the forwarded request's body type, which the proxy builds and the upstream client sends |
 //! | [`upstream`] | the client to the CMS: its own HTTP/1.1, a connection pinned to each client connection |
 //! | [`proxy`] | the request path, phase by phase |
 //! | [`accept`] | accepting connections, with a pause after a failed accept |

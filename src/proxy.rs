@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::authz::{self, Denial, GraphQlOperation, Precheck, SessionPolicy, Verdict};
-use crate::body::{ForwardBody, ResponseBody, UpstreamBody};
+use crate::body::ForwardBody;
 use crate::cache::{Hit, LookupError, Resolved};
 use crate::config::Config;
 use crate::forwarding::{Forwarding, Peer};
@@ -39,7 +39,11 @@ use crate::metrics::{Decision, Metrics};
 use crate::model::TokenRecord;
 use crate::ratelimit::RateLimiter;
 use crate::route::{self, RouteClass, RouteTable};
-use crate::upstream::{is_hop_by_hop, Pinned, Upstream, UpstreamError};
+use crate::upstream::{is_hop_by_hop, Pinned, Upstream, UpstreamBody, UpstreamError};
+
+/// The body of every response the gateway sends: the upstream's, or one it
+/// made itself (an error envelope).
+pub type ResponseBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// What can change on a config reload without a restart.
 #[derive(Debug, Clone)]

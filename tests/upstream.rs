@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// How the raw upstream treats a connection after each response.
 #[derive(Clone, Copy)]
@@ -30,18 +30,7 @@ enum After {
 
 /// A raw HTTP/1.1 upstream that counts the connections it accepts.
 async fn upstream(after: After) -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else { return };
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(s, after));
-        }
-    });
-    (addr, accepted)
+    raw_upstream(move |s| serve(s, after)).await
 }
 
 async fn serve(mut s: TcpStream, after: After) {
@@ -104,14 +93,7 @@ async fn get_on(c: &mut TcpStream, path: &str) -> String {
         buf.extend_from_slice(&chunk[..n]);
         let text = String::from_utf8_lossy(&buf).to_string();
         if let Some(end) = text.find("\r\n\r\n") {
-            let len: usize = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
+            let len = content_length(&text[..end]);
             if buf.len() >= end + 4 + len {
                 return text.lines().next().unwrap().to_owned();
             }

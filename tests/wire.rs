@@ -19,23 +19,12 @@ use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// A raw upstream: for each request head, by its path, a scripted answer.
 /// Counts the connections it accepts.
 async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else { return };
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(s));
-        }
-    });
-    (addr, accepted)
+    raw_upstream(serve).await
 }
 
 async fn serve(mut s: TcpStream) {
@@ -47,14 +36,7 @@ async fn serve(mut s: TcpStream) {
         let head = String::from_utf8_lossy(&buf[..end]).to_string();
         buf.drain(..end);
         let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .unwrap_or(0);
+        let length = content_length(&head);
         if path.ends_with("/early") {
             // Answer at once, read nothing of the body, close later.
             let _ = s

@@ -78,7 +78,7 @@ fn request_framing_follows_the_body() {
 fn decimals_are_written_exactly() {
     for n in [0u64, 7, 10, 99, 1000, 65_536, u64::MAX] {
         let mut v = Vec::new();
-        push_decimal(&mut v, n);
+        write_decimal(&mut v, n);
         assert_eq!(String::from_utf8(v).unwrap(), n.to_string());
     }
     assert_eq!(chunk_header(255), b"ff\r\n");
