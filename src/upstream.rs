@@ -9,18 +9,20 @@
 //! arrives. Each client connection therefore keeps its own upstream
 //! connection ([`Pinned`]) for as long as it is open: a request takes no
 //! pool lock, makes no pool checkout and spawns nothing; it is written to
-//! the connection that served the one before. When a client connection closes, its upstream connection is
-//! parked in a small idle list (at most `upstream.pool_max_idle`, each for
-//! at most `upstream.pool_idle_timeout`) that the next new client
-//! connection takes from, so short-lived clients do not pay a connect each.
+//! the connection that served the one before. When a client connection
+//! closes, its upstream connection is parked in a small idle list (at most
+//! `upstream.pool_max_idle`, each for at most `upstream.pool_idle_timeout`)
+//! that the next new client connection takes from, so short-lived clients
+//! do not pay a connect each.
 //!
 //! HTTP or HTTPS (rustls with the system roots or a configured CA file).
-//! Bodies stream both ways. The connect timeout is the connector's; the
-//! request timeout bounds the time to the response head, so a stuck
-//! upstream yields 504 rather than a hang. A request that could not be
-//! written because a reused connection had just been closed by the
-//! upstream (the keep-alive race) is sent again on a new connection; one
-//! that was written is never sent twice. A connection idle in a slot is
+//! Bodies stream both ways. The connect timeout covers the TCP connect and
+//! the TLS handshake; the request timeout bounds the time to the response
+//! head (the request body's upload included), so a stuck upstream yields
+//! 504 rather than a hang. A request that could not be written because a
+//! reused connection had just been closed by the upstream (the keep-alive
+//! race) is sent again on a new connection; one that was written is never
+//! sent twice. A connection idle in a slot is
 //! checked before use (closed, or something unasked-for read from it: it
 //! is replaced), at no cost when the socket has nothing to say.
 
