@@ -371,13 +371,14 @@ impl KnownHashes {
 
     /// A token with this hash was written.
     pub fn insert(&self, h: &TokenHash) {
+        let p = prefix(h);
         let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
-        set.insert(prefix(h));
+        set.insert(p);
         if self.polls.started.load(Ordering::Acquire) > 0 {
             self.announced
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(prefix(h));
+                .push(p);
         }
         drop(set);
         self.inserted.send_modify(|n| *n = n.wrapping_add(1));

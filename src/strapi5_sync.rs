@@ -11,10 +11,9 @@
 //! fingerprint: a lookup made in between may have cached the middle state.
 //! Tokens are versioned by `updated_at` instead, which Strapi sets on every
 //! edit, so that `last_used_at`, which authgate itself writes, moves nothing.
-//! When a table's
-//! fingerprint moves, that table alone is re-read (id, link ids and a row
-//! digest), diffed against the previous snapshot, and each changed row
-//! becomes the invalidation event the triggers would have sent
+//! When a table's fingerprint moves, that table alone is re-read (id, link
+//! ids and a row digest), diffed against the previous snapshot, and each
+//! changed row becomes the invalidation event the triggers would have sent
 //! ([`events`]): a token, a user, a role. A re-read of `strapi_api_tokens`
 //! also replaces the known-hash set, so it stays exact (deleted keys
 //! leave it too).

@@ -115,7 +115,7 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Tls
             }
         }
     }
-    // ALPN is set by the connector (hyper-rustls), not here.
+    // ALPN is set by its user (the upstream client asks for http/1.1).
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

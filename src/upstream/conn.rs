@@ -308,7 +308,12 @@ async fn read_head<R: AsyncRead + Unpin>(
     method: &Method,
 ) -> Result<ResponseHead, ExchangeError> {
     loop {
-        match wire::parse_response_head(buf, method) {
+        // An empty buffer (a fresh exchange) holds no head to parse yet.
+        let parsed = match buf.is_empty() {
+            true => Ok(None),
+            false => wire::parse_response_head(buf, method),
+        };
+        match parsed {
             Ok(Some(head))
                 if head.status.is_informational()
                     && head.status != http::StatusCode::SWITCHING_PROTOCOLS =>
@@ -435,9 +440,7 @@ impl Streaming {
                 if buf.is_empty() || *n == 0 {
                     return Ok(None);
                 }
-                let take = usize::try_from(*n).unwrap_or(usize::MAX).min(buf.len());
-                *n -= take as u64;
-                buf.split_to(take).freeze()
+                wire::take_up_to(buf, n)
             }
             Left::Chunked(c) => match c.step(buf)? {
                 Some(d) => d,

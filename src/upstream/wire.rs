@@ -235,8 +235,12 @@ fn tokens<'h>(
 ) -> impl Iterator<Item = &'h [u8]> {
     raw.iter()
         .filter(move |h| h.name.eq_ignore_ascii_case(name))
-        .flat_map(|h| h.value.split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
+        .flat_map(|h| elements(h.value))
+}
+
+/// The comma-separated elements of one header value, trimmed.
+fn elements(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// What framing and the hop-by-hop rule need from a response head, read
@@ -257,7 +261,7 @@ impl<'h> Facts<'h> {
     fn read(raw: &'h [httparse::Header<'_>]) -> Result<Self, WireError> {
         let mut f = Facts::default();
         for h in raw {
-            let elements = || h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii);
+            let elements = || elements(h.value);
             if h.name.eq_ignore_ascii_case("connection") {
                 for t in elements() {
                     if t.eq_ignore_ascii_case(b"close") {
@@ -349,13 +353,11 @@ impl Chunked {
                         Chunked::Data(size)
                     };
                 }
-                Chunked::Data(left) => {
+                Chunked::Data(mut left) => {
                     if buf.is_empty() {
                         return Ok(None);
                     }
-                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let data = buf.split_to(take).freeze();
-                    let left = left - take as u64;
+                    let data = take_up_to(buf, &mut left);
                     *self = if left == 0 {
                         Chunked::DataEnd
                     } else {
@@ -387,6 +389,14 @@ impl Chunked {
             }
         }
     }
+}
+
+/// Take at most `left` bytes of body from the front of `buf` (sharing
+/// them), counting them off `left`.
+pub fn take_up_to(buf: &mut BytesMut, left: &mut u64) -> Bytes {
+    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+    *left -= take as u64;
+    buf.split_to(take).freeze()
 }
 
 /// The length of the first line in `buf` with its CRLF, if it is all there.
