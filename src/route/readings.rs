@@ -1,6 +1,6 @@
 //! Every plausible reading of a request path by what sits behind authgate.
 //!
-//! authgate forwards one normal form of the path ([`super::normalise`]), but
+//! authgate forwards one normal form of the path ([`super::normalise()`]), but
 //! the CMS, its framework or a proxy behind it may read those bytes
 //! differently: decode percent-escapes again (`%2561dmin` -> `%61dmin` ->
 //! `admin`), decode IIS's `%uXXXX`, take `\` for `/`, re-parse a decoded
@@ -31,7 +31,7 @@ const MAX_READINGS: usize = 64;
 /// no escapes, no `;`, no `\`, no upper case and no segment ending in a dot
 /// or blank: every transformation above is then the identity (dot segments
 /// and repeated slashes are resolved alike by every reader, and `..` above
-/// the root is refused by [`super::normalise`] before this is asked).
+/// the root is refused by [`super::normalise()`] before this is asked).
 pub fn is_plain(raw: &str) -> bool {
     let b = raw.as_bytes();
     let no_special = b.iter().fold(true, |ok, &c| {
@@ -89,7 +89,7 @@ pub fn readings(raw: &str) -> Result<Vec<String>, PathError> {
 }
 
 fn hex(b: u8) -> Option<u32> {
-    super::hex_val(b).map(u32::from)
+    super::normalise::hex_val(b).map(u32::from)
 }
 
 /// One round of lenient percent-decoding: a valid `%XX` becomes its byte,
