@@ -1,4 +1,9 @@
+//! The config as a whole, parsed from text: the shipped files load,
+//! defaults, environment overrides, errors that name the key, redaction,
+//! and the defaults each layout sets.
+
 use std::path::Path;
+use std::time::Duration;
 
 use super::*;
 

@@ -1,0 +1,108 @@
+//! `[server]`: the listener clients talk to: address, TLS files, timeouts,
+//! the limits on a request head, and who may set forwarding headers.
+//!
+//! `upstream.host` is checked here too: it is applied by the forwarding
+//! layer (`crate::forwarding`), with the `X-Forwarded-*` headers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::values::{duration, readable_file, socket_addr};
+use super::{key_err, ConfigError, RawConfig};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub worker_threads: usize,
+    pub tls: Option<TlsFiles>,
+    pub request_header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_delay: Duration,
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    pub forwarding: crate::forwarding::Forwarding,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl RawConfig {
+    pub(super) fn compile_server(&self) -> Result<ServerConfig, ConfigError> {
+        let s = &self.server;
+        let tls = match (&s.tls_cert, &s.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                readable_file("server.tls_cert", cert)?;
+                readable_file("server.tls_key", key)?;
+                Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            }
+            (Some(_), None) => {
+                return Err(key_err(
+                    "server.tls_key",
+                    "required when server.tls_cert is set",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(key_err(
+                    "server.tls_cert",
+                    "required when server.tls_key is set",
+                ))
+            }
+        };
+        for (k, v) in [
+            ("server.max_connections", s.max_connections),
+            ("server.max_header_bytes", s.max_header_bytes),
+            ("server.max_headers", s.max_headers),
+            ("server.max_uri_bytes", s.max_uri_bytes),
+        ] {
+            if v == 0 {
+                return Err(key_err(k, "must be greater than 0"));
+            }
+        }
+        let mut trusted = Vec::new();
+        for (i, t) in s.trusted_proxies.iter().enumerate() {
+            trusted.push(
+                crate::cidr::Cidr::parse_masked(t)
+                    .map_err(|e| key_err(format!("server.trusted_proxies[{i}]"), e.to_string()))?,
+            );
+        }
+        // `upstream.host` is applied by the forwarding layer, with the
+        // `X-Forwarded-*` headers.
+        let host = match &self.upstream.host {
+            Some(h) if !h.is_empty() => Some(http::HeaderValue::from_str(h).map_err(|_| {
+                key_err(
+                    "upstream.host",
+                    format!("`{h}` is not a valid Host header value"),
+                )
+            })?),
+            _ => None,
+        };
+        Ok(ServerConfig {
+            listen: socket_addr("server.listen", &s.listen)?,
+            worker_threads: s.worker_threads,
+            tls,
+            request_header_timeout: duration(
+                "server.request_header_timeout",
+                &s.request_header_timeout,
+            )?,
+            idle_timeout: duration("server.idle_timeout", &s.idle_timeout)?,
+            shutdown_delay: duration("server.shutdown_delay", &s.shutdown_delay)?,
+            shutdown_grace: duration("server.shutdown_grace", &s.shutdown_grace)?,
+            max_connections: s.max_connections,
+            max_header_bytes: s.max_header_bytes,
+            max_headers: s.max_headers,
+            max_uri_bytes: s.max_uri_bytes,
+            forwarding: crate::forwarding::Forwarding { trusted, host },
+        })
+    }
+}
