@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use authgate::authz::{decide, parse_authorization};
 use authgate::cache::{Resolved, TokenCache};
 use authgate::config::CacheConfig;
-use authgate::identity::IdentityNames;
+use authgate::forward::{Allowed, Forwarder, Forwarding, IdentityNames, Outgoing, Peer};
 use authgate::metrics::Metrics;
 use authgate::model::{
     ContentApiType, Owner, Ownership, Permission, PermissionSet, TokenKind, TokenRecord,
@@ -137,26 +137,30 @@ fn benches(c: &mut Criterion) {
         b.iter(|| decide(black_box(&api), Some(black_box(&ro)), None, now, client))
     });
 
-    let names = IdentityNames::new("x-auth-");
+    let names = IdentityNames::new("x-auth-").unwrap();
     let resolved = Resolved::new(admin_record());
-    let forwarding = authgate::forwarding::Forwarding::default();
-    let peer = authgate::forwarding::Peer::new("10.0.0.9:5555".parse().unwrap(), false);
+    let forwarder = Forwarder::new(names, None, false, &Forwarding::default(), None);
+    let peer = Peer::new("10.0.0.9:5555".parse().unwrap(), false);
     let request_id = http::HeaderValue::from_static("rid");
+    let host = http::HeaderValue::from_static("cms");
     c.bench_function("request head: strip + forwarding + identity", |b| {
         b.iter(|| {
             let mut h = HeaderMap::with_capacity(16);
             h.insert("host", "cms".parse().unwrap());
             h.insert("x-auth-token-id", "1".parse().unwrap());
-            let mut added = authgate::proxy::prepare_request_headers(
-                &mut h,
-                &names,
-                false,
-                &forwarding,
-                &peer,
-                &request_id,
-            );
-            names.write(&mut added, black_box(&resolved.record), Some("read"));
-            black_box((h, added))
+            let out = Outgoing {
+                peer: &peer,
+                requested_host: Some(&host),
+                request_id: &request_id,
+                path_and_query: "/admin/users",
+                allowed: Some(Allowed {
+                    record: black_box(&resolved.record),
+                    action: Some("read"),
+                }),
+                upgrade: false,
+            };
+            let head = forwarder.prepare(&Method::GET, &mut h, out);
+            black_box((h, head))
         })
     });
 }

@@ -118,7 +118,9 @@ pub enum SessionPolicy {
     Reject,
 }
 
-/// Every error response the gateway produces itself.
+/// What authorization decided against a request. (The gateway's other
+/// refusals, for the request's shape or the upstream, are
+/// `answer::Refusal`'s.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Denial {
     InvalidCredentials,
@@ -131,15 +133,8 @@ pub enum Denial {
     PolicyFailed,
     /// A token pinned to networks, used from outside them.
     AddressNotAllowed,
-    InvalidPath,
-    /// The request target is longer than `server.max_uri_bytes`.
-    UriTooLong,
-    /// GraphQL body over the configured bound for a token that needs it read.
-    PayloadTooLarge,
     RateLimited,
     StoreUnavailable,
-    BadGateway,
-    GatewayTimeout,
 }
 
 impl Denial {
@@ -150,13 +145,8 @@ impl Denial {
             | Denial::OwnerNotFound
             | Denial::OwnerDeactivated => 401,
             Denial::Forbidden | Denial::PolicyFailed | Denial::AddressNotAllowed => 403,
-            Denial::InvalidPath => 400,
-            Denial::UriTooLong => 414,
-            Denial::PayloadTooLarge => 413,
             Denial::RateLimited => 429,
             Denial::StoreUnavailable => 503,
-            Denial::BadGateway => 502,
-            Denial::GatewayTimeout => 504,
         }
     }
 
@@ -169,13 +159,8 @@ impl Denial {
             | Denial::OwnerDeactivated => "UnauthorizedError",
             Denial::Forbidden | Denial::AddressNotAllowed => "ForbiddenError",
             Denial::PolicyFailed => "PolicyError",
-            Denial::InvalidPath => "ValidationError",
-            Denial::UriTooLong => "URITooLongError",
-            Denial::PayloadTooLarge => "PayloadTooLargeError",
             Denial::RateLimited => "RateLimitError",
             Denial::StoreUnavailable => "ServiceUnavailableError",
-            Denial::BadGateway => "BadGatewayError",
-            Denial::GatewayTimeout => "GatewayTimeoutError",
         }
     }
 
@@ -188,13 +173,8 @@ impl Denial {
             Denial::Forbidden => "Forbidden",
             Denial::PolicyFailed => "Policy Failed",
             Denial::AddressNotAllowed => "Client address not allowed",
-            Denial::InvalidPath => "Invalid request path",
-            Denial::UriTooLong => "Request target too long",
-            Denial::PayloadTooLarge => "Request body too large to inspect",
             Denial::RateLimited => "Too many requests",
             Denial::StoreUnavailable => "Authentication temporarily unavailable",
-            Denial::BadGateway => "Upstream unavailable",
-            Denial::GatewayTimeout => "Upstream timed out",
         }
     }
 
@@ -208,13 +188,8 @@ impl Denial {
             Denial::Forbidden => "forbidden",
             Denial::PolicyFailed => "policy_failed",
             Denial::AddressNotAllowed => "address_not_allowed",
-            Denial::InvalidPath => "invalid_path",
-            Denial::UriTooLong => "uri_too_long",
-            Denial::PayloadTooLarge => "payload_too_large",
             Denial::RateLimited => "rate_limited",
             Denial::StoreUnavailable => "store_unavailable",
-            Denial::BadGateway => "bad_gateway",
-            Denial::GatewayTimeout => "gateway_timeout",
         }
     }
 
@@ -223,7 +198,7 @@ impl Denial {
         crate::envelope::render(self.status(), self.name(), self.message())
     }
 
-    pub const ALL: [Denial; 14] = [
+    pub const ALL: [Denial; 9] = [
         Denial::InvalidCredentials,
         Denial::TokenExpired,
         Denial::OwnerNotFound,
@@ -231,13 +206,8 @@ impl Denial {
         Denial::Forbidden,
         Denial::PolicyFailed,
         Denial::AddressNotAllowed,
-        Denial::InvalidPath,
-        Denial::UriTooLong,
-        Denial::PayloadTooLarge,
         Denial::RateLimited,
         Denial::StoreUnavailable,
-        Denial::BadGateway,
-        Denial::GatewayTimeout,
     ];
 }
 

@@ -622,7 +622,7 @@ async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
     let server = crate::server::Server::bind(cfg).await?;
     tracing::info!(listen = %server.local_addr(), metrics = ?server.metrics_addr(), management = ?server.management_addr(), config = %path.display(), %layout, "authgate started");
     let reloader =
-        crate::reload::Reloader::new(path, server.gateway(), server.policies(), server.tls());
+        crate::reload::Reloader::new(path, server.metrics(), server.policy(), server.tls());
     server.run(crate::reload::shutdown_signal(reloader)).await?;
     Ok(())
 }

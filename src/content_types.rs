@@ -15,14 +15,11 @@
 //! action names that are not CRUD (`destroy`, `me`, `count`) and are mapped
 //! by the built-in `[[content_api_actions]]` table instead.
 //!
-//! [`parse`] and [`merge`] are pure; [`Policies`] applies the result to the
-//! gateway, together with config reloads (`reload`).
+//! [`parse`], [`merge`] and [`routes`] are pure; `policy::PolicyStore`
+//! publishes the result, together with config reloads (`reload`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
-use crate::config::Config;
-use crate::proxy::{Gateway, Policy};
 use crate::route::{ContentTypeSpec, RouteSpec, RouteTable};
 
 /// The `strapi_core_store_settings.key` of the content-type schemas.
@@ -165,74 +162,6 @@ pub fn routes(spec: &RouteSpec, found: &[ContentTypeSpec]) -> Result<RouteTable,
         ..spec.clone()
     };
     RouteTable::build(&merged)
-}
-
-struct Inputs {
-    spec: Arc<RouteSpec>,
-    sessions: crate::authz::SessionPolicy,
-    graphql_max_body: usize,
-    found: Vec<ContentTypeSpec>,
-}
-
-/// The gateway's reloadable policy from its two sources: the config file
-/// (reloaded by `reload`) and Strapi's stored content types (by
-/// `strapi5_sync`). Each source replaces its part and the policy is
-/// rebuilt from both.
-pub struct Policies {
-    gateway: Arc<Gateway>,
-    inputs: Mutex<Inputs>,
-}
-
-impl Policies {
-    pub fn new(cfg: &Config, gateway: Arc<Gateway>) -> Self {
-        Self {
-            gateway,
-            inputs: Mutex::new(Inputs {
-                spec: cfg.route_spec.clone(),
-                sessions: cfg.sessions,
-                graphql_max_body: cfg.graphql_max_body,
-                found: Vec::new(),
-            }),
-        }
-    }
-
-    /// A config (re)loaded: keep the discovered types.
-    pub fn set_config(&self, cfg: &Config) {
-        let mut i = self.inputs.lock().unwrap_or_else(|p| p.into_inner());
-        i.spec = cfg.route_spec.clone();
-        i.sessions = cfg.sessions;
-        i.graphql_max_body = cfg.graphql_max_body;
-        self.apply(&i);
-    }
-
-    /// Strapi's stored types changed.
-    pub fn set_found(&self, found: Vec<ContentTypeSpec>) {
-        let mut i = self.inputs.lock().unwrap_or_else(|p| p.into_inner());
-        if i.found == found {
-            return;
-        }
-        i.found = found;
-        self.apply(&i);
-    }
-
-    fn apply(&self, i: &Inputs) {
-        let routes = match routes(&i.spec, &i.found) {
-            Ok(r) => r,
-            Err(e) => {
-                // Cannot happen for types `parse` accepted; keep the config's.
-                tracing::error!(error = %e, "content types from Strapi rejected; using the config's only");
-                match RouteTable::build(&i.spec) {
-                    Ok(r) => r,
-                    Err(_) => return,
-                }
-            }
-        };
-        self.gateway.set_policy(Policy {
-            routes: Arc::new(routes),
-            sessions: i.sessions,
-            graphql_max_body: i.graphql_max_body,
-        });
-    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@
 //! in `Cargo.toml`.
 
 pub mod accept;
+pub mod answer;
 pub mod audit;
 pub mod authz;
 pub mod body;
@@ -52,10 +53,8 @@ pub mod cli;
 pub mod config;
 pub mod content_types;
 pub mod envelope;
-pub mod forwarding;
+pub mod forward;
 pub mod graphql;
-pub mod head;
-pub mod identity;
 pub mod invalidation;
 pub mod known;
 pub mod last_used;
@@ -64,10 +63,12 @@ pub mod manage;
 pub mod management;
 pub mod metrics;
 pub mod model;
+pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
 pub mod redis_link;
 pub mod reload;
+pub mod request_id;
 pub mod route;
 pub mod serve_error;
 pub mod server;

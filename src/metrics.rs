@@ -5,7 +5,7 @@
 //! Allowed and denied requests are counted as separate families (as
 //! linkerd2-proxy does) so a dashboard reads them without regex.
 
-use crate::authz::Denial;
+use crate::answer::Refusal;
 use crate::route::RouteClass;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -71,7 +71,7 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 pub enum Decision {
     Allow,
     Pass,
-    Deny(Denial),
+    Deny(Refusal),
 }
 
 fn class_index(c: RouteClass) -> usize {
@@ -117,8 +117,8 @@ impl RequestMetrics {
                     r.push(requests.with_label_values(&[c.as_str(), decision, s]));
                 }
             }
-            for denial in Denial::ALL {
-                d.push(denied.with_label_values(&[c.as_str(), denial.label()]));
+            for refusal in Refusal::all() {
+                d.push(denied.with_label_values(&[c.as_str(), refusal.label()]));
             }
             h.push(duration.with_label_values(&[c.as_str()]));
         }
@@ -143,9 +143,8 @@ impl RequestMetrics {
         let d = match decision {
             Decision::Allow => 0,
             Decision::Pass => 1,
-            Decision::Deny(denial) => {
-                let i = Denial::ALL.iter().position(|x| *x == denial).unwrap_or(0);
-                self.denied[c * Denial::ALL.len() + i].inc();
+            Decision::Deny(refusal) => {
+                self.denied[c * Refusal::COUNT + refusal.index()].inc();
                 2
             }
         };

@@ -14,15 +14,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::content_types::Policies;
-use crate::proxy::Gateway;
+use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
 use crate::tls::ReloadableAcceptor;
 
 /// Watches the config file (and TLS files) and applies changes.
 pub struct Reloader {
     path: PathBuf,
-    gateway: Arc<Gateway>,
-    policies: Arc<Policies>,
+    metrics: Metrics,
+    policy: Arc<PolicyStore>,
     tls: Option<ReloadableAcceptor>,
     config_hash: Option<u64>,
     tls_hash: Option<u64>,
@@ -35,20 +35,20 @@ fn file_hash(path: &std::path::Path) -> Option<u64> {
 }
 
 impl Reloader {
-    /// `policies` rebuilds the route table with the content types Strapi
+    /// `policy` rebuilds the route table with the content types Strapi
     /// stores (strapi5 layout), so a config reload keeps them.
     pub fn new(
         path: PathBuf,
-        gateway: Arc<Gateway>,
-        policies: Arc<Policies>,
+        metrics: Metrics,
+        policy: Arc<PolicyStore>,
         tls: Option<ReloadableAcceptor>,
     ) -> Self {
         let config_hash = file_hash(&path);
         let tls_hash = tls.as_ref().and_then(ReloadableAcceptor::fingerprint);
         Self {
             path,
-            gateway,
-            policies,
+            metrics,
+            policy,
             tls,
             config_hash,
             tls_hash,
@@ -82,10 +82,10 @@ impl Reloader {
     }
 
     fn reload_config(&self) {
-        let metrics = self.gateway.metrics();
+        let metrics = &self.metrics;
         match crate::config::load(&self.path) {
             Ok(cfg) => {
-                self.policies.set_config(&cfg);
+                self.policy.set_config(&cfg);
                 metrics.config_reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(config = %self.path.display(), "config reloaded (routes, content types, action tables)");
             }

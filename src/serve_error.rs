@@ -16,6 +16,8 @@ pub enum ServeError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Forward(#[from] crate::forward::ForwardError),
     #[error("redis.url: {0}")]
     Redis(String),
     #[error("management: {0}")]

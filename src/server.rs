@@ -32,12 +32,13 @@ use tokio::task::JoinHandle;
 use crate::accept;
 use crate::cache::{Resolved, TokenCache};
 use crate::config::{Config, Layout};
-use crate::content_types::Policies;
+use crate::forward::Forwarder;
 use crate::invalidation::{self, ListenerStatus};
 use crate::known::KnownHashes;
 use crate::last_used::UsageRecorder;
 use crate::lookup::Lookup;
 use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
 use crate::proxy::{Gateway, GatewayParts};
 use crate::ratelimit::RateLimiter;
 use crate::redis_link::RedisLink;
@@ -62,7 +63,7 @@ pub struct Server {
     redis: Option<Arc<RedisLink>>,
     known: Arc<KnownHashes>,
     management: Option<crate::management::Management>,
-    policies: Arc<Policies>,
+    policy: Arc<PolicyStore>,
 }
 
 /// Shared state of the metrics/probe listener.
@@ -113,7 +114,10 @@ impl Server {
             store.clone(),
             metrics.clone(),
         );
+        let policy = Arc::new(PolicyStore::new(&cfg));
         let parts = GatewayParts {
+            policy: policy.handle(),
+            forwarder: Forwarder::from_config(&cfg)?,
             lookup,
             upstream,
             usage: usage.clone(),
@@ -121,9 +125,8 @@ impl Server {
             metrics: metrics.clone(),
         };
         let gateway = Arc::new(Gateway::new(&cfg, parts));
-        let policies = Arc::new(Policies::new(&cfg, gateway.clone()));
         if cfg.postgres.layout == Layout::Strapi5 {
-            initial_content_types(&cfg, &policies).await;
+            initial_content_types(&cfg, &policy).await;
         }
         // In the background: a database that is down must not hold up the
         // listeners.
@@ -136,7 +139,7 @@ impl Server {
         let management = crate::management::Management::bind(
             &cfg,
             store.clone(),
-            gateway.clone(),
+            policy.handle(),
             usage.clone(),
             tls.clone(),
             metrics.clone(),
@@ -156,13 +159,19 @@ impl Server {
             redis,
             known,
             management,
-            policies,
+            policy,
         })
     }
 
-    /// The gateway's policy sources (config reloads, Strapi's content types).
-    pub fn policies(&self) -> Arc<Policies> {
-        self.policies.clone()
+    /// The live policy's writing side (config reloads, Strapi's content
+    /// types).
+    pub fn policy(&self) -> Arc<PolicyStore> {
+        self.policy.clone()
+    }
+
+    /// The metrics every part counts into.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 
     /// The proxy's bound address (useful with port 0).
@@ -267,7 +276,7 @@ impl Server {
                 crate::strapi5_sync::Targets {
                     cache: cache.clone(),
                     known: known.clone(),
-                    policies: self.policies.clone(),
+                    policy: self.policy.clone(),
                     metrics: metrics.clone(),
                     listener: self.listener_status.clone(),
                 },
@@ -384,11 +393,11 @@ fn redis_and_limiter(
 
 /// Read Strapi's content types before serving, so the first requests map
 /// them; bounded, and the poller retries when the database is not there.
-async fn initial_content_types(cfg: &Config, policies: &Policies) {
+async fn initial_content_types(cfg: &Config, policy: &PolicyStore) {
     let bound = cfg.postgres.connect_timeout + cfg.postgres.query_timeout;
     let r = tokio::time::timeout(bound, async {
         let client = crate::store::connect(&cfg.postgres).await?;
-        crate::strapi5_sync::load_content_types(&client, policies).await
+        crate::strapi5_sync::load_content_types(&client, policy).await
     })
     .await;
     match r {

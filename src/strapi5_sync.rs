@@ -24,7 +24,7 @@
 //! lookup, see `known`) and the stored content types (the triggers do not
 //! cover `strapi_core_store_settings`): when Strapi rewrites
 //! [`crate::content_types::CORE_STORE_KEY`] the route table is rebuilt
-//! ([`crate::content_types::Policies`]). Whenever the listener is down, the
+//! ([`crate::policy::PolicyStore`]). Whenever the listener is down, the
 //! poller watches everything, so changes keep arriving within one
 //! interval.
 //!
@@ -39,11 +39,12 @@ use tokio_postgres::{GenericClient, IsolationLevel};
 
 use crate::cache::TokenCache;
 use crate::config::PostgresConfig;
-use crate::content_types::{self, Policies};
+use crate::content_types;
 use crate::invalidation::{self, Event, ListenerStatus};
 use crate::known::{KnownHashes, Loading};
 use crate::metrics::Metrics;
 use crate::model::TokenRecord;
+use crate::policy::PolicyStore;
 use crate::store::{self, StoreError};
 use crate::token::TokenHash;
 
@@ -279,7 +280,7 @@ struct State {
 pub struct Targets<V> {
     pub cache: Arc<TokenCache<V>>,
     pub known: Arc<KnownHashes>,
-    pub policies: Arc<Policies>,
+    pub policy: Arc<PolicyStore>,
     pub metrics: Metrics,
     pub listener: ListenerStatus,
 }
@@ -319,20 +320,20 @@ pub async fn read_content_types(
 /// Read the stored content types into the policy; logs what it found.
 pub async fn load_content_types(
     client: &impl GenericClient,
-    policies: &Policies,
+    policy: &PolicyStore,
 ) -> Result<(), StoreError> {
     match read_content_types(client).await? {
         Some(d) => {
             let uids: Vec<&str> = d.types.iter().map(|t| t.uid.as_str()).collect();
             tracing::info!(content_types = ?uids, "content types read from Strapi");
-            policies.set_found(d.types);
+            policy.set_found(d.types);
         }
         None => {
             tracing::warn!(
                 "strapi5 layout: no `{}` row in strapi_core_store_settings; only [[content_types]] are mapped",
                 content_types::CORE_STORE_KEY
             );
-            policies.set_found(Vec::new());
+            policy.set_found(Vec::new());
         }
     }
     Ok(())
@@ -465,7 +466,7 @@ where
     }
     let content_types_now = prints[which.len()];
     if state.content_types != Some(content_types_now) {
-        match load_content_types(client, &t.policies).await {
+        match load_content_types(client, &t.policy).await {
             Ok(()) => {}
             // A stored value we cannot read: keep what we had, say so once.
             Err(StoreError::Invalid(e)) => {

@@ -22,3 +22,19 @@ pub fn init(cfg: &LogConfig) {
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
 }
+
+/// An error with its causes, `outer: cause: root`, for the one log line
+/// that reports it.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}

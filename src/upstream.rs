@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::uri::Scheme;
-use http::{HeaderValue, Response};
+use http::Response;
 use hyper::body::Body as _;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -42,12 +42,11 @@ use tokio_rustls::TlsConnector;
 
 pub use conn::{BodyError, Io, UpstreamBody};
 use conn::{Conn, ExchangeError, Home};
-pub use wire::is_hop_by_hop;
 use wire::RequestFraming;
 
 use crate::body::ForwardBody;
 use crate::config::UpstreamConfig;
-use crate::head::AddedHeaders;
+use crate::forward::Head;
 
 /// Upstream failures, as the client sees them.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +57,19 @@ pub enum UpstreamError {
     Timeout,
     #[error("upstream protocol error: {0}")]
     Protocol(String),
+    #[error("upstream switched protocols without a matching WebSocket handshake")]
+    UnaskedSwitch,
+}
+
+impl UpstreamError {
+    /// A bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Protocol(_) | UpstreamError::UnaskedSwitch => "protocol",
+        }
+    }
 }
 
 /// The upstream: where, how to connect, and the connections parked
@@ -73,8 +85,6 @@ struct Inner {
     port: u16,
     /// TLS, for an `https` upstream: the connector and the name checked.
     tls: Option<(TlsConnector, ServerName<'static>)>,
-    /// The `Host` sent when neither the client nor `upstream.host` set one.
-    host_header: Option<HeaderValue>,
     connect_timeout: Duration,
     request_timeout: Duration,
     parked: Mutex<Vec<Parked>>,
@@ -110,7 +120,6 @@ impl Upstream {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                host_header: authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
                 host,
                 port,
                 tls,
@@ -212,13 +221,13 @@ impl Drop for Pinned {
 
 impl Pinned {
     /// Send a request (origin-form URI, as HTTP/1.1); the response body
-    /// streams. `added`: the lines the gateway adds, written after the
-    /// client's.
+    /// streams. `head`: the `Host` and the lines the gateway adds (written
+    /// after the client's), as `forward` made them.
     pub async fn send(
         &self,
         parts: &http::request::Parts,
         body: ForwardBody,
-        added: &AddedHeaders,
+        head: &Head,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let framing = RequestFraming::for_body(
             &parts.method,
@@ -227,21 +236,17 @@ impl Pinned {
             body.size_hint().exact(),
         );
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut head = Vec::with_capacity(1024);
-        let host = match &self.upstream.inner.host_header {
-            Some(h) if !parts.headers.contains_key(http::header::HOST) => Some(h),
-            _ => None,
-        };
+        let mut bytes = Vec::with_capacity(1024);
         wire::write_request_head(
-            &mut head,
+            &mut bytes,
             &parts.method,
             target,
-            host,
+            &head.host,
             &parts.headers,
-            added.wire(),
+            head.added.wire(),
             framing,
         );
-        let req = conn::Request::new(parts.method.clone(), head, body, framing).await;
+        let req = conn::Request::new(parts.method.clone(), bytes, body, framing).await;
         // The connection's own timer, reset for each request rather than a
         // new one made and dropped each time.
         let timeout = self.upstream.inner.request_timeout;

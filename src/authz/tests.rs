@@ -813,12 +813,6 @@ fn envelopes_match_spec() {
             "Client address not allowed",
         ),
         (
-            Denial::InvalidPath,
-            400,
-            "ValidationError",
-            "Invalid request path",
-        ),
-        (
             Denial::RateLimited,
             429,
             "RateLimitError",
@@ -829,18 +823,6 @@ fn envelopes_match_spec() {
             503,
             "ServiceUnavailableError",
             "Authentication temporarily unavailable",
-        ),
-        (
-            Denial::BadGateway,
-            502,
-            "BadGatewayError",
-            "Upstream unavailable",
-        ),
-        (
-            Denial::GatewayTimeout,
-            504,
-            "GatewayTimeoutError",
-            "Upstream timed out",
         ),
     ];
     for (d, status, name, message) in rows {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::secret::Secret;
-use super::values::{duration, socket_addr};
+use super::values::{cidrs, duration, socket_addr};
 use super::{key_err, ConfigError, RawConfig};
 
 #[derive(Debug, Clone)]
@@ -16,6 +16,8 @@ pub struct ManagementConfig {
     pub listen: Option<SocketAddr>,
     pub bootstrap_token_file: Option<PathBuf>,
     pub session_ttl: Duration,
+    /// `management.trusted_proxies`: who may name the client here.
+    pub proxies: crate::forward::TrustedProxies,
 }
 
 /// `[audit]`: the management audit trail (see `crate::audit`).
@@ -39,6 +41,10 @@ impl RawConfig {
                 .clone()
                 .filter(|p| !p.as_os_str().is_empty()),
             session_ttl: duration("management.session_ttl", &m.session_ttl)?,
+            proxies: crate::forward::TrustedProxies {
+                proxies: cidrs("management.trusted_proxies", &m.trusted_proxies)?,
+                headers: Vec::new(),
+            },
         };
         if management.bootstrap_token_file.is_some() && management.listen.is_none() {
             return Err(key_err(

@@ -54,6 +54,7 @@ pub struct RawServer {
     pub max_headers: usize,
     pub max_uri_bytes: usize,
     pub trusted_proxies: Vec<String>,
+    pub trusted_headers: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -72,6 +73,7 @@ impl Default for RawServer {
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
             trusted_proxies: Vec::new(),
+            trusted_headers: Vec::new(),
         }
     }
 }
@@ -333,6 +335,9 @@ pub struct RawManagement {
     pub bootstrap_token_file: Option<PathBuf>,
     /// A web session ends after this long without a request.
     pub session_ttl: String,
+    /// Peers whose `X-Forwarded-For` names the client on this listener
+    /// (its own list: the proxy's `server.trusted_proxies` is not used).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for RawManagement {
@@ -341,6 +346,7 @@ impl Default for RawManagement {
             listen: Some("127.0.0.1:9091".into()),
             bootstrap_token_file: None,
             session_ttl: "30m".into(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

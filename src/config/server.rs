@@ -2,13 +2,13 @@
 //! the limits on a request head, and who may set forwarding headers.
 //!
 //! `upstream.host` is checked here too: it is applied by the forwarding
-//! layer (`crate::forwarding`), with the `X-Forwarded-*` headers.
+//! room (`crate::forward`), with the `X-Forwarded-*` headers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::values::{duration, readable_file, socket_addr};
+use super::values::{cidrs, duration, readable_file, socket_addr};
 use super::{key_err, ConfigError, RawConfig};
 
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_uri_bytes: usize,
-    pub forwarding: crate::forwarding::Forwarding,
+    pub forwarding: crate::forward::Forwarding,
 }
 
 #[derive(Debug, Clone)]
@@ -69,13 +69,8 @@ impl RawConfig {
                 return Err(key_err(k, "must be greater than 0"));
             }
         }
-        let mut trusted = Vec::new();
-        for (i, t) in s.trusted_proxies.iter().enumerate() {
-            trusted.push(
-                crate::cidr::Cidr::parse_masked(t)
-                    .map_err(|e| key_err(format!("server.trusted_proxies[{i}]"), e.to_string()))?,
-            );
-        }
+        let trusted = cidrs("server.trusted_proxies", &s.trusted_proxies)?;
+        let trusted_headers = trusted_headers(&s.trusted_headers)?;
         // `upstream.host` is applied by the forwarding layer, with the
         // `X-Forwarded-*` headers.
         let host = match &self.upstream.host {
@@ -102,7 +97,30 @@ impl RawConfig {
             max_header_bytes: s.max_header_bytes,
             max_headers: s.max_headers,
             max_uri_bytes: s.max_uri_bytes,
-            forwarding: crate::forwarding::Forwarding { trusted, host },
+            forwarding: crate::forward::Forwarding {
+                trusted,
+                trusted_headers,
+                host,
+            },
         })
     }
+}
+
+/// `server.trusted_headers`: overriding headers only (any other passes, or
+/// is authgate's to set, whoever sends it).
+fn trusted_headers(names: &[String]) -> Result<Vec<http::HeaderName>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("server.trusted_headers[{i}]");
+        let n = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| key_err(&key, format!("`{name}` is not a header name")))?;
+        if !crate::forward::peer::is_overriding(n.as_str()) {
+            return Err(key_err(
+                key,
+                format!("`{name}` is not a route-, method- or client-overriding header: it is forwarded (or set by authgate) whoever sends it"),
+            ));
+        }
+        out.push(n);
+    }
+    Ok(out)
 }

@@ -33,6 +33,18 @@ pub(super) fn readable_file(key: &str, path: &std::path::Path) -> Result<(), Con
         .map_err(|e| key_err(key, format!("cannot read `{}`: {e}", path.display())))
 }
 
+/// A list of CIDR blocks (or single addresses; host bits ignored), each
+/// named by its index when it does not parse.
+pub(super) fn cidrs(key: &str, list: &[String]) -> Result<Vec<crate::cidr::Cidr>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            crate::cidr::Cidr::parse_masked(t)
+                .map_err(|e| key_err(format!("{key}[{i}]"), e.to_string()))
+        })
+        .collect()
+}
+
 pub(super) fn identifier(key: &str, s: &str) -> Result<String, ConfigError> {
     let ok = !s.is_empty()
         && s.len() <= 63

@@ -59,7 +59,8 @@ use crate::config::Config;
 use crate::last_used::UsageRecorder;
 use crate::manage::{Bootstrapped, ManageError, Manager};
 use crate::metrics::{status_class, Metrics};
-use crate::proxy::{RequestIds, X_REQUEST_ID};
+use crate::policy::PolicyHandle;
+use crate::request_id::{RequestIds, X_REQUEST_ID};
 use crate::serve_error::ServeError;
 use crate::store::Store;
 use crate::tls::ReloadableAcceptor;
@@ -75,9 +76,9 @@ pub type Body = Full<Bytes>;
 /// What every handler shares.
 pub struct State {
     pub cfg: Config,
-    /// The gateway, for the policy in force (routes and content types after
-    /// reloads); `cfg` is the config the process started with.
-    pub gateway: Arc<crate::proxy::Gateway>,
+    /// The policy in force (routes and content types after reloads);
+    /// `cfg` is the config the process started with.
+    pub policy: PolicyHandle,
     pub store: Store,
     pub usage: Arc<UsageRecorder>,
     pub sessions: session::Sessions,
@@ -89,7 +90,7 @@ impl State {
     /// The management service, recording what it does as coming from `origin`.
     pub fn manager(&self, origin: Origin) -> Manager<'_> {
         Manager::new(&self.store, &self.cfg)
-            .with_routes(self.gateway.routes())
+            .with_routes(self.policy.routes())
             .with_origin(origin)
     }
 }
@@ -135,7 +136,7 @@ impl Management {
     pub async fn bind(
         cfg: &Config,
         store: Store,
-        gateway: Arc<crate::proxy::Gateway>,
+        policy: PolicyHandle,
         usage: Arc<UsageRecorder>,
         tls: Option<ReloadableAcceptor>,
         metrics: Metrics,
@@ -157,7 +158,7 @@ impl Management {
             state: Arc::new(State {
                 sessions: session::Sessions::new(cfg.management.session_ttl),
                 cfg: cfg.clone(),
-                gateway,
+                policy,
                 store,
                 usage,
                 metrics,
@@ -277,7 +278,7 @@ pub async fn handle(
     let rid = state.request_ids.take(req.headers());
     let info = RequestInfo {
         request_id: rid.to_str().unwrap_or("-").to_owned(),
-        client_ip: state.cfg.server.forwarding.client_ip(req.headers(), peer),
+        client_ip: state.cfg.management.proxies.client_ip(req.headers(), peer),
     };
     req.extensions_mut().insert(info);
     let (surface, mut resp) = if is_api_path(&path) {

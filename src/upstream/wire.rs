@@ -10,7 +10,8 @@ use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::head::write_decimal;
+use crate::forward::hop;
+use crate::forward::lines::write_decimal;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
@@ -65,14 +66,14 @@ impl RequestFraming {
     }
 }
 
-/// Append a request head: `METHOD target HTTP/1.1`, `host` when given,
+/// Append a request head: `METHOD target HTTP/1.1`, `host`,
 /// every header but the framing ones (the body's framing is written
 /// instead), the `added` lines (already in wire form), a blank line.
 pub fn write_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
-    host: Option<&HeaderValue>,
+    host: &HeaderValue,
     headers: &HeaderMap,
     added: &[u8],
     framing: RequestFraming,
@@ -81,11 +82,9 @@ pub fn write_request_head(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if let Some(host) = host {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(host.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    out.extend_from_slice(b"host: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             continue;
@@ -175,17 +174,21 @@ pub fn parse_response_head(
     };
     let raw: &[httparse::Header<'_>] = resp.headers;
     let facts = Facts::read(raw)?;
+    let connection = hop::Connection::read(|| {
+        raw.iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .map(|h| h.value)
+    });
     let framing = response_framing(method, status, &facts);
     let keep_alive =
-        framing != BodyFraming::UntilClose && version == Version::HTTP_11 && !facts.close;
+        framing != BodyFraming::UntilClose && version == Version::HTTP_11 && !connection.close;
     // Hop-by-hop headers, and those `Connection` names, stop here (but a
-    // 101's, which describe the tunnel).
-    let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
-    let dropped = |name: &str| {
-        !upgrade
-            && (is_hop_by_hop(name)
-                || facts.names_others
-                    && tokens(raw, "connection").any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+    // 101's `Connection` and `Upgrade`, which tell the client what it
+    // switched to).
+    let switch = status == StatusCode::SWITCHING_PROTOCOLS;
+    let dropped = |name: &str| match switch {
+        true => connection.drops_in_switch(name),
+        false => connection.drops(name),
     };
     // Names are made while the parse borrows the buffer; values are cut
     // from the head once it is split off, so they share its bytes.
@@ -212,45 +215,10 @@ pub fn parse_response_head(
     }))
 }
 
-/// Hop-by-hop headers (RFC 9110 section 7.6.1): they describe one
-/// connection, so they are never passed on, either way.
-pub fn is_hop_by_hop(name: &str) -> bool {
-    let is = |n: &str| name.eq_ignore_ascii_case(n);
-    match name.len() {
-        2 => is("te"),
-        7 => is("trailer") || is("upgrade"),
-        10 => is("connection") || is("keep-alive"),
-        16 => is("proxy-connection"),
-        17 => is("transfer-encoding"),
-        18 => is("proxy-authenticate"),
-        19 => is("proxy-authorization"),
-        _ => false,
-    }
-}
-
-/// The comma-separated elements of every header of this name, trimmed.
-fn tokens<'h>(
-    raw: &'h [httparse::Header<'_>],
-    name: &'static str,
-) -> impl Iterator<Item = &'h [u8]> {
-    raw.iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name))
-        .flat_map(|h| elements(h.value))
-}
-
-/// The comma-separated elements of one header value, trimmed.
-fn elements(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
-    value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
-}
-
-/// What framing and the hop-by-hop rule need from a response head, read
-/// in one pass over its lines.
+/// What framing needs from a response head, read in one pass over its
+/// lines.
 #[derive(Default)]
 struct Facts<'h> {
-    /// `Connection: close`.
-    close: bool,
-    /// `Connection` names a header (not only `keep-alive` or `close`).
-    names_others: bool,
     /// The last transfer coding, if there is a `Transfer-Encoding`.
     last_coding: Option<&'h [u8]>,
     /// The one `Content-Length` (repeats must agree).
@@ -261,16 +229,8 @@ impl<'h> Facts<'h> {
     fn read(raw: &'h [httparse::Header<'_>]) -> Result<Self, WireError> {
         let mut f = Facts::default();
         for h in raw {
-            let elements = || elements(h.value);
-            if h.name.eq_ignore_ascii_case("connection") {
-                for t in elements() {
-                    if t.eq_ignore_ascii_case(b"close") {
-                        f.close = true;
-                    } else if !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") {
-                        f.names_others = true;
-                    }
-                }
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            let elements = || hop::elements(h.value);
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 if let Some(last) = elements().rfind(|t| !t.is_empty()) {
                     f.last_coding = Some(last);
                 }

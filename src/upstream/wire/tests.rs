@@ -19,7 +19,7 @@ fn head_of(
         &mut out,
         method,
         target,
-        Some(&host),
+        &host,
         &map,
         b"x-added: 1\r\n",
         framing,
@@ -327,9 +327,9 @@ fn hop_by_hop_names_match_in_any_case() {
         "UPGRADE",
         "proxy-connection",
     ] {
-        assert!(is_hop_by_hop(n), "{n}");
+        assert!(hop::is_hop_by_hop(n), "{n}");
     }
     for n in ["content-length", "te2", "x-upgrade", "trailers"] {
-        assert!(!is_hop_by_hop(n), "{n}");
+        assert!(!hop::is_hop_by_hop(n), "{n}");
     }
 }

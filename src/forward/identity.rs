@@ -22,7 +22,7 @@ use hmac::{Hmac, Mac};
 use http::header::HeaderName;
 use sha2::Sha256;
 
-use crate::head::AddedHeaders;
+use super::lines::{AddedHeaders, Span};
 use crate::model::{Ownership, TokenRecord};
 
 /// The gateway's identity header names under the configured prefix.
@@ -43,30 +43,27 @@ pub struct IdentityNames {
 }
 
 impl IdentityNames {
-    /// `prefix` is validated by config (lower-case letters, digits, `-`).
-    pub fn new(prefix: &str) -> Self {
-        let name = |suffix: &str| {
-            HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes())
-                .unwrap_or_else(|_| unreachable!("config validates the identity prefix"))
-        };
-        Self {
+    /// The names under `prefix` (config checks it: lower-case letters,
+    /// digits, `-`); an error when the prefix makes no header name.
+    pub fn new(prefix: &str) -> Result<Self, http::header::InvalidHeaderName> {
+        let name = |suffix: &str| HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes());
+        Ok(Self {
             prefix: prefix.to_owned(),
             prefix_underscored: prefix.replace('-', "_"),
-            token_id: name("token-id"),
-            token_kind: name("token-kind"),
-            token_name: name("token-name"),
-            token_type: name("token-type"),
-            owner_id: name("owner-id"),
-            owner_email: name("owner-email"),
-            action: name("action"),
-            timestamp: name("timestamp"),
-            signature: name("signature"),
-        }
+            token_id: name("token-id")?,
+            token_kind: name("token-kind")?,
+            token_name: name("token-name")?,
+            token_type: name("token-type")?,
+            owner_id: name("owner-id")?,
+            owner_email: name("owner-email")?,
+            action: name("action")?,
+            timestamp: name("timestamp")?,
+            signature: name("signature")?,
+        })
     }
 
-    /// Is this (lower-case) header name in the identity namespace? The
-    /// proxy removes every such header a client sends
-    /// (`proxy::prepare_request_headers`).
+    /// Is this (lower-case) header name in the identity namespace? Every
+    /// such header a client sends is removed (`forward::Forwarder::prepare`).
     pub fn is_identity(&self, name: &str) -> bool {
         let n = name.as_bytes();
         let p = self.prefix.as_bytes();
@@ -82,24 +79,72 @@ impl IdentityNames {
     /// asked for. Written per request rather than kept in the cache: a few
     /// small copies cost far less than holding ready-made values for every
     /// cached token.
-    pub fn write(&self, out: &mut AddedHeaders, r: &TokenRecord, action: Option<&str>) {
-        out.push_decimal(&self.token_id, r.id);
-        out.push_with(&self.token_kind, |v| {
+    /// Returns where the lines went, for the signer.
+    pub fn write(
+        &self,
+        out: &mut AddedHeaders,
+        r: &TokenRecord,
+        action: Option<&str>,
+    ) -> IdentityLines {
+        let mut lines = IdentityLines::default();
+        lines.add(out.push_decimal(&self.token_id, r.id));
+        lines.add(out.push_with(&self.token_kind, |v| {
             v.extend_from_slice(r.kind.as_str().as_bytes())
-        });
-        out.push_with(&self.token_name, |v| percent_encode(&r.name, v));
+        }));
+        lines.add(out.push_with(&self.token_name, |v| percent_encode(&r.name, v)));
         if let Some(t) = r.token_type {
-            out.push_with(&self.token_type, |v| {
+            lines.add(out.push_with(&self.token_type, |v| {
                 v.extend_from_slice(t.as_str().as_bytes())
-            });
+            }));
         }
         if let Ownership::Owner(o) = &r.ownership {
-            out.push_decimal(&self.owner_id, o.id);
-            out.push_with(&self.owner_email, |v| percent_encode(&o.email, v));
+            lines.add(out.push_decimal(&self.owner_id, o.id));
+            lines.add(out.push_with(&self.owner_email, |v| percent_encode(&o.email, v)));
         }
-        if let Some(a) = action {
-            out.push(&self.action, a.as_bytes());
+        if let Some(span) = action.and_then(|a| out.push(&self.action, a.as_bytes())) {
+            lines.add(span);
         }
+        lines
+    }
+
+    /// Every identity header name authgate can set (the per-token ones,
+    /// the action, the timestamp and the signature).
+    pub fn all(&self) -> [&HeaderName; 9] {
+        [
+            &self.token_id,
+            &self.token_kind,
+            &self.token_name,
+            &self.token_type,
+            &self.owner_id,
+            &self.owner_email,
+            &self.action,
+            &self.timestamp,
+            &self.signature,
+        ]
+    }
+}
+
+/// The identity lines one request got, as [`IdentityNames::write`] wrote
+/// them: what the signer signs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdentityLines {
+    /// At most the seven per-token lines.
+    spans: [Span; 7],
+    n: usize,
+}
+
+impl IdentityLines {
+    fn add(&mut self, s: Span) {
+        if let Some(slot) = self.spans.get_mut(self.n) {
+            *slot = s;
+            self.n += 1;
+        }
+    }
+
+    /// The (name, value) pairs, in the order written.
+    pub fn pairs<'a>(&self, out: &'a AddedHeaders) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+        let spans = self.spans;
+        (0..self.n).map(move |i| out.line(spans[i]))
     }
 }
 
@@ -121,11 +166,18 @@ pub struct Signer {
     mac: Hmac<Sha256>,
 }
 
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer(..)")
+    }
+}
+
 impl Signer {
-    pub fn new(key: &str) -> Self {
-        let mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.as_bytes())
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        Self { mac }
+    /// HMAC takes keys of any length (a longer one is hashed first), so
+    /// the error is the library's only.
+    pub fn new(key: &str) -> Result<Self, hmac::digest::InvalidLength> {
+        let mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.as_bytes())?;
+        Ok(Self { mac })
     }
 
     /// The canonical string (see the module docs).
@@ -152,8 +204,8 @@ impl Signer {
         out
     }
 
-    /// Add the timestamp and signature headers over the identity headers
-    /// already in `added`.
+    /// Add the timestamp and signature headers over the identity lines
+    /// the identity writer put in `added`.
     pub fn sign(
         &self,
         names: &IdentityNames,
@@ -161,13 +213,11 @@ impl Signer {
         path_and_query: &str,
         now_secs: u64,
         added: &mut AddedHeaders,
+        identity: &IdentityLines,
     ) {
         let ts = now_secs.to_string();
-        let identity: Vec<(&str, &[u8])> = added
-            .lines()
-            .filter(|(k, _)| names.is_identity(k))
-            .collect();
-        let canonical = Self::canonical(method, path_and_query, &ts, &identity);
+        let pairs: Vec<(&str, &[u8])> = identity.pairs(added).collect();
+        let canonical = Self::canonical(method, path_and_query, &ts, &pairs);
         let mut mac = self.mac.clone();
         mac.update(&canonical);
         let sig = hex::encode(mac.finalize().into_bytes());
@@ -184,7 +234,7 @@ mod tests {
 
     #[test]
     fn strips_every_spelling_of_the_namespace() {
-        let n = IdentityNames::new("x-auth-");
+        let n = IdentityNames::new("x-auth-").unwrap();
         let mut h = HeaderMap::new();
         for name in [
             "x-auth-token-id",
@@ -214,7 +264,7 @@ mod tests {
 
     #[test]
     fn headers_for_both_kinds() {
-        let n = IdentityNames::new("x-auth-");
+        let n = IdentityNames::new("x-auth-").unwrap();
         let content = TokenRecord::content_api(12, "Café build\n", ContentApiType::Custom);
         let headers_for = |r: &TokenRecord| {
             let mut h = AddedHeaders::new();
@@ -256,14 +306,18 @@ mod tests {
 
     #[test]
     fn signature_is_hmac_over_the_canonical_string() {
-        let n = IdentityNames::new("x-auth-");
+        let n = IdentityNames::new("x-auth-").unwrap();
         let mut h = AddedHeaders::new();
-        h.push(&n.token_kind, b"admin");
-        h.push(&n.token_id, b"5");
         h.push(&HeaderName::from_static("accept"), b"*/*");
-        Signer::new("k").sign(&n, "GET", "/admin/users?x=1", 1700000000, &mut h);
-        let canonical =
-            "GET\n/admin/users?x=1\n1700000000\nx-auth-token-id:5\nx-auth-token-kind:admin";
+        let r = TokenRecord::content_api(5, "ci", ContentApiType::ReadOnly);
+        let lines = n.write(&mut h, &r, Some("api::a.a.find"));
+        Signer::new("k")
+            .unwrap()
+            .sign(&n, "GET", "/admin/users?x=1", 1700000000, &mut h, &lines);
+        // Sorted by name; the line the identity writer did not write is not signed.
+        let canonical = "GET\n/admin/users?x=1\n1700000000\nx-auth-action:api::a.a.find\n\
+                         x-auth-token-id:5\nx-auth-token-kind:content-api\n\
+                         x-auth-token-name:ci\nx-auth-token-type:read-only";
         let out = std::process::Command::new("openssl")
             .args(["dgst", "-sha256", "-hmac", "k", "-r"])
             .stdin(std::process::Stdio::piped())

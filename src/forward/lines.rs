@@ -6,7 +6,10 @@
 //! header map first: an insert hashes the name, may grow the map and
 //! allocates a value, and the map is only read once more, to be written
 //! out. Whoever pushes a line has removed the client's header of that name
-//! from the map first, so a pushed line replaces it.
+//! from the map first (`forward::Forwarder::prepare`'s one pass), so a
+//! pushed line replaces it. Each push answers where its line sits
+//! ([`Span`]), so what was written can be read again (the signer reads the
+//! identity lines) without parsing the bytes back.
 
 use http::HeaderName;
 
@@ -14,6 +17,14 @@ use http::HeaderName;
 #[derive(Debug, Default)]
 pub struct AddedHeaders {
     wire: Vec<u8>,
+}
+
+/// Where one pushed line sits in [`AddedHeaders::wire`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    colon: u32,
+    end: u32,
 }
 
 /// Can these bytes be a header value as they are? No control characters
@@ -32,37 +43,53 @@ impl AddedHeaders {
         }
     }
 
-    /// Add `name: value`; a value that cannot be one is left out (false).
-    pub fn push(&mut self, name: &HeaderName, value: &[u8]) -> bool {
+    /// Add `name: value`; a value that cannot be one is left out (`None`).
+    pub fn push(&mut self, name: &HeaderName, value: &[u8]) -> Option<Span> {
         if !is_value(value) {
-            return false;
+            return None;
         }
-        self.push_with(name, |out| out.extend_from_slice(value));
-        true
+        Some(self.push_with(name, |out| out.extend_from_slice(value)))
     }
 
     /// Add `name: value` for a value already checked as one.
-    pub fn push_value(&mut self, name: &HeaderName, value: &http::HeaderValue) {
-        self.push_with(name, |out| out.extend_from_slice(value.as_bytes()));
+    pub fn push_value(&mut self, name: &HeaderName, value: &http::HeaderValue) -> Span {
+        self.push_with(name, |out| out.extend_from_slice(value.as_bytes()))
     }
 
     /// Add `name: n`.
-    pub fn push_decimal(&mut self, name: &HeaderName, n: i64) {
+    pub fn push_decimal(&mut self, name: &HeaderName, n: i64) -> Span {
         self.push_with(name, |out| {
             if n < 0 {
                 out.push(b'-');
             }
             write_decimal(out, n.unsigned_abs());
-        });
+        })
     }
 
     /// Add `name: ` and a value `write` puts straight into the line. The
     /// caller writes only printable ASCII.
-    pub fn push_with(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>)) {
+    pub fn push_with(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>)) -> Span {
+        // Offsets fit: a head this large is refused long before (and the
+        // values written here are bounded by the token's facts).
+        let at = |v: &Vec<u8>| u32::try_from(v.len()).unwrap_or(u32::MAX);
+        let start = at(&self.wire);
         self.wire.extend_from_slice(name.as_str().as_bytes());
+        let colon = at(&self.wire);
         self.wire.extend_from_slice(b": ");
         write(&mut self.wire);
+        let end = at(&self.wire);
         self.wire.extend_from_slice(b"\r\n");
+        Span { start, colon, end }
+    }
+
+    /// The name and value of a line pushed here.
+    pub fn line(&self, s: Span) -> (&str, &[u8]) {
+        let (start, colon, end) = (s.start as usize, s.colon as usize, s.end as usize);
+        let name = std::str::from_utf8(self.wire.get(start..colon).unwrap_or_default());
+        (
+            name.unwrap_or_default(),
+            self.wire.get(colon + 2..end).unwrap_or_default(),
+        )
     }
 
     /// The lines, as they go on the wire.
@@ -70,7 +97,8 @@ impl AddedHeaders {
         &self.wire
     }
 
-    /// The lines as (name, value) pairs, in the order added.
+    /// The lines as (name, value) pairs, in the order added, read back
+    /// from the bytes: for tests and inspection, never on the request path.
     pub fn lines(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.wire
             .split(|b| *b == b'\n')
@@ -110,7 +138,7 @@ mod tests {
     #[test]
     fn lines_go_out_in_wire_form_and_read_back() {
         let mut a = AddedHeaders::new();
-        assert!(a.push(&HeaderName::from_static("x-one"), b"a b:c"));
+        let one = a.push(&HeaderName::from_static("x-one"), b"a b:c").unwrap();
         a.push_decimal(&HeaderName::from_static("x-n"), -42);
         a.push_decimal(&HeaderName::from_static("x-z"), 0);
         a.push_decimal(&HeaderName::from_static("x-max"), i64::MIN);
@@ -122,15 +150,18 @@ mod tests {
         assert_eq!(lines[0], ("x-one", &b"a b:c"[..]));
         assert_eq!(a.get("x-z"), Some(&b"0"[..]));
         assert_eq!(a.get("x-none"), None);
+        assert_eq!(a.line(one), ("x-one", &b"a b:c"[..]));
     }
 
     #[test]
     fn a_value_that_would_break_the_head_is_left_out() {
         let mut a = AddedHeaders::new();
         for bad in [&b"a\r\nx-evil: 1"[..], b"a\nb", b"nul\0", b"del\x7f"] {
-            assert!(!a.push(&HeaderName::from_static("x-v"), bad));
+            assert!(a.push(&HeaderName::from_static("x-v"), bad).is_none());
         }
-        assert!(a.push(&HeaderName::from_static("x-v"), b"tab\tok"));
+        assert!(a
+            .push(&HeaderName::from_static("x-v"), b"tab\tok")
+            .is_some());
         assert_eq!(a.wire(), b"x-v: tab\tok\r\n");
     }
 }
