@@ -59,10 +59,14 @@ def check_prometheus_rule(render, repo, problem):
     for rule in render.by_kind.get("PrometheusRule", []):
         got = rule.get("spec", {}).get("groups")
         if got != want:
-            names = lambda gs: [r.get("alert") or r.get("record") for g in gs or [] for r in g.get("rules", [])]
+            def flat(groups):
+                return {(g.get("name"), r.get("alert") or r.get("record")): r
+                        for g in groups or [] for r in g.get("rules", [])}
+            fg, fw = flat(got), flat(want)
+            differ = sorted(f"{g}/{n}" for g, n in set(fg) | set(fw) if fg.get((g, n)) != fw.get((g, n)))
             problem(f"{render.where} PrometheusRule {rule['metadata']['name']}",
-                    "its groups differ from deploy/prometheus/alerts.yaml's "
-                    f"(rules {names(got)} vs {names(want)})")
+                    "its groups differ from deploy/prometheus/alerts.yaml's"
+                    + (f" in {', '.join(differ)}" if differ else " (group names or order)"))
 
 
 def env_view(render, container):

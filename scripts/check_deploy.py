@@ -695,13 +695,13 @@ def main():
                     help="a Helm render of <chart>/ci/<case>-values.yaml, NAME = helm-<case>")
     ap.add_argument("--authgate", metavar="BIN", help="run BIN check-config on every render's config")
     args = ap.parse_args()
-    repo, out = Path(args.repo), Path(args.out)
+    repo, out = Path(args.repo).resolve(), Path(args.out)
     renders = {}
     for item in args.rendered:
         name, _, path = item.partition("=")
         renders[f"kustomize:{name}"] = check_rendered(name, path, out)
     if args.chart:
-        chart = Path(args.chart)
+        chart = Path(args.chart).resolve()
         check_chart.check_chart_files(repo, chart, problem)
         for item in args.helm:
             name, _, path = item.partition("=")
