@@ -21,7 +21,14 @@ import json
 import os
 import re
 import subprocess
-from pathlib import Path
+
+# authgate's config sections (src/config.rs SECTIONS, plus those issues 26
+# and 28 add): AUTHGATE_<SECTION>_<KEY> must name one.
+CONFIG_SECTIONS = (
+    "rate_limit", "upstream", "postgres", "identity", "metrics", "server",
+    "tokens", "routes", "cache", "redis", "log", "management", "audit",
+    "decision", "tracing",
+)
 
 # Dotted config keys that this authgate may not know yet, and who adds them.
 PENDING = {
@@ -121,9 +128,7 @@ def env_key(var):
     if not var.startswith("AUTHGATE_"):
         return None
     rest = var[len("AUTHGATE_"):].lower()
-    for section in ("rate_limit", "upstream", "postgres", "identity", "metrics", "server",
-                    "tokens", "routes", "cache", "redis", "log", "management", "audit",
-                    "decision", "tracing"):
+    for section in CONFIG_SECTIONS:
         if rest.startswith(section + "_"):
             return f"{section}.{rest[len(section) + 1:]}"
     return None

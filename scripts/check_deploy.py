@@ -46,13 +46,7 @@ SECRET_ENV_MORE = (
     "AUTHGATE_POSTGRES_LISTEN_URL", "AUTHGATE_REDIS_URL", "AUTHGATE_REDIS_CLUSTER",
     "AUTHGATE_REDIS_SENTINELS", "AUTHGATE_REDIS_SENTINEL_PASSWORD",
 )
-# authgate's config sections (src/config.rs SECTIONS, plus those issues 26
-# and 28 add): AUTHGATE_<SECTION>_<KEY> must name one.
-CONFIG_SECTIONS = (
-    "rate_limit", "upstream", "postgres", "identity", "metrics", "server",
-    "tokens", "routes", "cache", "redis", "log", "management", "audit",
-    "decision", "tracing",
-)
+CONFIG_SECTIONS = check_config.CONFIG_SECTIONS
 DOCKER_CMD = ["serve", "--config", "/etc/authgate/config.toml"]
 
 problems = []
