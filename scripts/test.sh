@@ -20,7 +20,7 @@ echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --locked
-echo "==> deployment artefacts (kustomize, kubernetes-validate, promtool, hadolint)"
+echo "==> deployment artefacts (kustomize, the Helm chart, kubernetes-validate, promtool, hadolint)"
 scripts/check-deploy.sh
 echo "==> quickstart smoke test (127.0.0.1:1337 held by another program)"
 scripts/quickstart-smoke.sh

@@ -1,0 +1,202 @@
+"""`authgate check-config` on every rendered config.toml, for
+scripts/check_deploy.py.
+
+Each config is checked as its pod would load it: in an environment holding
+only what the authgate container's `env` sets (a value from a Secret that the
+render makes is that value; one from an existing Secret, a placeholder of the
+right shape), and with every file the config names present where the pod
+mounts it (empty placeholders under a temporary root: authgate checks at
+start that they exist).
+
+Keys that other issues are adding to authgate (PENDING) may be in a render
+before the binary knows them, in the chart cases that turn them on
+(PENDING_CASES) and nowhere else. When check-config refuses such a key as
+unknown, the key is dropped and the rest is checked again, and the output
+says so; once authgate knows the key, it is checked like any other.
+"""
+
+import base64
+import copy
+import json
+import os
+import re
+import subprocess
+
+# authgate's config sections (src/config.rs SECTIONS, plus those issues 26
+# and 28 add): AUTHGATE_<SECTION>_<KEY> must name one.
+CONFIG_SECTIONS = (
+    "rate_limit", "upstream", "postgres", "identity", "metrics", "server",
+    "tokens", "routes", "cache", "redis", "log", "management", "audit",
+    "decision", "tracing",
+)
+
+# Dotted config keys that this authgate may not know yet, and who adds them.
+PENDING = {
+    "decision": "issue 28",
+    "tracing": "issue 26",
+    "server.enforcement": "issue 26",
+    "postgres.listen_url": "issue 27",
+    "redis.cluster": "issue 27",
+    "redis.sentinels": "issue 27",
+    "redis.sentinel_master": "issue 27",
+    "redis.sentinel_tls": "issue 27",
+    "redis.sentinel_password": "issue 27",
+    "redis.ca_file": "issue 27",
+}
+
+# The only renders that may hold PENDING keys: the chart's cases that turn
+# them on. Every other render (the kustomize builds, the chart's defaults)
+# must pass check-config as it is.
+PENDING_CASES = {"helm-decision", "helm-redis-cluster", "helm-redis-sentinel"}
+
+# Placeholders for values from Secrets the render does not make.
+PLACEHOLDER = {
+    "API_TOKEN_SALT": "check-deploy-salt",
+    "ENCRYPTION_KEY": "check-deploy-key",
+    "AUTHGATE_POSTGRES_URL": "postgres://authgate:pw@db.invalid:5432/cms",
+    "AUTHGATE_POSTGRES_LISTEN_URL": "postgres://authgate:pw@db-direct.invalid:5432/cms",
+    "AUTHGATE_REDIS_URL": "redis://default:pw@redis.invalid:6379",
+    "AUTHGATE_REDIS_CLUSTER": '["redis://default:pw@redis-0.invalid:6379"]',
+    "AUTHGATE_REDIS_SENTINELS": '["sentinel-0.invalid:26379"]',
+    "AUTHGATE_REDIS_SENTINEL_PASSWORD": "pw",
+}
+
+# Config keys whose values are file paths.
+FILE_KEY = re.compile(r"(_file|^tls_cert|^tls_key)$")
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise ValueError(f"cannot write {v!r} as TOML")
+
+
+def toml_dump(table, path=()):
+    """A small TOML writer for the parsed configs (tables, arrays of tables,
+    scalars and lists of scalars), to write one back after dropping a key."""
+    out = []
+    if path:
+        out.append(f"[{'.'.join(path)}]")
+    subs = []
+    for k, v in table.items():
+        if isinstance(v, dict):
+            subs.append((k, v, False))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            subs.append((k, v, True))
+        else:
+            out.append(f"{k} = {toml_value(v)}")
+    for k, v, array in subs:
+        if array:
+            for item in v:
+                body = toml_dump(item, path + (k,)).split("\n", 1)
+                out.append(f"\n[[{'.'.join(path + (k,))}]]" + ("\n" + body[1] if len(body) > 1 else ""))
+        else:
+            out.append("\n" + toml_dump(v, path + (k,)))
+    return "\n".join(out)
+
+
+def pod_env(render):
+    env = {}
+    for e in render.authgate.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+            continue
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if not ref:
+            continue
+        secret = render.named("Secret", ref["name"])
+        if secret is not None:
+            data = secret.get("data") or {}
+            if ref["key"] in data:
+                env[e["name"]] = base64.b64decode(data[ref["key"]]).decode()
+            elif ref["key"] in (secret.get("stringData") or {}):
+                env[e["name"]] = secret["stringData"][ref["key"]]
+            # else: an optional key the Secret lacks; the pod gets nothing.
+        else:
+            env[e["name"]] = PLACEHOLDER.get(e["name"], "check-deploy-secret")
+    return env
+
+
+def env_key(var):
+    """The dotted config key an AUTHGATE_<SECTION>_<KEY> variable sets."""
+    if not var.startswith("AUTHGATE_"):
+        return None
+    rest = var[len("AUTHGATE_"):].lower()
+    for section in CONFIG_SECTIONS:
+        if rest.startswith(section + "_"):
+            return f"{section}.{rest[len(section) + 1:]}"
+    return None
+
+
+def place_files(render, config, root, problem):
+    """Point every file the config names at an empty placeholder under root,
+    where the authgate container mounts it. Returns the rewritten config."""
+    mounts = [m["mountPath"].rstrip("/") + "/" for m in render.authgate.get("volumeMounts", [])]
+
+    def walk(table, path):
+        for k, v in table.items():
+            if isinstance(v, dict):
+                walk(v, path + (k,))
+            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                for item in v:
+                    walk(item, path + (k,))
+            elif isinstance(v, str) and FILE_KEY.search(k) and v.startswith("/"):
+                if not any(v.startswith(m) for m in mounts):
+                    problem(render.where, f"config.toml {'.'.join(path + (k,))} = {v!r}: "
+                            "the authgate container mounts no volume there")
+                    continue
+                target = root / v.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.touch()
+                table[k] = str(target)
+
+    walk(config, ())
+    return config
+
+
+def drop(config, dotted):
+    section, _, key = dotted.partition(".")
+    if not key:
+        return config.pop(section, None) is not None
+    return config.get(section, {}).pop(key, None) is not None
+
+
+def run_check_config(binary, renders, out, problem):
+    for r in renders:
+        if r.config_text is None or r.authgate is None:
+            continue
+        config = copy.deepcopy(r.config)
+        root = out / f"{r.name}.files"
+        config = place_files(r, config, root, problem)
+        env = pod_env(r)
+        dropped, notes = [], []
+        text = r.config_text if not root.exists() else toml_dump(config)
+        while True:
+            path = out / f"{r.name}.check.toml"
+            path.write_text(text)
+            run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+            res = subprocess.run([binary, "check-config", "--config", str(path)], env=run_env,
+                                 capture_output=True, text=True, timeout=60)
+            output = (res.stdout + res.stderr).strip()
+            if res.returncode == 0:
+                note = f" (without {', '.join(notes)}: this authgate does not know them yet)" if dropped else ""
+                print(f"  {r.where}: authgate check-config passes{note}")
+                break
+            m = re.search(r"config key `([^`]+)`: unknown field", output)
+            key = m.group(1) if m else None
+            from_env = [v for v in env if env_key(v) == key]
+            if r.name in PENDING_CASES and key in PENDING and key not in dropped and (drop(config, key) or from_env):
+                for v in from_env:
+                    del env[v]
+                dropped.append(key)
+                notes.append(f"{key} ({PENDING[key]})")
+                text = toml_dump(config)
+                continue
+            problem(r.where, "authgate check-config fails: " + output.replace("\n", " "))
+            break
