@@ -15,8 +15,8 @@ use serde_json::json;
 use crate::audit::{self, AuditCtx, AuditKey};
 use crate::cidr::Cidr;
 use crate::config::{self, Config, Layout};
+use crate::control::{self, Actor, CreateRequest, Manager};
 use crate::invalidation::{Event, Message};
-use crate::manage::{self, Actor, CreateRequest, Manager};
 use crate::model::{ContentApiType, Permission, TokenKind};
 use crate::store::admin::{TokenRow, TokenUpdate, UserFlag, UserRow};
 use crate::store::audit::AuditFilter;
@@ -337,7 +337,7 @@ fn parse_window(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn parse_lifespan(s: &str) -> Result<Lifespan, String> {
-    manage::parse_duration(s).map(Lifespan)
+    control::parse_duration(s).map(Lifespan)
 }
 
 fn parse_layout(s: &str) -> Result<Layout, String> {
@@ -362,8 +362,8 @@ pub enum CliError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    #[error("{}", manage_message(.0))]
-    Manage(#[from] manage::ManageError),
+    #[error("{}", control_message(.0))]
+    Control(#[from] control::ControlError),
     #[error(transparent)]
     Serve(#[from] crate::serve_error::ServeError),
     #[error("{0}")]
@@ -371,9 +371,9 @@ pub enum CliError {
 }
 
 /// A management error in the command line's terms (flags, not fields).
-fn manage_message(e: &manage::ManageError) -> String {
+fn control_message(e: &control::ControlError) -> String {
     match e {
-        manage::ManageError::Rule(r) => r.cli_message().to_owned(),
+        control::ControlError::Rule(r) => r.cli_message().to_owned(),
         other => other.to_string(),
     }
 }
@@ -935,7 +935,7 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
             let actor = mgr.actor(act.as_user.as_deref()).await?;
             let mut rows = mgr.list(&actor, kind).await?;
             if let Some(window) = expiring {
-                manage::keep_expiring(&mut rows, window, SystemTime::now());
+                control::keep_expiring(&mut rows, window, SystemTime::now());
             }
             print_token_list(&rows, json);
         }
@@ -985,9 +985,9 @@ async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<(), CliError>
             note_actor(&actor);
             let text = read_key_from_stdin(hash)?;
             let key = if hash {
-                manage::NewKey::hash(&text)?
+                control::NewKey::hash(&text)?
             } else {
-                manage::NewKey::plain(&text)?
+                control::NewKey::plain(&text)?
             };
             let t = mgr.import(&actor, req, &key).await?;
             print_token(&t, None, json);

@@ -33,7 +33,7 @@
 //! | [`serve_error`] | start-up failures of the listeners |
 //! | [`reload`] | config and certificate reloads, signals |
 //! | [`tls`] | rustls set-up |
-//! | [`manage`] | who may manage which token |
+//! | [`control`] | who may manage which token: the ownership rules and the token operations |
 //! | [`management`] | the management listener: Strapi-shaped token REST API and web page |
 //! | [`metrics`] | Prometheus families |
 //! | [`telemetry`] | `tracing` set-up |
@@ -52,6 +52,7 @@ pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod content_types;
+pub mod control;
 pub mod envelope;
 pub mod forward;
 pub mod graphql;
@@ -59,7 +60,6 @@ pub mod invalidation;
 pub mod known;
 pub mod last_used;
 pub mod lookup;
-pub mod manage;
 pub mod management;
 pub mod metrics;
 pub mod model;

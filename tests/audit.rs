@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use authgate::audit::{AuditCtx, AuditKey, Origin};
-use authgate::manage::Actor;
+use authgate::control::Actor;
 use authgate::model::Permission;
 use serde_json::{json, Value};
 use support::*;
@@ -517,7 +517,7 @@ async fn two_writers_keep_one_chain_and_pruning_keeps_it_verifiable() {
     // The retention job: everything but the head is older than 1 ms here.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let store = authgate::store::Store::new(&cfg.postgres).expect("store");
-    let mgr = authgate::manage::Manager::new(&store, &cfg);
+    let mgr = authgate::control::Manager::new(&store, &cfg);
     let pruned = store
         .prune_audit(&mgr.audit(&Actor::Operator), Duration::from_millis(1))
         .await

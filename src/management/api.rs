@@ -43,7 +43,7 @@ use zeroize::Zeroizing;
 use crate::audit::{Event, Origin, Via};
 use crate::authz::{self, Credential, Denial};
 use crate::cidr::Cidr;
-use crate::manage::{management_action, Actor, CreateRequest, ManageError, NewKey, Op, TokenRef};
+use crate::control::{management_action, Actor, ControlError, CreateRequest, NewKey, Op, TokenRef};
 use crate::model::{ContentApiType, Permission, TokenKind};
 use crate::store::admin::{TokenRow, TokenUpdate, UserRow};
 use crate::store::audit::AuditFilter;
@@ -238,24 +238,24 @@ impl ApiError {
     }
 
     /// The management rules' refusals, in Strapi's terms.
-    pub fn from_manage(e: ManageError) -> Self {
+    pub fn from_control(e: ControlError) -> Self {
         match e {
-            ManageError::Denied(m) => Self::new(StatusCode::FORBIDDEN, "ForbiddenError", m),
-            ManageError::NotFound(m) => Self::not_found(m),
-            ManageError::Invalid(m) => Self::validation(m),
-            ManageError::Rule(r) => Self::validation(r.message()),
-            ManageError::KeyShape(e) => Self::validation(e.to_string()),
-            ManageError::Store(StoreError::Invalid(m)) => Self::validation(m),
+            ControlError::Denied(m) => Self::new(StatusCode::FORBIDDEN, "ForbiddenError", m),
+            ControlError::NotFound(m) => Self::not_found(m),
+            ControlError::Invalid(m) => Self::validation(m),
+            ControlError::Rule(r) => Self::validation(r.message()),
+            ControlError::KeyShape(e) => Self::validation(e.to_string()),
+            ControlError::Store(StoreError::Invalid(m)) => Self::validation(m),
             // The strapi5 layout: Strapi's admin panel owns the data.
-            ManageError::Store(StoreError::ReadOnly(m)) => {
+            ControlError::Store(StoreError::ReadOnly(m)) => {
                 Self::new(StatusCode::FORBIDDEN, "ForbiddenError", m)
             }
             // A stored row that does not decode: the data's fault, not the caller's.
-            ManageError::Store(e @ StoreError::Corrupt { .. }) => {
+            ControlError::Store(e @ StoreError::Corrupt { .. }) => {
                 tracing::error!(error = %e, "management: corrupt row in the token store");
                 Self::internal()
             }
-            ManageError::Store(e) if e.is_unavailable() => {
+            ControlError::Store(e) if e.is_unavailable() => {
                 tracing::error!(error = %e, "management: database unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -263,11 +263,11 @@ impl ApiError {
                     "Token store temporarily unavailable",
                 )
             }
-            ManageError::Store(e) => {
+            ControlError::Store(e) => {
                 tracing::error!(error = %e, "management: database error");
                 Self::internal()
             }
-            ManageError::Token(e) => {
+            ControlError::Token(e) => {
                 tracing::error!(error = %e, "management: key crypto failed");
                 Self::internal()
             }
@@ -626,7 +626,7 @@ async fn audit_logs(
     id: Option<i64>,
     query: Option<&str>,
 ) -> Result<Value, ApiError> {
-    let internal = |e: StoreError| ApiError::from_manage(e.into());
+    let internal = |e: StoreError| ApiError::from_control(e.into());
     if let Some(id) = id {
         let e = state.store.audit_event(id).await.map_err(internal)?;
         return e
@@ -676,13 +676,13 @@ async fn dispatch(
     body: &[u8],
 ) -> Result<(StatusCode, Value), ApiError> {
     let mgr = state.manager(origin.clone());
-    let m = ApiError::from_manage;
+    let m = ApiError::from_control;
     match endpoint {
         Endpoint::List(kind) => {
             let expiring = expiring_window(query)?;
             let mut rows = mgr.list(actor, Some(kind)).await.map_err(m)?;
             if let Some(window) = expiring {
-                crate::manage::keep_expiring(&mut rows, window, std::time::SystemTime::now());
+                crate::control::keep_expiring(&mut rows, window, std::time::SystemTime::now());
             }
             Ok((
                 StatusCode::OK,
@@ -828,7 +828,7 @@ fn import_request(kind: TokenKind, body: &[u8]) -> Result<(CreateRequest, NewKey
             ))
         }
     }
-    .map_err(ApiError::from_manage)?;
+    .map_err(ApiError::from_control)?;
     Ok((create_request(kind, Value::Object(fields))?, key))
 }
 
@@ -872,7 +872,7 @@ fn role_json(r: &crate::store::admin::RoleRow) -> Value {
 
 /// `GET /admin/permissions`: what content-API and admin tokens can hold,
 /// from the policy in force.
-fn catalog_json(mgr: &crate::manage::Manager<'_>) -> Value {
+fn catalog_json(mgr: &crate::control::Manager<'_>) -> Value {
     json!({
         "contentApi": mgr.content_api_catalog().iter().map(|g| json!({
             "category": g.category,
@@ -935,7 +935,7 @@ mod tests {
 
     #[test]
     fn error_envelope() {
-        let e = ApiError::from_manage(ManageError::Denied("only \"the\" owner".into()));
+        let e = ApiError::from_control(ControlError::Denied("only \"the\" owner".into()));
         let v: Value = serde_json::from_str(&e.body()).unwrap();
         assert_eq!(
             v,

@@ -11,14 +11,14 @@
 //! the proxy: `client` is the management request's client address (the
 //! peer, or what `server.trusted_proxies` resolve).
 //! The acting user is then the token's owner, acting through the token
-//! ([`crate::manage::TokenActor`]), and every management rule applies on
-//! top in [`crate::manage`].
+//! ([`crate::control::TokenActor`]), and every management rule applies on
+//! top in [`crate::control`].
 
 use std::net::IpAddr;
 use std::time::SystemTime;
 
 use crate::authz::{self, Denial, Verdict};
-use crate::manage::TokenActor;
+use crate::control::TokenActor;
 use crate::model::Ownership;
 use crate::route::{Route, RouteAction, RouteClass};
 use crate::token::{self, Hasher};

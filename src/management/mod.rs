@@ -9,9 +9,9 @@
 //! ```text
 //! accept -> /admin/... ? api::handle : ui::handle
 //!   api: route (api::ROUTES) -> authenticate the bearer (auth, authz::decide)
-//!        -> manage::Manager (the rules) -> {"data": ...} | the error envelope
+//!        -> control::Manager (the rules) -> {"data": ...} | the error envelope
 //!   ui:  session cookie -> authenticate the session's token (auth)
-//!        -> CSRF check on POST -> manage::Manager -> HTML
+//!        -> CSRF check on POST -> control::Manager -> HTML
 //! ```
 //!
 //! | module | owns |
@@ -24,12 +24,12 @@
 //! | [`form`] | `application/x-www-form-urlencoded` bodies |
 //!
 //! Every rule about who may do what to which token lives in
-//! [`crate::manage`], shared with the CLI; this module only translates
+//! [`crate::control`], shared with the CLI; this module only translates
 //! HTTP to those calls and their results back to HTTP.
 //!
 //! At start, `[management] bootstrap_token_file` (a mounted Secret) is read
 //! and, in the background until the database answers, turned into the first
-//! super-admin token ([`crate::manage::Manager::bootstrap`]).
+//! super-admin token ([`crate::control::Manager::bootstrap`]).
 
 pub mod api;
 pub mod auth;
@@ -56,8 +56,8 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Origin, Via};
 use crate::config::Config;
+use crate::control::{Bootstrapped, ControlError, Manager};
 use crate::last_used::UsageRecorder;
-use crate::manage::{Bootstrapped, ManageError, Manager};
 use crate::metrics::{status_class, Metrics};
 use crate::policy::PolicyHandle;
 use crate::request_id::{RequestIds, X_REQUEST_ID};
@@ -353,7 +353,7 @@ async fn bootstrap(state: Arc<State>, key: Zeroizing<String>) {
             Ok(Bootstrapped::Created(id)) => {
                 tracing::info!(
                     token_id = id,
-                    owner = crate::manage::BOOTSTRAP_EMAIL,
+                    owner = crate::control::BOOTSTRAP_EMAIL,
                     "management: bootstrap token created"
                 );
                 return;
@@ -365,7 +365,7 @@ async fn bootstrap(state: Arc<State>, key: Zeroizing<String>) {
                 );
                 return;
             }
-            Err(ManageError::Invalid(m)) => {
+            Err(ControlError::Invalid(m)) => {
                 // Not something a retry fixes (e.g. the key is a content-API token's).
                 tracing::error!(error = %m, "management: bootstrap token not provisioned");
                 return;

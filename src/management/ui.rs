@@ -11,9 +11,9 @@
 //!
 //! Every page after sign-in re-authenticates the session's token exactly
 //! as the API does ([`super::auth`]), so a revoked token ends its session
-//! on the next click, and acts through [`crate::manage`] with the same
+//! on the next click, and acts through [`crate::control`] with the same
 //! rules as the API and the CLI; buttons the rules would refuse are not
-//! shown ([`crate::manage::Manager::may`]), but the rules, not the buttons,
+//! shown ([`crate::control::Manager::may`]), but the rules, not the buttons,
 //! decide. Every POST carries the session's CSRF token and must come from
 //! this origin. Forms work without JavaScript (only the confirmation
 //! dialogs and the copy button need it).
@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Origin, Via};
 use crate::authz::Denial;
-use crate::manage::{self, Actor, CreateRequest, TokenRef};
+use crate::control::{self, Actor, CreateRequest, TokenRef};
 use crate::model::{ContentApiType, Permission, TokenKind};
 use crate::store::admin::{TokenRow, TokenUpdate};
 
@@ -507,7 +507,7 @@ async fn create(state: &State, ctx: &Ctx, k: &Kind, f: &Form) -> Resp {
     let d = Draft::from_form(f);
     let invalid = |m: String| ApiError::validation(m);
     let req = (|| -> Result<CreateRequest, ApiError> {
-        let lifespan_ms = manage::parse_duration(&d.duration).map_err(invalid)?;
+        let lifespan_ms = control::parse_duration(&d.duration).map_err(invalid)?;
         let (token_type, permissions) = match k.kind {
             TokenKind::ContentApi => {
                 let t: ContentApiType = d.token_type.parse().map_err(invalid)?;
@@ -537,7 +537,7 @@ async fn create(state: &State, ctx: &Ctx, k: &Kind, f: &Form) -> Resp {
             .manager(ctx.origin.clone())
             .create(&ctx.actor, req)
             .await
-            .map_err(ApiError::from_manage),
+            .map_err(ApiError::from_control),
     };
     match created {
         Err(e) => new_page(state, ctx, k, &d, Some(&e)).await,
@@ -549,7 +549,7 @@ async fn create(state: &State, ctx: &Ctx, k: &Kind, f: &Form) -> Resp {
 }
 
 /// To the token's page, which shows its new key once.
-fn show_new_key(state: &State, ctx: &Ctx, k: &Kind, t: manage::TokenWithKey) -> Resp {
+fn show_new_key(state: &State, ctx: &Ctx, k: &Kind, t: control::TokenWithKey) -> Resp {
     if let Some(key) = t.key {
         state.sessions.push_flash(
             &ctx.sid,
@@ -595,7 +595,7 @@ async fn regenerate(
             audit(&ctx.actor, "regenerated", &t.token);
             show_new_key(state, ctx, k, t)
         }
-        Err(e) => detail_page(state, ctx, k, r.id, Some(ApiError::from_manage(e))).await,
+        Err(e) => detail_page(state, ctx, k, r.id, Some(ApiError::from_control(e))).await,
     }
 }
 
@@ -618,7 +618,7 @@ async fn update(state: &State, ctx: &Ctx, k: &Kind, id: i64, f: &Form) -> Resp {
         let current = mgr
             .show(&ctx.actor, r, false)
             .await
-            .map_err(ApiError::from_manage)?
+            .map_err(ApiError::from_control)?
             .token;
         let mut submitted = d.parsed_permissions().map_err(ApiError::validation)?;
         let allowed_cidrs = d.parsed_cidrs().map_err(ApiError::validation)?;
@@ -663,7 +663,7 @@ async fn update(state: &State, ctx: &Ctx, k: &Kind, id: i64, f: &Form) -> Resp {
             },
         )
         .await
-        .map_err(ApiError::from_manage)
+        .map_err(ApiError::from_control)
     }
     .await;
     match result {
@@ -702,7 +702,7 @@ async fn token_action(state: &State, ctx: &Ctx, k: &Kind, id: i64, action: &str,
                 }
                 redirect(&here)
             }
-            Err(e) => detail_page(state, ctx, k, id, Some(ApiError::from_manage(e))).await,
+            Err(e) => detail_page(state, ctx, k, id, Some(ApiError::from_control(e))).await,
         },
         "delete" => match mgr.delete(&ctx.actor, r).await {
             Ok(t) => {
@@ -713,7 +713,7 @@ async fn token_action(state: &State, ctx: &Ctx, k: &Kind, id: i64, action: &str,
                 );
                 redirect(&format!("/{}", k.slug))
             }
-            Err(e) => detail_page(state, ctx, k, id, Some(ApiError::from_manage(e))).await,
+            Err(e) => detail_page(state, ctx, k, id, Some(ApiError::from_control(e))).await,
         },
         _ => message_page(
             ctx,

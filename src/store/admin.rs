@@ -1,7 +1,7 @@
 //! Management operations on tokens, users and roles.
 //!
 //! These are plain data operations. Who may perform them is decided by
-//! [`crate::manage`]; cache invalidation follows from the NOTIFY triggers
+//! [`crate::control`]; cache invalidation follows from the NOTIFY triggers
 //! every write fires. Each operation chooses its layout once, here: the
 //! statements are in [`super::native`] and [`super::strapi5`], the rows
 //! they return in [`super::rows`]. In the strapi5 layout the reads go to

@@ -9,7 +9,7 @@ use super::{
     permissions_fieldset, signed_in_page, text_fields, type_field, type_label, Ctx, Draft, Flash,
     Kind, Resp,
 };
-use crate::manage::{Manager, Op, TokenRef};
+use crate::control::{Manager, Op, TokenRef};
 use crate::management::api::ApiError;
 use crate::management::html::{alert, csrf_field, html, Html};
 use crate::management::State;
@@ -58,7 +58,7 @@ pub(super) async fn detail_page(
     {
         Ok(t) => t.token,
         Err(e) => {
-            let e = ApiError::from_manage(e);
+            let e = ApiError::from_control(e);
             return message_page(
                 ctx,
                 e.status,

@@ -8,7 +8,7 @@ use http::StatusCode;
 
 use super::{signed_in_page, Ctx, Kind, Resp};
 use crate::cidr::Cidr;
-use crate::manage::{Manager, PermissionGroup};
+use crate::control::{Manager, PermissionGroup};
 use crate::management::api::ApiError;
 use crate::management::form::Form;
 use crate::management::html::{alert, csrf_field, html, Html};

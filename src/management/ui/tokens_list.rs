@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use http::StatusCode;
 
 use super::{date, flashes_html, signed_in_page, type_label, Ctx, Kind, Resp};
-use crate::manage::Op;
+use crate::control::Op;
 use crate::management::api::ApiError;
 use crate::management::form::Form;
 use crate::management::html::{alert, csrf_field, html, Html};
@@ -144,7 +144,7 @@ pub(super) async fn list_page(state: &State, ctx: &Ctx, k: &Kind, query: Option<
     let mut rows = match mgr.list(&ctx.actor, Some(k.kind)).await {
         Ok(rows) => rows,
         Err(e) => {
-            let e = ApiError::from_manage(e);
+            let e = ApiError::from_control(e);
             main.push(alert("error", &e.message));
             return signed_in_page(ctx, k.tab, e.status, k.title, main);
         }

@@ -107,7 +107,7 @@ impl fmt::Display for Actor {
 /// Management failures. `Denied`, `NotFound` and `Invalid` map to 403, 404
 /// and 400 in the API.
 #[derive(Debug, thiserror::Error)]
-pub enum ManageError {
+pub enum ControlError {
     #[error("{0}")]
     Denied(String),
     #[error("{0}")]
@@ -239,9 +239,9 @@ pub const MAX_KEEP_OLD: Duration = Duration::from_secs(7 * 86_400);
 
 /// How long a replaced key keeps working, in ms for the store: `None` (it
 /// stops at once) for zero; refused beyond [`MAX_KEEP_OLD`].
-fn keep_old_ms(keep_old_for: Duration) -> Result<Option<i64>, ManageError> {
+fn keep_old_ms(keep_old_for: Duration) -> Result<Option<i64>, ControlError> {
     if keep_old_for > MAX_KEEP_OLD {
-        return Err(ManageError::Invalid(format!(
+        return Err(ControlError::Invalid(format!(
             "the old key can keep working for at most 7 days, not {}",
             humantime::format_duration(keep_old_for)
         )));
@@ -268,7 +268,7 @@ impl NewKey {
     /// 20 to 512 visible characters a `Bearer` credential can carry, not
     /// JWT-shaped ([`token::check_key_shape`], the rule the gateway's
     /// precheck applies).
-    pub fn plain(text: &str) -> Result<Self, ManageError> {
+    pub fn plain(text: &str) -> Result<Self, ControlError> {
         let key = text.trim_matches(|c: char| c.is_ascii_whitespace());
         token::check_key_shape(key.as_bytes())?;
         Ok(Self::Plain(Zeroizing::new(key.to_owned())))
@@ -276,14 +276,14 @@ impl NewKey {
 
     /// A stored hash: 128 hexadecimal characters (HMAC-SHA512), surrounding
     /// blanks dropped.
-    pub fn hash(text: &str) -> Result<Self, ManageError> {
+    pub fn hash(text: &str) -> Result<Self, ControlError> {
         let hex = text.trim_matches(|c: char| c.is_ascii_whitespace());
         match TokenHash::from_hex(hex) {
             Some(h) => Ok(Self::Hash(h)),
-            None if hex.len() == token::HASH_BYTES * 2 => Err(ManageError::Invalid(
+            None if hex.len() == token::HASH_BYTES * 2 => Err(ControlError::Invalid(
                 "an access_key hash is 128 hexadecimal characters: this one holds others".into(),
             )),
-            None => Err(ManageError::Invalid(format!(
+            None => Err(ControlError::Invalid(format!(
                 "an access_key hash is 128 hexadecimal characters (HMAC-SHA512 of the key), not {}",
                 hex.chars().count()
             ))),
@@ -422,14 +422,14 @@ impl<'a> Manager<'a> {
     }
 
     /// Record that `actor` was shown the key of `t` again.
-    async fn viewed(&self, actor: &Actor, t: &TokenRow) -> Result<(), ManageError> {
+    async fn viewed(&self, actor: &Actor, t: &TokenRow) -> Result<(), ControlError> {
         let draft = crate::store::admin::token_draft(t, "view-key", serde_json::json!({}));
         self.store.record(&self.audit(actor), draft).await?;
         Ok(())
     }
 
     /// Resolve `--as EMAIL` to an actor.
-    pub async fn actor(&self, email: Option<&str>) -> Result<Actor, ManageError> {
+    pub async fn actor(&self, email: Option<&str>) -> Result<Actor, ControlError> {
         match email {
             None => Ok(Actor::Operator),
             Some(e) => {
@@ -437,9 +437,9 @@ impl<'a> Manager<'a> {
                     .store
                     .user_by_email(e)
                     .await?
-                    .ok_or_else(|| ManageError::NotFound(format!("no user with email {e}")))?;
+                    .ok_or_else(|| ControlError::NotFound(format!("no user with email {e}")))?;
                 if !u.is_active || u.blocked {
-                    return Err(ManageError::Denied(format!(
+                    return Err(ControlError::Denied(format!(
                         "user {e} is deactivated or blocked"
                     )));
                 }
@@ -454,12 +454,12 @@ impl<'a> Manager<'a> {
     }
 
     /// Does the actor hold the management permission for `op` on `kind`?
-    pub fn require(&self, actor: &Actor, kind: TokenKind, op: Op) -> Result<(), ManageError> {
+    pub fn require(&self, actor: &Actor, kind: TokenKind, op: Op) -> Result<(), ControlError> {
         let action = management_action(kind, op);
         if actor.holds(&Permission::new(action.clone(), None)) {
             Ok(())
         } else {
-            Err(ManageError::Denied(format!(
+            Err(ControlError::Denied(format!(
                 "{actor} lacks the permission {action}"
             )))
         }
@@ -467,7 +467,7 @@ impl<'a> Manager<'a> {
 
     /// May `actor` perform `op` on the existing token `t`? The rules table
     /// of this module, in one place.
-    pub fn check(&self, actor: &Actor, op: Op, t: &TokenRow) -> Result<(), ManageError> {
+    pub fn check(&self, actor: &Actor, op: Op, t: &TokenRow) -> Result<(), ControlError> {
         self.require(actor, t.kind, op)?;
         match op {
             Op::Update => require_owner_or_super(actor, t, "edit"),
@@ -483,9 +483,9 @@ impl<'a> Manager<'a> {
         self.check(actor, op, t).is_ok()
     }
 
-    async fn token(&self, r: TokenRef) -> Result<TokenRow, ManageError> {
+    async fn token(&self, r: TokenRef) -> Result<TokenRow, ControlError> {
         let not_found = || {
-            ManageError::NotFound(match r.kind {
+            ControlError::NotFound(match r.kind {
                 Some(TokenKind::ContentApi) => format!("no API token with id {}", r.id),
                 Some(TokenKind::Admin) => format!("no admin token with id {}", r.id),
                 None => format!("no token with id {}", r.id),
@@ -505,16 +505,16 @@ impl<'a> Manager<'a> {
         actor: &Actor,
         owner: &UserRow,
         perms: &[Permission],
-    ) -> Result<(), ManageError> {
+    ) -> Result<(), ControlError> {
         for p in perms {
             if !owner.holds(p) {
-                return Err(ManageError::Invalid(format!(
+                return Err(ControlError::Invalid(format!(
                     "owner {} does not hold the permission {p}, so the token cannot have it",
                     owner.email
                 )));
             }
             if !actor.holds(p) {
-                return Err(ManageError::Invalid(format!(
+                return Err(ControlError::Invalid(format!(
                     "{actor} does not hold the permission {p}, so cannot give it to a token"
                 )));
             }
@@ -523,15 +523,15 @@ impl<'a> Manager<'a> {
     }
 
     /// Content-API permissions are actions some route maps to, without subject.
-    fn check_content_actions(&self, perms: &[Permission]) -> Result<(), ManageError> {
+    fn check_content_actions(&self, perms: &[Permission]) -> Result<(), ControlError> {
         for p in perms {
             if p.subject.is_some() {
-                return Err(ManageError::Invalid(format!(
+                return Err(ControlError::Invalid(format!(
                     "content-API permissions take no subject: `{p}`"
                 )));
             }
             if !self.routes.is_known_content_action(&p.action) {
-                return Err(ManageError::Invalid(format!(
+                return Err(ControlError::Invalid(format!(
                     "unknown content-API action `{}` (no route maps to it; known actions: {})",
                     p.action,
                     self.routes.content_actions().join(", ")
@@ -546,32 +546,32 @@ impl<'a> Manager<'a> {
         actor: &Actor,
         req: &CreateRequest,
         owner: Option<&UserRow>,
-    ) -> Result<(), ManageError> {
+    ) -> Result<(), ControlError> {
         match req.kind {
             TokenKind::ContentApi => {
                 if req.owner.is_some() {
-                    return Err(ManageError::Rule(Rule::ContentTokenHasNoOwner));
+                    return Err(ControlError::Rule(Rule::ContentTokenHasNoOwner));
                 }
                 match req.token_type {
                     Some(ContentApiType::Custom) => {
                         if req.permissions.is_empty() {
-                            return Err(ManageError::Rule(Rule::CustomNeedsPermission));
+                            return Err(ControlError::Rule(Rule::CustomNeedsPermission));
                         }
                         self.check_content_actions(&req.permissions)?;
                     }
                     Some(_) if !req.permissions.is_empty() => {
-                        return Err(ManageError::Rule(Rule::PermissionsOnlyForCustom))
+                        return Err(ControlError::Rule(Rule::PermissionsOnlyForCustom))
                     }
                     Some(_) => {}
-                    None => return Err(ManageError::Rule(Rule::ContentTokenNeedsType)),
+                    None => return Err(ControlError::Rule(Rule::ContentTokenNeedsType)),
                 }
             }
             TokenKind::Admin => {
                 if req.token_type.is_some() {
-                    return Err(ManageError::Rule(Rule::AdminTokenHasNoType));
+                    return Err(ControlError::Rule(Rule::AdminTokenHasNoType));
                 }
                 let owner = owner
-                    .ok_or_else(|| ManageError::Invalid("an admin token needs an owner".into()))?;
+                    .ok_or_else(|| ControlError::Invalid("an admin token needs an owner".into()))?;
                 self.check_admin_ceiling(actor, owner, &req.permissions)?;
             }
         }
@@ -583,7 +583,7 @@ impl<'a> Manager<'a> {
         &self,
         actor: &Actor,
         req: CreateRequest,
-    ) -> Result<TokenWithKey, ManageError> {
+    ) -> Result<TokenWithKey, ControlError> {
         let key = Zeroizing::new(token::generate_key()?);
         let token = self
             .create_with_key(actor, req, &NewKey::Plain(key.clone()), false)
@@ -603,7 +603,7 @@ impl<'a> Manager<'a> {
         actor: &Actor,
         req: CreateRequest,
         key: &NewKey,
-    ) -> Result<TokenRow, ManageError> {
+    ) -> Result<TokenRow, ControlError> {
         self.create_with_key(actor, req, key, true).await
     }
 
@@ -613,15 +613,15 @@ impl<'a> Manager<'a> {
         req: CreateRequest,
         key: &NewKey,
         imported: bool,
-    ) -> Result<TokenRow, ManageError> {
+    ) -> Result<TokenRow, ControlError> {
         self.require(actor, req.kind, Op::Create)?;
         if req.name.trim().is_empty() {
-            return Err(ManageError::Invalid(
+            return Err(ControlError::Invalid(
                 "a token needs a non-empty name".into(),
             ));
         }
         if !LIFESPANS.contains(&req.lifespan_ms) {
-            return Err(ManageError::Invalid(
+            return Err(ControlError::Invalid(
                 "the lifespan must be 7, 30 or 90 days or unlimited".into(),
             ));
         }
@@ -630,18 +630,18 @@ impl<'a> Manager<'a> {
             TokenKind::Admin => {
                 let email = match (&req.owner, actor.user()) {
                     (Some(o), Some(u)) if !o.eq_ignore_ascii_case(&u.email) => {
-                        return Err(ManageError::Denied(format!(
+                        return Err(ControlError::Denied(format!(
                             "{} may only create admin tokens owned by themselves",
                             u.email
                         )))
                     }
                     (Some(o), _) => o.clone(),
                     (None, Some(u)) => u.email.clone(),
-                    (None, None) => return Err(ManageError::Rule(Rule::AdminTokenNeedsOwner)),
+                    (None, None) => return Err(ControlError::Rule(Rule::AdminTokenNeedsOwner)),
                 };
                 let u =
                     self.store.user_by_email(&email).await?.ok_or_else(|| {
-                        ManageError::NotFound(format!("no user with email {email}"))
+                        ControlError::NotFound(format!("no user with email {email}"))
                     })?;
                 Some(u)
             }
@@ -680,7 +680,7 @@ impl<'a> Manager<'a> {
         &self,
         actor: &Actor,
         kind: Option<TokenKind>,
-    ) -> Result<Vec<TokenRow>, ManageError> {
+    ) -> Result<Vec<TokenRow>, ControlError> {
         match kind {
             Some(k) => self.require(actor, k, Op::Read)?,
             None => {
@@ -692,14 +692,14 @@ impl<'a> Manager<'a> {
     }
 
     /// The stored key of `t`, decrypted.
-    fn stored_key(&self, t: &TokenRow) -> Result<Zeroizing<String>, ManageError> {
+    fn stored_key(&self, t: &TokenRow) -> Result<Zeroizing<String>, ControlError> {
         let cipher = self.cipher.as_ref().ok_or_else(|| {
-            ManageError::Invalid(
+            ControlError::Invalid(
                 "keys cannot be shown again: no tokens.encryption_key is configured".into(),
             )
         })?;
         let enc = t.encrypted_key.as_deref().ok_or_else(|| {
-            ManageError::Invalid(format!(
+            ControlError::Invalid(format!(
                 "token {} has no stored key (created before an encryption key was configured): regenerate it",
                 t.id
             ))
@@ -714,7 +714,7 @@ impl<'a> Manager<'a> {
         actor: &Actor,
         r: impl Into<TokenRef>,
         reveal: bool,
-    ) -> Result<TokenWithKey, ManageError> {
+    ) -> Result<TokenWithKey, ControlError> {
         let t = self.token(r.into()).await?;
         self.check(actor, Op::Read, &t)?;
         let key = if reveal {
@@ -735,7 +735,7 @@ impl<'a> Manager<'a> {
         &self,
         actor: &Actor,
         r: impl Into<TokenRef>,
-    ) -> Result<TokenWithKey, ManageError> {
+    ) -> Result<TokenWithKey, ControlError> {
         let t = self.token(r.into()).await?;
         self.check(actor, Op::Read, &t)?;
         let key = if self.may(actor, Op::ViewKey, &t) {
@@ -757,7 +757,7 @@ impl<'a> Manager<'a> {
         actor: &Actor,
         r: impl Into<TokenRef>,
         keep_old_for: Duration,
-    ) -> Result<TokenWithKey, ManageError> {
+    ) -> Result<TokenWithKey, ControlError> {
         let keep_old_ms = keep_old_ms(keep_old_for)?;
         let t = self.token(r.into()).await?;
         self.check(actor, Op::Regenerate, &t)?;
@@ -775,7 +775,7 @@ impl<'a> Manager<'a> {
         id: i64,
         key: &str,
         keep_old_ms: Option<i64>,
-    ) -> Result<TokenRow, ManageError> {
+    ) -> Result<TokenRow, ControlError> {
         let encrypted = self.cipher.as_ref().map(|c| c.encrypt(key)).transpose()?;
         let access_key = self.hasher.hash_hex(key);
         let replacement = ReplacementKey {
@@ -786,7 +786,7 @@ impl<'a> Manager<'a> {
         self.store
             .regenerate_token(id, &replacement, &self.audit(actor))
             .await?
-            .ok_or_else(|| ManageError::NotFound(format!("no token with id {id}")))
+            .ok_or_else(|| ControlError::NotFound(format!("no token with id {id}")))
     }
 
     /// Edit a token. A content-API token whose type is no longer `custom`
@@ -796,11 +796,11 @@ impl<'a> Manager<'a> {
         actor: &Actor,
         r: impl Into<TokenRef>,
         mut u: TokenUpdate,
-    ) -> Result<TokenRow, ManageError> {
+    ) -> Result<TokenRow, ControlError> {
         let t = self.token(r.into()).await?;
         self.check(actor, Op::Update, &t)?;
         if u.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            return Err(ManageError::Invalid(
+            return Err(ControlError::Invalid(
                 "a token needs a non-empty name".into(),
             ));
         }
@@ -808,7 +808,7 @@ impl<'a> Manager<'a> {
         u.allowed_cidrs = u.allowed_cidrs.map(networks).transpose()?;
         let token_type = match t.kind {
             TokenKind::Admin if u.token_type.is_some() => {
-                return Err(ManageError::Invalid("admin tokens have no type".into()))
+                return Err(ControlError::Invalid("admin tokens have no type".into()))
             }
             TokenKind::Admin => None,
             TokenKind::ContentApi => u.token_type.or(t.token_type),
@@ -816,7 +816,7 @@ impl<'a> Manager<'a> {
         if t.kind == TokenKind::ContentApi {
             if token_type == Some(ContentApiType::Custom) {
                 if u.permissions.as_ref().unwrap_or(&t.permissions).is_empty() {
-                    return Err(ManageError::Invalid(
+                    return Err(ControlError::Invalid(
                         "a custom token needs at least one permission".into(),
                     ));
                 }
@@ -836,7 +836,7 @@ impl<'a> Manager<'a> {
             match t.kind {
                 TokenKind::ContentApi => {
                     if token_type != Some(ContentApiType::Custom) && !perms.is_empty() {
-                        return Err(ManageError::Invalid(
+                        return Err(ControlError::Invalid(
                             "permissions are only for custom tokens".into(),
                         ));
                     }
@@ -848,7 +848,7 @@ impl<'a> Manager<'a> {
                         None => None,
                     }
                     .ok_or_else(|| {
-                        ManageError::NotFound(format!("the owner of admin token {} is gone", t.id))
+                        ControlError::NotFound(format!("the owner of admin token {} is gone", t.id))
                     })?;
                     self.check_admin_ceiling(actor, &owner, &added)?;
                 }
@@ -857,35 +857,35 @@ impl<'a> Manager<'a> {
         self.store
             .update_token(t.id, &u, &self.audit(actor))
             .await?
-            .ok_or_else(|| ManageError::NotFound(format!("no token with id {}", t.id)))
+            .ok_or_else(|| ControlError::NotFound(format!("no token with id {}", t.id)))
     }
 
     pub async fn delete(
         &self,
         actor: &Actor,
         r: impl Into<TokenRef>,
-    ) -> Result<TokenRow, ManageError> {
+    ) -> Result<TokenRow, ControlError> {
         let t = self.token(r.into()).await?;
         self.check(actor, Op::Delete, &t)?;
         if !self.store.delete_token(t.id, &self.audit(actor)).await? {
-            return Err(ManageError::NotFound(format!("no token with id {}", t.id)));
+            return Err(ControlError::NotFound(format!("no token with id {}", t.id)));
         }
         Ok(t)
     }
 
     /// The owner of admin token `id`, whose permissions bound the token's
     /// (Strapi's `owner-permissions`): for the owner or a super admin.
-    pub async fn owner_of(&self, actor: &Actor, id: i64) -> Result<UserRow, ManageError> {
+    pub async fn owner_of(&self, actor: &Actor, id: i64) -> Result<UserRow, ControlError> {
         let t = self.token(TokenRef::of_kind(id, TokenKind::Admin)).await?;
         self.check(actor, Op::Read, &t)?;
         require_owner_or_super(actor, &t, "see the owner permissions of")?;
         let owner_id = t
             .owner_id
-            .ok_or_else(|| ManageError::NotFound(format!("admin token {id} has no owner")))?;
+            .ok_or_else(|| ControlError::NotFound(format!("admin token {id} has no owner")))?;
         self.store
             .user_by_id(owner_id)
             .await?
-            .ok_or_else(|| ManageError::NotFound(format!("the owner of admin token {id} is gone")))
+            .ok_or_else(|| ControlError::NotFound(format!("the owner of admin token {id} is gone")))
     }
 
     /// The content-API actions a custom token can hold, grouped by content
@@ -939,9 +939,9 @@ impl<'a> Manager<'a> {
     /// [`BOOTSTRAP_EMAIL`] exists and give it an admin token with this key
     /// holding every token-management permission. Idempotent; a bootstrap
     /// token with an older key gets the new one (the old key stops working).
-    pub async fn bootstrap(&self, key: &str) -> Result<Bootstrapped, ManageError> {
+    pub async fn bootstrap(&self, key: &str) -> Result<Bootstrapped, ControlError> {
         if !token::looks_like_key(key.as_bytes()) {
-            return Err(ManageError::Invalid(
+            return Err(ControlError::Invalid(
                 "the bootstrap key must be 256 lower-case hex characters (e.g. `openssl rand -hex 128`)"
                     .into(),
             ));
@@ -952,7 +952,7 @@ impl<'a> Manager<'a> {
         if let Some(h) = holder.filter(|h| h.current) {
             if let Some(found) = self.store.get_token(h.id).await? {
                 if found.kind != TokenKind::Admin {
-                    return Err(ManageError::Invalid(format!(
+                    return Err(ControlError::Invalid(format!(
                         "the bootstrap key belongs to content-API token {}",
                         found.id
                     )));
@@ -963,7 +963,7 @@ impl<'a> Manager<'a> {
         if self.store.layout() == crate::store::Layout::Strapi5 {
             // Strapi's admin panel owns users and tokens: nothing to
             // provision, and no retry will change that.
-            return Err(ManageError::Invalid(
+            return Err(ControlError::Invalid(
                 "in the strapi5 layout the bootstrap key must be an admin token made in Strapi's admin panel, and no token has it".into(),
             ));
         }
@@ -974,7 +974,7 @@ impl<'a> Manager<'a> {
             .into_iter()
             .find(|r| r.super_admin)
             .ok_or_else(|| {
-                ManageError::Invalid("no super-admin role: run `authgate migrate`".into())
+                ControlError::Invalid("no super-admin role: run `authgate migrate`".into())
             })?;
         let user = match self.store.user_by_email(BOOTSTRAP_EMAIL).await? {
             Some(u) => {
@@ -1043,10 +1043,10 @@ impl<'a> Manager<'a> {
 
 /// A token's networks as stored (sorted, each once), at most
 /// [`MAX_NETWORKS`] of them.
-fn networks(blocks: Vec<Cidr>) -> Result<Vec<Cidr>, ManageError> {
+fn networks(blocks: Vec<Cidr>) -> Result<Vec<Cidr>, ControlError> {
     let blocks = cidr::canonical(blocks);
     if blocks.len() > MAX_NETWORKS {
-        return Err(ManageError::Invalid(format!(
+        return Err(ControlError::Invalid(format!(
             "a token may be pinned to at most {MAX_NETWORKS} CIDR blocks, not {}",
             blocks.len()
         )));
@@ -1065,10 +1065,10 @@ fn push_grouped(groups: &mut Vec<PermissionGroup>, category: &str, p: Permission
 }
 
 /// Owner or super-admin (edit, delete of admin tokens).
-fn require_owner_or_super(actor: &Actor, t: &TokenRow, what: &str) -> Result<(), ManageError> {
+fn require_owner_or_super(actor: &Actor, t: &TokenRow, what: &str) -> Result<(), ControlError> {
     match actor.user() {
         Some(u) if t.kind == TokenKind::Admin && !u.super_admin && t.owner_id != Some(u.id) => {
-            Err(ManageError::Denied(format!(
+            Err(ControlError::Denied(format!(
                 "only the owner of admin token {} or a super admin may {what} it",
                 t.id
             )))
@@ -1078,10 +1078,10 @@ fn require_owner_or_super(actor: &Actor, t: &TokenRow, what: &str) -> Result<(),
 }
 
 /// Owner only (regenerate, view key of admin tokens).
-fn require_owner(actor: &Actor, t: &TokenRow, what: &str) -> Result<(), ManageError> {
+fn require_owner(actor: &Actor, t: &TokenRow, what: &str) -> Result<(), ControlError> {
     match actor.user() {
         Some(u) if t.kind == TokenKind::Admin && t.owner_id != Some(u.id) => {
-            Err(ManageError::Denied(format!(
+            Err(ControlError::Denied(format!(
                 "only the owner of admin token {} may {what} it",
                 t.id
             )))
