@@ -1,0 +1,135 @@
+//! The bootstrap token: `[management] bootstrap_token_file` (a mounted
+//! Secret) becomes the admin token of a super admin at start, so a fresh
+//! install can be managed without a shell on the host.
+
+use zeroize::Zeroizing;
+
+use super::tokens::NewKey;
+use super::{management_action, Actor, ControlError, CreateRequest, Manager, Op};
+use crate::model::{Permission, TokenKind};
+use crate::token;
+
+/// The user that owns the bootstrap token (see [`Manager::bootstrap`]).
+pub const BOOTSTRAP_EMAIL: &str = "bootstrap@authgate.local";
+/// The name of the bootstrap token.
+pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap";
+
+/// What happened to the bootstrap token at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrapped {
+    /// A token with the key exists already: nothing to do.
+    Present(i64),
+    /// The bootstrap token was created.
+    Created(i64),
+    /// The bootstrap token existed with another key (the Secret was
+    /// rotated): it now has the new key and the old one stopped working.
+    Rotated(i64),
+}
+
+impl Manager<'_> {
+    /// Provision the bootstrap token from `key` (a mounted Secret): if no
+    /// token has this key, make sure the super-admin user
+    /// [`BOOTSTRAP_EMAIL`] exists and give it an admin token with this key
+    /// holding every token-management permission. Idempotent; a bootstrap
+    /// token with an older key gets the new one (the old key stops working).
+    pub async fn bootstrap(&self, key: &str) -> Result<Bootstrapped, ControlError> {
+        if !token::looks_like_key(key.as_bytes()) {
+            return Err(ControlError::Invalid(
+                "the bootstrap key must be 256 lower-case hex characters (e.g. `openssl rand -hex 128`)"
+                    .into(),
+            ));
+        }
+        // Only as a current key: a key a regenerate replaced (with overlap)
+        // is put back, the file being what the operator holds.
+        let holder = self.store.key_holder(&self.hasher.hash_hex(key)).await?;
+        if let Some(h) = holder.filter(|h| h.current) {
+            if let Some(found) = self.store.get_token(h.id).await? {
+                if found.kind != TokenKind::Admin {
+                    return Err(ControlError::Invalid(format!(
+                        "the bootstrap key belongs to content-API token {}",
+                        found.id
+                    )));
+                }
+                return Ok(Bootstrapped::Present(found.id));
+            }
+        }
+        if self.store.layout() == crate::store::Layout::Strapi5 {
+            // Strapi's admin panel owns users and tokens: nothing to
+            // provision, and no retry will change that.
+            return Err(ControlError::Invalid(
+                "in the strapi5 layout the bootstrap key must be an admin token made in Strapi's admin panel, and no token has it".into(),
+            ));
+        }
+        let super_role = self
+            .store
+            .list_roles()
+            .await?
+            .into_iter()
+            .find(|r| r.super_admin)
+            .ok_or_else(|| {
+                ControlError::Invalid("no super-admin role: run `authgate migrate`".into())
+            })?;
+        let user = match self.store.user_by_email(BOOTSTRAP_EMAIL).await? {
+            Some(u) => {
+                if !u.super_admin {
+                    self.store
+                        .set_user_role(
+                            BOOTSTRAP_EMAIL,
+                            &super_role.name,
+                            true,
+                            &self.audit(&Actor::Operator),
+                        )
+                        .await?;
+                }
+                u
+            }
+            None => {
+                self.store
+                    .create_user(
+                        BOOTSTRAP_EMAIL,
+                        "Bootstrap (authgate)",
+                        std::slice::from_ref(&super_role.name),
+                        &self.audit(&Actor::Operator),
+                    )
+                    .await?
+            }
+        };
+        let previous = self
+            .store
+            .list_tokens(Some(TokenKind::Admin))
+            .await?
+            .into_iter()
+            .find(|t| t.name == BOOTSTRAP_TOKEN_NAME && t.owner_id == Some(user.id));
+        if let Some(t) = previous {
+            self.replace_key(&Actor::Operator, t.id, key, None).await?;
+            return Ok(Bootstrapped::Rotated(t.id));
+        }
+        let permissions = [TokenKind::ContentApi, TokenKind::Admin]
+            .into_iter()
+            .flat_map(|k| {
+                Op::MANAGED
+                    .into_iter()
+                    .map(move |op| Permission::new(management_action(k, op), None))
+            })
+            .chain([Permission::new(crate::audit::READ_PERMISSION, None)])
+            .collect();
+        let created = self
+            .create_with_key(
+                &Actor::Operator,
+                CreateRequest {
+                    kind: TokenKind::Admin,
+                    name: BOOTSTRAP_TOKEN_NAME.into(),
+                    description: "Provisioned from [management] bootstrap_token_file".into(),
+                    token_type: None,
+                    lifespan_ms: None,
+                    owner: Some(BOOTSTRAP_EMAIL.into()),
+                    permissions,
+                    allowed_cidrs: Vec::new(),
+                },
+                &NewKey::Plain(Zeroizing::new(key.to_owned())),
+                false,
+            )
+            .await?;
+        Ok(Bootstrapped::Created(created.id))
+    }
+}
