@@ -30,6 +30,10 @@
 //!
 //! The snapshots outlive reconnects: changes made while the poller could
 //! not reach the database are found by the next diff.
+//!
+//! This module keeps the snapshots, the diff and the events; the store
+//! ([`crate::store::strapi5::watch`]) holds the statements that read
+//! Strapi's tables, and answers in [`Table`]s, fingerprints and rows.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +49,7 @@ use crate::known::{KnownHashes, Loading};
 use crate::metrics::Metrics;
 use crate::model::TokenRecord;
 use crate::policy::PolicyStore;
+use crate::store::strapi5::watch::{self, Fingerprint, RowKind, RowState, Snapshot, Table};
 use crate::store::{self, StoreError};
 use crate::token::TokenHash;
 
@@ -61,138 +66,32 @@ enum Effect {
     User,
     /// The row is a role.
     Role,
-    /// A link row: the token whose id is link column `n`.
-    TokenAt(usize),
-    /// A link row: the user whose id is link column `n`.
-    UserAt(usize),
-    /// A link row: the role whose id is link column `n`.
-    RoleAt(usize),
+    /// A link row: the token it links.
+    TokenLink,
+    /// A link row: the user it links.
+    UserLink,
+    /// A link row: the role it links.
+    RoleLink,
 }
 
-/// A table the decision reads.
-struct Watched {
-    table: &'static str,
-    /// Link columns (ids of other rows), kept in the snapshot.
-    links: &'static [&'static str],
-    /// The other columns a decision reads, and the row's version, digested.
-    columns: &'static str,
-    effect: Effect,
-}
-
-const TOKENS: usize = 0;
-const TOKEN_PERMISSION_LINKS: usize = 2;
-const ROLE_PERMISSION_LINKS: usize = 8;
-const TOKEN_ADMIN_PERMISSION_LINKS: usize = 9;
-
-const WATCHED: &[Watched] = &[
-    Watched {
-        table: "strapi_api_tokens",
-        links: &[],
-        columns: "access_key, kind, type, name, expires_at, updated_at",
-        effect: Effect::Token,
-    },
-    Watched {
-        table: "strapi_api_token_permissions",
-        links: &[],
-        columns: "action, xmin",
-        effect: Effect::ContentPermission,
-    },
-    Watched {
-        table: "strapi_api_token_permissions_token_lnk",
-        links: &["api_token_permission_id", "api_token_id"],
-        columns: "xmin",
-        effect: Effect::TokenAt(1),
-    },
-    Watched {
-        table: "strapi_api_tokens_admin_user_owner_lnk",
-        links: &["api_token_id", "user_id"],
-        columns: "xmin",
-        effect: Effect::TokenAt(0),
-    },
-    Watched {
-        table: "admin_users",
-        links: &[],
-        columns: "is_active, blocked, email, xmin",
-        effect: Effect::User,
-    },
-    Watched {
-        table: "admin_users_roles_lnk",
-        links: &["user_id", "role_id"],
-        columns: "xmin",
-        effect: Effect::UserAt(0),
-    },
-    Watched {
-        table: "admin_roles",
-        links: &[],
-        columns: "code, xmin",
-        effect: Effect::Role,
-    },
-    Watched {
-        table: "admin_permissions",
-        links: &[],
-        columns: "action, subject, xmin",
-        effect: Effect::AdminPermission,
-    },
-    Watched {
-        table: "admin_permissions_role_lnk",
-        links: &["permission_id", "role_id"],
-        columns: "xmin",
-        effect: Effect::RoleAt(1),
-    },
-    Watched {
-        table: "admin_permissions_api_token_lnk",
-        links: &["permission_id", "api_token_id"],
-        columns: "xmin",
-        effect: Effect::TokenAt(1),
-    },
-];
-
-/// The row expression whose hash is a row's digest.
-fn row_expr(w: &Watched) -> String {
-    let mut cols = vec!["id".to_owned()];
-    cols.extend(w.links.iter().map(|l| (*l).to_owned()));
-    if !w.columns.is_empty() {
-        cols.push(w.columns.to_owned());
+/// What a change of a row of `table` means. A link row names its token,
+/// user or role: an owner link changes the token (not the user), a role
+/// link the user (not the role), a permission link the role or token
+/// holding it.
+fn effect(table: Table) -> Effect {
+    match table {
+        Table::Tokens => Effect::Token,
+        Table::TokenPermissions => Effect::ContentPermission,
+        Table::TokenPermissionLinks => Effect::TokenLink,
+        Table::TokenOwnerLinks => Effect::TokenLink,
+        Table::Users => Effect::User,
+        Table::UserRoleLinks => Effect::UserLink,
+        Table::Roles => Effect::Role,
+        Table::AdminPermissions => Effect::AdminPermission,
+        Table::RolePermissionLinks => Effect::RoleLink,
+        Table::TokenAdminPermissionLinks => Effect::TokenLink,
     }
-    format!("row({})::text", cols.join(", "))
 }
-
-/// The fingerprint of the stored content types (one row, in every mode).
-const CONTENT_TYPES_FINGERPRINT: &str = "SELECT count(*)::bigint, coalesce(max(id), 0)::bigint, coalesce(sum(hashtext(coalesce(value, ''))), 0)::bigint FROM strapi_core_store_settings WHERE key = 'strapi_content_types_schema'";
-
-/// One query: the fingerprint of the watched tables `which` (indexes into
-/// [`WATCHED`]), then the content types'.
-pub fn fingerprint_query(which: &[usize]) -> String {
-    let mut parts: Vec<String> = which
-        .iter()
-        .filter_map(|i| WATCHED.get(*i))
-        .map(|w| {
-            format!(
-                "SELECT count(*)::bigint, coalesce(max(id), 0)::bigint, coalesce(sum(hashtext({})), 0)::bigint FROM {}",
-                row_expr(w),
-                w.table
-            )
-        })
-        .collect();
-    parts.push(CONTENT_TYPES_FINGERPRINT.to_owned());
-    parts
-        .into_iter()
-        .map(|p| format!("({p})"))
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ")
-}
-
-/// count, max id, checksum.
-type Fingerprint = (i64, i64, i64);
-
-/// A row of a snapshot: its link ids and its digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RowState {
-    links: [Option<i64>; 2],
-    digest: i32,
-}
-
-type Snapshot = HashMap<i64, RowState>;
 
 /// The rows of `table` whose state differs between `old` and `new`
 /// (added, removed or changed), with both states.
@@ -211,53 +110,74 @@ fn changed(old: &Snapshot, new: &Snapshot) -> Vec<(i64, Option<RowState>, Option
     out
 }
 
-/// The rows of a link table whose column `at` is `id`: the other column.
-fn linked(links: &Snapshot, at: usize, id: i64, other: usize) -> impl Iterator<Item = i64> + '_ {
-    links
+/// The rows of the link table `links` whose `from` id is `id`: their `to`
+/// ids, from the current snapshots `now`.
+fn linked(
+    now: &[Snapshot],
+    links: Table,
+    from: RowKind,
+    id: i64,
+    to: RowKind,
+) -> impl Iterator<Item = i64> + '_ {
+    let (at, other) = (links.link(from), links.link(to));
+    now[links.index()]
         .values()
-        .filter(move |r| r.links[at] == Some(id))
-        .filter_map(move |r| r.links[other])
+        .filter(move |r| at.is_some_and(|at| r.links[at] == Some(id)))
+        .filter_map(move |r| other.and_then(|o| r.links[o]))
 }
 
-/// The invalidation events of a diff of `WATCHED[table]`, given every
-/// table's current snapshot (the link tables, to follow a permission to
-/// its roles and tokens) and the keys of the tokens just re-read.
+/// The invalidation events of a diff of `table`, given every table's
+/// current snapshot (the link tables, to follow a permission to its roles
+/// and tokens) and the keys of the tokens just re-read.
 fn events(
-    table: usize,
+    table: Table,
     old: &Snapshot,
     now: &[Snapshot],
     keys: &HashMap<i64, TokenHash>,
 ) -> Vec<Event> {
-    let Some(w) = WATCHED.get(table) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for (id, before, after) in changed(old, &now[table]) {
-        let link = |n: usize| {
+    for (id, before, after) in changed(old, &now[table.index()]) {
+        let link = |kind: RowKind| {
+            let n = table.link(kind);
             [before, after]
                 .into_iter()
                 .flatten()
-                .filter_map(move |s| s.links.get(n).copied().flatten())
+                .filter_map(move |s| n.and_then(|n| s.links.get(n).copied().flatten()))
         };
-        match w.effect {
+        match effect(table) {
             Effect::Token => out.push(Event::Token {
                 id,
                 hash: keys.get(&id).copied(),
             }),
             Effect::User => out.push(Event::User(id)),
             Effect::Role => out.push(Event::Role(id)),
-            Effect::TokenAt(n) => out.extend(link(n).map(|id| Event::Token { id, hash: None })),
-            Effect::UserAt(n) => out.extend(link(n).map(Event::User)),
-            Effect::RoleAt(n) => out.extend(link(n).map(Event::Role)),
+            Effect::TokenLink => {
+                out.extend(link(RowKind::Token).map(|id| Event::Token { id, hash: None }))
+            }
+            Effect::UserLink => out.extend(link(RowKind::User).map(Event::User)),
+            Effect::RoleLink => out.extend(link(RowKind::Role).map(Event::Role)),
             Effect::ContentPermission => out.extend(
-                linked(&now[TOKEN_PERMISSION_LINKS], 0, id, 1)
-                    .map(|id| Event::Token { id, hash: None }),
+                linked(
+                    now,
+                    Table::TokenPermissionLinks,
+                    RowKind::ContentPermission,
+                    id,
+                    RowKind::Token,
+                )
+                .map(|id| Event::Token { id, hash: None }),
             ),
             Effect::AdminPermission => {
-                out.extend(linked(&now[ROLE_PERMISSION_LINKS], 0, id, 1).map(Event::Role));
+                let (from, table) = (RowKind::AdminPermission, Table::RolePermissionLinks);
+                out.extend(linked(now, table, from, id, RowKind::Role).map(Event::Role));
                 out.extend(
-                    linked(&now[TOKEN_ADMIN_PERMISSION_LINKS], 0, id, 1)
-                        .map(|id| Event::Token { id, hash: None }),
+                    linked(
+                        now,
+                        Table::TokenAdminPermissionLinks,
+                        from,
+                        id,
+                        RowKind::Token,
+                    )
+                    .map(|id| Event::Token { id, hash: None }),
                 );
             }
         }
@@ -285,9 +205,11 @@ pub struct Targets<V> {
     pub listener: ListenerStatus,
 }
 
-async fn timed<T, F>(cfg: &PostgresConfig, f: F) -> Result<T, StoreError>
+/// `f`, bounded by `postgres.query_timeout`.
+async fn timed<T, E, F>(cfg: &PostgresConfig, f: F) -> Result<T, StoreError>
 where
-    F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    F: std::future::Future<Output = Result<T, E>>,
+    StoreError: From<E>,
 {
     tokio::time::timeout(cfg.query_timeout, f)
         .await
@@ -295,23 +217,12 @@ where
         .map_err(StoreError::from)
 }
 
-fn fingerprint_of(row: &tokio_postgres::Row) -> Result<Fingerprint, StoreError> {
-    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
-}
-
 /// Read Strapi's stored content types (`None`: no such row).
 pub async fn read_content_types(
     client: &impl GenericClient,
 ) -> Result<Option<content_types::Discovered>, StoreError> {
-    let row = client
-        .query_opt(
-            "SELECT value FROM strapi_core_store_settings WHERE key = $1 ORDER BY id LIMIT 1",
-            &[&content_types::CORE_STORE_KEY],
-        )
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let value: Option<String> = row.try_get(0)?;
-    let Some(value) = value else { return Ok(None) };
+    let stored = watch::stored_content_types(client, content_types::CORE_STORE_KEY).await?;
+    let Some(value) = stored else { return Ok(None) };
     content_types::parse(&value)
         .map(Some)
         .map_err(|e| StoreError::Invalid(e.to_string()))
@@ -339,47 +250,6 @@ pub async fn load_content_types(
     Ok(())
 }
 
-/// Re-read one table into a snapshot (and, for the tokens, their keys).
-async fn reread(
-    client: &impl GenericClient,
-    cfg: &PostgresConfig,
-    table: usize,
-) -> Result<(Snapshot, HashMap<i64, TokenHash>), StoreError> {
-    let w = &WATCHED[table];
-    let mut cols = vec!["id::bigint".to_owned()];
-    for i in 0..2 {
-        cols.push(match w.links.get(i) {
-            Some(l) => format!("{l}::bigint"),
-            None => "NULL::bigint".to_owned(),
-        });
-    }
-    cols.push(format!("hashtext({})", row_expr(w)));
-    cols.push(if table == TOKENS {
-        "access_key".to_owned()
-    } else {
-        "NULL::text".to_owned()
-    });
-    let sql = format!("SELECT {} FROM {}", cols.join(", "), w.table);
-    let rows = timed(cfg, client.query(&sql, &[])).await?;
-    let mut snap = Snapshot::with_capacity(rows.len());
-    let mut keys = HashMap::new();
-    for row in &rows {
-        let id: i64 = row.try_get(0)?;
-        snap.insert(
-            id,
-            RowState {
-                links: [row.try_get(1)?, row.try_get(2)?],
-                digest: row.try_get(3)?,
-            },
-        );
-        let key: Option<&str> = row.try_get(4)?;
-        if let Some(h) = key.and_then(TokenHash::from_hex) {
-            keys.insert(id, h);
-        }
-    }
-    Ok((snap, keys))
-}
-
 /// One poll. `full`: every table (no triggers, or no listener); else the
 /// tokens only (for the known-hash set: the triggers announce the rest).
 /// The content types in both cases.
@@ -399,11 +269,7 @@ async fn poll_once<V>(
 where
     V: AsRef<TokenRecord> + Send + Sync + 'static,
 {
-    let which: Vec<usize> = if full {
-        (0..WATCHED.len()).collect()
-    } else {
-        vec![TOKENS]
-    };
+    let which: &[Table] = if full { &Table::ALL } else { &[Table::Tokens] };
     let tx = timed(
         cfg,
         client
@@ -413,33 +279,28 @@ where
             .start(),
     )
     .await?;
-    let client = &tx;
-    let rows = timed(cfg, client.query(&fingerprint_query(&which), &[])).await?;
-    let prints: Vec<Fingerprint> = rows.iter().map(fingerprint_of).collect::<Result<_, _>>()?;
-    if prints.len() != which.len() + 1 {
-        return Err(StoreError::Invalid(
-            "fingerprint query: wrong row count".into(),
-        ));
-    }
-    state.fingerprints.resize(WATCHED.len(), None);
+    let key = content_types::CORE_STORE_KEY;
+    let prints = timed(cfg, watch::fingerprints(&tx, which, key)).await?;
+    state.fingerprints.resize(Table::ALL.len(), None);
     state
         .snapshots
-        .resize_with(WATCHED.len(), Snapshot::default);
+        .resize_with(Table::ALL.len(), Snapshot::default);
     let mut olds = Vec::new();
     let mut keys = None;
     let mut first_load = false;
-    for (&i, print) in which.iter().zip(&prints) {
+    for (&table, print) in which.iter().zip(&prints.tables) {
+        let i = table.index();
         let before = state.fingerprints[i];
         if before == Some(*print) {
             continue;
         }
-        let (snap, k) = reread(client, cfg, i).await?;
-        if i == TOKENS {
-            keys = Some(k);
+        let read = timed(cfg, watch::reread(&tx, table)).await?;
+        if table == Table::Tokens {
+            keys = Some(read.keys);
         }
-        let old = std::mem::replace(&mut state.snapshots[i], snap);
+        let old = std::mem::replace(&mut state.snapshots[i], read.rows);
         if before.is_some() {
-            olds.push((i, old));
+            olds.push((table, old));
         } else {
             first_load = true;
         }
@@ -451,8 +312,13 @@ where
         t.cache.invalidate_all();
     }
     let no_keys = HashMap::new();
-    for (i, old) in &olds {
-        for e in events(*i, old, &state.snapshots, keys.as_ref().unwrap_or(&no_keys)) {
+    for (table, old) in &olds {
+        for e in events(
+            *table,
+            old,
+            &state.snapshots,
+            keys.as_ref().unwrap_or(&no_keys),
+        ) {
             invalidation::apply(&t.cache, &e).await;
             t.metrics.invalidations.with_label_values(&["poll"]).inc();
         }
@@ -464,9 +330,9 @@ where
         }
         t.known.replace_polled(loading);
     }
-    let content_types_now = prints[which.len()];
+    let content_types_now = prints.content_types;
     if state.content_types != Some(content_types_now) {
-        match load_content_types(client, &t.policy).await {
+        match load_content_types(&tx, &t.policy).await {
             Ok(()) => {}
             // A stored value we cannot read: keep what we had, say so once.
             Err(StoreError::Invalid(e)) => {
@@ -498,14 +364,14 @@ pub async fn run<V>(
     loop {
         let session = async {
             let mut client = store::connect(&cfg).await?;
-            let mut triggers = triggers_installed(&client, &cfg).await?;
+            let mut triggers = watch::triggers_installed(&client, &cfg.schema).await?;
             let mut inspected = Instant::now();
             let mut tick = tokio::time::interval(cfg.poll_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 if inspected.elapsed() >= INSPECT_EVERY {
-                    triggers = triggers_installed(&client, &cfg).await?;
+                    triggers = watch::triggers_installed(&client, &cfg.schema).await?;
                     inspected = Instant::now();
                 }
                 let full = !(triggers && t.listener.is_listening());
@@ -533,145 +399,5 @@ pub async fn run<V>(
     }
 }
 
-async fn triggers_installed(
-    client: &tokio_postgres::Client,
-    cfg: &PostgresConfig,
-) -> Result<bool, StoreError> {
-    let i = store::strapi5::inspect(client, &cfg.schema).await?;
-    if !i.missing_tables.is_empty() {
-        return Err(StoreError::Invalid(format!(
-            "schema `{}` has no table {}",
-            cfg.schema,
-            i.missing_tables.join(", ")
-        )));
-    }
-    Ok(i.triggers == store::strapi5::Triggers::Installed)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn snap(rows: &[(i64, [Option<i64>; 2], i32)]) -> Snapshot {
-        rows.iter()
-            .map(|(id, links, digest)| {
-                (
-                    *id,
-                    RowState {
-                        links: *links,
-                        digest: *digest,
-                    },
-                )
-            })
-            .collect()
-    }
-
-    fn tables(set: &[(usize, Snapshot)]) -> Vec<Snapshot> {
-        let mut v = vec![Snapshot::default(); WATCHED.len()];
-        for (i, s) in set {
-            v[*i] = s.clone();
-        }
-        v
-    }
-
-    #[test]
-    fn the_watched_list_is_the_layouts_tables() {
-        let watched: Vec<&str> = WATCHED.iter().map(|w| w.table).collect();
-        let mut a = watched.clone();
-        a.sort_unstable();
-        let mut b = store::strapi5::TABLES.to_vec();
-        b.sort_unstable();
-        assert_eq!(a, b);
-        assert_eq!(WATCHED[TOKENS].table, "strapi_api_tokens");
-        assert_eq!(
-            WATCHED[TOKEN_PERMISSION_LINKS].table,
-            "strapi_api_token_permissions_token_lnk"
-        );
-        assert_eq!(
-            WATCHED[ROLE_PERMISSION_LINKS].table,
-            "admin_permissions_role_lnk"
-        );
-        assert_eq!(
-            WATCHED[TOKEN_ADMIN_PERMISSION_LINKS].table,
-            "admin_permissions_api_token_lnk"
-        );
-        let all: Vec<usize> = (0..WATCHED.len()).collect();
-        let q = fingerprint_query(&all);
-        assert_eq!(q.matches("UNION ALL").count(), WATCHED.len());
-        assert_eq!(fingerprint_query(&[TOKENS]).matches("UNION ALL").count(), 1);
-        assert!(
-            q.contains("row(id, permission_id, role_id, xmin)::text"),
-            "{q}"
-        );
-    }
-
-    #[test]
-    fn a_token_regenerated_created_or_deleted() {
-        let old = snap(&[(1, [None, None], 10), (2, [None, None], 20)]);
-        let now = tables(&[(
-            TOKENS,
-            snap(&[(1, [None, None], 11), (3, [None, None], 30)]),
-        )]);
-        let h = TokenHash([7; 64]);
-        let keys = HashMap::from([(1, h)]);
-        assert_eq!(
-            events(TOKENS, &old, &now, &keys),
-            vec![
-                Event::Token {
-                    id: 1,
-                    hash: Some(h)
-                },
-                Event::Token { id: 2, hash: None },
-                Event::Token { id: 3, hash: None },
-            ]
-        );
-        assert!(
-            events(TOKENS, &now[TOKENS], &now, &keys).is_empty(),
-            "no change, no event"
-        );
-    }
-
-    #[test]
-    fn permissions_follow_their_links() {
-        // admin permission 5 belongs to role 9 and to token 4.
-        let now = tables(&[
-            (7, snap(&[(5, [None, None], 2)])),
-            (ROLE_PERMISSION_LINKS, snap(&[(1, [Some(5), Some(9)], 0)])),
-            (
-                TOKEN_ADMIN_PERMISSION_LINKS,
-                snap(&[(1, [Some(5), Some(4)], 0)]),
-            ),
-        ]);
-        let old = snap(&[(5, [None, None], 1)]);
-        assert_eq!(
-            events(7, &old, &now, &HashMap::new()),
-            vec![Event::Role(9), Event::Token { id: 4, hash: None }]
-        );
-        // A role link removed (a permission revoked): the role.
-        let old_links = snap(&[(1, [Some(5), Some(9)], 0), (2, [Some(6), Some(8)], 0)]);
-        assert_eq!(
-            events(ROLE_PERMISSION_LINKS, &old_links, &now, &HashMap::new()),
-            vec![Event::Role(8)]
-        );
-        // A content-API permission's action edited: its token.
-        let now = tables(&[
-            (1, snap(&[(3, [None, None], 2)])),
-            (TOKEN_PERMISSION_LINKS, snap(&[(1, [Some(3), Some(12)], 0)])),
-        ]);
-        assert_eq!(
-            events(1, &snap(&[(3, [None, None], 1)]), &now, &HashMap::new()),
-            vec![Event::Token { id: 12, hash: None }]
-        );
-        // A user's role link moved from user 1 to user 2: both.
-        let now = tables(&[(5, snap(&[(1, [Some(2), Some(3)], 0)]))]);
-        assert_eq!(
-            events(
-                5,
-                &snap(&[(1, [Some(1), Some(3)], 0)]),
-                &now,
-                &HashMap::new()
-            ),
-            vec![Event::User(1), Event::User(2)]
-        );
-    }
-}
+mod tests;

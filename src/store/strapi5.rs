@@ -34,9 +34,12 @@
 //!   as Strapi tests `isActive !== true || blocked === true`.
 //!
 //! authgate writes nothing here except `last_used_at`. Invalidation: by
-//! default `strapi5_sync` polls these tables' fingerprints and turns each
-//! change into the native layout's events; opt-in, [`install`] adds
-//! triggers (functions in schema `authgate`) that announce them at commit.
+//! default `strapi5_sync` polls these tables' fingerprints (read by
+//! [`watch`]) and turns each change into the native layout's events;
+//! opt-in, [`install`] adds triggers (functions in schema `authgate`) that
+//! announce them at commit.
+
+pub mod watch;
 
 use std::collections::BTreeSet;
 
