@@ -22,12 +22,14 @@
 //! `postgres.layout` says whose tables hold the tokens: authgate's own
 //! ([`native`], written by `authgate migrate` and the CLI), or a Strapi 5
 //! database read in place ([`strapi5`], read-only except `last_used_at`).
-//! Every layout-specific statement lives in those two modules; the rows
-//! both return, and their shared decoders, are in [`rows`]. The [`Store`]
-//! chooses the layout once per operation (the lookups through one
-//! `Statements` table, the management operations in [`admin`]) and
-//! returns the same [`TokenRecord`] either way, so nothing above the store
-//! knows which layout it runs on.
+//! Every layout-specific statement lives in those two modules (the strapi5
+//! change poller's in [`strapi5::watch`]); the rows both return, and their
+//! shared decoders, are in [`rows`]. The [`Store`] chooses the layout once
+//! per operation (the lookups through one `Statements` table, the
+//! management operations in [`admin`]) and returns the same
+//! [`TokenRecord`] either way. What differs between layouts and matters
+//! above the store (may it write? must it be polled?) is reported as
+//! [`Capabilities`], so nothing above the store branches on the layout.
 
 pub mod admin;
 pub mod audit;
@@ -334,6 +336,58 @@ pub async fn pending_migrations(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreE
     }
 }
 
+/// What a store can do, named for what it means, so that nothing above the
+/// store branches on the layout ([`Store::capabilities`], or
+/// [`capabilities`] before a store is built).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `migrate` creates and upgrades authgate's own tables. `false`: the
+    /// tables are another program's (Strapi's), and `migrate` only installs
+    /// authgate's invalidation triggers on them.
+    pub owns_schema: bool,
+    /// Management writes (tokens, users, roles) are accepted. `false`:
+    /// another program's admin panel owns that data; reads still work, and
+    /// every write is refused with [`StoreError::ReadOnly`].
+    pub writes: bool,
+    /// The database announces changes only with opt-in triggers, so a
+    /// poller ([`crate::strapi5_sync`]) watches it for changes.
+    pub polls_changes: bool,
+    /// The database stores content types, which are read into the route
+    /// table ([`crate::content_types`]).
+    pub stores_content_types: bool,
+    /// The audit retention job prunes this store's audit trail. `false`:
+    /// the trail (key views only) lives in schema `authgate`, shared by
+    /// every Strapi schema, and exists only once `migrate` made it.
+    pub prunes_audit: bool,
+}
+
+impl Capabilities {
+    /// The one place capabilities are read off the layout.
+    fn of(layout: Layout) -> Self {
+        match layout {
+            Layout::Authgate => Self {
+                owns_schema: true,
+                writes: true,
+                polls_changes: false,
+                stores_content_types: false,
+                prunes_audit: true,
+            },
+            Layout::Strapi5 => Self {
+                owns_schema: false,
+                writes: false,
+                polls_changes: true,
+                stores_content_types: true,
+                prunes_audit: false,
+            },
+        }
+    }
+}
+
+/// What the store configured by `cfg` can do (see [`Store::capabilities`]).
+pub fn capabilities(cfg: &PostgresConfig) -> Capabilities {
+    Capabilities::of(cfg.layout)
+}
+
 /// A token holding a hash ([`Store::key_holder`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyHolder {
@@ -576,9 +630,15 @@ impl Store {
         statements(self.layout).audit_table
     }
 
-    /// Which tables this store reads.
+    /// Which tables this store reads. Above the store, ask
+    /// [`Store::capabilities`] instead.
     pub fn layout(&self) -> Layout {
         self.layout
+    }
+
+    /// What this store can do.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities::of(self.layout)
     }
 
     /// Current pool status (size, available) for metrics.

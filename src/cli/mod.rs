@@ -170,8 +170,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// Why a command cannot run in the strapi5 layout, if it is a write.
-fn strapi5_refusal(cmd: &Command) -> Option<&'static str> {
+/// The name of a command that writes tokens, users or roles (refused where
+/// the store does not write); `None` for the others.
+fn writes(cmd: &Command) -> Option<&'static str> {
     let what = match cmd {
         Command::Token(TokenCmd::List { .. } | TokenCmd::Show { .. }) => return None,
         Command::Token(TokenCmd::Create { .. }) => "token create",
@@ -207,8 +208,8 @@ fn strapi5_refusal(cmd: &Command) -> Option<&'static str> {
 /// The commands that work on the database: `migrate`, and the management
 /// commands (`token`, `user`, `role`, `audit`).
 async fn admin_command(cfg: Config, cmd: Command) -> Result<(), CliError> {
-    if cfg.postgres.layout == Layout::Strapi5 {
-        if let Some(what) = strapi5_refusal(&cmd) {
+    if !store::capabilities(&cfg.postgres).writes {
+        if let Some(what) = writes(&cmd) {
             return Err(CliError::Other(format!(
                 "`{what}` is not available in the strapi5 layout: tokens, users and roles are managed in Strapi's admin panel (authgate only reads them; `token list` and `token show` work)"
             )));

@@ -21,22 +21,22 @@ pub(super) async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `check-config`: print the config, secrets redacted; in the strapi5
-/// layout look at the database too.
+/// `check-config`: print the config, secrets redacted; when the tables are
+/// another program's (the strapi5 layout), look at the database too.
 pub(super) fn check_config(cfg: &Config, path: &Path) -> Result<(), CliError> {
     print!("{}", cfg.to_redacted_toml());
     eprintln!("config {} is valid", path.display());
-    if cfg.postgres.layout == Layout::Strapi5 {
+    if !store::capabilities(&cfg.postgres).owns_schema {
         super::runtime(1)?.block_on(check_strapi5(cfg));
     }
     Ok(())
 }
 
-/// `migrate`: create or upgrade the schema; in the strapi5 layout, install
-/// authgate's triggers on Strapi's tables.
+/// `migrate`: create or upgrade the schema; when the tables are another
+/// program's (the strapi5 layout), install authgate's triggers on them.
 pub(super) async fn migrate(cfg: &Config) -> Result<(), CliError> {
     let applied = store::migrate(&cfg.postgres).await?;
-    if cfg.postgres.layout == Layout::Strapi5 {
+    if !store::capabilities(&cfg.postgres).owns_schema {
         let schema = &cfg.postgres.schema;
         let functions = store::strapi5::FUNCTIONS_SCHEMA;
         if applied.is_empty() {

@@ -53,9 +53,9 @@ impl Manager<'_> {
                 return Ok(Bootstrapped::Present(found.id));
             }
         }
-        if self.store.layout() == crate::store::Layout::Strapi5 {
-            // Strapi's admin panel owns users and tokens: nothing to
-            // provision, and no retry will change that.
+        if !self.store.capabilities().writes {
+            // Another program (Strapi's admin panel) owns users and tokens:
+            // nothing to provision, and no retry will change that.
             return Err(ControlError::Invalid(
                 "in the strapi5 layout the bootstrap key must be an admin token made in Strapi's admin panel, and no token has it".into(),
             ));
