@@ -1,12 +1,12 @@
 //! The audit table (`audit_events`, see [`crate::audit`]): appending inside
 //! a write's transaction, reading, and the retention job.
 
+use std::marker::PhantomData;
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::GenericClient;
-use serde_json::json;
-
-use serde_json::Value;
+use deadpool_postgres::{GenericClient, Transaction};
+use futures_util::future::BoxFuture;
+use serde_json::{json, Value};
 
 use super::rows::{columns, Col, TokenRow, UserRow};
 use super::{Store, StoreError};
@@ -81,27 +81,62 @@ pub(super) async fn append(
     Ok(e)
 }
 
-/// Commit a write's transaction, then log the events it recorded (one
-/// structured line each, target `authgate::audit`): never a line for an
-/// event that did not commit.
-/// The usual end of a write that records one event: append it, commit.
-pub(super) async fn append_and_commit(
-    tx: deadpool_postgres::Transaction<'_>,
-    store: &super::Store,
-    ctx: &AuditCtx,
-    draft: Draft,
-) -> Result<(), StoreError> {
-    let event = append(&tx, store.audit_table(), ctx, draft).await?;
-    commit(tx, &[event]).await
+/// How a management write ends ([`Store::audited`]).
+pub(super) enum Outcome<T> {
+    /// Commit and answer `T`, recording the draft as the write's one audit
+    /// event (`None`: nothing an audit records changed, so no event).
+    Commit(T, Option<Draft>),
+    /// Nothing to write (the row is not there): roll back, answer `T`.
+    Rollback(T),
 }
 
-pub(super) async fn commit(
-    tx: deadpool_postgres::Transaction<'_>,
-    logged: &[Event],
-) -> Result<(), StoreError> {
-    tx.commit().await?;
-    logged.iter().for_each(Event::log);
-    Ok(())
+/// Bounds the transaction's borrow `'t` by the write's own borrows `'a`,
+/// so the closure given to [`Store::audited`] may use its caller's
+/// arguments: ignore it (`|tx, _|`).
+pub(super) struct Borrows<'t, 'a>(PhantomData<&'t &'a ()>);
+
+impl Store {
+    /// The one shape of every management write: a transaction on a pooled
+    /// connection, in which `write` makes the change and says what to
+    /// record. The event is appended last, under the chain lock (held until
+    /// the transaction ends), the transaction is committed, and only then
+    /// is the event logged (one structured line, target `authgate::audit`):
+    /// never a line for an event that did not commit. A write that fails,
+    /// or finds nothing to do, is rolled back at once.
+    pub(super) async fn audited<'a, T, F>(&self, ctx: &AuditCtx, write: F) -> Result<T, StoreError>
+    where
+        F: for<'t> FnOnce(
+            &'t Transaction<'t>,
+            Borrows<'t, 'a>,
+        ) -> BoxFuture<'t, Result<Outcome<T>, StoreError>>,
+    {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        match write(&tx, Borrows(PhantomData)).await {
+            Ok(Outcome::Commit(value, draft)) => {
+                let event = match draft {
+                    Some(d) => Some(append(&tx, self.audit_table(), ctx, d).await?),
+                    None => None,
+                };
+                tx.commit().await?;
+                event.iter().for_each(Event::log);
+                Ok(value)
+            }
+            Ok(Outcome::Rollback(value)) => {
+                tx.rollback().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                // The write's own error is the one to report; a rollback
+                // that fails too means the connection is gone, and the
+                // transaction with it.
+                if let Err(r) = tx.rollback().await {
+                    tracing::debug!(error = %r, "rollback after a failed write");
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
 // ----- what audit events record of each row ---------------------------------

@@ -2,23 +2,23 @@
 //!
 //! Every statement of the native layout: the lookups ([`STATEMENTS`]),
 //! the migrations ([`migrate`]), and the management reads and writes the
-//! [`Store`] dispatches to here (see [`super::admin`]). Each write appends
-//! its audit event in its own transaction ([`super::audit::append`]).
+//! [`Store`] dispatches to here (see [`super::admin`]). Every write runs
+//! inside `Store::audited` (`store/audit.rs`): one transaction, which
+//! records the write's audit event last and commits.
 
 use deadpool_postgres::GenericClient;
 use serde_json::{json, Value};
 use tokio_postgres::error::SqlState;
 
 use super::audit::{
-    append, append_and_commit, commit, diff, perms_json, role_draft, token_draft, token_fields,
-    user_draft, user_fields,
+    diff, perms_json, role_draft, token_draft, token_fields, user_draft, user_fields, Outcome,
 };
 use super::rows::{
     self, corrupt, Col, NewToken, ReplacementKey, RoleRow, TokenRow, TokenUpdate, UserFlag,
     UserRow, Users,
 };
 use super::{connect, Statements, Store, StoreError};
-use crate::audit::{changes, rfc3339, AuditCtx};
+use crate::audit::{changes, rfc3339, AuditCtx, Draft};
 use crate::config::PostgresConfig;
 use crate::model::{
     ContentApiType, Networks, Ownership, Permission, RateOverride, TokenKind, TokenRecord,
@@ -344,42 +344,54 @@ pub(super) async fn create_user(
     roles: &[String],
     audit: &AuditCtx,
 ) -> Result<UserRow, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    let id: i64 = tx
-        .query_one(
-            "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id",
-            &[&email, &name],
-        )
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                let id: i64 = tx
+                    .query_one(
+                        "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id",
+                        &[&email, &name],
+                    )
+                    .await
+                    .map_err(|e| {
+                        conflict(e, || format!("a user with email {email} already exists"))
+                    })?
+                    .col(0)?;
+                for role in roles {
+                    add_role(tx, id, role).await?;
+                }
+                let user = user(tx, Users::Id(id))
+                    .await?
+                    .ok_or_else(|| corrupt("a user vanished during its creation"))?;
+                let c = diff(user_fields(None), user_fields(Some(&user)));
+                let draft = user_draft(&user, "create", c);
+                Ok(Outcome::Commit(user, Some(draft)))
+            })
+        })
         .await
-        .map_err(|e| conflict(e, || format!("a user with email {email} already exists")))?
-        .col(0)?;
-    for role in roles {
-        let n = tx
-            .execute(
-                "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2
-                 ON CONFLICT DO NOTHING",
-                &[&id, role],
-            )
-            .await?;
-        if n == 0
-            && !tx
-                .query("SELECT 1 FROM roles WHERE name = $1", &[role])
-                .await?
-                .iter()
-                .any(|_| true)
-        {
-            return Err(StoreError::Invalid(format!(
-                "no role named `{role}` (see `authgate role list`)"
-            )));
-        }
+}
+
+/// Give the new user `id` the role `role`, which must exist.
+async fn add_role(tx: &impl GenericClient, id: i64, role: &str) -> Result<(), StoreError> {
+    let n = tx
+        .execute(
+            "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2
+             ON CONFLICT DO NOTHING",
+            &[&id, &role],
+        )
+        .await?;
+    if n == 0
+        && !tx
+            .query("SELECT 1 FROM roles WHERE name = $1", &[&role])
+            .await?
+            .iter()
+            .any(|_| true)
+    {
+        return Err(StoreError::Invalid(format!(
+            "no role named `{role}` (see `authgate role list`)"
+        )));
     }
-    let user = user(&tx, Users::Id(id))
-        .await?
-        .ok_or_else(|| corrupt("a user vanished during its creation"))?;
-    let c = diff(user_fields(None), user_fields(Some(&user)));
-    append_and_commit(tx, store, audit, user_draft(&user, "create", c)).await?;
-    Ok(user)
+    Ok(())
 }
 
 /// Set `is_active` or `blocked`. Returns false when no such user.
@@ -390,42 +402,39 @@ pub(super) async fn set_user_flag(
     value: bool,
     audit: &AuditCtx,
 ) -> Result<bool, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    let mut logged = Vec::new();
-    let Some(before) = user(&tx, Users::Email(email)).await? else {
-        tx.rollback().await?;
-        return Ok(false);
-    };
     let column = match flag {
         UserFlag::Active => "is_active",
         UserFlag::Blocked => "blocked",
     };
-    tx.execute(
-        &format!("UPDATE users SET {column} = $2, updated_at = now() WHERE id = $1"),
-        &[&before.id, &value],
-    )
-    .await?;
-    logged.extend(user_updated(store, &tx, &before, audit).await?);
-    commit(tx, &logged).await?;
-    Ok(true)
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                let Some(before) = user(tx, Users::Email(email)).await? else {
+                    return Ok(Outcome::Rollback(false));
+                };
+                tx.execute(
+                    &format!("UPDATE users SET {column} = $2, updated_at = now() WHERE id = $1"),
+                    &[&before.id, &value],
+                )
+                .await?;
+                Ok(Outcome::Commit(true, user_updated(tx, &before).await?))
+            })
+        })
+        .await
 }
 
 /// The `user.update` event of a change to `before`'s row or roles, when
 /// an audited field changed.
 async fn user_updated(
-    store: &Store,
     tx: &impl GenericClient,
     before: &UserRow,
-    audit: &AuditCtx,
-) -> Result<Option<crate::audit::Event>, StoreError> {
+) -> Result<Option<Draft>, StoreError> {
     let after = user(tx, Users::Id(before.id)).await?;
     let c = diff(user_fields(Some(before)), user_fields(after.as_ref()));
     if !c.as_object().is_some_and(|m| !m.is_empty()) {
         return Ok(None);
     }
-    let draft = user_draft(before, "update", c);
-    Ok(Some(append(tx, store.audit_table(), audit, draft).await?))
+    Ok(Some(user_draft(before, "update", c)))
 }
 
 /// Delete a user; the database deletes their admin tokens with them.
@@ -435,44 +444,46 @@ pub(super) async fn delete_user(
     email: &str,
     audit: &AuditCtx,
 ) -> Result<Option<i64>, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    if tx
-        .query_opt(
-            "SELECT id FROM users WHERE lower(email) = lower($1) FOR UPDATE",
-            &[&email],
-        )
-        .await?
-        .is_none()
-    {
-        tx.rollback().await?;
-        return Ok(None);
-    }
-    let Some(user) = user(&tx, Users::Email(email)).await? else {
-        tx.rollback().await?;
-        return Ok(None);
-    };
-    let tokens: Vec<i64> = tx
-        .query(
-            "SELECT id FROM tokens WHERE owner_id = $1 ORDER BY id",
-            &[&user.id],
-        )
-        .await?
-        .iter()
-        .map(|r| r.col(0))
-        .collect::<Result<_, _>>()?;
-    tx.execute("DELETE FROM users WHERE id = $1", &[&user.id])
-        .await?;
-    let mut c = diff(user_fields(Some(&user)), user_fields(None));
-    if let Some(m) = c.as_object_mut() {
-        // Their admin tokens go with them (ON DELETE CASCADE).
-        m.insert(
-            "tokens".into(),
-            json!({"before": tokens, "after": Value::Array(Vec::new())}),
-        );
-    }
-    append_and_commit(tx, store, audit, user_draft(&user, "delete", c)).await?;
-    Ok(Some(tokens.len() as i64))
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                if tx
+                    .query_opt(
+                        "SELECT id FROM users WHERE lower(email) = lower($1) FOR UPDATE",
+                        &[&email],
+                    )
+                    .await?
+                    .is_none()
+                {
+                    return Ok(Outcome::Rollback(None));
+                }
+                let Some(user) = user(tx, Users::Email(email)).await? else {
+                    return Ok(Outcome::Rollback(None));
+                };
+                let tokens: Vec<i64> = tx
+                    .query(
+                        "SELECT id FROM tokens WHERE owner_id = $1 ORDER BY id",
+                        &[&user.id],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.col(0))
+                    .collect::<Result<_, _>>()?;
+                tx.execute("DELETE FROM users WHERE id = $1", &[&user.id])
+                    .await?;
+                let mut c = diff(user_fields(Some(&user)), user_fields(None));
+                if let Some(m) = c.as_object_mut() {
+                    // Their admin tokens go with them (ON DELETE CASCADE).
+                    m.insert(
+                        "tokens".into(),
+                        json!({"before": tokens, "after": Value::Array(Vec::new())}),
+                    );
+                }
+                let draft = user_draft(&user, "delete", c);
+                Ok(Outcome::Commit(Some(tokens.len() as i64), Some(draft)))
+            })
+        })
+        .await
 }
 
 // ----- roles ---------------------------------------------------------
@@ -482,24 +493,31 @@ pub(super) async fn create_role(
     name: &str,
     audit: &AuditCtx,
 ) -> Result<RoleRow, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    let id: i64 = tx
-        .query_one(
-            "INSERT INTO roles (name) VALUES ($1) RETURNING id",
-            &[&name],
-        )
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                let id: i64 = tx
+                    .query_one(
+                        "INSERT INTO roles (name) VALUES ($1) RETURNING id",
+                        &[&name],
+                    )
+                    .await
+                    .map_err(|e| conflict(e, || format!("a role named `{name}` already exists")))?
+                    .col(0)?;
+                let c = changes(&[("name", Value::Null, json!(name))]);
+                let role = RoleRow {
+                    id,
+                    name: name.to_owned(),
+                    super_admin: false,
+                    permissions: Vec::new(),
+                };
+                Ok(Outcome::Commit(
+                    role,
+                    Some(role_draft(id, name, "create", c)),
+                ))
+            })
+        })
         .await
-        .map_err(|e| conflict(e, || format!("a role named `{name}` already exists")))?
-        .col(0)?;
-    let c = changes(&[("name", Value::Null, json!(name))]);
-    append_and_commit(tx, store, audit, role_draft(id, name, "create", c)).await?;
-    Ok(RoleRow {
-        id,
-        name: name.to_owned(),
-        super_admin: false,
-        permissions: Vec::new(),
-    })
 }
 
 async fn role_id(client: &impl GenericClient, name: &str) -> Result<i64, StoreError> {
@@ -522,69 +540,63 @@ pub(super) async fn delete_role(
     name: &str,
     audit: &AuditCtx,
 ) -> Result<Option<usize>, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    let Some(row) = tx
-        .query_opt(
-            "SELECT id, coalesce(code = 'super-admin', false) FROM roles WHERE name = $1 FOR UPDATE",
-            &[&name],
-        )
-        .await?
-    else {
-        tx.rollback().await?;
-        return Ok(None);
-    };
-    let (id, super_admin): (i64, bool) = (row.col(0)?, row.col(1)?);
-    if super_admin {
-        tx.rollback().await?;
-        return Err(StoreError::Invalid(format!(
-            "`{name}` is the super-admin role and cannot be deleted"
-        )));
-    }
-    let members: Vec<String> = tx
-        .query(
-            "SELECT u.email FROM user_roles ur JOIN users u ON u.id = ur.user_id
-             WHERE ur.role_id = $1 ORDER BY u.email",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|r| r.col(0))
-        .collect::<Result<_, _>>()?;
-    let perms = role_permissions(&tx, id).await?;
-    // Permissions first, so the trigger trims the members' tokens.
-    tx.execute("DELETE FROM role_permissions WHERE role_id = $1", &[&id])
-        .await?;
-    tx.execute("DELETE FROM roles WHERE id = $1", &[&id])
-        .await?;
-    let c = changes(&[
-        ("name", json!(name), Value::Null),
-        ("permissions", perms, Value::Null),
-        ("users", json!(members), json!([])),
-    ]);
-    append_and_commit(tx, store, audit, role_draft(id, name, "delete", c)).await?;
-    Ok(Some(members.len()))
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                let Some(row) = tx
+                    .query_opt(
+                        "SELECT id, coalesce(code = 'super-admin', false) FROM roles WHERE name = $1 FOR UPDATE",
+                        &[&name],
+                    )
+                    .await?
+                else {
+                    return Ok(Outcome::Rollback(None));
+                };
+                let (id, super_admin): (i64, bool) = (row.col(0)?, row.col(1)?);
+                if super_admin {
+                    return Err(StoreError::Invalid(format!(
+                        "`{name}` is the super-admin role and cannot be deleted"
+                    )));
+                }
+                let members: Vec<String> = tx
+                    .query(
+                        "SELECT u.email FROM user_roles ur JOIN users u ON u.id = ur.user_id
+                         WHERE ur.role_id = $1 ORDER BY u.email",
+                        &[&id],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.col(0))
+                    .collect::<Result<_, _>>()?;
+                let perms = role_permissions(tx, id).await?;
+                // Permissions first, so the trigger trims the members' tokens.
+                tx.execute("DELETE FROM role_permissions WHERE role_id = $1", &[&id])
+                    .await?;
+                tx.execute("DELETE FROM roles WHERE id = $1", &[&id])
+                    .await?;
+                let c = changes(&[
+                    ("name", json!(name), Value::Null),
+                    ("permissions", perms, Value::Null),
+                    ("users", json!(members), json!([])),
+                ]);
+                let draft = role_draft(id, name, "delete", c);
+                Ok(Outcome::Commit(Some(members.len()), Some(draft)))
+            })
+        })
+        .await
 }
 
 /// The `role.update` event of a grant or revoke: the role's
 /// permissions before (`before`) and now.
 async fn role_updated(
-    store: &Store,
     tx: &impl GenericClient,
     id: i64,
     role: &str,
     before: Value,
-    audit: &AuditCtx,
-) -> Result<crate::audit::Event, StoreError> {
+) -> Result<Draft, StoreError> {
     let after = role_permissions(tx, id).await?;
     let c = changes(&[("permissions", before, after)]);
-    append(
-        tx,
-        store.audit_table(),
-        audit,
-        role_draft(id, role, "update", c),
-    )
-    .await
+    Ok(role_draft(id, role, "update", c))
 }
 
 /// Grant a permission to a role. Returns false when it already held it.
@@ -594,22 +606,25 @@ pub(super) async fn grant(
     p: &Permission,
     audit: &AuditCtx,
 ) -> Result<bool, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    let mut logged = Vec::new();
-    let id = role_id(&tx, role).await?;
-    let before = role_permissions(&tx, id).await?;
-    let n = tx
-        .execute(
-            "INSERT INTO role_permissions (role_id, action, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&id, &p.action, &p.subject],
-        )
-        .await?;
-    if n > 0 {
-        logged.push(role_updated(store, &tx, id, role, before, audit).await?);
-    }
-    commit(tx, &logged).await?;
-    Ok(n > 0)
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                let id = role_id(tx, role).await?;
+                let before = role_permissions(tx, id).await?;
+                let n = tx
+                    .execute(
+                        "INSERT INTO role_permissions (role_id, action, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        &[&id, &p.action, &p.subject],
+                    )
+                    .await?;
+                let draft = match n {
+                    0 => None,
+                    _ => Some(role_updated(tx, id, role, before).await?),
+                };
+                Ok(Outcome::Commit(n > 0, draft))
+            })
+        })
+        .await
 }
 
 /// Revoke a permission from a role; a trigger removes it from the admin
@@ -622,36 +637,35 @@ pub(super) async fn revoke(
     p: &Permission,
     audit: &AuditCtx,
 ) -> Result<Option<i64>, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    let mut logged = Vec::new();
-    let id = role_id(&tx, role).await?;
-    let before_perms = role_permissions(&tx, id).await?;
     // Count the affected token permissions before and after, inside the
     // transaction, to report what the trigger removed.
     const AFFECTED: &str = "SELECT count(*) FROM token_permissions tp
         JOIN tokens t ON t.id = tp.token_id
         JOIN user_roles ur ON ur.user_id = t.owner_id AND ur.role_id = $1
         WHERE tp.action = $2 AND tp.subject IS NOT DISTINCT FROM $3";
-    let before: i64 = tx
-        .query_one(AFFECTED, &[&id, &p.action, &p.subject])
-        .await?
-        .col(0)?;
-    let n = tx
-        .execute(
-            "DELETE FROM role_permissions WHERE role_id = $1 AND action = $2 AND subject IS NOT DISTINCT FROM $3",
-            &[&id, &p.action, &p.subject],
-        )
-        .await?;
-    let after: i64 = tx
-        .query_one(AFFECTED, &[&id, &p.action, &p.subject])
-        .await?
-        .col(0)?;
-    if n > 0 {
-        logged.push(role_updated(store, &tx, id, role, before_perms, audit).await?);
-    }
-    commit(tx, &logged).await?;
-    Ok((n > 0).then_some(before - after))
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                let id = role_id(tx, role).await?;
+                let before_perms = role_permissions(tx, id).await?;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                    [&id, &p.action, &p.subject];
+                let before: i64 = tx.query_one(AFFECTED, &params).await?.col(0)?;
+                let n = tx
+                    .execute(
+                        "DELETE FROM role_permissions WHERE role_id = $1 AND action = $2 AND subject IS NOT DISTINCT FROM $3",
+                        &params,
+                    )
+                    .await?;
+                let after: i64 = tx.query_one(AFFECTED, &params).await?.col(0)?;
+                let draft = match n {
+                    0 => None,
+                    _ => Some(role_updated(tx, id, role, before_perms).await?),
+                };
+                Ok(Outcome::Commit((n > 0).then_some(before - after), draft))
+            })
+        })
+        .await
 }
 
 /// Add a user to a role, or remove them from it.
@@ -662,31 +676,27 @@ pub(super) async fn set_user_role(
     member: bool,
     audit: &AuditCtx,
 ) -> Result<bool, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    let mut logged = Vec::new();
-    let role_id = role_id(&tx, role).await?;
-    let before = user(&tx, Users::Email(email))
-        .await?
-        .ok_or_else(|| StoreError::Invalid(format!("no user with email {email}")))?;
-    let n = if member {
-        tx.execute(
-            "INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&before.id, &role_id],
-        )
-        .await?
+    let sql = if member {
+        "INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
     } else {
-        tx.execute(
-            "DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2",
-            &[&before.id, &role_id],
-        )
-        .await?
+        "DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2"
     };
-    if n > 0 {
-        logged.extend(user_updated(store, &tx, &before, audit).await?);
-    }
-    commit(tx, &logged).await?;
-    Ok(n > 0)
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                let role_id = role_id(tx, role).await?;
+                let before = user(tx, Users::Email(email))
+                    .await?
+                    .ok_or_else(|| StoreError::Invalid(format!("no user with email {email}")))?;
+                let n = tx.execute(sql, &[&before.id, &role_id]).await?;
+                let draft = match n {
+                    0 => None,
+                    _ => user_updated(tx, &before).await?,
+                };
+                Ok(Outcome::Commit(n > 0, draft))
+            })
+        })
+        .await
 }
 
 // ----- tokens --------------------------------------------------------
@@ -723,36 +733,41 @@ pub(super) async fn create_token(
     t: &NewToken,
     audit: &AuditCtx,
 ) -> Result<TokenRow, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
     let kind = t.kind.as_str();
     let ty = t.token_type.map(ContentApiType::as_str);
-    if t.imported {
-        check_key_unused(&tx, &t.access_key).await?;
-    }
     let cidrs = rows::cidr_texts(&t.allowed_cidrs);
-    let id: i64 = tx
-        .query_one(
-            "INSERT INTO tokens (kind, name, description, type, access_key, encrypted_key, lifespan, expires_at, owner_id, allowed_cidrs)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::bigint,
-                     CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() + $7::bigint * interval '1 millisecond' END,
-                     $8, $9::text[]::cidr[])
-             RETURNING id",
-            &[&kind, &t.name, &t.description, &ty, &t.access_key, &t.encrypted_key, &t.lifespan_ms, &t.owner_id, &cidrs],
-        )
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                if t.imported {
+                    check_key_unused(tx, &t.access_key).await?;
+                }
+                let id: i64 = tx
+                    .query_one(
+                        "INSERT INTO tokens (kind, name, description, type, access_key, encrypted_key, lifespan, expires_at, owner_id, allowed_cidrs)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7::bigint,
+                                 CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() + $7::bigint * interval '1 millisecond' END,
+                                 $8, $9::text[]::cidr[])
+                         RETURNING id",
+                        &[&kind, &t.name, &t.description, &ty, &t.access_key, &t.encrypted_key, &t.lifespan_ms, &t.owner_id, &cidrs],
+                    )
+                    .await
+                    .map_err(|e| insert_conflict(e, t))?
+                    .col(0)?;
+                insert_permissions(tx, "token_permissions", "token_id", id, &t.permissions)
+                    .await?;
+                let row = token(tx, id)
+                    .await?
+                    .ok_or_else(|| corrupt("a token vanished during its creation"))?;
+                let mut c = diff(token_fields(None), token_fields(Some(&row)));
+                if let (true, Some(m)) = (t.imported, c.as_object_mut()) {
+                    m.insert("imported".into(), Value::Bool(true));
+                }
+                let draft = token_draft(&row, "create", c);
+                Ok(Outcome::Commit(row, Some(draft)))
+            })
+        })
         .await
-        .map_err(|e| insert_conflict(e, t))?
-        .col(0)?;
-    insert_permissions(&tx, "token_permissions", "token_id", id, &t.permissions).await?;
-    let row = token(&tx, id)
-        .await?
-        .ok_or_else(|| corrupt("a token vanished during its creation"))?;
-    let mut c = diff(token_fields(None), token_fields(Some(&row)));
-    if let (true, Some(m)) = (t.imported, c.as_object_mut()) {
-        m.insert("imported".into(), Value::Bool(true));
-    }
-    append_and_commit(tx, store, audit, token_draft(&row, "create", c)).await?;
-    Ok(row)
 }
 
 /// Replace a token's hash (and encrypted copy) in one update. The replaced
@@ -765,42 +780,35 @@ pub(super) async fn regenerate_token(
     key: &ReplacementKey<'_>,
     audit: &AuditCtx,
 ) -> Result<Option<TokenRow>, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    let mut logged = Vec::new();
-    let Some(before) = token(&tx, id).await? else {
-        tx.rollback().await?;
-        return Ok(None);
-    };
-    tx.execute(
-        "UPDATE tokens SET
-             previous_access_key = CASE WHEN $4::bigint IS NULL THEN NULL ELSE access_key END,
-             previous_key_expires_at = CASE WHEN $4::bigint IS NULL THEN NULL
-                                            ELSE now() + $4::bigint * interval '1 millisecond' END,
-             access_key = $2, encrypted_key = $3, updated_at = now()
-         WHERE id = $1",
-        &[&id, &key.access_key, &key.encrypted_key, &key.keep_old_ms],
-    )
-    .await?;
-    let row = token(&tx, id).await?;
-    if let Some(t) = &row {
-        let c = changes(&[(
-            "old_key_expiry",
-            json!(before.old_key_expires_at.map(rfc3339)),
-            json!(t.old_key_expires_at.map(rfc3339)),
-        )]);
-        logged.push(
-            append(
-                &tx,
-                store.audit_table(),
-                audit,
-                token_draft(t, "regenerate", c),
-            )
-            .await?,
-        );
-    }
-    commit(tx, &logged).await?;
-    Ok(row)
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                let Some(before) = token(tx, id).await? else {
+                    return Ok(Outcome::Rollback(None));
+                };
+                tx.execute(
+                    "UPDATE tokens SET
+                         previous_access_key = CASE WHEN $4::bigint IS NULL THEN NULL ELSE access_key END,
+                         previous_key_expires_at = CASE WHEN $4::bigint IS NULL THEN NULL
+                                                        ELSE now() + $4::bigint * interval '1 millisecond' END,
+                         access_key = $2, encrypted_key = $3, updated_at = now()
+                     WHERE id = $1",
+                    &[&id, &key.access_key, &key.encrypted_key, &key.keep_old_ms],
+                )
+                .await?;
+                let row = token(tx, id).await?;
+                let draft = row.as_ref().map(|t| {
+                    let c = changes(&[(
+                        "old_key_expiry",
+                        json!(before.old_key_expires_at.map(rfc3339)),
+                        json!(t.old_key_expires_at.map(rfc3339)),
+                    )]);
+                    token_draft(t, "regenerate", c)
+                });
+                Ok(Outcome::Commit(row, draft))
+            })
+        })
+        .await
 }
 
 /// Edit a token's name, description, type, permissions or networks.
@@ -810,43 +818,44 @@ pub(super) async fn update_token(
     u: &TokenUpdate,
     audit: &AuditCtx,
 ) -> Result<Option<TokenRow>, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    let mut logged = Vec::new();
-    let Some(before) = token(&tx, id).await? else {
-        tx.rollback().await?;
-        return Ok(None);
-    };
     let ty = u.token_type.map(ContentApiType::as_str);
     let cidrs = u.allowed_cidrs.as_deref().map(rows::cidr_texts);
-    tx.execute(
-        "UPDATE tokens SET name = coalesce($2, name), description = coalesce($3, description),
-                           type = coalesce($4, type),
-                           allowed_cidrs = coalesce($5::text[]::cidr[], allowed_cidrs), updated_at = now()
-         WHERE id = $1",
-        &[&id, &u.name, &u.description, &ty, &cidrs],
-    )
-    .await
-    .map_err(|e| {
-        conflict(e, || {
-            format!(
-                "a token named `{}` already exists",
-                u.name.as_deref().unwrap_or("")
-            )
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                let Some(before) = token(tx, id).await? else {
+                    return Ok(Outcome::Rollback(None));
+                };
+                tx.execute(
+                    "UPDATE tokens SET name = coalesce($2, name), description = coalesce($3, description),
+                                       type = coalesce($4, type),
+                                       allowed_cidrs = coalesce($5::text[]::cidr[], allowed_cidrs), updated_at = now()
+                     WHERE id = $1",
+                    &[&id, &u.name, &u.description, &ty, &cidrs],
+                )
+                .await
+                .map_err(|e| {
+                    conflict(e, || {
+                        format!(
+                            "a token named `{}` already exists",
+                            u.name.as_deref().unwrap_or("")
+                        )
+                    })
+                })?;
+                if let Some(perms) = &u.permissions {
+                    tx.execute("DELETE FROM token_permissions WHERE token_id = $1", &[&id])
+                        .await?;
+                    insert_permissions(tx, "token_permissions", "token_id", id, perms).await?;
+                }
+                let after = token(tx, id).await?;
+                let draft = after.as_ref().map(|a| {
+                    let c = diff(token_fields(Some(&before)), token_fields(Some(a)));
+                    token_draft(a, "update", c)
+                });
+                Ok(Outcome::Commit(after, draft))
+            })
         })
-    })?;
-    if let Some(perms) = &u.permissions {
-        tx.execute("DELETE FROM token_permissions WHERE token_id = $1", &[&id])
-            .await?;
-        insert_permissions(&tx, "token_permissions", "token_id", id, perms).await?;
-    }
-    let after = token(&tx, id).await?;
-    if let Some(a) = &after {
-        let c = diff(token_fields(Some(&before)), token_fields(Some(a)));
-        logged.push(append(&tx, store.audit_table(), audit, token_draft(a, "update", c)).await?);
-    }
-    commit(tx, &logged).await?;
-    Ok(after)
+        .await
 }
 
 /// Delete a token. Returns false when there was none.
@@ -855,28 +864,21 @@ pub(super) async fn delete_token(
     id: i64,
     audit: &AuditCtx,
 ) -> Result<bool, StoreError> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await?;
-    let mut logged = Vec::new();
-    let Some(before) = token(&tx, id).await? else {
-        tx.rollback().await?;
-        return Ok(false);
-    };
-    let n = tx
-        .execute("DELETE FROM tokens WHERE id = $1", &[&id])
-        .await?;
-    if n > 0 {
-        let c = diff(token_fields(Some(&before)), token_fields(None));
-        logged.push(
-            append(
-                &tx,
-                store.audit_table(),
-                audit,
-                token_draft(&before, "delete", c),
-            )
-            .await?,
-        );
-    }
-    commit(tx, &logged).await?;
-    Ok(n > 0)
+    store
+        .audited(audit, |tx, _| {
+            Box::pin(async move {
+                let Some(before) = token(tx, id).await? else {
+                    return Ok(Outcome::Rollback(false));
+                };
+                let n = tx
+                    .execute("DELETE FROM tokens WHERE id = $1", &[&id])
+                    .await?;
+                let draft = (n > 0).then(|| {
+                    let c = diff(token_fields(Some(&before)), token_fields(None));
+                    token_draft(&before, "delete", c)
+                });
+                Ok(Outcome::Commit(n > 0, draft))
+            })
+        })
+        .await
 }
