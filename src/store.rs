@@ -29,7 +29,7 @@
 //! management operations in [`admin`]) and returns the same
 //! [`TokenRecord`] either way. What differs between layouts and matters
 //! above the store (may it write? must it be polled?) is reported as
-//! [`Capabilities`], so nothing above the store branches on the layout.
+//! [`Capabilities`], which the layers above ask instead of the layout.
 
 pub mod admin;
 pub mod audit;
