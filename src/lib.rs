@@ -55,6 +55,7 @@ pub mod content_types;
 pub mod control;
 pub mod envelope;
 pub mod forward;
+pub mod gate;
 pub mod graphql;
 pub mod invalidation;
 pub mod known;

@@ -33,13 +33,14 @@ use crate::accept;
 use crate::cache::{Resolved, TokenCache};
 use crate::config::{Config, Layout};
 use crate::forward::Forwarder;
+use crate::gate::{Gate, GateParts};
 use crate::invalidation::{self, ListenerStatus};
 use crate::known::KnownHashes;
 use crate::last_used::UsageRecorder;
 use crate::lookup::Lookup;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
-use crate::proxy::{Gateway, GatewayParts};
+use crate::proxy::Gateway;
 use crate::ratelimit::RateLimiter;
 use crate::redis_link::RedisLink;
 use crate::serve_error::ServeError;
@@ -115,16 +116,16 @@ impl Server {
             metrics.clone(),
         );
         let policy = Arc::new(PolicyStore::new(&cfg));
-        let parts = GatewayParts {
+        let parts = GateParts {
             policy: policy.handle(),
             forwarder: Forwarder::from_config(&cfg)?,
             lookup,
-            upstream,
             usage: usage.clone(),
             limiter,
             metrics: metrics.clone(),
         };
-        let gateway = Arc::new(Gateway::new(&cfg, parts));
+        let gate = Arc::new(Gate::new(&cfg, parts));
+        let gateway = Arc::new(Gateway::new(gate.clone(), upstream));
         if cfg.postgres.layout == Layout::Strapi5 {
             initial_content_types(&cfg, &policy).await;
         }

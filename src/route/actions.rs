@@ -183,7 +183,7 @@ impl PatternTable {
     }
 
     /// The action of the most specific pattern matching the request.
-    pub fn lookup<'a>(&'a self, method: &Method, path: &'a str) -> Option<Matched<'a>> {
+    pub fn lookup<'t>(&'t self, method: &Method, path: &str) -> Option<Matched<'t>> {
         let mut segs: [&str; MAX_SEGMENTS] = [""; MAX_SEGMENTS];
         let mut n = 0;
         for s in segments(path) {
@@ -197,11 +197,11 @@ impl PatternTable {
     }
 
     /// [`PatternTable::lookup`] on a path already split.
-    pub(super) fn lookup_segments<'a>(
-        &'a self,
+    pub(super) fn lookup_segments<'t>(
+        &'t self,
         method: &Method,
-        segs: &[&'a str],
-    ) -> Option<Matched<'a>> {
+        segs: &[&str],
+    ) -> Option<Matched<'t>> {
         self.entries
             .iter()
             .find(|e| e.methods.contains(method) && e.matches(segs))
@@ -242,7 +242,10 @@ impl PatternEntry {
             })
     }
 
-    fn answer<'a>(&'a self, segs: &[&'a str]) -> Matched<'a> {
+    /// The row's action and subject. A subject taken from the path is
+    /// copied out of it, so the route borrows the table only (a request
+    /// keeps its route beside the path it was read from).
+    fn answer<'t>(&'t self, segs: &[&str]) -> Matched<'t> {
         let subject = match &self.subject {
             None => None,
             Some(SubjectFrom::Fixed(s)) => Some(Cow::Borrowed(&**s)),
@@ -255,7 +258,7 @@ impl PatternEntry {
                     .nth(*idx)
                     .map(|(_, s)| *s)
                     .unwrap_or("");
-                Some(decode_all(seg))
+                Some(Cow::Owned(decode_all(seg).into_owned()))
             }
         };
         Matched {

@@ -294,13 +294,13 @@ impl RouteTable {
     /// standard one) and `CONNECT` (forwarded, it would lose the path) are
     /// refused; any other method outside the standard seven is judged as
     /// the most demanding (see [`MethodSet::is_standard`]).
-    pub fn judge<'a>(
-        &'a self,
+    pub fn judge<'t>(
+        &'t self,
         method: &Method,
         raw: &str,
         query: Option<&str>,
-        normal: &'a str,
-    ) -> Result<Route<'a>, PathError> {
+        normal: &str,
+    ) -> Result<Route<'t>, PathError> {
         if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
             return Err(PathError::MethodCase);
         }
@@ -323,7 +323,7 @@ impl RouteTable {
     }
 
     /// Classify a normalised path.
-    pub fn classify<'a>(&'a self, method: &Method, path: &'a str) -> Route<'a> {
+    pub fn classify<'t>(&'t self, method: &Method, path: &str) -> Route<'t> {
         // One split serves the prefixes, the rules and the action tables;
         // one segment more than the tables take says the path is deeper.
         let mut buf: [&str; MAX_SEGMENTS + 1] = [""; MAX_SEGMENTS + 1];
@@ -334,7 +334,7 @@ impl RouteTable {
         }
         let deep = n > MAX_SEGMENTS;
         let segs = &buf[..n.min(MAX_SEGMENTS)];
-        let lookup = |table: &'a PatternTable| match deep {
+        let lookup = |table: &'t PatternTable| match deep {
             true => None,
             false => table.lookup_segments(method, segs),
         };
