@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::accept;
 use crate::cache::{Resolved, TokenCache};
-use crate::config::{Config, Layout};
+use crate::config::Config;
 use crate::forward::Forwarder;
 use crate::gate::{Gate, GateParts};
 use crate::invalidation::{self, ListenerStatus};
@@ -126,7 +126,7 @@ impl Server {
         };
         let gate = Arc::new(Gate::new(&cfg, parts));
         let gateway = Arc::new(Gateway::new(gate.clone(), upstream));
-        if cfg.postgres.layout == Layout::Strapi5 {
+        if crate::store::capabilities(&cfg.postgres).stores_content_types {
             initial_content_types(&cfg, &policy).await;
         }
         // In the background: a database that is down must not hold up the
@@ -271,7 +271,7 @@ impl Server {
         let cfg = &self.cfg;
         let (cache, known, metrics) = (&self.cache, &self.known, &self.metrics);
         let mut tasks = Vec::new();
-        if cfg.postgres.layout == Layout::Strapi5 {
+        if self.store.capabilities().polls_changes {
             tasks.push(tokio::spawn(crate::strapi5_sync::run(
                 cfg.postgres.clone(),
                 crate::strapi5_sync::Targets {
@@ -328,7 +328,7 @@ impl Server {
         if crate::audit::AuditKey::is_derived(cfg) {
             tracing::info!("audit: the audit chain is keyed from tokens.salt; set audit.key (a separate secret) so that holding the salt is not enough to rewrite the audit history");
         }
-        if cfg.postgres.layout == Layout::Authgate {
+        if self.store.capabilities().prunes_audit {
             let ctx = crate::audit::AuditCtx {
                 actor: crate::audit::OPERATOR.into(),
                 origin: crate::audit::Origin::retention(),
