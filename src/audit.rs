@@ -26,9 +26,8 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{KeyInit, Mac};
+use hmac::Mac;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
@@ -170,9 +169,7 @@ impl AuditKey {
         match &cfg.audit.key {
             Some(k) => Self::new(k.expose().as_bytes()),
             None => {
-                let mut mac =
-                    hmac::Hmac::<Sha256>::new_from_slice(cfg.tokens.salt.expose().as_bytes())
-                        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+                let mut mac = crate::token::hmac_sha256(cfg.tokens.salt.expose().as_bytes());
                 mac.update(b"authgate audit chain key v1");
                 Self::new(&mac.finalize().into_bytes())
             }
@@ -185,8 +182,7 @@ impl AuditKey {
 
     /// `hex(HMAC-SHA256(key, prev "\n" canonical))`.
     pub fn chain(&self, prev: &str, canonical: &str) -> String {
-        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        let mut mac = crate::token::hmac_sha256(&self.0);
         mac.update(prev.as_bytes());
         mac.update(b"\n");
         mac.update(canonical.as_bytes());

@@ -42,6 +42,8 @@
 //! The house rules (no `unsafe`, no `unwrap()` outside tests) are `[lints]`
 //! in `Cargo.toml`.
 
+#![deny(clippy::expect_used)]
+
 pub mod accept;
 pub mod answer;
 pub mod audit;

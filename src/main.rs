@@ -1,3 +1,5 @@
+#![deny(clippy::expect_used)]
+
 // mimalloc: fewer bytes per small allocation and less fragmentation than
 // the system allocator, which matters with a million cached tokens.
 #[global_allocator]

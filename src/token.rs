@@ -26,6 +26,28 @@ use aes_gcm::AesGcm;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
 
+/// HMAC key schedules for keys of any length, built the way RFC 2104 §2
+/// says (a key longer than the hash's block is hashed first, a shorter one
+/// padded with zeros) and handed to the infallible fixed-size constructor:
+/// `new_from_slice` accepts any length too, but says so only in a
+/// `Result` every caller would have to carry.
+macro_rules! hmac_of_any_key {
+    ($name:ident, $hash:ty) => {
+        pub fn $name(key: &[u8]) -> Hmac<$hash> {
+            let mut block = hmac::digest::Key::<Hmac<$hash>>::default();
+            if key.len() <= block.len() {
+                block[..key.len()].copy_from_slice(key);
+            } else {
+                let digest = <$hash>::digest(key);
+                block[..digest.len()].copy_from_slice(&digest);
+            }
+            <Hmac<$hash> as hmac::KeyInit>::new(&block)
+        }
+    };
+}
+hmac_of_any_key!(hmac_sha256, Sha256);
+hmac_of_any_key!(hmac_sha512, Sha512);
+
 /// Number of random bytes in a key.
 pub const KEY_BYTES: usize = 128;
 /// Length of a key in hex characters.
@@ -42,6 +64,8 @@ pub enum TokenError {
     EncryptedFormat,
     #[error("encrypted key could not be decrypted (wrong encryption key or corrupted value)")]
     Decrypt,
+    #[error("the key could not be encrypted (longer than AES-GCM takes)")]
+    Encrypt,
 }
 
 /// A raw token hash, the cache key. Hex-encoding happens only at the store.
@@ -102,10 +126,9 @@ pub struct Hasher {
 
 impl Hasher {
     pub fn new(salt: &str) -> Self {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mac = <Hmac<Sha512> as hmac::KeyInit>::new_from_slice(salt.as_bytes())
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        Self { mac }
+        Self {
+            mac: hmac_sha512(salt.as_bytes()),
+        }
     }
 
     /// The raw hash of a key as sent by the client.
@@ -214,32 +237,34 @@ pub struct KeyCipher {
 
 impl KeyCipher {
     pub fn new(encryption_key: &str) -> Self {
-        let key = Sha256::digest(encryption_key.as_bytes());
-        let cipher = Aes256Gcm16::new_from_slice(&key)
-            .unwrap_or_else(|_| unreachable!("SHA-256 output is 32 bytes"));
-        Self { cipher }
+        // AES-256 takes exactly the 32 bytes SHA-256 gives.
+        let key: [u8; 32] = Sha256::digest(encryption_key.as_bytes()).into();
+        Self {
+            cipher: Aes256Gcm16::new(&key.into()),
+        }
     }
 
     /// Encrypt with a fresh random IV.
     pub fn encrypt(&self, plaintext: &str) -> Result<String, TokenError> {
         let mut iv = [0u8; 16];
         getrandom::fill(&mut iv).map_err(|e| TokenError::Random(e.to_string()))?;
-        Ok(self.encrypt_with_iv(plaintext, &iv))
+        self.encrypt_with_iv(plaintext, &iv)
     }
 
-    /// Encrypt with a given IV (deterministic; for test vectors).
-    pub fn encrypt_with_iv(&self, plaintext: &str, iv: &[u8; 16]) -> String {
+    /// Encrypt with a given IV (deterministic; for test vectors). GCM
+    /// refuses only plaintexts past 64 GiB.
+    pub fn encrypt_with_iv(&self, plaintext: &str, iv: &[u8; 16]) -> Result<String, TokenError> {
         let mut buf = plaintext.as_bytes().to_vec();
         let tag = self
             .cipher
             .encrypt_in_place_detached(iv.into(), b"", &mut buf)
-            .unwrap_or_else(|_| unreachable!("GCM encryption of a short buffer cannot fail"));
-        format!(
+            .map_err(|_| TokenError::Encrypt)?;
+        Ok(format!(
             "v1:{}:{}:{}",
             hex::encode(iv),
             hex::encode(&buf),
             hex::encode(tag)
-        )
+        ))
     }
 
     pub fn decrypt(&self, encrypted: &str) -> Result<String, TokenError> {
@@ -268,6 +293,23 @@ impl KeyCipher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_key_hmac_is_the_librarys() {
+        use proptest::prelude::*;
+        proptest!(|(key in proptest::collection::vec(any::<u8>(), 0..300), msg in proptest::collection::vec(any::<u8>(), 0..64))| {
+            let mut ours = hmac_sha512(&key);
+            let mut theirs = <Hmac<Sha512> as hmac::KeyInit>::new_from_slice(&key).unwrap();
+            ours.update(&msg);
+            theirs.update(&msg);
+            prop_assert_eq!(ours.finalize().into_bytes(), theirs.finalize().into_bytes());
+            let mut ours = hmac_sha256(&key);
+            let mut theirs = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&key).unwrap();
+            ours.update(&msg);
+            theirs.update(&msg);
+            prop_assert_eq!(ours.finalize().into_bytes(), theirs.finalize().into_bytes());
+        });
+    }
 
     #[test]
     fn spec_hash_vectors() {
@@ -365,7 +407,7 @@ mod tests {
     fn spec_encryption_vector() {
         let c = KeyCipher::new("example-encryption-key");
         let iv: [u8; 16] = core::array::from_fn(|i| i as u8);
-        let enc = c.encrypt_with_iv("abc", &iv);
+        let enc = c.encrypt_with_iv("abc", &iv).unwrap();
         assert_eq!(
             enc,
             "v1:000102030405060708090a0b0c0d0e0f:bb2bc9:5dd25539e27d87d1566b56ad58ef1ff3"

@@ -95,8 +95,6 @@ pub struct Head {
 pub enum ForwardError {
     #[error("identity.header_prefix makes no header name")]
     Prefix(#[source] http::header::InvalidHeaderName),
-    #[error("identity.signing_key cannot key HMAC-SHA256")]
-    SigningKey(#[source] hmac::digest::InvalidLength),
 }
 
 /// The forwarding rules of one gateway, built once from the config.
@@ -136,10 +134,11 @@ impl Forwarder {
     pub fn from_config(cfg: &crate::config::Config) -> Result<Self, ForwardError> {
         let names =
             IdentityNames::new(&cfg.identity.header_prefix).map_err(ForwardError::Prefix)?;
-        let signer = match &cfg.identity.signing_key {
-            Some(k) => Some(Signer::new(k.expose()).map_err(ForwardError::SigningKey)?),
-            None => None,
-        };
+        let signer = cfg
+            .identity
+            .signing_key
+            .as_ref()
+            .map(|k| Signer::new(k.expose()));
         let upstream = cfg
             .upstream
             .url

@@ -196,7 +196,7 @@ fn the_host_is_decided_once() {
 
 #[test]
 fn identity_is_written_and_signed() {
-    let f = forwarder(Forwarding::default(), Some(Signer::new("k").unwrap()), true);
+    let f = forwarder(Forwarding::default(), Some(Signer::new("k")), true);
     let r = crate::model::TokenRecord::content_api(7, "ci", ContentApiType::ReadOnly);
     let mut h = hdrs(&[("host", "a"), ("x-auth-token-id", "1")]);
     let allowed = Allowed {
