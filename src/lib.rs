@@ -7,40 +7,45 @@
 //! | [`config`] | `config.toml` parsed once into checked runtime types |
 //! | [`token`] | key generation, the salted HMAC-SHA512 hash, the encrypted viewable copy |
 //! | [`model`] | the facts about a token (record, owner, permissions) |
-//! | [`route`] | path normalisation, route classes, action tables |
+//! | [`route`] | path normalisation, its readings, route classes, action tables |
+//! | [`policy`] | the live policy (route table and content types), published as a snapshot |
 //! | [`authz`] | the pure decision and its denials |
+//! | [`answer`] | every refusal, and the one response it becomes |
 //! | [`cidr`] | address blocks: trusted proxies, the networks a token is pinned to |
-//! | [`envelope`] | Strapi's error envelope, for denials and management errors alike |
+//! | [`envelope`] | Strapi's error envelope, for refusals and management errors alike |
 //! | [`graphql`] | the operation type of a GraphQL request |
-//! | [`store`] | Postgres: migrations, lookups, management writes (authgate's tables, or Strapi 5's read in place) |
+//! | [`store`] | Postgres: every SQL statement, migrations, lookups, audited writes (authgate's tables, or Strapi 5's read in place) |
 //! | [`cache`] | the moka token cache: TTL, stale-if-error, single flight |
 //! | [`invalidation`] | LISTEN/NOTIFY events that keep caches current |
 //! | [`strapi5_sync`] | strapi5 layout: polls Strapi's tables for changes and content types |
 //! | [`content_types`] | Strapi's stored content types merged with `[[content_types]]` |
 //! | [`lookup`] | the look-up phase: known hashes, cache, store |
 //! | [`known`] | the set of issued hashes: floods of made-up keys never reach the database |
-//! | [`identity`] | identity headers: stripping, building, signing |
-//! | [`forwarding`] | X-Forwarded-*, Forwarded, trusted proxies, Host |
+//! | [`gate`] | one judgement for every door: arrive, judge, precheck, look up, decide, log |
+//! | [`forward`] | the head the CMS receives: hop-by-hop, forwarding headers, `Host`, identity, signature, upgrades |
+//! | [`request_id`] | request ids |
 //! | [`ratelimit`] | per-token and per-IP limits |
 //! | [`redis_link`] | Redis: shared rate-limit counters, invalidation fan-out |
 //! | [`last_used`] | batched `last_used_at` writes |
-//! | [`head`] | the header lines the gateway adds to a forwarded request, in wire form |
+//! | [`token_stats`] | the token gauges (by kind and state), counted in the background |
 //! | [`body`] | the forwarded request's body type, which the proxy builds and the upstream client sends |
 //! | [`upstream`] | the client to the CMS: its own HTTP/1.1, a connection pinned to each client connection |
-//! | [`proxy`] | the request path, phase by phase |
+//! | [`proxy`] | the proxy door: the gate's judgement, then forwarding |
 //! | [`accept`] | accepting connections, with a pause after a failed accept |
 //! | [`server`] | composition, listeners, graceful drain, probes |
 //! | [`serve_error`] | start-up failures of the listeners |
 //! | [`reload`] | config and certificate reloads, signals |
 //! | [`tls`] | rustls set-up |
 //! | [`control`] | who may manage which token: the ownership rules and the token operations |
+//! | [`audit`] | the audit event, its canonical form, the HMAC chain and its verification |
 //! | [`management`] | the management listener: Strapi-shaped token REST API and web page |
 //! | [`metrics`] | Prometheus families |
-//! | [`telemetry`] | `tracing` set-up |
+//! | [`telemetry`] | `tracing` set-up, errors written with their causes |
 //! | [`cli`] | the `authgate` command |
 //!
-//! The house rules (no `unsafe`, no `unwrap()` outside tests) are `[lints]`
-//! in `Cargo.toml`.
+//! The house rules (no `unsafe`, no `unwrap()` or `expect()` outside tests,
+//! the size limits) are in ARCHITECTURE.md; the mechanical ones are
+//! `[lints]` in `Cargo.toml` and the `deny` below.
 
 #![deny(clippy::expect_used)]
 
