@@ -1,6 +1,6 @@
 //! Redis: what must be shared across replicas.
 //!
-//! Two uses, both optional (`[redis] url`):
+//! Two uses, both optional (`[redis]`):
 //! * **invalidation fan-out**: replicas relay every invalidation they hear
 //!   from Postgres to a Redis channel, the management commands publish
 //!   their changes there too, and every replica subscribes. Replicas whose
@@ -8,122 +8,241 @@
 //!   transaction mode) still hear about revocations;
 //! * **rate-limit counters** shared by all replicas (see [`crate::ratelimit`]).
 //!
+//! Three modes, one section (`config::RedisMode`): one server (`url`,
+//! `redis://` or `rediss://`), a Redis Cluster (`cluster`, seed nodes), or
+//! the master that Redis Sentinel names (`sentinels` + `sentinel_master`).
+//! `target` says how each is reached; the operations below do not care.
+//!
+//! **In a cluster** every script runs on one key (one slot by
+//! construction; no hash tag, so the counters spread over the shards), and
+//! the invalidation channel is **sharded** pub/sub (`SPUBLISH` /
+//! `SSUBSCRIBE`, Redis 7+, RESP3 on the subscribing connection). Classic
+//! `PUBLISH` in a cluster is copied over the cluster bus to every node of
+//! every shard, so its cost grows with the cluster while ours stays with the
+//! one shard that owns the channel's slot (managed services advise the
+//! same: ElastiCache turns classic pub/sub into sharded internally on
+//! serverless caches). And a sharded subscription follows the slot: when the
+//! slot's master changes, Redis ends the subscription (`SUNSUBSCRIBE`) or
+//! the connection closes, so a lost subscription is noticed, never silent.
+//!
 //! Redis is never on the critical path of correctness: every operation has a
 //! short timeout (`redis.timeout`); a failure is logged, counted in
 //! `authgate_redis_errors_total`, and the caller carries on (rate limits fail
-//! open). After a failure the link rests for a second before trying again,
-//! so a dead Redis costs one timeout per second, not one per request.
+//! open). After a failure the link drops its connection and rests for
+//! [`REST`] before connecting again (so a dead Redis costs one timeout per
+//! second, not one per request). Connecting runs in a task of its own,
+//! bounded by [`RedisLink::connect_bound`] (not by an operation's timeout:
+//! a cluster connects to every node); an operation waits for it at most two
+//! timeouts, then fails open while the connect goes on. Each connect asks
+//! afresh where the master is (the cluster's slot map, the sentinels), so
+//! after a failover the link reaches the new master within `REST` plus one
+//! connect of Redis naming it; the subscription within the bound in
+//! `subscribe`.
+
+mod subscribe;
+mod target;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
-
+use crate::config::RedisConfig;
 use crate::metrics::Metrics;
 
-/// Fixed-window counter: increment, set the expiry on first use.
+pub use target::LinkError;
+use target::{Conn, Target};
+
+/// Fixed-window counter: increment, set the expiry on first use. One key:
+/// in a cluster a script's keys must share a slot, and one key always does.
 const INCR_WINDOW: &str = r"
 local c = redis.call('INCR', KEYS[1])
 if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return c";
+
+/// How long the link rests after a failure before connecting again.
+pub const REST: Duration = Duration::from_secs(1);
 
 /// The invalidation channel of a schema.
 pub fn channel(schema: &str) -> String {
     format!("authgate:invalidate:{schema}")
 }
 
-/// A shared, lazily (re)connected Redis connection.
-pub struct RedisLink {
-    client: redis::Client,
-    conn: Mutex<Option<MultiplexedConnection>>,
+/// The connection, and whether a connect is under way.
+#[derive(Default)]
+struct Slot {
+    conn: Option<(u64, Conn)>,
+    generation: u64,
+    connecting: bool,
+}
+
+/// What the link and its connect task share.
+struct Shared {
+    target: Target,
     timeout: Duration,
-    channel: String,
+    slot: Mutex<Slot>,
+    /// Told when a connect ends (either way).
+    connected: tokio::sync::watch::Sender<()>,
     /// Milliseconds since `started` before which no new attempt is made.
     rest_until: AtomicU64,
     started: Instant,
     metrics: Metrics,
+}
+
+/// A shared, lazily (re)connected Redis link.
+pub struct RedisLink {
+    shared: Arc<Shared>,
+    channel: String,
     script: redis::Script,
 }
 
-impl RedisLink {
-    pub fn new(
-        url: &str,
-        timeout: Duration,
-        channel: String,
-        metrics: Metrics,
-    ) -> Result<Self, redis::RedisError> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
-            conn: Mutex::new(None),
-            timeout,
-            channel,
-            rest_until: AtomicU64::new(0),
-            started: Instant::now(),
-            metrics,
-            script: redis::Script::new(INCR_WINDOW),
-        })
-    }
-
+impl Shared {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn failed(&self, op: &str, e: &dyn std::fmt::Display) {
-        self.metrics.redis_errors.with_label_values(&[op]).inc();
-        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let first = self
-            .rest_until
-            .swap(self.now_ms() + 1000, Ordering::Relaxed)
-            <= self.now_ms();
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn connect_bound(&self) -> Duration {
+        (self.timeout * 10).max(Duration::from_secs(1))
+    }
+
+    /// Rest after a failure; log the first failure of an outage.
+    fn rest(&self, op: &str, e: &dyn std::fmt::Display) {
+        let now = self.now_ms();
+        let until = now + REST.as_millis() as u64;
+        let first = self.rest_until.swap(until, Ordering::Relaxed) <= now;
         if first {
-            tracing::warn!(op, error = %e, "redis unavailable; carrying on without it");
+            tracing::warn!(op, error = %e, mode = self.target.mode(), "redis unavailable; carrying on without it");
         }
     }
 
-    async fn conn(&self, op: &str) -> Option<MultiplexedConnection> {
-        if let Some(c) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            return Some(c);
-        }
-        if self.now_ms() < self.rest_until.load(Ordering::Relaxed) {
-            self.metrics.redis_errors.with_label_values(&[op]).inc();
-            return None;
-        }
-        let cfg = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        match tokio::time::timeout(
-            self.timeout * 2,
-            self.client
-                .get_multiplexed_async_connection_with_config(&cfg),
-        )
-        .await
+    /// Connect, then tell whoever waits. Runs in a task of its own.
+    async fn connect(self: Arc<Self>) {
+        let attempt = tokio::time::timeout(self.connect_bound(), self.target.connect(self.timeout));
+        let result = attempt.await;
         {
-            Ok(Ok(c)) => {
-                *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
-                Some(c)
-            }
-            Ok(Err(e)) => {
-                self.failed(op, &e);
-                None
-            }
-            Err(_) => {
-                self.failed(op, &"connect timed out");
-                None
+            let mut slot = self.slot();
+            slot.connecting = false;
+            match result {
+                Ok(Ok(c)) => {
+                    slot.generation += 1;
+                    slot.conn = Some((slot.generation, c));
+                    tracing::info!(mode = self.target.mode(), "connected to redis");
+                }
+                Ok(Err(e)) => self.rest("connect", &e),
+                Err(_) => self.rest("connect", &"connect timed out"),
             }
         }
+        self.connected.send_replace(());
+    }
+}
+
+impl RedisLink {
+    pub fn new(cfg: &RedisConfig, channel: String, metrics: Metrics) -> Result<Self, LinkError> {
+        Ok(Self {
+            shared: Arc::new(Shared {
+                target: Target::new(cfg)?,
+                timeout: cfg.timeout,
+                slot: Mutex::new(Slot::default()),
+                connected: tokio::sync::watch::channel(()).0,
+                rest_until: AtomicU64::new(0),
+                started: Instant::now(),
+                metrics,
+            }),
+            channel,
+            script: redis::Script::new(INCR_WINDOW),
+        })
+    }
+
+    fn target(&self) -> &Target {
+        &self.shared.target
+    }
+
+    fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    fn op_timeout(&self) -> Duration {
+        self.shared.timeout
+    }
+
+    /// How long one connect may take: ten operation timeouts, at least a
+    /// second (TLS handshakes, a sentinel lookup, every node of a cluster).
+    pub fn connect_bound(&self) -> Duration {
+        self.shared.connect_bound()
+    }
+
+    fn count_error(&self, op: &str) {
+        self.shared
+            .metrics
+            .redis_errors
+            .with_label_values(&[op])
+            .inc();
+    }
+
+    /// An operation failed on connection `generation`: count it, drop that
+    /// connection, rest.
+    fn failed(&self, op: &str, generation: u64, e: &dyn std::fmt::Display) {
+        self.count_error(op);
+        {
+            let mut slot = self.shared.slot();
+            if slot.conn.as_ref().is_some_and(|(g, _)| *g == generation) {
+                slot.conn = None;
+            }
+        }
+        self.shared.rest(op, e);
+    }
+
+    /// The connection, or `None` (counted under `op`) when there is none
+    /// within `wait`.
+    async fn conn_within(&self, op: &str, wait: Duration) -> Option<(u64, Conn)> {
+        let mut told = {
+            let mut slot = self.shared.slot();
+            if let Some(c) = &slot.conn {
+                return Some(c.clone());
+            }
+            if self.shared.now_ms() < self.shared.rest_until.load(Ordering::Relaxed) {
+                drop(slot);
+                self.count_error(op);
+                return None;
+            }
+            let told = self.shared.connected.subscribe();
+            if !slot.connecting {
+                slot.connecting = true;
+                tokio::spawn(self.shared.clone().connect());
+            }
+            told
+        };
+        let _ = tokio::time::timeout(wait, told.changed()).await;
+        let c = self.shared.slot().conn.clone();
+        if c.is_none() {
+            self.count_error(op);
+        }
+        c
+    }
+
+    async fn conn(&self, op: &str) -> Option<(u64, Conn)> {
+        self.conn_within(op, self.shared.timeout * 2).await
+    }
+
+    /// Connect now, waiting as long as a connect may take (the CLI, which
+    /// publishes once and exits). Whether there is a connection.
+    pub async fn connect_now(&self) -> bool {
+        self.conn_within("publish", self.connect_bound())
+            .await
+            .is_some()
     }
 
     /// Publish an invalidation message. Errors are logged and counted.
     pub async fn publish(&self, payload: &str) {
-        let Some(mut c) = self.conn("publish").await else {
+        let Some((generation, mut c)) = self.conn("publish").await else {
             return;
         };
-        let mut publish = redis::cmd("PUBLISH");
+        let mut publish = redis::cmd(self.target().publish_command());
         publish.arg(&self.channel).arg(payload);
-        self.bounded("publish", publish.query_async::<i64>(&mut c))
+        self.bounded("publish", generation, publish.query_async::<i64>(&mut c))
             .await;
     }
 
@@ -132,16 +251,17 @@ impl RedisLink {
     async fn bounded<T>(
         &self,
         op: &str,
+        generation: u64,
         command: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Option<T> {
-        match tokio::time::timeout(self.timeout, command).await {
+        match tokio::time::timeout(self.shared.timeout, command).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
-                self.failed(op, &e);
+                self.failed(op, generation, &e);
                 None
             }
             Err(_) => {
-                self.failed(op, &"timed out");
+                self.failed(op, generation, &"timed out");
                 None
             }
         }
@@ -150,77 +270,47 @@ impl RedisLink {
     /// Count one hit in a fixed window: returns the count so far, or `None`
     /// when Redis is unavailable (the caller fails open).
     pub async fn incr_window(&self, key: &str, window: Duration) -> Option<u64> {
-        let mut c = self.conn("ratelimit").await?;
+        let (generation, mut c) = self.conn("ratelimit").await?;
         let ms = window.as_millis().max(1) as u64;
         let mut incr = self.script.key(key);
         incr.arg(ms);
-        self.bounded("ratelimit", incr.invoke_async::<u64>(&mut c))
+        self.bounded("ratelimit", generation, incr.invoke_async::<u64>(&mut c))
             .await
     }
 
     /// Read a counter (0 when absent); `None` when Redis is unavailable.
     pub async fn get_count(&self, key: &str) -> Option<u64> {
-        let mut c = self.conn("ratelimit").await?;
+        let (generation, mut c) = self.conn("ratelimit").await?;
         let mut get = redis::cmd("GET");
         get.arg(key);
-        let count = self.bounded("ratelimit", get.query_async::<Option<u64>>(&mut c));
+        let count = self.bounded(
+            "ratelimit",
+            generation,
+            get.query_async::<Option<u64>>(&mut c),
+        );
         Some(count.await?.unwrap_or(0))
     }
+}
 
-    /// Subscribe to the invalidation channel until `shutdown`, handing every
-    /// message to `on_message`. Reconnects with backoff.
-    pub async fn subscribe<F, Fut>(
-        self: Arc<Self>,
-        on_message: F,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) where
-        F: Fn(String) -> Fut,
-        Fut: std::future::Future<Output = ()>,
-    {
-        tokio::pin!(shutdown);
-        let mut backoff = Duration::from_millis(100);
-        let mut first = true;
-        loop {
-            let reconnect = !std::mem::replace(&mut first, false);
-            let on_message = &on_message;
-            let session = async {
-                let mut pubsub =
-                    tokio::time::timeout(self.timeout * 10, self.client.get_async_pubsub())
-                        .await
-                        .map_err(|_| "connect timed out".to_owned())?
-                        .map_err(|e| e.to_string())?;
-                pubsub
-                    .subscribe(&self.channel)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(channel = %self.channel, "subscribed to redis invalidations");
-                if reconnect {
-                    // Messages may have been missed while disconnected.
-                    on_message("all".to_owned()).await;
-                }
-                let mut messages = pubsub.on_message();
-                while let Some(msg) = messages.next().await {
-                    match msg.get_payload::<String>() {
-                        Ok(p) => on_message(p).await,
-                        Err(e) => tracing::debug!(error = %e, "unreadable redis message"),
-                    }
-                }
-                Err::<(), String>("subscription closed".into())
-            };
-            tokio::select! {
-                r = session => {
-                    if let Err(e) = r {
-                        self.metrics.redis_errors.with_label_values(&["subscribe"]).inc();
-                        tracing::warn!(error = %e, retry_in = ?backoff, "redis subscription lost");
-                    }
-                }
-                _ = &mut shutdown => return,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key a script touches is `KEYS[1]`: in a cluster, the keys of
+    /// one script must hash to one slot, which one key does by itself. A
+    /// script on more keys needs a hash tag (`{authgate:<schema>}:...`) on
+    /// all of them first.
+    #[test]
+    fn scripts_touch_one_key() {
+        for script in [INCR_WINDOW] {
+            let mut rest = script;
+            let mut seen = 0;
+            while let Some(at) = rest.find("KEYS[") {
+                rest = &rest[at + 5..];
+                assert!(rest.starts_with("1]"), "a second key in {script}");
+                seen += 1;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = &mut shutdown => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            assert!(seen > 0, "a script without keys runs on a random node");
         }
     }
 }

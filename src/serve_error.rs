@@ -18,8 +18,8 @@ pub enum ServeError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Forward(#[from] crate::forward::ForwardError),
-    #[error("redis.url: {0}")]
-    Redis(String),
+    #[error(transparent)]
+    Redis(#[from] crate::redis_link::LinkError),
     #[error("management: {0}")]
     Management(String),
 }

@@ -365,8 +365,8 @@ async fn listen(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// The Redis link (when `redis.url` is set) and the rate limiter, which
-/// shares its counters through it.
+/// The Redis link (when `[redis]` names one, in any mode) and the rate
+/// limiter, which shares its counters through it.
 fn redis_and_limiter(
     cfg: &Config,
     metrics: &Metrics,
@@ -376,15 +376,13 @@ fn redis_and_limiter(
         .as_ref()
         .map(|r| {
             RedisLink::new(
-                r.url.expose(),
-                r.timeout,
+                r,
                 crate::redis_link::channel(&cfg.postgres.schema),
                 metrics.clone(),
             )
             .map(Arc::new)
         })
-        .transpose()
-        .map_err(|e| ServeError::Redis(e.to_string()))?;
+        .transpose()?;
     let mut limiter = RateLimiter::new(&cfg.rate_limit, metrics.clone());
     if let Some(link) = &redis {
         limiter = limiter.with_redis(link.clone(), &cfg.postgres.schema);

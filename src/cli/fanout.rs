@@ -66,8 +66,9 @@ pub(super) async fn publish(cfg: &Config, event: Event) {
     let Some(r) = &cfg.redis else { return };
     let metrics = crate::metrics::Metrics::new();
     let channel = crate::redis_link::channel(&cfg.postgres.schema);
-    match crate::redis_link::RedisLink::new(r.url.expose(), r.timeout, channel, metrics.clone()) {
+    match crate::redis_link::RedisLink::new(r, channel, metrics.clone()) {
         Ok(link) => {
+            link.connect_now().await;
             let sent_ms = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
@@ -83,6 +84,6 @@ pub(super) async fn publish(cfg: &Config, event: Event) {
                 eprintln!("authgate: warning: could not publish the change to redis; replicas rely on Postgres NOTIFY and the cache TTL");
             }
         }
-        Err(e) => eprintln!("authgate: warning: redis.url: {e}"),
+        Err(e) => eprintln!("authgate: warning: {e}"),
     }
 }

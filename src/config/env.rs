@@ -43,6 +43,9 @@ const STRING_KEYS: &[&str] = &[
     "level",
     "format",
     "bootstrap_token_file",
+    "sentinel_master",
+    "sentinel_password",
+    "ca_file",
 ];
 
 pub(super) fn apply_env(

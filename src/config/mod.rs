@@ -63,7 +63,7 @@ pub use raw::{
     RawMetrics, RawPostgres, RawRateLimit, RawRedis, RawRoutes, RawRule, RawServer, RawTokens,
     RawUpstream,
 };
-pub use redis::RedisConfig;
+pub use redis::{RedisConfig, RedisMode, SentinelConfig};
 pub use routes::DEFAULT_ACTIONS;
 pub use secret::{Secret, SecretUrl};
 pub use server::{ServerConfig, TlsFiles};

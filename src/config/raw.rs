@@ -144,6 +144,12 @@ impl Default for RawPostgres {
 #[serde(deny_unknown_fields, default)]
 pub struct RawRedis {
     pub url: Option<SecretUrl>,
+    pub cluster: Option<Vec<SecretUrl>>,
+    pub sentinels: Option<Vec<String>>,
+    pub sentinel_master: Option<SecretUrl>,
+    pub sentinel_password: Option<Secret>,
+    pub sentinel_tls: bool,
+    pub ca_file: Option<PathBuf>,
     pub timeout: String,
 }
 
@@ -151,6 +157,12 @@ impl Default for RawRedis {
     fn default() -> Self {
         Self {
             url: None,
+            cluster: None,
+            sentinels: None,
+            sentinel_master: None,
+            sentinel_password: None,
+            sentinel_tls: false,
+            ca_file: None,
             timeout: "100ms".into(),
         }
     }
