@@ -11,6 +11,10 @@ ensure_command python3 python3
 ensure_command promtool prometheus
 ensure_postgres 5432
 ensure_redis
+# tests/redis_modes.rs starts its own servers: TLS, a cluster (set up with
+# redis-cli) and sentinels.
+ensure_command redis-cli redis-tools
+ensure_command redis-sentinel redis-sentinel
 # tests/differential.rs puts nginx and Node routers (pinned in tests/differential) behind the gateway.
 ensure_command nginx nginx; ensure_node; (cd tests/differential && npm ci --no-audit --no-fund --loglevel=error)
 

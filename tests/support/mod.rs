@@ -29,6 +29,11 @@ mod echo_upstream;
 /// A real Strapi 5 database per test (the `strapi5` layout).
 pub mod strapi5;
 
+/// A Postgres proxy that cuts one replica's LISTEN connection.
+pub mod listen_cut;
+/// Redis over TLS, as a cluster, behind sentinels.
+pub mod redis_servers;
+
 pub const SALT: &str = "integration-test-salt";
 
 pub fn database_url() -> String {
