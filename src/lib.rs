@@ -25,7 +25,7 @@
 //! | [`forward`] | the head the CMS receives: hop-by-hop, forwarding headers, `Host`, identity, signature, upgrades |
 //! | [`request_id`] | request ids |
 //! | [`ratelimit`] | per-token and per-IP limits |
-//! | [`redis_link`] | Redis: shared rate-limit counters, invalidation fan-out |
+//! | [`redis_link`] | Redis (one server, Cluster or Sentinel; TLS): shared rate-limit counters, invalidation fan-out |
 //! | [`last_used`] | batched `last_used_at` writes |
 //! | [`token_stats`] | the token gauges (by kind and state), counted in the background |
 //! | [`body`] | the forwarded request's body type, which the proxy builds and the upstream client sends |

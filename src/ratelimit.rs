@@ -7,10 +7,12 @@
 //! atomic increment with an expiry) and their known weakness, up to twice
 //! the limit across a window boundary, is acceptable for abuse protection.
 //!
-//! With `[redis] url` the counters live in Redis, shared by every replica:
-//! one atomic Lua script (`INCR`, and `PEXPIRE` on the first hit) per check,
-//! keyed by the window's index (`now / window`), so all replicas count the
-//! same window. Redis unavailable: the check fails open (the request is
+//! With `[redis]` (any mode) the counters live in Redis, shared by every
+//! replica: one atomic Lua script (`INCR`, and `PEXPIRE` on the first hit)
+//! per check, on one key named by the window's index (`now / window`), so
+//! all replicas count the same window. One key per script is one slot in a
+//! cluster by itself; the keys carry no hash tag, so a cluster spreads them
+//! over its shards. Redis unavailable: the check fails open (the request is
 //! allowed) and `authgate_rate_limit_fail_open_total` counts it. Without
 //! Redis the counters live in this process.
 //!

@@ -1,5 +1,5 @@
 //! `[redis]`: one mode at a time, URLs checked, the sentinel master named,
-//! secrets never printed.
+//! secrets never printed, the deploy example loading.
 
 use std::path::Path;
 
@@ -112,6 +112,15 @@ fn sentinel_master_names_the_master_and_carries_the_data_nodes_credentials() {
         (s.master.as_str(), s.master_url.expose()),
         ("mymaster", "redis://mymaster")
     );
+}
+
+#[test]
+fn the_deploy_example_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples/redis-cluster-tls.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let body = text.split_once("[redis]\n").unwrap().1;
+    let c = parse(body, &[]).unwrap().redis.unwrap();
+    assert!(matches!(c.mode, super::RedisMode::Cluster(_)) && c.uses_tls());
 }
 
 #[test]
