@@ -424,6 +424,18 @@ async fn one_server_over_tls() {
         "another CA"
     );
     assert!(!connects(None).await, "the system roots");
+    let empty = pair.env.dir.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let mut r = right.clone();
+    r.ca_file = Some(empty);
+    let e = authgate::redis_link::RedisLink::new(
+        &r,
+        channel.clone(),
+        authgate::metrics::Metrics::new(),
+    )
+    .err()
+    .expect("an empty CA file is refused at start");
+    assert!(e.to_string().contains("no PEM certificate"), "{e}");
     let mut wrong = cfg.clone();
     wrong.redis.as_mut().unwrap().ca_file = Some(redis.pki.other_ca.clone());
     let c = Gateway::start(wrong).await;

@@ -10,7 +10,8 @@
 //! Credentials of the data nodes travel in URLs (`redis://user:pass@...`),
 //! in sentinel mode in `sentinel_master` written as a URL whose host is the
 //! master's name (`rediss://:pass@mymaster`); the sentinels' own password
-//! is `sentinel_password`, their TLS `sentinel_tls`. `ca_file` (PEM) is the
+//! is `sentinel_password`, their TLS `sentinel_tls` (which a bare master
+//! name follows too). `ca_file` (PEM) is the
 //! only trust anchor for every TLS connection of the section when set, the
 //! system roots otherwise; a certificate check can never be turned off.
 //! Everything is checked here, so the link (`crate::redis_link`) only
@@ -53,9 +54,9 @@ pub struct SentinelConfig {
     pub sentinels: Vec<(String, u16)>,
     /// The master's name, as the sentinels know it.
     pub master: String,
-    /// `sentinel_master` as written: a bare name, or a URL whose host is
-    /// the name and whose scheme, user, password and database are the data
-    /// nodes'.
+    /// The data nodes' URL: `sentinel_master` as written when it is a URL
+    /// (its host the name; its scheme, user, password and database the
+    /// data nodes'), else the bare name with TLS as `sentinel_tls` says.
     pub master_url: SecretUrl,
     pub password: Option<Secret>,
     pub tls: bool,
@@ -107,8 +108,9 @@ fn compile(raw: &RawRedis) -> Result<Option<RedisConfig>, ConfigError> {
         return Err(key_err(
             "redis",
             format!(
-                "{} are all set; set exactly one of `url`, `cluster`, `sentinels`",
-                named.join(" and ")
+                "{} are {} set; set exactly one of `url`, `cluster`, `sentinels`",
+                named.join(" and "),
+                if named.len() == 2 { "both" } else { "all" }
             ),
         ));
     }
@@ -214,7 +216,9 @@ fn sentinel(raw: &RawRedis, sentinels: &[String]) -> Result<SentinelConfig, Conf
     let master_url = if master_url.expose().contains("://") {
         data_url("redis.sentinel_master", master_url, false)?
     } else {
-        SecretUrl(format!("redis://{}", master_url.expose()))
+        // A bare name: the data nodes are reached as the sentinels are.
+        let scheme = if raw.sentinel_tls { "rediss" } else { "redis" };
+        SecretUrl(format!("{scheme}://{}", master_url.expose()))
     };
     let master = master_name(&master_url)?;
     Ok(SentinelConfig {

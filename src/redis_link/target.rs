@@ -38,6 +38,8 @@ pub enum LinkError {
         #[source]
         source: std::io::Error,
     },
+    #[error("redis.ca_file {}: no PEM certificate in it", path.display())]
+    NoCertificate { path: PathBuf },
     #[error("redis.{key}: {source}")]
     Client {
         key: &'static str,
@@ -124,10 +126,7 @@ impl Target {
         let certs = match &cfg.ca_file {
             Some(path) => Some(TlsCertificates {
                 client_tls: None,
-                root_cert: Some(std::fs::read(path).map_err(|source| LinkError::CaFile {
-                    path: path.clone(),
-                    source,
-                })?),
+                root_cert: Some(ca_bundle(path)?),
             }),
             None => None,
         };
@@ -211,6 +210,23 @@ impl Target {
             Target::Cluster(_) => "SPUBLISH",
             _ => "PUBLISH",
         }
+    }
+}
+
+/// `ca_file`'s PEM, refused now (not at every connect) when it holds no
+/// certificate: the only trust anchor cannot be empty.
+fn ca_bundle(path: &std::path::Path) -> Result<Vec<u8>, LinkError> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|source| LinkError::CaFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem);
+    match certs.next() {
+        Some(Ok(_)) if certs.all(|c| c.is_ok()) => Ok(pem),
+        _ => Err(LinkError::NoCertificate {
+            path: path.to_path_buf(),
+        }),
     }
 }
 

@@ -112,6 +112,19 @@ fn sentinel_master_names_the_master_and_carries_the_data_nodes_credentials() {
         (s.master.as_str(), s.master_url.expose()),
         ("mymaster", "redis://mymaster")
     );
+    let tls = parse(
+        "sentinels = [\"s:1\"]\nsentinel_master = \"mymaster\"\nsentinel_tls = true\n",
+        &[],
+    )
+    .unwrap();
+    let super::RedisMode::Sentinel(s) = tls.redis.unwrap().mode else {
+        panic!("sentinel mode")
+    };
+    assert_eq!(
+        s.master_url.expose(),
+        "rediss://mymaster",
+        "a bare name follows sentinel_tls"
+    );
 }
 
 #[test]
