@@ -35,7 +35,7 @@ use crate::answer::Refusal;
 use crate::authz::{self, Denial, GraphQlOperation, Precheck, Verdict};
 use crate::body::ForwardBody;
 use crate::cache::{Hit, LookupError, Resolved};
-use crate::config::Config;
+use crate::config::{Config, Enforcement};
 use crate::forward::{host, Allowed, Forwarder, Peer};
 use crate::last_used::UsageRecorder;
 use crate::lookup::{Lookup, Recent};
@@ -131,6 +131,13 @@ pub enum Outcome {
         token_id: Option<i64>,
         retry_after: Option<u64>,
     },
+    /// Authorization denied it, but `server.enforcement = "report"`: to
+    /// forward without identity, as if authgate were not there, and to
+    /// report what it would have answered.
+    Reported {
+        refusal: Refusal,
+        token_id: Option<i64>,
+    },
     /// Forwarding failed: the refusal answered, and the error's chain for
     /// the one log line.
     Failed {
@@ -175,7 +182,7 @@ impl Outcome {
     /// The refusal to answer with, and when to retry; `None` to forward.
     pub fn refusal(&self) -> Option<(Refusal, Option<u64>)> {
         match self {
-            Outcome::Pass | Outcome::Allow(_) => None,
+            Outcome::Pass | Outcome::Allow(_) | Outcome::Reported { .. } => None,
             Outcome::Refuse {
                 refusal,
                 retry_after,
@@ -339,6 +346,7 @@ impl Gate {
                 Ok(found) => self.settle(&cx, found, req.headers, req.body).await,
             },
         };
+        let outcome = enforce(cx.policy.enforcement, outcome);
         Judged::Judged { ctx: cx, outcome }
     }
 
@@ -481,6 +489,24 @@ impl Gate {
         let status_u = status.as_u16();
         let (decision, token_id) = match outcome {
             Outcome::Pass => (Decision::Pass, None),
+            Outcome::Reported { refusal, token_id } => {
+                self.metrics
+                    .would_deny
+                    .with_label_values(&[refusal.label()])
+                    .inc();
+                tracing::warn!(
+                    target: "authgate::report",
+                    door = arrival.door.as_str(),
+                    method = %arrival.method,
+                    path = %cx.map_or("-", |cx| cx.target.path()),
+                    would_status = refusal.status(),
+                    reason = refusal.label(),
+                    token_id = token_id.unwrap_or(0),
+                    request_id = arrival.request_id.to_str().unwrap_or("-"),
+                    "report mode: forwarded without identity a request that enforcement would refuse"
+                );
+                (Decision::Pass, *token_id)
+            }
             Outcome::Allow(r) => (Decision::Allow, Some(r.record.id)),
             Outcome::Refuse {
                 refusal, token_id, ..
@@ -517,6 +543,24 @@ impl Gate {
                 "request"
             );
         }
+    }
+}
+
+/// Report mode: what authorization denies is forwarded without identity
+/// instead, and reported. A request whose shape cannot be judged (target,
+/// `Host`, readings, a GraphQL body too large to read) is refused in both
+/// modes: it cannot be forwarded safely as it is.
+fn enforce(mode: Enforcement, outcome: Outcome) -> Outcome {
+    match (mode, outcome) {
+        (
+            Enforcement::Report,
+            Outcome::Refuse {
+                refusal: refusal @ Refusal::Denied(_),
+                token_id,
+                ..
+            },
+        ) => Outcome::Reported { refusal, token_id },
+        (_, outcome) => outcome,
     }
 }
 

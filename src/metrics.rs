@@ -49,6 +49,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Management listener requests, by surface (api, ui) and status class.
     pub management_requests: IntCounterVec,
+    pub would_deny: IntCounterVec,
+    pub enforcing: IntGauge,
     /// Token counts from the store (`stats` refresh, never per request).
     pub tokens: IntGaugeVec,
     pub tokens_expiring: IntGaugeVec,
@@ -256,6 +258,8 @@ impl Metrics {
             connections_active = gauge("authgate_connections_active", "Client connections currently open.");
             connection_limit_reached = counter("authgate_connection_limit_reached_total", "Times server.max_connections was reached; further connections waited in the accept queue.");
             config_reloads = counter_vec("authgate_config_reloads_total", "Config reload attempts, by result (ok, error).", &["result"]);
+            would_deny = counter_vec("authgate_would_deny_total", "Requests server.enforcement = \"report\" forwarded without identity that enforcement would have refused, by reason.", &["reason"]);
+            enforcing = gauge("authgate_enforcing", "1 while server.enforcement is \"enforce\", 0 in report mode.");
             management_requests = counter_vec("authgate_management_requests_total", "Requests to the management listener, by surface (api, ui) and status class.", &["surface", "status_class"]);
             tokens = gauge_vec("authgate_tokens", "Tokens in the store, by kind and state (active, expired); refreshed every tokens.stats_interval.", &["kind", "state"]);
             tokens_expiring = gauge_vec("authgate_tokens_expiring", "Active tokens whose expiry falls within the window (1d, 7d, 30d), by kind; refreshed every tokens.stats_interval.", &["kind", "within"]);
@@ -302,6 +306,8 @@ impl Metrics {
             connection_limit_reached,
             config_reloads,
             management_requests,
+            would_deny,
+            enforcing,
             tokens,
             tokens_expiring,
             build_info,
@@ -350,6 +356,9 @@ impl Metrics {
         }
         for scope in ["token", "ip"] {
             self.rate_limited.with_label_values(&[scope]);
+        }
+        for denial in crate::authz::Denial::ALL {
+            self.would_deny.with_label_values(&[denial.label()]);
         }
         for result in ["ok", "error"] {
             self.config_reloads.with_label_values(&[result]);

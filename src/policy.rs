@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::authz::SessionPolicy;
-use crate::config::Config;
+use crate::config::{Config, Enforcement};
 use crate::content_types;
 use crate::route::{ContentTypeSpec, RouteSpec, RouteTable};
 
@@ -25,6 +25,8 @@ pub struct Policy {
     pub routes: Arc<RouteTable>,
     pub sessions: SessionPolicy,
     pub graphql_max_body: usize,
+    /// Refuse what authorization denies, or only report it.
+    pub enforcement: Enforcement,
 }
 
 impl Policy {
@@ -34,6 +36,7 @@ impl Policy {
             routes: cfg.routes.clone(),
             sessions: cfg.sessions,
             graphql_max_body: cfg.graphql_max_body,
+            enforcement: cfg.server.enforcement,
         }
     }
 }
@@ -68,6 +71,7 @@ struct Sources {
     spec: Arc<RouteSpec>,
     sessions: SessionPolicy,
     graphql_max_body: usize,
+    enforcement: Enforcement,
     found: Vec<ContentTypeSpec>,
 }
 
@@ -84,6 +88,7 @@ impl PolicyStore {
                 spec: cfg.route_spec.clone(),
                 sessions: cfg.sessions,
                 graphql_max_body: cfg.graphql_max_body,
+                enforcement: cfg.server.enforcement,
                 found: Vec::new(),
             }),
             handle: PolicyHandle::fixed(Policy::from_config(cfg)),
@@ -102,6 +107,14 @@ impl PolicyStore {
         s.spec = cfg.route_spec.clone();
         s.sessions = cfg.sessions;
         s.graphql_max_body = cfg.graphql_max_body;
+        if s.enforcement != cfg.server.enforcement {
+            tracing::warn!(
+                from = s.enforcement.as_str(),
+                to = cfg.server.enforcement.as_str(),
+                "server.enforcement changed by reload"
+            );
+        }
+        s.enforcement = cfg.server.enforcement;
         self.publish(&s);
     }
 
@@ -132,6 +145,7 @@ impl PolicyStore {
             routes: Arc::new(routes),
             sessions: s.sessions,
             graphql_max_body: s.graphql_max_body,
+            enforcement: s.enforcement,
         });
         *self.handle.live.write().unwrap_or_else(|e| e.into_inner()) = p;
     }

@@ -98,7 +98,7 @@ impl Gateway {
         let resp = match &judged {
             Judged::Judged {
                 ctx,
-                outcome: outcome @ (Outcome::Pass | Outcome::Allow(_)),
+                outcome: outcome @ (Outcome::Pass | Outcome::Allow(_) | Outcome::Reported { .. }),
             } => {
                 let req = Request::from_parts(parts, body);
                 match self.forward(ctx, conn, req, outcome.allowed(ctx)).await {

@@ -70,6 +70,7 @@ pub struct Server {
 /// Shared state of the metrics/probe listener.
 struct Probes {
     metrics: Metrics,
+    policy: crate::policy::PolicyHandle,
     store: Store,
     cache: Arc<TokenCache<Resolved>>,
     listener: ListenerStatus,
@@ -211,12 +212,22 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let probes = Arc::new(Probes {
             metrics: self.metrics.clone(),
+            policy: self.policy.handle(),
             store: self.store.clone(),
             cache: self.cache.clone(),
             listener: self.listener_status.clone(),
             known: self.known.clone(),
             draining: AtomicBool::new(false),
         });
+        match self.cfg.server.enforcement {
+            crate::config::Enforcement::Enforce => {
+                tracing::info!(enforcement = "enforce", "authorization is enforced")
+            }
+            crate::config::Enforcement::Report => tracing::warn!(
+                enforcement = "report",
+                "REPORT MODE: requests authorization denies are forwarded without identity and only logged (target authgate::report) and counted (authgate_would_deny_total); set server.enforcement = \"enforce\" to refuse them"
+            ),
+        }
         let mut background = self.spawn_cache_keepers(&stop_rx);
         background
             .tasks
@@ -644,6 +655,13 @@ struct Served {
     done: AtomicU64,
 }
 
+impl Probes {
+    /// Is authorization enforced (not only reported) now?
+    fn enforcing(&self) -> bool {
+        self.policy.snapshot().enforcement == crate::config::Enforcement::Enforce
+    }
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
@@ -654,6 +672,7 @@ async fn probe(req: Request<Incoming>, p: Arc<Probes>) -> Response<Full<Bytes>> 
     match req.uri().path() {
         "/metrics" => {
             p.cache.run_pending_tasks().await;
+            p.metrics.enforcing.set(i64::from(p.enforcing()));
             p.metrics
                 .listener_up
                 .set(i64::from(p.listener.is_listening()));
@@ -683,7 +702,11 @@ async fn probe(req: Request<Incoming>, p: Arc<Probes>) -> Response<Full<Bytes>> 
                 return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
             }
             match p.store.ping().await {
-                Ok(()) => text(StatusCode::OK, "ready\n"),
+                Ok(()) if p.enforcing() => text(StatusCode::OK, "ready\n"),
+                Ok(()) => text(
+                    StatusCode::OK,
+                    "ready (report mode: denials are forwarded without identity, not enforced)\n",
+                ),
                 Err(e) => {
                     tracing::warn!(error = %e, "readiness: database unreachable");
                     text(StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")

@@ -66,7 +66,7 @@ pub use raw::{
 pub use redis::{RedisConfig, RedisMode, SentinelConfig};
 pub use routes::DEFAULT_ACTIONS;
 pub use secret::{Secret, SecretUrl};
-pub use server::{ServerConfig, TlsFiles};
+pub use server::{Enforcement, ServerConfig, TlsFiles};
 pub use tokens::{CacheConfig, RateLimitConfig, TokensConfig};
 pub use upstream::UpstreamConfig;
 

@@ -55,6 +55,7 @@ pub struct RawServer {
     pub max_uri_bytes: usize,
     pub trusted_proxies: Vec<String>,
     pub trusted_headers: Vec<String>,
+    pub enforcement: String,
 }
 
 impl Default for RawServer {
@@ -74,6 +75,7 @@ impl Default for RawServer {
             max_uri_bytes: 8 * 1024,
             trusted_proxies: Vec::new(),
             trusted_headers: Vec::new(),
+            enforcement: "enforce".into(),
         }
     }
 }

@@ -25,6 +25,29 @@ pub struct ServerConfig {
     pub max_headers: usize,
     pub max_uri_bytes: usize,
     pub forwarding: crate::forward::Forwarding,
+    /// `server.enforcement`: refuse what authorization denies, or only
+    /// report it (reloadable).
+    pub enforcement: Enforcement,
+}
+
+/// What the gateway does with a request authorization denies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Refuse it (the default).
+    Enforce,
+    /// Forward it without identity, as if authgate were not there, and
+    /// log and count what it would have answered (day one in front of a
+    /// legacy CMS).
+    Report,
+}
+
+impl Enforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Enforce => "enforce",
+            Enforcement::Report => "report",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +92,16 @@ impl RawConfig {
                 return Err(key_err(k, "must be greater than 0"));
             }
         }
+        let enforcement = match s.enforcement.as_str() {
+            "enforce" => Enforcement::Enforce,
+            "report" => Enforcement::Report,
+            other => {
+                return Err(key_err(
+                    "server.enforcement",
+                    format!("`{other}`: expected \"enforce\" or \"report\""),
+                ))
+            }
+        };
         let trusted = cidrs("server.trusted_proxies", &s.trusted_proxies)?;
         let trusted_headers = trusted_headers(&s.trusted_headers)?;
         // `upstream.host` is applied by the forwarding layer, with the
@@ -102,6 +135,7 @@ impl RawConfig {
                 trusted_headers,
                 host,
             },
+            enforcement,
         })
     }
 }
