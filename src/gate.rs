@@ -82,6 +82,13 @@ pub struct Held {
     door: Door,
 }
 
+impl Held {
+    /// The policy snapshot the request is judged by.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}
+
 /// What a request is known by as it arrives.
 pub struct Arrival<'c> {
     started: Instant,
@@ -128,7 +135,8 @@ pub enum Outcome {
     Allow(Hit<Resolved>),
     Refuse {
         refusal: Refusal,
-        token_id: Option<i64>,
+        /// The token the key belongs to, when there is one.
+        token: Option<Hit<Resolved>>,
         retry_after: Option<u64>,
     },
     /// Authorization denied it, but `server.enforcement = "report"`: to
@@ -136,7 +144,7 @@ pub enum Outcome {
     /// report what it would have answered.
     Reported {
         refusal: Refusal,
-        token_id: Option<i64>,
+        token: Option<Hit<Resolved>>,
     },
     /// Forwarding failed: the refusal answered, and the error's chain for
     /// the one log line.
@@ -153,20 +161,30 @@ impl Outcome {
     }
 
     /// Refused, with the token when there is one.
-    fn refuse_token(refusal: impl Into<Refusal>, token_id: Option<i64>) -> Self {
+    fn refuse_token(refusal: impl Into<Refusal>, token: Option<Hit<Resolved>>) -> Self {
         Outcome::Refuse {
             refusal: refusal.into(),
-            token_id,
+            token,
             retry_after: None,
         }
     }
 
     /// Over a rate limit; retry after `secs`.
-    fn rate_limited(token_id: Option<i64>, secs: u64) -> Self {
+    fn rate_limited(token: Option<Hit<Resolved>>, secs: u64) -> Self {
         Outcome::Refuse {
             refusal: Refusal::Denied(Denial::RateLimited),
-            token_id,
+            token,
             retry_after: Some(secs),
+        }
+    }
+
+    /// The token the request's key belongs to, when it was looked up and
+    /// found.
+    pub fn token(&self) -> Option<&Hit<Resolved>> {
+        match self {
+            Outcome::Allow(t) => Some(t),
+            Outcome::Refuse { token, .. } | Outcome::Reported { token, .. } => token.as_ref(),
+            Outcome::Pass | Outcome::Failed { .. } => None,
         }
     }
 
@@ -419,10 +437,9 @@ impl Gate {
     ) -> Outcome {
         let now = SystemTime::now();
         let record = found.as_deref().map(|r| &r.record);
-        let token_id = record.map(|r| r.id);
         let verdict = match verdict(cx, record, headers, body, now).await {
             Ok(v) => v,
-            Err(refusal) => return Outcome::refuse_token(refusal, token_id),
+            Err(refusal) => return Outcome::refuse_token(refusal, found),
         };
         let authenticated = matches!(
             verdict,
@@ -441,14 +458,14 @@ impl Gate {
             (Verdict::Allow, Some(r)) => self.token_limit(r).await,
             // `authz::decide` allows nothing without a record.
             (Verdict::Allow, None) => Outcome::refuse(Denial::InvalidCredentials),
-            (Verdict::Deny { denial, .. }, _) => {
+            (Verdict::Deny { denial, .. }, found) => {
                 if !authenticated {
                     self.limiter.note_failed_auth(cx.arrival.client).await;
                 }
-                Outcome::refuse_token(denial, token_id)
+                Outcome::refuse_token(denial, found)
             }
-            (Verdict::NeedGraphQlOperation, _) => {
-                Outcome::refuse_token(Denial::Forbidden, token_id)
+            (Verdict::NeedGraphQlOperation, found) => {
+                Outcome::refuse_token(Denial::Forbidden, found)
             }
         }
     }
@@ -467,7 +484,7 @@ impl Gate {
             .check_token(r.record.id, r.record.rate_limit.get())
             .await;
         match limit {
-            Some(retry) => Outcome::rate_limited(Some(r.record.id), retry),
+            Some(retry) => Outcome::rate_limited(Some(r), retry),
             None => Outcome::Allow(r),
         }
     }
@@ -487,9 +504,10 @@ impl Gate {
         };
         let elapsed = arrival.started.elapsed();
         let status_u = status.as_u16();
-        let (decision, token_id) = match outcome {
-            Outcome::Pass => (Decision::Pass, None),
-            Outcome::Reported { refusal, token_id } => {
+        let token_id = outcome.token().map(|t| t.record.id);
+        let decision = match outcome {
+            Outcome::Pass => Decision::Pass,
+            Outcome::Reported { refusal, .. } => {
                 self.metrics
                     .would_deny
                     .with_label_values(&[refusal.label()])
@@ -505,19 +523,17 @@ impl Gate {
                     request_id = arrival.request_id.to_str().unwrap_or("-"),
                     "report mode: forwarded without identity a request that enforcement would refuse"
                 );
-                (Decision::Pass, *token_id)
+                Decision::Pass
             }
-            Outcome::Allow(r) => (Decision::Allow, Some(r.record.id)),
-            Outcome::Refuse {
-                refusal, token_id, ..
-            } => (Decision::Deny(*refusal), *token_id),
+            Outcome::Allow(_) => Decision::Allow,
+            Outcome::Refuse { refusal, .. } => Decision::Deny(*refusal),
             Outcome::Failed { refusal, error } => {
                 self.metrics
                     .upstream_errors
                     .with_label_values(&[error.kind()])
                     .inc();
                 tracing::warn!(error = %crate::telemetry::Chain(error), request_id = %arrival.request_id.to_str().unwrap_or("-"), "upstream request failed");
-                (Decision::Deny(*refusal), None)
+                Decision::Deny(*refusal)
             }
         };
         let class = cx.map_or(RouteClass::Unprotected, |cx| cx.route.class);
@@ -556,10 +572,10 @@ fn enforce(mode: Enforcement, outcome: Outcome) -> Outcome {
             Enforcement::Report,
             Outcome::Refuse {
                 refusal: refusal @ Refusal::Denied(_),
-                token_id,
+                token,
                 ..
             },
-        ) => Outcome::Reported { refusal, token_id },
+        ) => Outcome::Reported { refusal, token },
         (_, outcome) => outcome,
     }
 }

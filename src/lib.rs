@@ -41,6 +41,7 @@
 //! | [`management`] | the management listener: Strapi-shaped token REST API and web page |
 //! | [`metrics`] | Prometheus families |
 //! | [`telemetry`] | `tracing` set-up, errors written with their causes |
+//! | [`explain`] | `authgate explain`: why a request is decided as it is, by the gate's own functions |
 //! | [`cli`] | the `authgate` command |
 //!
 //! The house rules (no `unsafe`, no `unwrap()` or `expect()` outside tests,
@@ -61,6 +62,7 @@ pub mod config;
 pub mod content_types;
 pub mod control;
 pub mod envelope;
+pub mod explain;
 pub mod forward;
 pub mod gate;
 pub mod graphql;

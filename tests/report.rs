@@ -11,7 +11,7 @@ use support::*;
 
 /// The running replica's metrics address, from its start line.
 fn metrics_url(replica: &Replica) -> String {
-    let log = replica.log.lock().unwrap();
+    let log = replica.log.lock().expect("log");
     let addr = log
         .iter()
         .find_map(|l| l.split("metrics=Some(").nth(1)?.split(')').next())
@@ -21,7 +21,7 @@ fn metrics_url(replica: &Replica) -> String {
 }
 
 async fn body_of(url: &str) -> String {
-    String::from_utf8(get(url, None).await.body.to_vec()).unwrap()
+    String::from_utf8(get(url, None).await.body.to_vec()).expect("text")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,10 +29,7 @@ async fn report_mode_forwards_denials_without_identity_and_counts_them() {
     let env = Env::new().await;
     let (content_id, content) = env.content_token("reader", "read-only", &[]);
     let enforcing = std::fs::read_to_string(&env.config_path).unwrap();
-    let reporting = enforcing.replace(
-        "[server]\n",
-        "[server]\nenforcement = \"report\"\n",
-    );
+    let reporting = enforcing.replace("[server]\n", "[server]\nenforcement = \"report\"\n");
     assert_ne!(enforcing, reporting);
     std::fs::write(&env.config_path, &reporting).unwrap();
     let replica = Replica::start(&env.config_path, &[]);
@@ -94,10 +91,14 @@ async fn report_mode_forwards_denials_without_identity_and_counts_them() {
     assert!(body_of(&format!("{metrics}/readyz"))
         .await
         .contains("report mode"));
-    assert!(replica.log.lock().unwrap().iter().any(|l| l
-        .contains("report mode: forwarded without identity")
-        && l.contains("would_status=401")
-        && l.contains("/admin/users")));
+    assert!(replica
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("report mode: forwarded without identity")
+            && l.contains("would_status=401")
+            && l.contains("/admin/users")));
 
     // Back to enforce by reload, no restart.
     std::fs::write(&env.config_path, &enforcing).unwrap();

@@ -13,10 +13,12 @@
 //! | `token.rs` | `token create`, `import`, `list`, `show`, `update`, `regenerate`, `delete` |
 //! | `user.rs`, `role.rs` | `user ...`, `role ...` |
 //! | `audit.rs` | `audit verify`, `list`, `prune` |
+//! | `explain.rs` | `explain METHOD TARGET`: how the gateway decides a request, and why |
 //! | `print.rs` | the text and JSON printers the command groups share |
 //! | `fanout.rs` | what a command changed, published to Redis for replicas that cannot LISTEN |
 
 mod audit;
+mod explain;
 mod fanout;
 mod print;
 mod role;
@@ -77,6 +79,9 @@ pub enum Command {
     /// Read and check the audit trail of management actions.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Say how the gateway decides a request, and why: route, readings,
+    /// token (never the key), decision.
+    Explain(explain::ExplainArgs),
 }
 
 /// A CLI failure: one line for stderr, exit status 1 (2 for [`CliError::Usage`]).
@@ -198,9 +203,11 @@ fn writes(cmd: &Command) -> Option<&'static str> {
             RoleCmd::Revoke { .. } => "role revoke",
             RoleCmd::List { .. } => return None,
         },
-        Command::Serve | Command::Migrate { .. } | Command::CheckConfig | Command::Audit(_) => {
-            return None
-        }
+        Command::Serve
+        | Command::Migrate { .. }
+        | Command::CheckConfig
+        | Command::Audit(_)
+        | Command::Explain(_) => return None,
     };
     Some(what)
 }
@@ -217,6 +224,9 @@ async fn admin_command(cfg: Config, cmd: Command) -> Result<(), CliError> {
     }
     if let Command::Migrate { .. } = cmd {
         return serve::migrate(&cfg).await;
+    }
+    if let Command::Explain(args) = cmd {
+        return explain::explain_command(&cfg, args).await;
     }
     // Each audit event is one log line on stderr (target authgate::audit),
     // as the server's are, for shipping to a SIEM; other lines only from
@@ -237,7 +247,9 @@ async fn admin_command(cfg: Config, cmd: Command) -> Result<(), CliError> {
         Command::User(u) => user::user_command(&store, &ctx, u).await,
         Command::Role(r) => role::role_command(&store, &ctx, r).await,
         Command::Audit(a) => audit::audit_command(&store, &cfg, &ctx, a).await,
-        Command::Serve | Command::Migrate { .. } | Command::CheckConfig => Ok(()),
+        Command::Serve | Command::Migrate { .. } | Command::CheckConfig | Command::Explain(_) => {
+            Ok(())
+        }
     };
     if let (Ok(()), Some(event)) = (&result, event) {
         fanout::publish(&cfg, event).await;

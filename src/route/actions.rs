@@ -202,10 +202,22 @@ impl PatternTable {
         method: &Method,
         segs: &[&str],
     ) -> Option<Matched<'t>> {
+        self.entry_for(method, segs).map(|e| e.answer(segs))
+    }
+
+    /// The most specific row matching the request.
+    fn entry_for(&self, method: &Method, segs: &[&str]) -> Option<&PatternEntry> {
         self.entries
             .iter()
             .find(|e| e.methods.contains(method) && e.matches(segs))
-            .map(|e| e.answer(segs))
+    }
+
+    /// The row (as written) that [`PatternTable::lookup`] answers from.
+    pub(super) fn row_for(&self, method: &Method, segs: &[&str]) -> Option<&str> {
+        if segs.len() > MAX_SEGMENTS {
+            return None;
+        }
+        self.entry_for(method, segs).map(|e| e.source.as_str())
     }
 
     /// Does some row, for any method, match this path?

@@ -37,7 +37,7 @@ mod table;
 pub use actions::{ActionSubject, Matched, PatternSpec, PatternTable};
 pub use methods::MethodSet;
 pub use normalise::{normalise, segment_is};
-pub use table::{ContentTypeSpec, RouteSpec, RouteTable, RuleSpec};
+pub use table::{ContentTypeSpec, MappedBy, Mapping, RouteSpec, RouteTable, RuleSpec};
 
 /// The three route classes of SPEC §2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -429,6 +429,92 @@ impl RouteTable {
     }
 }
 
+/// Where a route's class, token requirement and action come from, in the
+/// config's words: what `authgate explain` shows. The route itself is
+/// always [`RouteTable::classify`]'s; this names the table entries that
+/// gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping<'t> {
+    /// The prefix that gave the class (`/admin`, `/api`), if any.
+    pub prefix: Option<String>,
+    /// The `[[routes.rule]]` that decides whether a token is required.
+    pub rule: Option<String>,
+    /// Where the action comes from.
+    pub action: MappedBy<'t>,
+}
+
+/// The source of a route's action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MappedBy<'t> {
+    /// No action: the class alone decides.
+    Nothing,
+    /// A row of an action table (`[[admin_actions]]`, `[[content_api_actions]]`
+    /// or the built-in ones), as written.
+    Row(&'t str),
+    /// A content type's CRUD routes.
+    ContentType(&'t str),
+    /// The GraphQL endpoint: the operation decides.
+    GraphQl,
+}
+
+impl RouteTable {
+    /// Which entries of the table classify `path` as they do.
+    pub fn mapping(&self, method: &Method, path: &str) -> Mapping<'_> {
+        let route = self.classify(method, path);
+        let segs: Vec<&str> = segments(path).take(MAX_SEGMENTS + 1).collect();
+        let prefix = self
+            .prefixes
+            .iter()
+            .find(|p| has_prefix(&segs, &p.segs))
+            .map(|p| format!("/{}", p.segs.join("/")));
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| {
+                has_prefix(&segs, &r.segs)
+                    && (r.methods.contains(method)
+                        || (!MethodSet::is_standard(method) && r.auth_required))
+            })
+            .map(|r| {
+                let auth = if r.auth_required {
+                    "required"
+                } else {
+                    "optional"
+                };
+                format!(
+                    "[[routes.rule]] prefix = /{} (auth = {auth})",
+                    r.segs.join("/")
+                )
+            });
+        let table = match route.class {
+            RouteClass::Admin => Some(&self.admin_actions),
+            RouteClass::ContentApi => Some(&self.content_api_actions),
+            RouteClass::Unprotected => None,
+        };
+        let action = match (&route.action, table) {
+            (RouteAction::GraphQl, _) => MappedBy::GraphQl,
+            (RouteAction::None, _) | (_, None) => MappedBy::Nothing,
+            (_, Some(table)) => match table.row_for(method, &segs) {
+                Some(row) => MappedBy::Row(row),
+                None => route
+                    .action
+                    .name()
+                    .and_then(|a| {
+                        self.content_types
+                            .iter()
+                            .find(|ct| a.strip_prefix(&*ct.uid).is_some_and(|r| r.starts_with('.')))
+                    })
+                    .map_or(MappedBy::Nothing, |ct| MappedBy::ContentType(&ct.uid)),
+            },
+        };
+        Mapping {
+            prefix,
+            rule,
+            action,
+        }
+    }
+}
+
 /// Does the query carry a `_method` parameter (any case, its name
 /// percent-decoded as a query parser does)? Express's `method-override`
 /// with a query getter takes it for the request's method.
