@@ -34,14 +34,7 @@ CONFIG_SECTIONS = (
 PENDING = {
     "decision": "issue 28",
     "tracing": "issue 26",
-    "server.enforcement": "issue 26",
     "postgres.listen_url": "issue 27",
-    "redis.cluster": "issue 27",
-    "redis.sentinels": "issue 27",
-    "redis.sentinel_master": "issue 27",
-    "redis.sentinel_tls": "issue 27",
-    "redis.sentinel_password": "issue 27",
-    "redis.ca_file": "issue 27",
 }
 
 # The only renders that may hold PENDING keys: the chart's cases that turn
