@@ -1,0 +1,128 @@
+//! Table tests of the media-type reader.
+
+use super::*;
+
+#[test]
+fn media_types() {
+    let json = Ok(Kind::Json);
+    let rows: &[(&str, Result<Kind, Refusal>)] = &[
+        ("application/json", json.clone()),
+        ("Application/JSON; charset=UTF-8", json.clone()),
+        ("application/json;charset=\"utf-8\"", json.clone()),
+        ("  application/json  ", json.clone()),
+        ("application/json ; charset=utf8 ; q=1", json.clone()),
+        ("application/json-patch+json", json.clone()),
+        ("application/vnd.api+json", json.clone()),
+        ("application/csp-report", json.clone()),
+        ("application/scim+json", json.clone()),
+        ("application/graphql+json", json.clone()),
+        ("application/x-www-form-urlencoded", Ok(Kind::Form)),
+        (
+            "APPLICATION/X-WWW-FORM-URLENCODED; charset=utf-8",
+            Ok(Kind::Form),
+        ),
+        ("application/graphql", Ok(Kind::Document)),
+        (
+            "multipart/form-data; boundary=----x1",
+            Ok(Kind::Multipart {
+                boundary: "----x1".into(),
+            }),
+        ),
+        (
+            "Multipart/Form-Data; BOUNDARY=\"a b\"",
+            Ok(Kind::Multipart {
+                boundary: "a b".into(),
+            }),
+        ),
+        ("multipart/form-data", Err(Refusal::MalformedMediaType)),
+        (
+            "multipart/form-data; boundary=\"a \"",
+            Err(Refusal::MalformedMediaType),
+        ),
+        (
+            "multipart/form-data; boundary=a; boundary=b",
+            Err(Refusal::MalformedMediaType),
+        ),
+        (
+            "multipart/form-data; boundary=a*b",
+            Err(Refusal::MalformedMediaType),
+        ),
+        ("application/json; charset=utf-16le", Err(Refusal::Charset)),
+        (
+            "application/x-www-form-urlencoded; charset=iso-8859-1",
+            Err(Refusal::Charset),
+        ),
+        (
+            "application/graphql; charset=\"UTF-7\"",
+            Err(Refusal::Charset),
+        ),
+        (
+            "application/json; charset=utf-8; charset=utf-16",
+            Err(Refusal::MalformedMediaType),
+        ),
+        ("application/json;", Err(Refusal::MalformedMediaType)),
+        (
+            "application/json; charset = utf-8",
+            Err(Refusal::MalformedMediaType),
+        ),
+        (
+            "application/json; charset*=utf-8''x",
+            Err(Refusal::MalformedMediaType),
+        ),
+        (
+            "application/json; x=\"a\\\"b\"",
+            Err(Refusal::MalformedMediaType),
+        ),
+        (
+            "application/json, application/x-www-form-urlencoded",
+            Err(Refusal::MalformedMediaType),
+        ),
+        ("application /json", Err(Refusal::MalformedMediaType)),
+        ("application", Err(Refusal::MalformedMediaType)),
+        ("", Err(Refusal::MalformedMediaType)),
+        ("text/plain", Err(Refusal::UnknownMediaType)),
+        ("text/json", Err(Refusal::UnknownMediaType)),
+        ("application/xml", Err(Refusal::UnknownMediaType)),
+        ("application/jsonx", Err(Refusal::UnknownMediaType)),
+        (
+            "multipart/mixed; boundary=a",
+            Err(Refusal::UnknownMediaType),
+        ),
+    ];
+    for (value, want) in rows {
+        assert_eq!(&kind(value.as_bytes()), want, "{value}");
+    }
+    assert_eq!(
+        kind(b"application/json; charset=\xc3\xa9"),
+        Err(Refusal::MalformedMediaType)
+    );
+}
+
+#[test]
+fn headers() {
+    let mut h = HeaderMap::new();
+    assert_eq!(content_type(&h), Ok(None));
+    assert_eq!(identity_coding(&h), Ok(()));
+    h.append(CONTENT_TYPE, "application/json".parse().unwrap());
+    assert_eq!(content_type(&h), Ok(Some(&b"application/json"[..])));
+    h.append(CONTENT_TYPE, "application/json".parse().unwrap());
+    assert_eq!(content_type(&h), Err(Refusal::SeveralContentTypes));
+    for ok in ["identity", "IDENTITY", "", " identity , identity"] {
+        let mut h = HeaderMap::new();
+        h.append(CONTENT_ENCODING, ok.parse().unwrap());
+        assert_eq!(identity_coding(&h), Ok(()), "{ok}");
+    }
+    for coded in ["gzip", "identity, gzip", "deflate", "br", "x-gzip"] {
+        let mut h = HeaderMap::new();
+        h.append(CONTENT_ENCODING, coded.parse().unwrap());
+        assert_eq!(
+            identity_coding(&h),
+            Err(Refusal::ContentEncoding),
+            "{coded}"
+        );
+    }
+    let mut h = HeaderMap::new();
+    h.append(CONTENT_ENCODING, "identity".parse().unwrap());
+    h.append(CONTENT_ENCODING, "gzip".parse().unwrap());
+    assert_eq!(identity_coding(&h), Err(Refusal::ContentEncoding));
+}
