@@ -13,7 +13,7 @@
 //! is a query ([`document`]); a request that a reader could take in a way
 //! the gateway cannot see (an unknown or absent media type on a body, a
 //! content coding, a charset other than UTF-8, a body that does not parse,
-//! an execution with no visible document) is a [`Refusal`].
+//! an execution with no visible document) is [`Unjudgeable`].
 //!
 //! The readings live in one module each: `media` (`Content-Type`,
 //! `Content-Encoding`), `json`, `form` (also the URL query string),
@@ -68,7 +68,7 @@ impl std::fmt::Display for Reading {
 /// execute something the gateway cannot see. For a read-only token this is
 /// a refusal, like a mutation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub enum Unjudgeable {
     #[error("more than one Content-Type header")]
     SeveralContentTypes,
     #[error("a body without a Content-Type")]
@@ -89,19 +89,19 @@ pub enum Refusal {
     Empty,
 }
 
-impl Refusal {
+impl Unjudgeable {
     /// A bounded label for logs.
     pub fn label(self) -> &'static str {
         match self {
-            Refusal::SeveralContentTypes => "several_content_types",
-            Refusal::NoMediaType => "no_media_type",
-            Refusal::MalformedMediaType => "malformed_media_type",
-            Refusal::UnknownMediaType => "unknown_media_type",
-            Refusal::Charset => "charset",
-            Refusal::ContentEncoding => "content_encoding",
-            Refusal::Unreadable(_) => "unreadable",
-            Refusal::NoDocument(_) => "no_document",
-            Refusal::Empty => "empty",
+            Unjudgeable::SeveralContentTypes => "several_content_types",
+            Unjudgeable::NoMediaType => "no_media_type",
+            Unjudgeable::MalformedMediaType => "malformed_media_type",
+            Unjudgeable::UnknownMediaType => "unknown_media_type",
+            Unjudgeable::Charset => "charset",
+            Unjudgeable::ContentEncoding => "content_encoding",
+            Unjudgeable::Unreadable(_) => "unreadable",
+            Unjudgeable::NoDocument(_) => "no_document",
+            Unjudgeable::Empty => "empty",
         }
     }
 }
@@ -120,7 +120,7 @@ pub fn judge(
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
-) -> Result<GraphQlOperation, Refusal> {
+) -> Result<GraphQlOperation, Unjudgeable> {
     media::identity_coding(headers)?;
     let content_type = media::content_type(headers)?;
     let mut seen = Seen::default();
@@ -128,36 +128,36 @@ pub fn judge(
         seen.add(d)
     })?;
     if in_url == 0 && (method == Method::GET || method == Method::HEAD) {
-        return Err(Refusal::NoDocument(Reading::QueryString));
+        return Err(Unjudgeable::NoDocument(Reading::QueryString));
     }
     if !body.is_empty() {
-        let kind = media::kind(content_type.ok_or(Refusal::NoMediaType)?)?;
+        let kind = media::kind(content_type.ok_or(Unjudgeable::NoMediaType)?)?;
         read_body(&kind, body, &mut seen)?;
     }
     seen.verdict()
 }
 
 /// Add every document of a non-empty body, read as `kind`.
-fn read_body(kind: &media::Kind, body: &[u8], seen: &mut Seen) -> Result<(), Refusal> {
+fn read_body(kind: &media::Kind, body: &[u8], seen: &mut Seen) -> Result<(), Unjudgeable> {
     match kind {
         media::Kind::Json => json_slots(body, Reading::Json, seen),
         media::Kind::Form => {
             if form::queries(body, Reading::Form, |d| seen.add(d))? == 0 {
-                return Err(Refusal::NoDocument(Reading::Form));
+                return Err(Unjudgeable::NoDocument(Reading::Form));
             }
             Ok(())
         }
         media::Kind::Document => {
-            let doc =
-                std::str::from_utf8(body).map_err(|_| Refusal::Unreadable(Reading::Document))?;
+            let doc = std::str::from_utf8(body)
+                .map_err(|_| Unjudgeable::Unreadable(Reading::Document))?;
             seen.add(doc);
             Ok(())
         }
         media::Kind::Multipart { boundary } => {
-            let unreadable = Refusal::Unreadable(Reading::Multipart);
+            let unreadable = Unjudgeable::Unreadable(Reading::Multipart);
             let fields = multipart::fields(body, boundary).ok_or(unreadable)?;
             if fields.operations.is_empty() && fields.queries.is_empty() {
-                return Err(Refusal::NoDocument(Reading::Multipart));
+                return Err(Unjudgeable::NoDocument(Reading::Multipart));
             }
             for ops in fields.operations {
                 json_slots(ops, Reading::Multipart, seen)?;
@@ -172,14 +172,14 @@ fn read_body(kind: &media::Kind, body: &[u8], seen: &mut Seen) -> Result<(), Ref
 
 /// Add the documents of a JSON request object or batch; every execution
 /// must show its document.
-fn json_slots(body: &[u8], reading: Reading, seen: &mut Seen) -> Result<(), Refusal> {
-    let slots = json::slots(body).ok_or(Refusal::Unreadable(reading))?;
+fn json_slots(body: &[u8], reading: Reading, seen: &mut Seen) -> Result<(), Unjudgeable> {
+    let slots = json::slots(body).ok_or(Unjudgeable::Unreadable(reading))?;
     if slots.is_empty() {
-        return Err(Refusal::NoDocument(reading));
+        return Err(Unjudgeable::NoDocument(reading));
     }
     for slot in slots {
         if slot.hidden || slot.queries.is_empty() {
-            return Err(Refusal::NoDocument(reading));
+            return Err(Unjudgeable::NoDocument(reading));
         }
         for q in &slot.queries {
             seen.add(q);
@@ -203,9 +203,9 @@ impl Seen {
         }
     }
 
-    fn verdict(&self) -> Result<GraphQlOperation, Refusal> {
+    fn verdict(&self) -> Result<GraphQlOperation, Unjudgeable> {
         match (self.any, self.other) {
-            (false, _) => Err(Refusal::Empty),
+            (false, _) => Err(Unjudgeable::Empty),
             (true, false) => Ok(GraphQlOperation::Query),
             (true, true) => Ok(GraphQlOperation::Other),
         }

@@ -27,7 +27,7 @@
 mod reference;
 
 use authgate::authz::GraphQlOperation::{self, Other, Query};
-use authgate::graphql::{judge, Refusal};
+use authgate::graphql::{judge, Unjudgeable};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method};
 use proptest::prelude::*;
@@ -56,7 +56,7 @@ fn is_write(doc: &str) -> bool {
     WRITES.contains(&doc)
 }
 
-fn judged(r: &Req) -> Result<GraphQlOperation, Refusal> {
+fn judged(r: &Req) -> Result<GraphQlOperation, Unjudgeable> {
     let mut headers = HeaderMap::new();
     for t in &r.content_types {
         headers.append(CONTENT_TYPE, t.parse().unwrap());
@@ -445,7 +445,7 @@ fn the_issues_request() {
 
     let write = pct(WRITES[1], true);
     let smuggled = format!(r#"{{"query":"{{ articles {{ title }} }}","x":"&query={write}&y="}}"#);
-    let rows: &[(&str, Option<&str>, Result<GraphQlOperation, Refusal>)] = &[
+    let rows: &[(&str, Option<&str>, Result<GraphQlOperation, Unjudgeable>)] = &[
         ("POST", Some(form), Ok(Other)),
         (
             "POST",
@@ -455,17 +455,23 @@ fn the_issues_request() {
         ("PUT", Some(form), Ok(Other)),
         // As JSON, every reader runs the query only.
         ("POST", Some("application/json"), Ok(Query)),
-        ("POST", None, Err(Refusal::NoMediaType)),
-        ("POST", Some("text/plain"), Err(Refusal::UnknownMediaType)),
+        ("POST", None, Err(Unjudgeable::NoMediaType)),
+        (
+            "POST",
+            Some("text/plain"),
+            Err(Unjudgeable::UnknownMediaType),
+        ),
         (
             "POST",
             Some("application/x-www-form-urlencoded; charset=utf-16le"),
-            Err(Refusal::Charset),
+            Err(Unjudgeable::Charset),
         ),
         (
             "GET",
             Some(form),
-            Err(Refusal::NoDocument(authgate::graphql::Reading::QueryString)),
+            Err(Unjudgeable::NoDocument(
+                authgate::graphql::Reading::QueryString,
+            )),
         ),
     ];
     for (method, t, want) in rows {

@@ -15,7 +15,7 @@
 //! A candidate value must decode cleanly (valid `%XX`, UTF-8), else the
 //! request is refused: readers disagree on what a bad escape means.
 
-use super::{Reading, Refusal};
+use super::{Reading, Unjudgeable};
 
 /// Call `each` with every value some reader could take as `query` in
 /// `input`; the number of them.
@@ -23,7 +23,7 @@ pub fn queries(
     input: &[u8],
     reading: Reading,
     mut each: impl FnMut(&str),
-) -> Result<usize, Refusal> {
+) -> Result<usize, Unjudgeable> {
     let mut found = 0;
     for part in input.split(|b| *b == b'&') {
         found += pairs(part, reading, &mut each)?;
@@ -37,7 +37,7 @@ pub fn queries(
 }
 
 /// The `query` candidates of one `key=value` part, split both ways.
-fn pairs(part: &[u8], reading: Reading, each: &mut impl FnMut(&str)) -> Result<usize, Refusal> {
+fn pairs(part: &[u8], reading: Reading, each: &mut impl FnMut(&str)) -> Result<usize, Unjudgeable> {
     let first = part.iter().position(|b| *b == b'=');
     let qs = qs_split(part);
     let mut found = 0;
@@ -50,7 +50,7 @@ fn pairs(part: &[u8], reading: Reading, each: &mut impl FnMut(&str)) -> Result<u
             None => (part, &b""[..]),
         };
         if names_query(key) {
-            let doc = decode_strict(value).ok_or(Refusal::Unreadable(reading))?;
+            let doc = decode_strict(value).ok_or(Unjudgeable::Unreadable(reading))?;
             each(&doc);
             found += 1;
         }
@@ -199,7 +199,7 @@ fn hex_pair(h: Option<&[u8]>) -> Option<u8> {
 mod tests {
     use super::*;
 
-    fn all(input: &str) -> Result<Vec<String>, Refusal> {
+    fn all(input: &str) -> Result<Vec<String>, Unjudgeable> {
         let mut v = Vec::new();
         queries(input.as_bytes(), Reading::Form, |d| v.push(d.to_owned()))?;
         Ok(v)
@@ -239,9 +239,15 @@ mod tests {
 
     #[test]
     fn a_candidate_must_decode() {
-        assert_eq!(all("query=%zz"), Err(Refusal::Unreadable(Reading::Form)));
-        assert_eq!(all("query=%ff"), Err(Refusal::Unreadable(Reading::Form)));
-        assert_eq!(all("query=%7"), Err(Refusal::Unreadable(Reading::Form)));
+        assert_eq!(
+            all("query=%zz"),
+            Err(Unjudgeable::Unreadable(Reading::Form))
+        );
+        assert_eq!(
+            all("query=%ff"),
+            Err(Unjudgeable::Unreadable(Reading::Form))
+        );
+        assert_eq!(all("query=%7"), Err(Unjudgeable::Unreadable(Reading::Form)));
         // Only candidates: a bad escape elsewhere is the CMS's business.
         assert_eq!(all("x=%zz&query=a"), Ok(vec!["a".to_owned()]));
         // A key that does not decode stays as it is: not `query`.

@@ -6,14 +6,14 @@
 //! `application/graphql`), inflates a `Content-Encoding` the gateway does
 //! not, and some decode a `charset` other than UTF-8. So a body is read
 //! only when its media type is one of those, written so that every parser
-//! reads the same type, parameters and charset from it; anything else is a
-//! [`Refusal`]. Matching ignores ASCII case; parameters other than `charset`
-//! and `boundary` are ignored.
+//! reads the same type, parameters and charset from it; anything else is
+//! [`Unjudgeable`]. Matching ignores ASCII case; parameters other than
+//! `charset` and `boundary` are ignored.
 
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::HeaderMap;
 
-use super::Refusal;
+use super::Unjudgeable;
 
 /// How a body of the declared media type is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +34,11 @@ pub enum Kind {
 
 /// The one `Content-Type` of the request, if any. Several are refused: Node
 /// keeps the first, other stacks the last or a comma-joined list.
-pub fn content_type(headers: &HeaderMap) -> Result<Option<&[u8]>, Refusal> {
+pub fn content_type(headers: &HeaderMap) -> Result<Option<&[u8]>, Unjudgeable> {
     let mut values = headers.get_all(CONTENT_TYPE).iter();
     let first = values.next();
     if values.next().is_some() {
-        return Err(Refusal::SeveralContentTypes);
+        return Err(Unjudgeable::SeveralContentTypes);
     }
     Ok(first.map(|v| v.as_bytes()))
 }
@@ -46,7 +46,7 @@ pub fn content_type(headers: &HeaderMap) -> Result<Option<&[u8]>, Refusal> {
 /// Refuse any content coding but `identity`: the body parsers of Koa and
 /// Express inflate `gzip`, `deflate` (and `br`) before reading, so the
 /// bytes the gateway holds are not what they read.
-pub fn identity_coding(headers: &HeaderMap) -> Result<(), Refusal> {
+pub fn identity_coding(headers: &HeaderMap) -> Result<(), Unjudgeable> {
     for value in headers.get_all(CONTENT_ENCODING) {
         let coded = value
             .as_bytes()
@@ -54,15 +54,15 @@ pub fn identity_coding(headers: &HeaderMap) -> Result<(), Refusal> {
             .map(trim_ows)
             .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"));
         if coded {
-            return Err(Refusal::ContentEncoding);
+            return Err(Unjudgeable::ContentEncoding);
         }
     }
     Ok(())
 }
 
 /// Read a `Content-Type` value.
-pub fn kind(value: &[u8]) -> Result<Kind, Refusal> {
-    let value = ascii(value).ok_or(Refusal::MalformedMediaType)?;
+pub fn kind(value: &[u8]) -> Result<Kind, Unjudgeable> {
+    let value = ascii(value).ok_or(Unjudgeable::MalformedMediaType)?;
     let (essence, params) = match value.find(';') {
         Some(i) => (&value[..i], &value[i..]),
         None => (value, ""),
@@ -70,7 +70,7 @@ pub fn kind(value: &[u8]) -> Result<Kind, Refusal> {
     let (ty, sub) = trim_ows_str(essence)
         .split_once('/')
         .filter(|(t, s)| is_token(t) && is_token(s))
-        .ok_or(Refusal::MalformedMediaType)?;
+        .ok_or(Unjudgeable::MalformedMediaType)?;
     let params = Params::parse(params)?;
     params.utf8()?;
     let ty = ty.to_ascii_lowercase();
@@ -84,12 +84,12 @@ pub fn kind(value: &[u8]) -> Result<Kind, Refusal> {
             let boundary = params
                 .get("boundary")
                 .filter(|b| is_boundary(b))
-                .ok_or(Refusal::MalformedMediaType)?;
+                .ok_or(Unjudgeable::MalformedMediaType)?;
             Ok(Kind::Multipart {
                 boundary: boundary.to_owned(),
             })
         }
-        _ => Err(Refusal::UnknownMediaType),
+        _ => Err(Unjudgeable::UnknownMediaType),
     }
 }
 
@@ -106,8 +106,8 @@ pub struct Params<'a> {
 
 impl<'a> Params<'a> {
     /// Parse `params`, which is empty or starts with `;`.
-    pub fn parse(params: &'a str) -> Result<Self, Refusal> {
-        let bad = Refusal::MalformedMediaType;
+    pub fn parse(params: &'a str) -> Result<Self, Unjudgeable> {
+        let bad = Unjudgeable::MalformedMediaType;
         let mut out = Params::default();
         let mut rest = params;
         while !rest.is_empty() {
@@ -155,10 +155,10 @@ impl<'a> Params<'a> {
     /// decode the body (or the field) with it, koa-bodyparser always as
     /// UTF-8, so `utf-16le` bytes are one document to one and another to
     /// the other.
-    pub fn utf8(&self) -> Result<(), Refusal> {
+    pub fn utf8(&self) -> Result<(), Unjudgeable> {
         match self.get("charset") {
             Some(c) if !c.eq_ignore_ascii_case("utf-8") && !c.eq_ignore_ascii_case("utf8") => {
-                Err(Refusal::Charset)
+                Err(Unjudgeable::Charset)
             }
             _ => Ok(()),
         }

@@ -14,7 +14,7 @@ fn judged(
     content_types: &[&str],
     query: Option<&str>,
     body: &str,
-) -> Result<GraphQlOperation, Refusal> {
+) -> Result<GraphQlOperation, Unjudgeable> {
     let mut headers = HeaderMap::new();
     for t in content_types {
         headers.append(CONTENT_TYPE, t.parse().unwrap());
@@ -22,7 +22,7 @@ fn judged(
     judge(&method.parse().unwrap(), &headers, query, body.as_bytes())
 }
 
-fn post(content_type: &str, body: &str) -> Result<GraphQlOperation, Refusal> {
+fn post(content_type: &str, body: &str) -> Result<GraphQlOperation, Unjudgeable> {
     judged("POST", &[content_type], None, body)
 }
 
@@ -50,19 +50,22 @@ fn the_issues_request_and_its_neighbours() {
     assert_eq!(post(JSON, real), Ok(Query));
     assert_eq!(post("application/vnd.api+json", real), Ok(Query));
     // Types no reader here takes, or none at all: refused.
-    assert_eq!(judged("POST", &[], None, real), Err(Refusal::NoMediaType));
-    assert_eq!(post("text/plain", real), Err(Refusal::UnknownMediaType));
+    assert_eq!(
+        judged("POST", &[], None, real),
+        Err(Unjudgeable::NoMediaType)
+    );
+    assert_eq!(post("text/plain", real), Err(Unjudgeable::UnknownMediaType));
     assert_eq!(
         post("application/x-www-form-urlencoded, application/json", real),
-        Err(Refusal::MalformedMediaType)
+        Err(Unjudgeable::MalformedMediaType)
     );
     assert_eq!(
         judged("POST", &[JSON, FORM], None, real),
-        Err(Refusal::SeveralContentTypes)
+        Err(Unjudgeable::SeveralContentTypes)
     );
     assert_eq!(
         post("application/x-www-form-urlencoded; charset=utf-16le", real),
-        Err(Refusal::Charset)
+        Err(Unjudgeable::Charset)
     );
     // The mutation hidden under the other key readings of qs.
     for key in [
@@ -94,17 +97,17 @@ fn the_issues_request_and_its_neighbours() {
     );
     assert_eq!(
         post(FORM, "variables=%7B%7D"),
-        Err(Refusal::NoDocument(Reading::Form))
+        Err(Unjudgeable::NoDocument(Reading::Form))
     );
     assert_eq!(
         post(FORM, "query=%7Ba%7D%zz"),
-        Err(Refusal::Unreadable(Reading::Form))
+        Err(Unjudgeable::Unreadable(Reading::Form))
     );
 }
 
 #[test]
 fn json_bodies() {
-    let rows: &[(&str, Result<GraphQlOperation, Refusal>)] = &[
+    let rows: &[(&str, Result<GraphQlOperation, Unjudgeable>)] = &[
         (r#"{"query":"{ a }"}"#, Ok(Query)),
         (
             r#"{"query":"query Q { a }","operationName":"Q"}"#,
@@ -128,20 +131,23 @@ fn json_bodies() {
         ),
         (
             r#"[{"query":"{ a }"},{"extensions":{}}]"#,
-            Err(Refusal::NoDocument(Reading::Json)),
+            Err(Unjudgeable::NoDocument(Reading::Json)),
         ),
         (
             r#"{"extensions":{"persistedQuery":{"sha256Hash":"x"}}}"#,
-            Err(Refusal::NoDocument(Reading::Json)),
+            Err(Unjudgeable::NoDocument(Reading::Json)),
         ),
-        (r#"{"query":null}"#, Err(Refusal::NoDocument(Reading::Json))),
+        (
+            r#"{"query":null}"#,
+            Err(Unjudgeable::NoDocument(Reading::Json)),
+        ),
         (
             r#"{"query":"{ a }","query":null}"#,
-            Err(Refusal::NoDocument(Reading::Json)),
+            Err(Unjudgeable::NoDocument(Reading::Json)),
         ),
-        ("[]", Err(Refusal::NoDocument(Reading::Json))),
-        ("not json", Err(Refusal::Unreadable(Reading::Json))),
-        ("[1]", Err(Refusal::Unreadable(Reading::Json))),
+        ("[]", Err(Unjudgeable::NoDocument(Reading::Json))),
+        ("not json", Err(Unjudgeable::Unreadable(Reading::Json))),
+        ("[1]", Err(Unjudgeable::Unreadable(Reading::Json))),
     ];
     for (body, want) in rows {
         assert_eq!(&post(JSON, body), want, "{body}");
@@ -160,9 +166,12 @@ fn query_strings() {
     );
     assert_eq!(
         get(Some("extensions=%7B%7D")),
-        Err(Refusal::NoDocument(Reading::QueryString))
+        Err(Unjudgeable::NoDocument(Reading::QueryString))
     );
-    assert_eq!(get(None), Err(Refusal::NoDocument(Reading::QueryString)));
+    assert_eq!(
+        get(None),
+        Err(Unjudgeable::NoDocument(Reading::QueryString))
+    );
     assert_eq!(judged("HEAD", &[], Some("query=%7Ba%7D"), ""), Ok(Query));
     // A type on an empty body is read by no parser.
     assert_eq!(
@@ -181,7 +190,7 @@ fn query_strings() {
     );
     assert_eq!(
         judged("GET", &[], Some("query=%7Ba%7D"), "x"),
-        Err(Refusal::NoMediaType)
+        Err(Unjudgeable::NoMediaType)
     );
     // POST: express-graphql takes `query` from the URL before the body's.
     let q = r#"{"query":"{ a }"}"#;
@@ -191,7 +200,7 @@ fn query_strings() {
     );
     assert_eq!(judged("POST", &[JSON], Some("locale=en"), q), Ok(Query));
     assert_eq!(judged("POST", &[], Some("query=%7Ba%7D"), ""), Ok(Query));
-    assert_eq!(judged("POST", &[], None, ""), Err(Refusal::Empty));
+    assert_eq!(judged("POST", &[], None, ""), Err(Unjudgeable::Empty));
     assert_eq!(
         judged("PUT", &[JSON], None, r#"{"query":"mutation { a }"}"#),
         Ok(Other)
@@ -211,7 +220,7 @@ fn other_media_types() {
             None,
             b"{ a(x: \"\xff\") }"
         ),
-        Err(Refusal::Unreadable(Reading::Document))
+        Err(Unjudgeable::Unreadable(Reading::Document))
     );
     let multipart = "multipart/form-data; boundary=b0";
     let ops = |ops: &str| {
@@ -234,18 +243,18 @@ fn other_media_types() {
     );
     assert_eq!(
         post(multipart, &ops("{}")),
-        Err(Refusal::NoDocument(Reading::Multipart))
+        Err(Unjudgeable::NoDocument(Reading::Multipart))
     );
     assert_eq!(
         post(multipart, &ops("{")),
-        Err(Refusal::Unreadable(Reading::Multipart))
+        Err(Unjudgeable::Unreadable(Reading::Multipart))
     );
     assert_eq!(
         post(
             multipart,
             &ops(r#"{"query":"{ a }"}"#).replace("\r\n", "\n")
         ),
-        Err(Refusal::Unreadable(Reading::Multipart))
+        Err(Unjudgeable::Unreadable(Reading::Multipart))
     );
     let with_query = ops(r#"{"query":"{ a }"}"#).replace(
         "--b0--",
@@ -254,11 +263,11 @@ fn other_media_types() {
     assert_eq!(post(multipart, &with_query), Ok(Other));
     assert_eq!(
         post(multipart, "--b0--"),
-        Err(Refusal::NoDocument(Reading::Multipart))
+        Err(Unjudgeable::NoDocument(Reading::Multipart))
     );
     assert_eq!(
         post("multipart/form-data", &ops("{}")),
-        Err(Refusal::MalformedMediaType)
+        Err(Unjudgeable::MalformedMediaType)
     );
 }
 
@@ -270,7 +279,7 @@ fn codings() {
         h.append(CONTENT_ENCODING, coding.parse().unwrap());
         assert_eq!(
             judge(&Method::POST, &h, None, br#"{"query":"{ a }"}"#),
-            Err(Refusal::ContentEncoding),
+            Err(Unjudgeable::ContentEncoding),
             "{coding}"
         );
     }

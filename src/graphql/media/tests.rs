@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn media_types() {
     let json = Ok(Kind::Json);
-    let rows: &[(&str, Result<Kind, Refusal>)] = &[
+    let rows: &[(&str, Result<Kind, Unjudgeable>)] = &[
         ("application/json", json.clone()),
         ("Application/JSON; charset=UTF-8", json.clone()),
         ("application/json;charset=\"utf-8\"", json.clone()),
@@ -34,59 +34,62 @@ fn media_types() {
                 boundary: "a b".into(),
             }),
         ),
-        ("multipart/form-data", Err(Refusal::MalformedMediaType)),
+        ("multipart/form-data", Err(Unjudgeable::MalformedMediaType)),
         (
             "multipart/form-data; boundary=\"a \"",
-            Err(Refusal::MalformedMediaType),
+            Err(Unjudgeable::MalformedMediaType),
         ),
         (
             "multipart/form-data; boundary=a; boundary=b",
-            Err(Refusal::MalformedMediaType),
+            Err(Unjudgeable::MalformedMediaType),
         ),
         (
             "multipart/form-data; boundary=a*b",
-            Err(Refusal::MalformedMediaType),
+            Err(Unjudgeable::MalformedMediaType),
         ),
-        ("application/json; charset=utf-16le", Err(Refusal::Charset)),
+        (
+            "application/json; charset=utf-16le",
+            Err(Unjudgeable::Charset),
+        ),
         (
             "application/x-www-form-urlencoded; charset=iso-8859-1",
-            Err(Refusal::Charset),
+            Err(Unjudgeable::Charset),
         ),
         (
             "application/graphql; charset=\"UTF-7\"",
-            Err(Refusal::Charset),
+            Err(Unjudgeable::Charset),
         ),
         (
             "application/json; charset=utf-8; charset=utf-16",
-            Err(Refusal::MalformedMediaType),
+            Err(Unjudgeable::MalformedMediaType),
         ),
-        ("application/json;", Err(Refusal::MalformedMediaType)),
+        ("application/json;", Err(Unjudgeable::MalformedMediaType)),
         (
             "application/json; charset = utf-8",
-            Err(Refusal::MalformedMediaType),
+            Err(Unjudgeable::MalformedMediaType),
         ),
         (
             "application/json; charset*=utf-8''x",
-            Err(Refusal::MalformedMediaType),
+            Err(Unjudgeable::MalformedMediaType),
         ),
         (
             "application/json; x=\"a\\\"b\"",
-            Err(Refusal::MalformedMediaType),
+            Err(Unjudgeable::MalformedMediaType),
         ),
         (
             "application/json, application/x-www-form-urlencoded",
-            Err(Refusal::MalformedMediaType),
+            Err(Unjudgeable::MalformedMediaType),
         ),
-        ("application /json", Err(Refusal::MalformedMediaType)),
-        ("application", Err(Refusal::MalformedMediaType)),
-        ("", Err(Refusal::MalformedMediaType)),
-        ("text/plain", Err(Refusal::UnknownMediaType)),
-        ("text/json", Err(Refusal::UnknownMediaType)),
-        ("application/xml", Err(Refusal::UnknownMediaType)),
-        ("application/jsonx", Err(Refusal::UnknownMediaType)),
+        ("application /json", Err(Unjudgeable::MalformedMediaType)),
+        ("application", Err(Unjudgeable::MalformedMediaType)),
+        ("", Err(Unjudgeable::MalformedMediaType)),
+        ("text/plain", Err(Unjudgeable::UnknownMediaType)),
+        ("text/json", Err(Unjudgeable::UnknownMediaType)),
+        ("application/xml", Err(Unjudgeable::UnknownMediaType)),
+        ("application/jsonx", Err(Unjudgeable::UnknownMediaType)),
         (
             "multipart/mixed; boundary=a",
-            Err(Refusal::UnknownMediaType),
+            Err(Unjudgeable::UnknownMediaType),
         ),
     ];
     for (value, want) in rows {
@@ -94,7 +97,7 @@ fn media_types() {
     }
     assert_eq!(
         kind(b"application/json; charset=\xc3\xa9"),
-        Err(Refusal::MalformedMediaType)
+        Err(Unjudgeable::MalformedMediaType)
     );
 }
 
@@ -106,7 +109,7 @@ fn headers() {
     h.append(CONTENT_TYPE, "application/json".parse().unwrap());
     assert_eq!(content_type(&h), Ok(Some(&b"application/json"[..])));
     h.append(CONTENT_TYPE, "application/json".parse().unwrap());
-    assert_eq!(content_type(&h), Err(Refusal::SeveralContentTypes));
+    assert_eq!(content_type(&h), Err(Unjudgeable::SeveralContentTypes));
     for ok in ["identity", "IDENTITY", "", " identity , identity"] {
         let mut h = HeaderMap::new();
         h.append(CONTENT_ENCODING, ok.parse().unwrap());
@@ -117,12 +120,12 @@ fn headers() {
         h.append(CONTENT_ENCODING, coded.parse().unwrap());
         assert_eq!(
             identity_coding(&h),
-            Err(Refusal::ContentEncoding),
+            Err(Unjudgeable::ContentEncoding),
             "{coded}"
         );
     }
     let mut h = HeaderMap::new();
     h.append(CONTENT_ENCODING, "identity".parse().unwrap());
     h.append(CONTENT_ENCODING, "gzip".parse().unwrap());
-    assert_eq!(identity_coding(&h), Err(Refusal::ContentEncoding));
+    assert_eq!(identity_coding(&h), Err(Unjudgeable::ContentEncoding));
 }
