@@ -348,7 +348,7 @@ pub fn decide(
                     }
                 }
                 RouteAction::Refused => refuse(Denial::PolicyFailed),
-                RouteAction::None | RouteAction::ContentApi(_) | RouteAction::GraphQl => {
+                RouteAction::None | RouteAction::ContentApi(_) | RouteAction::GraphQl { .. } => {
                     Verdict::Allow
                 }
             }
@@ -361,7 +361,7 @@ pub fn decide(
                 (ContentApiType::ReadOnly, RouteAction::ContentApi(a)) if is_read_action(a) => {
                     Verdict::Allow
                 }
-                (ContentApiType::ReadOnly, RouteAction::GraphQl) => match graphql {
+                (ContentApiType::ReadOnly, RouteAction::GraphQl { .. }) => match graphql {
                     None => Verdict::NeedGraphQlOperation,
                     Some(GraphQlOperation::Query) => Verdict::Allow,
                     Some(GraphQlOperation::Other) => refuse(Denial::Forbidden),
@@ -371,8 +371,11 @@ pub fn decide(
                 {
                     Verdict::Allow
                 }
-                (ContentApiType::Custom, RouteAction::GraphQl)
-                    if t.permissions.iter_actions().any(|a| a.ends_with(".find")) =>
+                // GraphQL maps to no one action: a custom token needs the
+                // `find` of a configured content type (what Strapi's GraphQL
+                // reads), never a plugin's or an unknown type's.
+                (ContentApiType::Custom, RouteAction::GraphQl { finds })
+                    if finds.iter().any(|f| t.permissions.contains_action(f)) =>
                 {
                     Verdict::Allow
                 }

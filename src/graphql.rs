@@ -1,218 +1,238 @@
 //! Which GraphQL operations a request carries, for read-only tokens.
 //!
-//! A read-only token may run `query` operations only. The gateway does not
-//! parse GraphQL fully; it finds the top-level definitions of the document
-//! (skipping strings, block strings, comments and anything nested in braces
-//! or parentheses) and answers [`GraphQlOperation::Query`] only when every
-//! operation is a query (`query ...` or the `{ ... }` shorthand). Anything
-//! else, including a document it cannot read, is `Other`: fail closed.
+//! A read-only token may run queries only, so the gateway must know what
+//! the CMS will execute. It cannot know which reader the CMS uses: Strapi's
+//! GraphQL route parses bodies with koa-bodyparser at its defaults (JSON and
+//! urlencoded forms, by `Content-Type`) and multipart with graphql-upload,
+//! and Apollo Server then takes `body.query` from whatever was parsed; other
+//! servers also read `application/graphql`, take `query` from the URL of a
+//! POST (express-graphql prefers it to the body's), run batches, and read
+//! repeated keys first-wins or last-wins. So [`judge`] collects every
+//! document that any of those readings could execute and answers
+//! [`GraphQlOperation::Query`] only when there is at least one and every one
+//! is a query ([`document`]); a request that a reader could take in a way
+//! the gateway cannot see (an unknown or absent media type on a body, a
+//! content coding, a charset other than UTF-8, a body that does not parse,
+//! an execution with no visible document) is [`Unjudgeable`].
+//!
+//! The readings live in one module each: `media` (`Content-Type`,
+//! `Content-Encoding`), `json`, `form` (also the URL query string),
+//! `multipart`; [`document`] classifies one document.
+
+use http::{HeaderMap, Method};
 
 use crate::authz::GraphQlOperation;
 
-/// Classify a GraphQL document.
-pub fn document(doc: &str) -> GraphQlOperation {
-    let b = doc.as_bytes();
-    let mut i = 0;
-    let mut depth: usize = 0;
-    let mut operations = 0;
-    // A top-level `query` or `fragment` keyword whose `{ ... }` body is next.
-    let mut body_pending = false;
-    while i < b.len() {
-        let c = b[i];
-        match c {
-            b'#' => i = skip_comment(b, i),
-            b'"' => match skip_string(b, i) {
-                Some(next) => i = next,
-                None => return GraphQlOperation::Other,
-            },
-            b'{' | b'(' | b'[' => {
-                if depth == 0 && c == b'{' && !std::mem::take(&mut body_pending) {
-                    // `{ ... }` at the top with no keyword before it: the
-                    // query shorthand.
-                    operations += 1;
-                }
-                depth += 1;
-                i += 1;
-            }
-            b'}' | b')' | b']' => {
-                if depth == 0 {
-                    return GraphQlOperation::Other;
-                }
-                depth -= 1;
-                i += 1;
-            }
-            c if depth == 0 && (c.is_ascii_alphabetic() || c == b'_') => {
-                let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
-                }
-                match &doc[start..i] {
-                    "query" => {
-                        operations += 1;
-                        body_pending = true;
-                    }
-                    "fragment" => body_pending = true,
-                    "mutation" | "subscription" => return GraphQlOperation::Other,
-                    _ => {}
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    if depth != 0 || operations == 0 {
-        return GraphQlOperation::Other;
-    }
-    GraphQlOperation::Query
+mod document;
+mod form;
+mod json;
+mod media;
+mod multipart;
+
+pub use document::document;
+
+/// Where a document was looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// The URL query string (every method: some servers merge it into a POST).
+    QueryString,
+    /// A JSON body (`application/json`, `*+json`, ...).
+    Json,
+    /// An `application/x-www-form-urlencoded` body.
+    Form,
+    /// An `application/graphql` body.
+    Document,
+    /// A `multipart/form-data` body.
+    Multipart,
 }
 
-/// The index after the `#` comment starting at `i` (its line end).
-fn skip_comment(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
-        i += 1;
-    }
-    i
-}
-
-/// The index after the string or block string starting at `i` (a `"`);
-/// `None` when it never ends (or a plain string meets a line end).
-fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
-    if b[i..].starts_with(b"\"\"\"") {
-        i += 3;
-        loop {
-            if i >= b.len() {
-                return None;
-            }
-            if b[i] == b'\\' && b[i..].starts_with(b"\\\"\"\"") {
-                i += 4;
-            } else if b[i..].starts_with(b"\"\"\"") {
-                return Some(i + 3);
-            } else {
-                i += 1;
-            }
-        }
-    }
-    i += 1;
-    loop {
-        match b.get(i) {
-            None | Some(b'\n') => return None,
-            Some(b'\\') => i += 2,
-            Some(b'"') => return Some(i + 1),
-            Some(_) => i += 1,
+impl Reading {
+    pub fn label(self) -> &'static str {
+        match self {
+            Reading::QueryString => "query_string",
+            Reading::Json => "json",
+            Reading::Form => "form",
+            Reading::Document => "graphql",
+            Reading::Multipart => "multipart",
         }
     }
 }
 
-/// Classify a POST body: `{"query": "..."}` or a batch array of those.
+impl std::fmt::Display for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Why the operations of a request could not be judged: a reader could
+/// execute something the gateway cannot see. For a read-only token this is
+/// a refusal, like a mutation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unjudgeable {
+    #[error("more than one Content-Type header")]
+    SeveralContentTypes,
+    #[error("a body without a Content-Type")]
+    NoMediaType,
+    #[error("a Content-Type that no parser reads one way")]
+    MalformedMediaType,
+    #[error("a media type not read as GraphQL")]
+    UnknownMediaType,
+    #[error("a charset other than UTF-8")]
+    Charset,
+    #[error("a Content-Encoding other than identity")]
+    ContentEncoding,
+    #[error("a {0} body or value that does not read cleanly")]
+    Unreadable(Reading),
+    #[error("an execution without a GraphQL document ({0})")]
+    NoDocument(Reading),
+    #[error("no GraphQL document in the request")]
+    Empty,
+}
+
+impl Unjudgeable {
+    /// A bounded label for logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Unjudgeable::SeveralContentTypes => "several_content_types",
+            Unjudgeable::NoMediaType => "no_media_type",
+            Unjudgeable::MalformedMediaType => "malformed_media_type",
+            Unjudgeable::UnknownMediaType => "unknown_media_type",
+            Unjudgeable::Charset => "charset",
+            Unjudgeable::ContentEncoding => "content_encoding",
+            Unjudgeable::Unreadable(_) => "unreadable",
+            Unjudgeable::NoDocument(_) => "no_document",
+            Unjudgeable::Empty => "empty",
+        }
+    }
+}
+
+/// Judge the operations of a request to the GraphQL endpoint: `Query` when
+/// every document any reader could execute is a query, `Other` when one is
+/// a mutation or a subscription (or a document the sniffer cannot read).
+///
+/// `query` is the URL's query string (without `?`), `body` the whole body.
+/// Read: the query string always (on GET and HEAD it must hold a
+/// document); the body whenever it is not empty, by its `Content-Type`,
+/// which must then be present, alone, known and UTF-8, with no content
+/// coding. An empty body is read by no parser, whatever its type says.
+pub fn judge(
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<GraphQlOperation, Unjudgeable> {
+    media::identity_coding(headers)?;
+    let content_type = media::content_type(headers)?;
+    let mut seen = Seen::default();
+    let in_url = form::queries(query.unwrap_or("").as_bytes(), Reading::QueryString, |d| {
+        seen.add(d)
+    })?;
+    if in_url == 0 && (method == Method::GET || method == Method::HEAD) {
+        return Err(Unjudgeable::NoDocument(Reading::QueryString));
+    }
+    if !body.is_empty() {
+        let kind = media::kind(content_type.ok_or(Unjudgeable::NoMediaType)?)?;
+        read_body(&kind, body, &mut seen)?;
+    }
+    seen.verdict()
+}
+
+/// Add every document of a non-empty body, read as `kind`.
+fn read_body(kind: &media::Kind, body: &[u8], seen: &mut Seen) -> Result<(), Unjudgeable> {
+    match kind {
+        media::Kind::Json => json_slots(body, Reading::Json, seen),
+        media::Kind::Form => {
+            if form::queries(body, Reading::Form, |d| seen.add(d))? == 0 {
+                return Err(Unjudgeable::NoDocument(Reading::Form));
+            }
+            Ok(())
+        }
+        media::Kind::Document => {
+            let doc = std::str::from_utf8(body)
+                .map_err(|_| Unjudgeable::Unreadable(Reading::Document))?;
+            seen.add(doc);
+            Ok(())
+        }
+        media::Kind::Multipart { boundary } => {
+            let unreadable = Unjudgeable::Unreadable(Reading::Multipart);
+            let fields = multipart::fields(body, boundary).ok_or(unreadable)?;
+            if fields.operations.is_empty() && fields.queries.is_empty() {
+                return Err(Unjudgeable::NoDocument(Reading::Multipart));
+            }
+            for ops in fields.operations {
+                json_slots(ops, Reading::Multipart, seen)?;
+            }
+            for q in fields.queries {
+                seen.add(std::str::from_utf8(q).map_err(|_| unreadable)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Add the documents of a JSON request object or batch; every execution
+/// must show its document.
+fn json_slots(body: &[u8], reading: Reading, seen: &mut Seen) -> Result<(), Unjudgeable> {
+    let slots = json::slots(body).ok_or(Unjudgeable::Unreadable(reading))?;
+    if slots.is_empty() {
+        return Err(Unjudgeable::NoDocument(reading));
+    }
+    for slot in slots {
+        if slot.hidden || slot.queries.is_empty() {
+            return Err(Unjudgeable::NoDocument(reading));
+        }
+        for q in &slot.queries {
+            seen.add(q);
+        }
+    }
+    Ok(())
+}
+
+/// The worst operation seen so far.
+#[derive(Default)]
+struct Seen {
+    any: bool,
+    other: bool,
+}
+
+impl Seen {
+    fn add(&mut self, doc: &str) {
+        self.any = true;
+        if !self.other && document(doc) == GraphQlOperation::Other {
+            self.other = true;
+        }
+    }
+
+    fn verdict(&self) -> Result<GraphQlOperation, Unjudgeable> {
+        match (self.any, self.other) {
+            (false, _) => Err(Unjudgeable::Empty),
+            (true, false) => Ok(GraphQlOperation::Query),
+            (true, true) => Ok(GraphQlOperation::Other),
+        }
+    }
+}
+
+/// Classify a JSON body alone: `{"query": "..."}` or a batch of those.
+/// What the proxy calls until it calls [`judge`].
 pub fn json_body(body: &[u8]) -> GraphQlOperation {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return GraphQlOperation::Other;
-    };
-    let one = |v: &serde_json::Value| match v.get("query").and_then(|q| q.as_str()) {
-        Some(q) => document(q),
-        None => GraphQlOperation::Other,
-    };
-    match &v {
-        serde_json::Value::Array(items) if !items.is_empty() => {
-            if items.iter().all(|i| one(i) == GraphQlOperation::Query) {
-                GraphQlOperation::Query
-            } else {
-                GraphQlOperation::Other
-            }
-        }
-        serde_json::Value::Object(_) => one(&v),
-        _ => GraphQlOperation::Other,
+    let mut seen = Seen::default();
+    match json_slots(body, Reading::Json, &mut seen).and_then(|()| seen.verdict()) {
+        Ok(op) => op,
+        Err(_) => GraphQlOperation::Other,
     }
 }
 
-/// Classify a GET query string (`?query=...`, form-encoded).
+/// Classify a GET query string alone (`?query=...`, form-encoded).
+/// What the proxy calls until it calls [`judge`].
 pub fn query_string(qs: &str) -> GraphQlOperation {
-    let mut found = None;
-    for pair in qs.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if form_decode(k).as_deref() == Some("query") {
-            if found.is_some() {
-                return GraphQlOperation::Other; // two documents: ambiguous
-            }
-            found = form_decode(v);
-            if found.is_none() {
-                return GraphQlOperation::Other;
-            }
-        }
+    let mut seen = Seen::default();
+    match form::queries(qs.as_bytes(), Reading::QueryString, |d| seen.add(d))
+        .and_then(|_| seen.verdict())
+    {
+        Ok(op) => op,
+        Err(_) => GraphQlOperation::Other,
     }
-    found.map_or(GraphQlOperation::Other, |d| document(&d))
-}
-
-fn form_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(h, 16).ok()?);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use GraphQlOperation::{Other, Query};
-
-    #[test]
-    fn documents() {
-        let rows = [
-            ("{ articles { title } }", Query),
-            ("query { articles { title } }", Query),
-            ("query Q($id: ID) { article(id: $id) { title } }", Query),
-            ("query A { a } query B { b }", Query),
-            ("query A { a } fragment F on Article { title }", Query),
-            ("# mutation\n{ a }", Query),
-            ("{ a(where: \"mutation { x }\") }", Query),
-            ("{ a(text: \"\"\"mutation\n{\"\"\") }", Query),
-            ("mutation { createArticle(data: {}) { id } }", Other),
-            ("subscription { x }", Other),
-            ("query A { a } mutation B { b }", Other),
-            ("query mutation { a }", Other),
-            ("", Other),
-            ("   ", Other),
-            ("fragment F on A { x }", Other),
-            ("{ a ", Other),
-            ("} {", Other),
-            ("{ a(x: \"unterminated) }", Other),
-        ];
-        for (doc, want) in rows {
-            assert_eq!(document(doc), want, "{doc}");
-        }
-    }
-
-    #[test]
-    fn bodies_and_query_strings() {
-        assert_eq!(json_body(br#"{"query":"{ a }"}"#), Query);
-        assert_eq!(json_body(br#"{"query":"mutation { a }"}"#), Other);
-        assert_eq!(
-            json_body(br#"[{"query":"{ a }"},{"query":"query { b }"}]"#),
-            Query
-        );
-        assert_eq!(
-            json_body(br#"[{"query":"{ a }"},{"query":"mutation { b }"}]"#),
-            Other
-        );
-        assert_eq!(json_body(br#"[]"#), Other);
-        assert_eq!(json_body(b"not json"), Other);
-        assert_eq!(json_body(br#"{"variables":{}}"#), Other);
-        assert_eq!(query_string("query=%7B+a+%7D"), Query);
-        assert_eq!(query_string("query=mutation+%7B+a+%7D"), Other);
-        assert_eq!(query_string("x=1&query=%7Ba%7D"), Query);
-        assert_eq!(query_string("query=%7Ba%7D&query=mutation%7Bb%7D"), Other);
-        assert_eq!(query_string("query=%zz"), Other);
-        assert_eq!(query_string(""), Other);
-    }
-}
+mod tests;

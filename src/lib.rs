@@ -13,7 +13,7 @@
 //! | [`answer`] | every refusal, and the one response it becomes |
 //! | [`cidr`] | address blocks: trusted proxies, the networks a token is pinned to |
 //! | [`envelope`] | Strapi's error envelope, for refusals and management errors alike |
-//! | [`graphql`] | the operation type of a GraphQL request |
+//! | [`graphql`] | the operations of a GraphQL request, under every reading a CMS could make of it |
 //! | [`store`] | Postgres: every SQL statement, migrations, lookups, audited writes (authgate's tables, or Strapi 5's read in place) |
 //! | [`cache`] | the moka token cache: TTL, stale-if-error, single flight |
 //! | [`invalidation`] | LISTEN/NOTIFY events that keep caches current |

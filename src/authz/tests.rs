@@ -530,9 +530,55 @@ fn graphql_by_type() {
     );
     let full = content(ContentApiType::FullAccess, &[]);
     assert_eq!(decide(&route, Some(&full), None, now(), client()), ALLOW);
+}
+
+/// A custom token on GraphQL needs the `find` of a configured content type
+/// (issue 24): not any action ending in `.find`.
+#[test]
+fn graphql_custom_needs_a_configured_find() {
+    let t = table();
+    let route = t.classify(&Method::POST, "/graphql");
+    let rows: &[(&[&str], Verdict)] = &[
+        (&["api::article.article.find"], ALLOW),
+        (&["api::tag.tag.find"], ALLOW),
+        (&["api::tag.tag.create", "api::article.article.find"], ALLOW),
+        (
+            &["plugin::users-permissions.user.find"],
+            refused(Denial::Forbidden),
+        ),
+        (
+            &["plugin::upload.content-api.find"],
+            refused(Denial::Forbidden),
+        ),
+        (&["api::other.other.find"], refused(Denial::Forbidden)),
+        (
+            &["api::article.article.findOne"],
+            refused(Denial::Forbidden),
+        ),
+        (&["api::article.article.create"], refused(Denial::Forbidden)),
+        (&["api::article.article.find.x"], refused(Denial::Forbidden)),
+        (&["API::article.article.find"], refused(Denial::Forbidden)),
+        (&["x.find"], refused(Denial::Forbidden)),
+        (&[], refused(Denial::Forbidden)),
+    ];
+    for (actions, want) in rows {
+        let custom = content(ContentApiType::Custom, actions);
+        for op in [
+            None,
+            Some(GraphQlOperation::Query),
+            Some(GraphQlOperation::Other),
+        ] {
+            assert_eq!(
+                decide(&route, Some(&custom), op, now(), client()),
+                *want,
+                "{actions:?} {op:?}"
+            );
+        }
+    }
+    // With no content types configured, no custom token reaches GraphQL.
+    let bare = RouteTable::build(&crate::route::fixtures::spec()).unwrap();
+    let route = bare.classify(&Method::POST, "/graphql");
     let custom = content(ContentApiType::Custom, &["api::article.article.find"]);
-    assert_eq!(decide(&route, Some(&custom), None, now(), client()), ALLOW);
-    let custom = content(ContentApiType::Custom, &["api::article.article.create"]);
     assert_eq!(
         decide(&route, Some(&custom), None, now(), client()),
         refused(Denial::Forbidden)

@@ -27,6 +27,7 @@
 //! ([`PathError`]). Every public name stays at `crate::route::*`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 mod actions;
 mod methods;
@@ -70,8 +71,10 @@ pub enum RouteAction<'a> {
         action: &'a str,
         subject: Option<Cow<'a, str>>,
     },
-    /// The GraphQL endpoint: the operation decides.
-    GraphQl,
+    /// The GraphQL endpoint: the operation decides. `finds` are the `find`
+    /// actions of the configured content types: a custom token needs one
+    /// of them (a plugin's `find`, or an unconfigured type's, is not one).
+    GraphQl { finds: &'a [Arc<str>] },
     /// A method outside the standard seven on a path the action tables map,
     /// with no row naming it: no token holds it.
     Refused,
@@ -82,7 +85,7 @@ impl RouteAction<'_> {
         match self {
             RouteAction::ContentApi(a) => Some(a),
             RouteAction::Admin { action, .. } => Some(action),
-            RouteAction::None | RouteAction::GraphQl | RouteAction::Refused => None,
+            RouteAction::None | RouteAction::GraphQl { .. } | RouteAction::Refused => None,
         }
     }
 }

@@ -129,6 +129,8 @@ pub struct RouteTable {
     rules: Vec<Rule>,
     graphql: Option<Vec<String>>,
     content_types: Vec<ContentType>,
+    /// The `find` action of every content type, for [`RouteAction::GraphQl`].
+    graphql_finds: Vec<Arc<str>>,
     content_api_actions: PatternTable,
     admin_actions: PatternTable,
     known_content_actions: HashSet<Arc<str>>,
@@ -225,11 +227,13 @@ impl RouteTable {
         let content_api_actions = PatternTable::build(&spec.content_api_actions)?;
         known.extend(content_api_actions.actions().cloned());
         let admin_actions = PatternTable::build(&spec.admin_actions)?;
+        let graphql_finds = content_types.iter().map(|c| c.find.clone()).collect();
         Ok(Self {
             prefixes,
             rules,
             graphql,
             content_types,
+            graphql_finds,
             content_api_actions,
             admin_actions,
             known_content_actions: known,
@@ -372,7 +376,9 @@ impl RouteTable {
             }
             Some((RouteClass::ContentApi, plen)) => {
                 let action = if self.graphql.as_ref().is_some_and(|g| has_prefix(segs, g)) {
-                    RouteAction::GraphQl
+                    RouteAction::GraphQl {
+                        finds: &self.graphql_finds,
+                    }
                 } else if let Some(m) = lookup(&self.content_api_actions) {
                     m.action.map_or(RouteAction::None, RouteAction::ContentApi)
                 } else if !standard && self.content_api_actions.maps_path(path) {

@@ -3,6 +3,7 @@
 //! day and on paths read differently behind authgate.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use http::Method;
 
@@ -255,9 +256,13 @@ fn classify_table() {
         assert_eq!(r.class, *class, "{m} {p}");
         assert_eq!(r.action.name(), *action, "{m} {p}");
     }
+    let finds: Vec<Arc<str>> = ["api::article.article.find", "api::homepage.homepage.find"]
+        .into_iter()
+        .map(Arc::from)
+        .collect();
     assert_eq!(
         t.classify(&Method::POST, "/graphql").action,
-        RouteAction::GraphQl
+        RouteAction::GraphQl { finds: &finds }
     );
     assert!(t.classify(&Method::GET, "/api/private/x").auth_required);
     assert!(!t.classify(&Method::GET, "/api/articles").auth_required);
