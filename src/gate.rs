@@ -660,23 +660,17 @@ async fn verdict(
     Ok(authz::decide(&cx.route, record, op, now, client))
 }
 
-/// Read the GraphQL operation type from the query string (GET) or from a
-/// body of at most `graphql_max_body` bytes (a streamed one is then
-/// forwarded from the buffer). `None`: no body to read it from.
+/// The GraphQL operation, judged under every reading the CMS could make of
+/// the request (`graphql::judge`: the query string, JSON, forms,
+/// `application/graphql`, multipart, batches), from a body of at most
+/// `graphql_max_body` bytes (a streamed one is then forwarded from the
+/// buffer). A request no reader can be sure of counts as a write. `None`:
+/// the door has no body where the request announces one.
 async fn graphql_operation(
     cx: &RequestCtx<'_>,
     headers: &HeaderMap,
     body: Body<'_>,
 ) -> Result<Option<GraphQlOperation>, Refusal> {
-    let method = &cx.arrival.method;
-    if method == Method::GET || method == Method::HEAD {
-        let query = cx
-            .target
-            .path_and_query
-            .split_once('?')
-            .map_or("", |(_, q)| q);
-        return Ok(Some(crate::graphql::query_string(query)));
-    }
     let max = cx.policy.graphql_max_body;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -685,8 +679,11 @@ async fn graphql_operation(
     if declared.is_some_and(|n| n > max) {
         return Err(Refusal::PayloadTooLarge);
     }
+    let announced =
+        declared.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING);
     let bytes = match body {
-        Body::Absent => return Ok(None),
+        Body::Absent if announced => return Ok(None),
+        Body::Absent => Bytes::new(),
         Body::Buffered(b) if b.len() > max => return Err(Refusal::PayloadTooLarge),
         Body::Buffered(b) => b,
         Body::Stream(stream) => {
@@ -699,5 +696,16 @@ async fn graphql_operation(
             bytes
         }
     };
-    Ok(Some(crate::graphql::json_body(&bytes)))
+    let query = cx.target.path_and_query.split_once('?').map(|(_, q)| q);
+    match crate::graphql::judge(&cx.arrival.method, headers, query, &bytes) {
+        Ok(op) => Ok(Some(op)),
+        Err(why) => {
+            tracing::debug!(
+                reason = why.label(),
+                request_id = cx.arrival.request_id.to_str().unwrap_or("-"),
+                "GraphQL request no reader can be sure of: counted as a write"
+            );
+            Ok(Some(GraphQlOperation::Other))
+        }
+    }
 }

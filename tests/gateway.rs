@@ -480,6 +480,117 @@ async fn graphql_read_only_allows_queries_only() {
     );
 }
 
+/// Issue 24 item 1: a read-only token's GraphQL request is judged under
+/// every reading a CMS could make of it (koa-bodyparser takes forms too,
+/// graphql-upload multipart, other servers `application/graphql`), through
+/// the gateway end to end; what no reader can be sure of is refused.
+#[tokio::test]
+async fn graphql_read_only_is_judged_under_every_reading() {
+    let env = Env::new().await;
+    let (_, ro) = env.content_token("ro", "read-only", &[]);
+    let g = env.gateway().await;
+    let mutation = "mutation { createArticle(data: {title: \"x\"}) { documentId } }";
+    let hidden = format!(
+        r#"{{"query":"{{ articles {{ title }} }}","x":"&query={}&"}}"#,
+        mutation.replace(' ', "+")
+    );
+    let multipart = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n\
+         {{\"query\":\"{}\"}}\r\n--b\r\nContent-Disposition: form-data; name=\"map\"\r\n\r\n{{}}\r\n--b--\r\n",
+        mutation.replace('"', "\\\"")
+    );
+    let rows: Vec<(&str, Option<&str>, String, u16)> = vec![
+        // (what, Content-Type, body, status)
+        (
+            "JSON query",
+            Some("application/json"),
+            r#"{"query":"{ articles { title } }"}"#.into(),
+            200,
+        ),
+        (
+            "the issue's form body",
+            Some("application/x-www-form-urlencoded"),
+            hidden.clone(),
+            403,
+        ),
+        (
+            "the same body read as JSON",
+            Some("application/json; charset=utf-8"),
+            hidden,
+            403,
+        ),
+        (
+            "application/graphql mutation",
+            Some("application/graphql"),
+            mutation.into(),
+            403,
+        ),
+        (
+            "application/graphql query",
+            Some("application/graphql"),
+            "{ articles { title } }".into(),
+            200,
+        ),
+        (
+            "a batch with a mutation",
+            Some("application/json"),
+            format!(
+                r#"[{{"query":"{{ a }}"}},{{"query":"{}"}}]"#,
+                mutation.replace('"', "\\\"")
+            ),
+            403,
+        ),
+        (
+            "multipart operations",
+            Some("multipart/form-data; boundary=b"),
+            multipart,
+            403,
+        ),
+        (
+            "no media type",
+            None,
+            r#"{"query":"{ articles { title } }"}"#.into(),
+            403,
+        ),
+        (
+            "an unknown media type",
+            Some("text/plain"),
+            r#"{"query":"{ articles { title } }"}"#.into(),
+            403,
+        ),
+    ];
+    for (what, ct, body, status) in rows {
+        let mut headers = vec![("apollo-require-preflight", "true")];
+        if let Some(ct) = ct {
+            headers.push(("content-type", ct));
+        }
+        let r = request(
+            "POST",
+            &g.url("/graphql"),
+            Some(&ro),
+            &headers,
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // A mutation in the query string of a POST whose body is a query.
+    let r = request(
+        "POST",
+        &g.url("/graphql?query=mutation%7Bx%7D"),
+        Some(&ro),
+        &[("content-type", "application/json")],
+        br#"{"query":"{ a }"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 403, "a mutation in the URL of a POST");
+}
+
 #[tokio::test]
 async fn signed_identity_verifies_independently() {
     let env = Env::with_config("[identity]\nsigning_key = \"shared-signing-secret\"\n").await;

@@ -498,7 +498,7 @@ impl RouteTable {
             RouteClass::Unprotected => None,
         };
         let action = match (&route.action, table) {
-            (RouteAction::GraphQl, _) => MappedBy::GraphQl,
+            (RouteAction::GraphQl { .. }, _) => MappedBy::GraphQl,
             (RouteAction::None, _) | (_, None) => MappedBy::Nothing,
             (_, Some(table)) => match table.row_for(method, &segs) {
                 Some(row) => MappedBy::Row(row),
