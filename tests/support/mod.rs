@@ -33,6 +33,8 @@ pub mod strapi5;
 pub mod listen_cut;
 /// Redis over TLS, as a cluster, behind sentinels.
 pub mod redis_servers;
+/// An OTLP/HTTP receiver (Python's `opentelemetry-proto`) for the traces.
+pub mod otlp;
 
 pub const SALT: &str = "integration-test-salt";
 
