@@ -397,3 +397,266 @@ fn off_without_an_endpoint() {
     assert!(!tracer.is_on() && exporter.is_none());
     assert!(tracer.start(&Method::GET, &client_headers("01")).is_none());
 }
+
+/// The spans of one trace, by name.
+fn named<'a>(
+    spans: &'a [serde_json::Value],
+    trace: &str,
+    name: &str,
+) -> Vec<&'a serde_json::Value> {
+    spans
+        .iter()
+        .filter(|s| s["trace_id"] == trace && s["name"] == name)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_gateway_traces_requests_and_the_cms_joins_them() {
+    let receiver = Receiver::start();
+    let env = support::Env::with_config(&format!(
+        "[tracing]\notlp_endpoint = \"{}\"\nservice_name = \"gateway-under-test\"\n",
+        receiver.endpoint()
+    ))
+    .await;
+    let (token_id, key) = env.content_token("reader", "read-only", &[]);
+    let g = env.gateway().await;
+    let client_tp = format!("00-{TRACE}-{CLIENT_SPAN}-01");
+
+    // A sampled client trace: continued, with authgate's span as the CMS's parent.
+    let r = support::request(
+        "GET",
+        &g.url("/api/articles?sort=title"),
+        Some(&key),
+        &[
+            ("traceparent", &client_tp),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let seen = r
+        .upstream_header("traceparent")
+        .expect("the CMS got a traceparent");
+    let fields: Vec<&str> = seen.split('-').collect();
+    assert_eq!(
+        (fields[0], fields[1], fields[3]),
+        ("00", TRACE, "01"),
+        "{seen}"
+    );
+    let cms_parent = fields[2].to_owned();
+    assert_ne!(cms_parent, CLIENT_SPAN);
+    assert_eq!(
+        r.upstream_header("tracestate").as_deref(),
+        Some("congo=t61rcWkgMzE")
+    );
+
+    // The same key again, on a new connection: the cache answers.
+    let again = support::request(
+        "GET",
+        &g.url("/api/articles"),
+        Some(&key),
+        &[("traceparent", &client_tp)],
+        b"",
+    )
+    .await;
+    assert_eq!(again.status, 200);
+
+    // A client that did not record: not recorded, its context passed on as it came.
+    let unsampled = format!("00-{TRACE}-{CLIENT_SPAN}-00");
+    let r = support::request(
+        "GET",
+        &g.url("/api/articles"),
+        Some(&key),
+        &[("traceparent", &unsampled), ("tracestate", "a=1")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.upstream_header("traceparent"), Some(unsampled.clone()));
+    assert_eq!(r.upstream_header("tracestate").as_deref(), Some("a=1"));
+
+    // No context: a trace starts here.
+    let r = support::get(&g.url("/api/articles"), Some(&key)).await;
+    let fresh = r
+        .upstream_header("traceparent")
+        .expect("a new trace is passed on");
+    let fresh: Vec<String> = fresh.split('-').map(str::to_owned).collect();
+    assert_eq!((fresh[0].as_str(), fresh[3].as_str()), ("00", "03"));
+    assert_ne!(fresh[1], TRACE);
+
+    // Refused: a span, and nothing forwarded.
+    let refused = support::request(
+        "GET",
+        &g.url("/api/articles"),
+        Some(&"0".repeat(256)),
+        &[(
+            "traceparent",
+            &format!("00-{}-{CLIENT_SPAN}-01", "c".repeat(32)),
+        )],
+        b"",
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+
+    // Stopping the gateway flushes the exporter.
+    let port = g.addr.port();
+    g.stop().await;
+    let spans = receiver.spans();
+
+    let servers = named(&spans, TRACE, "GET");
+    let server_spans: Vec<_> = servers.iter().filter(|s| s["kind"] == 2).collect();
+    assert_eq!(
+        server_spans.len(),
+        2,
+        "two sampled requests of the client's trace: {spans:#?}"
+    );
+    let first = server_spans[0];
+    assert_eq!(first["parent_span_id"], CLIENT_SPAN);
+    assert_eq!(first["trace_state"], "congo=t61rcWkgMzE");
+    assert_eq!(first["flags"], 0x301);
+    assert_eq!(first["resource"]["service.name"], "gateway-under-test");
+    let a = &first["attributes"];
+    assert_eq!(a["http.request.method"], "GET");
+    assert_eq!(a["url.path"], "/api/articles");
+    assert_eq!(a["url.scheme"], "http");
+    assert_eq!(a["server.address"], "127.0.0.1");
+    assert_eq!(a["server.port"], port);
+    assert_eq!(a["client.address"], "127.0.0.1");
+    assert_eq!(a["http.response.status_code"], 200);
+    assert_eq!(a["authgate.route_class"], "content-api");
+    assert_eq!(a["authgate.action"], "api::article.article.find");
+    assert_eq!(a["authgate.decision"], "allow");
+    assert_eq!(a["authgate.door"], "proxy");
+    assert_eq!(a["authgate.token.id"], token_id);
+    assert!(a["authgate.request_id"].is_string());
+    // Never the key or its hash.
+    let text = serde_json::to_string(&spans).unwrap();
+    assert!(!text.contains(&key[..32]), "a key in the spans");
+
+    // The upstream exchange: a CLIENT child of the SERVER span, and the
+    // CMS's parent.
+    let exchange = spans
+        .iter()
+        .find(|s| s["span_id"] == cms_parent.as_str())
+        .expect("the CMS's parent span was exported");
+    assert_eq!(exchange["kind"], 3);
+    assert_eq!(exchange["parent_span_id"], first["span_id"]);
+    assert_eq!(exchange["attributes"]["http.response.status_code"], 200);
+    assert_eq!(exchange["attributes"]["server.address"], "127.0.0.1");
+    assert_eq!(
+        exchange["attributes"]["url.full"],
+        format!("http://{}/api/articles", env.upstream)
+    );
+
+    // The first request missed the cache: a look-up and its store query.
+    let lookups = named(&spans, TRACE, "authgate.lookup");
+    assert_eq!(lookups.len(), 1, "only the miss is a span: {lookups:#?}");
+    assert_eq!(lookups[0]["parent_span_id"], first["span_id"]);
+    assert_eq!(lookups[0]["attributes"]["authgate.lookup.source"], "store");
+    let query = named(&spans, TRACE, "find_token");
+    assert_eq!(query.len(), 1);
+    assert_eq!(query[0]["parent_span_id"], lookups[0]["span_id"]);
+    assert_eq!(query[0]["attributes"]["db.system.name"], "postgresql");
+
+    // The unsampled one left nothing but the two sampled requests' spans
+    // under the client's trace id; the fresh trace is rooted here.
+    let roots = spans
+        .iter()
+        .filter(|s| s["trace_id"] == fresh[1].as_str())
+        .collect::<Vec<_>>();
+    let root = roots
+        .iter()
+        .find(|s| s["kind"] == 2)
+        .expect("the new trace's SERVER span");
+    assert_eq!(root["parent_span_id"], "");
+    assert_eq!(root["flags"], 0x103);
+    assert!(roots
+        .iter()
+        .any(|s| s["span_id"] == fresh[2].as_str() && s["kind"] == 3));
+
+    // The refusal: a SERVER span with the reason, not an error (4xx), no exchange.
+    let refused: Vec<_> = spans
+        .iter()
+        .filter(|s| s["trace_id"] == "c".repeat(32))
+        .collect();
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|s| s["kind"] == 3 && s["name"] == "GET")
+            .count(),
+        0
+    );
+    let server = refused
+        .iter()
+        .find(|s| s["kind"] == 2)
+        .expect("the refused request's span");
+    assert_eq!(server["attributes"]["authgate.decision"], "deny");
+    assert_eq!(server["attributes"]["http.response.status_code"], 401);
+    assert!(server["attributes"]["authgate.deny_reason"].is_string());
+    assert_eq!(server["status"]["code"], 0);
+}
+
+#[tokio::test]
+async fn redis_calls_are_spans_and_a_dead_redis_marks_them_failed() {
+    let receiver = Receiver::start();
+    let mut redis = support::TestRedis::start();
+    let env = support::Env::with_config(&format!(
+        "[tracing]\notlp_endpoint = \"{}\"\n[redis]\nurl = \"{}\"\ntimeout = \"100ms\"\n\
+         [rate_limit]\nper_token = 1000\nwindow = \"1h\"\nfailed_auth_per_ip = 1000\n",
+        receiver.endpoint(),
+        redis.url()
+    ))
+    .await;
+    let (_, key) = env.content_token("reader", "read-only", &[]);
+    let g = env.gateway().await;
+    let traced = |trace: &str| format!("00-{trace}-{CLIENT_SPAN}-01");
+    let (up, down) = ("1".repeat(32), "2".repeat(32));
+    let r = support::request(
+        "GET",
+        &g.url("/api/articles"),
+        Some(&key),
+        &[("traceparent", &traced(&up))],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    redis.stop();
+    let r = support::request(
+        "GET",
+        &g.url("/api/articles"),
+        Some(&key),
+        &[("traceparent", &traced(&down))],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "the limits fail open");
+    g.stop().await;
+    let spans = receiver.spans();
+    let calls = |trace: &str| -> Vec<serde_json::Value> {
+        spans
+            .iter()
+            .filter(|s| s["trace_id"] == trace && s["attributes"]["db.system.name"] == "redis")
+            .cloned()
+            .collect()
+    };
+    let server = |trace: &str| {
+        spans
+            .iter()
+            .find(|s| s["trace_id"] == trace && s["kind"] == 2)
+            .unwrap()["span_id"]
+            .clone()
+    };
+    // The per-IP check before the look-up, the per-token count after it.
+    let ok = calls(&up);
+    let names: Vec<&str> = ok.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["GET", "EVALSHA"], "{ok:#?}");
+    assert!(ok
+        .iter()
+        .all(|s| s["kind"] == 3 && s["parent_span_id"] == server(&up)));
+    assert!(ok.iter().all(|s| s["status"]["code"] == 0));
+    let failed = calls(&down);
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert!(failed
+        .iter()
+        .all(|s| s["status"]["code"] == 2 && s["attributes"]["error.type"] == "redis_unavailable"));
+}

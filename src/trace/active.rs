@@ -187,22 +187,29 @@ impl std::fmt::Debug for ActiveTrace {
 /// by name; any other is "HTTP" with `_OTHER` (the HTTP conventions keep
 /// the span name's cardinality low).
 fn method_name(m: &Method) -> (&'static str, Option<&'static str>) {
-    let known = [
-        Method::GET,
-        Method::HEAD,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::CONNECT,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::PATCH,
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::TRACE, "TRACE"),
+        (Method::PATCH, "PATCH"),
     ];
-    const NAMES: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-    ];
-    match known.iter().position(|k| k == m) {
-        Some(i) => (NAMES[i], Some(NAMES[i])),
+    match KNOWN.iter().find(|(k, _)| k == m) {
+        Some((_, name)) => (name, Some(name)),
         None => ("HTTP", None),
     }
+}
+
+/// The name of an HTTP span for `m` (`GET`, ..., or `HTTP`).
+pub fn span_name(m: &Method) -> &'static str {
+    method_name(m).0
+}
+
+/// `http.request.method` for `m` (`GET`, ..., or `_OTHER`).
+pub fn method_attr(m: &Method) -> &'static str {
+    method_name(m).1.unwrap_or("_OTHER")
 }

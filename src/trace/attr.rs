@@ -12,6 +12,8 @@ pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
 /// The normal form of the path: what was judged and forwarded.
 pub const URL_PATH: &str = "url.path";
 pub const URL_SCHEME: &str = "url.scheme";
+/// The CMS's URL of an upstream exchange, without the query string.
+pub const URL_FULL: &str = "url.full";
 /// The authority the client asked for (server span), or the CMS's
 /// (client span).
 pub const SERVER_ADDRESS: &str = "server.address";
@@ -36,7 +38,9 @@ pub const TELEMETRY_SDK_LANGUAGE: &str = "telemetry.sdk.language";
 pub const TELEMETRY_SDK_VERSION: &str = "telemetry.sdk.version";
 
 // authgate's own.
-/// `admin`, `content_api` or `unprotected`.
+/// How the request reached authgate: `proxy`, or a decision door.
+pub const DOOR: &str = "authgate.door";
+/// `admin`, `content-api` or `unprotected` (the metrics' `route_class`).
 pub const ROUTE_CLASS: &str = "authgate.route_class";
 /// The action the route maps to (`api::article.article.find`).
 pub const ACTION: &str = "authgate.action";
@@ -44,6 +48,9 @@ pub const ACTION: &str = "authgate.action";
 pub const DECISION: &str = "authgate.decision";
 /// Why a request was refused (`authgate_denied_total`'s `reason`).
 pub const DENY_REASON: &str = "authgate.deny_reason";
+/// Report mode: the reason enforcement would have refused a request that
+/// was forwarded (`authgate_would_deny_total`'s `reason`).
+pub const WOULD_DENY_REASON: &str = "authgate.would_deny_reason";
 /// The token's id: never its key or hash.
 pub const TOKEN_ID: &str = "authgate.token.id";
 pub const REQUEST_ID: &str = "authgate.request_id";

@@ -271,7 +271,7 @@ impl Task {
                 self.counters.failed.inc_by(n);
                 if !std::mem::replace(&mut self.failing, true) {
                     tracing::warn!(
-                        error = %crate::trace::error_chain(&e),
+                        error = %crate::telemetry::Chain(&e),
                         spans,
                         "trace export failed; spans are dropped until the collector takes them again"
                     );

@@ -101,9 +101,10 @@ impl SpanData {
     }
 }
 
-/// A span being recorded, or nothing ([`Span::none`]).
+/// A span being recorded, or nothing ([`Span::none`]). One pointer wide,
+/// so an untraced request moves nothing but a null.
 #[derive(Debug)]
-pub struct Span(Option<Open>);
+pub struct Span(Option<Box<Open>>);
 
 #[derive(Debug)]
 struct Open {
@@ -129,7 +130,7 @@ impl Span {
         parent: Option<SpanId>,
         start: Instant,
     ) -> Self {
-        Span(Some(Open {
+        Span(Some(Box::new(Open {
             data: SpanData {
                 id: rng::span_id(),
                 parent,
@@ -142,7 +143,7 @@ impl Span {
                 status_message: None,
             },
             ended: Vec::new(),
-        }))
+        })))
     }
 
     pub fn is_recording(&self) -> bool {
@@ -217,11 +218,31 @@ impl Span {
 
     /// End the span now: it, then its descendants, go into `out`.
     pub(super) fn finish_into(self, out: &mut Vec<SpanData>) {
-        if let Some(mut o) = self.0 {
-            o.data.end = Instant::now();
-            out.push(o.data);
-            out.append(&mut o.ended);
+        if let Some(o) = self.0 {
+            let Open {
+                mut data,
+                mut ended,
+            } = *o;
+            data.end = Instant::now();
+            out.push(data);
+            out.append(&mut ended);
         }
+    }
+}
+
+#[cfg(test)]
+impl Span {
+    /// A root span outside any trace, for other modules' tests to hand
+    /// down as the parent.
+    pub(crate) fn test_root() -> Span {
+        Span::start(Cow::Borrowed("test"), Kind::Server, None)
+    }
+
+    /// End it: it, then its descendants.
+    pub(crate) fn test_end(self) -> Vec<SpanData> {
+        let mut out = Vec::new();
+        self.finish_into(&mut out);
+        out
     }
 }
 

@@ -233,9 +233,3 @@ fn nested_children_keep_their_parents() {
     assert_eq!(by_id(query_id).parent, lookup_id);
     assert_eq!(by_id(lookup_id).parent, Some(spans[0].id));
 }
-
-#[test]
-fn error_chains_read_as_one_line() {
-    let e = TraceError::Tls(crate::tls::TlsError::ServerName("x".into()));
-    assert!(error_chain(&e).starts_with("tracing.otlp_endpoint: TLS set-up failed: "));
-}
