@@ -660,3 +660,42 @@ async fn redis_calls_are_spans_and_a_dead_redis_marks_them_failed() {
         .iter()
         .all(|s| s["status"]["code"] == 2 && s["attributes"]["error.type"] == "redis_unavailable"));
 }
+
+#[tokio::test]
+async fn report_mode_says_what_enforcement_would_have_refused() {
+    let receiver = Receiver::start();
+    let env = support::Env::with_config(&format!(
+        "[tracing]\notlp_endpoint = \"{}\"\n",
+        receiver.endpoint()
+    ))
+    .await;
+    let (_, key) = env.content_token("reader", "read-only", &[]);
+    let enforcing = std::fs::read_to_string(&env.config_path).unwrap();
+    let reporting = enforcing.replace("[server]\n", "[server]\nenforcement = \"report\"\n");
+    std::fs::write(&env.config_path, reporting).unwrap();
+    let g = env.gateway().await;
+    let trace = "d".repeat(32);
+    let r = support::request(
+        "POST",
+        &g.url("/api/articles"),
+        Some(&key),
+        &[("traceparent", &format!("00-{trace}-{CLIENT_SPAN}-01"))],
+        b"{}",
+    )
+    .await;
+    assert_eq!(r.status, 200, "forwarded in report mode");
+    g.stop().await;
+    let spans = receiver.spans();
+    let server = spans
+        .iter()
+        .find(|s| s["trace_id"] == trace.as_str() && s["kind"] == 2)
+        .expect("the request's span");
+    assert_eq!(server["attributes"]["authgate.decision"], "pass");
+    assert_eq!(
+        server["attributes"]["authgate.would_deny_reason"],
+        "forbidden"
+    );
+    assert!(spans
+        .iter()
+        .any(|s| s["trace_id"] == trace.as_str() && s["kind"] == 3 && s["name"] == "POST"));
+}
