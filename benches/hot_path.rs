@@ -158,6 +158,7 @@ fn benches(c: &mut Criterion) {
                     action: Some("read"),
                 }),
                 upgrade: false,
+                trace: None,
             };
             let head = forwarder.prepare(&Method::GET, &mut h, out);
             black_box((h, head))

@@ -158,6 +158,8 @@ pub async fn dry_gate(cfg: &Config, store: Store) -> Result<Gate, crate::serve_e
         usage: Arc::new(UsageRecorder::new(cfg.tokens.last_used_interval)),
         limiter: RateLimiter::new(&cfg.rate_limit, metrics.clone()),
         metrics,
+        // A dry run exports no traces.
+        tracer: crate::trace::Tracer::off(),
     };
     Ok(Gate::new(cfg, parts))
 }

@@ -20,6 +20,13 @@
 //! request ([`Held`]: the snapshot and the raw target), so nothing is
 //! copied per phase. The gate knows a decision, not SQL (lookups go
 //! through [`crate::lookup::Lookup`]) and not how the answer is written.
+//!
+//! A recorded request's trace ([`crate::trace`]) starts as it arrives and
+//! travels in its [`Judged`]; the phases hand its SERVER span to the
+//! look-up and the rate limiter, which add their children. The door takes
+//! it ([`Judged::take_trace`]) to add its own (the proxy: the exchange with
+//! the CMS) and gives it back to [`Gate::finish`], which ends it with the
+//! outcome's attributes.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -45,6 +52,7 @@ use crate::policy::{Policy, PolicyHandle};
 use crate::ratelimit::RateLimiter;
 use crate::request_id::RequestIds;
 use crate::route::{self, Route, RouteClass};
+use crate::trace::{attr, RequestTrace, Span, Tracer};
 use crate::upstream::UpstreamError;
 
 /// How a request reached authgate.
@@ -231,15 +239,24 @@ pub enum Judged<'r> {
     Unjudged {
         arrival: Arrival<'r>,
         refusal: Refusal,
+        trace: RequestTrace,
     },
     /// Judged: its context and how it was settled.
     Judged {
         ctx: RequestCtx<'r>,
         outcome: Outcome,
+        trace: RequestTrace,
     },
 }
 
 impl<'r> Judged<'r> {
+    /// The request's trace, for the door to add its spans and hand back to
+    /// [`Gate::finish`]; an untraced one is left behind.
+    pub fn take_trace(&mut self) -> RequestTrace {
+        let (Judged::Unjudged { trace, .. } | Judged::Judged { trace, .. }) = self;
+        std::mem::replace(trace, RequestTrace::none())
+    }
+
     /// The arrival facts.
     pub fn arrival(&self) -> &Arrival<'r> {
         match self {
@@ -292,6 +309,7 @@ pub struct Gate {
     limiter: RateLimiter,
     metrics: Metrics,
     request_ids: RequestIds,
+    tracer: Tracer,
 }
 
 /// Parts of [`Gate`] that `server::Server::bind` builds and shares.
@@ -302,6 +320,8 @@ pub struct GateParts {
     pub usage: Arc<UsageRecorder>,
     pub limiter: RateLimiter,
     pub metrics: Metrics,
+    /// Off unless `[tracing]` names a collector.
+    pub tracer: Tracer,
 }
 
 fn unix_secs(t: SystemTime) -> u64 {
@@ -319,6 +339,7 @@ impl Gate {
             limiter: parts.limiter,
             metrics: parts.metrics,
             request_ids: RequestIds::new(),
+            tracer: parts.tracer,
         }
     }
 
@@ -352,20 +373,33 @@ impl Gate {
         req: Presented<'_>,
         recent: &Recent,
     ) -> Judged<'r> {
+        let mut trace = RequestTrace::from(self.tracer.start(&held.method, req.headers));
         let arrival = self.arrive(held, peer, &req);
         let cx = match judge(arrival, held, req.headers, self.max_uri_bytes) {
             Ok(cx) => cx,
-            Err((arrival, refusal)) => return Judged::Unjudged { arrival, refusal },
+            Err((arrival, refusal)) => {
+                return Judged::Unjudged {
+                    arrival,
+                    refusal,
+                    trace,
+                }
+            }
         };
-        let outcome = match self.precheck(&cx, req.headers).await {
+        // The phases add their spans under the SERVER span.
+        let span = trace.span();
+        let outcome = match self.precheck(&cx, req.headers, span).await {
             Err(settled) => settled,
-            Ok(key) => match self.look_up(&cx, recent, key).await {
+            Ok(key) => match self.look_up(&cx, recent, key, span).await {
                 Err(unavailable) => unavailable,
-                Ok(found) => self.settle(&cx, found, req.headers, req.body).await,
+                Ok(found) => self.settle(&cx, found, req.headers, req.body, span).await,
             },
         };
         let outcome = enforce(cx.policy.enforcement, outcome);
-        Judged::Judged { ctx: cx, outcome }
+        Judged::Judged {
+            ctx: cx,
+            outcome,
+            trace,
+        }
     }
 
     /// Phase: arrive. The clock, the connection, the client, the request
@@ -383,10 +417,12 @@ impl Gate {
 
     /// Phase: precheck the credential, then the per-IP limit. `Ok`: the key
     /// to look up; `Err`: settled without a lookup (passed or refused).
+    /// Redis calls are spans under `span`.
     async fn precheck<'h>(
         &self,
         cx: &RequestCtx<'_>,
         headers: &'h HeaderMap,
+        span: &mut Span,
     ) -> Result<&'h [u8], Outcome> {
         let cred = authz::parse_authorization(
             headers
@@ -399,11 +435,11 @@ impl Gate {
             Precheck::Pass => Err(Outcome::Pass),
             Precheck::Deny(denial) => {
                 if denial == Denial::InvalidCredentials {
-                    self.limiter.note_failed_auth(client).await;
+                    self.limiter.note_failed_auth(client, span).await;
                 }
                 Err(Outcome::refuse(denial))
             }
-            Precheck::Lookup(key) => match self.limiter.ip_blocked(client).await {
+            Precheck::Lookup(key) => match self.limiter.ip_blocked(client, span).await {
                 Some(retry) => Err(Outcome::rate_limited(None, retry)),
                 None => Ok(key),
             },
@@ -411,14 +447,16 @@ impl Gate {
     }
 
     /// Phase: look the key up (known hashes, cache, store). `Err`: the store
-    /// cannot answer.
+    /// cannot answer. A look-up the cache cannot answer is a span under
+    /// `span`.
     async fn look_up(
         &self,
         cx: &RequestCtx<'_>,
         recent: &Recent,
         key: &[u8],
+        span: &mut Span,
     ) -> Result<Option<Hit<Resolved>>, Outcome> {
-        self.lookup.find_on(recent, key).await.map_err(|e| {
+        self.lookup.find_on(recent, key, span).await.map_err(|e| {
             if let LookupError::Failed(reason) = &e {
                 tracing::error!(%reason, request_id = cx.arrival.request_id.to_str().unwrap_or("-"), "token lookup failed");
             }
@@ -434,6 +472,7 @@ impl Gate {
         found: Option<Hit<Resolved>>,
         headers: &HeaderMap,
         body: Body<'_>,
+        span: &mut Span,
     ) -> Outcome {
         let now = SystemTime::now();
         let record = found.as_deref().map(|r| &r.record);
@@ -455,12 +494,12 @@ impl Gate {
             }
         }
         match (verdict, found) {
-            (Verdict::Allow, Some(r)) => self.token_limit(r).await,
+            (Verdict::Allow, Some(r)) => self.token_limit(r, span).await,
             // `authz::decide` allows nothing without a record.
             (Verdict::Allow, None) => Outcome::refuse(Denial::InvalidCredentials),
             (Verdict::Deny { denial, .. }, found) => {
                 if !authenticated {
-                    self.limiter.note_failed_auth(cx.arrival.client).await;
+                    self.limiter.note_failed_auth(cx.arrival.client, span).await;
                 }
                 Outcome::refuse_token(denial, found)
             }
@@ -478,10 +517,10 @@ impl Gate {
     }
 
     /// An allowed token, unless it is over its rate limit.
-    async fn token_limit(&self, r: Hit<Resolved>) -> Outcome {
+    async fn token_limit(&self, r: Hit<Resolved>, span: &mut Span) -> Outcome {
         let limit = self
             .limiter
-            .check_token(r.record.id, r.record.rate_limit.get())
+            .check_token(r.record.id, r.record.rate_limit.get(), span)
             .await;
         match limit {
             Some(retry) => Outcome::rate_limited(Some(r), retry),
@@ -489,9 +528,16 @@ impl Gate {
         }
     }
 
-    /// Phase: log and count, once the door has answered with `status`.
+    /// Phase: log and count, once the door has answered with `status`, and
+    /// end the request's trace (taken with [`Judged::take_trace`]).
     /// `failed`: the forwarding failure that replaced the judged outcome.
-    pub fn finish(&self, judged: &Judged<'_>, failed: Option<&Outcome>, status: StatusCode) {
+    pub fn finish(
+        &self,
+        judged: &Judged<'_>,
+        failed: Option<&Outcome>,
+        status: StatusCode,
+        trace: RequestTrace,
+    ) {
         let arrival = judged.arrival();
         let (cx, outcome) = match judged {
             Judged::Unjudged { refusal, .. } => (None, Outcome::refuse(*refusal)),
@@ -559,6 +605,19 @@ impl Gate {
                 "request"
             );
         }
+        if trace.is_recording() {
+            let settled = Settled {
+                class,
+                decision,
+                would_deny: match outcome {
+                    Outcome::Reported { refusal, .. } => Some(refusal.label()),
+                    _ => None,
+                },
+                token_id,
+                status: status_u,
+            };
+            end_trace(trace, arrival, cx, settled);
+        }
     }
 }
 
@@ -578,6 +637,71 @@ fn enforce(mode: Enforcement, outcome: Outcome) -> Outcome {
         ) => Outcome::Reported { refusal, token },
         (_, outcome) => outcome,
     }
+}
+
+/// How a request was settled, as its SERVER span records it.
+struct Settled {
+    class: RouteClass,
+    decision: Decision,
+    /// Report mode: why enforcement would have refused it.
+    would_deny: Option<&'static str>,
+    token_id: Option<i64>,
+    status: u16,
+}
+
+/// The SERVER span's attributes, from what the phases learnt, then the end
+/// of the trace. Only for recorded requests.
+fn end_trace(
+    mut trace: RequestTrace,
+    arrival: &Arrival<'_>,
+    cx: Option<&RequestCtx<'_>>,
+    settled: Settled,
+) {
+    trace.set_attr(attr::DOOR, arrival.door.as_str());
+    trace.set_attr(attr::ROUTE_CLASS, settled.class.as_str());
+    let (decision, reason) = match settled.decision {
+        Decision::Allow => ("allow", None),
+        Decision::Pass => ("pass", None),
+        Decision::Deny(r) => ("deny", Some(r.label())),
+    };
+    trace.set_attr(attr::DECISION, decision);
+    if let Some(reason) = reason {
+        trace.set_attr(attr::DENY_REASON, reason);
+    }
+    if let Some(reason) = settled.would_deny {
+        trace.set_attr(attr::WOULD_DENY_REASON, reason);
+    }
+    if let Some(id) = settled.token_id {
+        trace.set_attr(attr::TOKEN_ID, id);
+    }
+    let scheme = if arrival.peer.tls { "https" } else { "http" };
+    trace.set_attr(attr::URL_SCHEME, scheme);
+    trace.set_attr(attr::CLIENT_ADDRESS, arrival.client.to_string());
+    trace.set_attr(
+        attr::NETWORK_PEER_ADDRESS,
+        arrival.peer.addr.ip().to_string(),
+    );
+    if let Ok(id) = arrival.request_id.to_str() {
+        trace.set_attr(attr::REQUEST_ID, id.to_owned());
+    }
+    if let Some(cx) = cx {
+        trace.set_attr(attr::URL_PATH, cx.target.path().to_owned());
+        if let Some(action) = cx.route.action.name() {
+            trace.set_attr(attr::ACTION, action.to_owned());
+        }
+        let authority = cx
+            .host
+            .as_ref()
+            .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok());
+        if let Some(a) = authority {
+            trace.set_attr(attr::SERVER_ADDRESS, a.host().to_owned());
+            if let Some(port) = a.port_u16() {
+                trace.set_attr(attr::SERVER_PORT, port);
+            }
+        }
+    }
+    trace.span().set_http_status(settled.status);
+    trace.end();
 }
 
 /// Phase: judge. The request target (bounded) in its normal form, the

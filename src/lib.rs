@@ -40,7 +40,8 @@
 //! | [`audit`] | the audit event, its canonical form, the HMAC chain and its verification |
 //! | [`management`] | the management listener: Strapi-shaped token REST API and web page |
 //! | [`metrics`] | Prometheus families |
-//! | [`telemetry`] | `tracing` set-up, errors written with their causes |
+//! | [`telemetry`] | `tracing` set-up (logs), errors written with their causes |
+//! | [`trace`] | distributed traces: W3C Trace Context in, OTLP/HTTP out |
 //! | [`explain`] | `authgate explain`: why a request is decided as it is, by the gate's own functions |
 //! | [`cli`] | the `authgate` command |
 //!
@@ -88,4 +89,5 @@ pub mod telemetry;
 pub mod tls;
 pub mod token;
 pub mod token_stats;
+pub mod trace;
 pub mod upstream;

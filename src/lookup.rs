@@ -36,6 +36,7 @@ use crate::known::KnownHashes;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::token::{Hasher, TokenHash};
+use crate::trace::{attr, Kind, Span};
 
 /// Known hashes, cache and store, in that order.
 pub struct Lookup {
@@ -69,12 +70,43 @@ impl Lookup {
     /// none (a hash never issued is refused from memory, an absence may be
     /// cached), an error when the store cannot say (and no stale record may
     /// stand in).
-    pub async fn find(&self, key: &[u8]) -> Result<Option<Hit<Resolved>>, LookupError> {
+    ///
+    /// `parent` is the request's span: a look-up the cache could not answer
+    /// (a hash refused as never issued, or a miss that went to the store)
+    /// ends under it as an `authgate.lookup` span, with the store query as
+    /// its child; one the cache answered leaves no span.
+    pub async fn find(
+        &self,
+        key: &[u8],
+        parent: &mut Span,
+    ) -> Result<Option<Hit<Resolved>>, LookupError> {
+        let mut span = parent.child("authgate.lookup", Kind::Internal);
         let hash = self.hasher.hash(key);
         if !self.known.admits_fresh(&hash).await {
+            span.set_attr(attr::LOOKUP_SOURCE, "known_hashes");
+            parent.end_child(span);
             return Ok(None);
         }
-        self.cache.get_or_load(hash, || self.load(hash)).await
+        let mut loaded = false;
+        let found = self
+            .cache
+            .get_or_load(hash, || {
+                loaded = true;
+                self.load(hash, &mut span)
+            })
+            .await;
+        if loaded {
+            span.set_attr(attr::LOOKUP_SOURCE, "store");
+            if let Err(e) = &found {
+                let kind = match e {
+                    LookupError::Unavailable(_) => "store_unavailable",
+                    LookupError::Failed(_) => "store_error",
+                };
+                span.set_error(kind, "the token store could not answer");
+            }
+            parent.end_child(span);
+        }
+        found
     }
 
     /// [`Lookup::find`], first asking what this client connection
@@ -83,9 +115,10 @@ impl Lookup {
         &self,
         recent: &Recent,
         key: &[u8],
+        parent: &mut Span,
     ) -> Result<Option<Hit<Resolved>>, LookupError> {
         if !self.cache.is_enabled() {
-            return self.find(key).await;
+            return self.find(key, parent).await;
         }
         let fingerprint = self.fingerprints.of(key);
         let epoch = self.cache.epoch();
@@ -97,7 +130,7 @@ impl Lookup {
         }
         // The epoch read before the lookup: an invalidation during it makes
         // what it found unfit to remember.
-        let found = self.find(key).await?;
+        let found = self.find(key, parent).await?;
         if let Some(hit) = &found {
             if self.cache.is_fresh(hit) {
                 recent.set(fingerprint, hit.clone(), epoch);
@@ -106,8 +139,16 @@ impl Lookup {
         Ok(found)
     }
 
-    /// A cache miss: one store query, timed and counted.
-    async fn load(&self, hash: TokenHash) -> Result<Option<Resolved>, StoreError> {
+    /// A cache miss: one store query, timed, counted and (under `lookup`)
+    /// traced.
+    async fn load(
+        &self,
+        hash: TokenHash,
+        lookup: &mut Span,
+    ) -> Result<Option<Resolved>, StoreError> {
+        let mut query = lookup.child("find_token", Kind::Client);
+        query.set_attr(attr::DB_SYSTEM_NAME, "postgresql");
+        query.set_attr(attr::DB_OPERATION_NAME, "find_token");
         let started = Instant::now();
         let r = self.store.find_token(&hash.to_hex()).await;
         self.metrics
@@ -116,7 +157,9 @@ impl Lookup {
             .observe(started.elapsed().as_secs_f64());
         if r.is_err() {
             self.metrics.hot.store_find_errors.inc();
+            query.set_error("store_error", "the token query failed");
         }
+        lookup.end_child(query);
         r.map(|found| found.map(Resolved::new))
     }
 }

@@ -55,6 +55,10 @@ pub struct Metrics {
     pub tokens: IntGaugeVec,
     pub tokens_expiring: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    /// Spans the collector took (`trace::export`).
+    pub trace_spans_exported: IntCounter,
+    /// Spans not exported, by reason (queue_full, export_failed, shutdown).
+    pub trace_spans_dropped: IntCounterVec,
     /// The per-request series, resolved once (no label hashing per request).
     pub hot: std::sync::Arc<RequestMetrics>,
 }
@@ -264,6 +268,8 @@ impl Metrics {
             tokens = gauge_vec("authgate_tokens", "Tokens in the store, by kind and state (active, expired); refreshed every tokens.stats_interval.", &["kind", "state"]);
             tokens_expiring = gauge_vec("authgate_tokens_expiring", "Active tokens whose expiry falls within the window (1d, 7d, 30d), by kind; refreshed every tokens.stats_interval.", &["kind", "within"]);
             build_info = gauge_vec("authgate_build_info", "Build information; the value is always 1.", &["version"]);
+            trace_spans_exported = counter("authgate_trace_spans_exported_total", "Trace spans the OTLP collector accepted.");
+            trace_spans_dropped = counter_vec("authgate_trace_spans_dropped_total", "Trace spans not exported, by reason (queue_full: the export queue was full; export_failed: the collector did not take the batch; shutdown: ended after the exporter stopped).", &["reason"]);
         }
         let hot = RequestMetrics::new(
             &requests,
@@ -311,6 +317,8 @@ impl Metrics {
             tokens,
             tokens_expiring,
             build_info,
+            trace_spans_exported,
+            trace_spans_dropped,
             hot: std::sync::Arc::new(hot),
             registry: r,
         };
@@ -362,6 +370,9 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             self.config_reloads.with_label_values(&[result]);
+        }
+        for reason in ["queue_full", "export_failed", "shutdown"] {
+            self.trace_spans_dropped.with_label_values(&[reason]);
         }
     }
 

@@ -11,7 +11,9 @@
 //! forwarding: the head [`crate::forward::Forwarder`] makes, the client
 //! connection's pinned upstream connection ([`crate::upstream`]), and a
 //! WebSocket handshake turned into a tunnel. Refusals become responses in
-//! one function, [`crate::answer::response`].
+//! one function, [`crate::answer::response`]. A recorded request's
+//! exchange with the CMS is a CLIENT span of its trace, and the CMS's
+//! `traceparent` names it as the parent.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::forward::{Allowed, Outgoing, Peer};
 use crate::gate::{Body, Door, Gate, Judged, Outcome, Presented, RequestCtx};
 use crate::lookup::Recent;
 use crate::request_id::X_REQUEST_ID;
+use crate::trace::{attr, Kind, Propagate, RequestTrace, Span};
 use crate::upstream::{Pinned, Upstream, UpstreamBody, UpstreamError};
 
 /// The body of every response the gateway sends: the upstream's, or one it
@@ -88,9 +91,10 @@ impl Gateway {
             client,
             body: Body::Stream(&mut body),
         };
-        let judged = gate
+        let mut judged = gate
             .decide(&held, &conn.peer, presented, &conn.recent)
             .await;
+        let mut trace = judged.take_trace();
 
         // Forward with identity, or answer with the refusal.
         let mut failed = None;
@@ -99,9 +103,11 @@ impl Gateway {
             Judged::Judged {
                 ctx,
                 outcome: outcome @ (Outcome::Pass | Outcome::Allow(_) | Outcome::Reported { .. }),
+                ..
             } => {
                 let req = Request::from_parts(parts, body);
-                match self.forward(ctx, conn, req, outcome.allowed(ctx)).await {
+                let allowed = outcome.allowed(ctx);
+                match self.forward(ctx, conn, req, allowed, &mut trace).await {
                     Ok(resp) => resp,
                     Err(error) => {
                         let (f, refusal) = Outcome::failed(error);
@@ -127,17 +133,20 @@ impl Gateway {
         };
 
         // Log + metrics.
-        gate.finish(&judged, failed.as_ref(), resp.status());
+        gate.finish(&judged, failed.as_ref(), resp.status(), trace);
         resp
     }
 
-    /// Forward to the upstream, with identity when allowed.
+    /// Forward to the upstream, with identity when allowed. A recorded
+    /// request's exchange is a CLIENT span under `trace`, named in the
+    /// CMS's `traceparent`.
     async fn forward(
         &self,
         cx: &RequestCtx<'_>,
         conn: &ClientConn,
         req: Request<ForwardBody>,
         allowed: Option<Allowed<'_>>,
+        trace: &mut RequestTrace,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let (mut parts, body) = req.into_parts();
         // A WebSocket handshake, when the client's side can be handed over.
@@ -145,6 +154,8 @@ impl Gateway {
             let on = parts.extensions.remove::<hyper::upgrade::OnUpgrade>()?;
             Some((hs, on))
         });
+        let mut exchange = trace.child(crate::trace::span_name(&parts.method), Kind::Client);
+        let traceparent = trace.traceparent_for_upstream(&exchange);
         let out = Outgoing {
             peer: cx.arrival.peer,
             requested_host: cx.host.as_ref(),
@@ -152,6 +163,10 @@ impl Gateway {
             path_and_query: cx.target.path_and_query.as_ref(),
             allowed,
             upgrade: handshake.is_some(),
+            trace: traceparent.as_ref().map(|traceparent| Propagate {
+                traceparent,
+                tracestate: trace.tracestate(),
+            }),
         };
         let head = self
             .gate
@@ -167,12 +182,23 @@ impl Gateway {
                 .path_and_query()
                 .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
         }
+        if exchange.is_recording() {
+            self.describe(&mut exchange, &parts.method, cx.target.path());
+        }
         let t = Instant::now();
         let result = conn.upstream.send(&parts, body, &head).await;
         self.gate
             .metrics()
             .upstream_duration
             .observe(t.elapsed().as_secs_f64());
+        // The span ends with the response head; the body streams after.
+        if exchange.is_recording() {
+            match &result {
+                Ok(resp) => exchange.set_http_status(resp.status().as_u16()),
+                Err(e) => exchange.set_error(e.kind(), e.to_string()),
+            }
+            trace.end_child(exchange);
+        }
         let mut resp = result?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             // The tunnel carries what the client sends unchecked from here
@@ -193,6 +219,25 @@ impl Gateway {
         resp.headers_mut()
             .insert(X_REQUEST_ID, cx.arrival.request_id.clone());
         Ok(resp.map(Either::Left))
+    }
+}
+
+impl Gateway {
+    /// The exchange's attributes: the CMS's address, and `url.full`
+    /// without the query string (which may carry what must not leave in a
+    /// trace).
+    fn describe(&self, span: &mut Span, method: &http::Method, path: &str) {
+        let (scheme, host, port) = self.upstream.origin();
+        span.set_attr(attr::HTTP_REQUEST_METHOD, crate::trace::method_attr(method));
+        span.set_attr(attr::SERVER_ADDRESS, host.to_owned());
+        span.set_attr(attr::SERVER_PORT, port);
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        span.set_attr(attr::URL_FULL, format!("{scheme}://{host}:{port}{path}"));
+        span.set_attr(attr::NETWORK_PROTOCOL_VERSION, "1.1");
     }
 }
 

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::RateLimitConfig;
 use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
+use crate::trace::{attr, Kind, Span};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
@@ -81,6 +82,25 @@ impl Local {
     }
 }
 
+/// A Redis call of the limiter, as a CLIENT span under `parent`.
+fn redis_span(parent: &Span, operation: &'static str) -> Span {
+    let mut span = parent.child(operation, Kind::Client);
+    span.set_attr(attr::DB_SYSTEM_NAME, "redis");
+    span.set_attr(attr::DB_OPERATION_NAME, operation);
+    span
+}
+
+/// Mark the span failed when Redis did not answer.
+fn span_result(span: &mut Span, n: Option<u64>) -> Option<u64> {
+    if n.is_none() {
+        span.set_error(
+            "redis_unavailable",
+            "redis did not answer; the limit failed open",
+        );
+    }
+    n
+}
+
 fn retry_secs(left: Duration) -> u64 {
     left.as_secs() + u64::from(left.subsec_nanos() > 0)
 }
@@ -126,8 +146,9 @@ impl RateLimiter {
     }
 
     /// Count a hit on `key`: the count in this window and the time left, or
-    /// `None` when the shared store is unavailable (fail open).
-    async fn hit(&self, key: Key) -> Option<(u64, Duration)> {
+    /// `None` when the shared store is unavailable (fail open). A Redis
+    /// call is a span under `parent`.
+    async fn hit(&self, key: Key, parent: &mut Span) -> Option<(u64, Duration)> {
         match &self.redis {
             None => Some(self.local.hit(key, self.cfg.window, Instant::now())),
             Some((link, prefix)) => {
@@ -136,42 +157,50 @@ impl RateLimiter {
                     Key::Token(id) => format!("{prefix}:t:{id}:{index}"),
                     Key::Ip(ip) => format!("{prefix}:ip:{ip}:{index}"),
                 };
-                match link.incr_window(&k, self.cfg.window).await {
-                    Some(n) => Some((n, left)),
-                    None => {
-                        self.metrics.rate_limit_errors.inc();
-                        None
-                    }
-                }
+                let mut span = redis_span(parent, "EVALSHA");
+                let n = link.incr_window(&k, self.cfg.window).await;
+                self.settle(parent, span_result(&mut span, n), span)
+                    .map(|n| (n, left))
             }
         }
     }
 
-    async fn peek(&self, key: Key) -> Option<(u64, Duration)> {
+    async fn peek(&self, key: Key, parent: &mut Span) -> Option<(u64, Duration)> {
         match &self.redis {
             None => Some(self.local.peek(key, self.cfg.window, Instant::now())),
             Some((link, prefix)) => {
                 let (index, left) = aligned_window(self.cfg.window);
                 let Key::Ip(ip) = key else { return None };
-                match link.get_count(&format!("{prefix}:ip:{ip}:{index}")).await {
-                    Some(n) => Some((n, left)),
-                    None => {
-                        self.metrics.rate_limit_errors.inc();
-                        None
-                    }
-                }
+                let mut span = redis_span(parent, "GET");
+                let n = link.get_count(&format!("{prefix}:ip:{ip}:{index}")).await;
+                self.settle(parent, span_result(&mut span, n), span)
+                    .map(|n| (n, left))
             }
         }
     }
 
+    /// End a Redis call's span; count a failure (the check fails open).
+    fn settle(&self, parent: &mut Span, n: Option<u64>, span: Span) -> Option<u64> {
+        parent.end_child(span);
+        if n.is_none() {
+            self.metrics.rate_limit_errors.inc();
+        }
+        n
+    }
+
     /// Count a request of a token; `Some(retry_after_secs)` when over the
     /// limit. `override_limit` is the token's own `rate_limit` column.
-    pub async fn check_token(&self, token_id: i64, override_limit: Option<u32>) -> Option<u64> {
+    pub async fn check_token(
+        &self,
+        token_id: i64,
+        override_limit: Option<u32>,
+        span: &mut Span,
+    ) -> Option<u64> {
         let limit = override_limit.unwrap_or(self.cfg.per_token);
         if limit == 0 {
             return None;
         }
-        let (count, left) = self.hit(Key::Token(token_id)).await?;
+        let (count, left) = self.hit(Key::Token(token_id), span).await?;
         (count > u64::from(limit)).then(|| {
             self.metrics
                 .rate_limited
@@ -182,11 +211,11 @@ impl RateLimiter {
     }
 
     /// Is this IP over its failed-authentication limit?
-    pub async fn ip_blocked(&self, ip: IpAddr) -> Option<u64> {
+    pub async fn ip_blocked(&self, ip: IpAddr, span: &mut Span) -> Option<u64> {
         if self.cfg.failed_auth_per_ip == 0 {
             return None;
         }
-        let (count, left) = self.peek(Key::Ip(ip)).await?;
+        let (count, left) = self.peek(Key::Ip(ip), span).await?;
         (count >= u64::from(self.cfg.failed_auth_per_ip)).then(|| {
             self.metrics.rate_limited.with_label_values(&["ip"]).inc();
             retry_secs(left)
@@ -194,9 +223,9 @@ impl RateLimiter {
     }
 
     /// Count a failed authentication from this IP.
-    pub async fn note_failed_auth(&self, ip: IpAddr) {
+    pub async fn note_failed_auth(&self, ip: IpAddr, span: &mut Span) {
         if self.cfg.failed_auth_per_ip > 0 {
-            self.hit(Key::Ip(ip)).await;
+            self.hit(Key::Ip(ip), span).await;
         }
     }
 }
@@ -220,37 +249,45 @@ mod tests {
     async fn token_limit_per_window() {
         let l = limiter(3, 0);
         for _ in 0..3 {
-            assert_eq!(l.check_token(1, None).await, None);
+            assert_eq!(l.check_token(1, None, &mut Span::none()).await, None);
         }
-        assert_eq!(l.check_token(1, None).await, Some(1));
+        assert_eq!(l.check_token(1, None, &mut Span::none()).await, Some(1));
         assert_eq!(
-            l.check_token(2, None).await,
+            l.check_token(2, None, &mut Span::none()).await,
             None,
             "other tokens are separate"
         );
         assert_eq!(
-            l.check_token(3, Some(0)).await,
+            l.check_token(3, Some(0), &mut Span::none()).await,
             None,
             "an override of 0 means unlimited"
         );
-        assert_eq!(l.check_token(4, Some(1)).await, None);
+        assert_eq!(l.check_token(4, Some(1), &mut Span::none()).await, None);
         assert!(
-            l.check_token(4, Some(1)).await.is_some(),
+            l.check_token(4, Some(1), &mut Span::none()).await.is_some(),
             "a per-token override applies"
         );
         tokio::time::sleep(Duration::from_millis(220)).await;
-        assert_eq!(l.check_token(1, None).await, None, "a new window starts");
+        assert_eq!(
+            l.check_token(1, None, &mut Span::none()).await,
+            None,
+            "a new window starts"
+        );
     }
 
     #[tokio::test]
     async fn failed_auth_guard() {
         let l = limiter(0, 2);
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
-        assert_eq!(l.ip_blocked(ip).await, None);
-        l.note_failed_auth(ip).await;
-        assert_eq!(l.ip_blocked(ip).await, None);
-        l.note_failed_auth(ip).await;
-        assert!(l.ip_blocked(ip).await.is_some());
-        assert_eq!(l.ip_blocked("10.9.9.9".parse().unwrap()).await, None);
+        assert_eq!(l.ip_blocked(ip, &mut Span::none()).await, None);
+        l.note_failed_auth(ip, &mut Span::none()).await;
+        assert_eq!(l.ip_blocked(ip, &mut Span::none()).await, None);
+        l.note_failed_auth(ip, &mut Span::none()).await;
+        assert!(l.ip_blocked(ip, &mut Span::none()).await.is_some());
+        assert_eq!(
+            l.ip_blocked("10.9.9.9".parse().unwrap(), &mut Span::none())
+                .await,
+            None
+        );
     }
 }

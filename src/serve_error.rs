@@ -20,6 +20,8 @@ pub enum ServeError {
     Forward(#[from] crate::forward::ForwardError),
     #[error(transparent)]
     Redis(#[from] crate::redis_link::LinkError),
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
     #[error("management: {0}")]
     Management(String),
 }

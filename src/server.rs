@@ -10,7 +10,7 @@
 //! once, the proxy keeps accepting for `server.shutdown_delay` (so load
 //! balancers stop sending here first), stops accepting, lets in-flight
 //! requests finish within `server.shutdown_grace`, flushes `last_used_at`
-//! and returns.
+//! and the trace exporter's queue, and returns.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -47,7 +47,11 @@ use crate::serve_error::ServeError;
 use crate::store::Store;
 use crate::tls::ReloadableAcceptor;
 use crate::token::Hasher;
+use crate::trace::{Exporter, Tracer};
 use crate::upstream::Upstream;
+
+/// Longest the last trace export may take at shutdown.
+const TRACE_FLUSH: Duration = Duration::from_secs(5);
 
 /// A bound, not yet running gateway.
 pub struct Server {
@@ -65,6 +69,9 @@ pub struct Server {
     known: Arc<KnownHashes>,
     management: Option<crate::management::Management>,
     policy: Arc<PolicyStore>,
+    /// The trace exporter, when `[tracing]` names a collector: flushed
+    /// last, after the drain.
+    exporter: Option<Exporter>,
 }
 
 /// Shared state of the metrics/probe listener.
@@ -117,6 +124,10 @@ impl Server {
             metrics.clone(),
         );
         let policy = Arc::new(PolicyStore::new(&cfg));
+        let (tracer, exporter) = Tracer::new(&cfg.tracing, &metrics)?;
+        if let Some(url) = &cfg.tracing.endpoint {
+            tracing::info!(endpoint = %url, sample_ratio = cfg.tracing.sample_ratio, service_name = %cfg.tracing.service_name, "exporting traces (OTLP/HTTP)");
+        }
         let parts = GateParts {
             policy: policy.handle(),
             forwarder: Forwarder::from_config(&cfg)?,
@@ -124,6 +135,7 @@ impl Server {
             usage: usage.clone(),
             limiter,
             metrics: metrics.clone(),
+            tracer,
         };
         let gate = Arc::new(Gate::new(&cfg, parts));
         let gateway = Arc::new(Gateway::new(gate.clone(), upstream));
@@ -162,6 +174,7 @@ impl Server {
             known,
             management,
             policy,
+            exporter,
         })
     }
 
@@ -270,6 +283,9 @@ impl Server {
         let _ = background.flusher.await;
         for task in background.tasks {
             task.abort();
+        }
+        if let Some(exporter) = self.exporter.take() {
+            exporter.shutdown(TRACE_FLUSH).await;
         }
         tracing::info!("stopped");
         Ok(())

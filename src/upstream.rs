@@ -132,6 +132,16 @@ impl Upstream {
         })
     }
 
+    /// Where it is: scheme, host (without brackets) and port.
+    pub fn origin(&self) -> (&'static str, &str, u16) {
+        let scheme = if self.inner.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        (scheme, &self.inner.host, self.inner.port)
+    }
+
     /// The upstream side of a new client connection: no connection yet (a
     /// parked one, or a new one, is taken at its first request).
     pub fn pin(&self) -> Pinned {

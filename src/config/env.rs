@@ -1,11 +1,16 @@
 //! Environment overrides, laid over the file before it is deserialised.
 //!
-//! `AUTHGATE_<SECTION>_<KEY>` sets `<section>.<key>`; Strapi's own
-//! `API_TOKEN_SALT` and `ENCRYPTION_KEY` set the token keys, and the
-//! `AUTHGATE_` names win over them. The variables Kubernetes injects for a
-//! Service named like authgate are not config and are skipped. A value is
-//! typed as TOML would read it (bool, integer, `[...]` array), except for
-//! the keys in [`STRING_KEYS`], which always stay strings.
+//! `AUTHGATE_<SECTION>_<KEY>` sets `<section>.<key>`. Some standard names
+//! set keys too ([`STANDARD`]): Strapi's own `API_TOKEN_SALT` and
+//! `ENCRYPTION_KEY` (the token keys) and OpenTelemetry's
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME` and
+//! `OTEL_TRACES_SAMPLER_ARG` (`[tracing]`). Whichever order the
+//! environment lists them in, an `AUTHGATE_` name wins over a standard
+//! name for the same key, and either wins over the file. The variables
+//! Kubernetes injects for a Service named like authgate are not config and
+//! are skipped. A value is typed as TOML would read it (bool, integer,
+//! float, `[...]` array), except for the keys in [`STRING_KEYS`], which
+//! always stay strings.
 //!
 //! A new config section must be added to [`SECTIONS`], or its variables
 //! are refused.
@@ -20,6 +25,7 @@ const SECTIONS: &[&str] = &[
     "postgres",
     "identity",
     "metrics",
+    "tracing",
     "server",
     "audit",
     "tokens",
@@ -46,17 +52,32 @@ const STRING_KEYS: &[&str] = &[
     "sentinel_master",
     "sentinel_password",
     "ca_file",
+    "otlp_endpoint",
+    "service_name",
+];
+
+/// Standard variables that set a key, with the key they set. The
+/// `AUTHGATE_` name of the same key wins over them.
+const STANDARD: &[(&str, &str)] = &[
+    ("API_TOKEN_SALT", "tokens.salt"),
+    ("ENCRYPTION_KEY", "tokens.encryption_key"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing.otlp_endpoint"),
+    ("OTEL_SERVICE_NAME", "tracing.service_name"),
+    ("OTEL_TRACES_SAMPLER_ARG", "tracing.sample_ratio"),
 ];
 
 pub(super) fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
-    let mut pairs: Vec<(String, String)> = Vec::new();
+    // (key, set by an AUTHGATE_ name, value)
+    let mut pairs: Vec<(String, bool, String)> = Vec::new();
     for (var, value) in env {
+        if let Some((_, key)) = STANDARD.iter().find(|(name, _)| *name == var) {
+            pairs.push(((*key).to_owned(), false, value));
+            continue;
+        }
         match var.as_str() {
-            "API_TOKEN_SALT" => pairs.push(("tokens.salt".into(), value)),
-            "ENCRYPTION_KEY" => pairs.push(("tokens.encryption_key".into(), value)),
             "AUTHGATE_CONFIG" => {}
             v if is_service_link(v) => {}
             v if v.starts_with("AUTHGATE_") => {
@@ -72,14 +93,15 @@ pub(super) fn apply_env(
                         ),
                     })?;
                 let key = &rest[section.len() + 1..];
-                pairs.push((format!("{section}.{key}"), value));
+                pairs.push((format!("{section}.{key}"), true, value));
             }
             _ => {}
         }
     }
-    // AUTHGATE_ names win over the Strapi names.
-    pairs.sort_by_key(|(k, _)| k.clone());
-    for (dotted, value) in pairs {
+    // Applied in order, so for each key the standard name goes first and
+    // the AUTHGATE_ name, when both are set, last (it wins).
+    pairs.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    for (dotted, _, value) in pairs {
         let (section, key) = dotted.split_once('.').unwrap_or(("", ""));
         let entry = table
             .entry(section.to_owned())
@@ -115,6 +137,16 @@ fn env_value(key: &str, raw: &str) -> toml::Value {
     }
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
+    }
+    // A decimal number (`0.25`, `1e-3`), not words `f64` also reads
+    // ("inf", "NaN").
+    if raw
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b".eE+-".contains(&b))
+    {
+        if let Ok(f) = raw.parse::<f64>() {
+            return toml::Value::Float(f);
+        }
     }
     if raw.trim_start().starts_with('[') {
         if let Ok(t) = format!("v = {raw}").parse::<toml::Table>() {

@@ -27,6 +27,7 @@
 //! | `identity.rs` | `[identity]` |
 //! | `management.rs` | `[management]`, `[audit]` |
 //! | `observability.rs` | `[log]`, `[metrics]` |
+//! | `tracing.rs` | `[tracing]` (OTLP traces) |
 //!
 //! Each section's file holds its runtime type and the `compile_*` that
 //! checks its raw section. A new section gets a file of its own: its
@@ -51,9 +52,11 @@ mod routes;
 mod secret;
 mod server;
 mod tokens;
+mod tracing;
 mod upstream;
 mod values;
 
+pub use self::tracing::TracingConfig;
 pub use identity::IdentityConfig;
 pub use management::{AuditConfig, ManagementConfig};
 pub use observability::{LogConfig, LogFormat};
@@ -61,7 +64,7 @@ pub use postgres::{Layout, PostgresConfig};
 pub use raw::{
     RawAction, RawAudit, RawCache, RawConfig, RawContentType, RawIdentity, RawLog, RawManagement,
     RawMetrics, RawPostgres, RawRateLimit, RawRedis, RawRoutes, RawRule, RawServer, RawTokens,
-    RawUpstream,
+    RawTracing, RawUpstream,
 };
 pub use redis::{RedisConfig, RedisMode, SentinelConfig};
 pub use routes::DEFAULT_ACTIONS;
@@ -170,6 +173,7 @@ pub struct Config {
     pub management: ManagementConfig,
     pub audit: AuditConfig,
     pub log: LogConfig,
+    pub tracing: TracingConfig,
     /// The deserialised file, for `check-config` (secrets redacted on print).
     pub raw: RawConfig,
 }
@@ -193,6 +197,7 @@ impl RawConfig {
         let log = self.compile_log()?;
         let redis = self.compile_redis()?;
         let audit = self.compile_audit()?;
+        let tracing = self.compile_tracing()?;
         Ok(Config {
             server,
             upstream,
@@ -209,6 +214,7 @@ impl RawConfig {
             management,
             audit,
             log,
+            tracing,
             raw: {
                 // Print what is in force, layout defaults included.
                 let mut raw = self;

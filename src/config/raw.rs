@@ -36,6 +36,7 @@ pub struct RawConfig {
     pub management: RawManagement,
     pub audit: RawAudit,
     pub log: RawLog,
+    pub tracing: RawTracing,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -396,6 +397,29 @@ impl Default for RawLog {
         Self {
             format: "text".into(),
             level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTracing {
+    /// Base URL of an OTLP/HTTP receiver (`/v1/traces` is appended); ""
+    /// turns tracing off.
+    pub otlp_endpoint: String,
+    /// Share of requests recorded (0.0 to 1.0), by trace id; a client's
+    /// unsampled `traceparent` is never recorded.
+    pub sample_ratio: f64,
+    /// The `service.name` of the spans.
+    pub service_name: String,
+}
+
+impl Default for RawTracing {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            sample_ratio: 1.0,
+            service_name: "authgate".into(),
         }
     }
 }

@@ -98,6 +98,16 @@ fn environment_overrides() {
     )
     .unwrap();
     assert_eq!(c.tokens.salt.expose(), "ours");
+    // Whichever order the environment lists them in.
+    let c = parse(
+        "",
+        &[
+            ("AUTHGATE_TOKENS_SALT", "ours"),
+            ("API_TOKEN_SALT", "strapi"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.tokens.salt.expose(), "ours");
     let e = err(MIN, &[("AUTHGATE_NOPE_X", "1")]);
     assert!(e.contains("AUTHGATE_NOPE_X"), "{e}");
 }
@@ -123,6 +133,9 @@ fn errors_name_the_key() {
         ("[tokens]\nsalt=\"s\"\n[log]\nformat = \"xml\"\n", "log.format"),
         ("[tokens]\nsalt=\"s\"\n[identity]\nheader_prefix = \"x auth\"\n", "identity.header_prefix"),
         ("[tokens]\nsalt=\"s\"\nstats_interval = \"200ms\"\n", "tokens.stats_interval"),
+        ("[tokens]\nsalt=\"s\"\n[tracing]\nsample_ratio = 1.5\n", "tracing.sample_ratio"),
+        ("[tokens]\nsalt=\"s\"\n[tracing]\notlp_endpoint = \"collector:4318\"\n", "tracing.otlp_endpoint"),
+        ("[tokens]\nsalt=\"s\"\n[tracing]\nservice_name = \"\"\n", "tracing.service_name"),
         ("[tokens\nsalt=\"s\"\n", "not valid TOML"),
     ];
     for (text, needle) in rows {
@@ -244,4 +257,50 @@ fn layout_sets_the_schema_and_ttl_defaults() {
         e.contains("postgres.layout") && e.contains("strapi5"),
         "{e}"
     );
+}
+
+#[test]
+fn tracing_is_off_by_default_and_the_otel_variables_set_it() {
+    let c = parse(MIN, &[]).unwrap();
+    assert_eq!(c.tracing, TracingConfig::default());
+    assert_eq!(c.tracing.endpoint, None);
+    let file = "[tokens]\nsalt = \"s\"\n[tracing]\notlp_endpoint = \"http://file:4318\"\nsample_ratio = 0.5\nservice_name = \"from-file\"\n";
+    let c = parse(file, &[]).unwrap();
+    let url = |c: &Config| c.tracing.endpoint.as_ref().map(|u| u.to_string());
+    assert_eq!(url(&c).as_deref(), Some("http://file:4318/v1/traces"));
+    assert_eq!(c.tracing.sample_ratio, 0.5);
+    assert_eq!(c.tracing.service_name, "from-file");
+    // The OTEL_ names win over the file...
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel:4318/base"),
+        ("OTEL_SERVICE_NAME", "from-otel"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+    ];
+    let c = parse(file, &otel).unwrap();
+    assert_eq!(url(&c).as_deref(), Some("https://otel:4318/base/v1/traces"));
+    assert_eq!(c.tracing.service_name, "from-otel");
+    assert_eq!(c.tracing.sample_ratio, 0.25);
+    // ...and the AUTHGATE_ names over them, in either order.
+    let ours = [
+        ("AUTHGATE_TRACING_OTLP_ENDPOINT", "http://ours:4318"),
+        ("AUTHGATE_TRACING_SERVICE_NAME", "42"),
+        ("AUTHGATE_TRACING_SAMPLE_RATIO", "1"),
+    ];
+    for env in [
+        otel.iter().chain(&ours).copied().collect::<Vec<_>>(),
+        ours.iter().chain(&otel).copied().collect::<Vec<_>>(),
+    ] {
+        let c = parse(file, &env).unwrap();
+        assert_eq!(url(&c).as_deref(), Some("http://ours:4318/v1/traces"));
+        // A name that looks like a number stays a string.
+        assert_eq!(c.tracing.service_name, "42");
+        assert_eq!(c.tracing.sample_ratio, 1.0);
+    }
+    // An empty endpoint turns tracing off again.
+    let c = parse(file, &[("OTEL_EXPORTER_OTLP_ENDPOINT", "")]).unwrap();
+    assert_eq!(c.tracing.endpoint, None);
+    let e = err(MIN, &[("OTEL_TRACES_SAMPLER_ARG", "lots")]);
+    assert!(e.contains("tracing.sample_ratio"), "{e}");
+    let e = err(MIN, &[("OTEL_TRACES_SAMPLER_ARG", "-0.1")]);
+    assert!(e.contains("tracing.sample_ratio"), "{e}");
 }

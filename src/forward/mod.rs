@@ -15,6 +15,7 @@
 //! | `x-request-id` | the gateway's | `request_id` |
 //! | `Authorization` | kept, unless `identity.forward_authorization = false` | here |
 //! | WebSocket upgrade | `Connection: upgrade` and `Upgrade: websocket` written for a handshake the gateway lets through | [`upgrade`] |
+//! | `traceparent`, `tracestate` | the client's passed on; for a request authgate records, its own written instead (its span the parent) | [`crate::trace`] |
 //!
 //! What the gateway writes is kept as wire lines ([`lines::AddedHeaders`])
 //! rather than put into the client's header map, and the upstream client
@@ -36,6 +37,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::cidr::Cidr;
 use crate::model::TokenRecord;
 use crate::request_id::X_REQUEST_ID;
+use crate::trace::{Propagate, TRACEPARENT, TRACESTATE};
 pub use identity::{IdentityNames, Signer};
 pub use lines::AddedHeaders;
 pub use peer::{Peer, TrustedProxies};
@@ -81,6 +83,9 @@ pub struct Outgoing<'a> {
     pub allowed: Option<Allowed<'a>>,
     /// A WebSocket handshake the gateway lets through.
     pub upgrade: bool,
+    /// The trace context to send in place of the client's, when the
+    /// request is recorded.
+    pub trace: Option<Propagate<'a>>,
 }
 
 /// The head's parts the gateway decides: the `Host` and the added lines.
@@ -171,8 +176,14 @@ impl Forwarder {
         // The chain a trusted proxy sent is read before the pass removes it.
         self.proxies
             .write(h, out.peer, trusted, out.requested_host, &mut added);
-        self.strip(h, trusted);
+        self.strip(h, trusted, out.trace.is_some());
         added.push_value(&X_REQUEST_ID, out.request_id);
+        if let Some(t) = out.trace {
+            added.push(&TRACEPARENT, t.traceparent.as_bytes());
+            if let Some(state) = t.tracestate {
+                added.push(&TRACESTATE, state.as_bytes());
+            }
+        }
         if out.upgrade {
             upgrade::write_request_lines(&mut added);
         }
@@ -201,8 +212,9 @@ impl Forwarder {
     /// The one pass: remove every header the gateway does not forward as
     /// the client sent it. Only headers that are there are removed (a
     /// removal hashes the name; most requests carry none of the many
-    /// names this guards against).
-    fn strip(&self, h: &mut HeaderMap, trusted: bool) {
+    /// names this guards against). `traced`: the gateway writes the trace
+    /// context, so the client's goes.
+    fn strip(&self, h: &mut HeaderMap, trusted: bool, traced: bool) {
         let values = || {
             h.get_all(header::CONNECTION)
                 .iter()
@@ -222,6 +234,7 @@ impl Forwarder {
                     || (!self.forward_authorization && *name == header::AUTHORIZATION)
                     || peer::is_set_here(n)
                     || (peer::is_overriding(n) && !self.proxies.passes(name, trusted))
+                    || (traced && (*name == TRACEPARENT || *name == TRACESTATE))
             })
             .cloned()
             .collect();

@@ -47,6 +47,17 @@ fn forward(
     h: &mut HeaderMap,
     allowed: Option<Allowed<'_>>,
 ) -> (Vec<String>, String) {
+    forward_traced(f, peer, h, allowed, None)
+}
+
+/// [`forward`], for a request whose trace context the gateway writes.
+fn forward_traced(
+    f: &Forwarder,
+    peer: &str,
+    h: &mut HeaderMap,
+    allowed: Option<Allowed<'_>>,
+    trace: Option<crate::trace::Propagate<'_>>,
+) -> (Vec<String>, String) {
     let peer = Peer::new(peer.parse::<SocketAddr>().unwrap(), false);
     let host = host::requested(http::Version::HTTP_11, &"/x".parse().unwrap(), h)
         .ok()
@@ -58,6 +69,7 @@ fn forward(
         path_and_query: "/api/articles?x=1",
         allowed,
         upgrade: false,
+        trace,
     };
     let head = f.prepare(&Method::GET, h, out);
     let mut all: Vec<String> = h
@@ -71,6 +83,54 @@ fn forward(
     );
     all.sort();
     (all, head.host.to_str().unwrap().to_owned())
+}
+
+#[test]
+fn trace_context_is_the_clients_unless_the_gateway_records_the_request() {
+    let f = forwarder(Forwarding::default(), None, false);
+    let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let fields = [
+        ("traceparent", client),
+        ("tracestate", "a=1"),
+        ("tracestate", "b=2"),
+    ];
+    let lines = |all: &[String], name: &str| -> Vec<String> {
+        all.iter()
+            .filter(|l| l.starts_with(&format!("{name}: ")))
+            .cloned()
+            .collect()
+    };
+    // Not recorded: as the client sent them.
+    let (all, _) = forward(&f, "10.0.0.9:5555", &mut hdrs(&fields), None);
+    assert_eq!(
+        lines(&all, "traceparent"),
+        [format!("traceparent: {client}")]
+    );
+    assert_eq!(
+        lines(&all, "tracestate"),
+        ["tracestate: a=1", "tracestate: b=2"]
+    );
+    // Recorded: the gateway's, the client's gone.
+    let ours = crate::trace::TraceParent::parse(
+        b"00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01",
+    )
+    .unwrap()
+    .encode();
+    for (state, want) in [
+        (Some("a=1,b=2"), vec!["tracestate: a=1,b=2"]),
+        (None, vec![]),
+    ] {
+        let trace = crate::trace::Propagate {
+            traceparent: &ours,
+            tracestate: state,
+        };
+        let (all, _) = forward_traced(&f, "10.0.0.9:5555", &mut hdrs(&fields), None, Some(trace));
+        assert_eq!(
+            lines(&all, "traceparent"),
+            [format!("traceparent: {}", ours.as_str())]
+        );
+        assert_eq!(lines(&all, "tracestate"), want);
+    }
 }
 
 #[test]

@@ -91,7 +91,11 @@ async fn a_hash_never_issued_is_refused_from_memory() {
     for i in 0..MISS_BUDGET {
         f.lookup.known.admits(&f.hasher.hash(&i.to_le_bytes()));
     }
-    let found = f.lookup.find(b"made up").await.expect("answered");
+    let found = f
+        .lookup
+        .find(b"made up", &mut Span::none())
+        .await
+        .expect("answered");
     assert!(found.is_none());
     assert_eq!(f.connects(), 0, "the store was not asked");
 }
@@ -101,11 +105,15 @@ async fn a_cached_record_and_a_cached_absence_are_served_without_the_store() {
     let f = fixture().await;
     f.cache(b"known key", Some(record(7))).await;
     f.cache(b"absent key", None).await;
-    let hit = f.lookup.find(b"known key").await.expect("answered");
+    let hit = f
+        .lookup
+        .find(b"known key", &mut Span::none())
+        .await
+        .expect("answered");
     assert_eq!(hit.map(|h| h.record.id), Some(7));
     assert!(f
         .lookup
-        .find(b"absent key")
+        .find(b"absent key", &mut Span::none())
         .await
         .expect("answered")
         .is_none());
@@ -115,7 +123,7 @@ async fn a_cached_record_and_a_cached_absence_are_served_without_the_store() {
 #[tokio::test]
 async fn while_the_database_is_down_the_breaker_fails_lookups_fast() {
     let f = fixture().await;
-    let first = f.lookup.find(b"key one").await;
+    let first = f.lookup.find(b"key one", &mut Span::none()).await;
     assert!(
         matches!(first, Err(LookupError::Unavailable(_))),
         "{first:?}"
@@ -124,7 +132,7 @@ async fn while_the_database_is_down_the_breaker_fails_lookups_fast() {
     assert_eq!(f.lookup.metrics.hot.store_find_errors.get(), 1);
     // The breaker is open now: the next miss fails at once, unanswered by
     // a cache that holds nothing to serve stale.
-    let second = f.lookup.find(b"key two").await;
+    let second = f.lookup.find(b"key two", &mut Span::none()).await;
     assert!(
         matches!(second, Err(LookupError::Unavailable(_))),
         "{second:?}"
@@ -142,24 +150,35 @@ async fn a_connection_remembers_its_last_key_until_any_invalidation() {
     let f = fixture().await;
     let recent = Recent::default();
     f.cache(b"key", Some(record(7))).await;
-    let hit = f.lookup.find_on(&recent, b"key").await.expect("answered");
+    let hit = f
+        .lookup
+        .find_on(&recent, b"key", &mut Span::none())
+        .await
+        .expect("answered");
     assert_eq!(hit.map(|h| h.record.id), Some(7));
     // Another key on the same connection is not the remembered one: it is
     // looked up (and, not cached, goes to the store).
-    let other = f.lookup.find_on(&recent, b"another key").await;
+    let other = f
+        .lookup
+        .find_on(&recent, b"another key", &mut Span::none())
+        .await;
     assert!(
         matches!(other, Err(LookupError::Unavailable(_))),
         "{other:?}"
     );
     assert_eq!(f.connects(), 1);
     // The failed lookup left the remembered key alone: served again.
-    let again = f.lookup.find_on(&recent, b"key").await.expect("answered");
+    let again = f
+        .lookup
+        .find_on(&recent, b"key", &mut Span::none())
+        .await
+        .expect("answered");
     assert_eq!(again.map(|h| h.record.id), Some(7));
     // An invalidation of the token (by id, as a NOTIFY would) ends the
     // memory at once: the next request goes through the cache, which drops
     // the revoked record, to the store (down here, so it fails).
     f.lookup.cache.invalidate_token(7);
-    let after = f.lookup.find_on(&recent, b"key").await;
+    let after = f.lookup.find_on(&recent, b"key", &mut Span::none()).await;
     assert!(
         matches!(after, Err(LookupError::Unavailable(_))),
         "{after:?}"
@@ -173,12 +192,12 @@ async fn a_remembered_key_is_not_served_past_the_ttl() {
     f.cache(b"key", Some(record(7))).await;
     assert!(f
         .lookup
-        .find_on(&recent, b"key")
+        .find_on(&recent, b"key", &mut Span::none())
         .await
         .expect("answered")
         .is_some());
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let late = f.lookup.find_on(&recent, b"key").await;
+    let late = f.lookup.find_on(&recent, b"key", &mut Span::none()).await;
     assert!(matches!(late, Err(LookupError::Unavailable(_))), "{late:?}");
     assert_eq!(f.connects(), 1, "past the TTL the store was asked");
 }
@@ -195,4 +214,69 @@ fn fingerprints_are_keyed_and_tell_keys_apart() {
         let k = format!("key-{i}");
         assert!(seen.insert(a.of(k.as_bytes())), "collision at {i}");
     }
+}
+
+#[tokio::test]
+async fn only_lookups_the_cache_cannot_answer_leave_spans() {
+    use crate::trace::{attr, Kind, StatusCode, Value};
+    let f = fixture().await;
+    f.cache(b"known key", Some(record(7))).await;
+    let mut root = Span::test_root();
+    f.lookup
+        .find(b"known key", &mut root)
+        .await
+        .expect("answered");
+    let spans = root.test_end();
+    assert_eq!(spans.len(), 1, "a cache hit adds no span: {spans:?}");
+
+    // A miss: the look-up, and under it the store query (which fails here:
+    // the "database" closes every connection).
+    let mut root = Span::test_root();
+    let missed = f.lookup.find(b"key one", &mut root).await;
+    assert!(missed.is_err());
+    let spans = root.test_end();
+    assert_eq!(spans.len(), 3, "{spans:?}");
+    let (lookup, query) = (&spans[1], &spans[2]);
+    assert_eq!(
+        (lookup.name.as_ref(), lookup.kind),
+        ("authgate.lookup", Kind::Internal)
+    );
+    assert_eq!(lookup.parent, Some(spans[0].id));
+    assert_eq!(
+        lookup.attr(attr::LOOKUP_SOURCE),
+        Some(&Value::from("store"))
+    );
+    assert_eq!(
+        lookup.attr(attr::ERROR_TYPE),
+        Some(&Value::from("store_unavailable"))
+    );
+    assert_eq!(
+        (query.name.as_ref(), query.kind),
+        ("find_token", Kind::Client)
+    );
+    assert_eq!(query.parent, Some(lookup.id));
+    assert_eq!(
+        query.attr(attr::DB_SYSTEM_NAME),
+        Some(&Value::from("postgresql"))
+    );
+    assert_eq!(query.status, StatusCode::Error);
+
+    // A hash never issued, refused from memory: the look-up says so.
+    let mut issued = Loading::default();
+    issued.add(&f.hasher.hash(b"issued"));
+    f.lookup.known.replace(issued);
+    for i in 0..MISS_BUDGET {
+        f.lookup.known.admits(&f.hasher.hash(&i.to_le_bytes()));
+    }
+    let mut root = Span::test_root();
+    f.lookup
+        .find(b"made up", &mut root)
+        .await
+        .expect("answered");
+    let spans = root.test_end();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    assert_eq!(
+        spans[1].attr(attr::LOOKUP_SOURCE),
+        Some(&Value::from("known_hashes"))
+    );
 }

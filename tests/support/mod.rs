@@ -31,6 +31,8 @@ pub mod strapi5;
 
 /// A Postgres proxy that cuts one replica's LISTEN connection.
 pub mod listen_cut;
+/// An OTLP/HTTP receiver (Python's `opentelemetry-proto`) for the traces.
+pub mod otlp;
 /// Redis over TLS, as a cluster, behind sentinels.
 pub mod redis_servers;
 
