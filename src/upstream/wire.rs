@@ -21,7 +21,7 @@ pub const MAX_HEAD: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 128;
 
 /// A response the upstream wrote that cannot be read as HTTP/1.1.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
     #[error("malformed response head: {0}")]
     Head(httparse::Error),
@@ -33,6 +33,15 @@ pub enum WireError {
     Length,
     #[error("invalid chunked body: {0}")]
     Chunk(&'static str),
+    /// A transfer coding other than one final `chunked` (`gzip`,
+    /// `gzip, chunked`, `chunked, chunked`, `identity`...): its bytes would
+    /// reach the client coded with nothing saying so.
+    #[error("transfer coding other than a single `chunked` in the response")]
+    Coding,
+    /// `Transfer-Encoding` in an HTTP/1.0 response: faulty framing (RFC 9112
+    /// section 6.1).
+    #[error("Transfer-Encoding in an HTTP/1.0 response")]
+    Http10Coding,
 }
 
 /// How a request body is framed on the wire.
@@ -143,7 +152,9 @@ pub struct ResponseHead {
 
 /// Read a response head from the start of `buf`, taking its bytes out of
 /// it (the header values keep sharing them), without its hop-by-hop
-/// headers. `Ok(None)`: not all of it is there yet.
+/// headers, and without its `Content-Length` when a `Transfer-Encoding`
+/// overrides it (RFC 9112 section 6.3: an intermediary must remove it).
+/// `Ok(None)`: not all of it is there yet.
 pub fn parse_response_head(
     buf: &mut BytesMut,
     method: &Method,
@@ -179,16 +190,29 @@ pub fn parse_response_head(
             .filter(|h| h.name.eq_ignore_ascii_case("connection"))
             .map(|h| h.value)
     });
-    let framing = response_framing(method, status, &facts);
-    let keep_alive =
-        framing != BodyFraming::UntilClose && version == Version::HTTP_11 && !connection.close;
+    if facts.coding != Coding::Absent && version == Version::HTTP_10 {
+        return Err(WireError::Http10Coding);
+    }
+    let framing = response_framing(method, status, &facts)?;
+    // Only a response framed exactly leaves the connection fit for
+    // another: not one read to the close, and not one whose length said
+    // something its transfer coding overrode.
+    let overridden = facts.coding != Coding::Absent;
+    let keep_alive = framing != BodyFraming::UntilClose
+        && version == Version::HTTP_11
+        && !connection.close
+        && !(overridden && facts.length.is_some());
     // Hop-by-hop headers, and those `Connection` names, stop here (but a
     // 101's `Connection` and `Upgrade`, which tell the client what it
-    // switched to).
+    // switched to); so does a length that a transfer coding overrides
+    // (RFC 9112 section 6.3: an intermediary must remove it).
     let switch = status == StatusCode::SWITCHING_PROTOCOLS;
-    let dropped = |name: &str| match switch {
-        true => connection.drops_in_switch(name),
-        false => connection.drops(name),
+    let dropped = |name: &str| {
+        let hop = match switch {
+            true => connection.drops_in_switch(name),
+            false => connection.drops(name),
+        };
+        hop || !switch && overridden && name.eq_ignore_ascii_case("content-length")
     };
     // Names are made while the parse borrows the buffer; values are cut
     // from the head once it is split off, so they share its bytes.
@@ -215,25 +239,50 @@ pub fn parse_response_head(
     }))
 }
 
+/// What the `Transfer-Encoding` lines of a response say, together.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    /// No `Transfer-Encoding` line.
+    #[default]
+    Absent,
+    /// Exactly one coding, `chunked` (empty list elements ignored).
+    Chunked,
+    /// Anything else: another coding, more than one, or none named.
+    Other,
+}
+
 /// What framing needs from a response head, read in one pass over its
 /// lines.
 #[derive(Default)]
-struct Facts<'h> {
-    /// The last transfer coding, if there is a `Transfer-Encoding`.
-    last_coding: Option<&'h [u8]>,
+struct Facts {
+    /// The transfer codings, over every `Transfer-Encoding` line.
+    coding: Coding,
+    /// How many codings those lines name.
+    codings: usize,
     /// The one `Content-Length` (repeats must agree).
     length: Option<u64>,
 }
 
-impl<'h> Facts<'h> {
-    fn read(raw: &'h [httparse::Header<'_>]) -> Result<Self, WireError> {
+impl Facts {
+    fn read(raw: &[httparse::Header<'_>]) -> Result<Self, WireError> {
         let mut f = Facts::default();
         for h in raw {
             let elements = || hop::elements(h.value);
             if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                if let Some(last) = elements().rfind(|t| !t.is_empty()) {
-                    f.last_coding = Some(last);
+                // A line that names no coding still says there is one.
+                let mut coding = match f.coding {
+                    Coding::Absent => Coding::Other,
+                    c => c,
+                };
+                for t in elements().filter(|t| !t.is_empty()) {
+                    let first = f.codings == 0;
+                    f.codings += 1;
+                    coding = match first && t.eq_ignore_ascii_case(b"chunked") {
+                        true => Coding::Chunked,
+                        false => Coding::Other,
+                    };
                 }
+                f.coding = coding;
             } else if h.name.eq_ignore_ascii_case("content-length") {
                 for t in elements() {
                     let n = parse_length(t).ok_or(WireError::Length)?;
@@ -249,22 +298,30 @@ impl<'h> Facts<'h> {
 }
 
 /// RFC 9112 section 6.3, in its order: no body for HEAD and for 1xx, 204
-/// and 304; chunked when it is the last transfer coding; otherwise the
-/// `Content-Length`; otherwise until the connection closes.
-fn response_framing(method: &Method, status: StatusCode, facts: &Facts<'_>) -> BodyFraming {
+/// and 304; chunked when `chunked` is the one transfer coding, and a
+/// refusal for any other coding (read to the close, as the RFC allows,
+/// its bytes would reach the client still coded, with the header that
+/// says so dropped as hop-by-hop); otherwise the `Content-Length`;
+/// otherwise until the connection closes.
+fn response_framing(
+    method: &Method,
+    status: StatusCode,
+    facts: &Facts,
+) -> Result<BodyFraming, WireError> {
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        return BodyFraming::Empty;
+        return Ok(BodyFraming::Empty);
     }
-    match (facts.last_coding, facts.length) {
-        (Some(c), _) if c.eq_ignore_ascii_case(b"chunked") => BodyFraming::Chunked,
-        (Some(_), _) | (None, None) => BodyFraming::UntilClose,
-        (None, Some(0)) => BodyFraming::Empty,
-        (None, Some(n)) => BodyFraming::Length(n),
-    }
+    Ok(match (facts.coding, facts.length) {
+        (Coding::Chunked, _) => BodyFraming::Chunked,
+        (Coding::Other, _) => return Err(WireError::Coding),
+        (Coding::Absent, None) => BodyFraming::UntilClose,
+        (Coding::Absent, Some(0)) => BodyFraming::Empty,
+        (Coding::Absent, Some(n)) => BodyFraming::Length(n),
+    })
 }
 
 fn parse_length(digits: &[u8]) -> Option<u64> {
