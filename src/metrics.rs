@@ -239,7 +239,7 @@ impl Metrics {
             store_duration = histogram_vec("authgate_store_query_duration_seconds", "Token store query time, by operation.", &["op"]);
             store_errors = counter_vec("authgate_store_errors_total", "Token store failures, by operation.", &["op"]);
             upstream_duration = histogram("authgate_upstream_duration_seconds", "Time the upstream took to answer with its response head.", LATENCY_BUCKETS);
-            upstream_errors = counter_vec("authgate_upstream_errors_total", "Upstream failures, by kind (connect, timeout, protocol).", &["kind"]);
+            upstream_errors = counter_vec("authgate_upstream_errors_total", "Upstream failures, by kind (connect, timeout, protocol, body_timeout).", &["kind"]);
             cache_hits = counter("authgate_cache_hits_total", "Token lookups answered from the cache.");
             cache_misses = counter("authgate_cache_misses_total", "Token lookups that went to the store.");
             cache_negative_hits = counter("authgate_cache_negative_hits_total", "Lookups answered by a remembered absence (unknown key).");
@@ -355,7 +355,7 @@ impl Metrics {
         for cause in ["size", "expired", "invalidated"] {
             self.cache_evictions.with_label_values(&[cause]);
         }
-        for kind in ["connect", "timeout", "protocol"] {
+        for kind in ["connect", "timeout", "protocol", "body_timeout"] {
             self.upstream_errors.with_label_values(&[kind]);
         }
         self.store_errors.with_label_values(&["find_token"]);

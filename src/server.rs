@@ -108,7 +108,7 @@ impl Server {
         let cache = Arc::new(TokenCache::new(&cfg.cache, metrics.clone()));
         let known = Arc::new(KnownHashes::default());
         let usage = Arc::new(UsageRecorder::new(cfg.tokens.last_used_interval));
-        let upstream = Upstream::new(&cfg.upstream)?;
+        let upstream = Upstream::new(&cfg.upstream, &metrics)?;
         let (redis, limiter) = redis_and_limiter(&cfg, &metrics)?;
         let tls = cfg
             .server

@@ -19,12 +19,17 @@
 //! Bodies stream both ways. The connect timeout covers the TCP connect and
 //! the TLS handshake; the request timeout bounds the time to the response
 //! head (the request body's upload included), so a stuck upstream yields
-//! 504 rather than a hang. A request that could not be written because a
-//! reused connection had just been closed by the upstream (the keep-alive
-//! race) is sent again on a new connection; one that was written is never
-//! sent twice. A connection idle in a slot is
-//! checked before use (closed, or something unasked-for read from it: it
-//! is replaced), at no cost when the socket has nothing to say.
+//! 504 rather than a hang; the body idle timeout bounds each silence of the
+//! upstream once the head is in (the body then fails, which closes the
+//! client connection, and `authgate_upstream_errors_total{kind="body_timeout"}`
+//! counts it). A request that could not be written because a reused
+//! connection had just been closed by the upstream (the keep-alive race) is
+//! sent again on a new connection; one that was written is never sent
+//! twice. A connection is kept for another request only after a response
+//! framed exactly (a length or chunked, kept alive, nothing read past it),
+//! and is checked again when it is next taken, from its slot or from the
+//! parked list: closed, or holding bytes nobody asked for, it is replaced,
+//! so an unasked response never answers another request.
 
 mod conn;
 mod wire;
@@ -40,23 +45,25 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-pub use conn::{BodyError, Io, UpstreamBody};
-use conn::{Conn, ExchangeError, Home};
+pub use conn::{BodyError, ExchangeFailure, Io, UpstreamBody};
+use conn::{BodyIdle, Conn, ExchangeError, Home};
 use wire::RequestFraming;
 
 use crate::body::ForwardBody;
 use crate::config::UpstreamConfig;
 use crate::forward::Head;
+use crate::metrics::Metrics;
 
-/// Upstream failures, as the client sees them.
+/// Upstream failures, as the client sees them; each keeps its cause
+/// (`telemetry::Chain` writes the chain in the one log line).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("upstream unreachable: {0}")]
-    Connect(String),
+    #[error("upstream unreachable")]
+    Connect(#[source] ConnectError),
     #[error("upstream did not answer in time")]
     Timeout,
-    #[error("upstream protocol error: {0}")]
-    Protocol(String),
+    #[error("upstream protocol error")]
+    Protocol(#[source] ExchangeFailure),
     #[error("upstream switched protocols without a matching WebSocket handshake")]
     UnaskedSwitch,
 }
@@ -70,6 +77,31 @@ impl UpstreamError {
             UpstreamError::Protocol(_) | UpstreamError::UnaskedSwitch => "protocol",
         }
     }
+}
+
+/// Why no connection could carry the request.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connecting to {host}:{port}")]
+    Tcp {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS handshake")]
+    Tls(#[source] std::io::Error),
+    #[error("connect timed out")]
+    TimedOut,
+    #[error("the new connection closed before the request")]
+    ClosedBeforeRequest(#[source] std::io::Error),
+}
+
+/// The response parsers, for the fuzz target `fuzz_targets/response.rs`:
+/// not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::wire::{parse_response_head, BodyFraming, Chunked, ResponseHead, WireError};
 }
 
 /// The upstream: where, how to connect, and the connections parked
@@ -87,6 +119,7 @@ struct Inner {
     tls: Option<(TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
     request_timeout: Duration,
+    body_idle: BodyIdle,
     parked: Mutex<Vec<Parked>>,
     max_parked: usize,
     park_for: Duration,
@@ -98,7 +131,7 @@ struct Parked {
 }
 
 impl Upstream {
-    pub fn new(cfg: &UpstreamConfig) -> Result<Self, crate::tls::TlsError> {
+    pub fn new(cfg: &UpstreamConfig, metrics: &Metrics) -> Result<Self, crate::tls::TlsError> {
         let https = cfg.url.scheme() == Some(&Scheme::HTTPS);
         let authority = cfg.url.authority();
         let host = authority.map_or("127.0.0.1", |a| a.host());
@@ -125,6 +158,10 @@ impl Upstream {
                 tls,
                 connect_timeout: cfg.connect_timeout,
                 request_timeout: cfg.request_timeout,
+                body_idle: BodyIdle {
+                    after: cfg.body_idle_timeout,
+                    expired: metrics.upstream_errors.with_label_values(&["body_timeout"]),
+                },
                 parked: Mutex::new(Vec::new()),
                 max_parked: cfg.pool_max_idle,
                 park_for: cfg.pool_idle_timeout,
@@ -159,8 +196,10 @@ impl Upstream {
         let open = async {
             let tcp = TcpStream::connect((inner.host.as_str(), inner.port))
                 .await
-                .map_err(|e| {
-                    UpstreamError::Connect(format!("{}:{}: {e}", inner.host, inner.port))
+                .map_err(|source| ConnectError::Tcp {
+                    host: inner.host.clone(),
+                    port: inner.port,
+                    source,
                 })?;
             let _ = tcp.set_nodelay(true);
             let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(30));
@@ -171,7 +210,7 @@ impl Upstream {
                     let tls = connector
                         .connect(name.clone(), tcp)
                         .await
-                        .map_err(|e| UpstreamError::Connect(format!("TLS: {e}")))?;
+                        .map_err(ConnectError::Tls)?;
                     Io::Tls(Box::new(tls))
                 }
             };
@@ -179,7 +218,8 @@ impl Upstream {
         };
         tokio::time::timeout(inner.connect_timeout, open)
             .await
-            .unwrap_or_else(|_| Err(UpstreamError::Connect("connect timed out".into())))
+            .unwrap_or(Err(ConnectError::TimedOut))
+            .map_err(UpstreamError::Connect)
     }
 
     /// A parked connection, newest first; expired ones are dropped.
@@ -299,21 +339,22 @@ impl Pinned {
             };
             match conn.exchange(req).await {
                 Ok((head, whole)) => {
-                    let body = conn.into_body(&head, whole, &self.home);
+                    let body = conn.into_body(&head, whole, &self.home, &upstream.inner.body_idle);
                     let mut resp = Response::new(body);
                     *resp.status_mut() = head.status;
                     *resp.version_mut() = head.version;
                     *resp.headers_mut() = head.headers;
                     return Ok(resp);
                 }
-                Err(ExchangeError::Unsent(unsent)) if !fresh => req = unsent,
-                Err(ExchangeError::Unsent(_)) => {
-                    return Err(UpstreamError::Connect(
-                        "the new connection closed before the request".into(),
-                    ))
+                Err(ExchangeError::Unsent(unsent, _)) if !fresh => req = unsent,
+                Err(ExchangeError::Unsent(_, e)) => {
+                    return Err(UpstreamError::Connect(ConnectError::ClosedBeforeRequest(e)))
                 }
                 Err(ExchangeError::Failed(e)) => return Err(UpstreamError::Protocol(e)),
             }
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,6 +13,8 @@ pub struct UpstreamConfig {
     pub url: http::Uri,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The longest silence of a response body once its head is in.
+    pub body_idle_timeout: Duration,
     pub pool_max_idle: usize,
     pub pool_idle_timeout: Duration,
     pub ca_file: Option<PathBuf>,
@@ -53,6 +55,7 @@ impl RawConfig {
             url,
             connect_timeout: duration("upstream.connect_timeout", &u.connect_timeout)?,
             request_timeout: duration("upstream.request_timeout", &u.request_timeout)?,
+            body_idle_timeout: duration("upstream.body_idle_timeout", &u.body_idle_timeout)?,
             pool_max_idle: u.pool_max_idle,
             pool_idle_timeout: duration("upstream.pool_idle_timeout", &u.pool_idle_timeout)?,
             ca_file: u.ca_file.clone(),

@@ -13,6 +13,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::Method;
@@ -20,12 +21,17 @@ use http_body_util::{BodyExt, Either};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use super::wire::{self, BodyFraming, RequestFraming, ResponseHead};
 use crate::body::ForwardBody;
 
 /// Bytes asked of the socket at a time.
 const READ_CHUNK: usize = 8 * 1024;
+/// The largest body the gateway holds that goes out in the write of the
+/// request head; a larger one is streamed beside the reading of the
+/// response, so an upstream that answers before reading it is heard.
+const INLINE_BODY: u64 = 64 * 1024;
 
 /// The stream under a connection: plain TCP or TLS over it.
 pub enum Io {
@@ -91,6 +97,14 @@ impl AsyncWrite for Io {
 /// the client connection it serves.
 pub type Home = Arc<Mutex<Option<Conn>>>;
 
+/// How long a response body may stay silent once its head is in
+/// (`upstream.body_idle_timeout`), and the count of bodies that did.
+#[derive(Clone)]
+pub struct BodyIdle {
+    pub after: Duration,
+    pub expired: prometheus::IntCounter,
+}
+
 /// A request ready to write: its head, with the body when the gateway
 /// holds it; otherwise the body still to stream.
 pub struct Request {
@@ -110,8 +124,9 @@ impl Request {
         body: ForwardBody,
         framing: RequestFraming,
     ) -> Self {
+        let small = body.size_hint().exact().is_some_and(|n| n <= INLINE_BODY);
         let body = match body {
-            Either::Right(full) if framing != RequestFraming::Chunked => {
+            Either::Right(full) if framing != RequestFraming::Chunked && small => {
                 match full.collect().await {
                     Ok(b) => head.extend_from_slice(&b.to_bytes()),
                     Err(never) => match never {},
@@ -134,10 +149,30 @@ impl Request {
 pub enum ExchangeError {
     /// Nothing of the request reached the upstream (the connection was
     /// found closed at the first write): it may be sent again.
-    Unsent(Request),
+    Unsent(Request, io::Error),
     /// It failed after (part of) the request was written, or the client's
     /// body failed: never sent again.
-    Failed(String),
+    Failed(ExchangeFailure),
+}
+
+/// Why an exchange failed once (part of) the request was written. Each
+/// says its own step; its cause is its `source` (not repeated here).
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeFailure {
+    #[error("{0}")]
+    Io(&'static str, #[source] io::Error),
+    #[error("reading the response")]
+    Wire(#[source] wire::WireError),
+    #[error("the upstream closed the connection before a response")]
+    Closed,
+    #[error("reading the client's body")]
+    ClientBody(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<ExchangeFailure> for ExchangeError {
+    fn from(f: ExchangeFailure) -> Self {
+        Self::Failed(f)
+    }
 }
 
 /// An open upstream connection.
@@ -155,22 +190,41 @@ impl Conn {
     }
 
     /// Is an idle connection still fit to carry a request? It is not when
-    /// the upstream has closed it or written something nobody asked for.
-    /// Costs no system call when the socket has nothing to say.
+    /// the upstream has closed it or written something nobody asked for
+    /// (an unasked response must never answer the next request, nor
+    /// another client's). Asks the socket itself (one `recv` with
+    /// `MSG_PEEK`), not the readiness the runtime last saw: bytes that
+    /// arrived since then are not missed.
     pub async fn is_fit(&mut self) -> bool {
         if !self.buf.is_empty() {
             return false;
         }
-        let io = &mut self.io;
-        std::future::poll_fn(|cx| {
-            let mut probe = [0u8; 1];
-            let mut rb = ReadBuf::new(&mut probe);
-            match Pin::new(&mut *io).poll_read(cx, &mut rb) {
-                Poll::Pending => Poll::Ready(true),
-                Poll::Ready(_) => Poll::Ready(false),
+        // Under TLS, first what rustls holds already (read, or decrypted).
+        if let Io::Tls(_) = self.io {
+            let io = &mut self.io;
+            let quiet = std::future::poll_fn(|cx| {
+                let mut probe = [0u8; 1];
+                let mut rb = ReadBuf::new(&mut probe);
+                Poll::Ready(Pin::new(&mut *io).poll_read(cx, &mut rb).is_pending())
+            })
+            .await;
+            if !quiet {
+                return false;
             }
-        })
-        .await
+        }
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            socket2::SockRef::from(self.tcp()).peek(&mut probe),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
+    }
+
+    /// The TCP socket under the stream.
+    pub(super) fn tcp(&self) -> &TcpStream {
+        match &self.io {
+            Io::Plain(tcp) => tcp,
+            Io::Tls(tls) => tls.get_ref().0,
+        }
     }
 
     /// Write a request and read its response head. Returns the head and
@@ -180,10 +234,11 @@ impl Conn {
         match self.io.write(&req.head).await {
             Ok(n) if n > 0 => {
                 if let Err(e) = self.write_rest(&req.head[n..]).await {
-                    return Err(failed("writing the request", &e));
+                    return Err(ExchangeFailure::Io("writing the request", e).into());
                 }
             }
-            Ok(_) | Err(_) => return Err(ExchangeError::Unsent(req)),
+            Ok(_) => return Err(ExchangeError::Unsent(req, io::ErrorKind::WriteZero.into())),
+            Err(e) => return Err(ExchangeError::Unsent(req, e)),
         }
         match req.body {
             None => Ok((self.read_head(&req.method).await?, true)),
@@ -221,7 +276,7 @@ impl Conn {
                     sending = false;
                     match sent {
                         Ok(()) => whole = true,
-                        Err(SendError::Client(e)) => return Err(failed("reading the client's body", &e)),
+                        Err(SendError::Client(e)) => return Err(ExchangeFailure::ClientBody(e).into()),
                         // The upstream stopped reading: its answer may
                         // already be on the way.
                         Err(SendError::Upstream) => {}
@@ -236,9 +291,16 @@ impl Conn {
     }
 
     /// The body that follows `head`: what of it is already here is handed
-    /// on at once; otherwise the connection goes with the body and comes
-    /// back `home` when it is over (and `reuse` allows).
-    pub fn into_body(mut self, head: &ResponseHead, reuse: bool, home: &Home) -> UpstreamBody {
+    /// on at once; otherwise the connection goes with the body (which
+    /// fails when it stays silent past `idle`) and comes back `home` when
+    /// it is over (and `reuse` allows).
+    pub fn into_body(
+        mut self,
+        head: &ResponseHead,
+        reuse: bool,
+        home: &Home,
+        idle: &BodyIdle,
+    ) -> UpstreamBody {
         let reuse = reuse && head.keep_alive;
         let left = match head.framing {
             BodyFraming::Empty if head.status == http::StatusCode::SWITCHING_PROTOCOLS => {
@@ -267,12 +329,17 @@ impl Conn {
                 left,
                 reuse,
                 home: home.clone(),
+                idle: idle.clone(),
+                timer: None,
+                heard: false,
             })),
         }
     }
 
     /// Back to the client connection's slot, when it can carry another
-    /// request: kept alive, and nothing read past the response.
+    /// request: kept alive, framed exactly, and nothing read past the
+    /// response. (Bytes that come later are caught when it is next taken:
+    /// [`Conn::is_fit`].)
     fn go_home(self, reuse: bool, home: &Home) {
         if reuse && self.buf.is_empty() {
             let mut slot = home.lock().unwrap_or_else(|p| p.into_inner());
@@ -286,10 +353,6 @@ impl Conn {
     pub fn into_parts(self) -> (Io, Bytes) {
         (self.io, self.buf.freeze())
     }
-}
-
-fn failed(what: &str, e: &dyn std::fmt::Display) -> ExchangeError {
-    ExchangeError::Failed(format!("{what}: {e}"))
 }
 
 /// Read more into the buffer; `Ok(0)` when the upstream has closed.
@@ -322,16 +385,12 @@ async fn read_head<R: AsyncRead + Unpin>(
             }
             Ok(Some(head)) => return Ok(head),
             Ok(None) => {}
-            Err(e) => return Err(failed("reading the response", &e)),
+            Err(e) => return Err(ExchangeFailure::Wire(e).into()),
         }
         match fill(io, buf).await {
-            Ok(0) => {
-                return Err(ExchangeError::Failed(
-                    "the upstream closed the connection before a response".into(),
-                ))
-            }
+            Ok(0) => return Err(ExchangeFailure::Closed.into()),
             Ok(_) => {}
-            Err(e) => return Err(failed("reading the response", &e)),
+            Err(e) => return Err(ExchangeFailure::Io("reading the response", e).into()),
         }
     }
 }
@@ -392,6 +451,12 @@ struct Streaming {
     left: Left,
     reuse: bool,
     home: Home,
+    idle: BodyIdle,
+    /// Armed when the body first waits; moved on when it waits again
+    /// after bytes came.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Bytes came since the timer was last set.
+    heard: bool,
 }
 
 enum Left {
@@ -405,10 +470,13 @@ enum Left {
 pub enum BodyError {
     #[error("the upstream closed the connection in the middle of a body")]
     Truncated,
-    #[error("reading the upstream's body: {0}")]
+    #[error("reading the upstream's body")]
     Io(#[from] io::Error),
     #[error(transparent)]
     Wire(#[from] wire::WireError),
+    /// No body bytes for `upstream.body_idle_timeout`.
+    #[error("the upstream sent no body bytes for {0:?}")]
+    Idle(Duration),
 }
 
 impl UpstreamBody {
@@ -499,7 +567,7 @@ impl Streaming {
                 fut.poll(cx)
             };
             match read {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return self.poll_idle(cx),
                 Poll::Ready(Ok(0)) => {
                     self.conn = None;
                     return Poll::Ready(match self.left {
@@ -507,11 +575,37 @@ impl Streaming {
                         _ => Some(Err(BodyError::Truncated)),
                     });
                 }
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => self.heard = true,
                 Poll::Ready(Err(e)) => {
                     self.conn = None;
                     return Poll::Ready(Some(Err(e.into())));
                 }
+            }
+        }
+    }
+
+    /// The body waits for the upstream: past the idle timeout since bytes
+    /// last came, it fails (and the connection is dropped). Only silence
+    /// while the body is asked for counts: a client that reads slowly
+    /// leaves the timer where it was until bytes are asked for again.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
+        let after = self.idle.after;
+        let timer = match &mut self.timer {
+            Some(t) => {
+                if self.heard {
+                    t.as_mut().reset(tokio::time::Instant::now() + after);
+                }
+                t
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep(after))),
+        };
+        self.heard = false;
+        match timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                self.conn = None;
+                self.idle.expired.inc();
+                Poll::Ready(Some(Err(BodyError::Idle(after))))
             }
         }
     }
@@ -551,3 +645,6 @@ impl Body for UpstreamBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
