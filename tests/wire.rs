@@ -1,7 +1,9 @@
 //! The gateway's own HTTP/1.1 toward the upstream, against a raw upstream
 //! that answers the way real servers do: chunked and close-delimited
 //! bodies, interim `100 Continue`, an answer before the request body is
-//! all sent, a body cut short, bytes that are not HTTP.
+//! all sent, a body cut short, bytes that are not HTTP; and the way broken
+//! ones do: a length beside chunked, codings the gateway cannot pass on,
+//! chunked in HTTP/1.0, a body that stalls, a response nobody asked for.
 
 // Test code: a failure here is the test failing, so it may unwrap.
 #![allow(clippy::unwrap_used)]
@@ -37,6 +39,26 @@ async fn serve(mut s: TcpStream) {
         buf.drain(..end);
         let path = head.split(' ').nth(1).unwrap_or("").to_owned();
         let length = content_length(&head);
+        let name = path.rsplit('/').next().unwrap_or("").to_owned();
+        if name == "unasked" {
+            // The answer, then one nobody asked for, on a connection kept
+            // open for the next request.
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nevil!")
+                .await;
+            continue;
+        }
+        if name == "stall" {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst")
+                .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            return;
+        }
         if path.ends_with("/early") {
             // Answer at once, read nothing of the body, close later.
             let _ = s
@@ -68,6 +90,12 @@ async fn serve(mut s: TcpStream) {
             "cut" => vec![b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten.."],
             "garbage" => vec![b"SSH-2.0-OpenSSH_9.2\r\n\r\n"],
             "close" => vec![b"HTTP/1.1 200 OK\r\n\r\nuntil", b" the end"],
+            "cl-te" => vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\nx-kept: k\r\n\r\na\r\n0123456789\r\n0\r\n\r\n"],
+            "gzip-chunked" => vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n3\r\n\x1f\x8b\x08\r\n0\r\n\r\n"],
+            "gzip" => vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n\x1f\x8b\x08"],
+            "chunked-chunked" => vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, chunked\r\n\r\n0\r\n\r\n"],
+            "identity" => vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: identity\r\ncontent-length: 2\r\n\r\nok"],
+            "h10-te" => vec![b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"],
             _ => vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"],
         };
         for p in &pieces {
@@ -113,6 +141,16 @@ async fn client(g: &Gateway) -> Sender {
 
 /// A request on `send`: the status and the body, or the body's error.
 async fn call(send: &mut Sender, method: &str, path: &str) -> (u16, Result<Bytes, String>) {
+    let (status, _, body) = call_with_headers(send, method, path).await;
+    (status, body)
+}
+
+/// A request on `send`: the status, the headers and the body.
+async fn call_with_headers(
+    send: &mut Sender,
+    method: &str,
+    path: &str,
+) -> (u16, http::HeaderMap, Result<Bytes, String>) {
     let req = http::Request::builder()
         .method(method)
         .uri(path)
@@ -121,9 +159,11 @@ async fn call(send: &mut Sender, method: &str, path: &str) -> (u16, Result<Bytes
         .unwrap();
     let resp = send.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let body = resp.into_body().collect().await;
     (
         status,
+        headers,
         body.map(|b| b.to_bytes()).map_err(|e| e.to_string()),
     )
 }
@@ -221,4 +261,134 @@ async fn an_answer_before_the_body_is_sent_reaches_the_client() {
         "it came before the upstream closed"
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_length_beside_chunked_is_removed_and_the_body_arrives_whole() {
+    let env = Env::new().await;
+    let (up, accepted) = upstream().await;
+    let g = gateway(&env, up).await;
+    let mut c = client(&g).await;
+    let (status, headers, body) = call_with_headers(&mut c, "GET", "/uploads/cl-te").await;
+    assert_eq!((status, body.unwrap()), (200, Bytes::from("0123456789")));
+    assert_eq!(
+        headers.get("content-length"),
+        None,
+        "the upstream's 5 is gone"
+    );
+    assert_eq!(
+        headers["transfer-encoding"], "chunked",
+        "the gateway's own framing"
+    );
+    assert_eq!(headers["x-kept"], "k");
+    // Such an answer leaves its connection unfit for another request.
+    let (status, _) = call(&mut c, "GET", "/uploads/a").await;
+    assert_eq!(status, 200);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn codings_other_than_one_chunked_and_chunked_in_http_1_0_get_502() {
+    let env = Env::new().await;
+    let (up, accepted) = upstream().await;
+    let g = gateway(&env, up).await;
+    let mut c = client(&g).await;
+    let refused = [
+        "gzip-chunked",
+        "gzip",
+        "chunked-chunked",
+        "identity",
+        "h10-te",
+    ];
+    for (i, name) in refused.iter().enumerate() {
+        let (status, body) = call(&mut c, "GET", &format!("/uploads/{name}")).await;
+        assert_eq!(status, 502, "{name}");
+        let body = body.unwrap();
+        assert!(
+            String::from_utf8_lossy(&body).contains("BadGatewayError"),
+            "{name}: the error envelope, not the upstream's bytes"
+        );
+        // The client connection carries on; the upstream connection that
+        // framed its answer so is not used again.
+        let (status, body) = call(&mut c, "GET", "/uploads/a").await;
+        assert_eq!((status, body.unwrap()), (200, Bytes::from("ok")), "{name}");
+        assert_eq!(accepted.load(Ordering::SeqCst), i + 2, "{name}");
+    }
+    let metrics = g.metrics_text().await;
+    assert!(
+        metrics.contains(r#"authgate_upstream_errors_total{kind="protocol"} 5"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_past_the_idle_timeout_closes_the_client_connection() {
+    let env = Env::new().await;
+    let (up, _) = upstream().await;
+    let mut cfg = env.config();
+    cfg.upstream.url = format!("http://{up}").parse().unwrap();
+    cfg.upstream.body_idle_timeout = Duration::from_millis(300);
+    let g = Gateway::start(cfg).await;
+    let mut c = TcpStream::connect(g.addr).await.unwrap();
+    c.write_all(b"GET /uploads/stall HTTP/1.1\r\nhost: cms\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let read_all = c.read_to_end(&mut got);
+    tokio::time::timeout(Duration::from_secs(3), read_all)
+        .await
+        .expect("the gateway closed the connection")
+        .unwrap();
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("content-length: 100\r\n"), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\nfirst"),
+        "cut after what came: {text}"
+    );
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    let metrics = g.metrics_text().await;
+    assert!(
+        metrics.contains(r#"authgate_upstream_errors_total{kind="body_timeout"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_response_nobody_asked_for_never_answers_a_request() {
+    let env = Env::new().await;
+    let (up, accepted) = upstream().await;
+    let g = gateway(&env, up).await;
+    // On the same client connection.
+    let mut c = client(&g).await;
+    let (status, body) = call(&mut c, "GET", "/uploads/unasked").await;
+    assert_eq!((status, body.unwrap()), (200, Bytes::from("ok")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = call(&mut c, "GET", "/uploads/a").await;
+    assert_eq!((status, body.unwrap()), (200, Bytes::from("ok")));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    // Through the parked list, to another client: `c`'s clean connection
+    // is parked, `b` takes it and gets an unasked response on it.
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut b = client(&g).await;
+    let (status, body) = call(&mut b, "GET", "/uploads/unasked").await;
+    assert_eq!((status, body.unwrap()), (200, Bytes::from("ok")));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "the parked one");
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..2 {
+        let mut next = client(&g).await;
+        let (status, body) = call(&mut next, "GET", "/uploads/a").await;
+        assert_eq!((status, body.unwrap()), (200, Bytes::from("ok")));
+        drop(next);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "the parked connection holding the unasked response was replaced once"
+    );
 }
