@@ -351,7 +351,7 @@ fn end_to_end(headers: &http::HeaderMap) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = headers
         .iter()
         .filter(|(n, _)| {
-            !authgate::upstream::is_hop_by_hop(n.as_str())
+            !authgate::forward::hop::is_hop_by_hop(n.as_str())
                 && !named.iter().any(|c| c == n.as_str())
                 && !matches!(n.as_str(), "date" | "x-request-id")
         })
