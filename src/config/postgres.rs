@@ -66,6 +66,8 @@ impl std::str::FromStr for Layout {
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
     pub url: SecretUrl,
+    /// Where the invalidation listener connects (`listen_url`, else `url`).
+    pub listen_url: Option<SecretUrl>,
     pub pool_size: usize,
     pub layout: Layout,
     /// Where the token tables are: authgate's schema, or Strapi's (usually `public`).
@@ -85,6 +87,15 @@ impl RawConfig {
         let p = &self.postgres;
         if p.url.expose().trim().is_empty() {
             return Err(key_err("postgres.url", "must be set"));
+        }
+        if p.listen_url
+            .as_ref()
+            .is_some_and(|u| u.expose().trim().is_empty())
+        {
+            return Err(key_err(
+                "postgres.listen_url",
+                "is empty: remove it to listen through postgres.url",
+            ));
         }
         if p.pool_size == 0 {
             return Err(key_err("postgres.pool_size", "must be greater than 0"));
@@ -116,6 +127,7 @@ impl RawConfig {
         Ok(PostgresConfig {
             poll_interval,
             url: p.url.clone(),
+            listen_url: p.listen_url.clone(),
             pool_size: p.pool_size,
             layout,
             schema: identifier(

@@ -113,6 +113,9 @@ impl Default for RawUpstream {
 #[serde(deny_unknown_fields, default)]
 pub struct RawPostgres {
     pub url: SecretUrl,
+    /// A direct connection for LISTEN/NOTIFY when `url` goes through a
+    /// pooler that cannot carry it (PgBouncer or PgCat in transaction mode).
+    pub listen_url: Option<SecretUrl>,
     pub pool_size: usize,
     /// "authgate" (authgate's own tables) or "strapi5" (a Strapi 5 database,
     /// read in place).
@@ -133,6 +136,7 @@ impl Default for RawPostgres {
     fn default() -> Self {
         Self {
             url: SecretUrl("postgres://postgres@127.0.0.1:5432/postgres".into()),
+            listen_url: None,
             pool_size: 8,
             layout: "authgate".into(),
             schema: None,
