@@ -185,6 +185,8 @@ pub struct TokenCache<V> {
     absent: Option<Cache<Key, u64, BuildDigestHasher>>,
     inflight: Mutex<HashMap<Key, Arc<Flight<V>>, BuildDigestHasher>>,
     epoch: AtomicU64,
+    /// Records loaded in an earlier epoch are stale ([`TokenCache::expire_all`]).
+    expired_before: AtomicU64,
     revoked: RwLock<Revoked>,
     born: Instant,
     ttl: Duration,
@@ -233,6 +235,7 @@ where
             absent,
             inflight: Mutex::new(HashMap::default()),
             epoch: AtomicU64::new(0),
+            expired_before: AtomicU64::new(0),
             born: Instant::now(),
             revoked: RwLock::new(Revoked {
                 by_scope: HashMap::new(),
@@ -259,7 +262,7 @@ where
         let mut stale = None;
         if let Some(records) = &self.records {
             if let Some(hit) = self.servable(records, &hash).await {
-                if self.age(&hit) < self.ttl {
+                if self.is_fresh(&hit) {
                     self.metrics.cache_hits.inc();
                     return Ok(Some(hit));
                 }
@@ -416,9 +419,10 @@ where
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Is this hit younger than the TTL (servable without the store)?
+    /// Is this hit younger than the TTL, and loaded since the last
+    /// [`TokenCache::expire_all`] (servable without the store)?
     pub fn is_fresh(&self, hit: &Cached<V>) -> bool {
-        self.age(hit) < self.ttl
+        self.age(hit) < self.ttl && hit.epoch >= self.expired_before.load(Ordering::Acquire)
     }
 
     /// Does this cache hold records at all (`cache.capacity` > 0)?
@@ -483,6 +487,20 @@ where
         if let Some(c) = &self.records {
             c.invalidate_all();
         }
+        if let Some(c) = &self.absent {
+            c.invalidate_all();
+        }
+    }
+
+    /// Make every record stale and forget every absence, after the
+    /// listener missed events (a reconnect, a failover): each record is
+    /// read again on its next use, but still served stale, within
+    /// `cache.stale_if_error`, while the store cannot be read, as it was
+    /// during the outage; unlike [`TokenCache::invalidate_all`], which
+    /// removes them (an `all` event: everything changed).
+    pub fn expire_all(&self) {
+        let epoch = self.bump();
+        self.expired_before.store(epoch, Ordering::Release);
         if let Some(c) = &self.absent {
             c.invalidate_all();
         }

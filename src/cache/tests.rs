@@ -390,3 +390,31 @@ fn a_cached_record_is_one_112_byte_allocation() {
         112
     );
 }
+
+/// After the listener missed events every record is read again, but the
+/// store being down then still serves it stale (as during the outage); an
+/// `all` event removes it for good.
+#[tokio::test]
+async fn expire_all_rereads_yet_serves_stale_while_the_store_is_down() {
+    let c = TokenCache::new(&cfg(60_000, 60_000), Metrics::new());
+    let calls = AtomicUsize::new(0);
+    let r = |id| Ok(Some(record(id, None)));
+    load(&c, hash(1), &calls, r(1)).await.unwrap();
+    load(&c, hash(2), &calls, Ok(None)).await.unwrap();
+    c.expire_all();
+    // Down: the record is served stale, the absence is not remembered.
+    let got = load(&c, hash(1), &calls, Err(down())).await.unwrap();
+    assert_eq!(got.map(|h| h.id), Some(1));
+    assert!(load(&c, hash(2), &calls, Err(down())).await.is_err());
+    // Up: read again, then fresh.
+    let before = calls.load(Ordering::SeqCst);
+    load(&c, hash(1), &calls, r(1)).await.unwrap();
+    load(&c, hash(1), &calls, Err(down())).await.unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        before + 1,
+        "one re-read, then a hit"
+    );
+    c.invalidate_all();
+    assert!(load(&c, hash(1), &calls, Err(down())).await.is_err());
+}
