@@ -7,25 +7,19 @@
 //! each event to its cache precisely: a token (by hash, or by id), every
 //! token of an owner, every token of the users of a role.
 //!
-//! Events can be missed while the connection is down, so every (re)connect
-//! clears the whole cache before listening. The connection is probed every
-//! few seconds; a silent network failure is noticed and repaired with
-//! exponential backoff (100 ms to 5 s). The cache's TTL bounds the damage
-//! of anything missed anyway.
+//! The connection itself, and the proof that it hears what is sent, are
+//! in [`listener`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+mod listener;
 
-use futures_util::StreamExt;
-use tokio_postgres::AsyncMessage;
+pub use listener::{listen, Listener, ListenerStatus};
+
+use std::time::SystemTime;
 
 use crate::cache::TokenCache;
-use crate::config::PostgresConfig;
 use crate::known::KnownHashes;
 use crate::metrics::Metrics;
 use crate::model::TokenRecord;
-use crate::redis_link::RedisLink;
 use crate::token::TokenHash;
 
 /// What changed.
@@ -135,148 +129,6 @@ pub async fn receive<V>(
             .invalidation_lag
             .observe(now.saturating_sub(sent) as f64 / 1000.0);
     }
-}
-
-/// Whether the listener currently holds a live LISTEN connection.
-#[derive(Clone, Default)]
-pub struct ListenerStatus(Arc<AtomicBool>);
-
-impl ListenerStatus {
-    pub fn is_listening(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-    fn set(&self, v: bool) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-}
-
-const PROBE_EVERY: Duration = Duration::from_secs(5);
-
-/// Keep a LISTEN connection open until `shutdown`, applying every event
-/// and relaying it to Redis when a link is given.
-pub async fn listen<V>(
-    cfg: PostgresConfig,
-    cache: Arc<TokenCache<V>>,
-    metrics: Metrics,
-    status: ListenerStatus,
-    known: Arc<KnownHashes>,
-    relay: Option<Arc<RedisLink>>,
-    shutdown: impl std::future::Future<Output = ()>,
-) where
-    V: AsRef<TokenRecord> + Send + Sync + 'static,
-{
-    tokio::pin!(shutdown);
-    let channel = crate::store::channel(&cfg);
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let session = listen_once(
-            &cfg,
-            &channel,
-            &cache,
-            &known,
-            &metrics,
-            &status,
-            relay.as_deref(),
-        );
-        tokio::select! {
-            r = session => {
-                status.set(false);
-                known.distrust();
-                match r {
-                    Ok(()) => tracing::warn!("invalidation listener connection closed; reconnecting"),
-                    Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "invalidation listener failed"),
-                }
-            }
-            _ = &mut shutdown => { status.set(false); known.distrust(); return; }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = &mut shutdown => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-async fn listen_once<V>(
-    cfg: &PostgresConfig,
-    channel: &str,
-    cache: &TokenCache<V>,
-    known: &KnownHashes,
-    metrics: &Metrics,
-    status: &ListenerStatus,
-    relay: Option<&RedisLink>,
-) -> Result<(), crate::store::StoreError>
-where
-    V: AsRef<TokenRecord> + Send + Sync + 'static,
-{
-    use crate::store::StoreError;
-    let mut pg = crate::store::pg_config(cfg)?;
-    pg.keepalives(true).keepalives_idle(Duration::from_secs(10));
-    let (client, mut conn) =
-        tokio::time::timeout(cfg.connect_timeout, pg.connect(crate::store::tls(cfg)?))
-            .await
-            .map_err(|_| StoreError::Unavailable("listener connect timed out".into()))?
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    // Drive the connection; forward notifications. Ends when it closes.
-    let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
-        while let Some(m) = messages.next().await {
-            match m {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if tx.send(n.payload().to_owned()).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "listener connection error");
-                    break;
-                }
-            }
-        }
-    });
-    let result = async {
-        client
-            .batch_execute(&format!("LISTEN \"{channel}\""))
-            .await?;
-        // Anything may have changed while we were not listening.
-        cache.invalidate_all();
-        // Events from now on keep the set of issued hashes current, when
-        // the database announces every new token.
-        let mut loading = crate::known::Loading::default();
-        if crate::store::issued_hashes(&client, cfg, |h| loading.add(h)).await? {
-            known.replace(loading);
-        } else {
-            known.distrust();
-        }
-        metrics.listener_reconnects.inc();
-        status.set(true);
-        tracing::info!(channel, "listening for cache invalidations");
-        let mut probe = tokio::time::interval(PROBE_EVERY);
-        probe.tick().await;
-        loop {
-            tokio::select! {
-                m = rx.recv() => match m {
-                    Some(payload) => {
-                        receive(cache, known, metrics, "postgres", &payload).await;
-                        if let Some(r) = relay {
-                            r.publish(&payload).await;
-                        }
-                    }
-                    None => return Ok(()),
-                },
-                _ = probe.tick() => {
-                    tokio::time::timeout(cfg.query_timeout, client.simple_query("SELECT 1"))
-                        .await
-                        .map_err(|_| StoreError::Unavailable("listener probe timed out".into()))??;
-                }
-            }
-        }
-    }
-    .await;
-    driver.abort();
-    result
 }
 
 #[cfg(test)]

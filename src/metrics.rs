@@ -34,6 +34,8 @@ pub struct Metrics {
     pub invalidations: IntCounterVec,
     pub invalidation_lag: Histogram,
     pub listener_reconnects: IntCounter,
+    /// Self-tests of the LISTEN connection whose NOTIFY did not arrive.
+    pub listener_selftest_failures: IntCounter,
     pub rate_limited: IntCounterVec,
     pub rate_limit_errors: IntCounter,
     pub redis_errors: IntCounterVec,
@@ -249,6 +251,7 @@ impl Metrics {
             invalidations = counter_vec("authgate_invalidations_total", "Invalidation messages received, by source (postgres, redis).", &["source"]);
             invalidation_lag = histogram("authgate_invalidation_lag_seconds", "Time from the database change to its invalidation message arriving here.", &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
             listener_reconnects = counter("authgate_listener_reconnects_total", "Times the invalidation listener (re)connected; each clears the cache.");
+            listener_selftest_failures = counter("authgate_listener_selftest_failures_total", "Self-tests of the invalidation listener (at start and after each reconnect) whose NOTIFY, sent through postgres.url, did not arrive within postgres.connect_timeout.");
             rate_limited = counter_vec("authgate_rate_limited_total", "Requests refused by a rate limit, by scope (token, ip).", &["scope"]);
             rate_limit_errors = counter("authgate_rate_limit_fail_open_total", "Rate-limit checks skipped (failed open) because Redis was unavailable.");
             redis_errors = counter_vec("authgate_redis_errors_total", "Redis failures, by operation (ratelimit, publish, subscribe).", &["op"]);
@@ -298,6 +301,7 @@ impl Metrics {
             invalidations,
             invalidation_lag,
             listener_reconnects,
+            listener_selftest_failures,
             rate_limited,
             rate_limit_errors,
             redis_errors,

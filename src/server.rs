@@ -83,6 +83,9 @@ struct Probes {
     listener: ListenerStatus,
     known: Arc<KnownHashes>,
     draining: AtomicBool,
+    /// Redis relays invalidations from replicas that can LISTEN, so a
+    /// listener that cannot hear NOTIFYs does not make this one unready.
+    relayed: bool,
 }
 
 /// The tasks [`Server::run`] starts beside the listeners.
@@ -105,6 +108,8 @@ impl Server {
     pub async fn bind(cfg: Config) -> Result<Self, ServeError> {
         let metrics = Metrics::new();
         let store = Store::new(&cfg.postgres)?;
+        // A `listen_url` that does not parse fails here, not in the listener.
+        crate::store::listen_config(&cfg.postgres)?;
         let cache = Arc::new(TokenCache::new(&cfg.cache, metrics.clone()));
         let known = Arc::new(KnownHashes::default());
         let usage = Arc::new(UsageRecorder::new(cfg.tokens.last_used_interval));
@@ -231,6 +236,7 @@ impl Server {
             listener: self.listener_status.clone(),
             known: self.known.clone(),
             draining: AtomicBool::new(false),
+            relayed: self.redis.is_some(),
         });
         match self.cfg.server.enforcement {
             crate::config::Enforcement::Enforce => {
@@ -312,12 +318,15 @@ impl Server {
             )));
         }
         tasks.push(tokio::spawn(invalidation::listen(
-            cfg.postgres.clone(),
-            cache.clone(),
-            metrics.clone(),
-            self.listener_status.clone(),
-            known.clone(),
-            self.redis.clone(),
+            invalidation::Listener {
+                cfg: cfg.postgres.clone(),
+                store: self.store.clone(),
+                cache: cache.clone(),
+                known: known.clone(),
+                metrics: metrics.clone(),
+                status: self.listener_status.clone(),
+                relay: self.redis.clone(),
+            },
             stopped(stop.clone()),
         )));
         if let Some(link) = self.redis.take() {
@@ -717,16 +726,22 @@ async fn probe(req: Request<Incoming>, p: Arc<Probes>) -> Response<Full<Bytes>> 
             if p.draining.load(Ordering::SeqCst) {
                 return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
             }
-            match p.store.ping().await {
-                Ok(()) if p.enforcing() => text(StatusCode::OK, "ready\n"),
-                Ok(()) => text(
+            if let Err(e) = p.store.ping().await {
+                tracing::warn!(error = %e, "readiness: database unreachable");
+                return text(StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n");
+            }
+            match p.listener.undelivered() {
+                Some(why) if !p.relayed => {
+                    let body = format!("invalidations undelivered: {why}\n");
+                    let mut r = Response::new(Full::new(Bytes::from(body)));
+                    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    r
+                }
+                _ if p.enforcing() => text(StatusCode::OK, "ready\n"),
+                _ => text(
                     StatusCode::OK,
                     "ready (report mode: denials are forwarded without identity, not enforced)\n",
                 ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "readiness: database unreachable");
-                    text(StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")
-                }
             }
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),

@@ -212,12 +212,36 @@ fn statements(layout: Layout) -> &'static Statements {
 
 /// Connection settings: the URL plus the schema as search_path.
 pub fn pg_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
-    let mut pg: tokio_postgres::Config = cfg
-        .url
+    let mut pg = url_config(cfg, &cfg.url)?;
+    pg.options(format!("-c search_path={}", cfg.schema));
+    Ok(pg)
+}
+
+/// The invalidation listener's connection: `postgres.listen_url` when set
+/// (a direct connection beside a pooler), else `postgres.url`; always to a
+/// server that accepts writes, since a standby cannot hear the primary's
+/// NOTIFYs. TCP keepalives notice a silent network failure.
+pub fn listen_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
+    let mut pg = url_config(cfg, cfg.listen_url.as_ref().unwrap_or(&cfg.url))?;
+    pg.options(format!("-c search_path={}", cfg.schema));
+    pg.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    pg.keepalives(true).keepalives_idle(Duration::from_secs(10));
+    Ok(pg)
+}
+
+/// One of the configured URLs with the settings every connection shares:
+/// TLS, the connect timeout, the application name, and a server that
+/// accepts writes unless the URL names its own `target_session_attrs`
+/// (with several hosts, as in `host1,host2/db`, the one that is primary
+/// now, so a failover is followed by the next connection).
+fn url_config(
+    cfg: &PostgresConfig,
+    url: &crate::config::SecretUrl,
+) -> Result<tokio_postgres::Config, StoreError> {
+    let mut pg: tokio_postgres::Config = url
         .expose()
         .parse()
         .map_err(|source| StoreError::Url { source })?;
-    pg.options(format!("-c search_path={}", cfg.schema));
     pg.ssl_mode(if cfg.tls_verify {
         tokio_postgres::config::SslMode::Require
     } else {
@@ -226,6 +250,11 @@ pub fn pg_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreEr
     pg.connect_timeout(cfg.connect_timeout);
     if pg.get_application_name().is_none() {
         pg.application_name("authgate");
+    }
+    if !url.expose().contains("target_session_attrs") {
+        // authgate writes (last_used_at, management) and listens: a
+        // standby serves neither.
+        pg.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
     }
     Ok(pg)
 }
@@ -623,6 +652,30 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// `NOTIFY channel, 'payload'` through the pool (`postgres.url`), for
+    /// the listener's self-test. Both are authgate's own words (letters,
+    /// digits, `_`), never outside input. Its success closes the breaker.
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        let word = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !word(channel) || !word(payload) {
+            return Err(StoreError::Invalid(format!(
+                "not a NOTIFY channel and payload: {channel:?} {payload:?}"
+            )));
+        }
+        self.bounded(async {
+            let client = self.client().await?;
+            client
+                .simple_query(&format!("NOTIFY \"{channel}\", '{payload}'"))
+                .await?;
+            Ok(())
+        })
+        .await?;
+        // The pool reaches the database again (after a failover, the new
+        // primary): lookups need not wait for the breaker's next probe.
+        self.breaker.succeeded();
+        Ok(())
     }
 
     /// The audit table, qualified as this layout needs.
