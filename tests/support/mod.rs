@@ -35,6 +35,8 @@ pub mod listen_cut;
 pub mod otlp;
 /// Redis over TLS, as a cluster, behind sentinels.
 pub mod redis_servers;
+/// A primary with a streaming standby, and PgBouncer, started by the test.
+pub mod pg;
 
 pub const SALT: &str = "integration-test-salt";
 
@@ -74,7 +76,12 @@ pub async fn sql(schema: &str, query: &str) -> Vec<tokio_postgres::Row> {
 
 /// Run SQL statements (no results) on the test database.
 pub async fn exec(schema: &str, statements: &str) {
-    let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+    exec_on(&database_url(), schema, statements).await
+}
+
+/// Run SQL statements (no results) on the database at `db`.
+pub async fn exec_on(db: &str, schema: &str, statements: &str) {
+    let (client, conn) = tokio_postgres::connect(db, tokio_postgres::NoTls)
         .await
         .expect("test database reachable");
     tokio::spawn(conn);
@@ -87,6 +94,8 @@ pub async fn exec(schema: &str, statements: &str) {
 /// A per-test environment: schema, config file, temp dir.
 pub struct Env {
     pub schema: String,
+    /// The database URL the config names (`postgres.url`).
+    pub db: String,
     pub dir: PathBuf,
     pub config_path: PathBuf,
     pub upstream: SocketAddr,
@@ -102,6 +111,11 @@ impl Env {
     /// Like [`Env::new`], with extra TOML appended to the config (sections
     /// the base config does not set).
     pub async fn with_config(extra: &str) -> Env {
+        Self::on(&database_url(), extra).await
+    }
+
+    /// Like [`Env::with_config`], on the database at `db` (`postgres.url`).
+    pub async fn on(db: &str, extra: &str) -> Env {
         let schema = unique("t");
         let dir = std::env::temp_dir().join(unique("authgate-test"));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -109,6 +123,7 @@ impl Env {
         let env = Env {
             config_path: dir.join("config.toml"),
             schema,
+            db: db.to_owned(),
             dir,
             upstream,
             extra: extra.to_owned(),
@@ -158,7 +173,7 @@ kind = "single"
 {more}
 "#,
             upstream = self.upstream,
-            db = database_url(),
+            db = self.db,
             schema = self.schema,
             extra = self.extra,
             // An ephemeral port, unless the test configures its own.
@@ -270,7 +285,7 @@ kind = "single"
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let schema = self.schema.clone();
+        let (schema, db) = (self.schema.clone(), self.db.clone());
         let _ = std::fs::remove_dir_all(&self.dir);
         // Drop the schema on a thread of its own: Drop cannot await, and the
         // test's runtime may be shutting down.
@@ -281,7 +296,7 @@ impl Drop for Env {
                 .expect("runtime");
             rt.block_on(async move {
                 if let Ok((client, conn)) =
-                    tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await
+                    tokio_postgres::connect(&db, tokio_postgres::NoTls).await
                 {
                     tokio::spawn(conn);
                     let _ = client
@@ -352,7 +367,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Start, and wait until the invalidation listener is trusted.
     pub async fn start(cfg: authgate::config::Config) -> Gateway {
+        let g = Self::start_unready(cfg).await;
+        g.wait_listening().await;
+        g
+    }
+
+    /// Start without waiting for the invalidation listener.
+    pub async fn start_unready(cfg: authgate::config::Config) -> Gateway {
         let server = authgate::server::Server::bind(cfg)
             .await
             .expect("bind gateway");
@@ -369,16 +392,14 @@ impl Gateway {
                 .await
                 .expect("gateway run");
         });
-        let g = Gateway {
+        Gateway {
             addr,
             metrics,
             management,
             listener,
             stop: Some(tx),
             task: Some(task),
-        };
-        g.wait_listening().await;
-        g
+        }
     }
 
     /// Wait until the invalidation listener is connected, so revocations
