@@ -431,8 +431,10 @@ fn redis_and_limiter(
 async fn initial_content_types(cfg: &Config, policy: &PolicyStore) {
     let bound = cfg.postgres.connect_timeout + cfg.postgres.query_timeout;
     let r = tokio::time::timeout(bound, async {
-        let client = crate::store::connect(&cfg.postgres).await?;
-        crate::strapi5_sync::load_content_types(&client, policy).await
+        let mut client = crate::store::connect(&cfg.postgres).await?;
+        let tx = crate::store::sql::begin_on(&mut client, &cfg.postgres).await?;
+        crate::strapi5_sync::load_content_types(&tx, policy).await?;
+        Ok::<_, crate::store::StoreError>(tx.commit().await?)
     })
     .await;
     match r {

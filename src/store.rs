@@ -35,6 +35,7 @@ pub mod admin;
 pub mod audit;
 mod native;
 pub mod rows;
+pub mod sql;
 pub mod strapi5;
 
 use std::future::Future;
@@ -50,6 +51,7 @@ use crate::config::PostgresConfig;
 use crate::model::{TokenCounts, TokenRecord, TokenStats};
 use crate::token::TokenHash;
 use rows::Col;
+use sql::Db;
 
 /// [`Statements::token_stats`] of a layout: its `FROM` clause gives `kind`
 /// and the expiry `e`; the five counts are the same in both.
@@ -210,11 +212,10 @@ fn statements(layout: Layout) -> &'static Statements {
     }
 }
 
-/// Connection settings: the URL plus the schema as search_path.
+/// Connection settings of `postgres.url`. No startup `options` (a pooler
+/// refuses them): each transaction sets what it needs ([`sql`]).
 pub fn pg_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
-    let mut pg = url_config(cfg, &cfg.url)?;
-    pg.options(format!("-c search_path={}", cfg.schema));
-    Ok(pg)
+    url_config(cfg, &cfg.url)
 }
 
 /// The invalidation listener's connection: `postgres.listen_url` when set
@@ -223,7 +224,6 @@ pub fn pg_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreEr
 /// NOTIFYs. TCP keepalives notice a silent network failure.
 pub fn listen_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
     let mut pg = url_config(cfg, cfg.listen_url.as_ref().unwrap_or(&cfg.url))?;
-    pg.options(format!("-c search_path={}", cfg.schema));
     pg.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
     pg.keepalives(true).keepalives_idle(Duration::from_secs(10));
     Ok(pg)
@@ -308,7 +308,15 @@ pub async fn issued_hashes(
             strapi5::STATEMENTS.issued_hashes
         }
     };
-    let rows = client.query_raw(query, std::iter::empty::<&str>()).await?;
+    client
+        .batch_execute(&format!("BEGIN; {}", sql::settings_of(cfg)))
+        .await?;
+    let rows = client
+        .query_typed_raw(
+            query,
+            std::iter::empty::<(&str, tokio_postgres::types::Type)>(),
+        )
+        .await?;
     futures_util::pin_mut!(rows);
     while let Some(row) = rows.try_next().await? {
         let hex: &str = row.col(0)?;
@@ -317,6 +325,7 @@ pub async fn issued_hashes(
             each(&h);
         }
     }
+    client.batch_execute("COMMIT").await?;
     Ok(true)
 }
 
@@ -339,8 +348,8 @@ fn applied_versions(
 }
 
 /// Serialise the migrations that share `key` until `tx` ends.
-async fn migration_lock(tx: &tokio_postgres::Transaction<'_>, key: &str) -> Result<(), StoreError> {
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&key])
+async fn migration_lock(tx: &impl Db, key: &str) -> Result<(), StoreError> {
+    tx.exec("SELECT pg_advisory_xact_lock(hashtext($1))", &[&key])
         .await?;
     Ok(())
 }
@@ -427,13 +436,11 @@ pub struct KeyHolder {
 
 /// [`Store::key_holder`] on a connection or inside a transaction.
 pub(crate) async fn key_holder(
-    c: &impl deadpool_postgres::GenericClient,
+    c: &impl Db,
     layout: Layout,
     hash_hex: &str,
 ) -> Result<Option<KeyHolder>, StoreError> {
-    let row = c
-        .query_opt(statements(layout).key_holder, &[&hash_hex])
-        .await?;
+    let row = c.opt(statements(layout).key_holder, &[&hash_hex]).await?;
     row.map(|r| {
         Ok(KeyHolder {
             id: r.col("id")?,
@@ -450,6 +457,8 @@ pub struct Store {
     query_timeout: Duration,
     breaker: Arc<Breaker>,
     layout: Layout,
+    /// What each transaction opens with ([`sql::local_settings`]).
+    settings: Arc<str>,
 }
 
 /// Fails lookups fast while the database is known to be down.
@@ -507,13 +516,7 @@ impl Store {
     /// Build the pool. Connections are opened lazily, so this succeeds even
     /// while the database is down.
     pub fn new(cfg: &PostgresConfig) -> Result<Self, StoreError> {
-        let mut pg = pg_config(cfg)?;
-        // The server enforces the bound too, so a slow query frees its connection.
-        pg.options(format!(
-            "-c search_path={} -c statement_timeout={}",
-            cfg.schema,
-            cfg.query_timeout.as_millis().max(1)
-        ));
+        let pg = pg_config(cfg)?;
         let mgr = Manager::from_config(
             pg,
             tls(cfg)?,
@@ -539,7 +542,22 @@ impl Store {
             query_timeout: cfg.query_timeout,
             breaker: Arc::new(breaker),
             layout: cfg.layout,
+            // The server enforces the bound too, so a slow query frees
+            // its connection.
+            settings: sql::settings_of(cfg).into(),
         })
+    }
+
+    /// A transaction on `client` opened with the local settings (the
+    /// schema, the statement timeout): how every management read and
+    /// write runs.
+    pub(crate) async fn begin<'c>(
+        &self,
+        client: &'c mut deadpool_postgres::Object,
+    ) -> Result<deadpool_postgres::Transaction<'c>, StoreError> {
+        let tx = client.transaction().await?;
+        tx.batch_execute(&self.settings).await?;
+        Ok(tx)
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -566,9 +584,8 @@ impl Store {
     pub async fn token_stats(&self, now: SystemTime) -> Result<TokenStats, StoreError> {
         self.bounded(async {
             let client = self.client().await?;
-            let rows = client
-                .query(statements(self.layout).token_stats, &[&now])
-                .await?;
+            let stats = statements(self.layout).token_stats;
+            let rows = sql::pipelined(&client, &self.settings, client.rows(stats, &[&now])).await?;
             let mut stats = TokenStats::default();
             for row in rows {
                 let n = |c: &str| -> Result<u64, StoreError> {
@@ -604,10 +621,12 @@ impl Store {
         let r = self
             .bounded(async {
                 let client = self.client().await?;
-                let sql = statements(self.layout);
-                let stmt = client.prepare_cached(sql.find_token).await?;
-                match client.query_opt(&stmt, &[&hash_hex]).await? {
-                    Some(row) => (sql.record)(&row),
+                let stmts = statements(self.layout);
+                let find = stmts.find_token;
+                match sql::pipelined(&client, &self.settings, client.opt(find, &[&hash_hex]))
+                    .await?
+                {
+                    Some(row) => (stmts.record)(&row),
                     None => Ok(None),
                 }
             })
@@ -623,7 +642,13 @@ impl Store {
     /// the replaced key of a regenerate with overlap (ended or not).
     pub async fn key_holder(&self, hash_hex: &str) -> Result<Option<KeyHolder>, StoreError> {
         let client = self.client().await?;
-        key_holder(&client, self.layout, hash_hex).await
+        let holder = key_holder(&client, self.layout, hash_hex);
+        sql::pipelined(&client, &self.settings, async {
+            // The statement's error travels as a tokio-postgres error so
+            // the transaction's COMMIT is still sent after it.
+            Ok(holder.await)
+        })
+        .await?
     }
 
     /// Record token uses: one statement for the whole batch, never moving
@@ -636,10 +661,10 @@ impl Store {
         let times: Vec<SystemTime> = uses.iter().map(|u| u.1).collect();
         self.bounded(async {
             let client = self.client().await?;
-            let stmt = client
-                .prepare_cached(statements(self.layout).touch_tokens)
-                .await?;
-            Ok(client.execute(&stmt, &[&ids, &times]).await?)
+            let touch = statements(self.layout).touch_tokens;
+            let params: [&dyn sql::Param; 2] = [&ids, &times];
+            let sent = client.exec(touch, &params);
+            Ok(sql::pipelined(&client, &self.settings, sent).await?)
         })
         .await
     }

@@ -39,7 +39,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{GenericClient, IsolationLevel};
+use tokio_postgres::IsolationLevel;
+
+use crate::store::sql::Db;
 
 use crate::cache::TokenCache;
 use crate::config::PostgresConfig;
@@ -219,7 +221,7 @@ where
 
 /// Read Strapi's stored content types (`None`: no such row).
 pub async fn read_content_types(
-    client: &impl GenericClient,
+    client: &impl Db,
 ) -> Result<Option<content_types::Discovered>, StoreError> {
     let stored = watch::stored_content_types(client, content_types::CORE_STORE_KEY).await?;
     let Some(value) = stored else { return Ok(None) };
@@ -229,10 +231,7 @@ pub async fn read_content_types(
 }
 
 /// Read the stored content types into the policy; logs what it found.
-pub async fn load_content_types(
-    client: &impl GenericClient,
-    policy: &PolicyStore,
-) -> Result<(), StoreError> {
+pub async fn load_content_types(client: &impl Db, policy: &PolicyStore) -> Result<(), StoreError> {
     match read_content_types(client).await? {
         Some(d) => {
             let uids: Vec<&str> = d.types.iter().map(|t| t.uid.as_str()).collect();
@@ -279,6 +278,7 @@ where
             .start(),
     )
     .await?;
+    timed(cfg, tx.batch_execute(&store::sql::settings_of(cfg))).await?;
     let key = content_types::CORE_STORE_KEY;
     let prints = timed(cfg, watch::fingerprints(&tx, which, key)).await?;
     state.fingerprints.resize(Table::ALL.len(), None);

@@ -66,10 +66,11 @@ async fn check_strapi5(cfg: &Config) {
     let bound = pg.connect_timeout.min(std::time::Duration::from_secs(3));
     pg.connect_timeout = bound;
     let looked = tokio::time::timeout(bound * 2, async {
-        let client = store::connect(&pg).await?;
+        let mut client = store::connect(&pg).await?;
         let found = store::strapi5::inspect(&client, &pg.schema).await?;
         let types = if found.missing_tables.is_empty() {
-            Some(crate::strapi5_sync::read_content_types(&client).await)
+            let tx = store::sql::begin_on(&mut client, &pg).await?;
+            Some(crate::strapi5_sync::read_content_types(&tx).await)
         } else {
             None
         };

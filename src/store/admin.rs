@@ -26,7 +26,11 @@ impl Store {
             Layout::Authgate => native::USERS,
             Layout::Strapi5 => strapi5::USERS,
         };
-        super::rows::users(&self.client().await?, select, which).await
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        let users = super::rows::users(&tx, select, which).await?;
+        tx.commit().await?;
+        Ok(users)
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
@@ -43,27 +47,36 @@ impl Store {
     }
 
     pub async fn list_roles(&self) -> Result<Vec<RoleRow>, StoreError> {
-        let client = self.client().await?;
-        match self.layout {
-            Layout::Authgate => native::roles(&client).await,
-            Layout::Strapi5 => strapi5::roles(&client).await,
-        }
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        let roles = match self.layout {
+            Layout::Authgate => native::roles(&tx).await?,
+            Layout::Strapi5 => strapi5::roles(&tx).await?,
+        };
+        tx.commit().await?;
+        Ok(roles)
     }
 
     pub async fn list_tokens(&self, kind: Option<TokenKind>) -> Result<Vec<TokenRow>, StoreError> {
-        let client = self.client().await?;
-        match self.layout {
-            Layout::Authgate => native::tokens(&client, kind).await,
-            Layout::Strapi5 => strapi5::tokens(&client, kind).await,
-        }
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        let tokens = match self.layout {
+            Layout::Authgate => native::tokens(&tx, kind).await?,
+            Layout::Strapi5 => strapi5::tokens(&tx, kind).await?,
+        };
+        tx.commit().await?;
+        Ok(tokens)
     }
 
     pub async fn get_token(&self, id: i64) -> Result<Option<TokenRow>, StoreError> {
-        let client = self.client().await?;
-        match self.layout {
-            Layout::Authgate => native::token(&client, id).await,
-            Layout::Strapi5 => strapi5::token(&client, id).await,
-        }
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        let token = match self.layout {
+            Layout::Authgate => native::token(&tx, id).await?,
+            Layout::Strapi5 => strapi5::token(&tx, id).await?,
+        };
+        tx.commit().await?;
+        Ok(token)
     }
 
     // ----- users ---------------------------------------------------------

@@ -4,7 +4,9 @@
 use std::marker::PhantomData;
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::{GenericClient, Transaction};
+use deadpool_postgres::Transaction;
+
+use crate::store::sql::Db;
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 
@@ -14,8 +16,8 @@ use crate::audit::{self, changes, rfc3339, AuditCtx, Draft, Event, Target, CHECK
 use crate::model::{ContentApiType, Permission, TokenKind};
 
 /// Serialises appends to a chain (`table`) until the transaction ends.
-async fn lock(tx: &impl GenericClient, table: &str) -> Result<(), StoreError> {
-    tx.execute(
+async fn lock(tx: &impl Db, table: &str) -> Result<(), StoreError> {
+    tx.exec(
         "SELECT pg_advisory_xact_lock(hashtext('authgate.audit'), ($1::text::regclass::oid::bigint % 2147483647)::int)",
         &[&table],
     )
@@ -38,14 +40,14 @@ fn event(row: &tokio_postgres::Row) -> Result<Event, StoreError> {
 /// chain lock until that transaction ends; call it last, and
 /// [`Event::log`] the event once the transaction has committed.
 pub(super) async fn append(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     table: &str,
     ctx: &AuditCtx,
     draft: Draft,
 ) -> Result<Event, StoreError> {
     lock(tx, table).await?;
     let last = tx
-        .query_opt(
+        .opt(
             &format!("SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1"),
             &[],
         )
@@ -55,7 +57,7 @@ pub(super) async fn append(
         None => (1, GENESIS.to_owned()),
     };
     let e = Event::seal(id, SystemTime::now(), draft, ctx, &prev);
-    tx.execute(
+    tx.exec(
         &format!(
             "INSERT INTO {table} (id, at, action, actor, via, target_kind, target_id, target_name,
                                    changes, request_id, client_ip, prev_hash, hash)
@@ -111,7 +113,7 @@ impl Store {
         ) -> BoxFuture<'t, Result<Outcome<T>, StoreError>>,
     {
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = self.begin(&mut client).await?;
         match write(&tx, Borrows(PhantomData)).await {
             Ok(Outcome::Commit(value, draft)) => {
                 let event = match draft {
@@ -255,10 +257,10 @@ impl Store {
     /// Record an event that is its own change (a key shown again).
     pub async fn record(&self, ctx: &AuditCtx, draft: Draft) -> Result<Event, StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = self.begin(&mut client).await?;
         let table = self.audit_table();
         let exists: bool = tx
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .one("SELECT to_regclass($1) IS NOT NULL", &[&table])
             .await?
             .col(0)?;
         if !exists {
@@ -284,21 +286,22 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Event>, i64), StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        // Read in a transaction of its own: it names the schema.
+        let client = self.begin(&mut client).await?;
         const WHERE: &str = "($1::timestamptz IS NULL OR at >= $1)
             AND ($2::text IS NULL OR action = $2)
             AND ($3::text IS NULL OR lower(actor) = lower($3))";
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-            [&f.since, &f.action, &f.actor];
+        let params: [&dyn crate::store::sql::Param; 3] = [&f.since, &f.action, &f.actor];
         let total: i64 = client
-            .query_one(
+            .one(
                 &format!("SELECT count(*) FROM {} WHERE {WHERE}", self.audit_table()),
                 &params,
             )
             .await?
             .col(0)?;
         let rows = client
-            .query(
+            .rows(
                 &format!(
                     "SELECT {COLUMNS} FROM {} WHERE {WHERE} ORDER BY id DESC LIMIT $4 OFFSET $5",
                     self.audit_table()
@@ -311,9 +314,11 @@ impl Store {
     }
 
     pub async fn audit_event(&self, id: i64) -> Result<Option<Event>, StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        // Read in a transaction of its own: it names the schema.
+        let client = self.begin(&mut client).await?;
         let row = client
-            .query_opt(
+            .opt(
                 &format!("SELECT {COLUMNS} FROM {} WHERE id = $1", self.audit_table()),
                 &[&id],
             )
@@ -323,9 +328,11 @@ impl Store {
 
     /// The whole chain in id order, for `audit verify`.
     pub async fn audit_chain(&self) -> Result<Vec<Event>, StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        // Read in a transaction of its own: it names the schema.
+        let client = self.begin(&mut client).await?;
         let rows = client
-            .query(
+            .rows(
                 &format!("SELECT {COLUMNS} FROM {} ORDER BY id", self.audit_table()),
                 &[],
             )
@@ -346,22 +353,23 @@ impl Store {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let table = self.audit_table();
         let mut client = self.client().await?;
-        // Look first outside a transaction: the common answer (nothing to
+        let tx = self.begin(&mut client).await?;
+        // Look before taking the lock: the common answer (nothing to
         // prune) then holds no lock, not even for a moment.
-        let due = client
-            .query_opt(
+        let due = tx
+            .opt(
                 &format!("SELECT 1 FROM {table} WHERE at < $1 LIMIT 1"),
                 &[&cutoff],
             )
             .await?;
         if due.is_none() {
+            tx.commit().await?;
             return Ok(0);
         }
-        let tx = client.transaction().await?;
         lock(&tx, table).await?;
         // Never the newest event: the chain's head must stay to append to.
         let cut = tx
-            .query_opt(
+            .opt(
                 &format!(
                     "SELECT id, hash FROM {table}
                      WHERE at < $1 AND id < (SELECT max(id) FROM {table})
@@ -379,7 +387,7 @@ impl Store {
         tx.batch_execute("SET LOCAL authgate.audit_retention = 'on'")
             .await?;
         let n = tx
-            .execute(&format!("DELETE FROM {table} WHERE id <= $1"), &[&through])
+            .exec(&format!("DELETE FROM {table} WHERE id <= $1"), &[&through])
             .await?;
         tx.batch_execute("SET LOCAL authgate.audit_retention = 'off'")
             .await?;

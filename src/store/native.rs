@@ -6,7 +6,7 @@
 //! inside `Store::audited` (`store/audit.rs`): one transaction, which
 //! records the write's audit event last and commits.
 
-use deadpool_postgres::GenericClient;
+use crate::store::sql::Db;
 use serde_json::{json, Value};
 use tokio_postgres::error::SqlState;
 
@@ -141,7 +141,7 @@ fn token_type(
 pub(super) async fn pending(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
     let client = connect(cfg).await?;
     let exists: bool = client
-        .query_one(
+        .one(
             "SELECT to_regclass(format('%I.schema_migrations', $1::text)) IS NOT NULL",
             &[&cfg.schema],
         )
@@ -149,7 +149,7 @@ pub(super) async fn pending(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError
         .col(0)?;
     let done: Vec<i32> = if exists {
         client
-            .query(
+            .rows(
                 &format!("SELECT version FROM {}.schema_migrations", cfg.schema),
                 &[],
             )
@@ -171,6 +171,10 @@ pub(super) async fn pending(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError
 pub(super) async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
     let mut client = connect(cfg).await?;
     let tx = client.transaction().await?;
+    // The migrations name their tables unqualified; no statement timeout
+    // (a migration may take long).
+    tx.batch_execute(&format!("SET LOCAL search_path TO \"{}\"", cfg.schema))
+        .await?;
     // Serialise concurrent migrations of the same schema.
     super::migration_lock(&tx, &format!("authgate:{}", cfg.schema)).await?;
     tx.batch_execute(&format!(
@@ -184,7 +188,7 @@ pub(super) async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError
     ))
     .await?;
     let rows = tx
-        .query("SELECT version FROM schema_migrations", &[])
+        .rows("SELECT version FROM schema_migrations", &[])
         .await?;
     let done = super::applied_versions(&rows, MIGRATIONS, |v, newest| {
         format!(
@@ -198,7 +202,7 @@ pub(super) async fn migrate(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError
             continue;
         }
         tx.batch_execute(sql).await?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
             &[version, name],
         )
@@ -234,12 +238,12 @@ fn token_row(row: &tokio_postgres::Row) -> Result<TokenRow, StoreError> {
 
 /// Tokens, of one kind or all, lowest id first.
 pub(super) async fn tokens(
-    c: &impl GenericClient,
+    c: &impl Db,
     kind: Option<TokenKind>,
 ) -> Result<Vec<TokenRow>, StoreError> {
     let kind = kind.map(TokenKind::as_str);
     let rows = c
-        .query(
+        .rows(
             &format!("{TOKENS} WHERE $1::text IS NULL OR t.kind = $1 ORDER BY t.id"),
             &[&kind],
         )
@@ -248,10 +252,8 @@ pub(super) async fn tokens(
 }
 
 /// The token with this id.
-pub(super) async fn token(c: &impl GenericClient, id: i64) -> Result<Option<TokenRow>, StoreError> {
-    let row = c
-        .query_opt(&format!("{TOKENS} WHERE t.id = $1"), &[&id])
-        .await?;
+pub(super) async fn token(c: &impl Db, id: i64) -> Result<Option<TokenRow>, StoreError> {
+    let row = c.opt(&format!("{TOKENS} WHERE t.id = $1"), &[&id]).await?;
     row.as_ref().map(token_row).transpose()
 }
 
@@ -268,14 +270,14 @@ pub(super) const USERS: &str = "
                  WHERE ur.user_id = u.id ORDER BY rp.id) AS subjects
     FROM users u";
 
-async fn user(c: &impl GenericClient, which: Users<'_>) -> Result<Option<UserRow>, StoreError> {
+async fn user(c: &impl Db, which: Users<'_>) -> Result<Option<UserRow>, StoreError> {
     Ok(rows::users(c, USERS, which).await?.into_iter().next())
 }
 
 /// Every role, lowest id first.
-pub(super) async fn roles(c: &impl GenericClient) -> Result<Vec<RoleRow>, StoreError> {
+pub(super) async fn roles(c: &impl Db) -> Result<Vec<RoleRow>, StoreError> {
     let rows = c
-        .query(
+        .rows(
             "SELECT r.id, r.name, coalesce(r.code = 'super-admin', false) AS super_admin,
                     ARRAY(SELECT rp.action FROM role_permissions rp WHERE rp.role_id = r.id ORDER BY rp.action, rp.subject) AS actions,
                     ARRAY(SELECT rp.subject FROM role_permissions rp WHERE rp.role_id = r.id ORDER BY rp.action, rp.subject) AS subjects
@@ -297,9 +299,9 @@ fn conflict(e: tokio_postgres::Error, what: impl FnOnce() -> String) -> StoreErr
     }
 }
 
-async fn role_permissions(c: &impl GenericClient, id: i64) -> Result<Value, StoreError> {
+async fn role_permissions(c: &impl Db, id: i64) -> Result<Value, StoreError> {
     let rows = c
-        .query(
+        .rows(
             "SELECT action, subject FROM role_permissions WHERE role_id = $1",
             &[&id],
         )
@@ -311,7 +313,7 @@ async fn role_permissions(c: &impl GenericClient, id: i64) -> Result<Value, Stor
     Ok(perms_json(&perms))
 }
 
-async fn insert_permissions<C: GenericClient>(
+async fn insert_permissions<C: Db>(
     c: &C,
     table: &str,
     owner_col: &str,
@@ -323,7 +325,7 @@ async fn insert_permissions<C: GenericClient>(
     }
     let actions: Vec<&str> = perms.iter().map(|p| p.action.as_str()).collect();
     let subjects: Vec<Option<&str>> = perms.iter().map(|p| p.subject.as_deref()).collect();
-    c.execute(
+    c.exec(
         &format!(
             "INSERT INTO {table} ({owner_col}, action, subject)
              SELECT $1, a, s FROM unnest($2::text[], $3::text[]) AS x(a, s)
@@ -348,7 +350,7 @@ pub(super) async fn create_user(
         .audited(audit, |tx, _| {
             Box::pin(async move {
                 let id: i64 = tx
-                    .query_one(
+                    .one(
                         "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id",
                         &[&email, &name],
                     )
@@ -372,9 +374,9 @@ pub(super) async fn create_user(
 }
 
 /// Give the new user `id` the role `role`, which must exist.
-async fn add_role(tx: &impl GenericClient, id: i64, role: &str) -> Result<(), StoreError> {
+async fn add_role(tx: &impl Db, id: i64, role: &str) -> Result<(), StoreError> {
     let n = tx
-        .execute(
+        .exec(
             "INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2
              ON CONFLICT DO NOTHING",
             &[&id, &role],
@@ -382,7 +384,7 @@ async fn add_role(tx: &impl GenericClient, id: i64, role: &str) -> Result<(), St
         .await?;
     if n == 0
         && !tx
-            .query("SELECT 1 FROM roles WHERE name = $1", &[&role])
+            .rows("SELECT 1 FROM roles WHERE name = $1", &[&role])
             .await?
             .iter()
             .any(|_| true)
@@ -412,7 +414,7 @@ pub(super) async fn set_user_flag(
                 let Some(before) = user(tx, Users::Email(email)).await? else {
                     return Ok(Outcome::Rollback(false));
                 };
-                tx.execute(
+                tx.exec(
                     &format!("UPDATE users SET {column} = $2, updated_at = now() WHERE id = $1"),
                     &[&before.id, &value],
                 )
@@ -425,10 +427,7 @@ pub(super) async fn set_user_flag(
 
 /// The `user.update` event of a change to `before`'s row or roles, when
 /// an audited field changed.
-async fn user_updated(
-    tx: &impl GenericClient,
-    before: &UserRow,
-) -> Result<Option<Draft>, StoreError> {
+async fn user_updated(tx: &impl Db, before: &UserRow) -> Result<Option<Draft>, StoreError> {
     let after = user(tx, Users::Id(before.id)).await?;
     let c = diff(user_fields(Some(before)), user_fields(after.as_ref()));
     if !c.as_object().is_some_and(|m| !m.is_empty()) {
@@ -448,7 +447,7 @@ pub(super) async fn delete_user(
         .audited(audit, |tx, _| {
             Box::pin(async move {
                 if tx
-                    .query_opt(
+                    .opt(
                         "SELECT id FROM users WHERE lower(email) = lower($1) FOR UPDATE",
                         &[&email],
                     )
@@ -461,7 +460,7 @@ pub(super) async fn delete_user(
                     return Ok(Outcome::Rollback(None));
                 };
                 let tokens: Vec<i64> = tx
-                    .query(
+                    .rows(
                         "SELECT id FROM tokens WHERE owner_id = $1 ORDER BY id",
                         &[&user.id],
                     )
@@ -469,7 +468,7 @@ pub(super) async fn delete_user(
                     .iter()
                     .map(|r| r.col(0))
                     .collect::<Result<_, _>>()?;
-                tx.execute("DELETE FROM users WHERE id = $1", &[&user.id])
+                tx.exec("DELETE FROM users WHERE id = $1", &[&user.id])
                     .await?;
                 let mut c = diff(user_fields(Some(&user)), user_fields(None));
                 if let Some(m) = c.as_object_mut() {
@@ -497,7 +496,7 @@ pub(super) async fn create_role(
         .audited(audit, |tx, _| {
             Box::pin(async move {
                 let id: i64 = tx
-                    .query_one(
+                    .one(
                         "INSERT INTO roles (name) VALUES ($1) RETURNING id",
                         &[&name],
                     )
@@ -520,9 +519,9 @@ pub(super) async fn create_role(
         .await
 }
 
-async fn role_id(client: &impl GenericClient, name: &str) -> Result<i64, StoreError> {
+async fn role_id(client: &impl Db, name: &str) -> Result<i64, StoreError> {
     client
-        .query_opt("SELECT id FROM roles WHERE name = $1", &[&name])
+        .opt("SELECT id FROM roles WHERE name = $1", &[&name])
         .await?
         .map(|r| r.col(0))
         .transpose()?
@@ -544,7 +543,7 @@ pub(super) async fn delete_role(
         .audited(audit, |tx, _| {
             Box::pin(async move {
                 let Some(row) = tx
-                    .query_opt(
+                    .opt(
                         "SELECT id, coalesce(code = 'super-admin', false) FROM roles WHERE name = $1 FOR UPDATE",
                         &[&name],
                     )
@@ -559,7 +558,7 @@ pub(super) async fn delete_role(
                     )));
                 }
                 let members: Vec<String> = tx
-                    .query(
+                    .rows(
                         "SELECT u.email FROM user_roles ur JOIN users u ON u.id = ur.user_id
                          WHERE ur.role_id = $1 ORDER BY u.email",
                         &[&id],
@@ -570,9 +569,9 @@ pub(super) async fn delete_role(
                     .collect::<Result<_, _>>()?;
                 let perms = role_permissions(tx, id).await?;
                 // Permissions first, so the trigger trims the members' tokens.
-                tx.execute("DELETE FROM role_permissions WHERE role_id = $1", &[&id])
+                tx.exec("DELETE FROM role_permissions WHERE role_id = $1", &[&id])
                     .await?;
-                tx.execute("DELETE FROM roles WHERE id = $1", &[&id])
+                tx.exec("DELETE FROM roles WHERE id = $1", &[&id])
                     .await?;
                 let c = changes(&[
                     ("name", json!(name), Value::Null),
@@ -589,7 +588,7 @@ pub(super) async fn delete_role(
 /// The `role.update` event of a grant or revoke: the role's
 /// permissions before (`before`) and now.
 async fn role_updated(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     id: i64,
     role: &str,
     before: Value,
@@ -612,7 +611,7 @@ pub(super) async fn grant(
                 let id = role_id(tx, role).await?;
                 let before = role_permissions(tx, id).await?;
                 let n = tx
-                    .execute(
+                    .exec(
                         "INSERT INTO role_permissions (role_id, action, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                         &[&id, &p.action, &p.subject],
                     )
@@ -648,16 +647,16 @@ pub(super) async fn revoke(
             Box::pin(async move {
                 let id = role_id(tx, role).await?;
                 let before_perms = role_permissions(tx, id).await?;
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                let params: [&dyn crate::store::sql::Param; 3] =
                     [&id, &p.action, &p.subject];
-                let before: i64 = tx.query_one(AFFECTED, &params).await?.col(0)?;
+                let before: i64 = tx.one(AFFECTED, &params).await?.col(0)?;
                 let n = tx
-                    .execute(
+                    .exec(
                         "DELETE FROM role_permissions WHERE role_id = $1 AND action = $2 AND subject IS NOT DISTINCT FROM $3",
                         &params,
                     )
                     .await?;
-                let after: i64 = tx.query_one(AFFECTED, &params).await?.col(0)?;
+                let after: i64 = tx.one(AFFECTED, &params).await?.col(0)?;
                 let draft = match n {
                     0 => None,
                     _ => Some(role_updated(tx, id, role, before_perms).await?),
@@ -688,7 +687,7 @@ pub(super) async fn set_user_role(
                 let before = user(tx, Users::Email(email))
                     .await?
                     .ok_or_else(|| StoreError::Invalid(format!("no user with email {email}")))?;
-                let n = tx.execute(sql, &[&before.id, &role_id]).await?;
+                let n = tx.exec(sql, &[&before.id, &role_id]).await?;
                 let draft = match n {
                     0 => None,
                     _ => user_updated(tx, &before).await?,
@@ -713,7 +712,7 @@ fn insert_conflict(e: tokio_postgres::Error, t: &NewToken) -> StoreError {
 }
 
 /// An imported key must be no token's key, current or replaced.
-async fn check_key_unused(c: &impl GenericClient, access_key: &str) -> Result<(), StoreError> {
+async fn check_key_unused(c: &impl Db, access_key: &str) -> Result<(), StoreError> {
     match super::key_holder(c, super::Layout::Authgate, access_key).await? {
         None => Ok(()),
         Some(h) => Err(StoreError::Invalid(format!(
@@ -743,7 +742,7 @@ pub(super) async fn create_token(
                     check_key_unused(tx, &t.access_key).await?;
                 }
                 let id: i64 = tx
-                    .query_one(
+                    .one(
                         "INSERT INTO tokens (kind, name, description, type, access_key, encrypted_key, lifespan, expires_at, owner_id, allowed_cidrs)
                          VALUES ($1, $2, $3, $4, $5, $6, $7::bigint,
                                  CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() + $7::bigint * interval '1 millisecond' END,
@@ -786,7 +785,7 @@ pub(super) async fn regenerate_token(
                 let Some(before) = token(tx, id).await? else {
                     return Ok(Outcome::Rollback(None));
                 };
-                tx.execute(
+                tx.exec(
                     "UPDATE tokens SET
                          previous_access_key = CASE WHEN $4::bigint IS NULL THEN NULL ELSE access_key END,
                          previous_key_expires_at = CASE WHEN $4::bigint IS NULL THEN NULL
@@ -826,7 +825,7 @@ pub(super) async fn update_token(
                 let Some(before) = token(tx, id).await? else {
                     return Ok(Outcome::Rollback(None));
                 };
-                tx.execute(
+                tx.exec(
                     "UPDATE tokens SET name = coalesce($2, name), description = coalesce($3, description),
                                        type = coalesce($4, type),
                                        allowed_cidrs = coalesce($5::text[]::cidr[], allowed_cidrs), updated_at = now()
@@ -843,7 +842,7 @@ pub(super) async fn update_token(
                     })
                 })?;
                 if let Some(perms) = &u.permissions {
-                    tx.execute("DELETE FROM token_permissions WHERE token_id = $1", &[&id])
+                    tx.exec("DELETE FROM token_permissions WHERE token_id = $1", &[&id])
                         .await?;
                     insert_permissions(tx, "token_permissions", "token_id", id, perms).await?;
                 }
@@ -870,9 +869,7 @@ pub(super) async fn delete_token(
                 let Some(before) = token(tx, id).await? else {
                     return Ok(Outcome::Rollback(false));
                 };
-                let n = tx
-                    .execute("DELETE FROM tokens WHERE id = $1", &[&id])
-                    .await?;
+                let n = tx.exec("DELETE FROM tokens WHERE id = $1", &[&id]).await?;
                 let draft = (n > 0).then(|| {
                     let c = diff(token_fields(Some(&before)), token_fields(None));
                     token_draft(&before, "delete", c)

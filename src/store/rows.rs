@@ -9,9 +9,9 @@
 use std::fmt::Display;
 use std::time::SystemTime;
 
-use deadpool_postgres::GenericClient;
+use crate::store::sql::Db;
 use tokio_postgres::row::RowIndex;
-use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
 use super::StoreError;
@@ -298,17 +298,17 @@ pub(crate) enum Users<'a> {
 /// The users `which` picks from `select` (a layout's user query, up to
 /// its `FROM`), lowest id first: one statement however many there are.
 pub(super) async fn users(
-    c: &impl GenericClient,
+    c: &impl Db,
     select: &str,
     which: Users<'_>,
 ) -> Result<Vec<UserRow>, StoreError> {
-    let (clause, arg): (&str, Option<&(dyn ToSql + Sync)>) = match &which {
+    let (clause, arg): (&str, Option<&dyn crate::store::sql::Param>) = match &which {
         Users::Email(email) => ("lower(u.email) = lower($1)", Some(email)),
         Users::Id(id) => ("u.id = $1::bigint", Some(id)),
         Users::All => ("true", None),
     };
     let rows = c
-        .query(
+        .rows(
             &format!("{select} WHERE {clause} ORDER BY u.id"),
             arg.as_slice(),
         )

@@ -43,7 +43,7 @@ pub mod watch;
 
 use std::collections::BTreeSet;
 
-use deadpool_postgres::GenericClient;
+use crate::store::sql::Db;
 
 use super::rows::{self, Col, RoleRow, TokenRow};
 use super::{connect, Statements, StoreError};
@@ -290,7 +290,7 @@ pub async fn inspect(
     schema: &str,
 ) -> Result<Inspection, StoreError> {
     let present: BTreeSet<String> = client
-        .query(
+        .rows(
             "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname = ANY($2)",
             &[&schema, &TABLES],
@@ -305,7 +305,7 @@ pub async fn inspect(
         .filter(|t| !present.contains(*t))
         .collect();
     let installed: BTreeSet<(String, String)> = client
-        .query(
+        .rows(
             "SELECT c.relname::text, t.tgname::text
              FROM pg_trigger t
              JOIN pg_class c ON c.oid = t.tgrelid
@@ -331,7 +331,7 @@ pub async fn inspect(
         Triggers::Incomplete(absent)
     };
     let access_key_indexed: bool = client
-        .query_one(
+        .one(
             "SELECT EXISTS (
                  SELECT 1 FROM pg_index i
                  JOIN pg_class c ON c.oid = i.indrelid
@@ -420,6 +420,8 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
         )));
     }
     let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SET LOCAL search_path TO \"{schema}\""))
+        .await?;
     // One lock for every Strapi schema: the functions are shared.
     super::migration_lock(&tx, "authgate:strapi5").await?;
     tx.batch_execute(&format!(
@@ -435,7 +437,7 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
     ))
     .await?;
     let rows = tx
-        .query(
+        .rows(
             &format!(
                 "SELECT version FROM {FUNCTIONS_SCHEMA}.strapi5_migrations WHERE strapi_schema = $1"
             ),
@@ -457,7 +459,7 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
             continue;
         }
         tx.batch_execute(&sql.replace("{strapi}", &quoted)).await?;
-        tx.execute(
+        tx.exec(
             &format!(
                 "INSERT INTO {FUNCTIONS_SCHEMA}.strapi5_migrations (strapi_schema, version, name)
                  VALUES ($1, $2, $3)
@@ -471,7 +473,7 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
     // The audit trail of what is done through authgate (key views, in this
     // layout) lives beside the functions, shared by every Strapi schema.
     let audit_exists: bool = tx
-        .query_one(
+        .one(
             &format!("SELECT to_regclass('{FUNCTIONS_SCHEMA}.audit_events') IS NOT NULL"),
             &[],
         )
@@ -544,7 +546,7 @@ fn token_row(row: &tokio_postgres::Row) -> Result<Option<TokenRow>, StoreError> 
 
 /// Tokens of a kind Strapi accepts, of one kind or all, lowest id first.
 pub(super) async fn tokens(
-    c: &impl GenericClient,
+    c: &impl Db,
     kind: Option<TokenKind>,
 ) -> Result<Vec<TokenRow>, StoreError> {
     let kind = kind.map(TokenKind::as_str);
@@ -554,16 +556,16 @@ pub(super) async fn tokens(
          ORDER BY t.id"
     );
     let mut out = Vec::new();
-    for row in &c.query(&sql, &[&kind]).await? {
+    for row in &c.rows(&sql, &[&kind]).await? {
         out.extend(token_row(row)?);
     }
     Ok(out)
 }
 
 /// The token with this id, unless its kind is one Strapi refuses.
-pub(super) async fn token(c: &impl GenericClient, id: i64) -> Result<Option<TokenRow>, StoreError> {
+pub(super) async fn token(c: &impl Db, id: i64) -> Result<Option<TokenRow>, StoreError> {
     let sql = format!("{TOKENS} WHERE t.id = $1::bigint");
-    match c.query_opt(&sql, &[&id]).await? {
+    match c.opt(&sql, &[&id]).await? {
         Some(row) => token_row(&row),
         None => Ok(None),
     }
@@ -589,9 +591,9 @@ pub(super) const USERS: &str = "
 FROM admin_users u";
 
 /// Every role, lowest id first.
-pub(super) async fn roles(c: &impl GenericClient) -> Result<Vec<RoleRow>, StoreError> {
+pub(super) async fn roles(c: &impl Db) -> Result<Vec<RoleRow>, StoreError> {
     let rows = c
-        .query(
+        .rows(
             "SELECT r.id::bigint AS id, coalesce(r.name, r.code, r.id::text) AS name,
                     coalesce(r.code = 'strapi-super-admin', false) AS super_admin,
                     ARRAY(SELECT p.action FROM admin_permissions_role_lnk rl

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::GenericClient;
+use crate::store::sql::Db;
 
 use super::{inspect, Triggers};
 use crate::store::StoreError;
@@ -225,12 +225,12 @@ fn fingerprint_of(row: &tokio_postgres::Row) -> Result<Fingerprint, StoreError> 
 /// The fingerprints of the tables `which` and of the content types Strapi
 /// stores under `content_types_key`, in one query.
 pub async fn fingerprints(
-    client: &impl GenericClient,
+    client: &impl Db,
     which: &[Table],
     content_types_key: &str,
 ) -> Result<Fingerprints, StoreError> {
     let rows = client
-        .query(&fingerprint_query(which), &[&content_types_key])
+        .rows(&fingerprint_query(which), &[&content_types_key])
         .await?;
     let prints: Vec<Fingerprint> = rows.iter().map(fingerprint_of).collect::<Result<_, _>>()?;
     match prints.split_last() {
@@ -264,7 +264,7 @@ pub struct Reread {
 }
 
 /// Read one table into a snapshot (and, for the tokens, their keys).
-pub async fn reread(client: &impl GenericClient, table: Table) -> Result<Reread, StoreError> {
+pub async fn reread(client: &impl Db, table: Table) -> Result<Reread, StoreError> {
     let w = table.watched();
     let mut cols = vec!["id::bigint".to_owned()];
     for i in 0..2 {
@@ -280,7 +280,7 @@ pub async fn reread(client: &impl GenericClient, table: Table) -> Result<Reread,
         "NULL::text".to_owned()
     });
     let sql = format!("SELECT {} FROM {}", cols.join(", "), w.table);
-    let rows = client.query(&sql, &[]).await?;
+    let rows = client.rows(&sql, &[]).await?;
     let mut out = Reread {
         rows: Snapshot::with_capacity(rows.len()),
         keys: HashMap::new(),
@@ -305,11 +305,11 @@ pub async fn reread(client: &impl GenericClient, table: Table) -> Result<Reread,
 /// The value Strapi stores under `key` in `strapi_core_store_settings`
 /// (`None`: no such row, or no value).
 pub async fn stored_content_types(
-    client: &impl GenericClient,
+    client: &impl Db,
     key: &str,
 ) -> Result<Option<String>, StoreError> {
     let row = client
-        .query_opt(
+        .opt(
             "SELECT value FROM strapi_core_store_settings WHERE key = $1 ORDER BY id LIMIT 1",
             &[&key],
         )
