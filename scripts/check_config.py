@@ -34,7 +34,6 @@ CONFIG_SECTIONS = (
 PENDING = {
     "decision": "issue 28",
     "tracing": "issue 26",
-    "postgres.listen_url": "issue 27",
 }
 
 # The only renders that may hold PENDING keys: the chart's cases that turn

@@ -15,6 +15,9 @@ ensure_redis
 # redis-cli) and sentinels.
 ensure_command redis-cli redis-tools
 ensure_command redis-sentinel redis-sentinel
+# tests/postgres.rs puts PgBouncer 1.18 (transaction mode) in front of it,
+# and makes a primary and a streaming standby with initdb and pg_basebackup.
+ensure_command pgbouncer pgbouncer
 # tests/differential.rs puts nginx and Node routers (pinned in tests/differential) behind the gateway.
 ensure_command nginx nginx; ensure_node; (cd tests/differential && npm ci --no-audit --no-fund --loglevel=error)
 

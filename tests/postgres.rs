@@ -307,3 +307,153 @@ async fn a_standby_is_never_used_and_a_failover_is_followed() {
         &report,
     );
 }
+
+/// A gateway's `/readyz`: status and body.
+async fn readyz(g: &Gateway) -> (u16, String) {
+    let r = get(&format!("http://{}/readyz", g.metrics), None).await;
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+/// Everything through PgBouncer 1.18 in transaction mode (`url`), LISTEN
+/// on a direct connection (`listen_url`): tokens made and revoked by the
+/// CLI through the pooler, lookups, `last_used_at` and a burst of misses on
+/// the pooler's few server connections, a revocation reaching two
+/// replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authgate_works_through_pgbouncer_with_listen_url_direct() {
+    let bouncer = support::pg::Bouncer::start();
+    let env = Env::on(&bouncer.url(), "").await;
+    let (id, key) = env.content_token("pooled", "read-only", &[]);
+    let config = || {
+        let mut cfg = env.config();
+        cfg.postgres.listen_url = Some(authgate::config::SecretUrl(database_url()));
+        cfg
+    };
+    let replicas = [
+        Gateway::start(config()).await,
+        Gateway::start(config()).await,
+    ];
+    for g in &replicas {
+        g.accepts_as("/api/articles", &key, id).await;
+        assert_eq!(readyz(g).await, (200, "ready\n".to_owned()));
+    }
+    let used_from = unix_ms(SystemTime::now()) - 1000;
+    eventually(
+        Duration::from_secs(5),
+        "last_used_at written through the pooler",
+        || async {
+            last_used_ms(&database_url(), &env.schema, id)
+                .await
+                .is_some_and(|t| t >= used_from)
+        },
+    )
+    .await;
+    // Misses in parallel, more than the pooler has server connections.
+    let keys = insert_tokens(&database_url(), &env.schema, 200).await;
+    let mut burst = tokio::task::JoinSet::new();
+    for chunk in keys.chunks(10) {
+        let (url, chunk) = (replicas[0].url("/api/articles"), chunk.to_vec());
+        burst.spawn(async move {
+            for k in chunk {
+                assert_eq!(get(&url, Some(&k)).await.status, 200);
+            }
+        });
+    }
+    while let Some(r) = burst.join_next().await {
+        r.expect("a miss through the pooler");
+    }
+    // A revocation through the pooler reaches both replicas.
+    tokio::task::block_in_place(|| env.ok(&["token", "delete", &id.to_string()]));
+    let deleted = Instant::now();
+    for g in &replicas {
+        eventually(Duration::from_secs(1), "revocation reached", || async {
+            get(&g.url("/api/articles"), Some(&key)).await.status == 401
+        })
+        .await;
+    }
+    eprintln!(
+        "through pgbouncer: revocation refused by both replicas {:?} after the CLI returned",
+        deleted.elapsed()
+    );
+    let log = bouncer.log();
+    assert!(!log.contains("unsupported startup parameter"), "{log}");
+}
+
+/// LISTEN through the pooler succeeds and never delivers: the self-test
+/// catches it, `/readyz` says why with 503, the failures are counted, and
+/// the binary says once what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_self_test_fails_when_the_listener_goes_through_pgbouncer() {
+    let bouncer = support::pg::Bouncer::start();
+    let env = Env::new().await;
+    let (_, key) = env.content_token("t", "read-only", &[]);
+    let mut cfg = env.config();
+    cfg.postgres.url = authgate::config::SecretUrl(bouncer.url());
+    cfg.postgres.connect_timeout = Duration::from_millis(500);
+    let g = Gateway::start_unready(cfg).await;
+    eventually(Duration::from_secs(5), "readyz 503", || async {
+        readyz(&g).await.0 == 503
+    })
+    .await;
+    let (_, body) = readyz(&g).await;
+    assert!(
+        body.starts_with("invalidations undelivered: a NOTIFY sent through postgres.url"),
+        "{body}"
+    );
+    assert!(!g.listener.is_listening());
+    // Lookups work meanwhile: only the invalidations are in doubt.
+    assert_eq!(get(&g.url("/api/articles"), Some(&key)).await.status, 200);
+    eventually(
+        Duration::from_secs(5),
+        "a second failed self-test",
+        || async {
+            metric(
+                &g.metrics_text().await,
+                "authgate_listener_selftest_failures_total",
+            ) >= 2.0
+        },
+    )
+    .await;
+    g.stop().await;
+
+    // The binary: one line says what to set, however often it fails.
+    let url = bouncer.url();
+    let mut child = authgate_command()
+        .arg("--config")
+        .arg(&env.config_path)
+        .arg("serve")
+        .env("AUTHGATE_POSTGRES_URL", &url)
+        .env("AUTHGATE_POSTGRES_CONNECT_TIMEOUT", "300ms")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let advice = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains("set postgres.listen_url to a direct connection"))
+            .count()
+    };
+    eventually(Duration::from_secs(10), "the advice", || async {
+        advice(&lines.lock().unwrap()) > 0
+    })
+    .await;
+    // Two more self-tests' time: still one line.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = lines.lock().unwrap();
+    assert_eq!(advice(&lines), 1, "{lines:#?}");
+}

@@ -42,6 +42,7 @@ const STRING_KEYS: &[&str] = &[
     "encryption_key",
     "signing_key",
     "url",
+    "listen_url",
     "listen",
     "schema",
     "layout",

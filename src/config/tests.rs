@@ -147,15 +147,39 @@ fn errors_name_the_key() {
 #[test]
 fn secrets_are_redacted() {
     let c = parse(
-        "[tokens]\nsalt = \"super-salt\"\nencryption_key = \"enc-key\"\n[identity]\nsigning_key = \"sig-key\"\n[postgres]\nurl = \"postgres://u:hunter2@db/x\"\n[redis]\nurl = \"redis://:redispw@r:6379\"\n",
+        "[tokens]\nsalt = \"super-salt\"\nencryption_key = \"enc-key\"\n[identity]\nsigning_key = \"sig-key\"\n[postgres]\nurl = \"postgres://u:hunter2@db/x\"\nlisten_url = \"postgres://u:listenpw@db-direct/x\"\n[redis]\nurl = \"redis://:redispw@r:6379\"\n",
         &[],
     )
     .unwrap();
     let printed = format!("{}\n{:?}", c.to_redacted_toml(), c);
-    for secret in ["super-salt", "enc-key", "sig-key", "hunter2", "redispw"] {
+    for secret in [
+        "super-salt",
+        "enc-key",
+        "sig-key",
+        "hunter2",
+        "listenpw",
+        "redispw",
+    ] {
         assert!(!printed.contains(secret), "{secret} leaked");
     }
     assert!(printed.contains("postgres://u:<redacted>@db/x"));
+    assert!(printed.contains("postgres://u:<redacted>@db-direct/x"));
+    // The environment sets it too (the Helm chart's secret), and an empty
+    // one is refused, not read as `url`.
+    let c = parse(
+        MIN,
+        &[("AUTHGATE_POSTGRES_LISTEN_URL", "postgres://db-direct/x")],
+    )
+    .unwrap();
+    assert_eq!(
+        c.postgres
+            .listen_url
+            .map(|u| u.expose().to_owned())
+            .as_deref(),
+        Some("postgres://db-direct/x")
+    );
+    let e = parse(MIN, &[("AUTHGATE_POSTGRES_LISTEN_URL", " ")]).unwrap_err();
+    assert!(e.to_string().contains("postgres.listen_url"), "{e}");
     assert_eq!(
         SecretUrl("host=db user=u password=pw dbname=x".into()).redacted(),
         "host=db user=u password=<redacted> dbname=x"
