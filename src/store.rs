@@ -441,13 +441,14 @@ pub(crate) async fn key_holder(
     hash_hex: &str,
 ) -> Result<Option<KeyHolder>, StoreError> {
     let row = c.opt(statements(layout).key_holder, &[&hash_hex]).await?;
-    row.map(|r| {
-        Ok(KeyHolder {
-            id: r.col("id")?,
-            current: r.col("current")?,
-        })
+    row.as_ref().map(holder).transpose()
+}
+
+fn holder(r: &tokio_postgres::Row) -> Result<KeyHolder, StoreError> {
+    Ok(KeyHolder {
+        id: r.col("id")?,
+        current: r.col("current")?,
     })
-    .transpose()
 }
 
 /// The token store: a connection pool and the configured timeouts.
@@ -459,6 +460,8 @@ pub struct Store {
     layout: Layout,
     /// What each transaction opens with ([`sql::local_settings`]).
     settings: Arc<str>,
+    /// `postgres.pooler = "transaction"`.
+    pooled: bool,
 }
 
 /// Fails lookups fast while the database is known to be down.
@@ -516,7 +519,16 @@ impl Store {
     /// Build the pool. Connections are opened lazily, so this succeeds even
     /// while the database is down.
     pub fn new(cfg: &PostgresConfig) -> Result<Self, StoreError> {
-        let pg = pg_config(cfg)?;
+        let mut pg = pg_config(cfg)?;
+        if !cfg.pooled {
+            // The sessions are authgate's own: they carry the schema and
+            // the server's bound (so a slow query frees its connection).
+            pg.options(format!(
+                "-c search_path={} -c statement_timeout={}",
+                cfg.schema,
+                cfg.query_timeout.as_millis().max(1)
+            ));
+        }
         let mgr = Manager::from_config(
             pg,
             tls(cfg)?,
@@ -542,10 +554,47 @@ impl Store {
             query_timeout: cfg.query_timeout,
             breaker: Arc::new(breaker),
             layout: cfg.layout,
-            // The server enforces the bound too, so a slow query frees
-            // its connection.
             settings: sql::settings_of(cfg).into(),
+            pooled: cfg.pooled,
         })
+    }
+
+    /// A statement of the request path (lookups, `last_used_at`, stats).
+    /// On a server session of authgate's own (`postgres.pooler = "none"`)
+    /// it is prepared once per connection and kept by name, and the
+    /// session carries the schema and statement timeout. Through a pooler
+    /// in transaction mode it is unnamed, in a transaction of its own
+    /// opened with the local settings, all in one round trip; the server
+    /// then plans it every time (see BENCHMARKS.md for the cost).
+    async fn lookup_rows(
+        &self,
+        client: &deadpool_postgres::Object,
+        statement: &str,
+        params: &[&dyn sql::Param],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        if self.pooled {
+            let rows = client.rows(statement, params);
+            return Ok(sql::pipelined(client, &self.settings, rows).await?);
+        }
+        let prepared = client.prepare_cached(statement).await?;
+        let values: Vec<_> = params.iter().map(|p| p.sql()).collect();
+        Ok(client.query(&prepared, &values).await?)
+    }
+
+    /// [`Store::lookup_rows`] for a statement that returns no rows.
+    async fn lookup_exec(
+        &self,
+        client: &deadpool_postgres::Object,
+        statement: &str,
+        params: &[&dyn sql::Param],
+    ) -> Result<u64, StoreError> {
+        if self.pooled {
+            let sent = client.exec(statement, params);
+            return Ok(sql::pipelined(client, &self.settings, sent).await?);
+        }
+        let prepared = client.prepare_cached(statement).await?;
+        let values: Vec<_> = params.iter().map(|p| p.sql()).collect();
+        Ok(client.execute(&prepared, &values).await?)
     }
 
     /// A transaction on `client` opened with the local settings (the
@@ -561,10 +610,16 @@ impl Store {
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|source| StoreError::Pool { source })
+        self.pool.get().await.map_err(|source| {
+            let e = StoreError::Pool { source };
+            if !self.pooled && format!("{e:?}").contains("unsupported startup parameter") {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::error!(error = %e, "postgres.url goes through a pooler (PgBouncer) that refuses the session settings authgate sends: set postgres.pooler = \"transaction\" (and postgres.listen_url to a direct connection)");
+                });
+            }
+            e
+        })
     }
 
     /// Run `f` bounded by the query timeout.
@@ -585,7 +640,7 @@ impl Store {
         self.bounded(async {
             let client = self.client().await?;
             let stats = statements(self.layout).token_stats;
-            let rows = sql::pipelined(&client, &self.settings, client.rows(stats, &[&now])).await?;
+            let rows = self.lookup_rows(&client, stats, &[&now]).await?;
             let mut stats = TokenStats::default();
             for row in rows {
                 let n = |c: &str| -> Result<u64, StoreError> {
@@ -622,11 +677,11 @@ impl Store {
             .bounded(async {
                 let client = self.client().await?;
                 let stmts = statements(self.layout);
-                let find = stmts.find_token;
-                match sql::pipelined(&client, &self.settings, client.opt(find, &[&hash_hex]))
-                    .await?
-                {
-                    Some(row) => (stmts.record)(&row),
+                let rows = self
+                    .lookup_rows(&client, stmts.find_token, &[&hash_hex])
+                    .await?;
+                match rows.first() {
+                    Some(row) => (stmts.record)(row),
                     None => Ok(None),
                 }
             })
@@ -642,13 +697,9 @@ impl Store {
     /// the replaced key of a regenerate with overlap (ended or not).
     pub async fn key_holder(&self, hash_hex: &str) -> Result<Option<KeyHolder>, StoreError> {
         let client = self.client().await?;
-        let holder = key_holder(&client, self.layout, hash_hex);
-        sql::pipelined(&client, &self.settings, async {
-            // The statement's error travels as a tokio-postgres error so
-            // the transaction's COMMIT is still sent after it.
-            Ok(holder.await)
-        })
-        .await?
+        let sql = statements(self.layout).key_holder;
+        let rows = self.lookup_rows(&client, sql, &[&hash_hex]).await?;
+        rows.first().map(holder).transpose()
     }
 
     /// Record token uses: one statement for the whole batch, never moving
@@ -662,9 +713,7 @@ impl Store {
         self.bounded(async {
             let client = self.client().await?;
             let touch = statements(self.layout).touch_tokens;
-            let params: [&dyn sql::Param; 2] = [&ids, &times];
-            let sent = client.exec(touch, &params);
-            Ok(sql::pipelined(&client, &self.settings, sent).await?)
+            self.lookup_exec(&client, touch, &[&ids, &times]).await
         })
         .await
     }

@@ -174,7 +174,7 @@ async fn a_standby_is_never_used_and_a_failover_is_followed() {
         "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
         pair.primary.port, pair.standby.port
     );
-    let env = Env::on(&url, "").await;
+    let env = Env::on(&url, "", "").await;
     a_standby_is_never_used(&pair, &env).await;
 
     // Phase 2: the failover, under load on two replicas.
@@ -322,7 +322,7 @@ async fn readyz(g: &Gateway) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authgate_works_through_pgbouncer_with_listen_url_direct() {
     let bouncer = support::pg::Bouncer::start();
-    let env = Env::on(&bouncer.url(), "").await;
+    let env = Env::on(&bouncer.url(), "pooler = \"transaction\"", "").await;
     let (id, key) = env.content_token("pooled", "read-only", &[]);
     let config = || {
         let mut cfg = env.config();
@@ -389,6 +389,7 @@ async fn the_self_test_fails_when_the_listener_goes_through_pgbouncer() {
     let (_, key) = env.content_token("t", "read-only", &[]);
     let mut cfg = env.config();
     cfg.postgres.url = authgate::config::SecretUrl(bouncer.url());
+    cfg.postgres.pooled = true;
     cfg.postgres.connect_timeout = Duration::from_millis(500);
     let g = Gateway::start_unready(cfg).await;
     eventually(Duration::from_secs(5), "readyz 503", || async {
@@ -423,6 +424,7 @@ async fn the_self_test_fails_when_the_listener_goes_through_pgbouncer() {
         .arg(&env.config_path)
         .arg("serve")
         .env("AUTHGATE_POSTGRES_URL", &url)
+        .env("AUTHGATE_POSTGRES_POOLER", "transaction")
         .env("AUTHGATE_POSTGRES_CONNECT_TIMEOUT", "300ms")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

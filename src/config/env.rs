@@ -43,6 +43,7 @@ const STRING_KEYS: &[&str] = &[
     "signing_key",
     "url",
     "listen_url",
+    "pooler",
     "listen",
     "schema",
     "layout",

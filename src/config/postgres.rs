@@ -68,6 +68,10 @@ pub struct PostgresConfig {
     pub url: SecretUrl,
     /// Where the invalidation listener connects (`listen_url`, else `url`).
     pub listen_url: Option<SecretUrl>,
+    /// A pooler in transaction mode is between authgate and Postgres
+    /// (`pooler = "transaction"`): lookups keep no prepared statement on a
+    /// server session.
+    pub pooled: bool,
     pub pool_size: usize,
     pub layout: Layout,
     /// Where the token tables are: authgate's schema, or Strapi's (usually `public`).
@@ -97,6 +101,16 @@ impl RawConfig {
                 "is empty: remove it to listen through postgres.url",
             ));
         }
+        let pooled = match p.pooler.as_str() {
+            "none" => false,
+            "transaction" => true,
+            other => {
+                return Err(key_err(
+                    "postgres.pooler",
+                    format!("`{other}`: expected \"none\" or \"transaction\""),
+                ))
+            }
+        };
         if p.pool_size == 0 {
             return Err(key_err("postgres.pool_size", "must be greater than 0"));
         }
@@ -128,6 +142,7 @@ impl RawConfig {
             poll_interval,
             url: p.url.clone(),
             listen_url: p.listen_url.clone(),
+            pooled,
             pool_size: p.pool_size,
             layout,
             schema: identifier(

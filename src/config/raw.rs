@@ -116,6 +116,9 @@ pub struct RawPostgres {
     /// A direct connection for LISTEN/NOTIFY when `url` goes through a
     /// pooler that cannot carry it (PgBouncer or PgCat in transaction mode).
     pub listen_url: Option<SecretUrl>,
+    /// "none" (authgate's pool holds its server sessions) or "transaction"
+    /// (a pooler in transaction mode sits between: keep nothing on them).
+    pub pooler: String,
     pub pool_size: usize,
     /// "authgate" (authgate's own tables) or "strapi5" (a Strapi 5 database,
     /// read in place).
@@ -137,6 +140,7 @@ impl Default for RawPostgres {
         Self {
             url: SecretUrl("postgres://postgres@127.0.0.1:5432/postgres".into()),
             listen_url: None,
+            pooler: "none".into(),
             pool_size: 8,
             layout: "authgate".into(),
             schema: None,

@@ -126,6 +126,7 @@ fn errors_name_the_key() {
         ("[tokens]\nsalt=\"s\"\n[postgres]\nschema = \"Robert'); DROP\"\n", "postgres.schema"),
         ("[tokens]\nsalt=\"s\"\n[routes]\nsessions = \"maybe\"\n", "routes.sessions"),
         ("[tokens]\nsalt=\"s\"\n[postgres]\nlayout = \"strapi4\"\n", "postgres.layout"),
+        ("[tokens]\nsalt=\"s\"\n[postgres]\npooler = \"session\"\n", "postgres.pooler"),
         ("[tokens]\nsalt=\"s\"\n[[routes.rule]]\nprefix = \"/api/x\"\nauth = \"sometimes\"\n", "routes.rule[0].auth"),
         ("[tokens]\nsalt=\"s\"\n[[content_types]]\nuid = \"api::a.a\"\nkind = \"double\"\n", "content_types[0].kind"),
         ("[tokens]\nsalt=\"s\"\n[[content_types]]\nuid = \"api::a.a\"\n", "routes"),

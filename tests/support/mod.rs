@@ -99,6 +99,8 @@ pub struct Env {
     pub dir: PathBuf,
     pub config_path: PathBuf,
     pub upstream: SocketAddr,
+    /// More keys of `[postgres]`.
+    pg_keys: String,
     extra: String,
 }
 
@@ -111,11 +113,12 @@ impl Env {
     /// Like [`Env::new`], with extra TOML appended to the config (sections
     /// the base config does not set).
     pub async fn with_config(extra: &str) -> Env {
-        Self::on(&database_url(), extra).await
+        Self::on(&database_url(), "", extra).await
     }
 
-    /// Like [`Env::with_config`], on the database at `db` (`postgres.url`).
-    pub async fn on(db: &str, extra: &str) -> Env {
+    /// Like [`Env::with_config`], on the database at `db` (`postgres.url`),
+    /// with more `[postgres]` keys (`pg_keys`, TOML lines).
+    pub async fn on(db: &str, pg_keys: &str, extra: &str) -> Env {
         let schema = unique("t");
         let dir = std::env::temp_dir().join(unique("authgate-test"));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -126,6 +129,7 @@ impl Env {
             db: db.to_owned(),
             dir,
             upstream,
+            pg_keys: pg_keys.to_owned(),
             extra: extra.to_owned(),
         };
         env.write_config("");
@@ -152,6 +156,7 @@ request_timeout = "5s"
 url = "{db}"
 schema = "{schema}"
 pool_size = 4
+{pg_keys}
 
 [tokens]
 salt = "{SALT}"
@@ -175,6 +180,7 @@ kind = "single"
             upstream = self.upstream,
             db = self.db,
             schema = self.schema,
+            pg_keys = self.pg_keys,
             extra = self.extra,
             // An ephemeral port, unless the test configures its own.
             management = if self.extra.contains("[management]") || more.contains("[management]") {
