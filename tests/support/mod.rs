@@ -33,10 +33,10 @@ pub mod strapi5;
 pub mod listen_cut;
 /// An OTLP/HTTP receiver (Python's `opentelemetry-proto`) for the traces.
 pub mod otlp;
-/// Redis over TLS, as a cluster, behind sentinels.
-pub mod redis_servers;
 /// A primary with a streaming standby, and PgBouncer, started by the test.
 pub mod pg;
+/// Redis over TLS, as a cluster, behind sentinels.
+pub mod redis_servers;
 
 pub const SALT: &str = "integration-test-salt";
 
