@@ -37,6 +37,12 @@ pub enum Refusal {
     BadGateway,
     /// The CMS did not answer in time.
     GatewayTimeout,
+    /// A decision door could not tell which request to judge: the front
+    /// proxy named none, or named two that disagree (`crate::decision`).
+    NoSingleReading,
+    /// A decision door saw the client's own identity headers, which only
+    /// the front proxy could remove (`crate::decision`).
+    ForgedIdentity,
 }
 
 impl From<Denial> for Refusal {
@@ -49,7 +55,10 @@ impl Refusal {
     pub fn status(self) -> u16 {
         match self {
             Refusal::Denied(d) => d.status(),
-            Refusal::InvalidPath | Refusal::InvalidHost => 400,
+            Refusal::InvalidPath
+            | Refusal::InvalidHost
+            | Refusal::NoSingleReading
+            | Refusal::ForgedIdentity => 400,
             Refusal::UriTooLong => 414,
             Refusal::PayloadTooLarge => 413,
             Refusal::BadGateway => 502,
@@ -61,7 +70,10 @@ impl Refusal {
     pub fn name(self) -> &'static str {
         match self {
             Refusal::Denied(d) => d.name(),
-            Refusal::InvalidPath | Refusal::InvalidHost => "ValidationError",
+            Refusal::InvalidPath
+            | Refusal::InvalidHost
+            | Refusal::NoSingleReading
+            | Refusal::ForgedIdentity => "ValidationError",
             Refusal::UriTooLong => "URITooLongError",
             Refusal::PayloadTooLarge => "PayloadTooLargeError",
             Refusal::BadGateway => "BadGatewayError",
@@ -78,6 +90,8 @@ impl Refusal {
             Refusal::PayloadTooLarge => "Request body too large to inspect",
             Refusal::BadGateway => "Upstream unavailable",
             Refusal::GatewayTimeout => "Upstream timed out",
+            Refusal::NoSingleReading => "No single request to judge",
+            Refusal::ForgedIdentity => "Identity headers are set by authgate only",
         }
     }
 
@@ -91,6 +105,8 @@ impl Refusal {
             Refusal::PayloadTooLarge => "payload_too_large",
             Refusal::BadGateway => "bad_gateway",
             Refusal::GatewayTimeout => "gateway_timeout",
+            Refusal::NoSingleReading => "no_single_reading",
+            Refusal::ForgedIdentity => "forged_identity",
         }
     }
 
@@ -103,11 +119,13 @@ impl Refusal {
             Refusal::PayloadTooLarge,
             Refusal::BadGateway,
             Refusal::GatewayTimeout,
+            Refusal::NoSingleReading,
+            Refusal::ForgedIdentity,
         ])
     }
 
     /// How many refusals there are.
-    pub const COUNT: usize = Denial::ALL.len() + 6;
+    pub const COUNT: usize = Denial::ALL.len() + 8;
 
     /// Its index in [`Refusal::all`] (no search: counted per request).
     pub fn index(self) -> usize {
@@ -121,6 +139,8 @@ impl Refusal {
             Refusal::PayloadTooLarge => n + 3,
             Refusal::BadGateway => n + 4,
             Refusal::GatewayTimeout => n + 5,
+            Refusal::NoSingleReading => n + 6,
+            Refusal::ForgedIdentity => n + 7,
         }
     }
 
