@@ -47,7 +47,7 @@ pub mod reading;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -293,9 +293,17 @@ impl Doors {
     async fn forward_auth(&self, req: Request<Incoming>, caller: &Caller) -> Response<Full<Bytes>> {
         let (parts, _body) = req.into_parts();
         let own = own_authority(&parts);
-        let reading = reading::forward_auth(&parts.headers, own.as_ref().map(|v| v.as_bytes()));
-        self.judge(Door::ForwardAuth, reading, &parts, Body::Absent, caller)
-            .await
+        let reading = reading::forward_auth(&parts.headers, own.as_ref().map(|v| v.as_bytes()))
+            .map_err(|e| unread(&parts, e));
+        let client = self.client(&parts.headers, caller);
+        let asked = Asked {
+            door: Door::ForwardAuth,
+            reading,
+            headers: &parts.headers,
+            client,
+            body: Body::Absent,
+        };
+        judge(&self.gate, asked, caller).await
     }
 
     /// `/ext-authz/<target>`: the call's own method and `Host`; its body
@@ -307,7 +315,8 @@ impl Doors {
             &parts.method,
             &parts.uri,
             own.as_ref().map(|v| v.as_bytes()),
-        );
+        )
+        .map_err(|e| unread(&parts, e));
         let partial = parts
             .headers
             .get(PARTIAL_BODY)
@@ -317,67 +326,24 @@ impl Doors {
             true => Body::Absent,
             false => Body::Stream(&mut body),
         };
-        self.judge(Door::ExtAuthzHttp, reading, &parts, body, caller)
-            .await
-    }
-
-    /// Judge what the caller named (the gate's one judgement), answer,
-    /// then log and count.
-    async fn judge(
-        &self,
-        door: Door,
-        reading: Result<Reading, ReadingError>,
-        parts: &Parts,
-        body: Body<'_>,
-        caller: &Caller,
-    ) -> Response<Full<Bytes>> {
-        let gate = &self.gate;
-        let (reading, unread) = match reading {
-            Ok(r) => (r, None),
-            // Not knowing what to judge, the call itself is held (and logged).
-            Err(e) => {
-                tracing::debug!(error = %e, door = door.as_str(), "decision: no single request to judge");
-                let call = Reading {
-                    method: parts.method.clone(),
-                    uri: parts.uri.clone(),
-                };
-                (call, Some(e.refusal()))
-            }
-        };
-        let target = reading.uri.path_and_query().cloned();
-        let held = gate.hold(door, reading.method, reading.uri, Version::HTTP_11);
-        let client = gate
-            .forwarder()
-            .proxies()
-            .client_in_chain(&parts.headers, caller.peer.addr.ip());
-        let presented = Presented {
+        let client = self.client(&parts.headers, caller);
+        let asked = Asked {
+            door: Door::ExtAuthzHttp,
+            reading,
             headers: &parts.headers,
             client,
             body,
         };
-        let forged = forged_identity(gate, &parts.headers);
-        let judged = match unread.or(forged.then_some(Refusal::ForgedIdentity)) {
-            Some(refusal) => gate.refuse_unjudged(&held, &caller.peer, &presented, refusal),
-            None => {
-                gate.decide(&held, &caller.peer, presented, &caller.recent)
-                    .await
-            }
-        };
-        let rid = judged.request_id();
-        let resp = match (&judged, judged.refusal()) {
-            (_, Some((refusal, retry_after))) => answer::deny(refusal, retry_after, rid),
-            (Judged::Judged { ctx, outcome }, None) => answer::allow(
-                gate.forwarder(),
-                &ctx.arrival.method,
-                target.as_ref().map_or("/", |t| t.as_str()),
-                outcome.allowed(ctx),
-                rid,
-            ),
-            // An unjudged request always carries its refusal.
-            (Judged::Unjudged { .. }, None) => answer::deny(Refusal::InvalidPath, None, rid),
-        };
-        gate.finish(&judged, None, resp.status());
-        resp
+        judge(&self.gate, asked, caller).await
+    }
+
+    /// The client: the rightmost `X-Forwarded-For` entry that is not one
+    /// of `server.trusted_proxies`, else the caller (see the module docs).
+    fn client(&self, h: &HeaderMap, caller: &Caller) -> IpAddr {
+        self.gate
+            .forwarder()
+            .proxies()
+            .client_in_chain(h, caller.peer.addr.ip())
     }
 
     /// gRPC `Check`: one `CheckRequest` in, one `GrpcReply` out.
@@ -401,6 +367,72 @@ impl Doors {
         };
         grpc_check(&self.gate, caller, request).await
     }
+}
+
+/// What a door asks the gate about.
+pub struct Asked<'a> {
+    pub door: Door,
+    /// The request named, or (when none could be told) the call itself
+    /// and the refusal to answer it with.
+    pub reading: Result<Reading, (Reading, Refusal)>,
+    /// The headers presented (`Authorization`, `x-request-id`, the body's
+    /// length; any `x-auth-*` among them is the client's and refused).
+    pub headers: &'a HeaderMap,
+    /// The client address, as the door resolved it.
+    pub client: IpAddr,
+    pub body: Body<'a>,
+}
+
+/// Judge what a door was asked (the gate's one judgement), answer as the
+/// HTTP doors do, then log and count. The answer's status, headers and
+/// body are what any door's reply carries (a gRPC `CheckResponse` is made
+/// from them): `200` with the identity headers, or the refusal.
+pub async fn judge(gate: &Gate, asked: Asked<'_>, caller: &Caller) -> Response<Full<Bytes>> {
+    let (reading, unread) = match asked.reading {
+        Ok(r) => (r, None),
+        Err((call, refusal)) => (call, Some(refusal)),
+    };
+    let target = reading.uri.path_and_query().cloned();
+    let held = gate.hold(asked.door, reading.method, reading.uri, Version::HTTP_11);
+    let presented = Presented {
+        headers: asked.headers,
+        client: asked.client,
+        body: asked.body,
+    };
+    let forged = forged_identity(gate, asked.headers);
+    let judged = match unread.or(forged.then_some(Refusal::ForgedIdentity)) {
+        Some(refusal) => gate.refuse_unjudged(&held, &caller.peer, &presented, refusal),
+        None => {
+            gate.decide(&held, &caller.peer, presented, &caller.recent)
+                .await
+        }
+    };
+    let rid = judged.request_id();
+    let resp = match (&judged, judged.refusal()) {
+        (_, Some((refusal, retry_after))) => answer::deny(refusal, retry_after, rid),
+        (Judged::Judged { ctx, outcome }, None) => answer::allow(
+            gate.forwarder(),
+            &ctx.arrival.method,
+            target.as_ref().map_or("/", |t| t.as_str()),
+            outcome.allowed(ctx),
+            rid,
+        ),
+        // An unjudged request always carries its refusal.
+        (Judged::Unjudged { .. }, None) => answer::deny(Refusal::InvalidPath, None, rid),
+    };
+    gate.finish(&judged, None, resp.status());
+    resp
+}
+
+/// A call that names no single request: held as itself (for the log line)
+/// with the refusal its reading error gets.
+fn unread(parts: &Parts, e: ReadingError) -> (Reading, Refusal) {
+    tracing::debug!(error = %e, "decision: no single request to judge");
+    let call = Reading {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+    };
+    (call, e.refusal())
 }
 
 /// The gRPC `Check` handler. TEMPORARY: `crate::decision::grpc::check` (the

@@ -15,19 +15,22 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     h
 }
 
-fn read(pairs: &[(&str, &str)]) -> Result<(String, String), ReadingError> {
+/// What is judged: (method, absolute URI).
+type Judged = Result<(String, String), ReadingError>;
+
+fn read(pairs: &[(&str, &str)]) -> Judged {
     forward_auth(&headers(pairs), Some(b"authgate:9092"))
         .map(|r| (r.method.to_string(), r.uri.to_string()))
 }
 
-fn ok(method: &str, uri: &str) -> Result<(String, String), ReadingError> {
+fn ok(method: &str, uri: &str) -> Judged {
     Ok((method.to_owned(), uri.to_owned()))
 }
 
 #[test]
 fn each_proxys_shape() {
     // (headers, what is judged)
-    let rows: &[(&[(&str, &str)], Result<(String, String), ReadingError>)] = &[
+    let rows: &[(&[(&str, &str)], Judged)] = &[
         // Traefik / Caddy.
         (
             &[
