@@ -378,3 +378,337 @@ async fn the_spec_table_has_one_outcome_at_every_door() {
         failures.join("\n")
     );
 }
+
+/// A client's own forwarding and identity headers, sent through each real
+/// proxy: the decision is the one the plain request gets, and the CMS
+/// receives only authgate's identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_headers_through_each_proxy_change_nothing() {
+    let env = Env::with_config(DOORS_CONFIG).await;
+    env.ok(&[
+        "user",
+        "create",
+        "--email",
+        "root@example.com",
+        "--role",
+        "super-admin",
+    ]);
+    let (full_id, full) = env.content_token("full", "full-access", &[]);
+    let (admin_id, admin) = env.admin_token("admin", "root@example.com", &["admin::users.read"]);
+    let (_, away) = env.content_token_with("away", "full-access", &["--allow-cidr", "10.0.0.0/8"]);
+    let g = env.gateway().await;
+    let decision = g.decision.unwrap();
+    let fronts = [
+        Front::nginx(decision, env.upstream),
+        Front::caddy(decision, env.upstream),
+    ];
+    let naming_another: &[(&str, &str)] = &[
+        ("x-forwarded-method", "DELETE"),
+        ("x-forwarded-uri", "/admin/users"),
+        ("x-original-method", "DELETE"),
+        ("x-original-uri", "/admin/users"),
+        ("x-original-url", "http://evil.example/admin/users"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "https"),
+    ];
+    for f in &fronts {
+        let send = |path: &'static str, key: &str, extra: &[(&str, &str)]| {
+            let auth = format!("Bearer {key}");
+            let mut headers = vec![("authorization".to_owned(), auth)];
+            headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            let url = f.url(path);
+            async move {
+                let h: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                request("GET", &url, None, &h, b"").await
+            }
+        };
+        // A content key on a content route, the client naming an admin one.
+        let r = send("/api/articles", &full, naming_another).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{}: {}",
+            f.name,
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(
+            r.upstream_header("x-auth-token-id"),
+            Some(full_id.to_string()),
+            "{}",
+            f.name
+        );
+        assert_eq!(
+            r.upstream_header("x-auth-action").as_deref(),
+            Some("api::article.article.find")
+        );
+        for h in [
+            "x-original-uri",
+            "x-original-url",
+            "x-original-method",
+            "x-forwarded-uri",
+            "x-forwarded-method",
+        ] {
+            assert_eq!(
+                r.upstream_header(h),
+                None,
+                "{}: {h} reached the CMS",
+                f.name
+            );
+        }
+        // An admin key on an admin route, the client naming a content one.
+        let forged = [
+            ("x-original-uri", "/api/articles"),
+            ("x-forwarded-uri", "/api/articles"),
+        ];
+        let r = send("/admin/users", &admin, &forged).await;
+        assert_eq!(r.status, 200, "{}", f.name);
+        assert_eq!(
+            r.upstream_header("x-auth-token-id"),
+            Some(admin_id.to_string())
+        );
+        // A content key on an admin route, the client naming a content one.
+        let r = send("/admin/users", &full, &forged).await;
+        assert_eq!(r.status, 401, "{}", f.name);
+        // A pinned token, the client naming an address inside its network.
+        let r = send("/api/articles", &away, &[("x-forwarded-for", "10.1.2.3")]).await;
+        assert_eq!(r.status, 403, "{}", f.name);
+        assert_eq!(r.json()["error"]["message"], "Client address not allowed");
+        // The client's identity headers: refused, or removed before the
+        // CMS; never received.
+        for (name, value) in [
+            ("x-auth-token-id", "1"),
+            ("x-auth-token-kind", "admin"),
+            ("x-auth-anything", "x"),
+            ("x_auth_token_id", "1"),
+            ("X-Auth-Owner-Email", "root@example.com"),
+        ] {
+            let r = request("GET", &f.url("/api/articles"), None, &[(name, value)], b"").await;
+            match r.status {
+                200 => {
+                    let at_cms = r.upstream_headers();
+                    let got: Vec<_> = at_cms
+                        .iter()
+                        .filter(|(k, v)| {
+                            k.replace('_', "-").starts_with("x-auth-")
+                                && v.iter().any(|v| !v.is_empty())
+                        })
+                        .collect();
+                    assert!(
+                        got.is_empty(),
+                        "{}: {name} reached the CMS: {got:?}",
+                        f.name
+                    );
+                }
+                400 => assert_eq!(
+                    r.json()["error"]["message"],
+                    "Identity headers are set by authgate only"
+                ),
+                s => panic!("{}: {name}: {s}", f.name),
+            }
+        }
+    }
+}
+
+/// Only `decision.trusted_callers` are answered; anyone else gets 403 (a
+/// gRPC status 7 when it asks in gRPC) and is counted. HTTP/1.1 and
+/// HTTP/2 with prior knowledge share the port.
+#[tokio::test]
+async fn callers_outside_the_list_get_403_and_the_port_speaks_both_versions() {
+    let env = Env::with_config(
+        "[decision]\nlisten = \"127.0.0.1:0\"\ntrusted_callers = [\"192.0.2.1\"]\n",
+    )
+    .await;
+    let g = env.gateway().await;
+    let decision = g.decision.unwrap();
+    let r = fronts::traefik(decision, "GET", "/api/articles", None, &[]).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.json(),
+        envelope(403, "ForbiddenError", "Caller not allowed")
+    );
+    let r = fronts::envoy_http(decision, "GET", "/api/articles", None, &[]).await;
+    assert_eq!(r.status, 403);
+    let r = grpc_call(decision, b"").await;
+    assert_eq!(r.0, Some("7".into()));
+    let m = g.metrics_text().await;
+    assert_eq!(metric(&m, "authgate_decision_callers_refused_total"), 3.0);
+    assert_eq!(
+        metric(
+            &m,
+            r#"authgate_requests_total{decision="pass",door="forward_auth",route_class="content-api",status_class="2xx"}"#
+        ),
+        0.0
+    );
+    g.stop().await;
+
+    // Loopback (the default) is answered, in either version.
+    let env = Env::with_config(DOORS_CONFIG).await;
+    let g = env.gateway().await;
+    let decision = g.decision.unwrap();
+    assert_eq!(
+        fronts::traefik(decision, "GET", "/api/articles", None, &[])
+            .await
+            .status,
+        200
+    );
+    let r = grpc_call(decision, b"\0\0\0\0\0").await;
+    // TEMPORARY until crate::decision::grpc is merged: Check is framed but
+    // not implemented.
+    assert_eq!(r.0, Some("12".into()), "{r:?}");
+    let h2 = h2_get(decision, "/ext-authz/api/articles").await;
+    assert_eq!(h2, 200);
+    let m = g.metrics_text().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"authgate_requests_total{decision="pass",door="forward_auth",route_class="content-api",status_class="2xx"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"authgate_requests_total{decision="pass",door="ext_authz_http",route_class="content-api",status_class="2xx"}"#
+        ),
+        1.0
+    );
+    assert_eq!(metric(&m, "authgate_decision_callers_refused_total"), 0.0);
+}
+
+/// An HTTP/2 (prior knowledge) client.
+fn h2_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+async fn h2_get(decision: SocketAddr, path: &str) -> u16 {
+    let req = http::Request::builder()
+        .uri(format!("http://{decision}{path}"))
+        .header("host", CLIENT_HOST)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    h2_client().request(req).await.unwrap().status().as_u16()
+}
+
+/// A gRPC `Check` over HTTP/2: (grpc-status, from the headers or the trailers).
+async fn grpc_call(decision: SocketAddr, framed: &[u8]) -> (Option<String>, u16) {
+    use http_body_util::BodyExt;
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "http://{decision}/envoy.service.auth.v3.Authorization/Check"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+            framed,
+        )))
+        .unwrap();
+    let resp = h2_client().request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let in_headers = resp
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let collected = resp.into_body().collect().await.unwrap();
+    let in_trailers = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .map(|v| v.to_str().unwrap().to_owned());
+    (in_headers.or(in_trailers), status)
+}
+
+/// nginx's `auth_request` keeps only 401 and 403; the documented
+/// `error_page` answers 429 and 503 with authgate's own status, envelope
+/// and `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_answers_429_and_503_as_authgate_does() {
+    let env = Env::with_config(&format!(
+        "{DOORS_CONFIG}\n[rate_limit]\nper_token = 1\nwindow = \"60s\"\n"
+    ))
+    .await;
+    let (_, full) = env.content_token("full", "full-access", &[]);
+    let g = env.gateway().await;
+    let nginx = Front::nginx(g.decision.unwrap(), env.upstream);
+    let url = nginx.url("/api/articles");
+    assert_eq!(get(&url, Some(&full)).await.status, 200);
+    let r = get(&url, Some(&full)).await;
+    assert_eq!(r.status, 429, "{}", nginx.logs());
+    assert_eq!(
+        r.json(),
+        envelope(429, "RateLimitError", "Too many requests")
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(r.headers.contains_key("x-request-id"));
+    g.stop().await;
+
+    // The token store unreachable: 503, as the proxy answers.
+    let pg_addr = "127.0.0.1:5432".parse().unwrap();
+    let pg = CutProxy::start(pg_addr).await;
+    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
+        &database_url(),
+        &format!("postgres://postgres@{}/postgres", pg.addr),
+    );
+    std::fs::write(&env.config_path, text).unwrap();
+    pg.set(ProxyMode::Refuse);
+    let g = Gateway::spawn(env.config()).await;
+    let nginx = Front::nginx(g.decision.unwrap(), env.upstream);
+    let r = get(&nginx.url("/api/articles"), Some(&"1".repeat(256))).await;
+    let proxy = get(&g.url("/api/articles"), Some(&"1".repeat(256))).await;
+    assert_eq!(proxy.status, 503);
+    assert_eq!(r.status, 503, "{}", nginx.logs());
+    assert_eq!(r.json(), proxy.json());
+}
+
+/// A read-only token's GraphQL `POST`: its operation is in the body. The
+/// forward-auth doors never get the body, so they refuse it; Envoy's
+/// `with_request_body` sends it to `/ext-authz`, which judges it as the
+/// proxy does (and a body Envoy cut short counts as none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_bodies_reach_only_the_door_that_is_sent_them() {
+    let env = Env::with_config(DOORS_CONFIG).await;
+    let (_, ro) = env.content_token("ro", "read-only", &[]);
+    let g = env.gateway().await;
+    let decision = g.decision.unwrap();
+    let query = br#"{"query":"{ articles { id } }"}"#;
+    let mutation = br#"{"query":"mutation { deleteArticle(id: 1) { id } }"}"#;
+    let json = ("content-type", "application/json");
+    let post = |url: String, body: &'static [u8]| {
+        let ro = ro.clone();
+        async move { request("POST", &url, Some(&ro), &[json], body).await.status }
+    };
+    assert_eq!(post(g.url("/graphql"), query).await, 200);
+    assert_eq!(post(g.url("/graphql"), mutation).await, 403);
+    let nginx = Front::nginx(decision, env.upstream);
+    assert_eq!(post(nginx.url("/graphql"), query).await, 403);
+    let auth = format!("Bearer {ro}");
+    let r = fronts::traefik(decision, "POST", "/graphql", Some(&auth), &[json]).await;
+    assert_eq!(r.status, 403);
+    // Envoy with with_request_body: the body, and its length.
+    let envoy = |body: &'static [u8], extra: Vec<(&'static str, &'static str)>| {
+        let url = format!("http://{decision}/ext-authz/graphql");
+        let auth = auth.clone();
+        async move {
+            let mut h = vec![
+                ("host", CLIENT_HOST),
+                ("authorization", auth.as_str()),
+                json,
+            ];
+            h.extend(extra);
+            request("POST", &url, None, &h, body).await.status
+        }
+    };
+    assert_eq!(envoy(query, vec![]).await, 200);
+    assert_eq!(envoy(mutation, vec![]).await, 403);
+    assert_eq!(
+        envoy(query, vec![("x-envoy-auth-partial-body", "true")]).await,
+        403
+    );
+}

@@ -355,6 +355,14 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(cfg: authgate::config::Config) -> Gateway {
+        let g = Self::spawn(cfg).await;
+        g.wait_listening().await;
+        g
+    }
+
+    /// Start the gateway without waiting for the database (which a test
+    /// may have cut off).
+    pub async fn spawn(cfg: authgate::config::Config) -> Gateway {
         let server = authgate::server::Server::bind(cfg)
             .await
             .expect("bind gateway");
@@ -372,7 +380,7 @@ impl Gateway {
                 .await
                 .expect("gateway run");
         });
-        let g = Gateway {
+        Gateway {
             addr,
             metrics,
             management,
@@ -380,9 +388,7 @@ impl Gateway {
             listener,
             stop: Some(tx),
             task: Some(task),
-        };
-        g.wait_listening().await;
-        g
+        }
     }
 
     /// Wait until the invalidation listener is connected, so revocations
