@@ -43,6 +43,10 @@ pub enum Refusal {
     /// A decision door saw the client's own identity headers, which only
     /// the front proxy could remove (`crate::decision`).
     ForgedIdentity,
+    /// A decision door saw a method- or route-overriding header
+    /// (`X-HTTP-Method-Override`, `X-Rewrite-URL`, ...), which the proxy
+    /// would remove and a door cannot (`crate::decision`).
+    OverridingHeader,
 }
 
 impl From<Denial> for Refusal {
@@ -58,7 +62,8 @@ impl Refusal {
             Refusal::InvalidPath
             | Refusal::InvalidHost
             | Refusal::NoSingleReading
-            | Refusal::ForgedIdentity => 400,
+            | Refusal::ForgedIdentity
+            | Refusal::OverridingHeader => 400,
             Refusal::UriTooLong => 414,
             Refusal::PayloadTooLarge => 413,
             Refusal::BadGateway => 502,
@@ -73,7 +78,8 @@ impl Refusal {
             Refusal::InvalidPath
             | Refusal::InvalidHost
             | Refusal::NoSingleReading
-            | Refusal::ForgedIdentity => "ValidationError",
+            | Refusal::ForgedIdentity
+            | Refusal::OverridingHeader => "ValidationError",
             Refusal::UriTooLong => "URITooLongError",
             Refusal::PayloadTooLarge => "PayloadTooLargeError",
             Refusal::BadGateway => "BadGatewayError",
@@ -92,6 +98,7 @@ impl Refusal {
             Refusal::GatewayTimeout => "Upstream timed out",
             Refusal::NoSingleReading => "No single request to judge",
             Refusal::ForgedIdentity => "Identity headers are set by authgate only",
+            Refusal::OverridingHeader => "Method- and route-overriding headers are not accepted",
         }
     }
 
@@ -107,6 +114,7 @@ impl Refusal {
             Refusal::GatewayTimeout => "gateway_timeout",
             Refusal::NoSingleReading => "no_single_reading",
             Refusal::ForgedIdentity => "forged_identity",
+            Refusal::OverridingHeader => "overriding_header",
         }
     }
 
@@ -121,11 +129,12 @@ impl Refusal {
             Refusal::GatewayTimeout,
             Refusal::NoSingleReading,
             Refusal::ForgedIdentity,
+            Refusal::OverridingHeader,
         ])
     }
 
     /// How many refusals there are.
-    pub const COUNT: usize = Denial::ALL.len() + 8;
+    pub const COUNT: usize = Denial::ALL.len() + 9;
 
     /// Its index in [`Refusal::all`] (no search: counted per request).
     pub fn index(self) -> usize {
@@ -141,6 +150,7 @@ impl Refusal {
             Refusal::GatewayTimeout => n + 5,
             Refusal::NoSingleReading => n + 6,
             Refusal::ForgedIdentity => n + 7,
+            Refusal::OverridingHeader => n + 8,
         }
     }
 

@@ -476,6 +476,18 @@ async fn forged_headers_through_each_proxy_change_nothing() {
         let r = send("/api/articles", &away, &[("x-forwarded-for", "10.1.2.3")]).await;
         assert_eq!(r.status, 403, "{}", f.name);
         assert_eq!(r.json()["error"]["message"], "Client address not allowed");
+        // A method override the CMS could route by: refused.
+        for (name, value) in [
+            ("x-http-method-override", "DELETE"),
+            ("x-rewrite-url", "/admin/users"),
+        ] {
+            let r = send("/api/articles", &full, &[(name, value)]).await;
+            assert_eq!(r.status, 400, "{}: {name}", f.name);
+            assert_eq!(
+                r.json()["error"]["message"],
+                "Method- and route-overriding headers are not accepted"
+            );
+        }
         // The client's identity headers: refused, or removed before the
         // CMS; never received.
         for (name, value) in [
@@ -711,4 +723,205 @@ async fn graphql_bodies_reach_only_the_door_that_is_sent_them() {
         envoy(query, vec![("x-envoy-auth-partial-body", "true")]).await,
         403
     );
+}
+
+/// A key of the corpora, by its placeholder.
+struct Key {
+    placeholder: &'static str,
+    key: String,
+    id: i64,
+    kind: authgate::route::RouteClass,
+}
+
+/// Send raw bytes; the status (0: no answer).
+async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return 0;
+    };
+    if s.write_all(bytes).await.is_err() {
+        return 0;
+    }
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// Both corpora (tests/attacks/cases.jsonl, readings.jsonl) through real
+/// nginx and real Caddy in front of the decision listener: no request
+/// carrying a key reaches the CMS at a path the other kind's routes take
+/// (under any reading), and no identity header reaches it that authgate
+/// did not set for that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attack_corpora_through_nginx_and_caddy() {
+    use authgate::route::RouteClass;
+    let env = Env::with_config(DOORS_CONFIG).await;
+    env.ok(&[
+        "user",
+        "create",
+        "--email",
+        "root@example.com",
+        "--role",
+        "super-admin",
+    ]);
+    let content = |name: &str, ty: &str, perms: &[&str]| env.content_token(name, ty, perms);
+    let (ro_id, ro) = content("ro", "read-only", &[]);
+    let (full_id, full) = content("full", "full-access", &[]);
+    let (create_id, create) = content("create", "custom", &["api::article.article.create"]);
+    let (admin_id, admin) = env.admin_token(
+        "admin",
+        "root@example.com",
+        &[
+            "admin::users.read",
+            "admin::users.create",
+            "plugin::content-manager.explorer.read@api::article.article",
+            "plugin::content-manager.explorer.create@api::article.article",
+            "plugin::upload.read",
+            "plugin::email.settings.read",
+            "plugin::users-permissions.roles.read",
+            "plugin::content-type-builder.read",
+            "plugin::i18n.locale.read",
+        ],
+    );
+    let (noperm_id, noperm) = env.admin_token("noperm", "root@example.com", &[]);
+    let key = |placeholder, key: &String, id, kind| Key {
+        placeholder,
+        key: key.clone(),
+        id,
+        kind,
+    };
+    let keys = [
+        key(
+            "{RO_UPPER}",
+            &ro.to_uppercase(),
+            ro_id,
+            RouteClass::ContentApi,
+        ),
+        key("{RO}", &ro, ro_id, RouteClass::ContentApi),
+        key("{FULL}", &full, full_id, RouteClass::ContentApi),
+        key("{CREATE}", &create, create_id, RouteClass::ContentApi),
+        key("{ADMIN}", &admin, admin_id, RouteClass::Admin),
+        key("{NOPERM}", &noperm, noperm_id, RouteClass::Admin),
+    ];
+    let cfg = env.config();
+    let g = env.gateway().await;
+    let decision = g.decision.unwrap();
+    let fronts = [
+        Front::nginx(decision, env.upstream),
+        Front::caddy(decision, env.upstream),
+    ];
+    let log_url = format!("http://{}/__log", env.upstream);
+    let mut cases = Vec::new();
+    for file in ["cases.jsonl", "readings.jsonl"] {
+        let path = format!("{}/tests/attacks/{file}", env!("CARGO_MANIFEST_DIR"));
+        for line in std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            let case: Value = serde_json::from_str(line).unwrap();
+            let mut raw = case["req"].as_str().unwrap().to_owned();
+            for k in &keys {
+                raw = raw.replace(k.placeholder, &k.key);
+            }
+            cases.push((case["name"].as_str().unwrap_or("?").to_owned(), raw));
+        }
+    }
+    assert!(cases.len() >= 500, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    let mut forwarded = 0;
+    for front in &fronts {
+        for (name, raw) in &cases {
+            let _ = get(&log_url, None).await;
+            let _status = send_raw(front.addr, raw.as_bytes()).await;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            let seen: Vec<Value> = serde_json::from_slice(&get(&log_url, None).await.body).unwrap();
+            for r in &seen {
+                forwarded += 1;
+                let why = check_arrival(&cfg, &keys, r);
+                failures.extend(
+                    why.into_iter()
+                        .map(|w| format!("{} {name}: {w}", front.name)),
+                );
+            }
+        }
+    }
+    assert!(forwarded > 100, "only {forwarded} requests were forwarded");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// What is wrong with one request the CMS received, if anything.
+fn check_arrival(cfg: &authgate::config::Config, keys: &[Key], r: &Value) -> Vec<String> {
+    use authgate::route::RouteClass;
+    let mut why = Vec::new();
+    let headers = r["headers"].as_object().cloned().unwrap_or_default();
+    let values = |n: &str| -> Vec<String> {
+        headers
+            .get(n)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let auth = values("authorization").join(",");
+    // The longest placeholder's key first: RO_UPPER is RO in capitals.
+    let key = keys.iter().find(|k| auth.contains(&k.key));
+    let target = r["path"].as_str().unwrap_or("/");
+    let method: http::Method = r["method"].as_str().unwrap_or("GET").parse().unwrap();
+    if let Some(k) = key {
+        let (path, query) = target
+            .split_once('?')
+            .map_or((target, None), |(p, q)| (p, Some(q)));
+        let normal = authgate::route::normalise(path).map(|p| p.into_owned());
+        match normal.map(|n| cfg.routes.judge(&method, path, query, &n).map(|r| r.class)) {
+            Ok(Ok(class)) => {
+                let other = match k.kind {
+                    RouteClass::Admin => RouteClass::ContentApi,
+                    _ => RouteClass::Admin,
+                };
+                if class == other {
+                    why.push(format!(
+                        "{} key reached {method} {target} ({})",
+                        k.placeholder,
+                        class.as_str()
+                    ));
+                }
+            }
+            _ => why.push(format!(
+                "{} key reached {method} {target}, a target with disagreeing readings",
+                k.placeholder
+            )),
+        }
+    }
+    for (name, _) in &headers {
+        if !name.replace('_', "-").starts_with("x-auth-") {
+            continue;
+        }
+        let vals: Vec<String> = values(name).into_iter().filter(|v| !v.is_empty()).collect();
+        if vals.is_empty() {
+            continue;
+        }
+        if !IDENTITY_NAMES.contains(&name.as_str()) || vals.len() != 1 {
+            why.push(format!("{name}: {vals:?} reached the CMS"));
+        }
+    }
+    let id = values("x-auth-token-id")
+        .into_iter()
+        .find(|v| !v.is_empty());
+    match (id, key) {
+        (None, _) => {}
+        (Some(id), Some(k)) if id == k.id.to_string() => {}
+        (Some(id), _) => why.push(format!("x-auth-token-id {id} for Authorization {auth:.20}")),
+    }
+    why
 }

@@ -32,8 +32,11 @@
 //! headers from the request the front proxy forwards. A client's own
 //! identity header (`x-auth-*`, any spelling) that reaches a door is
 //! therefore refused (400, `forged_identity`) rather than allowed next to
-//! it; the documented configs remove them before asking, and overwrite
-//! every name authgate sets with its answer.
+//! it, and so is a method or route override the proxy door would remove
+//! (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`,
+//! `X-Rewrite-URL`: 400, `overriding_header`); the documented configs
+//! remove identity headers before asking, and overwrite every name
+//! authgate sets with its answer.
 //!
 //! **Bodies.** A forward-auth call carries none ([`crate::gate::Body::Absent`]):
 //! a read-only token on a GraphQL `POST` is then refused, since its
@@ -399,8 +402,7 @@ pub async fn judge(gate: &Gate, asked: Asked<'_>, caller: &Caller) -> Response<F
         client: asked.client,
         body: asked.body,
     };
-    let forged = forged_identity(gate, asked.headers);
-    let judged = match unread.or(forged.then_some(Refusal::ForgedIdentity)) {
+    let judged = match unread.or_else(|| unremovable(gate, asked.headers)) {
         Some(refusal) => gate.refuse_unjudged(&held, &caller.peer, &presented, refusal),
         None => {
             gate.decide(&held, &caller.peer, presented, &caller.recent)
@@ -443,12 +445,34 @@ async fn grpc_check(gate: &Gate, caller: &Caller, request: Bytes) -> GrpcReply {
     GrpcReply::unimplemented()
 }
 
-/// Does the call carry a header in authgate's identity namespace (the
-/// client's: nothing else sets one on the way here)?
-fn forged_identity(gate: &Gate, h: &HeaderMap) -> bool {
+/// Headers the proxy door removes and a decision door cannot (the front
+/// proxy forwards what the client sent): the client's identity headers
+/// (`x-auth-*`, any spelling: nothing else sets one on the way here), and
+/// the headers frameworks behind read as the method or the route. The
+/// client-address and `X-Forwarded-*`/`X-Original-*` headers are the front
+/// proxy's to send here, and are not among them.
+fn unremovable(gate: &Gate, h: &HeaderMap) -> Option<Refusal> {
     let names = gate.forwarder().names();
-    h.keys().any(|k| names.is_identity(k.as_str()))
+    h.keys().find_map(|k| {
+        let k = k.as_str();
+        if names.is_identity(k) {
+            Some(Refusal::ForgedIdentity)
+        } else if OVERRIDING_AT_DOORS.contains(&k) {
+            Some(Refusal::OverridingHeader)
+        } else {
+            None
+        }
+    })
 }
+
+/// The method and route overrides a client may add (see
+/// `forward::peer::OVERRIDING_HEADERS`, which the proxy removes).
+const OVERRIDING_AT_DOORS: [&str; 4] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-rewrite-url",
+];
 
 /// The call's own authority: HTTP/2's `:authority`, else its one `Host`.
 fn own_authority(parts: &Parts) -> Option<HeaderValue> {
