@@ -4,11 +4,13 @@
 //! ([`authz::Denial`]: credentials, expiry, owner, permissions, networks,
 //! rate limits, a token store that cannot answer), for its own shape (a
 //! target too long or not normal, a bad `Host`, a GraphQL body too large
-//! to read), or because the CMS could not be reached ([`Refusal`] holds
-//! them all). This is the one place a refusal becomes a response: status,
-//! Strapi's error name and message, the envelope body (rendered once per
-//! refusal and shared), `x-request-id` and, when rate limited,
-//! `Retry-After`. The proxy and the management listener answer through it.
+//! to read), because a decision door could not tell what to judge or saw
+//! what it cannot remove (`crate::decision`), or because the CMS could not
+//! be reached ([`Refusal`] holds them all). This is the one place a
+//! refusal becomes a response: status, Strapi's error name and message,
+//! the envelope body (rendered once per refusal and shared), `x-request-id`
+//! and, when rate limited, `Retry-After`. The proxy, the decision doors and
+//! the management listener answer through it.
 
 use std::sync::OnceLock;
 

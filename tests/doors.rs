@@ -925,3 +925,66 @@ fn check_arrival(cfg: &authgate::config::Config, keys: &[Key], r: &Value) -> Vec
     }
     why
 }
+
+/// `decision.tls_cert`/`tls_key`: the listener speaks TLS, offering h2 (for
+/// gRPC) and http/1.1 in ALPN.
+#[tokio::test]
+async fn the_decision_listener_speaks_tls_with_h2_and_http1() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = std::env::temp_dir().join(format!("authgate-doors-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("d.crt"), dir.join("d.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let env = Env::with_config(&format!(
+        "[decision]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    let g = env.gateway().await;
+    let decision = g.decision.unwrap();
+    let connect = |alpn: &'static [u8]| {
+        let der = ck.cert.der().to_vec();
+        async move {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(rustls::pki_types::CertificateDer::from(der))
+                .unwrap();
+            let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            cfg.alpn_protocols = vec![alpn.to_vec()];
+            let tcp = tokio::net::TcpStream::connect(decision).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(name, tcp)
+                .await
+                .unwrap()
+        }
+    };
+    let h2 = connect(b"h2").await;
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut h1 = connect(b"http/1.1").await;
+    assert_eq!(h1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    h1.write_all(
+        b"GET /forward-auth HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Method: GET\r\n\
+          X-Forwarded-Uri: /api/articles\r\nX-Forwarded-Host: cms.example\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = h1.read_to_end(&mut buf).await;
+    assert!(
+        buf.starts_with(b"HTTP/1.1 200 "),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
