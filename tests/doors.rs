@@ -12,6 +12,9 @@
 //! forwarding and identity headers from the client, a caller outside
 //! `decision.trusted_callers`, and nginx's `error_page` for 429 and 503.
 
+// Helpers below are test code too: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 mod fronts;
 mod support;
 

@@ -76,7 +76,7 @@ mod tests {
     fn forwarder(signing: bool) -> Forwarder {
         Forwarder::new(
             IdentityNames::new("x-auth-").unwrap(),
-            signing.then(|| Signer::new("k").unwrap()),
+            signing.then(|| Signer::new("k")),
             true,
             &Forwarding::default(),
             None,
