@@ -423,6 +423,7 @@ impl Gate {
         refusal: Refusal,
     ) -> Judged<'r> {
         Judged::Unjudged {
+            trace: RequestTrace::from(self.tracer.start(&held.method, req.headers)),
             arrival: self.arrive(held, peer, req),
             refusal,
         }

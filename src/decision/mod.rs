@@ -402,17 +402,19 @@ pub async fn judge(gate: &Gate, asked: Asked<'_>, caller: &Caller) -> Response<F
         client: asked.client,
         body: asked.body,
     };
-    let judged = match unread.or_else(|| unremovable(gate, asked.headers)) {
+    let mut judged = match unread.or_else(|| unremovable(gate, asked.headers)) {
         Some(refusal) => gate.refuse_unjudged(&held, &caller.peer, &presented, refusal),
         None => {
             gate.decide(&held, &caller.peer, presented, &caller.recent)
                 .await
         }
     };
+    // The door adds no spans of its own: the gate's SERVER span is the call.
+    let trace = judged.take_trace();
     let rid = judged.request_id();
     let resp = match (&judged, judged.refusal()) {
         (_, Some((refusal, retry_after))) => answer::deny(refusal, retry_after, rid),
-        (Judged::Judged { ctx, outcome }, None) => answer::allow(
+        (Judged::Judged { ctx, outcome, .. }, None) => answer::allow(
             gate.forwarder(),
             &ctx.arrival.method,
             target.as_ref().map_or("/", |t| t.as_str()),
@@ -422,7 +424,7 @@ pub async fn judge(gate: &Gate, asked: Asked<'_>, caller: &Caller) -> Response<F
         // An unjudged request always carries its refusal.
         (Judged::Unjudged { .. }, None) => answer::deny(Refusal::InvalidPath, None, rid),
     };
-    gate.finish(&judged, None, resp.status());
+    gate.finish(&judged, None, resp.status(), trace);
     resp
 }
 
