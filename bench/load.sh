@@ -7,7 +7,17 @@
 #   bench/load.sh --smoke         # 1 round x 2 s: checks the script works
 #   ROUNDS=5 DURATION=15 CONNECTIONS=64 bench/load.sh
 #   HOLD=1 bench/load.sh          # set everything up and wait (for profiling)
-#   BENCH_PORT_BASE=28081 bench/load.sh   # ports BASE..BASE+7 (default 18081)
+#   BENCH_PORT_BASE=28081 bench/load.sh   # ports BASE..BASE+10 (default 18081)
+#   ONLY='decision|auth-request|forward-auth' bench/load.sh --smoke
+#                                 # only the rows whose name matches (no
+#                                 # latency section)
+#
+# The front doors (issue 28): nginx with auth_request and Caddy with
+# forward_auth in front of the upstream, each asking authgate's decision
+# listener (the configs of docs/front-doors.md, tests/fronts/), and the
+# decision endpoint alone (/forward-auth with Traefik's headers). Their CPU
+# columns are authgate's (the decision), not the front proxy's. The gRPC
+# Check row comes with the gRPC door (h2load, Debian's nghttp2-client).
 #
 # Besides nginx, two programs of our own bracket authgate (bench/floor.rs:
 # bytes copied between pinned connections, the least a proxy can do;
@@ -20,7 +30,7 @@
 # is no Strapi here; the closing line compares with Strapi's own rate as
 # measured elsewhere (~1,100-1,250 made-up keys/s, issue 13).
 #
-# Needs: nginx, wrk (Debian packages; installed with apt if missing),
+# Needs: nginx, wrk, caddy (Debian packages; installed with apt if missing),
 # PostgreSQL (the machine's, or a throw-away cluster), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,12 +47,14 @@ if [ "${1:-}" = "--smoke" ]; then ROUNDS=1; DURATION=2; TOKENS=200; fi
 
 ensure_command nginx nginx
 ensure_command wrk wrk
+ensure_command caddy caddy
 ensure_postgres 5432
 
 BASE=${BENCH_PORT_BASE:-18081}
 P_UP=$BASE P_NGINX=$((BASE + 1)) P_GATE=$((BASE + 2)) P_UNCACHED=$((BASE + 3))
 P_S5=$((BASE + 4)) P_S5T=$((BASE + 5)) P_FLOOR=$((BASE + 6)) P_HYPER=$((BASE + 7))
-ensure_ports_free bench "$BASE" 8
+P_DEC=$((BASE + 8)) P_NGXA=$((BASE + 9)) P_CADDY=$((BASE + 10))
+ensure_ports_free bench "$BASE" 11
 
 W=$(mktemp -d /tmp/authgate-bench.XXXXXX)
 SCHEMA=authgate_bench_$$
@@ -68,7 +80,8 @@ cargo build --release --quiet --bin authgate --example latency --example bench_f
 
 # Ports: BASE upstream, +1 nginx proxy, +2 authgate (cache), +3 authgate (no
 # cache), +4 authgate strapi5 (polled), +5 authgate strapi5 (triggers),
-# +6 the floor, +7 the bare hyper proxy
+# +6 the floor, +7 the bare hyper proxy, +8 the cached authgate's decision
+# listener, +9 nginx with auth_request, +10 Caddy with forward_auth
 mkdir -p "$W/logs"
 # Two nginx instances, one worker each: the upstream (answers from memory)
 # and the plain reverse proxy under comparison, so the proxy's worker does
@@ -79,6 +92,7 @@ nginx -p "$W" -c "$W/upstream.conf"
 nginx -p "$W" -c "$W/proxy.conf"
 
 authgate_conf $P_GATE 100000 > "$W/cached.toml"
+printf '\n[decision]\nlisten = "127.0.0.1:%s"\n' "$P_DEC" >> "$W/cached.toml"
 authgate_conf $P_UNCACHED 0 > "$W/uncached.toml"
 authgate_conf $P_S5 100000 "${S5_DBS[0]}" > "$W/s5.toml"
 authgate_conf $P_S5T 100000 "${S5_DBS[1]}" > "$W/s5t.toml"
@@ -118,7 +132,19 @@ target/release/authgate --config "$W/s5.toml" serve 2>"$W/logs/s5-cached.log" & 
 target/release/authgate --config "$W/s5t.toml" serve 2>"$W/logs/s5t-cached.log" & pids+=($!)
 target/release/examples/bench_floor 127.0.0.1:$P_FLOOR 127.0.0.1:$P_UP & pids+=($!)
 target/release/examples/bench_hyper_proxy 127.0.0.1:$P_HYPER 127.0.0.1:$P_UP & pids+=($!)
-for p in $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T $P_FLOOR $P_HYPER; do
+# The front doors, from the configs the docs give (tests/fronts/): each
+# one process (nginx: master_process off; Caddy: GOMAXPROCS=1).
+mkdir -p "$W/ngxa" "$W/caddy"
+front_conf() { # template dir port
+  sed -e "s#@DIR@#$2#g" -e "s#@PORT@#$3#g" -e "s#@DECISION@#127.0.0.1:$P_DEC#g" \
+    -e "s#@CMS@#127.0.0.1:$P_UP#g" -e "s#error_log .*#error_log $2/error.log crit;#" "tests/fronts/$1"
+}
+front_conf nginx.conf "$W/ngxa" "$P_NGXA" > "$W/ngxa/nginx.conf"
+front_conf Caddyfile "$W/caddy" "$P_CADDY" > "$W/caddy/Caddyfile"
+nginx -p "$W/ngxa" -e "$W/ngxa/error.log" -c "$W/ngxa/nginx.conf" & pids+=($!)
+XDG_CONFIG_HOME="$W/caddy" XDG_DATA_HOME="$W/caddy" GOMAXPROCS=1 \
+  caddy run --adapter caddyfile --config "$W/caddy/Caddyfile" 2>"$W/logs/caddy.log" & pids+=($!)
+for p in $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T $P_FLOOR $P_HYPER $P_DEC $P_NGXA $P_CADDY; do
   up=
   for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && up=1 && break; sleep 0.1; done
   if [ -z "$up" ]; then
@@ -141,6 +167,15 @@ request = function()
 end
 EOF
 sed "s#keys.txt#bad.txt#" "$W/many.lua" > "$W/bad.lua"
+# The decision endpoint alone, asked as Traefik asks.
+cat > "$W/forward-auth.lua" <<EOF
+wrk.headers["Authorization"] = "Bearer $ONE"
+wrk.headers["X-Forwarded-Method"] = "GET"
+wrk.headers["X-Forwarded-Uri"] = "/api/articles"
+wrk.headers["X-Forwarded-Host"] = "cms.example"
+wrk.headers["X-Forwarded-Proto"] = "http"
+wrk.headers["X-Forwarded-For"] = "127.0.0.1"
+EOF
 # Warm every token into the cache once, and the uncached instance's pool.
 wrk -t1 -c8 -d2s -s "$W/many.lua" http://127.0.0.1:$P_GATE/api/articles >/dev/null
 wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_UNCACHED/api/articles >/dev/null
@@ -176,7 +211,15 @@ targets=(
   "strapi5-reject|http://127.0.0.1:$P_S5/api/articles|$W/bad.lua|${pids[2]}"
   "strapi5-triggers-hit|http://127.0.0.1:$P_S5T/api/articles|$W/one.lua|${pids[3]}"
   "strapi5-triggers-reject|http://127.0.0.1:$P_S5T/api/articles|$W/bad.lua|${pids[3]}"
+  "nginx-auth-request|http://127.0.0.1:$P_NGXA/api/articles|$W/one.lua|${pids[0]}"
+  "caddy-forward-auth|http://127.0.0.1:$P_CADDY/api/articles|$W/one.lua|${pids[0]}"
+  "decision-forward-auth|http://127.0.0.1:$P_DEC/forward-auth|$W/forward-auth.lua|${pids[0]}"
 )
+if [ -n "${ONLY:-}" ]; then
+  kept=()
+  for t in "${targets[@]}"; do [[ "${t%%|*}" =~ $ONLY ]] && kept+=("$t"); done
+  targets=("${kept[@]}")
+fi
 results="$W/results.txt"
 : > "$results"
 to_us() { # wrk latency like 85.00us / 1.23ms / 2.00s -> microseconds
@@ -204,6 +247,12 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "  round $round: $name ${rps} req/s p50 ${p50}us p99 ${p99}us" >&2
   done
 done
+
+if [ -n "${ONLY:-}" ]; then
+  echo "name round req/s p50_us p99_us non2xx cpu_user_us cpu_kernel_us"
+  cat "$results"
+  exit 0
+fi
 
 # Open-loop latency at half of a target's saturation (median req/s above).
 half_of() {
@@ -245,7 +294,8 @@ half, direct_lat, nginx_lat, gate_lat, miss_half, miss_lat = sys.argv[2:8]
 conns, dur, rounds = sys.argv[8:11]
 open_rows, open_rate = sys.argv[11], sys.argv[12]
 names = ["direct", "nginx", "floor", "hyper-proxy", "authgate-hit", "authgate-10k", "authgate-miss", "authgate-reject",
-         "strapi5-hit", "strapi5-reject", "strapi5-triggers-hit", "strapi5-triggers-reject"]
+         "strapi5-hit", "strapi5-reject", "strapi5-triggers-hit", "strapi5-triggers-reject",
+         "nginx-auth-request", "caddy-forward-auth", "decision-forward-auth"]
 med = {}
 for n in names:
     r = [x for x in rows if x[0] == n]

@@ -32,7 +32,6 @@ CONFIG_SECTIONS = (
 
 # Dotted config keys that this authgate may not know yet, and who adds them.
 PENDING = {
-    "decision": "issue 28",
     "tracing": "issue 26",
 }
 

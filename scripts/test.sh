@@ -21,6 +21,9 @@ ensure_command pgbouncer pgbouncer
 # tests/differential.rs puts nginx and Node routers (pinned in tests/differential) behind the gateway.
 ensure_command nginx nginx; ensure_node; (cd tests/differential && npm ci --no-audit --no-fund --loglevel=error)
 
+# tests/doors.rs puts real nginx (above) and real Caddy in front of the decision listener.
+ensure_command caddy caddy
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

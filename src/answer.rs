@@ -4,11 +4,13 @@
 //! ([`authz::Denial`]: credentials, expiry, owner, permissions, networks,
 //! rate limits, a token store that cannot answer), for its own shape (a
 //! target too long or not normal, a bad `Host`, a GraphQL body too large
-//! to read), or because the CMS could not be reached ([`Refusal`] holds
-//! them all). This is the one place a refusal becomes a response: status,
-//! Strapi's error name and message, the envelope body (rendered once per
-//! refusal and shared), `x-request-id` and, when rate limited,
-//! `Retry-After`. The proxy and the management listener answer through it.
+//! to read), because a decision door could not tell what to judge or saw
+//! what it cannot remove (`crate::decision`), or because the CMS could not
+//! be reached ([`Refusal`] holds them all). This is the one place a
+//! refusal becomes a response: status, Strapi's error name and message,
+//! the envelope body (rendered once per refusal and shared), `x-request-id`
+//! and, when rate limited, `Retry-After`. The proxy, the decision doors and
+//! the management listener answer through it.
 
 use std::sync::OnceLock;
 
@@ -37,6 +39,16 @@ pub enum Refusal {
     BadGateway,
     /// The CMS did not answer in time.
     GatewayTimeout,
+    /// A decision door could not tell which request to judge: the front
+    /// proxy named none, or named two that disagree (`crate::decision`).
+    NoSingleReading,
+    /// A decision door saw the client's own identity headers, which only
+    /// the front proxy could remove (`crate::decision`).
+    ForgedIdentity,
+    /// A decision door saw a method- or route-overriding header
+    /// (`X-HTTP-Method-Override`, `X-Rewrite-URL`, ...), which the proxy
+    /// would remove and a door cannot (`crate::decision`).
+    OverridingHeader,
 }
 
 impl From<Denial> for Refusal {
@@ -49,7 +61,11 @@ impl Refusal {
     pub fn status(self) -> u16 {
         match self {
             Refusal::Denied(d) => d.status(),
-            Refusal::InvalidPath | Refusal::InvalidHost => 400,
+            Refusal::InvalidPath
+            | Refusal::InvalidHost
+            | Refusal::NoSingleReading
+            | Refusal::ForgedIdentity
+            | Refusal::OverridingHeader => 400,
             Refusal::UriTooLong => 414,
             Refusal::PayloadTooLarge => 413,
             Refusal::BadGateway => 502,
@@ -61,7 +77,11 @@ impl Refusal {
     pub fn name(self) -> &'static str {
         match self {
             Refusal::Denied(d) => d.name(),
-            Refusal::InvalidPath | Refusal::InvalidHost => "ValidationError",
+            Refusal::InvalidPath
+            | Refusal::InvalidHost
+            | Refusal::NoSingleReading
+            | Refusal::ForgedIdentity
+            | Refusal::OverridingHeader => "ValidationError",
             Refusal::UriTooLong => "URITooLongError",
             Refusal::PayloadTooLarge => "PayloadTooLargeError",
             Refusal::BadGateway => "BadGatewayError",
@@ -78,6 +98,9 @@ impl Refusal {
             Refusal::PayloadTooLarge => "Request body too large to inspect",
             Refusal::BadGateway => "Upstream unavailable",
             Refusal::GatewayTimeout => "Upstream timed out",
+            Refusal::NoSingleReading => "No single request to judge",
+            Refusal::ForgedIdentity => "Identity headers are set by authgate only",
+            Refusal::OverridingHeader => "Method- and route-overriding headers are not accepted",
         }
     }
 
@@ -91,6 +114,9 @@ impl Refusal {
             Refusal::PayloadTooLarge => "payload_too_large",
             Refusal::BadGateway => "bad_gateway",
             Refusal::GatewayTimeout => "gateway_timeout",
+            Refusal::NoSingleReading => "no_single_reading",
+            Refusal::ForgedIdentity => "forged_identity",
+            Refusal::OverridingHeader => "overriding_header",
         }
     }
 
@@ -103,11 +129,14 @@ impl Refusal {
             Refusal::PayloadTooLarge,
             Refusal::BadGateway,
             Refusal::GatewayTimeout,
+            Refusal::NoSingleReading,
+            Refusal::ForgedIdentity,
+            Refusal::OverridingHeader,
         ])
     }
 
     /// How many refusals there are.
-    pub const COUNT: usize = Denial::ALL.len() + 6;
+    pub const COUNT: usize = Denial::ALL.len() + 9;
 
     /// Its index in [`Refusal::all`] (no search: counted per request).
     pub fn index(self) -> usize {
@@ -121,6 +150,9 @@ impl Refusal {
             Refusal::PayloadTooLarge => n + 3,
             Refusal::BadGateway => n + 4,
             Refusal::GatewayTimeout => n + 5,
+            Refusal::NoSingleReading => n + 6,
+            Refusal::ForgedIdentity => n + 7,
+            Refusal::OverridingHeader => n + 8,
         }
     }
 

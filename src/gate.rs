@@ -69,6 +69,16 @@ pub enum Door {
 }
 
 impl Door {
+    /// Its position among the doors (metrics keep a series set per door).
+    pub fn index(self) -> usize {
+        match self {
+            Door::Proxy => 0,
+            Door::ForwardAuth => 1,
+            Door::ExtAuthzHttp => 2,
+            Door::ExtAuthzGrpc => 3,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Door::Proxy => "proxy",
@@ -402,6 +412,23 @@ impl Gate {
         }
     }
 
+    /// A request a door refuses before judging it (it could not tell what
+    /// to judge, or what it was shown may not pass whatever the judgement):
+    /// settled as such, for the answer and [`Gate::finish`].
+    pub fn refuse_unjudged<'r>(
+        &self,
+        held: &'r Held,
+        peer: &'r Peer,
+        req: &Presented<'_>,
+        refusal: Refusal,
+    ) -> Judged<'r> {
+        Judged::Unjudged {
+            trace: RequestTrace::from(self.tracer.start(&held.method, req.headers)),
+            arrival: self.arrive(held, peer, req),
+            refusal,
+        }
+    }
+
     /// Phase: arrive. The clock, the connection, the client, the request
     /// id and the method.
     fn arrive<'c>(&self, held: &Held, peer: &'c Peer, req: &Presented<'_>) -> Arrival<'c> {
@@ -583,7 +610,9 @@ impl Gate {
             }
         };
         let class = cx.map_or(RouteClass::Unprotected, |cx| cx.route.class);
-        self.metrics.hot.record(class, decision, status_u, elapsed);
+        self.metrics
+            .hot
+            .record(arrival.door, class, decision, status_u, elapsed);
         if tracing::enabled!(target: "authgate::access", tracing::Level::INFO) {
             let (decision, reason) = match decision {
                 Decision::Allow => ("allow", ""),

@@ -31,6 +31,7 @@
 //! | [`body`] | the forwarded request's body type, which the proxy builds and the upstream client sends |
 //! | [`upstream`] | the client to the CMS: its own HTTP/1.1, a connection pinned to each client connection |
 //! | [`proxy`] | the proxy door: the gate's judgement, then forwarding |
+//! | [`decision`] | the decision doors: forward-auth, Envoy ext_authz (HTTP, gRPC) for a front proxy |
 //! | [`accept`] | accepting connections, with a pause after a failed accept |
 //! | [`server`] | composition, listeners, graceful drain, probes |
 //! | [`serve_error`] | start-up failures of the listeners |
@@ -62,6 +63,7 @@ pub mod cli;
 pub mod config;
 pub mod content_types;
 pub mod control;
+pub mod decision;
 pub mod envelope;
 pub mod explain;
 pub mod forward;

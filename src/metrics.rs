@@ -1,11 +1,12 @@
 //! Prometheus metrics: every family in one place, with bounded labels.
 //!
-//! Labels are only ever route classes, decisions, reasons, status classes and
-//! sources, all from fixed sets: never a token id, a user, or a path.
+//! Labels are only ever route classes, decisions, reasons, status classes,
+//! doors and sources, all from fixed sets: never a token id, a user, or a path.
 //! Allowed and denied requests are counted as separate families (as
 //! linkerd2-proxy does) so a dashboard reads them without regex.
 
 use crate::answer::Refusal;
+use crate::gate::Door;
 use crate::route::RouteClass;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -16,9 +17,10 @@ use prometheus::{
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    /// Requests by route class, decision (allow, pass, deny) and status class.
+    /// Requests by route class, decision (allow, pass, deny), status class
+    /// and door.
     pub requests: IntCounterVec,
-    /// Denied requests by route class and reason.
+    /// Denied requests by route class, reason and door.
     pub denied: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_duration: Histogram,
@@ -53,6 +55,8 @@ pub struct Metrics {
     pub management_requests: IntCounterVec,
     pub would_deny: IntCounterVec,
     pub enforcing: IntGauge,
+    /// Decision-listener requests from callers outside `decision.trusted_callers`.
+    pub decision_callers_refused: IntCounter,
     /// Token counts from the store (`stats` refresh, never per request).
     pub tokens: IntGaugeVec,
     pub tokens_expiring: IntGaugeVec,
@@ -100,65 +104,104 @@ fn status_index(status: u16) -> usize {
     }
 }
 
-/// Every request-path series, created at start-up and indexed by position,
-/// so counting a request costs a few atomic adds and no label hashing.
-pub struct RequestMetrics {
+/// One door's request-path series, indexed by position.
+struct DoorSeries {
     requests: Vec<IntCounter>,
     denied: Vec<IntCounter>,
     duration: Vec<Histogram>,
+}
+
+/// The label vectors the per-door series are made from.
+struct Families {
+    requests: IntCounterVec,
+    denied: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl Families {
+    fn door(&self, door: Door) -> DoorSeries {
+        let (mut r, mut d, mut h) = (Vec::new(), Vec::new(), Vec::new());
+        let door = door.as_str();
+        for c in CLASSES {
+            for decision in DECISIONS {
+                for s in STATUS_CLASSES {
+                    r.push(
+                        self.requests
+                            .with_label_values(&[c.as_str(), decision, s, door]),
+                    );
+                }
+            }
+            for refusal in Refusal::all() {
+                d.push(
+                    self.denied
+                        .with_label_values(&[c.as_str(), refusal.label(), door]),
+                );
+            }
+            h.push(self.duration.with_label_values(&[c.as_str(), door]));
+        }
+        DoorSeries {
+            requests: r,
+            denied: d,
+            duration: h,
+        }
+    }
+}
+
+/// Every request-path series, created once per door and indexed by
+/// position, so counting a request costs a few atomic adds and no label
+/// hashing. The proxy's series exist from the start (dashboards and alerts
+/// see them at zero); a decision door's when its listener opens
+/// ([`RequestMetrics::open`]), so a process without one exports none.
+pub struct RequestMetrics {
+    families: Families,
+    doors: [std::sync::OnceLock<DoorSeries>; 4],
     pub store_find: Histogram,
     pub store_find_errors: IntCounter,
 }
 
 impl RequestMetrics {
-    fn new(
-        requests: &IntCounterVec,
-        denied: &IntCounterVec,
-        duration: &HistogramVec,
-        store: &HistogramVec,
-        store_errors: &IntCounterVec,
-    ) -> Self {
-        let (mut r, mut d, mut h) = (Vec::new(), Vec::new(), Vec::new());
-        for c in CLASSES {
-            for decision in DECISIONS {
-                for s in STATUS_CLASSES {
-                    r.push(requests.with_label_values(&[c.as_str(), decision, s]));
-                }
-            }
-            for refusal in Refusal::all() {
-                d.push(denied.with_label_values(&[c.as_str(), refusal.label()]));
-            }
-            h.push(duration.with_label_values(&[c.as_str()]));
-        }
-        Self {
-            requests: r,
-            denied: d,
-            duration: h,
+    fn new(families: Families, store: &HistogramVec, store_errors: &IntCounterVec) -> Self {
+        let m = Self {
+            families,
+            doors: Default::default(),
             store_find: store.with_label_values(&["find_token"]),
             store_find_errors: store_errors.with_label_values(&["find_token"]),
-        }
+        };
+        m.open(Door::Proxy);
+        m
+    }
+
+    /// Create a door's series (at zero), once.
+    pub fn open(&self, door: Door) {
+        self.series(door);
+    }
+
+    fn series(&self, door: Door) -> &DoorSeries {
+        self.doors[door.index()].get_or_init(|| self.families.door(door))
     }
 
     /// Count one request.
     pub fn record(
         &self,
+        door: Door,
         class: RouteClass,
         decision: Decision,
         status: u16,
         elapsed: std::time::Duration,
     ) {
+        let series = self.series(door);
         let c = class_index(class);
         let d = match decision {
             Decision::Allow => 0,
             Decision::Pass => 1,
             Decision::Deny(refusal) => {
-                self.denied[c * Refusal::COUNT + refusal.index()].inc();
+                series.denied[c * Refusal::COUNT + refusal.index()].inc();
                 2
             }
         };
-        self.requests[(c * DECISIONS.len() + d) * STATUS_CLASSES.len() + status_index(status)]
+        series.requests[(c * DECISIONS.len() + d) * STATUS_CLASSES.len() + status_index(status)]
             .inc();
-        self.duration[c].observe(elapsed.as_secs_f64());
+        series.duration[c].observe(elapsed.as_secs_f64());
     }
 }
 
@@ -235,9 +278,9 @@ impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
         register! { r;
-            requests = counter_vec("authgate_requests_total", "Requests handled, by route class, decision (allow, pass, deny) and status class.", &["route_class", "decision", "status_class"]);
-            denied = counter_vec("authgate_denied_total", "Requests answered by the gateway itself, by route class and reason.", &["route_class", "reason"]);
-            request_duration = histogram_vec("authgate_request_duration_seconds", "Time from request head to response head, by route class.", &["route_class"]);
+            requests = counter_vec("authgate_requests_total", "Requests handled, by route class, decision (allow, pass, deny), status class and door (proxy, forward_auth, ext_authz_http, ext_authz_grpc).", &["route_class", "decision", "status_class", "door"]);
+            denied = counter_vec("authgate_denied_total", "Requests answered by the gateway itself, by route class, reason and door.", &["route_class", "reason", "door"]);
+            request_duration = histogram_vec("authgate_request_duration_seconds", "Time from request head to response head, by route class and door.", &["route_class", "door"]);
             store_duration = histogram_vec("authgate_store_query_duration_seconds", "Token store query time, by operation.", &["op"]);
             store_errors = counter_vec("authgate_store_errors_total", "Token store failures, by operation.", &["op"]);
             upstream_duration = histogram("authgate_upstream_duration_seconds", "Time the upstream took to answer with its response head.", LATENCY_BUCKETS);
@@ -267,6 +310,7 @@ impl Metrics {
             config_reloads = counter_vec("authgate_config_reloads_total", "Config reload attempts, by result (ok, error).", &["result"]);
             would_deny = counter_vec("authgate_would_deny_total", "Requests server.enforcement = \"report\" forwarded without identity that enforcement would have refused, by reason.", &["reason"]);
             enforcing = gauge("authgate_enforcing", "1 while server.enforcement is \"enforce\", 0 in report mode.");
+            decision_callers_refused = counter("authgate_decision_callers_refused_total", "Requests to the decision listener from a peer outside decision.trusted_callers (answered 403).");
             management_requests = counter_vec("authgate_management_requests_total", "Requests to the management listener, by surface (api, ui) and status class.", &["surface", "status_class"]);
             tokens = gauge_vec("authgate_tokens", "Tokens in the store, by kind and state (active, expired); refreshed every tokens.stats_interval.", &["kind", "state"]);
             tokens_expiring = gauge_vec("authgate_tokens_expiring", "Active tokens whose expiry falls within the window (1d, 7d, 30d), by kind; refreshed every tokens.stats_interval.", &["kind", "within"]);
@@ -274,13 +318,12 @@ impl Metrics {
             trace_spans_exported = counter("authgate_trace_spans_exported_total", "Trace spans the OTLP collector accepted.");
             trace_spans_dropped = counter_vec("authgate_trace_spans_dropped_total", "Trace spans not exported, by reason (queue_full: the export queue was full; export_failed: the collector did not take the batch; shutdown: ended after the exporter stopped).", &["reason"]);
         }
-        let hot = RequestMetrics::new(
-            &requests,
-            &denied,
-            &request_duration,
-            &store_duration,
-            &store_errors,
-        );
+        let families = Families {
+            requests: requests.clone(),
+            denied: denied.clone(),
+            duration: request_duration.clone(),
+        };
+        let hot = RequestMetrics::new(families, &store_duration, &store_errors);
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -318,6 +361,7 @@ impl Metrics {
             management_requests,
             would_deny,
             enforcing,
+            decision_callers_refused,
             tokens,
             tokens_expiring,
             build_info,
@@ -417,12 +461,28 @@ mod tests {
     fn families_register_and_render() {
         let m = Metrics::new();
         m.requests
-            .with_label_values(&["admin", "allow", "2xx"])
+            .with_label_values(&["admin", "allow", "2xx", "proxy"])
             .inc();
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("authgate_requests_total{decision=\"allow\",route_class=\"admin\",status_class=\"2xx\"} 1"));
+        assert!(text.contains("authgate_requests_total{decision=\"allow\",door=\"proxy\",route_class=\"admin\",status_class=\"2xx\"} 1"));
         assert!(text.contains("authgate_build_info{version="));
         assert_eq!(status_class(204), "2xx");
+        // A decision door's series appear once it opens, and count apart.
+        let forward = "authgate_requests_total{decision=\"deny\",door=\"forward_auth\",route_class=\"content-api\",status_class=\"4xx\"}";
+        assert!(!text.contains(forward));
+        m.hot.open(Door::ForwardAuth);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(&format!("{forward} 0")));
+        m.hot.record(
+            Door::ForwardAuth,
+            RouteClass::ContentApi,
+            Decision::Deny(Refusal::InvalidPath),
+            400,
+            std::time::Duration::ZERO,
+        );
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(&format!("{forward} 1")));
+        assert!(text.contains("authgate_denied_total{door=\"forward_auth\",reason=\"invalid_path\",route_class=\"content-api\"} 1"));
         assert_eq!(status_class(503), "5xx");
     }
 }

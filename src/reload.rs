@@ -23,9 +23,10 @@ pub struct Reloader {
     path: PathBuf,
     metrics: Metrics,
     policy: Arc<PolicyStore>,
-    tls: Option<ReloadableAcceptor>,
+    /// The inbound certificates (proxy, decision listener), each with
+    /// the fingerprint of its files when last read.
+    tls: Vec<(ReloadableAcceptor, Option<u64>)>,
     config_hash: Option<u64>,
-    tls_hash: Option<u64>,
 }
 
 fn file_hash(path: &std::path::Path) -> Option<u64> {
@@ -41,17 +42,22 @@ impl Reloader {
         path: PathBuf,
         metrics: Metrics,
         policy: Arc<PolicyStore>,
-        tls: Option<ReloadableAcceptor>,
+        tls: Vec<ReloadableAcceptor>,
     ) -> Self {
         let config_hash = file_hash(&path);
-        let tls_hash = tls.as_ref().and_then(ReloadableAcceptor::fingerprint);
+        let tls = tls
+            .into_iter()
+            .map(|t| {
+                let h = t.fingerprint();
+                (t, h)
+            })
+            .collect();
         Self {
             path,
             metrics,
             policy,
             tls,
             config_hash,
-            tls_hash,
         }
     }
 
@@ -59,9 +65,9 @@ impl Reloader {
     pub fn reload(&mut self) {
         self.config_hash = file_hash(&self.path);
         self.reload_config();
-        if let Some(t) = &self.tls {
-            self.tls_hash = t.fingerprint();
-            self.reload_tls();
+        for (t, hash) in &mut self.tls {
+            *hash = t.fingerprint();
+            reload_tls(t);
         }
     }
 
@@ -72,11 +78,11 @@ impl Reloader {
             self.config_hash = h;
             self.reload_config();
         }
-        if let Some(t) = &self.tls {
+        for (t, hash) in &mut self.tls {
             let h = t.fingerprint();
-            if h.is_some() && h != self.tls_hash {
-                self.tls_hash = h;
-                self.reload_tls();
+            if h.is_some() && h != *hash {
+                *hash = h;
+                reload_tls(t);
             }
         }
     }
@@ -95,15 +101,13 @@ impl Reloader {
             }
         }
     }
+}
 
-    fn reload_tls(&self) {
-        if let Some(t) = &self.tls {
-            match t.reload() {
-                Ok(()) => tracing::info!("TLS certificate reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate")
-                }
-            }
+fn reload_tls(t: &ReloadableAcceptor) {
+    match t.reload() {
+        Ok(()) => tracing::info!("TLS certificate reloaded"),
+        Err(e) => {
+            tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate")
         }
     }
 }

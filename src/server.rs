@@ -68,6 +68,7 @@ pub struct Server {
     redis: Option<Arc<RedisLink>>,
     known: Arc<KnownHashes>,
     management: Option<crate::management::Management>,
+    decision: Option<crate::decision::Decision>,
     policy: Arc<PolicyStore>,
     /// The trace exporter, when `[tracing]` names a collector: flushed
     /// last, after the drain.
@@ -144,6 +145,7 @@ impl Server {
         };
         let gate = Arc::new(Gate::new(&cfg, parts));
         let gateway = Arc::new(Gateway::new(gate.clone(), upstream));
+        let decision = crate::decision::Decision::bind(&cfg, gate.clone()).await?;
         if crate::store::capabilities(&cfg.postgres).stores_content_types {
             initial_content_types(&cfg, &policy).await;
         }
@@ -178,6 +180,7 @@ impl Server {
             redis,
             known,
             management,
+            decision,
             policy,
             exporter,
         })
@@ -211,6 +214,11 @@ impl Server {
         self.management.as_ref().and_then(|m| m.local_addr())
     }
 
+    /// The decision listener's bound address, when it is on.
+    pub fn decision_addr(&self) -> Option<SocketAddr> {
+        self.decision.as_ref().and_then(|d| d.local_addr())
+    }
+
     pub fn gateway(&self) -> Arc<Gateway> {
         self.gateway.clone()
     }
@@ -218,6 +226,13 @@ impl Server {
     /// The inbound TLS acceptor, for reloads.
     pub fn tls(&self) -> Option<ReloadableAcceptor> {
         self.tls.clone()
+    }
+
+    /// Every inbound TLS acceptor (the proxy's, the decision listener's),
+    /// for reloads.
+    pub fn tls_acceptors(&self) -> Vec<ReloadableAcceptor> {
+        let decision = self.decision.as_ref().and_then(|d| d.tls());
+        self.tls.clone().into_iter().chain(decision).collect()
     }
 
     /// Is the invalidation listener connected?
@@ -349,7 +364,7 @@ impl Server {
         Background { tasks, flusher }
     }
 
-    /// The other listeners (management, metrics and probes) and the audit
+    /// The other listeners (management, decision, metrics and probes) and the audit
     /// retention job.
     fn spawn_services(
         &mut self,
@@ -360,6 +375,9 @@ impl Server {
         let mut tasks = Vec::new();
         if let Some(m) = self.management.take() {
             tasks.push(tokio::spawn(m.serve(stopped(stop.clone()))));
+        }
+        if let Some(d) = self.decision.take() {
+            tasks.push(tokio::spawn(d.serve(stopped(stop.clone()))));
         }
         if crate::audit::AuditKey::is_derived(cfg) {
             tracing::info!("audit: the audit chain is keyed from tokens.salt; set audit.key (a separate secret) so that holding the salt is not enough to rewrite the audit history");

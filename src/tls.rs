@@ -42,8 +42,22 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-/// Build a server config from PEM files.
+/// The protocols a listener offers in ALPN: HTTP/1.1 (the proxy and
+/// management listeners).
+pub const HTTP1: &[&[u8]] = &[b"http/1.1"];
+/// HTTP/2 first, then HTTP/1.1 (the decision listener, whose gRPC needs h2).
+pub const H2_AND_HTTP1: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// Build a server config from PEM files, offering HTTP/1.1.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_alpn(files, HTTP1)
+}
+
+/// Build a server config from PEM files, offering `alpn`.
+pub fn server_config_alpn(
+    files: &TlsFiles,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs = load_certs(&files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Key {
         path: files.key.display().to_string(),
@@ -53,7 +67,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
 }
 
@@ -62,14 +76,22 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
 #[derive(Clone)]
 pub struct ReloadableAcceptor {
     files: TlsFiles,
+    alpn: &'static [&'static [u8]],
     current: Arc<RwLock<TlsAcceptor>>,
 }
 
 impl ReloadableAcceptor {
+    /// An acceptor offering HTTP/1.1.
     pub fn new(files: TlsFiles) -> Result<Self, TlsError> {
-        let acceptor = TlsAcceptor::from(server_config(&files)?);
+        Self::with_alpn(files, HTTP1)
+    }
+
+    /// An acceptor offering `alpn`.
+    pub fn with_alpn(files: TlsFiles, alpn: &'static [&'static [u8]]) -> Result<Self, TlsError> {
+        let acceptor = TlsAcceptor::from(server_config_alpn(&files, alpn)?);
         Ok(Self {
             files,
+            alpn,
             current: Arc::new(RwLock::new(acceptor)),
         })
     }
@@ -83,7 +105,7 @@ impl ReloadableAcceptor {
 
     /// Re-read the files; on error the old certificate stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let acceptor = TlsAcceptor::from(server_config(&self.files)?);
+        let acceptor = TlsAcceptor::from(server_config_alpn(&self.files, self.alpn)?);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
         Ok(())
     }

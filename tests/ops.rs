@@ -66,9 +66,9 @@ async fn metrics_pass_promtool_and_carry_every_family() {
     ] {
         assert!(text.contains(family), "missing {family}");
     }
-    assert!(text.contains(r#"authgate_requests_total{decision="allow",route_class="content-api",status_class="2xx"} 1"#), "{text}");
+    assert!(text.contains(r#"authgate_requests_total{decision="allow",door="proxy",route_class="content-api",status_class="2xx"} 1"#), "{text}");
     assert!(text.contains(
-        r#"authgate_denied_total{reason="invalid_credentials",route_class="content-api"} 1"#
+        r#"authgate_denied_total{door="proxy",reason="invalid_credentials",route_class="content-api"} 1"#
     ));
     assert!(!text.contains(&key), "no key in metrics");
     assert!(!text.contains("/api/articles"), "no paths in metric labels");

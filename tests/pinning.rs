@@ -31,8 +31,9 @@ async fn status_from(g: &Gateway, key: &str, xff: Option<&str>) -> Resp {
 }
 
 fn denied_count(metrics: &str, class: &str) -> u64 {
-    let series =
-        format!(r#"authgate_denied_total{{reason="address_not_allowed",route_class="{class}"}} "#);
+    let series = format!(
+        r#"authgate_denied_total{{door="proxy",reason="address_not_allowed",route_class="{class}"}} "#
+    );
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(&series))

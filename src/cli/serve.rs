@@ -14,9 +14,13 @@ pub(super) fn parse_layout(s: &str) -> Result<Layout, String> {
 pub(super) async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
     let layout = cfg.postgres.layout;
     let server = crate::server::Server::bind(cfg).await?;
-    tracing::info!(listen = %server.local_addr(), metrics = ?server.metrics_addr(), management = ?server.management_addr(), config = %path.display(), %layout, "authgate started");
-    let reloader =
-        crate::reload::Reloader::new(path, server.metrics(), server.policy(), server.tls());
+    tracing::info!(listen = %server.local_addr(), metrics = ?server.metrics_addr(), management = ?server.management_addr(), decision = ?server.decision_addr(), config = %path.display(), %layout, "authgate started");
+    let reloader = crate::reload::Reloader::new(
+        path,
+        server.metrics(),
+        server.policy(),
+        server.tls_acceptors(),
+    );
     server.run(crate::reload::shutdown_signal(reloader)).await?;
     Ok(())
 }

@@ -24,6 +24,7 @@ const SECTIONS: &[&str] = &[
     "upstream",
     "postgres",
     "identity",
+    "decision",
     "metrics",
     "tracing",
     "server",

@@ -26,6 +26,7 @@
 //! | `routes.rs` | `[routes]`, `[[content_types]]`, the action tables |
 //! | `identity.rs` | `[identity]` |
 //! | `management.rs` | `[management]`, `[audit]` |
+//! | `decision.rs` | `[decision]` |
 //! | `observability.rs` | `[log]`, `[metrics]` |
 //! | `tracing.rs` | `[tracing]` (OTLP traces) |
 //!
@@ -41,6 +42,7 @@ use crate::authz::SessionPolicy;
 use crate::route::{RouteSpec, RouteTable};
 use env::apply_env;
 
+mod decision;
 mod env;
 mod identity;
 mod management;
@@ -57,14 +59,15 @@ mod upstream;
 mod values;
 
 pub use self::tracing::TracingConfig;
+pub use decision::DecisionConfig;
 pub use identity::IdentityConfig;
 pub use management::{AuditConfig, ManagementConfig};
 pub use observability::{LogConfig, LogFormat};
 pub use postgres::{Layout, PostgresConfig};
 pub use raw::{
-    RawAction, RawAudit, RawCache, RawConfig, RawContentType, RawIdentity, RawLog, RawManagement,
-    RawMetrics, RawPostgres, RawRateLimit, RawRedis, RawRoutes, RawRule, RawServer, RawTokens,
-    RawTracing, RawUpstream,
+    RawAction, RawAudit, RawCache, RawConfig, RawContentType, RawDecision, RawIdentity, RawLog,
+    RawManagement, RawMetrics, RawPostgres, RawRateLimit, RawRedis, RawRoutes, RawRule, RawServer,
+    RawTokens, RawTracing, RawUpstream,
 };
 pub use redis::{RedisConfig, RedisMode, SentinelConfig};
 pub use routes::DEFAULT_ACTIONS;
@@ -171,6 +174,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub metrics_listen: Option<SocketAddr>,
     pub management: ManagementConfig,
+    /// `[decision]`: the front proxies' decision listener.
+    pub decision: DecisionConfig,
     pub audit: AuditConfig,
     pub log: LogConfig,
     pub tracing: TracingConfig,
@@ -194,6 +199,7 @@ impl RawConfig {
         let rate_limit = self.compile_rate_limit()?;
         let metrics_listen = self.compile_metrics()?;
         let management = self.compile_management()?;
+        let decision = self.compile_decision()?;
         let log = self.compile_log()?;
         let redis = self.compile_redis()?;
         let audit = self.compile_audit()?;
@@ -212,6 +218,7 @@ impl RawConfig {
             rate_limit,
             metrics_listen,
             management,
+            decision,
             audit,
             log,
             tracing,

@@ -34,6 +34,7 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     pub metrics: RawMetrics,
     pub management: RawManagement,
+    pub decision: RawDecision,
     pub audit: RawAudit,
     pub log: RawLog,
     pub tracing: RawTracing,
@@ -372,6 +373,31 @@ impl Default for RawManagement {
             bootstrap_token_file: None,
             session_ttl: "30m".into(),
             trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDecision {
+    /// The decision listener (forward-auth, ext_authz); "" (default) is off.
+    pub listen: String,
+    /// Callers answered (IPs or CIDR blocks): the front proxies. Default
+    /// loopback only.
+    pub trusted_callers: Vec<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for RawDecision {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            trusted_callers: super::decision::DEFAULT_TRUSTED_CALLERS
+                .map(String::from)
+                .to_vec(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -329,3 +329,55 @@ fn tracing_is_off_by_default_and_the_otel_variables_set_it() {
     let e = err(MIN, &[("OTEL_TRACES_SAMPLER_ARG", "-0.1")]);
     assert!(e.contains("tracing.sample_ratio"), "{e}");
 }
+
+#[test]
+fn decision_listener() {
+    let c = parse(MIN, &[]).unwrap();
+    assert!(c.decision.listen.is_none(), "off by default");
+    let loopback: Vec<String> = c
+        .decision
+        .trusted_callers
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(loopback.len(), 2, "{loopback:?}");
+    let on = parse(
+        MIN,
+        &[
+            ("AUTHGATE_DECISION_LISTEN", "127.0.0.1:9092"),
+            (
+                "AUTHGATE_DECISION_TRUSTED_CALLERS",
+                "[\"10.0.0.0/8\", \"192.0.2.7\"]",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        on.decision.listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:9092")
+    );
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let callers = &on.decision.trusted_callers;
+    assert!(callers.iter().any(|c| c.contains(ip("10.1.2.3"))));
+    assert!(callers.iter().any(|c| c.contains(ip("192.0.2.7"))));
+    assert!(!callers.iter().any(|c| c.contains(ip("127.0.0.1"))));
+    for (text, needle) in [
+        ("[decision]\nlisten = \"nowhere\"\n", "decision.listen"),
+        (
+            "[decision]\nlisten = \"127.0.0.1:0\"\ntrusted_callers = [\"10.0.0.0/33\"]\n",
+            "decision.trusted_callers[0]",
+        ),
+        (
+            "[decision]\nlisten = \"127.0.0.1:0\"\ntrusted_callers = []\n",
+            "decision.trusted_callers",
+        ),
+        (
+            "[decision]\ntls_cert = \"/nonexistent.pem\"\n",
+            "decision.tls_key",
+        ),
+        ("[decision]\nport = 1\n", "port"),
+    ] {
+        let e = err(&format!("{MIN}{text}"), &[]);
+        assert!(e.contains(needle), "expected `{needle}` in: {e}");
+    }
+}

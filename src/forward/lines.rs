@@ -98,7 +98,8 @@ impl AddedHeaders {
     }
 
     /// The lines as (name, value) pairs, in the order added, read back
-    /// from the bytes: for tests and inspection, never on the request path.
+    /// from the bytes: for tests, inspection and a decision door's answer
+    /// (a few lines), never on the proxy's request path.
     pub fn lines(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.wire
             .split(|b| *b == b'\n')
@@ -108,6 +109,20 @@ impl AddedHeaders {
                 let name = std::str::from_utf8(&line[..colon]).ok()?;
                 Some((name, line.get(colon + 2..).unwrap_or_default()))
             })
+    }
+
+    /// The lines as response headers (a decision door answers with the
+    /// identity a front proxy copies upstream). Every line was pushed as a
+    /// valid name and value, so none is lost.
+    pub fn to_header_map(&self, into: &mut http::HeaderMap) {
+        for (name, value) in self.lines() {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_bytes(value),
+            ) {
+                into.append(n, v);
+            }
+        }
     }
 
     /// The value of the first line of this name.

@@ -188,24 +188,38 @@ impl Forwarder {
             upgrade::write_request_lines(&mut added);
         }
         if let Some(a) = out.allowed {
-            let lines = self.names.write(&mut added, a.record, a.action);
-            if let Some(s) = &self.signer {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                s.sign(
-                    &self.names,
-                    method.as_str(),
-                    out.path_and_query,
-                    now,
-                    &mut added,
-                    &lines,
-                );
-            }
+            self.write_identity(&mut added, method, out.path_and_query, a);
         }
         Head {
             host: self.host.upstream_host(out.requested_host),
             added,
+        }
+    }
+
+    /// The identity lines of an allowed request, signed when
+    /// `identity.signing_key` is set: what the proxy forwards and what a
+    /// decision door answers with. `path_and_query`: the target the CMS
+    /// receives (and the signature covers).
+    pub fn write_identity(
+        &self,
+        added: &mut AddedHeaders,
+        method: &http::Method,
+        path_and_query: &str,
+        a: Allowed<'_>,
+    ) {
+        let lines = self.names.write(added, a.record, a.action);
+        if let Some(s) = &self.signer {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            s.sign(
+                &self.names,
+                method.as_str(),
+                path_and_query,
+                now,
+                added,
+                &lines,
+            );
         }
     }
 

@@ -63,6 +63,15 @@ impl TrustedProxies {
         if !self.is_trusted(peer) {
             return peer;
         }
+        self.client_in_chain(h, peer)
+    }
+
+    /// The rightmost address of `X-Forwarded-For` that is not one of the
+    /// trusted proxies, for a peer already known to speak for the client
+    /// (a trusted proxy, or a decision door's trusted caller); `last_hop`
+    /// when the chain names none.
+    pub fn client_in_chain(&self, h: &HeaderMap, last_hop: IpAddr) -> IpAddr {
+        let peer = last_hop;
         let chain: Vec<Option<IpAddr>> = h
             .get_all(&X_FORWARDED_FOR)
             .iter()

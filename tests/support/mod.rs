@@ -367,6 +367,8 @@ pub struct Gateway {
     pub metrics: SocketAddr,
     /// The management listener (API and web page), when it is on.
     pub management: Option<SocketAddr>,
+    /// The decision listener (front proxies' doors), when it is on.
+    pub decision: Option<SocketAddr>,
     pub listener: authgate::invalidation::ListenerStatus,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -388,6 +390,7 @@ impl Gateway {
         let addr = server.local_addr();
         let metrics = server.metrics_addr().expect("metrics listener");
         let management = server.management_addr();
+        let decision = server.decision_addr();
         let listener = server.listener_status();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -402,6 +405,7 @@ impl Gateway {
             addr,
             metrics,
             management,
+            decision,
             listener,
             stop: Some(tx),
             task: Some(task),
