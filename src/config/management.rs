@@ -18,6 +18,47 @@ pub struct ManagementConfig {
     pub session_ttl: Duration,
     /// `management.trusted_proxies`: who may name the client here.
     pub proxies: crate::forward::TrustedProxies,
+    /// `management.allowed_hosts`, lower case; empty: see
+    /// [`ManagementConfig::admits_host`].
+    pub allowed_hosts: Vec<String>,
+}
+
+impl ManagementConfig {
+    /// May a request naming `host` (an authority, validated) be served?
+    /// With `allowed_hosts` set, only those names (an entry without a port
+    /// matches any port). Without it, a listener on a loopback address
+    /// answers only to loopback names (`localhost`, `127.0.0.1`, `[::1]`),
+    /// so a web page cannot reach it by rebinding its own DNS name to
+    /// 127.0.0.1; a listener on any other address answers to any name.
+    pub fn admits_host(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let (name, port) = split_authority(&host);
+        let matches = |entry: &str| {
+            let (n, p) = split_authority(entry);
+            n == name && (p.is_none() || p == port)
+        };
+        if !self.allowed_hosts.is_empty() {
+            return self.allowed_hosts.iter().any(|e| matches(e));
+        }
+        match self.listen {
+            Some(addr) if addr.ip().is_loopback() => ["localhost", "127.0.0.1", "[::1]"]
+                .iter()
+                .any(|n| matches(n)),
+            _ => true,
+        }
+    }
+}
+
+/// `host[:port]` (an IPv6 literal keeps its brackets).
+fn split_authority(a: &str) -> (&str, Option<&str>) {
+    let colon = match a.rfind(']') {
+        Some(end) => a[end..].find(':').map(|i| end + i),
+        None => a.rfind(':'),
+    };
+    match colon {
+        Some(i) => (&a[..i], Some(&a[i + 1..])),
+        None => (a, None),
+    }
 }
 
 /// `[audit]`: the management audit trail (see `crate::audit`).
@@ -45,6 +86,20 @@ impl RawConfig {
                 proxies: cidrs("management.trusted_proxies", &m.trusted_proxies)?,
                 headers: Vec::new(),
             },
+            allowed_hosts: m
+                .allowed_hosts
+                .iter()
+                .enumerate()
+                .map(
+                    |(i, h)| match crate::forward::host::is_authority(h.as_bytes()) {
+                        true => Ok(h.to_ascii_lowercase()),
+                        false => Err(key_err(
+                            format!("management.allowed_hosts[{i}]"),
+                            format!("`{h}` is not a host name (with an optional :port)"),
+                        )),
+                    },
+                )
+                .collect::<Result<_, _>>()?,
         };
         if management.bootstrap_token_file.is_some() && management.listen.is_none() {
             return Err(key_err(

@@ -364,6 +364,8 @@ pub struct RawManagement {
     /// Peers whose `X-Forwarded-For` names the client on this listener
     /// (its own list: the proxy's `server.trusted_proxies` is not used).
     pub trusted_proxies: Vec<String>,
+    /// The `Host` names this listener answers to (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for RawManagement {
@@ -373,6 +375,7 @@ impl Default for RawManagement {
             bootstrap_token_file: None,
             session_ttl: "30m".into(),
             trusted_proxies: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -48,7 +48,8 @@ pub struct TrustedProxies {
 }
 
 impl TrustedProxies {
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    /// Is `ip` one of the trusted proxies?
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.proxies.iter().any(|c| c.contains(ip))
     }
 

@@ -275,6 +275,27 @@ pub async fn handle(
 ) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let mgmt = &state.cfg.management;
+    match crate::forward::host::requested(req.version(), req.uri(), req.headers()) {
+        Ok(Some(host)) if mgmt.admits_host(host.to_str().unwrap_or("")) => {}
+        _ => {
+            tracing::warn!(target: "authgate::management", %peer, "request for a Host this listener does not answer to (management.allowed_hosts)");
+            let mut r = Response::new(Full::new(Bytes::from_static(
+                b"misdirected request: this listener does not answer to that Host (management.allowed_hosts)\n",
+            )));
+            *r.status_mut() = http::StatusCode::MISDIRECTED_REQUEST;
+            return r;
+        }
+    }
+    // The page is HTTPS when this listener serves TLS, or when a trusted
+    // TLS-terminating proxy in front says so: its cookies are then
+    // `__Host-` prefixed and `Secure`.
+    let tls = tls
+        || (mgmt.proxies.is_trusted(peer.ip())
+            && req
+                .headers()
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
     let rid = state.request_ids.take(req.headers());
     let info = RequestInfo {
         request_id: rid.to_str().unwrap_or("-").to_owned(),

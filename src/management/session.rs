@@ -1,8 +1,9 @@
 //! Web sessions: the signed-in admin token stays on the server.
 //!
 //! Signing in with an admin token creates a session: a random 256-bit id
-//! in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` when the listener
-//! serves TLS), mapped in memory to the token's key, a CSRF token and
+//! in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` and `__Host-`
+//! prefixed when the page is served over HTTPS, see [`cookie_name`]),
+//! mapped in memory to the token's key, a CSRF token and
 //! one-time messages (flash). The page never sees the key again, and
 //! nothing lands in the browser's storage. The map is keyed by the SHA-256
 //! of the id, so even a memory dump does not hand out usable cookies.
@@ -176,6 +177,19 @@ pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// A cookie's name as set and read: with the `__Host-` prefix when the page
+/// is served over HTTPS (the listener's TLS, or a TLS-terminating ingress
+/// in `management.trusted_proxies` saying `X-Forwarded-Proto: https`).
+/// The browser then insists on `Secure`, `Path=/` and no `Domain`, so no
+/// other host, subdomain or plain-HTTP page can set or shadow it.
+pub fn cookie_name(base: &str, secure: bool) -> String {
+    if secure {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
 /// A `Set-Cookie` value: host-only, whole site, never readable by scripts.
 pub fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<u64>) -> String {
     let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
@@ -191,6 +205,16 @@ pub fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<u64>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_cookies_are_host_prefixed_and_secure() {
+        assert_eq!(cookie_name(SESSION_COOKIE, false), "authgate_session");
+        let name = cookie_name(SESSION_COOKIE, true);
+        assert_eq!(name, "__Host-authgate_session");
+        let c = set_cookie(&name, "v", true, None);
+        assert!(c.starts_with("__Host-authgate_session=v; Path=/;"), "{c}");
+        assert!(c.ends_with("; Secure") && !c.contains("Domain"), "{c}");
+    }
 
     #[test]
     fn sessions_live_and_expire() {

@@ -197,7 +197,12 @@ fn sign_in(tls: bool, status: StatusCode, error: Option<&str>) -> Resp {
     let mut r = html_response(status, html::page("Sign in", None, main));
     add_cookie(
         &mut r,
-        session::set_cookie(LOGIN_COOKIE, &token, tls, Some(3600)),
+        session::set_cookie(
+            &session::cookie_name(LOGIN_COOKIE, tls),
+            &token,
+            tls,
+            Some(3600),
+        ),
     );
     r
 }
@@ -214,8 +219,8 @@ struct Ctx {
 /// Find the session and re-authenticate its token. On failure, the
 /// response to send instead (sign-in).
 async fn signed_in(state: &State, parts: &Parts, tls: bool) -> Result<Ctx, Resp> {
-    let Some(cur) =
-        session::cookie(&parts.headers, SESSION_COOKIE).and_then(|id| state.sessions.current(id))
+    let Some(cur) = session::cookie(&parts.headers, &session::cookie_name(SESSION_COOKIE, tls))
+        .and_then(|id| state.sessions.current(id))
     else {
         return Err(if parts.method == Method::GET {
             redirect("/")
@@ -255,7 +260,7 @@ async fn signed_in(state: &State, parts: &Parts, tls: bool) -> Result<Ctx, Resp>
             );
             add_cookie(
                 &mut r,
-                session::set_cookie(SESSION_COOKIE, "", tls, Some(0)),
+                session::set_cookie(&session::cookie_name(SESSION_COOKIE, tls), "", tls, Some(0)),
             );
             Err(r)
         }
@@ -330,9 +335,10 @@ pub async fn handle(state: &State, req: Request<Incoming>, tls: bool) -> Resp {
         (["assets", "app.js"], true, _) => asset("text/javascript; charset=utf-8", html::JS),
         (["assets", "favicon.svg"], true, _) => asset("image/svg+xml", html::FAVICON),
         ([], true, _) => {
-            let has_session = session::cookie(&parts.headers, SESSION_COOKIE)
-                .and_then(|id| state.sessions.current(id))
-                .is_some();
+            let has_session =
+                session::cookie(&parts.headers, &session::cookie_name(SESSION_COOKIE, tls))
+                    .and_then(|id| state.sessions.current(id))
+                    .is_some();
             if has_session {
                 redirect("/api-tokens")
             } else {
@@ -353,7 +359,12 @@ pub async fn handle(state: &State, req: Request<Incoming>, tls: bool) -> Resp {
                 let mut r = redirect("/");
                 add_cookie(
                     &mut r,
-                    session::set_cookie(SESSION_COOKIE, "", tls, Some(0)),
+                    session::set_cookie(
+                        &session::cookie_name(SESSION_COOKIE, tls),
+                        "",
+                        tls,
+                        Some(0),
+                    ),
                 );
                 r
             }
@@ -431,7 +442,7 @@ fn not_found() -> Resp {
 
 async fn login(state: &State, parts: &Parts, body: Incoming, tls: bool) -> Resp {
     let form = read_form(body).await.unwrap_or_default();
-    let expected = session::cookie(&parts.headers, LOGIN_COOKIE);
+    let expected = session::cookie(&parts.headers, &session::cookie_name(LOGIN_COOKIE, tls));
     let fresh = match (expected, form.get("_csrf")) {
         (Some(c), Some(f)) => session::same(c, f) && same_origin(parts),
         _ => false,
@@ -468,8 +479,14 @@ async fn login(state: &State, parts: &Parts, body: Incoming, tls: bool) -> Resp 
         }
     };
     let mut r = redirect("/api-tokens");
-    add_cookie(&mut r, session::set_cookie(SESSION_COOKIE, &sid, tls, None));
-    add_cookie(&mut r, session::set_cookie(LOGIN_COOKIE, "", tls, Some(0)));
+    add_cookie(
+        &mut r,
+        session::set_cookie(&session::cookie_name(SESSION_COOKIE, tls), &sid, tls, None),
+    );
+    add_cookie(
+        &mut r,
+        session::set_cookie(&session::cookie_name(LOGIN_COOKIE, tls), "", tls, Some(0)),
+    );
     r
 }
 
