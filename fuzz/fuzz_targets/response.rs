@@ -61,10 +61,6 @@ fn head(raw: &[u8], method: &Method, step: usize) {
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
         .flat_map(|h| h.value.split(|b| *b == b','))
         .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
-        // `forward::hop::Connection` takes the option `close` as the close
-        // flag only, so a header named `Close` beside it passes (RFC 9110
-        // section 7.6.1 would remove it): known, left to the hop rule's room.
-        .filter(|t| t != "close")
         .collect();
     if head.status != StatusCode::SWITCHING_PROTOCOLS {
         for name in head.headers.keys() {

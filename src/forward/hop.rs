@@ -56,7 +56,10 @@ where
         let (mut close, mut names_others) = (false, false);
         for t in values().flat_map(elements) {
             if t.eq_ignore_ascii_case(b"close") {
+                // `close` is an option and a name at once: a header called
+                // `Close` is removed too (RFC 9110 §7.6.1).
                 close = true;
+                names_others = true;
             } else if !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive") {
                 names_others = true;
             }
@@ -127,6 +130,7 @@ mod tests {
             assert!(c.drops(n), "{n}");
         }
         assert!(!c.drops("x-keep"));
+        assert!(c.drops("close"), "a header named by the close option");
         assert!(!c.drops_in_switch("upgrade"));
         assert!(!c.drops_in_switch("connection"));
         assert!(c.drops_in_switch("transfer-encoding"));
