@@ -1,13 +1,22 @@
-//! Accepting connections, the same way on every listener.
+//! Accepting connections, the same way on every listener, and what an
+//! accepted connection holds while it lives.
 //!
 //! A failed `accept` (the process out of file descriptors, say) is logged
 //! and retried after a pause: retried at once, it fails again at once and
 //! the loop spins a core for as long as the condition lasts.
+//!
+//! An accepted proxy connection holds an [`Admission`]: its place under
+//! `server.max_connections`, its count in `authgate_connections_active`
+//! and its part in the drain's wait. A connection that becomes a WebSocket
+//! tunnel hands a share of it to the tunnel, so the place is given back
+//! only when the last of the two ends.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use prometheus::IntGauge;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How long a listener waits after a failed accept.
 pub const RETRY_AFTER: Duration = Duration::from_millis(50);
@@ -23,6 +32,38 @@ pub async fn next(listener: &TcpListener, name: &'static str) -> (TcpStream, Soc
                 tokio::time::sleep(RETRY_AFTER).await;
             }
         }
+    }
+}
+
+/// A client connection's place: its permit of the connection cap (none
+/// for a connection accepted during the drain's delay), its count in the
+/// active-connections gauge, and the sender the drain waits on. Shared by
+/// the connection and the tunnel it may become; dropped by the last.
+pub struct Admission {
+    _permit: Option<OwnedSemaphorePermit>,
+    _alive: tokio::sync::mpsc::Sender<()>,
+    gauge: IntGauge,
+}
+
+impl Admission {
+    /// Count the connection in `gauge` until the admission is dropped.
+    pub fn new(
+        permit: Option<OwnedSemaphorePermit>,
+        alive: tokio::sync::mpsc::Sender<()>,
+        gauge: IntGauge,
+    ) -> Self {
+        gauge.inc();
+        Self {
+            _permit: permit,
+            _alive: alive,
+            gauge,
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 

@@ -148,6 +148,19 @@ impl From<&TokenHash> for Key {
     }
 }
 
+/// Is a record's token, owner or one of the owner's roles in an
+/// invalidation `after_load` says came after the record was read?
+fn record_covered(after_load: &impl Fn(Scope) -> bool, r: &TokenRecord) -> bool {
+    after_load(Scope::Token(r.id))
+        || match &r.ownership {
+            crate::model::Ownership::Owner(o) => {
+                after_load(Scope::Owner(o.id))
+                    || o.role_ids.iter().any(|id| after_load(Scope::Role(*id)))
+            }
+            _ => false,
+        }
+}
+
 /// What a lookup returns: a shared, cached record.
 pub type Hit<V> = Arc<Cached<V>>;
 
@@ -390,6 +403,18 @@ where
         Some(hit)
     }
 
+    /// Has no invalidation since this hit was read covered its token, owner
+    /// or roles (or everything)? For what outlives a request, such as a
+    /// WebSocket tunnel: every token event also names the token by id, so
+    /// the hash is not needed.
+    pub fn still_current(&self, hit: &Cached<V>) -> bool {
+        let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
+        let revoked = &revoked.by_scope;
+        let after_load = |scope| revoked.get(&scope).is_some_and(|(e, _)| *e > hit.epoch);
+        revoked.is_empty()
+            || !(after_load(Scope::All) || record_covered(&after_load, hit.value.as_ref()))
+    }
+
     /// Does an invalidation after `epoch` cover the entry for `hash` (and,
     /// for a record, its token, owner and roles)?
     fn covers(&self, hash: &Key, epoch: u64, record: Option<&TokenRecord>) -> bool {
@@ -402,15 +427,7 @@ where
         if after_load(Scope::All) || after_load(Scope::Hash(*hash)) {
             return true;
         }
-        let Some(r) = record else { return false };
-        after_load(Scope::Token(r.id))
-            || match &r.ownership {
-                crate::model::Ownership::Owner(o) => {
-                    after_load(Scope::Owner(o.id))
-                        || o.role_ids.iter().any(|id| after_load(Scope::Role(*id)))
-                }
-                _ => false,
-            }
+        record.is_some_and(|r| record_covered(&after_load, r))
     }
 
     /// The invalidation epoch now: every invalidation after this moment,

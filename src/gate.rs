@@ -362,6 +362,15 @@ impl Gate {
         &self.metrics
     }
 
+    /// What keeps an allowed token's tunnel open: not expired, and no
+    /// invalidation of it since it was read.
+    pub fn tunnel_validity(self: &Arc<Self>, token: &Hit<Resolved>) -> crate::tunnel::Validity {
+        let (gate, hit) = (self.clone(), token.clone());
+        crate::tunnel::token_validity(token.record.expires_at.get(), move || {
+            gate.lookup.still_current(&hit)
+        })
+    }
+
     /// Hold a request for judgement: the policy in force now, and the
     /// request line as presented.
     pub fn hold(&self, door: Door, method: Method, uri: Uri, version: Version) -> Held {

@@ -29,6 +29,7 @@
 //! | [`last_used`] | batched `last_used_at` writes |
 //! | [`token_stats`] | the token gauges (by kind and state), counted in the background |
 //! | [`body`] | the forwarded request's body type, which the proxy builds and the upstream client sends |
+//! | [`tunnel`] | a WebSocket tunnel's life: its connection's place, idle timeout, drain, its token's revocation |
 //! | [`upstream`] | the client to the CMS: its own HTTP/1.1, a connection pinned to each client connection |
 //! | [`proxy`] | the proxy door: the gate's judgement, then forwarding |
 //! | [`decision`] | the decision doors: forward-auth, Envoy ext_authz (HTTP, gRPC) for a front proxy |
@@ -92,4 +93,5 @@ pub mod tls;
 pub mod token;
 pub mod token_stats;
 pub mod trace;
+pub mod tunnel;
 pub mod upstream;

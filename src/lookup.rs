@@ -66,6 +66,12 @@ impl Lookup {
         }
     }
 
+    /// Is a record found earlier still what the store holds, as far as
+    /// the invalidations since say? (A WebSocket tunnel asks, every second.)
+    pub fn still_current(&self, hit: &Hit<Resolved>) -> bool {
+        self.cache.still_current(hit)
+    }
+
     /// The token a well-formed key belongs to: `Ok(None)` when there is
     /// none (a hash never issued is refused from memory, an absence may be
     /// cached), an error when the store cannot say (and no stale record may

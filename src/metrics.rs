@@ -54,6 +54,7 @@ pub struct Metrics {
     /// Management listener requests, by surface (api, ui) and status class.
     pub management_requests: IntCounterVec,
     pub would_deny: IntCounterVec,
+    pub tunnels_ended: IntCounterVec,
     pub enforcing: IntGauge,
     /// Decision-listener requests from callers outside `decision.trusted_callers`.
     pub decision_callers_refused: IntCounter,
@@ -309,6 +310,7 @@ impl Metrics {
             connection_limit_reached = counter("authgate_connection_limit_reached_total", "Times server.max_connections was reached; further connections waited in the accept queue.");
             config_reloads = counter_vec("authgate_config_reloads_total", "Config reload attempts, by result (ok, error).", &["result"]);
             would_deny = counter_vec("authgate_would_deny_total", "Requests server.enforcement = \"report\" forwarded without identity that enforcement would have refused, by reason.", &["reason"]);
+            tunnels_ended = counter_vec("authgate_tunnels_ended_total", "WebSocket tunnels ended, by reason (closed by a side, idle past server.tunnel_idle_timeout, drain, revoked: their token revoked, changed or expired).", &["reason"]);
             enforcing = gauge("authgate_enforcing", "1 while server.enforcement is \"enforce\", 0 in report mode.");
             decision_callers_refused = counter("authgate_decision_callers_refused_total", "Requests to the decision listener from a peer outside decision.trusted_callers (answered 403).");
             management_requests = counter_vec("authgate_management_requests_total", "Requests to the management listener, by surface (api, ui) and status class.", &["surface", "status_class"]);
@@ -360,6 +362,7 @@ impl Metrics {
             config_reloads,
             management_requests,
             would_deny,
+            tunnels_ended,
             enforcing,
             decision_callers_refused,
             tokens,
@@ -415,6 +418,9 @@ impl Metrics {
         }
         for denial in crate::authz::Denial::ALL {
             self.would_deny.with_label_values(&[denial.label()]);
+        }
+        for ended in crate::tunnel::Ended::ALL {
+            self.tunnels_ended.with_label_values(&[ended.as_str()]);
         }
         for result in ["ok", "error"] {
             self.config_reloads.with_label_values(&[result]);

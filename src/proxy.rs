@@ -20,48 +20,60 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::accept::Admission;
 use crate::answer::{self, Refusal};
 use crate::body::ForwardBody;
-use crate::forward::upgrade::{self, Handshake};
-use crate::forward::{Allowed, Outgoing, Peer};
+use crate::forward::upgrade::Handshake;
+use crate::forward::{Outgoing, Peer};
 use crate::gate::{Body, Door, Gate, Judged, Outcome, Presented, RequestCtx};
 use crate::lookup::Recent;
 use crate::request_id::X_REQUEST_ID;
 use crate::trace::{attr, Kind, Propagate, RequestTrace, Span};
-use crate::upstream::{Pinned, Upstream, UpstreamBody, UpstreamError};
+use crate::tunnel;
+use crate::upstream::{Answer, Pinned, Upstream, UpstreamBody, UpstreamError};
 
 /// The body of every response the gateway sends: the upstream's, or one it
 /// made itself (an error envelope).
 pub type ResponseBody = Either<UpstreamBody, Full<Bytes>>;
 
-/// The proxy: the gate, and the upstream it forwards to.
+/// The proxy: the gate, the upstream it forwards to, and what its
+/// WebSocket tunnels are held to.
 pub struct Gateway {
     gate: Arc<Gate>,
     upstream: Upstream,
+    tunnels: tunnel::Limits,
 }
 
 /// What the gateway keeps per client connection: who is on the other end,
-/// and the upstream connection pinned to it (see [`crate::upstream`]).
+/// its place under the connection cap, and the upstream connection pinned
+/// to it (see [`crate::upstream`]).
 pub struct ClientConn {
     pub peer: Peer,
+    /// Shared with a tunnel the connection becomes (see [`crate::tunnel`]).
+    admission: Arc<Admission>,
     upstream: Pinned,
     /// The key it sent last, as the look-up phase remembers it.
     recent: Recent,
 }
 
 impl Gateway {
-    pub fn new(gate: Arc<Gate>, upstream: Upstream) -> Self {
-        Self { gate, upstream }
+    pub fn new(gate: Arc<Gate>, upstream: Upstream, tunnels: tunnel::Limits) -> Self {
+        Self {
+            gate,
+            upstream,
+            tunnels,
+        }
     }
 
     /// The per-connection state of a new client connection.
-    pub fn open(&self, addr: SocketAddr, tls: bool) -> ClientConn {
+    pub fn open(&self, addr: SocketAddr, tls: bool, admission: Arc<Admission>) -> ClientConn {
         ClientConn {
             peer: Peer::new(addr, tls),
+            admission,
             upstream: self.upstream.pin(),
             recent: Recent::default(),
         }
@@ -106,8 +118,7 @@ impl Gateway {
                 ..
             } => {
                 let req = Request::from_parts(parts, body);
-                let allowed = outcome.allowed(ctx);
-                match self.forward(ctx, conn, req, allowed, &mut trace).await {
+                match self.forward(ctx, conn, req, outcome, &mut trace).await {
                     Ok(resp) => resp,
                     Err(error) => {
                         let (f, refusal) = Outcome::failed(error);
@@ -145,9 +156,10 @@ impl Gateway {
         cx: &RequestCtx<'_>,
         conn: &ClientConn,
         req: Request<ForwardBody>,
-        allowed: Option<Allowed<'_>>,
+        outcome: &Outcome,
         trace: &mut RequestTrace,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let allowed = outcome.allowed(cx);
         let (mut parts, body) = req.into_parts();
         // A WebSocket handshake, when the client's side can be handed over.
         let handshake = Handshake::requested(&parts.headers).and_then(|hs| {
@@ -194,31 +206,41 @@ impl Gateway {
         // The span ends with the response head; the body streams after.
         if exchange.is_recording() {
             match &result {
-                Ok(resp) => exchange.set_http_status(resp.status().as_u16()),
+                Ok(Answer::Response(resp)) => exchange.set_http_status(resp.status().as_u16()),
+                Ok(Answer::Switched { head, .. }) => {
+                    exchange.set_http_status(head.status().as_u16())
+                }
                 Err(e) => exchange.set_error(e.kind(), e.to_string()),
             }
             trace.end_child(exchange);
         }
-        let mut resp = result?;
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            // The tunnel carries what the client sends unchecked from here
-            // on: open it only for the WebSocket handshake that was asked
-            // for and that the upstream answered as one.
-            let Some((_, client)) = handshake.filter(|(hs, _)| hs.accepts(resp.headers())) else {
-                return Err(UpstreamError::UnaskedSwitch);
-            };
-            let (parts, body) = resp.into_parts();
-            if let Some((upstream, early)) = body.into_tunnel() {
-                tokio::spawn(upgrade::tunnel(client, upstream, early));
+        let (head, io, early) = match result? {
+            Answer::Response(mut resp) => {
+                resp.headers_mut()
+                    .insert(X_REQUEST_ID, cx.arrival.request_id.clone());
+                return Ok(resp.map(Either::Left));
             }
-            return Ok(Response::from_parts(
-                parts,
-                Either::Left(UpstreamBody::empty()),
-            ));
-        }
-        resp.headers_mut()
-            .insert(X_REQUEST_ID, cx.arrival.request_id.clone());
-        Ok(resp.map(Either::Left))
+            Answer::Switched { head, io, early } => (head, io, early),
+        };
+        // The tunnel carries what the client sends unchecked from here on:
+        // open it only for the WebSocket handshake that was asked for and
+        // that the upstream answered as one.
+        let Some((_, client)) = handshake.filter(|(hs, _)| hs.accepts(head.headers())) else {
+            return Err(UpstreamError::UnaskedSwitch);
+        };
+        let valid = match outcome {
+            Outcome::Allow(token) => self.gate.tunnel_validity(token),
+            _ => None,
+        };
+        tokio::spawn(tunnel::run(
+            client,
+            io,
+            early,
+            conn.admission.clone(),
+            self.tunnels.clone(),
+            valid,
+        ));
+        Ok(head.map(|()| Either::Left(UpstreamBody::empty())))
     }
 }
 

@@ -29,7 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::accept;
+use crate::accept::{self, Admission};
 use crate::cache::{Resolved, TokenCache};
 use crate::config::Config;
 use crate::forward::Forwarder;
@@ -73,6 +73,8 @@ pub struct Server {
     /// The trace exporter, when `[tracing]` names a collector: flushed
     /// last, after the drain.
     exporter: Option<Exporter>,
+    /// Sent `true` when the drain stops serving (connections and tunnels).
+    drain: watch::Sender<bool>,
 }
 
 /// Shared state of the metrics/probe listener.
@@ -144,7 +146,15 @@ impl Server {
             tracer,
         };
         let gate = Arc::new(Gate::new(&cfg, parts));
-        let gateway = Arc::new(Gateway::new(gate.clone(), upstream));
+        // Turns true when the drain stops serving: connections close, and
+        // so do WebSocket tunnels.
+        let (drain, drain_rx) = watch::channel(false);
+        let tunnels = crate::tunnel::Limits {
+            idle: cfg.server.tunnel_idle_timeout,
+            stop: drain_rx,
+            metrics: metrics.clone(),
+        };
+        let gateway = Arc::new(Gateway::new(gate.clone(), upstream, tunnels));
         let decision = crate::decision::Decision::bind(&cfg, gate.clone()).await?;
         if crate::store::capabilities(&cfg.postgres).stores_content_types {
             initial_content_types(&cfg, &policy).await;
@@ -183,6 +193,7 @@ impl Server {
             decision,
             policy,
             exporter,
+            drain,
         })
     }
 
@@ -267,7 +278,7 @@ impl Server {
             .tasks
             .extend(self.spawn_services(&probes, &stop_rx));
 
-        let (conn_stop_tx, conn_stop_rx) = watch::channel(false);
+        let conn_stop_rx = self.drain.subscribe();
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let cfg = &self.cfg;
         let conns = ConnectionFactory {
@@ -292,7 +303,7 @@ impl Server {
             .accept_for(&self.listener, cfg.server.shutdown_delay)
             .await;
         drop(self.listener);
-        let _ = conn_stop_tx.send(true);
+        let _ = self.drain.send(true);
         drop(conns);
         if tokio::time::timeout(cfg.server.shutdown_grace, alive_rx.recv())
             .await
@@ -568,13 +579,13 @@ impl ConnectionFactory {
             tls_timeout: self.tls_timeout,
             idle_timeout: self.idle_timeout,
             stop: self.stop.clone(),
-            metrics: self.metrics.clone(),
-            _alive: self.alive.clone(),
+            admission: Arc::new(Admission::new(
+                permit,
+                self.alive.clone(),
+                self.metrics.connections_active.clone(),
+            )),
         };
-        tokio::spawn(async move {
-            conn.serve(stream, peer).await;
-            drop(permit);
-        });
+        tokio::spawn(conn.serve(stream, peer));
     }
 }
 
@@ -586,14 +597,13 @@ struct Connection {
     tls_timeout: Duration,
     idle_timeout: Duration,
     stop: watch::Receiver<bool>,
-    metrics: Metrics,
-    _alive: tokio::sync::mpsc::Sender<()>,
+    /// Its place under the cap, shared with a tunnel it may become.
+    admission: Arc<Admission>,
 }
 
 impl Connection {
     async fn serve(self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
-        self.metrics.connections_active.inc();
         match self.tls.clone() {
             Some(acceptor) => {
                 match tokio::time::timeout(self.tls_timeout, acceptor.accept(stream)).await {
@@ -604,7 +614,6 @@ impl Connection {
             }
             None => self.serve_io(TokioIo::new(stream), peer, false).await,
         }
-        self.metrics.connections_active.dec();
     }
 
     async fn serve_io<I>(&self, io: I, peer: SocketAddr, tls: bool)
@@ -612,7 +621,7 @@ impl Connection {
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         let served = Arc::new(Served {
-            client: self.gateway.open(peer, tls),
+            client: self.gateway.open(peer, tls, self.admission.clone()),
             gateway: self.gateway.clone(),
             in_flight: AtomicUsize::new(0),
             done: AtomicU64::new(0),

@@ -104,6 +104,22 @@ pub mod fuzzing {
     pub use super::wire::{parse_response_head, BodyFraming, Chunked, ResponseHead, WireError};
 }
 
+/// What the upstream answered.
+pub enum Answer {
+    /// A response; its body streams ([`UpstreamBody`]).
+    Response(Response<UpstreamBody>),
+    /// `101 Switching Protocols`: the connection is HTTP no more. Its head
+    /// (hop-by-hop headers but `Connection` and `Upgrade` removed), the
+    /// stream, and what the upstream wrote right after the head. Whether
+    /// it becomes a tunnel is the caller's call (`forward::upgrade`); the
+    /// connection never goes back to a pool.
+    Switched {
+        head: Response<()>,
+        io: Io,
+        early: bytes::Bytes,
+    },
+}
+
 /// The upstream: where, how to connect, and the connections parked
 /// between client connections. Cheap to clone.
 #[derive(Clone)]
@@ -278,7 +294,7 @@ impl Pinned {
         parts: &http::request::Parts,
         body: ForwardBody,
         head: &Head,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         let framing = RequestFraming::for_body(
             &parts.method,
             parts.headers.contains_key(http::header::CONTENT_LENGTH),
@@ -323,10 +339,7 @@ impl Pinned {
     /// Write the request to this client connection's upstream connection
     /// (or a parked or new one), once more on a new connection if a reused
     /// one turned out closed before the request was written.
-    async fn exchange(
-        &self,
-        mut req: conn::Request,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    async fn exchange(&self, mut req: conn::Request) -> Result<Answer, UpstreamError> {
         let upstream = &self.upstream;
         let mut idle = self.take().or_else(|| upstream.unpark());
         loop {
@@ -338,13 +351,25 @@ impl Pinned {
                 None => (upstream.connect().await?, true),
             };
             match conn.exchange(req).await {
+                Ok((head, _)) if head.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    let (io, early) = conn.into_parts();
+                    let mut resp = Response::new(());
+                    *resp.status_mut() = head.status;
+                    *resp.version_mut() = head.version;
+                    *resp.headers_mut() = head.headers;
+                    return Ok(Answer::Switched {
+                        head: resp,
+                        io,
+                        early,
+                    });
+                }
                 Ok((head, whole)) => {
                     let body = conn.into_body(&head, whole, &self.home, &upstream.inner.body_idle);
                     let mut resp = Response::new(body);
                     *resp.status_mut() = head.status;
                     *resp.version_mut() = head.version;
                     *resp.headers_mut() = head.headers;
-                    return Ok(resp);
+                    return Ok(Answer::Response(resp));
                 }
                 Err(ExchangeError::Unsent(unsent, _)) if !fresh => req = unsent,
                 Err(ExchangeError::Unsent(_, e)) => {

@@ -18,6 +18,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     pub request_header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A WebSocket tunnel with no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
@@ -124,6 +126,10 @@ impl RawConfig {
                 &s.request_header_timeout,
             )?,
             idle_timeout: duration("server.idle_timeout", &s.idle_timeout)?,
+            tunnel_idle_timeout: positive(
+                "server.tunnel_idle_timeout",
+                duration("server.tunnel_idle_timeout", &s.tunnel_idle_timeout)?,
+            )?,
             shutdown_delay: duration("server.shutdown_delay", &s.shutdown_delay)?,
             shutdown_grace: duration("server.shutdown_grace", &s.shutdown_grace)?,
             max_connections: s.max_connections,
@@ -137,6 +143,13 @@ impl RawConfig {
             },
             enforcement,
         })
+    }
+}
+
+fn positive(key: &str, d: Duration) -> Result<Duration, ConfigError> {
+    match d.is_zero() {
+        true => Err(key_err(key, "must be greater than 0")),
+        false => Ok(d),
     }
 }
 

@@ -8,11 +8,11 @@
 //! upgrade` and `Upgrade: websocket` are written by the gateway (the
 //! client's, hop-by-hop, were removed with the rest), and the tunnel opens
 //! only when the CMS answers `101` with the `Sec-WebSocket-Accept` that
-//! proves it read this handshake ([`Handshake::accepts`]). Any other
+//! proves it read this handshake ([`Handshake::accepts`]); `tunnel` then
+//! carries the bytes. Any other
 //! upgrade header is dropped as the hop-by-hop header it is, and the
 //! request goes on as plain HTTP.
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::lines::AddedHeaders;
@@ -72,28 +72,6 @@ fn accept_for(h: &HeaderMap) -> Option<HeaderValue> {
 pub fn write_request_lines(out: &mut AddedHeaders) {
     out.push_value(&header::CONNECTION, &HeaderValue::from_static("upgrade"));
     out.push_value(&header::UPGRADE, &HeaderValue::from_static("websocket"));
-}
-
-/// Join an upgraded client connection to the upstream's, once the
-/// client's side is handed over: first what the upstream wrote right after
-/// its 101, then both ways until either side closes.
-pub async fn tunnel<U>(client: hyper::upgrade::OnUpgrade, mut upstream: U, early: Bytes)
-where
-    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::AsyncWriteExt;
-    let client = match client.await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    if !early.is_empty() && client.write_all(&early).await.is_err() {
-        return;
-    }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
 
 #[cfg(test)]

@@ -303,11 +303,6 @@ impl Conn {
     ) -> UpstreamBody {
         let reuse = reuse && head.keep_alive;
         let left = match head.framing {
-            BodyFraming::Empty if head.status == http::StatusCode::SWITCHING_PROTOCOLS => {
-                return UpstreamBody {
-                    state: State::Tunnel(Box::new(self)),
-                };
-            }
             BodyFraming::Empty => {
                 self.go_home(reuse, home);
                 return UpstreamBody::empty();
@@ -442,8 +437,6 @@ enum State {
     Empty,
     Full(Option<Bytes>),
     Stream(Box<Streaming>),
-    /// A 101: the connection, for the tunnel.
-    Tunnel(Box<Conn>),
 }
 
 struct Streaming {
@@ -483,14 +476,6 @@ impl UpstreamBody {
     pub fn empty() -> Self {
         Self {
             state: State::Empty,
-        }
-    }
-
-    /// The connection of a 101 response and what was read past its head.
-    pub fn into_tunnel(self) -> Option<(Io, Bytes)> {
-        match self.state {
-            State::Tunnel(conn) => Some(conn.into_parts()),
-            _ => None,
         }
     }
 }
@@ -620,7 +605,7 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.get_mut().state {
-            State::Empty | State::Tunnel(_) => Poll::Ready(None),
+            State::Empty => Poll::Ready(None),
             State::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             State::Stream(s) => s.poll_next(cx).map(|o| o.map(|r| r.map(Frame::data))),
         }
@@ -628,7 +613,7 @@ impl Body for UpstreamBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.state {
-            State::Empty | State::Tunnel(_) => true,
+            State::Empty => true,
             State::Full(data) => data.is_none(),
             State::Stream(s) => s.conn.is_none(),
         }
@@ -636,7 +621,7 @@ impl Body for UpstreamBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.state {
-            State::Empty | State::Tunnel(_) => SizeHint::with_exact(0),
+            State::Empty => SizeHint::with_exact(0),
             State::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             State::Stream(s) => match s.left {
                 Left::Length(n) => SizeHint::with_exact(n),

@@ -140,7 +140,8 @@ fn upstream_at(addr: SocketAddr) -> Upstream {
 
 async fn answer(pinned: &Pinned, path: &str) -> String {
     match pinned.exchange(get(path).await).await {
-        Ok(resp) => text(resp.into_body()).await.unwrap(),
+        Ok(Answer::Response(resp)) => text(resp.into_body()).await.unwrap(),
+        Ok(Answer::Switched { .. }) => panic!("{path}: switched protocols"),
         Err(e) => panic!("{path}: {e}"),
     }
 }
