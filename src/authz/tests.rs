@@ -103,9 +103,21 @@ fn refused(d: Denial) -> Verdict {
     }
 }
 
-#[test]
-fn spec_section_3_rows() {
-    let t = table();
+/// The records the SPEC §3 rows are judged with.
+struct Records {
+    ro: TokenRecord,
+    full: TokenRecord,
+    custom: TokenRecord,
+    expired: TokenRecord,
+    live: TokenRecord,
+    adm: TokenRecord,
+    orphan: TokenRecord,
+    inactive: TokenRecord,
+    blocked: TokenRecord,
+    admin_expired: TokenRecord,
+}
+
+fn records() -> Records {
     let ro = content(ContentApiType::ReadOnly, &[]);
     let full = content(ContentApiType::FullAccess, &[]);
     let custom = content(ContentApiType::Custom, &["api::article.article.find"]);
@@ -130,225 +142,58 @@ fn spec_section_3_rows() {
     let mut admin_expired = adm.clone();
     admin_expired.expires_at = crate::model::Expiry::at(now() - Duration::from_millis(1));
 
+    Records {
+        ro,
+        full,
+        custom,
+        expired,
+        live,
+        adm,
+        orphan,
+        inactive,
+        blocked,
+        admin_expired,
+    }
+}
+
+#[test]
+fn spec_section_3_rows() {
+    let t = table();
+    let r = records();
+    #[rustfmt::skip]
     let rows: &[(&str, &str, &str, Option<&TokenRecord>, Verdict)] = &[
-        (
-            "no token matches the hash",
-            "GET",
-            "/api/articles",
-            None,
-            denied(Denial::InvalidCredentials),
-        ),
-        (
-            "no token matches (admin route)",
-            "GET",
-            "/admin/users",
-            None,
-            denied(Denial::InvalidCredentials),
-        ),
-        (
-            "content token on admin route",
-            "GET",
-            "/admin/users",
-            Some(&full),
-            denied(Denial::InvalidCredentials),
-        ),
-        (
-            "content token on plugin admin route",
-            "GET",
-            "/content-manager/collection-types/api::article.article",
-            Some(&full),
-            denied(Denial::InvalidCredentials),
-        ),
-        (
-            "admin token on content route",
-            "GET",
-            "/api/articles",
-            Some(&adm),
-            denied(Denial::InvalidCredentials),
-        ),
-        (
-            "admin token on graphql",
-            "POST",
-            "/graphql",
-            Some(&adm),
-            denied(Denial::InvalidCredentials),
-        ),
-        (
-            "expired content token",
-            "GET",
-            "/api/articles",
-            Some(&expired),
-            denied(Denial::TokenExpired),
-        ),
-        (
-            "expired admin token",
-            "GET",
-            "/admin/users",
-            Some(&admin_expired),
-            denied(Denial::TokenExpired),
-        ),
-        (
-            "expired token of the wrong kind",
-            "GET",
-            "/admin/users",
-            Some(&expired),
-            denied(Denial::InvalidCredentials),
-        ),
-        (
-            "not yet expired",
-            "GET",
-            "/api/articles",
-            Some(&live),
-            ALLOW,
-        ),
-        (
-            "owner row missing",
-            "GET",
-            "/admin/users",
-            Some(&orphan),
-            denied(Denial::OwnerNotFound),
-        ),
-        (
-            "owner deactivated",
-            "GET",
-            "/admin/users",
-            Some(&inactive),
-            denied(Denial::OwnerDeactivated),
-        ),
-        (
-            "owner blocked",
-            "GET",
-            "/admin/users",
-            Some(&blocked),
-            denied(Denial::OwnerDeactivated),
-        ),
-        (
-            "read-only create",
-            "POST",
-            "/api/articles",
-            Some(&ro),
-            refused(Denial::Forbidden),
-        ),
-        ("read-only find", "GET", "/api/articles", Some(&ro), ALLOW),
-        (
-            "read-only findOne",
-            "GET",
-            "/api/articles/3",
-            Some(&ro),
-            ALLOW,
-        ),
-        (
-            "read-only update",
-            "PUT",
-            "/api/articles/3",
-            Some(&ro),
-            refused(Denial::Forbidden),
-        ),
-        (
-            "read-only delete",
-            "DELETE",
-            "/api/articles/3",
-            Some(&ro),
-            refused(Denial::Forbidden),
-        ),
-        (
-            "read-only unknown route",
-            "GET",
-            "/api/unknown",
-            Some(&ro),
-            refused(Denial::Forbidden),
-        ),
-        (
-            "full-access delete",
-            "DELETE",
-            "/api/articles/3",
-            Some(&full),
-            ALLOW,
-        ),
-        (
-            "full-access unknown route",
-            "POST",
-            "/api/anything/at/all",
-            Some(&full),
-            ALLOW,
-        ),
-        (
-            "custom listed action",
-            "GET",
-            "/api/articles",
-            Some(&custom),
-            ALLOW,
-        ),
-        (
-            "custom unlisted action",
-            "GET",
-            "/api/articles/1",
-            Some(&custom),
-            refused(Denial::Forbidden),
-        ),
-        (
-            "custom other type",
-            "GET",
-            "/api/tags",
-            Some(&custom),
-            refused(Denial::Forbidden),
-        ),
-        (
-            "custom unknown route",
-            "GET",
-            "/api/unknown",
-            Some(&custom),
-            refused(Denial::Forbidden),
-        ),
-        (
-            "admin permitted",
-            "GET",
-            "/content-manager/collection-types/api::article.article",
-            Some(&adm),
-            ALLOW,
-        ),
-        (
-            "admin not permitted",
-            "POST",
-            "/content-manager/collection-types/api::article.article",
-            Some(&adm),
-            refused(Denial::PolicyFailed),
-        ),
-        (
-            "admin subject mismatch",
-            "GET",
-            "/content-manager/collection-types/api::tag.tag",
-            Some(&adm),
-            refused(Denial::PolicyFailed),
-        ),
-        (
-            "admin unmapped route",
-            "GET",
-            "/admin/users/me",
-            Some(&adm),
-            ALLOW,
-        ),
-        (
-            "admin mapped route without perm",
-            "GET",
-            "/admin/users",
-            Some(&adm),
-            refused(Denial::PolicyFailed),
-        ),
-        (
-            "case-folded admin path",
-            "GET",
-            "/ADMIN/users",
-            Some(&full),
-            denied(Denial::InvalidCredentials),
-        ),
-        (
-            "unprotected path with any token",
-            "GET",
-            "/uploads/a.png",
-            Some(&adm),
-            ALLOW,
-        ),
+        ("no token matches the hash", "GET", "/api/articles", None, denied(Denial::InvalidCredentials)),
+        ("no token matches (admin route)", "GET", "/admin/users", None, denied(Denial::InvalidCredentials)),
+        ("content token on admin route", "GET", "/admin/users", Some(&r.full), denied(Denial::InvalidCredentials)),
+        ("content token on plugin admin route", "GET", "/content-manager/collection-types/api::article.article", Some(&r.full), denied(Denial::InvalidCredentials)),
+        ("admin token on content route", "GET", "/api/articles", Some(&r.adm), denied(Denial::InvalidCredentials)),
+        ("admin token on graphql", "POST", "/graphql", Some(&r.adm), denied(Denial::InvalidCredentials)),
+        ("expired content token", "GET", "/api/articles", Some(&r.expired), denied(Denial::TokenExpired)),
+        ("expired admin token", "GET", "/admin/users", Some(&r.admin_expired), denied(Denial::TokenExpired)),
+        ("expired token of the wrong kind", "GET", "/admin/users", Some(&r.expired), denied(Denial::InvalidCredentials)),
+        ("not yet expired", "GET", "/api/articles", Some(&r.live), ALLOW),
+        ("owner row missing", "GET", "/admin/users", Some(&r.orphan), denied(Denial::OwnerNotFound)),
+        ("owner deactivated", "GET", "/admin/users", Some(&r.inactive), denied(Denial::OwnerDeactivated)),
+        ("owner blocked", "GET", "/admin/users", Some(&r.blocked), denied(Denial::OwnerDeactivated)),
+        ("read-only create", "POST", "/api/articles", Some(&r.ro), refused(Denial::Forbidden)),
+        ("read-only find", "GET", "/api/articles", Some(&r.ro), ALLOW),
+        ("read-only findOne", "GET", "/api/articles/3", Some(&r.ro), ALLOW),
+        ("read-only update", "PUT", "/api/articles/3", Some(&r.ro), refused(Denial::Forbidden)),
+        ("read-only delete", "DELETE", "/api/articles/3", Some(&r.ro), refused(Denial::Forbidden)),
+        ("read-only unknown route", "GET", "/api/unknown", Some(&r.ro), refused(Denial::Forbidden)),
+        ("full-access delete", "DELETE", "/api/articles/3", Some(&r.full), ALLOW),
+        ("full-access unknown route", "POST", "/api/anything/at/all", Some(&r.full), ALLOW),
+        ("custom listed action", "GET", "/api/articles", Some(&r.custom), ALLOW),
+        ("custom unlisted action", "GET", "/api/articles/1", Some(&r.custom), refused(Denial::Forbidden)),
+        ("custom other type", "GET", "/api/tags", Some(&r.custom), refused(Denial::Forbidden)),
+        ("custom unknown route", "GET", "/api/unknown", Some(&r.custom), refused(Denial::Forbidden)),
+        ("admin permitted", "GET", "/content-manager/collection-types/api::article.article", Some(&r.adm), ALLOW),
+        ("admin not permitted", "POST", "/content-manager/collection-types/api::article.article", Some(&r.adm), refused(Denial::PolicyFailed)),
+        ("admin subject mismatch", "GET", "/content-manager/collection-types/api::tag.tag", Some(&r.adm), refused(Denial::PolicyFailed)),
+        ("admin unmapped route", "GET", "/admin/users/me", Some(&r.adm), ALLOW),
+        ("admin mapped route without perm", "GET", "/admin/users", Some(&r.adm), refused(Denial::PolicyFailed)),
+        ("case-folded admin path", "GET", "/ADMIN/users", Some(&r.full), denied(Denial::InvalidCredentials)),
+        ("unprotected path with any token", "GET", "/uploads/a.png", Some(&r.adm), ALLOW),
     ];
     for (what, m, p, rec, want) in rows {
         assert_eq!(verdict(&t, m, p, *rec), *want, "{what}: {m} {p}");
