@@ -65,6 +65,88 @@ async fn overriding_headers_from_untrusted_clients_never_arrive() {
     assert_eq!(arrived["x-forwarded-for"][0], "127.0.0.1");
 }
 
+/// Issue 24 item 2: behind a trusted proxy too, the client's overriding
+/// headers never arrive; only those `server.trusted_headers` names pass,
+/// and only from the trusted peer. The `X-Forwarded-For` chain is still
+/// extended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_passes_only_the_allow_listed_headers() {
+    let env = Env::new().await;
+    let text = std::fs::read_to_string(&env.config_path)
+        .expect("config")
+        .replace(
+            "[server]\n",
+            "[server]\ntrusted_proxies = [\"127.0.0.1\"]\ntrusted_headers = [\"X-Real-IP\"]\n",
+        );
+    std::fs::write(&env.config_path, text).expect("config");
+    let g = env.gateway().await;
+    let raw = "GET /uploads/a.png HTTP/1.1\r\nHost: cms.example\r\n\
+               X-Forwarded-For: 198.51.100.7\r\nX-Real-IP: 198.51.100.7\r\n\
+               X-Original-URL: /admin/users\r\nX-HTTP-Method-Override: DELETE\r\n\
+               True-Client-IP: 10.0.0.1\r\nX-Forwarded-Prefix: /admin\r\n\
+               Connection: close\r\n\r\n";
+    let resp = exchange(g.addr, raw.as_bytes(), Duration::from_secs(3)).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let log = get(&format!("http://{}/__log", env.upstream), None).await;
+    let seen: serde_json::Value = serde_json::from_slice(&log.body).expect("log");
+    let arrived = &seen[0]["headers"];
+    for name in [
+        "x-original-url",
+        "x-http-method-override",
+        "true-client-ip",
+        "x-forwarded-prefix",
+    ] {
+        assert!(arrived.get(name).is_none(), "{name} arrived: {arrived}");
+    }
+    assert_eq!(arrived["x-real-ip"][0], "198.51.100.7", "{arrived}");
+    assert_eq!(arrived["x-forwarded-for"][0], "198.51.100.7, 127.0.0.1");
+}
+
+/// Issue 24 item 10 (RFC 9112 §3.2): a missing, repeated or malformed
+/// `Host` is refused before anything is judged; the absolute form's
+/// authority wins over the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_is_validated() {
+    let env = Env::new().await;
+    let g = env.gateway().await;
+    for head in [
+        "GET /uploads/a HTTP/1.1\r\n",
+        "GET /uploads/a HTTP/1.1\r\nHost: cms.example\r\nHost: cms.example\r\n",
+        "GET /uploads/a HTTP/1.1\r\nHost: evil.example/admin?x=\r\n",
+        "GET /uploads/a HTTP/1.1\r\nHost: a@evil.example\r\n",
+        "GET /uploads/a HTTP/1.1\r\nHost: cms.example:80:80\r\n",
+    ] {
+        let raw = format!("{head}Connection: close\r\n\r\n");
+        let resp = exchange(g.addr, raw.as_bytes(), Duration::from_secs(3)).await;
+        assert!(resp.starts_with("HTTP/1.1 400"), "{head:?}: {resp}");
+        assert!(resp.contains("Invalid Host header"), "{head:?}: {resp}");
+    }
+    // HTTP/1.0 may name none.
+    let resp = exchange(
+        g.addr,
+        b"GET /uploads/a HTTP/1.0\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
+        "{resp}"
+    );
+    // The absolute form's authority is the one the CMS is told.
+    let resp = exchange(
+        g.addr,
+        b"GET http://cms.internal:8080/uploads/a HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let log = get(&format!("http://{}/__log", env.upstream), None).await;
+    let seen: serde_json::Value = serde_json::from_slice(&log.body).expect("log");
+    let last = seen.as_array().and_then(|a| a.last()).expect("a request");
+    assert_eq!(last["headers"]["host"][0], "cms.internal:8080", "{last}");
+    assert_eq!(last["headers"]["x-forwarded-host"][0], "cms.internal:8080");
+}
+
 /// An upstream that answers any request with 101 and the given
 /// `Sec-WebSocket-Accept`, then echoes what it reads; it reports whether
 /// an `Upgrade` header reached it.

@@ -219,6 +219,51 @@ mod tests {
         );
     }
 
+    use proptest::prelude::*;
+
+    /// Authorities valid by construction: a name, an IPv4 address or an
+    /// IPv6 literal, with an optional port.
+    fn authority() -> impl Strategy<Value = String> {
+        let label = "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?";
+        let name = proptest::collection::vec(label, 1..4).prop_map(|l| l.join("."));
+        let v4 = any::<[u8; 4]>().prop_map(|o| format!("{}.{}.{}.{}", o[0], o[1], o[2], o[3]));
+        let v6 = any::<[u16; 8]>().prop_map(|s| format!("[{}]", std::net::Ipv6Addr::from(s)));
+        let host = prop_oneof![name, v4, v6];
+        (host, proptest::option::of(0u32..65536)).prop_map(|(h, p)| match p {
+            Some(p) => format!("{h}:{p}"),
+            None => h,
+        })
+    }
+
+    proptest! {
+        /// Every valid authority is taken as it is; the same with one
+        /// character no authority holds (user info, path, query,
+        /// fragment, blanks, quotes, controls) put anywhere is refused.
+        #[test]
+        fn host_shapes(host in authority(), bad in prop::sample::select(
+            vec!['@', '/', '?', '#', ' ', '"', '<', '>', '\\', '\t', '{', '}', '|', '^', '`']),
+            at in any::<prop::sample::Index>()) {
+            let origin: Uri = "/api/x".parse().unwrap();
+            let h = headers(&[host.as_bytes()]);
+            prop_assert_eq!(
+                requested(Version::HTTP_11, &origin, &h),
+                Ok(Some(HeaderValue::from_str(&host).unwrap()))
+            );
+            let mut bytes = host.clone().into_bytes();
+            let i = at.index(bytes.len() + 1);
+            bytes.insert(i, bad as u8);
+            if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+                let mut h = HeaderMap::new();
+                h.insert(header::HOST, v);
+                prop_assert_eq!(
+                    requested(Version::HTTP_11, &origin, &h),
+                    Err(HostError::Invalid),
+                    "{}", String::from_utf8_lossy(&bytes)
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_cms_host() {
         let asked = HeaderValue::from_static("cms.example");
