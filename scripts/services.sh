@@ -46,7 +46,7 @@ ensure_postgres() {
   fi
   if [ ! -f "$datadir/PG_VERSION" ]; then
     mkdir -p "$datadir"; [ "$(id -u)" -eq 0 ] && chown postgres "$datadir"
-    "${run[@]}" "$bin/initdb" -q -D "$datadir" -A trust -U postgres >/dev/null
+    "${run[@]}" "$bin/initdb" -D "$datadir" -A trust -U postgres >/dev/null
   fi
   "${run[@]}" "$bin/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w \
     -o "-p $port -k /tmp -c listen_addresses=127.0.0.1" start >/dev/null
