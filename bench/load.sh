@@ -19,6 +19,11 @@
 # columns are authgate's (the decision), not the front proxy's. The gRPC
 # Check row comes with the gRPC door (h2load, Debian's nghttp2-client).
 #
+# Tracing (issue 26): the cached instance again, twice, with `[tracing]`
+# exporting every span to the upstream nginx as its OTLP sink (it answers
+# 200 to any POST), at sample_ratio 0.01 and 1.0: beside authgate-hit (off),
+# what recording and exporting a trace costs a request.
+#
 # Besides nginx, two programs of our own bracket authgate (bench/floor.rs:
 # bytes copied between pinned connections, the least a proxy can do;
 # bench/hyper_proxy.rs: hyper's server and pooled client with nothing
@@ -54,7 +59,8 @@ BASE=${BENCH_PORT_BASE:-18081}
 P_UP=$BASE P_NGINX=$((BASE + 1)) P_GATE=$((BASE + 2)) P_UNCACHED=$((BASE + 3))
 P_S5=$((BASE + 4)) P_S5T=$((BASE + 5)) P_FLOOR=$((BASE + 6)) P_HYPER=$((BASE + 7))
 P_DEC=$((BASE + 8)) P_NGXA=$((BASE + 9)) P_CADDY=$((BASE + 10))
-ensure_ports_free bench "$BASE" 11
+P_TR1=$((BASE + 11)) P_TR100=$((BASE + 12))
+ensure_ports_free bench "$BASE" 13
 
 W=$(mktemp -d /tmp/authgate-bench.XXXXXX)
 SCHEMA=authgate_bench_$$
@@ -81,7 +87,8 @@ cargo build --release --quiet --bin authgate --example latency --example bench_f
 # Ports: BASE upstream, +1 nginx proxy, +2 authgate (cache), +3 authgate (no
 # cache), +4 authgate strapi5 (polled), +5 authgate strapi5 (triggers),
 # +6 the floor, +7 the bare hyper proxy, +8 the cached authgate's decision
-# listener, +9 nginx with auth_request, +10 Caddy with forward_auth
+# listener, +9 nginx with auth_request, +10 Caddy with forward_auth,
+# +11 and +12 authgate (cache) tracing 1% and 100% of requests
 mkdir -p "$W/logs"
 # Two nginx instances, one worker each: the upstream (answers from memory)
 # and the plain reverse proxy under comparison, so the proxy's worker does
@@ -94,6 +101,11 @@ nginx -p "$W" -c "$W/proxy.conf"
 authgate_conf $P_GATE 100000 > "$W/cached.toml"
 printf '\n[decision]\nlisten = "127.0.0.1:%s"\n' "$P_DEC" >> "$W/cached.toml"
 authgate_conf $P_UNCACHED 0 > "$W/uncached.toml"
+for t in "$P_TR1 0.01 tr1" "$P_TR100 1.0 tr100"; do
+  read -r port ratio name <<<"$t"
+  authgate_conf "$port" 100000 > "$W/$name.toml"
+  printf '\n[tracing]\notlp_endpoint = "http://127.0.0.1:%s"\nsample_ratio = %s\n' "$P_UP" "$ratio" >> "$W/$name.toml"
+done
 authgate_conf $P_S5 100000 "${S5_DBS[0]}" > "$W/s5.toml"
 authgate_conf $P_S5T 100000 "${S5_DBS[1]}" > "$W/s5t.toml"
 
@@ -144,7 +156,9 @@ front_conf Caddyfile "$W/caddy" "$P_CADDY" > "$W/caddy/Caddyfile"
 nginx -p "$W/ngxa" -e "$W/ngxa/error.log" -c "$W/ngxa/nginx.conf" & pids+=($!)
 XDG_CONFIG_HOME="$W/caddy" XDG_DATA_HOME="$W/caddy" GOMAXPROCS=1 \
   caddy run --adapter caddyfile --config "$W/caddy/Caddyfile" 2>"$W/logs/caddy.log" & pids+=($!)
-for p in $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T $P_FLOOR $P_HYPER $P_DEC $P_NGXA $P_CADDY; do
+target/release/authgate --config "$W/tr1.toml" serve 2>"$W/logs/tr1-cached.log" & pids+=($!)
+target/release/authgate --config "$W/tr100.toml" serve 2>"$W/logs/tr100-cached.log" & pids+=($!)
+for p in $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T $P_FLOOR $P_HYPER $P_DEC $P_NGXA $P_CADDY $P_TR1 $P_TR100; do
   up=
   for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && up=1 && break; sleep 0.1; done
   if [ -z "$up" ]; then
@@ -181,6 +195,8 @@ wrk -t1 -c8 -d2s -s "$W/many.lua" http://127.0.0.1:$P_GATE/api/articles >/dev/nu
 wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_UNCACHED/api/articles >/dev/null
 wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_S5/api/articles >/dev/null
 wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_S5T/api/articles >/dev/null
+wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_TR1/api/articles >/dev/null
+wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_TR100/api/articles >/dev/null
 
 if [ -n "${HOLD:-}" ]; then
   echo "HOLD: everything is up (authgate pids ${pids[*]}; key in $W/keys.txt, scripts $W/*.lua). Ctrl-C ends." >&2
@@ -214,6 +230,8 @@ targets=(
   "nginx-auth-request|http://127.0.0.1:$P_NGXA/api/articles|$W/one.lua|${pids[0]}"
   "caddy-forward-auth|http://127.0.0.1:$P_CADDY/api/articles|$W/one.lua|${pids[0]}"
   "decision-forward-auth|http://127.0.0.1:$P_DEC/forward-auth|$W/forward-auth.lua|${pids[0]}"
+  "authgate-trace-1pct|http://127.0.0.1:$P_TR1/api/articles|$W/one.lua|${pids[8]}"
+  "authgate-trace-100pct|http://127.0.0.1:$P_TR100/api/articles|$W/one.lua|${pids[9]}"
 )
 if [ -n "${ONLY:-}" ]; then
   kept=()
@@ -295,7 +313,8 @@ conns, dur, rounds = sys.argv[8:11]
 open_rows, open_rate = sys.argv[11], sys.argv[12]
 names = ["direct", "nginx", "floor", "hyper-proxy", "authgate-hit", "authgate-10k", "authgate-miss", "authgate-reject",
          "strapi5-hit", "strapi5-reject", "strapi5-triggers-hit", "strapi5-triggers-reject",
-         "nginx-auth-request", "caddy-forward-auth", "decision-forward-auth"]
+         "nginx-auth-request", "caddy-forward-auth", "decision-forward-auth",
+         "authgate-trace-1pct", "authgate-trace-100pct"]
 med = {}
 for n in names:
     r = [x for x in rows if x[0] == n]
@@ -329,6 +348,9 @@ m = kv(miss_lat)
 print(f"\ncache-miss open-loop at {miss_half} req/s (half of authgate-miss saturation, a distinct token per request): "
       f"p50 {m['p50_us']} us, p99 {m['p99_us']} us, max {m['max_us']} us")
 print(f"invalid-token rejections: {med['authgate-reject'][0]:,.0f}/s = {med['authgate-reject'][0] / 425:.0f}x Strapi 5.54's ~425/s")
+for n in ("authgate-trace-1pct", "authgate-trace-100pct"):
+    cpu, hit_cpu = med[n][4] + med[n][5], med["authgate-hit"][4] + med["authgate-hit"][5]
+    print(f"{n}: {med[n][0] / med['authgate-hit'][0]:.2f}x authgate-hit's req/s, CPU {cpu - hit_cpu:+.1f} us/req")
 for n in ("strapi5-reject", "strapi5-triggers-reject"):
     print(f"{n}: {med[n][0]:,.0f} made-up keys refused/s = {med[n][0] / 1175:.0f}x Strapi's ~1,100-1,250/s (issue 13; no Strapi here)")
 PY

@@ -6,13 +6,8 @@ only what the authgate container's `env` sets (a value from a Secret that the
 render makes is that value; one from an existing Secret, a placeholder of the
 right shape), and with every file the config names present where the pod
 mounts it (empty placeholders under a temporary root: authgate checks at
-start that they exist).
-
-Keys that other issues are adding to authgate (PENDING) may be in a render
-before the binary knows them, in the chart cases that turn them on
-(PENDING_CASES) and nowhere else. When check-config refuses such a key as
-unknown, the key is dropped and the rest is checked again, and the output
-says so; once authgate knows the key, it is checked like any other.
+start that they exist). Every render, including the chart's optional cases,
+must pass as it is: an unknown key is an error.
 """
 
 import base64
@@ -22,23 +17,13 @@ import os
 import re
 import subprocess
 
-# authgate's config sections (src/config.rs SECTIONS, plus those issues 26
-# and 28 add): AUTHGATE_<SECTION>_<KEY> must name one.
+# authgate's config sections (src/config/env.rs SECTIONS): AUTHGATE_<SECTION>_<KEY>
+# must name one.
 CONFIG_SECTIONS = (
     "rate_limit", "upstream", "postgres", "identity", "metrics", "server",
     "tokens", "routes", "cache", "redis", "log", "management", "audit",
     "decision", "tracing",
 )
-
-# Dotted config keys that this authgate may not know yet, and who adds them.
-PENDING = {
-    "tracing": "issue 26",
-}
-
-# The only renders that may hold PENDING keys: the chart's cases that turn
-# them on. Every other render (the kustomize builds, the chart's defaults)
-# must pass check-config as it is.
-PENDING_CASES = {"helm-decision", "helm-redis-cluster", "helm-redis-sentinel"}
 
 # Placeholders for values from Secrets the render does not make.
 PLACEHOLDER = {
@@ -114,17 +99,6 @@ def pod_env(render):
     return env
 
 
-def env_key(var):
-    """The dotted config key an AUTHGATE_<SECTION>_<KEY> variable sets."""
-    if not var.startswith("AUTHGATE_"):
-        return None
-    rest = var[len("AUTHGATE_"):].lower()
-    for section in CONFIG_SECTIONS:
-        if rest.startswith(section + "_"):
-            return f"{section}.{rest[len(section) + 1:]}"
-    return None
-
-
 def place_files(render, config, root, problem):
     """Point every file the config names at an empty placeholder under root,
     where the authgate container mounts it. Returns the rewritten config."""
@@ -151,13 +125,6 @@ def place_files(render, config, root, problem):
     return config
 
 
-def drop(config, dotted):
-    section, _, key = dotted.partition(".")
-    if not key:
-        return config.pop(section, None) is not None
-    return config.get(section, {}).pop(key, None) is not None
-
-
 def run_check_config(binary, renders, out, problem):
     for r in renders:
         if r.config_text is None or r.authgate is None:
@@ -166,28 +133,14 @@ def run_check_config(binary, renders, out, problem):
         root = out / f"{r.name}.files"
         config = place_files(r, config, root, problem)
         env = pod_env(r)
-        dropped, notes = [], []
         text = r.config_text if not root.exists() else toml_dump(config)
-        while True:
-            path = out / f"{r.name}.check.toml"
-            path.write_text(text)
-            run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
-            res = subprocess.run([binary, "check-config", "--config", str(path)], env=run_env,
-                                 capture_output=True, text=True, timeout=60)
-            output = (res.stdout + res.stderr).strip()
-            if res.returncode == 0:
-                note = f" (without {', '.join(notes)}: this authgate does not know them yet)" if dropped else ""
-                print(f"  {r.where}: authgate check-config passes{note}")
-                break
-            m = re.search(r"config key `([^`]+)`: unknown field", output)
-            key = m.group(1) if m else None
-            from_env = [v for v in env if env_key(v) == key]
-            if r.name in PENDING_CASES and key in PENDING and key not in dropped and (drop(config, key) or from_env):
-                for v in from_env:
-                    del env[v]
-                dropped.append(key)
-                notes.append(f"{key} ({PENDING[key]})")
-                text = toml_dump(config)
-                continue
+        path = out / f"{r.name}.check.toml"
+        path.write_text(text)
+        run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+        res = subprocess.run([binary, "check-config", "--config", str(path)], env=run_env,
+                             capture_output=True, text=True, timeout=60)
+        output = (res.stdout + res.stderr).strip()
+        if res.returncode == 0:
+            print(f"  {r.where}: authgate check-config passes")
+        else:
             problem(r.where, "authgate check-config fails: " + output.replace("\n", " "))
-            break
