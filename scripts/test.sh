@@ -24,6 +24,8 @@ ensure_command nginx nginx; ensure_node; (cd tests/differential && npm ci --no-a
 # tests/doors.rs puts real nginx (above) and real Caddy in front of the decision listener.
 ensure_command caddy caddy
 
+echo "==> house rules (file and function length)"
+python3 scripts/house_rules.py
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
