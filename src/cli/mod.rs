@@ -18,6 +18,7 @@
 //! | `fanout.rs` | what a command changed, published to Redis for replicas that cannot LISTEN |
 
 mod audit;
+pub mod display;
 mod explain;
 mod fanout;
 mod print;
