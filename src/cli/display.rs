@@ -14,18 +14,74 @@
 
 use std::borrow::Cow;
 
+/// `println!` for a terminal: the formatted line, [`escape`]d. Every
+/// text-mode line the commands print goes through it (or through
+/// [`json_line`] with `--json`).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::cli::display::escape(&format!($($arg)*)))
+    };
+}
+
+/// `eprintln!` for a terminal, like [`say`].
+macro_rules! say_err {
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::cli::display::escape(&format!($($arg)*)))
+    };
+}
+
 /// `s` with C0, DEL and C1 characters written as escapes (`\t`, `\n`,
 /// `\r`, `\xNN` for the rest of C0 and DEL, `\u{NN}` for C1) and `\` as
 /// `\\`; borrowed when there is nothing to escape.
 pub fn escape(s: &str) -> Cow<'_, str> {
-    Cow::Borrowed(s)
+    if !s.chars().any(|c| c == '\\' || is_control(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x80 && is_control(c) => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if is_control(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// C0, DEL or C1.
+fn is_control(c: char) -> bool {
+    matches!(c as u32, 0x00..=0x1f | 0x7f..=0x9f)
 }
 
 /// One JSON value as one line for a terminal: serde's text (C0 already
 /// escaped), with DEL and C1 inside strings written as `\u00XX`. The line
 /// parses to the same value.
 pub fn json_line(v: &serde_json::Value) -> String {
-    v.to_string()
+    json_text(v.to_string())
+}
+
+/// [`json_line`] of JSON text serde wrote.
+pub fn json_text(text: String) -> String {
+    // serde writes every C0 character escaped, so what is left to do is
+    // DEL and C1, which JSON allows raw and may appear only inside strings.
+    if !text.chars().any(is_control) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_control(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
