@@ -380,16 +380,6 @@ async fn api_actions_record_actor_request_and_client() {
         "{text}"
     );
     assert!(env.ok(&["audit", "verify"]).starts_with("audit chain intact"));
-    exec(
-        &env.schema,
-        "SET session_replication_role = replica;
-         UPDATE audit_events SET client_request_id = 'forged' WHERE client_request_id IS NOT NULL;
-         SET session_replication_role = origin;",
-    )
-    .await;
-    let out = env.cli(&["audit", "verify"]);
-    assert_eq!(out.status.code(), Some(1), "the chain covers client_request_id");
-    assert!(stderr(&out).contains("was edited"), "{}", stderr(&out));
     assert_eq!(
         results[3]["changes"],
         json!({"description": {"before": "", "after": "changed"}})
@@ -421,6 +411,18 @@ async fn api_actions_record_actor_request_and_client() {
             .status,
         403
     );
+
+    // The chain covers the client's id: changed in place, it is named.
+    exec(
+        &env.schema,
+        "SET session_replication_role = replica;
+         UPDATE audit_events SET client_request_id = 'forged' WHERE client_request_id IS NOT NULL;
+         SET session_replication_role = origin;",
+    )
+    .await;
+    let out = env.cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "the chain covers client_request_id");
+    assert!(stderr(&out).contains("was edited"), "{}", stderr(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

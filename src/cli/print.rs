@@ -13,7 +13,7 @@ use crate::store::admin::{TokenRow, UserRow};
 pub(super) fn print_token_list(rows: &[TokenRow], json: bool) {
     if json {
         for t in rows {
-            say!("{}", json_line(&token_json(t, None)));
+            println!("{}", json_line(&token_json(t, None)));
         }
     } else {
         say!(
@@ -72,7 +72,7 @@ fn token_json(t: &TokenRow, key: Option<&str>) -> serde_json::Value {
 
 pub(super) fn print_token(t: &TokenRow, key: Option<&str>, as_json: bool) {
     if as_json {
-        say!("{}", json_line(&token_json(t, key)));
+        println!("{}", json_line(&token_json(t, key)));
         return;
     }
     say!("id:          {}", t.id);
@@ -133,7 +133,7 @@ pub(super) fn user_json(u: &UserRow) -> serde_json::Value {
 pub(super) fn print_user_list(users: &[UserRow], json: bool) {
     for u in users {
         if json {
-            say!("{}", json_line(&user_json(u)));
+            println!("{}", json_line(&user_json(u)));
         } else {
             let status = match (u.is_active, u.blocked) {
                 (_, true) => "blocked",
