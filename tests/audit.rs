@@ -359,7 +359,10 @@ async fn api_actions_record_actor_request_and_client() {
         assert_ne!(own, "audit-test-1", "{e}");
         let (prefix, counter) = own.split_once('-').expect("gateway id");
         assert!(
-            prefix.len() == 12 && (prefix.to_owned() + counter).bytes().all(|b| b.is_ascii_hexdigit()),
+            prefix.len() == 12
+                && (prefix.to_owned() + counter)
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit()),
             "{e}"
         );
         gateway_ids.insert(own.to_owned());
@@ -376,10 +379,14 @@ async fn api_actions_record_actor_request_and_client() {
     // The CLI shows both, labelled; the chain covers the new field.
     let text = env.ok(&["audit", "list", "--actor", "root@example.com"]);
     assert!(
-        text.contains(&format!("request-id={gateway_rid} client-request-id=audit-test-1")),
+        text.contains(&format!(
+            "request-id={gateway_rid} client-request-id=audit-test-1"
+        )),
         "{text}"
     );
-    assert!(env.ok(&["audit", "verify"]).starts_with("audit chain intact"));
+    assert!(env
+        .ok(&["audit", "verify"])
+        .starts_with("audit chain intact"));
     assert_eq!(
         results[3]["changes"],
         json!({"description": {"before": "", "after": "changed"}})
@@ -421,7 +428,11 @@ async fn api_actions_record_actor_request_and_client() {
     )
     .await;
     let out = env.cli(&["audit", "verify"]);
-    assert_eq!(out.status.code(), Some(1), "the chain covers client_request_id");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the chain covers client_request_id"
+    );
     assert!(stderr(&out).contains("was edited"), "{}", stderr(&out));
 }
 
@@ -573,9 +584,7 @@ async fn the_tail_cannot_be_cut_and_a_cut_below_a_known_head_is_caught() {
         "SET LOCAL authgate.audit_retention = 'on'; DELETE FROM audit_events WHERE id = 1",
         "SET LOCAL authgate.audit_retention = 'on'; TRUNCATE audit_events",
     ] {
-        let err = as_app_role(&env.schema, attempt)
-            .await
-            .expect_err(attempt);
+        let err = as_app_role(&env.schema, attempt).await.expect_err(attempt);
         assert!(
             format!("{err:?}").contains("append-only"),
             "{attempt}: {err:?}"
@@ -607,7 +616,11 @@ async fn the_tail_cannot_be_cut_and_a_cut_below_a_known_head_is_caught() {
     .expect("a forged checkpoint lets rows it names go");
     let out = env.cli(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("event 7 was edited"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("event 7 was edited"),
+        "{}",
+        stderr(&out)
+    );
 
     // Someone who can switch triggers off (the table's owner) cuts the
     // tail: the chain alone looks intact, the anchored head does not.
@@ -618,9 +631,15 @@ async fn the_tail_cannot_be_cut_and_a_cut_below_a_known_head_is_caught() {
     let (_, hash) = head(&env);
     let anchored = format!("5:{hash}");
     let tamper = |s: &str| {
-        format!("SET session_replication_role = replica; {s}; SET session_replication_role = origin;")
+        format!(
+            "SET session_replication_role = replica; {s}; SET session_replication_role = origin;"
+        )
     };
-    exec(&env.schema, &tamper("DELETE FROM audit_events WHERE id >= 4")).await;
+    exec(
+        &env.schema,
+        &tamper("DELETE FROM audit_events WHERE id >= 4"),
+    )
+    .await;
     assert_eq!(
         env.ok(&["audit", "verify"]).trim(),
         "audit chain intact: 3 events"
@@ -633,19 +652,38 @@ async fn the_tail_cannot_be_cut_and_a_cut_below_a_known_head_is_caught() {
         stderr(&out)
     );
     // A wrong hash for a head still in the table is named too.
-    let out = env.cli(&["audit", "verify", "--head", &format!("2:{}", "0".repeat(64))]);
+    let out = env.cli(&[
+        "audit",
+        "verify",
+        "--head",
+        &format!("2:{}", "0".repeat(64)),
+    ]);
     assert_eq!(out.status.code(), Some(1));
 
     // A full wipe: ids go on from where they were, so even without the
     // head the next event shows the cut.
     exec(&env.schema, &tamper("DELETE FROM audit_events")).await;
-    assert_eq!(env.cli(&["audit", "verify", "--head", &anchored]).status.code(), Some(1));
+    assert_eq!(
+        env.cli(&["audit", "verify", "--head", &anchored])
+            .status
+            .code(),
+        Some(1)
+    );
     env.ok(&["role", "create", "after-wipe"]);
     let all = events(&env);
     assert_eq!(all.len(), 1);
-    assert!(all[0]["id"].as_i64().unwrap() > 5, "ids never restart: {}", all[0]);
+    assert!(
+        all[0]["id"].as_i64().unwrap() > 5,
+        "ids never restart: {}",
+        all[0]
+    );
     let out = env.cli(&["audit", "verify"]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -478,7 +478,10 @@ async fn operator_output_never_carries_terminal_controls() {
     }
     // Text shows the name escaped; JSON keeps it exact.
     let text = env.ok(&["token", "show", &id]);
-    assert!(text.contains(r"ok\x1b]0;pwned\x07\r\x1b[2Kfake\x7f\u{9b}31m"), "{text}");
+    assert!(
+        text.contains(r"ok\x1b]0;pwned\x07\r\x1b[2Kfake\x7f\u{9b}31m"),
+        "{text}"
+    );
     let json = env.json(&["token", "show", &id]);
     assert_eq!(json["name"], HOSTILE);
     // An error line that quotes a name is escaped too.

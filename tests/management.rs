@@ -900,14 +900,18 @@ async fn the_bootstrap_token_file_provisions_a_super_admin_token() {
 /// the provisioning said what it did (one of `lines`).
 async fn start_and_wait(env: &Env, lines: &[&str]) -> (Replica, String) {
     let (replica, base) = start_replica(env);
-    eventually(Duration::from_secs(10), "bootstrap outcome logged", || async {
-        replica
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| lines.iter().any(|want| l.contains(want)))
-    })
+    eventually(
+        Duration::from_secs(10),
+        "bootstrap outcome logged",
+        || async {
+            replica
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| lines.iter().any(|want| l.contains(want)))
+        },
+    )
     .await;
     (replica, base)
 }
@@ -929,7 +933,9 @@ async fn a_deleted_or_regenerated_bootstrap_token_is_never_resurrected() {
         // First start: the file provisions the token.
         let (mut replica, base) = start_and_wait(&env, &["bootstrap token created"]).await;
         assert_eq!(
-            get(&format!("{base}/admin/api-tokens"), Some(&key)).await.status,
+            get(&format!("{base}/admin/api-tokens"), Some(&key))
+                .await
+                .status,
             200
         );
         replica.terminate();
@@ -970,7 +976,9 @@ async fn a_deleted_or_regenerated_bootstrap_token_is_never_resurrected() {
             .await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert_eq!(
-                get(&format!("{base}/admin/api-tokens"), Some(&key)).await.status,
+                get(&format!("{base}/admin/api-tokens"), Some(&key))
+                    .await
+                    .status,
                 401,
                 "{end}: the bootstrap key came back"
             );
@@ -981,7 +989,10 @@ async fn a_deleted_or_regenerated_bootstrap_token_is_never_resurrected() {
                 .filter(|l| l.contains("bootstrap_token_file is consumed"))
                 .collect();
             assert_eq!(consumed.len(), 1, "{end}: {log:#?}");
-            assert!(!log.iter().any(|l| l.contains(&key)), "the key is never logged");
+            assert!(
+                !log.iter().any(|l| l.contains(&key)),
+                "the key is never logged"
+            );
         }
         let bootstrap_tokens = sql(
             &env.schema,
@@ -991,11 +1002,18 @@ async fn a_deleted_or_regenerated_bootstrap_token_is_never_resurrected() {
             .get::<_, i64>(0);
         assert_eq!(bootstrap_tokens, i64::from(end == "regenerate"), "{end}");
         // The database keeps a fingerprint of the file's key, never the key.
-        let stored = sql(&env.schema, "SELECT row_to_json(b)::text FROM bootstrap_keys b").await;
+        let stored = sql(
+            &env.schema,
+            "SELECT row_to_json(b)::text FROM bootstrap_keys b",
+        )
+        .await;
         assert_eq!(stored.len(), 1);
         let row: String = stored[0].get(0);
         let hasher = authgate::token::Hasher::new(SALT);
-        assert!(!row.contains(&key) && !row.contains(&hasher.hash_hex(&key)), "{row}");
+        assert!(
+            !row.contains(&key) && !row.contains(&hasher.hash_hex(&key)),
+            "{row}"
+        );
     }
 }
 

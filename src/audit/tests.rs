@@ -133,7 +133,11 @@ fn the_client_request_id_is_covered_by_the_chain() {
     let mut c = ctx();
     c.origin.client_request_id = Some("client-1".into());
     let e = Event::seal(1, SystemTime::now(), draft(1), &c, GENESIS);
-    assert!(e.canonical().ends_with(r#","10.0.0.7","client-1"]"#), "{}", e.canonical());
+    assert!(
+        e.canonical().ends_with(r#","10.0.0.7","client-1"]"#),
+        "{}",
+        e.canonical()
+    );
     assert_eq!(verify(std::slice::from_ref(&e), &key), Ok(1));
     for forged in [None, Some("client-2".to_owned())] {
         let mut f = e.clone();
@@ -181,14 +185,21 @@ fn a_head_kept_outside_catches_a_cut_tail() {
         id: 3,
         hash: "0".repeat(64),
     };
-    assert_eq!(verify_head(&events, &key, &wrong), Err(Broken::HeadMismatch(3)));
+    assert_eq!(
+        verify_head(&events, &key, &wrong),
+        Err(Broken::HeadMismatch(3))
+    );
     let mut pruned = chain(4);
     let cut_hash = pruned[1].hash.clone();
     pruned.drain(..2);
     let prev = pruned[1].hash.clone();
     let checkpoint = Draft {
         action: CHECKPOINT.into(),
-        target: Target { kind: "audit", id: 2, name: String::new() },
+        target: Target {
+            kind: "audit",
+            id: 2,
+            name: String::new(),
+        },
         changes: json!({"pruned_through": 2, "last_hash": cut_hash, "count": 2}),
     };
     pruned.push(Event::seal(5, SystemTime::now(), checkpoint, &ctx(), &prev));

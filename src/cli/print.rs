@@ -18,7 +18,13 @@ pub(super) fn print_token_list(rows: &[TokenRow], json: bool) {
     } else {
         say!(
             "{:<6} {:<12} {:<28} {:<12} {:<24} {:<20} {:<20}",
-            "ID", "KIND", "NAME", "TYPE", "OWNER", "EXPIRES", "LAST USED"
+            "ID",
+            "KIND",
+            "NAME",
+            "TYPE",
+            "OWNER",
+            "EXPIRES",
+            "LAST USED"
         );
         for t in rows {
             let d = |t: Option<SystemTime>, none: &str| {

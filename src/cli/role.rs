@@ -76,7 +76,9 @@ pub(super) async fn role_command(
                 if json {
                     println!(
                         "{}",
-                        super::display::json_line(&json!({"id": r.id, "name": r.name, "super_admin": r.super_admin, "permissions": perms}))
+                        super::display::json_line(
+                            &json!({"id": r.id, "name": r.name, "super_admin": r.super_admin, "permissions": perms})
+                        )
                     );
                 } else {
                     let p = if r.super_admin {

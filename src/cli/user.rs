@@ -91,9 +91,7 @@ pub(super) async fn user_command(
         }
         UserCmd::Deactivate { email } => {
             set_flag(store, ctx, &email, UserFlag::Active, false).await?;
-            say!(
-                "deactivated {email}: their admin tokens now get 401 Token owner is deactivated"
-            );
+            say!("deactivated {email}: their admin tokens now get 401 Token owner is deactivated");
         }
         UserCmd::Activate { email } => {
             set_flag(store, ctx, &email, UserFlag::Active, true).await?;

@@ -29,7 +29,14 @@
 //!
 //! At start, `[management] bootstrap_token_file` (a mounted Secret) is read
 //! and, in the background until the database answers, turned into the first
-//! super-admin token ([`crate::control::Manager::bootstrap`]).
+//! super-admin token ([`crate::control::Manager::bootstrap`]), once per
+//! key: a key whose token was since deleted or regenerated is consumed and
+//! provisions nothing (one log line says so).
+//!
+//! Every request gets authgate's own request id (answered as
+//! `x-request-id`, recorded as the audit event's `request_id`); the
+//! client's `X-Request-Id`, when it is a plain id, is only kept apart
+//! ([`RequestInfo::client_request_id`]).
 
 pub mod api;
 pub mod auth;

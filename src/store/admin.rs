@@ -97,7 +97,11 @@ impl Store {
 
     /// Record that the bootstrap key with this fingerprint provisioned
     /// `token_id`, so it is never provisioned again.
-    pub async fn consume_bootstrap(&self, fingerprint: &str, token_id: i64) -> Result<(), StoreError> {
+    pub async fn consume_bootstrap(
+        &self,
+        fingerprint: &str,
+        token_id: i64,
+    ) -> Result<(), StoreError> {
         if self.layout == Layout::Strapi5 {
             return Ok(());
         }
