@@ -544,16 +544,15 @@ async fn verify_names_the_first_edited_deleted_or_reordered_event() {
 async fn as_app_role(schema: &str, statements: &str) -> Result<(), tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
         .await
-        .unwrap();
+        .expect("test database reachable");
     tokio::spawn(conn);
     client
         .batch_execute(&format!("SET search_path = {schema}"))
         .await
-        .unwrap();
-    let r = client
+        .expect("search_path");
+    client
         .batch_execute(&format!("BEGIN; {statements}; COMMIT"))
-        .await;
-    r
+        .await
 }
 
 /// `(newest id, its hash)` as `audit list --json` shows them.
@@ -561,8 +560,8 @@ fn head(env: &Env) -> (i64, String) {
     let all = events(env);
     let last = all.last().expect("an event");
     (
-        last["id"].as_i64().unwrap(),
-        last["hash"].as_str().unwrap().to_owned(),
+        last["id"].as_i64().expect("id"),
+        last["hash"].as_str().expect("hash").to_owned(),
     )
 }
 

@@ -907,7 +907,7 @@ async fn start_and_wait(env: &Env, lines: &[&str]) -> (Replica, String) {
             replica
                 .log
                 .lock()
-                .unwrap()
+                .expect("log")
                 .iter()
                 .any(|l| lines.iter().any(|want| l.contains(want)))
         },
