@@ -685,6 +685,61 @@ async fn the_tail_cannot_be_cut_and_a_cut_below_a_known_head_is_caught() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_does_not_own_the_table_cannot_switch_the_guard_off() {
+    // The deployment README recommends: the table owned by the migration
+    // role, authgate running as a role that only holds privileges.
+    let env = Env::new().await;
+    for i in 0..3 {
+        env.ok(&["role", "create", &format!("o{i}")]);
+    }
+    let role = format!("{}_app", env.schema);
+    exec(
+        &env.schema,
+        &format!(
+            "CREATE ROLE {role}; GRANT USAGE ON SCHEMA {s} TO {role};
+             GRANT SELECT, INSERT, DELETE ON audit_events TO {role};
+             GRANT USAGE ON SEQUENCE audit_events_id_seq TO {role};",
+            s = env.schema
+        ),
+    )
+    .await;
+    for attempt in [
+        "SET LOCAL authgate.audit_retention = 'on'; DELETE FROM audit_events",
+        "SET LOCAL session_replication_role = replica; DELETE FROM audit_events",
+        "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only",
+        "DROP TRIGGER audit_events_append_only ON audit_events",
+        "SELECT setval('audit_events_id_seq', 1)",
+    ] {
+        let err = as_app_role(&env.schema, &format!("SET LOCAL ROLE {role}; {attempt}"))
+            .await
+            .expect_err(attempt);
+        let err = format!("{err:?}");
+        assert!(
+            err.contains("append-only")
+                || err.contains("ermission denied")
+                || err.contains("must be owner"),
+            "{attempt}: {err}"
+        );
+    }
+    // What it needs it can do: append with the next id.
+    as_app_role(
+        &env.schema,
+        &format!("SET LOCAL ROLE {role}; SELECT nextval('audit_events_id_seq')"),
+    )
+    .await
+    .expect("nextval");
+    exec(
+        &env.schema,
+        &format!("DROP OWNED BY {role}; DROP ROLE {role};"),
+    )
+    .await;
+    assert_eq!(
+        env.ok(&["audit", "verify"]).trim(),
+        "audit chain intact: 3 events"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_writers_keep_one_chain_and_pruning_keeps_it_verifiable() {
     let env = Env::new().await;
