@@ -7,19 +7,35 @@
 //! change and a change that rolls back leaves none. Showing a key again
 //! (`*-token.view-key`) is an event of its own.
 //!
-//! **The chain.** Events are numbered 1, 2, 3, ... under a transaction-level
-//! advisory lock, so concurrent writers (two replicas, a CLI beside them)
-//! produce one sequence. Each event stores the previous event's hash and
-//! its own: `hash = hex(HMAC-SHA256(key, prev_hash "\n" canonical))`, where
-//! `canonical` is the event's JSON with a fixed field order (every field
-//! but `hash`; see [`Event::canonical`]). The key is `audit.key`, or one
-//! derived from `tokens.salt` when that is unset ([`AuditKey::from_config`]).
-//! [`verify`] walks the chain and names the first event that was edited,
-//! deleted or reordered. A database trigger refuses `UPDATE`, `DELETE` and
-//! `TRUNCATE` on the table except for the retention job, which deletes the
-//! oldest events and appends an `audit.checkpoint` event recording where
-//! the chain was cut, so a pruned chain still verifies and a chain cut by
-//! anyone else does not.
+//! **The chain.** Events are numbered from a database sequence (1, 2, 3,
+//! ...; a write that rolls back leaves a gap, and a wiped table does not
+//! start again at 1) under a transaction-level advisory lock, so concurrent
+//! writers (two replicas, a CLI beside them) produce one chain. Each event
+//! stores the previous event's hash and its own: `hash = hex(HMAC-SHA256(
+//! key, prev_hash "\n" canonical))`, where `canonical` is the event's JSON
+//! with a fixed field order (every field but `hash`; see
+//! [`Event::canonical`]). The key is `audit.key`, or one derived from
+//! `tokens.salt` when that is unset ([`AuditKey::from_config`]). [`verify`]
+//! walks the chain and names the first event that was edited, deleted or
+//! reordered.
+//!
+//! **What may be deleted.** A database trigger refuses `UPDATE` and
+//! `TRUNCATE`, and a `DELETE` of any event that no retention checkpoint
+//! already in the table names (migration `0006_audit_anchor.sql`): the
+//! retention job appends an `audit.checkpoint` event naming the cut first,
+//! then deletes up to it, so a pruned chain still verifies; the newest
+//! event can never go. No session setting switches this off.
+//!
+//! **The head.** The chain alone cannot show that its newest events were
+//! cut by someone who can switch triggers off (the table's owner). So every
+//! `authgate::audit` log line carries the head it leaves (`head=ID:HASH`),
+//! to keep outside the database (a SIEM), and [`verify_head`] (`audit
+//! verify --head ID:HASH`) fails when the table's chain does not reach it.
+//!
+//! **Request ids.** `request_id` is authgate's own id of the request (the
+//! management listener makes one for every request); what the client sent
+//! as `X-Request-Id`, when it is a plain id, is kept apart as
+//! `client_request_id`, never in its place.
 //!
 //! No event holds a key, a key's hash or an encrypted key.
 
@@ -69,7 +85,11 @@ impl Via {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub via: Via,
+    /// authgate's own id of the request.
     pub request_id: Option<String>,
+    /// What the client sent as `X-Request-Id` (a plain id only: see
+    /// [`crate::request_id::is_sane`]), recorded apart and labelled.
+    pub client_request_id: Option<String>,
     pub client_ip: Option<IpAddr>,
 }
 
@@ -78,6 +98,7 @@ impl Origin {
         Self {
             via: Via::Cli,
             request_id: None,
+            client_request_id: None,
             client_ip: None,
         }
     }
@@ -142,7 +163,11 @@ pub struct Event {
     pub target_id: i64,
     pub target_name: String,
     pub changes: Value,
+    /// authgate's own request id.
     pub request_id: Option<String>,
+    /// The client's `X-Request-Id`, apart (`None` on events written before
+    /// it was recorded).
+    pub client_request_id: Option<String>,
     pub client_ip: Option<String>,
     pub prev_hash: String,
     pub hash: String,
@@ -224,6 +249,7 @@ impl Event {
             target_name: draft.target.name,
             changes: draft.changes,
             request_id: ctx.origin.request_id.clone(),
+            client_request_id: ctx.origin.client_request_id.clone(),
             client_ip: ctx.origin.client_ip.map(|ip| ip.to_string()),
             prev_hash: prev_hash.to_owned(),
             hash: String::new(),
@@ -234,20 +260,31 @@ impl Event {
 
     /// The hashed form: every field but `hash` and `prev_hash` (which the
     /// HMAC covers separately), in this order, as compact JSON (`changes`
-    /// with its keys sorted, as serde_json keeps maps).
+    /// with its keys sorted, as serde_json keeps maps). The client's request
+    /// id is a tenth element, present only when there is one: events from
+    /// before it was recorded keep their nine and verify as written, and an
+    /// id added to one, or removed, changes its length and so its hash.
     pub fn canonical(&self) -> String {
-        json!([
-            self.id,
-            rfc3339(self.at),
-            self.action,
-            self.actor,
-            self.via,
-            [self.target_kind, self.target_id, self.target_name],
-            self.changes,
-            self.request_id,
-            self.client_ip,
-        ])
-        .to_string()
+        let mut fields = vec![
+            json!(self.id),
+            json!(rfc3339(self.at)),
+            json!(self.action),
+            json!(self.actor),
+            json!(self.via),
+            json!([self.target_kind, self.target_id, self.target_name]),
+            self.changes.clone(),
+            json!(self.request_id),
+            json!(self.client_ip),
+        ];
+        if let Some(c) = &self.client_request_id {
+            fields.push(json!(c));
+        }
+        Value::Array(fields).to_string()
+    }
+
+    /// `ID:HASH`, the head this event leaves (see [`verify_head`]).
+    pub fn head(&self) -> String {
+        format!("{}:{}", self.id, self.hash)
     }
 
     /// The event as `audit list --json` and the API show it (Strapi
@@ -262,12 +299,15 @@ impl Event {
             "target": {"kind": self.target_kind, "id": self.target_id, "name": self.target_name},
             "changes": self.changes,
             "request_id": self.request_id,
+            "client_request_id": self.client_request_id,
             "client_ip": self.client_ip,
             "hash": self.hash,
         })
     }
 
-    /// One structured log line (target `authgate::audit`) for a SIEM.
+    /// One structured log line (target `authgate::audit`) for a SIEM, with
+    /// the head the event leaves (`head=ID:HASH`): kept outside the
+    /// database, it is what `audit verify --head` checks the table against.
     pub fn log(&self) {
         tracing::info!(
             target: "authgate::audit",
@@ -280,8 +320,10 @@ impl Event {
             target_name = %self.target_name,
             changes = %self.changes,
             request_id = self.request_id.as_deref().unwrap_or("-"),
+            client_request_id = self.client_request_id.as_deref().unwrap_or("-"),
             client_ip = self.client_ip.as_deref().unwrap_or("-"),
             hash = %self.hash,
+            head = %self.head(),
             "audit event"
         );
     }
@@ -310,6 +352,68 @@ pub enum Broken {
     Unlinked(i64),
     #[error("events before event {0} were deleted without a checkpoint")]
     CutWithoutCheckpoint(i64),
+    #[error("the chain does not reach the head {head} ({end}): its newest events were cut")]
+    HeadNotReached { head: i64, end: String },
+    #[error("event {0} is not the head you hold (its hash differs): the chain was rewritten")]
+    HeadMismatch(i64),
+    #[error("the head {head} is older than the oldest event kept ({first}, pruned by retention): check against a newer head")]
+    HeadPruned { head: i64, first: i64 },
+}
+
+/// A head kept outside the database: `ID:HASH` from an `authgate::audit`
+/// log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub id: i64,
+    pub hash: String,
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (id, hash) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected ID:HASH (the head= of an audit log line)"))?;
+        let id = id
+            .parse::<i64>()
+            .ok()
+            .filter(|i| *i > 0)
+            .ok_or_else(|| format!("`{id}`: expected an event id"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("the hash must be 64 hex characters".into());
+        }
+        Ok(Head {
+            id,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// [`verify`], and then that the chain reaches `head`: the event with its
+/// id is there with its hash. A head past the table's newest event (or a
+/// head whose id is missing from the chain) means events were cut from its
+/// end; a head below the oldest event kept cannot be checked (the
+/// retention job pruned it), which is a failure too, so the operator takes
+/// a newer head rather than trusting a check that did not happen.
+pub fn verify_head(events: &[Event], key: &AuditKey, head: &Head) -> Result<usize, Broken> {
+    let n = verify(events, key)?;
+    match events.iter().find(|e| e.id == head.id) {
+        Some(e) if e.hash == head.hash => Ok(n),
+        Some(e) => Err(Broken::HeadMismatch(e.id)),
+        None => match events.first() {
+            Some(first) if head.id < first.id => Err(Broken::HeadPruned {
+                head: head.id,
+                first: first.id,
+            }),
+            _ => Err(Broken::HeadNotReached {
+                head: head.id,
+                end: events.last().map_or("the table is empty".to_owned(), |l| {
+                    format!("it ends at event {}", l.id)
+                }),
+            }),
+        },
+    }
 }
 
 /// Walk `events` (in id order, as read): each must hash to its own `hash`
@@ -326,18 +430,23 @@ pub fn verify(events: &[Event], key: &AuditKey) -> Result<usize, Broken> {
         }
     }
     if !(first.id == 1 && first.prev_hash == GENESIS) {
-        // Pruned: some (verified) checkpoint must name exactly this cut.
+        // Pruned: some (verified) checkpoint must name exactly this cut:
+        // the last event deleted (below the first kept) and its hash.
         let cut = events.iter().any(|c| {
             c.action == CHECKPOINT
-                && c.changes["pruned_through"].as_i64() == Some(first.id - 1)
+                && c.changes["pruned_through"]
+                    .as_i64()
+                    .is_some_and(|through| through < first.id)
                 && c.changes["last_hash"].as_str() == Some(first.prev_hash.as_str())
         });
         if !cut {
             return Err(Broken::CutWithoutCheckpoint(first.id));
         }
     }
+    // Ids only grow (a rolled-back write leaves a gap); the hashes link
+    // each event to the one before it, which is what proves none is gone.
     for pair in events.windows(2) {
-        if pair[1].id != pair[0].id + 1 || pair[1].prev_hash != pair[0].hash {
+        if pair[1].id <= pair[0].id || pair[1].prev_hash != pair[0].hash {
             return Err(Broken::Unlinked(pair[1].id));
         }
     }
@@ -345,109 +454,4 @@ pub fn verify(events: &[Event], key: &AuditKey) -> Result<usize, Broken> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ctx() -> AuditCtx {
-        AuditCtx {
-            actor: "root@example.com".into(),
-            origin: Origin {
-                via: Via::Api,
-                request_id: Some("r1".into()),
-                client_ip: Some("10.0.0.7".parse().unwrap()),
-            },
-            key: AuditKey::new(b"k"),
-        }
-    }
-
-    fn draft(n: i64) -> Draft {
-        Draft {
-            action: "api-token.create".into(),
-            target: Target {
-                kind: "api-token",
-                id: n,
-                name: format!("t{n}"),
-            },
-            changes: changes(&[("name", Value::Null, json!(format!("t{n}")))]),
-        }
-    }
-
-    fn chain(n: i64) -> Vec<Event> {
-        let mut out: Vec<Event> = Vec::new();
-        for i in 1..=n {
-            let prev = out.last().map_or(GENESIS.to_owned(), |e| e.hash.clone());
-            out.push(Event::seal(i, SystemTime::now(), draft(i), &ctx(), &prev));
-        }
-        out
-    }
-
-    #[test]
-    fn an_intact_chain_verifies() {
-        assert_eq!(verify(&chain(5), &ctx().key), Ok(5));
-        assert_eq!(verify(&[], &ctx().key), Ok(0));
-    }
-
-    #[test]
-    fn edits_deletions_and_swaps_are_named() {
-        let key = ctx().key;
-        let mut edited = chain(5);
-        edited[2].actor = "someone@else".into();
-        assert_eq!(verify(&edited, &key), Err(Broken::Edited(3)));
-
-        let mut deleted = chain(5);
-        deleted.remove(2);
-        assert_eq!(verify(&deleted, &key), Err(Broken::Unlinked(4)));
-
-        let mut swapped = chain(5);
-        swapped.swap(1, 2);
-        assert_eq!(verify(&swapped, &key), Err(Broken::Unlinked(3)));
-
-        let mut cut = chain(5);
-        cut.drain(..2);
-        assert_eq!(verify(&cut, &key), Err(Broken::CutWithoutCheckpoint(3)));
-
-        assert_eq!(
-            verify(&chain(3), &AuditKey::new(b"other")),
-            Err(Broken::Edited(1))
-        );
-    }
-
-    #[test]
-    fn a_checkpointed_cut_verifies() {
-        let mut events = chain(4);
-        let cut_hash = events[1].hash.clone();
-        events.drain(..2);
-        let prev = events.last().unwrap().hash.clone();
-        let checkpoint = Draft {
-            action: CHECKPOINT.into(),
-            target: Target {
-                kind: "audit",
-                id: 2,
-                name: String::new(),
-            },
-            changes: json!({"pruned_through": 2, "last_hash": cut_hash, "count": 2}),
-        };
-        events.push(Event::seal(5, SystemTime::now(), checkpoint, &ctx(), &prev));
-        assert_eq!(verify(&events, &ctx().key), Ok(3));
-    }
-
-    #[test]
-    fn changes_keep_only_what_differs() {
-        let c = changes(&[
-            ("name", json!("a"), json!("b")),
-            ("description", json!(""), json!("")),
-        ]);
-        assert_eq!(c, json!({"name": {"before": "a", "after": "b"}}));
-    }
-
-    #[test]
-    fn canonical_form_is_fixed() {
-        let e = &chain(1)[0];
-        let c = e.canonical();
-        assert!(c.starts_with("[1,\""), "{c}");
-        assert!(
-            c.contains(r#""api-token.create","root@example.com","api",["api-token",1,"t1"]"#),
-            "{c}"
-        );
-    }
-}
+mod tests;

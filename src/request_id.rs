@@ -5,8 +5,10 @@
 //! the audit trail. A client's id is taken only when it is short and
 //! plain (letters, digits, `-_.:`); otherwise, and when there is none, the
 //! id is `<12 hex digits random per process>-<counter in hex>`, made
-//! without a clock read or a lock. Used by the proxy and the management
-//! listener alike.
+//! without a clock read or a lock. The proxy takes the client's id; the
+//! management listener always makes its own ([`RequestIds::fresh`]), since
+//! that id is what the audit trail records, and keeps a sane client id only
+//! apart, as the client's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

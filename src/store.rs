@@ -177,6 +177,12 @@ pub use native::MIGRATIONS;
 /// authgate layout, in schema `authgate` in the strapi5 layout.
 pub const AUDIT_MIGRATION: &str = include_str!("../migrations/authgate/0003_audit.sql");
 
+/// The audit table's second version (the client's request id apart, ids
+/// from a sequence, deletions only of what a checkpoint names); idempotent,
+/// so the strapi5 layout applies it on every `migrate`.
+pub const AUDIT_ANCHOR_MIGRATION: &str =
+    include_str!("../migrations/authgate/0006_audit_anchor.sql");
+
 /// The NOTIFY channel the invalidation triggers of this layout and schema use.
 pub fn channel(cfg: &PostgresConfig) -> String {
     (statements(cfg.layout).channel)(&cfg.schema)

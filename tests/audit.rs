@@ -265,7 +265,9 @@ async fn api_actions_record_actor_request_and_client() {
     )
     .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
-    assert_eq!(created.headers["x-request-id"], "audit-test-1");
+    // The answer names authgate's own id, never the client's.
+    let gateway_rid = created.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(gateway_rid, "audit-test-1");
     let id = created.json()["data"]["id"].as_i64().unwrap();
     let base = g.mgmt(&format!("/admin/api-tokens/{id}"));
     let key = created.json()["data"]["accessKey"]
@@ -277,7 +279,11 @@ async fn api_actions_record_actor_request_and_client() {
             "PUT",
             &base,
             Some(&root),
-            &rid,
+            // A client id that is not a plain one is not recorded at all.
+            &[
+                ("x-request-id", "not plain <b>id</b>"),
+                ("content-type", "application/json")
+            ],
             br#"{"description":"changed"}"#
         )
         .await
@@ -343,13 +349,44 @@ async fn api_actions_record_actor_request_and_client() {
         body["pagination"],
         json!({"page": 1, "pageSize": 10, "pageCount": 1, "total": 5})
     );
+    let mut gateway_ids = std::collections::BTreeSet::new();
     for e in results {
         assert_eq!(e["via"], "api");
         assert_eq!(e["actor"], "root@example.com");
-        assert_eq!(e["request_id"], "audit-test-1");
+        // The request id is authgate's own (`<12 hex>-<hex>`); what the
+        // client sent is a separate, labelled field.
+        let own = e["request_id"].as_str().expect("request_id");
+        assert_ne!(own, "audit-test-1", "{e}");
+        let (prefix, counter) = own.split_once('-').expect("gateway id");
+        assert!(
+            prefix.len() == 12
+                && (prefix.to_owned() + counter)
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit()),
+            "{e}"
+        );
+        gateway_ids.insert(own.to_owned());
+        if e["action"] == "api-token.update" {
+            assert_eq!(e["client_request_id"], Value::Null, "{e}");
+        } else {
+            assert_eq!(e["client_request_id"], "audit-test-1", "{e}");
+        }
         assert_eq!(e["client_ip"], "127.0.0.1");
         assert!(!e.to_string().contains(&key));
     }
+    assert_eq!(gateway_ids.len(), 5, "one id per request");
+    assert_eq!(results[4]["request_id"], gateway_rid.as_str());
+    // The CLI shows both, labelled; the chain covers the new field.
+    let text = env.ok(&["audit", "list", "--actor", "root@example.com"]);
+    assert!(
+        text.contains(&format!(
+            "request-id={gateway_rid} client-request-id=audit-test-1"
+        )),
+        "{text}"
+    );
+    assert!(env
+        .ok(&["audit", "verify"])
+        .starts_with("audit chain intact"));
     assert_eq!(
         results[3]["changes"],
         json!({"description": {"before": "", "after": "changed"}})
@@ -381,6 +418,22 @@ async fn api_actions_record_actor_request_and_client() {
             .status,
         403
     );
+
+    // The chain covers the client's id: changed in place, it is named.
+    exec(
+        &env.schema,
+        "SET session_replication_role = replica;
+         UPDATE audit_events SET client_request_id = 'forged' WHERE client_request_id IS NOT NULL;
+         SET session_replication_role = origin;",
+    )
+    .await;
+    let out = env.cli(&["audit", "verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the chain covers client_request_id"
+    );
+    assert!(stderr(&out).contains("was edited"), "{}", stderr(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,6 +536,207 @@ async fn verify_names_the_first_edited_deleted_or_reordered_event() {
     assert!(
         err.contains("events before event 3 were deleted without a checkpoint"),
         "{err}"
+    );
+}
+
+/// Run `statements` as one transaction on a connection of the
+/// application's role (the tests' role), as anyone holding it could.
+async fn as_app_role(schema: &str, statements: &str) -> Result<(), tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .expect("test database reachable");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("SET search_path = {schema}"))
+        .await
+        .expect("search_path");
+    client
+        .batch_execute(&format!("BEGIN; {statements}; COMMIT"))
+        .await
+}
+
+/// `(newest id, its hash)` as `audit list --json` shows them.
+fn head(env: &Env) -> (i64, String) {
+    let all = events(env);
+    let last = all.last().expect("an event");
+    (
+        last["id"].as_i64().expect("id"),
+        last["hash"].as_str().expect("hash").to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_cannot_be_cut_and_a_cut_below_a_known_head_is_caught() {
+    let env = Env::new().await;
+    for i in 0..5 {
+        env.ok(&["role", "create", &format!("r{i}")]);
+    }
+    let (id, hash) = head(&env);
+    assert_eq!(id, 5);
+    let anchored = format!("{id}:{hash}");
+
+    // The session-setting trick no longer switches the guard off: the
+    // newest events, all of them, or a TRUNCATE are refused.
+    for attempt in [
+        "SET LOCAL authgate.audit_retention = 'on'; DELETE FROM audit_events WHERE id >= 4",
+        "SET LOCAL authgate.audit_retention = 'on'; DELETE FROM audit_events",
+        "SET LOCAL authgate.audit_retention = 'on'; DELETE FROM audit_events WHERE id = 1",
+        "SET LOCAL authgate.audit_retention = 'on'; TRUNCATE audit_events",
+    ] {
+        let err = as_app_role(&env.schema, attempt).await.expect_err(attempt);
+        assert!(
+            format!("{err:?}").contains("append-only"),
+            "{attempt}: {err:?}"
+        );
+    }
+    assert_eq!(
+        env.ok(&["audit", "verify", "--head", &anchored]).trim(),
+        "audit chain intact: 5 events"
+    );
+    // Every audit log line carries the head to keep outside the table.
+    let out = env.cli(&["role", "create", "r5"]);
+    assert!(
+        stderr(&out).contains(&format!("head=6:{}", head(&env).1)),
+        "{}",
+        stderr(&out)
+    );
+
+    // A checkpoint forged to cover a deletion is itself unverifiable
+    // (it is not HMACed with the audit key), and stays the newest event.
+    as_app_role(
+        &env.schema,
+        "INSERT INTO audit_events (id, at, action, actor, via, target_kind, target_id, target_name,
+                                   changes, prev_hash, hash)
+         SELECT max(id) + 1, now(), 'audit.checkpoint', 'operator', 'retention', 'audit', 6, '',
+                jsonb_build_object('pruned_through', 6), 'x', 'y' FROM audit_events;
+         DELETE FROM audit_events WHERE id >= 4 AND id <= 6",
+    )
+    .await
+    .expect("a forged checkpoint lets rows it names go");
+    let out = env.cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("event 7 was edited"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Someone who can switch triggers off (the table's owner) cuts the
+    // tail: the chain alone looks intact, the anchored head does not.
+    let env = Env::new().await;
+    for i in 0..5 {
+        env.ok(&["role", "create", &format!("s{i}")]);
+    }
+    let (_, hash) = head(&env);
+    let anchored = format!("5:{hash}");
+    let tamper = |s: &str| {
+        format!(
+            "SET session_replication_role = replica; {s}; SET session_replication_role = origin;"
+        )
+    };
+    exec(
+        &env.schema,
+        &tamper("DELETE FROM audit_events WHERE id >= 4"),
+    )
+    .await;
+    assert_eq!(
+        env.ok(&["audit", "verify"]).trim(),
+        "audit chain intact: 3 events"
+    );
+    let out = env.cli(&["audit", "verify", "--head", &anchored]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("does not reach the head 5"),
+        "{}",
+        stderr(&out)
+    );
+    // A wrong hash for a head still in the table is named too.
+    let out = env.cli(&[
+        "audit",
+        "verify",
+        "--head",
+        &format!("2:{}", "0".repeat(64)),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // A full wipe: ids go on from where they were, so even without the
+    // head the next event shows the cut.
+    exec(&env.schema, &tamper("DELETE FROM audit_events")).await;
+    assert_eq!(
+        env.cli(&["audit", "verify", "--head", &anchored])
+            .status
+            .code(),
+        Some(1)
+    );
+    env.ok(&["role", "create", "after-wipe"]);
+    let all = events(&env);
+    assert_eq!(all.len(), 1);
+    assert!(
+        all[0]["id"].as_i64().unwrap() > 5,
+        "ids never restart: {}",
+        all[0]
+    );
+    let out = env.cli(&["audit", "verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_does_not_own_the_table_cannot_switch_the_guard_off() {
+    // The deployment README recommends: the table owned by the migration
+    // role, authgate running as a role that only holds privileges.
+    let env = Env::new().await;
+    for i in 0..3 {
+        env.ok(&["role", "create", &format!("o{i}")]);
+    }
+    let role = format!("{}_app", env.schema);
+    exec(
+        &env.schema,
+        &format!(
+            "CREATE ROLE {role}; GRANT USAGE ON SCHEMA {s} TO {role};
+             GRANT SELECT, INSERT, DELETE ON audit_events TO {role};
+             GRANT USAGE ON SEQUENCE audit_events_id_seq TO {role};",
+            s = env.schema
+        ),
+    )
+    .await;
+    for attempt in [
+        "SET LOCAL authgate.audit_retention = 'on'; DELETE FROM audit_events",
+        "SET LOCAL session_replication_role = replica; DELETE FROM audit_events",
+        "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only",
+        "DROP TRIGGER audit_events_append_only ON audit_events",
+        "SELECT setval('audit_events_id_seq', 1)",
+    ] {
+        let err = as_app_role(&env.schema, &format!("SET LOCAL ROLE {role}; {attempt}"))
+            .await
+            .expect_err(attempt);
+        let err = format!("{err:?}");
+        assert!(
+            err.contains("append-only")
+                || err.contains("ermission denied")
+                || err.contains("must be owner"),
+            "{attempt}: {err}"
+        );
+    }
+    // What it needs it can do: append with the next id.
+    as_app_role(
+        &env.schema,
+        &format!("SET LOCAL ROLE {role}; SELECT nextval('audit_events_id_seq')"),
+    )
+    .await
+    .expect("nextval");
+    exec(
+        &env.schema,
+        &format!("DROP OWNED BY {role}; DROP ROLE {role};"),
+    )
+    .await;
+    assert_eq!(
+        env.ok(&["audit", "verify"]).trim(),
+        "audit chain intact: 3 events"
     );
 }
 

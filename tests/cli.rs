@@ -423,3 +423,72 @@ async fn pending_migrations_are_the_ones_the_schema_lacks() {
     assert_eq!(all.first(), Some(&1));
     assert!(all.contains(&5), "{all:?}");
 }
+
+/// What a name sent through the API may carry to a terminal: an OSC title,
+/// a bell, a carriage return, "erase line", DEL and a C1 CSI.
+const HOSTILE: &str = "ok\u{1b}]0;pwned\u{7}\r\u{1b}[2Kfake\u{7f}\u{9b}31m";
+
+fn assert_inert(what: &str, out: &[u8]) {
+    for raw in [&b"\x1b"[..], b"\x07", b"\r", b"\x7f", "\u{9b}".as_bytes()] {
+        assert!(
+            !out.windows(raw.len()).any(|w| w == raw),
+            "{what} prints {raw:?} raw: {:?}",
+            String::from_utf8_lossy(out)
+        );
+    }
+}
+
+#[tokio::test]
+async fn operator_output_never_carries_terminal_controls() {
+    let env = Env::new().await;
+    env.ok(&[
+        "user",
+        "create",
+        "--email",
+        "root@example.com",
+        "--role",
+        "super-admin",
+    ]);
+    let perms = ["admin::api-tokens.create", "admin::api-tokens.read"];
+    let (_, root) = env.admin_token("root", "root@example.com", &perms);
+    let g = env.gateway().await;
+    let body = serde_json::json!({"name": HOSTILE, "description": HOSTILE, "type": "read-only", "lifespan": null});
+    let r = request(
+        "POST",
+        &g.mgmt("/admin/api-tokens"),
+        Some(&root),
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let id = r.json()["data"]["id"].as_i64().unwrap().to_string();
+    for args in [
+        &["token", "list"][..],
+        &["token", "list", "--json"],
+        &["token", "show", &id],
+        &["token", "show", &id, "--json"],
+        &["audit", "list"],
+        &["audit", "list", "--json"],
+    ] {
+        let out = env.cli(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_inert(&args.join(" "), &out.stdout);
+        assert_inert(&args.join(" "), &out.stderr);
+    }
+    // Text shows the name escaped; JSON keeps it exact.
+    let text = env.ok(&["token", "show", &id]);
+    assert!(
+        text.contains(r"ok\x1b]0;pwned\x07\r\x1b[2Kfake\x7f\u{9b}31m"),
+        "{text}"
+    );
+    let json = env.json(&["token", "show", &id]);
+    assert_eq!(json["name"], HOSTILE);
+    // An error line that quotes a name is escaped too.
+    let out = env.cli(&["role", "create", HOSTILE]);
+    let out2 = env.cli(&["role", "create", HOSTILE]);
+    assert!(!out2.status.success());
+    assert_inert("role create (twice)", &out.stdout);
+    assert_inert("role create (twice)", &out2.stderr);
+    assert_inert("role list", &env.cli(&["role", "list"]).stdout);
+}

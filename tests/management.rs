@@ -896,6 +896,127 @@ async fn the_bootstrap_token_file_provisions_a_super_admin_token() {
     );
 }
 
+/// Start `authgate serve` with the bootstrap file at `file` and wait until
+/// the provisioning said what it did (one of `lines`).
+async fn start_and_wait(env: &Env, lines: &[&str]) -> (Replica, String) {
+    let (replica, base) = start_replica(env);
+    eventually(
+        Duration::from_secs(10),
+        "bootstrap outcome logged",
+        || async {
+            replica
+                .log
+                .lock()
+                .expect("log")
+                .iter()
+                .any(|l| lines.iter().any(|want| l.contains(want)))
+        },
+    )
+    .await;
+    (replica, base)
+}
+
+#[tokio::test]
+async fn a_deleted_or_regenerated_bootstrap_token_is_never_resurrected() {
+    for end in ["delete", "regenerate"] {
+        let env = Env::with_config(
+            "[management]\nlisten = \"127.0.0.1:0\"\nbootstrap_token_file = \"BOOTSTRAP\"\n",
+        )
+        .await;
+        let key = random_key();
+        let file = write_key(&env, &key);
+        let text = std::fs::read_to_string(&env.config_path)
+            .unwrap()
+            .replace("BOOTSTRAP", file.to_str().unwrap());
+        std::fs::write(&env.config_path, text).unwrap();
+
+        // First start: the file provisions the token.
+        let (mut replica, base) = start_and_wait(&env, &["bootstrap token created"]).await;
+        assert_eq!(
+            get(&format!("{base}/admin/api-tokens"), Some(&key))
+                .await
+                .status,
+            200
+        );
+        replica.terminate();
+
+        // The operator ends it, with the token's own rights.
+        let id = env
+            .ok(&["token", "list", "--kind", "admin", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|t| t["name"] == "bootstrap")
+            .expect("bootstrap token")["id"]
+            .as_i64()
+            .unwrap();
+        let args: Vec<String> = match end {
+            "delete" => vec!["token".into(), "delete".into(), id.to_string()],
+            _ => vec![
+                "token".into(),
+                "regenerate".into(),
+                id.to_string(),
+                "--as".into(),
+                "bootstrap@authgate.local".into(),
+            ],
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        env.ok(&args);
+
+        // Restarts with the same file: the old key stays refused, and
+        // one log line says why.
+        for _ in 0..2 {
+            let (mut replica, base) = start_and_wait(
+                &env,
+                &[
+                    "bootstrap_token_file is consumed",
+                    "bootstrap token created",
+                    "bootstrap token has the new key",
+                ],
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(
+                get(&format!("{base}/admin/api-tokens"), Some(&key))
+                    .await
+                    .status,
+                401,
+                "{end}: the bootstrap key came back"
+            );
+            replica.terminate();
+            let log = replica.log.lock().unwrap().clone();
+            let consumed: Vec<&String> = log
+                .iter()
+                .filter(|l| l.contains("bootstrap_token_file is consumed"))
+                .collect();
+            assert_eq!(consumed.len(), 1, "{end}: {log:#?}");
+            assert!(
+                !log.iter().any(|l| l.contains(&key)),
+                "the key is never logged"
+            );
+        }
+        let bootstrap_tokens = sql(
+            &env.schema,
+            "SELECT count(*) FROM tokens WHERE name = 'bootstrap'",
+        )
+        .await[0]
+            .get::<_, i64>(0);
+        assert_eq!(bootstrap_tokens, i64::from(end == "regenerate"), "{end}");
+        // The database keeps a fingerprint of the file's key, never the key.
+        let stored = sql(
+            &env.schema,
+            "SELECT row_to_json(b)::text FROM bootstrap_keys b",
+        )
+        .await;
+        assert_eq!(stored.len(), 1);
+        let row: String = stored[0].get(0);
+        let hasher = authgate::token::Hasher::new(SALT);
+        assert!(
+            !row.contains(&key) && !row.contains(&hasher.hash_hex(&key)),
+            "{row}"
+        );
+    }
+}
+
 // ----- the web page over HTTP --------------------------------------------------
 
 /// A minimal browser: a cookie jar and form posts.

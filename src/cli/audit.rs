@@ -15,7 +15,13 @@ use crate::store::Store;
 pub enum AuditCmd {
     /// Walk the hash chain: exit 0 when intact, 1 naming the first event
     /// that was edited, deleted or reordered.
-    Verify,
+    Verify {
+        /// A head kept outside the database (`head=ID:HASH` of an
+        /// `authgate::audit` log line): fail unless the chain reaches it, so
+        /// newest events cut or a wiped table are caught.
+        #[arg(long, value_name = "ID:HASH")]
+        head: Option<audit::Head>,
+    },
     /// List events, newest first.
     List {
         /// Only events of the last DURATION (e.g. 24h, 7d), or since an RFC 3339 time.
@@ -51,10 +57,26 @@ pub(super) async fn audit_command(
     cmd: AuditCmd,
 ) -> Result<(), CliError> {
     match cmd {
-        AuditCmd::Verify => {
+        AuditCmd::Verify { head } => {
+            if let Some(warning) = store.audit_guard().await? {
+                say_err!("authgate: warning: {warning}");
+            }
             let chain = store.audit_chain().await?;
-            match audit::verify(&chain, &AuditKey::from_config(cfg)) {
-                Ok(n) => println!("audit chain intact: {n} events"),
+            let key = AuditKey::from_config(cfg);
+            let checked = match &head {
+                Some(h) => audit::verify_head(&chain, &key, h),
+                None => audit::verify(&chain, &key),
+            };
+            match checked {
+                Ok(n) => {
+                    say!("audit chain intact: {n} events");
+                    if let Some(newest) = chain.last() {
+                        say_err!(
+                            "authgate: head {} (keep it outside the database; check against it with --head)",
+                            newest.head()
+                        );
+                    }
+                }
                 Err(broken) => {
                     return Err(CliError::Other(format!("audit chain broken: {broken}")))
                 }
@@ -75,10 +97,17 @@ pub(super) async fn audit_command(
             let (events, _) = store.audit_events(&filter, limit.max(0), 0).await?;
             for e in events {
                 if json {
-                    println!("{}", e.to_json());
+                    println!("{}", super::display::json_line(&e.to_json()));
                 } else {
-                    println!(
-                        "{:<6} {} {:<24} {:<28} {:<9} {} {} ({})",
+                    let mut ids = String::new();
+                    if let Some(r) = &e.request_id {
+                        ids.push_str(&format!(" request-id={r}"));
+                    }
+                    if let Some(c) = &e.client_request_id {
+                        ids.push_str(&format!(" client-request-id={c}"));
+                    }
+                    say!(
+                        "{:<6} {} {:<24} {:<28} {:<9} {} {} ({}){ids}",
                         e.id,
                         audit::rfc3339(e.at),
                         e.action,
@@ -93,7 +122,7 @@ pub(super) async fn audit_command(
         }
         AuditCmd::Prune => {
             let n = store.prune_audit(ctx, cfg.audit.retention).await?;
-            println!(
+            say!(
                 "pruned {n} audit event(s) older than {}",
                 humantime::format_duration(cfg.audit.retention)
             );

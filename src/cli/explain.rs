@@ -115,9 +115,11 @@ pub(super) async fn explain_command(cfg: &Config, args: ExplainArgs) -> Result<(
     let e = explain::explain(&gate, q).await;
     if args.json {
         let line = serde_json::to_string(&e).map_err(|e| CliError::Other(e.to_string()))?;
-        println!("{line}");
+        println!("{}", super::display::json_text(line));
     } else {
-        print!("{}", text(&e));
+        for line in text(&e).lines() {
+            say!("{line}");
+        }
     }
     Ok(())
 }

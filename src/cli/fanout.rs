@@ -81,9 +81,9 @@ pub(super) async fn publish(cfg: &Config, event: Event) {
             )
             .await;
             if metrics.redis_errors.with_label_values(&["publish"]).get() > 0 {
-                eprintln!("authgate: warning: could not publish the change to redis; replicas rely on Postgres NOTIFY and the cache TTL");
+                say_err!("authgate: warning: could not publish the change to redis; replicas rely on Postgres NOTIFY and the cache TTL");
             }
         }
-        Err(e) => eprintln!("authgate: warning: {e}"),
+        Err(e) => say_err!("authgate: warning: {e}"),
     }
 }

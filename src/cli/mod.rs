@@ -15,8 +15,11 @@
 //! | `audit.rs` | `audit verify`, `list`, `prune` |
 //! | `explain.rs` | `explain METHOD TARGET`: how the gateway decides a request, and why |
 //! | `print.rs` | the text and JSON printers the command groups share |
+//! | `display.rs` | what reaches the terminal: [`display::escape`] (C0, DEL, C1), `say!`, [`display::json_line`] |
 //! | `fanout.rs` | what a command changed, published to Redis for replicas that cannot LISTEN |
 
+#[macro_use]
+pub mod display;
 mod audit;
 mod explain;
 mod fanout;
@@ -122,7 +125,7 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("authgate: {e}");
+            say_err!("authgate: {e}");
             if matches!(e, CliError::Usage(_)) {
                 2
             } else {

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
+use super::display::json_line;
 use crate::model::ContentApiType;
 use crate::store::admin::{TokenRow, UserRow};
 
@@ -12,12 +13,18 @@ use crate::store::admin::{TokenRow, UserRow};
 pub(super) fn print_token_list(rows: &[TokenRow], json: bool) {
     if json {
         for t in rows {
-            println!("{}", token_json(t, None));
+            println!("{}", json_line(&token_json(t, None)));
         }
     } else {
-        println!(
+        say!(
             "{:<6} {:<12} {:<28} {:<12} {:<24} {:<20} {:<20}",
-            "ID", "KIND", "NAME", "TYPE", "OWNER", "EXPIRES", "LAST USED"
+            "ID",
+            "KIND",
+            "NAME",
+            "TYPE",
+            "OWNER",
+            "EXPIRES",
+            "LAST USED"
         );
         for t in rows {
             let d = |t: Option<SystemTime>, none: &str| {
@@ -25,7 +32,7 @@ pub(super) fn print_token_list(rows: &[TokenRow], json: bool) {
                     humantime::format_rfc3339_seconds(t).to_string()
                 })
             };
-            println!(
+            say!(
                 "{:<6} {:<12} {:<28} {:<12} {:<24} {:<20} {:<20}",
                 t.id,
                 t.kind.as_str(),
@@ -71,40 +78,40 @@ fn token_json(t: &TokenRow, key: Option<&str>) -> serde_json::Value {
 
 pub(super) fn print_token(t: &TokenRow, key: Option<&str>, as_json: bool) {
     if as_json {
-        println!("{}", token_json(t, key));
+        println!("{}", json_line(&token_json(t, key)));
         return;
     }
-    println!("id:          {}", t.id);
-    println!("kind:        {}", t.kind);
-    println!("name:        {}", t.name);
+    say!("id:          {}", t.id);
+    say!("kind:        {}", t.kind);
+    say!("name:        {}", t.name);
     if !t.description.is_empty() {
-        println!("description: {}", t.description);
+        say!("description: {}", t.description);
     }
     if let Some(ty) = t.token_type {
-        println!("type:        {ty}");
+        say!("type:        {ty}");
     }
     if let Some(o) = &t.owner_email {
-        println!("owner:       {o}");
+        say!("owner:       {o}");
     }
     let fmt = |t: Option<SystemTime>, none: &str| {
         t.map_or(none.to_owned(), |t| {
             humantime::format_rfc3339_seconds(t).to_string()
         })
     };
-    println!("expires:     {}", fmt(t.expires_at, "never"));
+    say!("expires:     {}", fmt(t.expires_at, "never"));
     if let Some(at) = t.old_key_expires_at {
-        println!("old key:     works until {}", fmt(Some(at), "-"));
+        say!("old key:     works until {}", fmt(Some(at), "-"));
     }
-    println!("last used:   {}", fmt(t.last_used_at, "never"));
-    println!("created:     {}", fmt(Some(t.created_at), "-"));
+    say!("last used:   {}", fmt(t.last_used_at, "never"));
+    say!("created:     {}", fmt(Some(t.created_at), "-"));
     if !t.permissions.is_empty() {
-        println!("permissions: {}", join(&t.permissions));
+        say!("permissions: {}", join(&t.permissions));
     }
     if !t.allowed_cidrs.is_empty() {
-        println!("networks:    {}", join(&t.allowed_cidrs));
+        say!("networks:    {}", join(&t.allowed_cidrs));
     }
     if let Some(k) = key {
-        println!("key:         {k}");
+        say!("key:         {k}");
     }
 }
 
@@ -132,14 +139,14 @@ pub(super) fn user_json(u: &UserRow) -> serde_json::Value {
 pub(super) fn print_user_list(users: &[UserRow], json: bool) {
     for u in users {
         if json {
-            println!("{}", user_json(u));
+            println!("{}", json_line(&user_json(u)));
         } else {
             let status = match (u.is_active, u.blocked) {
                 (_, true) => "blocked",
                 (false, _) => "inactive",
                 _ => "active",
             };
-            println!(
+            say!(
                 "{:<6} {:<32} {:<9} {}",
                 u.id,
                 u.email,

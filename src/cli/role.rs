@@ -45,22 +45,22 @@ pub(super) async fn role_command(
     match cmd {
         RoleCmd::Create { name } => {
             let r = store.create_role(&name, ctx).await?;
-            println!("created role {} ({})", r.name, r.id);
+            say!("created role {} ({})", r.name, r.id);
         }
         RoleCmd::Delete { name } => match store.delete_role(&name, ctx).await? {
-            Some(n) => println!("deleted role {name}; its {n} member(s) lost what it granted"),
+            Some(n) => say!("deleted role {name}; its {n} member(s) lost what it granted"),
             None => return Err(CliError::Other(format!("no role named `{name}`"))),
         },
         RoleCmd::Grant { role, permission } => {
             let added = store.grant(&role, &permission, ctx).await?;
-            println!(
+            say!(
                 "role {role} {} {permission}",
                 if added { "now holds" } else { "already held" }
             );
         }
         RoleCmd::Revoke { role, permission } => {
             match store.revoke(&role, &permission, ctx).await? {
-                Some(n) => println!(
+                Some(n) => say!(
                     "revoked {permission} from role {role}; removed it from {n} admin token(s)"
                 ),
                 None => {
@@ -76,7 +76,9 @@ pub(super) async fn role_command(
                 if json {
                     println!(
                         "{}",
-                        json!({"id": r.id, "name": r.name, "super_admin": r.super_admin, "permissions": perms})
+                        super::display::json_line(
+                            &json!({"id": r.id, "name": r.name, "super_admin": r.super_admin, "permissions": perms})
+                        )
                     );
                 } else {
                     let p = if r.super_admin {
@@ -84,7 +86,7 @@ pub(super) async fn role_command(
                     } else {
                         perms.join(", ")
                     };
-                    println!("{:<6} {:<24} {}", r.id, r.name, p);
+                    say!("{:<6} {:<24} {}", r.id, r.name, p);
                 }
             }
         }

@@ -29,7 +29,7 @@ pub(super) async fn serve(cfg: Config, path: PathBuf) -> Result<(), CliError> {
 /// another program's (the strapi5 layout), look at the database too.
 pub(super) fn check_config(cfg: &Config, path: &Path) -> Result<(), CliError> {
     print!("{}", cfg.to_redacted_toml());
-    eprintln!("config {} is valid", path.display());
+    say_err!("config {} is valid", path.display());
     if !store::capabilities(&cfg.postgres).owns_schema {
         super::runtime(1)?.block_on(check_strapi5(cfg));
     }
@@ -44,17 +44,17 @@ pub(super) async fn migrate(cfg: &Config) -> Result<(), CliError> {
         let schema = &cfg.postgres.schema;
         let functions = store::strapi5::FUNCTIONS_SCHEMA;
         if applied.is_empty() {
-            println!("strapi5 layout: authgate's triggers on schema `{schema}` are up to date (functions in schema `{functions}`)");
+            say!("strapi5 layout: authgate's triggers on schema `{schema}` are up to date (functions in schema `{functions}`)");
         } else {
-            println!("strapi5 layout: installed authgate's invalidation triggers on Strapi's tables in schema `{schema}` (functions in schema `{functions}`); Strapi's data was not touched");
+            say!("strapi5 layout: installed authgate's invalidation triggers on Strapi's tables in schema `{schema}` (functions in schema `{functions}`); Strapi's data was not touched");
         }
         return Ok(());
     }
     if applied.is_empty() {
-        println!("schema `{}` is up to date", cfg.postgres.schema);
+        say!("schema `{}` is up to date", cfg.postgres.schema);
     } else {
         let list: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
-        println!(
+        say!(
             "schema `{}`: applied migrations {}",
             cfg.postgres.schema,
             list.join(", ")
@@ -85,26 +85,26 @@ async fn check_strapi5(cfg: &Config) {
         Ok(Ok((found, types))) => {
             if let Some(types) = types {
                 for line in content_types_report(cfg, types) {
-                    eprintln!("{line}");
+                    say_err!("{line}");
                 }
             }
             let warnings = store::strapi5::warnings(&pg.schema, &found);
             for w in &warnings {
-                eprintln!("authgate: warning: {w}");
+                say_err!("authgate: warning: {w}");
             }
             if warnings.is_empty() {
-                eprintln!(
+                say_err!(
                     "strapi5 layout: Strapi's tables in schema `{}` are indexed and announce changes",
                     pg.schema
                 );
             }
         }
-        Ok(Err(e)) if e.is_unavailable() => eprintln!(
+        Ok(Err(e)) if e.is_unavailable() => say_err!(
             "authgate: note: could not reach the database at {} to check Strapi's tables: {e}",
             pg.url.redacted()
         ),
-        Ok(Err(e)) => eprintln!("authgate: note: could not check Strapi's tables: {e}"),
-        Err(_) => eprintln!(
+        Ok(Err(e)) => say_err!("authgate: note: could not check Strapi's tables: {e}"),
+        Err(_) => say_err!(
             "authgate: note: could not reach the database at {} to check Strapi's tables: no answer within {bound:?}",
             pg.url.redacted()
         ),

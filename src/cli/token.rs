@@ -235,10 +235,12 @@ pub(super) async fn token_command(mgr: &Manager<'_>, cmd: TokenCmd) -> Result<()
             if json {
                 println!(
                     "{}",
-                    json!({"id": t.id, "kind": t.kind.as_str(), "name": t.name, "deleted": true})
+                    super::display::json_line(
+                        &json!({"id": t.id, "kind": t.kind.as_str(), "name": t.name, "deleted": true})
+                    )
                 );
             } else {
-                println!("deleted {} token {} ({})", t.kind, t.id, t.name);
+                say!("deleted {} token {} ({})", t.kind, t.id, t.name);
             }
         }
     }
@@ -262,7 +264,7 @@ async fn create_token(
         json,
     );
     if !json {
-        eprintln!(
+        say_err!(
             "authgate: copy the key now: it is not shown again{}",
             if mgr.cfg.tokens.encryption_key.is_some() {
                 " (except with `token show --reveal`)"
@@ -289,11 +291,11 @@ async fn regenerate_token(
     print_token(&t.token, t.key.as_deref().map(String::as_str), json);
     if !json {
         match t.token.old_key_expires_at {
-            Some(at) => eprintln!(
+            Some(at) => say_err!(
                 "authgate: the old key keeps working until {}; copy the new key now",
                 humantime::format_rfc3339_seconds(at)
             ),
-            None => eprintln!("authgate: the old key no longer works; copy the new key now"),
+            None => say_err!("authgate: the old key no longer works; copy the new key now"),
         }
     }
     Ok(())
@@ -320,7 +322,7 @@ async fn import_token(
     let t = mgr.import(&actor, req, &key).await?;
     print_token(&t, None, json);
     if !json {
-        eprintln!("authgate: imported; the key works at once");
+        say_err!("authgate: imported; the key works at once");
     }
     Ok(())
 }
@@ -360,7 +362,7 @@ fn read_key_from_stdin(hash: bool) -> Result<zeroize::Zeroizing<String>, CliErro
     };
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprintln!(
+        say_err!(
             "authgate: paste {what}, then press Enter and Ctrl-D (a pipe keeps it off the screen)"
         );
     }
@@ -395,6 +397,6 @@ fn parse_cidrs(values: &[String]) -> Result<Vec<Cidr>, CliError> {
 
 fn note_actor(actor: &Actor) {
     if matches!(actor, Actor::Operator) {
-        eprintln!("authgate: acting as the host operator (all rights); use --as EMAIL to act as an admin user");
+        say_err!("authgate: acting as the host operator (all rights); use --as EMAIL to act as an admin user");
     }
 }

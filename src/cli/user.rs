@@ -75,9 +75,9 @@ pub(super) async fn user_command(
             }
             let u = store.create_user(&email, &name, &roles, ctx).await?;
             if json {
-                println!("{}", user_json(&u));
+                println!("{}", super::display::json_line(&user_json(&u)));
             } else {
-                println!(
+                say!(
                     "created user {} ({}), roles: {}",
                     u.email,
                     u.id,
@@ -91,39 +91,37 @@ pub(super) async fn user_command(
         }
         UserCmd::Deactivate { email } => {
             set_flag(store, ctx, &email, UserFlag::Active, false).await?;
-            println!(
-                "deactivated {email}: their admin tokens now get 401 Token owner is deactivated"
-            );
+            say!("deactivated {email}: their admin tokens now get 401 Token owner is deactivated");
         }
         UserCmd::Activate { email } => {
             set_flag(store, ctx, &email, UserFlag::Active, true).await?;
-            println!("activated {email}");
+            say!("activated {email}");
         }
         UserCmd::Block { email } => {
             set_flag(store, ctx, &email, UserFlag::Blocked, true).await?;
-            println!("blocked {email}: their admin tokens now get 401 Token owner is deactivated");
+            say!("blocked {email}: their admin tokens now get 401 Token owner is deactivated");
         }
         UserCmd::Unblock { email } => {
             set_flag(store, ctx, &email, UserFlag::Blocked, false).await?;
-            println!("unblocked {email}");
+            say!("unblocked {email}");
         }
         UserCmd::Delete { email } => {
             let tokens = store
                 .delete_user(&email, ctx)
                 .await?
                 .ok_or_else(|| missing(&email))?;
-            println!("deleted {email} and their {tokens} admin token(s)");
+            say!("deleted {email} and their {tokens} admin token(s)");
         }
         UserCmd::AddRole { email, role } => {
             let changed = store.set_user_role(&email, &role, true, ctx).await?;
-            println!(
+            say!(
                 "{email} {} role {role}",
                 if changed { "now has" } else { "already had" }
             );
         }
         UserCmd::RemoveRole { email, role } => {
             let changed = store.set_user_role(&email, &role, false, ctx).await?;
-            println!(
+            say!(
                 "{email} {} role {role}",
                 if changed {
                     "no longer has"

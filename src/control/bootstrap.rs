@@ -1,6 +1,17 @@
 //! The bootstrap token: `[management] bootstrap_token_file` (a mounted
 //! Secret) becomes the admin token of a super admin at start, so a fresh
 //! install can be managed without a shell on the host.
+//!
+//! **A key provisions once.** The Secret stays mounted for the life of the
+//! deployment and every rollout restarts authgate, so "provision at start"
+//! must not mean "give the file's key super-admin again at every start":
+//! an operator who deleted the bootstrap token, or regenerated it, ended
+//! that key on purpose. So each key the file provisions is recorded as
+//! consumed (`bootstrap_keys`: a fingerprint, an HMAC of its access_key
+//! under a label of its own, never the key or the access_key), and a start
+//! whose file holds a consumed key that no token has any more provisions
+//! nothing and says so in one log line ([`Bootstrapped::Consumed`]). A new
+//! key in the file (the Secret rotated) provisions as before.
 
 use zeroize::Zeroizing;
 
@@ -24,6 +35,19 @@ pub enum Bootstrapped {
     /// The bootstrap token existed with another key (the Secret was
     /// rotated): it now has the new key and the old one stopped working.
     Rotated(i64),
+    /// The file's key provisioned a token before, which was since deleted
+    /// or regenerated: nothing is provisioned.
+    Consumed,
+}
+
+/// The fingerprint recorded for a provisioned bootstrap key: hex
+/// HMAC-SHA256 of its access_key (itself salted) under a label of its own,
+/// so the table holds nothing a lookup by access_key could use.
+fn fingerprint(access_key: &str) -> String {
+    use hmac::Mac;
+    let mut mac = token::hmac_sha256(b"authgate bootstrap key v1");
+    mac.update(access_key.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 impl Manager<'_> {
@@ -32,6 +56,8 @@ impl Manager<'_> {
     /// [`BOOTSTRAP_EMAIL`] exists and give it an admin token with this key
     /// holding every token-management permission. Idempotent; a bootstrap
     /// token with an older key gets the new one (the old key stops working).
+    /// A key provisioned before whose token is gone or has another key now
+    /// is [`Bootstrapped::Consumed`]: never provisioned again.
     pub async fn bootstrap(&self, key: &str) -> Result<Bootstrapped, ControlError> {
         if !token::looks_like_key(key.as_bytes()) {
             return Err(ControlError::Invalid(
@@ -41,7 +67,9 @@ impl Manager<'_> {
         }
         // Only as a current key: a key a regenerate replaced (with overlap)
         // is put back, the file being what the operator holds.
-        let holder = self.store.key_holder(&self.hasher.hash_hex(key)).await?;
+        let access_key = self.hasher.hash_hex(key);
+        let fingerprint = fingerprint(&access_key);
+        let holder = self.store.key_holder(&access_key).await?;
         if let Some(h) = holder.filter(|h| h.current) {
             if let Some(found) = self.store.get_token(h.id).await? {
                 if found.kind != TokenKind::Admin {
@@ -50,8 +78,14 @@ impl Manager<'_> {
                         found.id
                     )));
                 }
+                // Recorded here too: a token provisioned before this record
+                // existed is covered from its first start after the upgrade.
+                self.store.consume_bootstrap(&fingerprint, found.id).await?;
                 return Ok(Bootstrapped::Present(found.id));
             }
+        }
+        if self.store.bootstrap_consumed(&fingerprint).await? {
+            return Ok(Bootstrapped::Consumed);
         }
         if !self.store.capabilities().writes {
             // Another program (Strapi's admin panel) owns users and tokens:
@@ -102,6 +136,7 @@ impl Manager<'_> {
             .find(|t| t.name == BOOTSTRAP_TOKEN_NAME && t.owner_id == Some(user.id));
         if let Some(t) = previous {
             self.replace_key(&Actor::Operator, t.id, key, None).await?;
+            self.store.consume_bootstrap(&fingerprint, t.id).await?;
             return Ok(Bootstrapped::Rotated(t.id));
         }
         let permissions = [TokenKind::ContentApi, TokenKind::Admin]
@@ -129,6 +164,9 @@ impl Manager<'_> {
                 &NewKey::Plain(Zeroizing::new(key.to_owned())),
                 false,
             )
+            .await?;
+        self.store
+            .consume_bootstrap(&fingerprint, created.id)
             .await?;
         Ok(Bootstrapped::Created(created.id))
     }

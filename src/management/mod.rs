@@ -29,7 +29,14 @@
 //!
 //! At start, `[management] bootstrap_token_file` (a mounted Secret) is read
 //! and, in the background until the database answers, turned into the first
-//! super-admin token ([`crate::control::Manager::bootstrap`]).
+//! super-admin token ([`crate::control::Manager::bootstrap`]), once per
+//! key: a key whose token was since deleted or regenerated is consumed and
+//! provisions nothing (one log line says so).
+//!
+//! Every request gets authgate's own request id (answered as
+//! `x-request-id`, recorded as the audit event's `request_id`); the
+//! client's `X-Request-Id`, when it is a plain id, is only kept apart
+//! ([`RequestInfo::client_request_id`]).
 
 pub mod api;
 pub mod auth;
@@ -99,7 +106,12 @@ impl State {
 /// as a request extension.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
+    /// authgate's own id of this request, always made here.
     pub request_id: String,
+    /// The client's `X-Request-Id` when it is a plain id
+    /// ([`crate::request_id::is_sane`]: 1 to 128 of letters, digits and
+    /// `-_.:`), recorded apart; anything else is dropped.
+    pub client_request_id: Option<String>,
     pub client_ip: IpAddr,
 }
 
@@ -109,6 +121,7 @@ pub fn origin(ext: &http::Extensions, via: Via) -> Origin {
     Origin {
         via,
         request_id: info.map(|i| i.request_id.clone()),
+        client_request_id: info.and_then(|i| i.client_request_id.clone()),
         client_ip: info.map(|i| i.client_ip),
     }
 }
@@ -296,9 +309,17 @@ pub async fn handle(
                 .headers()
                 .get("x-forwarded-proto")
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
-    let rid = state.request_ids.take(req.headers());
+    // The audit trail records authgate's own id: a client chooses what it
+    // sends, so its id is kept only apart, labelled as the client's.
+    let rid = state.request_ids.fresh();
     let info = RequestInfo {
         request_id: rid.to_str().unwrap_or("-").to_owned(),
+        client_request_id: req
+            .headers()
+            .get(X_REQUEST_ID)
+            .filter(|v| crate::request_id::is_sane(v.as_bytes()))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
         client_ip: state.cfg.management.proxies.client_ip(req.headers(), peer),
     };
     req.extensions_mut().insert(info);
@@ -383,6 +404,12 @@ async fn bootstrap(state: Arc<State>, key: Zeroizing<String>) {
                 tracing::info!(
                     token_id = id,
                     "management: bootstrap token has the new key from bootstrap_token_file; the old key no longer works"
+                );
+                return;
+            }
+            Ok(Bootstrapped::Consumed) => {
+                tracing::warn!(
+                    "management: bootstrap_token_file is consumed: its key provisioned the bootstrap token once, and that token was since deleted or regenerated, so the key grants nothing; put a new key in the file to provision a new one"
                 );
                 return;
             }

@@ -79,6 +79,39 @@ impl Store {
         Ok(token)
     }
 
+    // ----- the bootstrap file ------------------------------------------------
+
+    /// Whether the bootstrap file's key with this fingerprint provisioned a
+    /// token before (see `control::Manager::bootstrap`). Always false in
+    /// the strapi5 layout, where the file provisions nothing.
+    pub async fn bootstrap_consumed(&self, fingerprint: &str) -> Result<bool, StoreError> {
+        if self.layout == Layout::Strapi5 {
+            return Ok(false);
+        }
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        let seen = native::bootstrap_consumed(&tx, fingerprint).await?;
+        tx.commit().await?;
+        Ok(seen)
+    }
+
+    /// Record that the bootstrap key with this fingerprint provisioned
+    /// `token_id`, so it is never provisioned again.
+    pub async fn consume_bootstrap(
+        &self,
+        fingerprint: &str,
+        token_id: i64,
+    ) -> Result<(), StoreError> {
+        if self.layout == Layout::Strapi5 {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        native::consume_bootstrap(&tx, fingerprint, token_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     // ----- users ---------------------------------------------------------
 
     pub async fn create_user(

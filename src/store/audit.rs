@@ -1,5 +1,10 @@
 //! The audit table (`audit_events`, see [`crate::audit`]): appending inside
 //! a write's transaction, reading, and the retention job.
+//!
+//! Ids come from the table's sequence (`audit_events_id_seq`), taken under
+//! the chain lock, so they only grow and never restart. The table's
+//! trigger lets a row be deleted only once a checkpoint newer than it names
+//! it, so the retention job appends its checkpoint first and deletes after.
 
 use std::marker::PhantomData;
 use std::time::{Duration, SystemTime};
@@ -26,12 +31,12 @@ async fn lock(tx: &impl Db, table: &str) -> Result<(), StoreError> {
 }
 
 const COLUMNS: &str = "id, at, action, actor, via, target_kind, target_id, target_name, changes,
-    request_id, client_ip, prev_hash, hash";
+    request_id, client_request_id, client_ip, prev_hash, hash";
 
 fn event(row: &tokio_postgres::Row) -> Result<Event, StoreError> {
     Ok(columns!(row => Event {
         id, at, action, actor, via, target_kind, target_id, target_name, changes, request_id,
-        client_ip, prev_hash, hash;
+        client_request_id, client_ip, prev_hash, hash;
     }))
 }
 
@@ -52,16 +57,26 @@ pub(super) async fn append(
             &[],
         )
         .await?;
-    let (id, prev) = match &last {
-        Some(r) => (r.col::<_, i64>(0)? + 1, r.col::<_, String>(1)?),
-        None => (1, GENESIS.to_owned()),
+    let (newest, prev) = match &last {
+        Some(r) => (r.col::<_, i64>(0)?, r.col::<_, String>(1)?),
+        None => (0, GENESIS.to_owned()),
     };
+    // The next id from the sequence; past the newest row whatever the
+    // sequence says (a table filled before it existed, or by hand).
+    let id: i64 = tx
+        .one(
+            "SELECT CASE WHEN n > $2 THEN n ELSE setval($1::text::regclass, $2 + 1) END
+             FROM (SELECT nextval($1::text::regclass) AS n) s",
+            &[&format!("{table}_id_seq"), &newest],
+        )
+        .await?
+        .col(0)?;
     let e = Event::seal(id, SystemTime::now(), draft, ctx, &prev);
     tx.exec(
         &format!(
             "INSERT INTO {table} (id, at, action, actor, via, target_kind, target_id, target_name,
-                                   changes, request_id, client_ip, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                                   changes, request_id, client_request_id, client_ip, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ),
         &[
             &e.id,
@@ -74,6 +89,7 @@ pub(super) async fn append(
             &e.target_name,
             &e.changes,
             &e.request_id,
+            &e.client_request_id,
             &e.client_ip,
             &e.prev_hash,
             &e.hash,
@@ -326,6 +342,37 @@ impl Store {
         row.as_ref().map(event).transpose()
     }
 
+    /// What `audit verify` warns of: a role that can switch the table's
+    /// trigger off (a superuser, or a member of the table's owner) can cut
+    /// the chain undetected by the table alone; `None` when this role
+    /// cannot.
+    pub async fn audit_guard(&self) -> Result<Option<String>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        let row = tx
+            .one(
+                "SELECT current_user::text,
+                        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                        pg_has_role(current_user, c.relowner, 'USAGE'),
+                        pg_get_userbyid(c.relowner)::text
+                 FROM pg_class c WHERE c.oid = $1::text::regclass",
+                &[&self.audit_table()],
+            )
+            .await?;
+        tx.commit().await?;
+        let (role, superuser, owner, table_owner): (String, bool, bool, String) =
+            (row.col(0)?, row.col(1)?, row.col(2)?, row.col(3)?);
+        let why = match (superuser, owner) {
+            (true, _) => "is a superuser",
+            (false, true) => "owns it (or is a member of its owner)",
+            (false, false) => return Ok(None),
+        };
+        Ok(Some(format!(
+            "the database role `{role}` {why} and can switch off the trigger that keeps {} append-only (owner `{table_owner}`): run authgate as a role that does not own the schema, and check the chain against a head kept outside the database (--head); see README, Security model",
+            self.audit_table()
+        )))
+    }
+
     /// The whole chain in id order, for `audit verify`.
     pub async fn audit_chain(&self) -> Result<Vec<Event>, StoreError> {
         let mut client = self.client().await?;
@@ -340,9 +387,11 @@ impl Store {
         rows.iter().map(event).collect()
     }
 
-    /// The retention job: delete events older than `retention` and append a
-    /// checkpoint naming the cut (the last deleted id and its hash), in one
-    /// transaction under the chain lock. Returns how many were deleted.
+    /// The retention job: append a checkpoint naming the cut (the last id to
+    /// delete and its hash), then delete the events older than `retention`
+    /// up to it, in one transaction under the chain lock. The order is the
+    /// trigger's: a row may go only once a newer checkpoint names it.
+    /// Returns how many were deleted.
     pub async fn prune_audit(
         &self,
         ctx: &AuditCtx,
@@ -384,14 +433,13 @@ impl Store {
             return Ok(0);
         };
         let (through, last_hash): (i64, String) = (cut.col(0)?, cut.col(1)?);
-        tx.batch_execute("SET LOCAL authgate.audit_retention = 'on'")
-            .await?;
-        let n = tx
-            .exec(&format!("DELETE FROM {table} WHERE id <= $1"), &[&through])
-            .await?;
-        tx.batch_execute("SET LOCAL authgate.audit_retention = 'off'")
-            .await?;
-        let count = i64::try_from(n).unwrap_or(i64::MAX);
+        let count: i64 = tx
+            .one(
+                &format!("SELECT count(*) FROM {table} WHERE id <= $1"),
+                &[&through],
+            )
+            .await?
+            .col(0)?;
         let checkpoint = append(
             &tx,
             table,
@@ -407,6 +455,19 @@ impl Store {
             },
         )
         .await?;
+        let n = tx
+            .exec(&format!("DELETE FROM {table} WHERE id <= $1"), &[&through])
+            .await?;
+        let deleted = i64::try_from(n).unwrap_or(i64::MAX);
+        if deleted != count {
+            // Someone else's rows in between (the lock makes this
+            // impossible for authgate's own writers): do not commit a
+            // checkpoint whose count is wrong.
+            tx.rollback().await?;
+            return Err(StoreError::Invalid(format!(
+                "audit retention: expected to delete {count} events, deleted {deleted}"
+            )));
+        }
         tx.commit().await?;
         checkpoint.log();
         Ok(count)

@@ -47,6 +47,12 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "network_pinning",
         include_str!("../../migrations/authgate/0005_network_pinning.sql"),
     ),
+    (6, "audit_anchor", super::AUDIT_ANCHOR_MIGRATION),
+    (
+        7,
+        "bootstrap_once",
+        include_str!("../../migrations/authgate/0007_bootstrap_once.sql"),
+    ),
 ];
 
 /// See [`Statements::token_stats`].
@@ -878,4 +884,31 @@ pub(super) async fn delete_token(
             })
         })
         .await
+}
+
+// ----- the bootstrap file's keys ------------------------------------------------
+
+/// Whether a bootstrap key with this fingerprint was provisioned before.
+pub(super) async fn bootstrap_consumed(c: &impl Db, fingerprint: &str) -> Result<bool, StoreError> {
+    c.one(
+        "SELECT EXISTS (SELECT 1 FROM bootstrap_keys WHERE fingerprint = $1)",
+        &[&fingerprint],
+    )
+    .await?
+    .col(0)
+}
+
+/// Record a provisioned bootstrap key's fingerprint (once).
+pub(super) async fn consume_bootstrap(
+    c: &impl Db,
+    fingerprint: &str,
+    token_id: i64,
+) -> Result<(), StoreError> {
+    c.exec(
+        "INSERT INTO bootstrap_keys (fingerprint, token_id) VALUES ($1, $2)
+         ON CONFLICT (fingerprint) DO NOTHING",
+        &[&fingerprint, &token_id],
+    )
+    .await?;
+    Ok(())
 }

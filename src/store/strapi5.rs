@@ -486,6 +486,11 @@ pub async fn install(cfg: &PostgresConfig) -> Result<Vec<i32>, StoreError> {
         ))
         .await?;
     }
+    tx.batch_execute(&format!(
+        "SET LOCAL search_path = {FUNCTIONS_SCHEMA}; {}",
+        super::AUDIT_ANCHOR_MIGRATION
+    ))
+    .await?;
     tx.commit().await?;
     Ok(applied)
 }

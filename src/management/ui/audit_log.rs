@@ -168,6 +168,7 @@ pub(super) async fn detail(state: &State, ctx: &Ctx, id: i64) -> Resp {
 <dt>Via</dt><dd>{}</dd>
 <dt>Target</dt><dd>{}</dd>
 <dt>Request id</dt><dd>{}</dd>
+<dt>Client's request id (as sent, unverified)</dt><dd>{}</dd>
 <dt>Client address</dt><dd>{}</dd>
 <dt>Hash</dt><dd><code class="hash">{}</code></dd>
 </dl>
@@ -181,6 +182,7 @@ pub(super) async fn detail(state: &State, ctx: &Ctx, id: i64) -> Resp {
         e.via,
         target(&e),
         e.request_id.as_deref().unwrap_or("—"),
+        e.client_request_id.as_deref().unwrap_or("—"),
         e.client_ip.as_deref().unwrap_or("—"),
         e.hash
     );
