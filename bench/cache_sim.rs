@@ -8,6 +8,7 @@
 //! bench_cache_sim hits                  # hit rates, Zipf and Zipf + scans
 //! bench_cache_sim memory 1000000 moka   # the same for the moka cache
 //! bench_cache_sim hits moka             #   records lived in before issue 25
+//! bench_cache_sim hash                  # time of token::Hasher on a 256-hex key
 //! ```
 //!
 //! `moka` stands in for the cache before issue 25: moka configured as the
@@ -257,6 +258,24 @@ async fn hits(moka: bool) {
     }
 }
 
+/// Nanoseconds of one HMAC-SHA512 of a 256-character key (`token::Hasher`:
+/// what a key costs when the cache has no record for it, a made-up key
+/// above all), the best of five runs of 200,000.
+fn hash_time() {
+    let hasher = authgate::token::Hasher::new("bench-salt-0123456789abcdef");
+    let mut key = "0123456789abcdef".repeat(16).into_bytes();
+    let (mut best, mut sink) = (f64::MAX, 0u8);
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        for i in 0..200_000u32 {
+            key[0] = b'a' + (i % 6) as u8;
+            sink ^= hasher.hash(&key).0[0];
+        }
+        best = best.min(t.elapsed().as_nanos() as f64 / 200_000.0);
+    }
+    println!("HMAC-SHA512 of a 256-hex key: {best:.0} ns ({sink})");
+}
+
 fn main() {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -279,6 +298,7 @@ fn main() {
             rt.block_on(memory(n, moka));
         }
         Some("hits") => rt.block_on(hits(moka)),
+        Some("hash") => hash_time(),
         _ => {
             eprintln!("usage: bench_cache_sim memory [N] [moka] | hits [moka]");
             std::process::exit(2);

@@ -1,4 +1,4 @@
-//! The in-process token cache (moka), in front of the store.
+//! The in-process token cache, in front of the store.
 //!
 //! **What is cached:** facts about a token: the record, the owner's status
 //! and permissions (see [`crate::model`]), keyed by a [`Fingerprint`] of the

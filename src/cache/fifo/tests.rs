@@ -93,3 +93,12 @@ fn a_scan_does_not_displace_what_is_used() {
     }
     assert_eq!(t.get(&fp(back)), Some(back), "a ghost comes back to stay");
 }
+
+/// An entry's slot is 32 bytes (a fingerprint, a pointer, the count):
+/// with the table's `u32`s, what a cached token pays besides its record
+/// (BENCHMARKS.md, a million cached tokens).
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_slot_is_32_bytes() {
+    assert_eq!(std::mem::size_of::<Slot<std::sync::Arc<()>>>(), 32);
+}
