@@ -327,7 +327,8 @@ async fn an_entry_stored_after_an_invalidation_from_an_older_load_is_not_served(
 #[tokio::test]
 async fn a_token_event_covers_every_record_of_the_token_whatever_key_found_it() {
     // (event: token id, hash named) -> (key 1 still cached, key 2 still cached)
-    let rows: [((i64, Option<u8>), (bool, bool)); 5] = [
+    type Row = ((i64, Option<u8>), (bool, bool));
+    let rows: [Row; 5] = [
         ((7, None), (false, false)),
         ((7, Some(1)), (false, false)),
         ((7, Some(99)), (false, false)),
