@@ -74,13 +74,13 @@ impl std::hash::Hash for Key32 {
 type OldCached = std::sync::Arc<(Resolved, u64, u64)>;
 
 enum Sim {
-    Ours(TokenCache<Resolved>),
+    Ours(Box<TokenCache<Resolved>>),
     Moka(moka::future::Cache<Key32, OldCached, BuildDigestHasher>),
 }
 
 fn sim(capacity: u64, moka: bool) -> Sim {
     if !moka {
-        return Sim::Ours(cache(capacity));
+        return Sim::Ours(Box::new(cache(capacity)));
     }
     let evictions = Metrics::new().cache_evictions;
     Sim::Moka(
