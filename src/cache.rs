@@ -25,9 +25,10 @@
 //! map (the scope and its epoch) and an entry covered by a later event is
 //! dropped and re-read: O(1) per event and per hit instead of a scan over
 //! every entry, and exact from the very next request, even for a load
-//! that stored its result just after the event (by hash and "everything"
-//! also remove absences at once, to free their memory; a covered record is
-//! removed when it is next asked for, or evicted). Notes older than
+//! that stored its result just after the event (a hash also removes its
+//! absence at once, and "everything" every entry, to free their memory; a
+//! record covered otherwise is removed when it is next asked for, or
+//! evicted). Notes older than
 //! `ttl + stale_if_error` are pruned: no record that old is served. A
 //! lookup racing an invalidation does not put its (possibly older) result
 //! into the cache: it is returned to its callers but not stored.
