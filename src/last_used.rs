@@ -167,6 +167,26 @@ mod tests {
         );
     }
 
+    /// Between prunings (every eighth of the interval) a write older than
+    /// the interval no longer holds a use back.
+    #[test]
+    fn a_write_an_interval_old_is_not_held_against_a_use_between_prunings() {
+        let r = UsageRecorder::new(Duration::from_secs(60));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let now = Instant::now();
+        r.record(1, t0);
+        assert_eq!(r.take_due(now), vec![(1, t0)]);
+        r.record(1, t0 + Duration::from_secs(50));
+        // Pruned at 55 s (the write, 55 s old, is kept); at 61 s, 6 s later,
+        // no pruning, and the write is past the interval.
+        assert!(r.take_due(now + Duration::from_secs(55)).is_empty());
+        assert_eq!(r.state.lock().unwrap().written.len(), 1);
+        assert_eq!(
+            r.take_due(now + Duration::from_secs(61)),
+            vec![(1, t0 + Duration::from_secs(50))]
+        );
+    }
+
     #[test]
     fn failed_writes_are_kept() {
         let r = UsageRecorder::new(Duration::from_secs(60));
