@@ -7,7 +7,7 @@
 #   bench/load.sh --smoke         # 1 round x 2 s: checks the script works
 #   ROUNDS=5 DURATION=15 CONNECTIONS=64 bench/load.sh
 #   HOLD=1 bench/load.sh          # set everything up and wait (for profiling)
-#   BENCH_PORT_BASE=28081 bench/load.sh   # ports BASE..BASE+10 (default 18081)
+#   BENCH_PORT_BASE=28081 bench/load.sh   # ports BASE..BASE+12 (default 18081)
 #   ONLY='decision|auth-request|forward-auth' bench/load.sh --smoke
 #                                 # only the rows whose name matches (no
 #                                 # latency section)
@@ -23,6 +23,14 @@
 # exporting every span to the upstream nginx as its OTLP sink (it answers
 # 200 to any POST), at sample_ratio 0.01 and 1.0: beside authgate-hit (off),
 # what recording and exporting a trace costs a request.
+#
+# Many tokens and made-up keys (issue 25): `authgate-100k` is a second
+# cached authgate (capacity 200,000) driven over MANY (100,000) tokens
+# round-robin, every one warmed in first; `authgate-401` sends 100,000
+# distinct made-up keys (none issued, each refused with 401) to the cached
+# authgate, and `nginx-401` the same requests to an nginx whose one
+# location answers `return 401` with authgate's body: what a made-up key
+# costs next to the cheapest refusal a web server gives.
 #
 # Besides nginx, two programs of our own bracket authgate (bench/floor.rs:
 # bytes copied between pinned connections, the least a proxy can do;
@@ -48,7 +56,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 # The open-loop rate of the latency rows (issue 14 compares at 2,000 req/s).
 OPEN_RATE=${OPEN_RATE:-2000}
 TOKENS=${TOKENS:-10000}
-if [ "${1:-}" = "--smoke" ]; then ROUNDS=1; DURATION=2; TOKENS=200; fi
+MANY=${MANY:-100000}
+if [ "${1:-}" = "--smoke" ]; then ROUNDS=1; DURATION=2; TOKENS=200; MANY=2000; fi
 
 ensure_command nginx nginx
 ensure_command wrk wrk
@@ -59,8 +68,8 @@ BASE=${BENCH_PORT_BASE:-18081}
 P_UP=$BASE P_NGINX=$((BASE + 1)) P_GATE=$((BASE + 2)) P_UNCACHED=$((BASE + 3))
 P_S5=$((BASE + 4)) P_S5T=$((BASE + 5)) P_FLOOR=$((BASE + 6)) P_HYPER=$((BASE + 7))
 P_DEC=$((BASE + 8)) P_NGXA=$((BASE + 9)) P_CADDY=$((BASE + 10))
-P_TR1=$((BASE + 11)) P_TR100=$((BASE + 12))
-ensure_ports_free bench "$BASE" 13
+P_TR1=$((BASE + 11)) P_TR100=$((BASE + 12)) P_MANY=$((BASE + 13)) P_N401=$((BASE + 14))
+ensure_ports_free bench "$BASE" 15
 
 W=$(mktemp -d /tmp/authgate-bench.XXXXXX)
 SCHEMA=authgate_bench_$$
@@ -72,6 +81,7 @@ cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   nginx -p "$W" -c "$W/upstream.conf" -s stop 2>/dev/null || true
   nginx -p "$W" -c "$W/proxy.conf" -s stop 2>/dev/null || true
+  nginx -p "$W" -c "$W/refuse.conf" -s stop 2>/dev/null || true
   wait 2>/dev/null || true
   psql -q "$DB_URL" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
   for d in "${S5_DBS[@]}"; do
@@ -97,9 +107,17 @@ nginx_upstream_conf "$W" "$P_UP" > "$W/upstream.conf"
 nginx_proxy_conf "$W" "$P_NGINX" "$P_UP" > "$W/proxy.conf"
 nginx -p "$W" -c "$W/upstream.conf"
 nginx -p "$W" -c "$W/proxy.conf"
+# nginx refusing every request itself, with authgate's 401 body.
+body401=$(python3 -c 'import json; print(json.dumps({"data": None, "error": {"status": 401, "name": "UnauthorizedError", "message": "Missing or invalid credentials", "details": {}}}, separators=(",", ":")))')
+sed -e "s#pid $W/upstream.pid#pid $W/refuse.pid#" -e "s#listen 127.0.0.1:$P_UP#listen 127.0.0.1:$P_N401#" \
+  -e "s#default_type application/json; return 200 '.*';#default_type 'application/json; charset=utf-8'; return 401 '$body401';#" \
+  -e "s#upstream-error.log#refuse-error.log#" "$W/upstream.conf" > "$W/refuse.conf"
+grep -q "return 401" "$W/refuse.conf" || { echo "the nginx-401 config did not come out" >&2; exit 1; }
+nginx -p "$W" -c "$W/refuse.conf"
 
 authgate_conf $P_GATE 100000 > "$W/cached.toml"
 printf '\n[decision]\nlisten = "127.0.0.1:%s"\n' "$P_DEC" >> "$W/cached.toml"
+authgate_conf $P_MANY 200000 > "$W/many.toml"
 authgate_conf $P_UNCACHED 0 > "$W/uncached.toml"
 for t in "$P_TR1 0.01 tr1" "$P_TR100 1.0 tr100"; do
   read -r port ratio name <<<"$t"
@@ -111,16 +129,25 @@ authgate_conf $P_S5T 100000 "${S5_DBS[1]}" > "$W/s5t.toml"
 
 echo "==> $TOKENS tokens in schema $SCHEMA" >&2
 target/release/authgate --config "$W/cached.toml" migrate >/dev/null
-python3 - "$W" "$SALT" "$TOKENS" <<'PY'
+python3 - "$W" "$SALT" "$TOKENS" "$MANY" <<'PY'
 import hmac, hashlib, os, sys
-w, salt, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
+w, salt, n, many = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
 with open(f"{w}/keys.txt", "w") as keys, open(f"{w}/tokens.csv", "w") as rows:
     for i in range(n):
         k = os.urandom(128).hex()
         keys.write(k + "\n")
         rows.write(f"content-api,bench-{i},read-only,{hmac.new(salt, k.encode(), hashlib.sha512).hexdigest()}\n")
+# The many-token set (authgate-100k): in the same table, after the others.
+with open(f"{w}/keys-many.txt", "w") as keys, open(f"{w}/tokens.csv", "a") as rows:
+    for i in range(many):
+        k = os.urandom(128).hex()
+        keys.write(k + "\n")
+        rows.write(f"content-api,many-{i},read-only,{hmac.new(salt, k.encode(), hashlib.sha512).hexdigest()}\n")
 with open(f"{w}/bad.txt", "w") as bad:
     for i in range(50000):
+        bad.write(os.urandom(128).hex() + "\n")
+with open(f"{w}/bad-many.txt", "w") as bad:
+    for i in range(100000):
         bad.write(os.urandom(128).hex() + "\n")
 PY
 psql -q "$DB_URL" -c "\\copy $SCHEMA.tokens (kind, name, type, access_key) FROM '$W/tokens.csv' CSV"
@@ -139,6 +166,7 @@ done
 target/release/authgate --config "$W/s5t.toml" migrate >/dev/null
 
 target/release/authgate --config "$W/cached.toml" serve 2>"$W/logs/cached.log" & pids+=($!)
+target/release/authgate --config "$W/many.toml" serve 2>"$W/logs/many-cached.log" & many_pid=$!
 target/release/authgate --config "$W/uncached.toml" serve 2>"$W/logs/uncached.log" & pids+=($!)
 target/release/authgate --config "$W/s5.toml" serve 2>"$W/logs/s5-cached.log" & pids+=($!)
 target/release/authgate --config "$W/s5t.toml" serve 2>"$W/logs/s5t-cached.log" & pids+=($!)
@@ -156,9 +184,10 @@ front_conf Caddyfile "$W/caddy" "$P_CADDY" > "$W/caddy/Caddyfile"
 nginx -p "$W/ngxa" -e "$W/ngxa/error.log" -c "$W/ngxa/nginx.conf" & pids+=($!)
 XDG_CONFIG_HOME="$W/caddy" XDG_DATA_HOME="$W/caddy" GOMAXPROCS=1 \
   caddy run --adapter caddyfile --config "$W/caddy/Caddyfile" 2>"$W/logs/caddy.log" & pids+=($!)
-target/release/authgate --config "$W/tr1.toml" serve 2>"$W/logs/tr1-cached.log" & pids+=($!)
-target/release/authgate --config "$W/tr100.toml" serve 2>"$W/logs/tr100-cached.log" & pids+=($!)
-for p in $P_NGINX $P_GATE $P_UNCACHED $P_S5 $P_S5T $P_FLOOR $P_HYPER $P_DEC $P_NGXA $P_CADDY $P_TR1 $P_TR100; do
+target/release/authgate --config "$W/tr1.toml" serve 2>"$W/logs/tr1-cached.log" & tr1_pid=$!
+target/release/authgate --config "$W/tr100.toml" serve 2>"$W/logs/tr100-cached.log" & tr100_pid=$!
+pids+=("$many_pid" "$tr1_pid" "$tr100_pid") # after the rows below that name the others by position
+for p in $P_NGINX $P_N401 $P_MANY $P_GATE $P_UNCACHED $P_S5 $P_S5T $P_FLOOR $P_HYPER $P_DEC $P_NGXA $P_CADDY $P_TR1 $P_TR100; do
   up=
   for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && up=1 && break; sleep 0.1; done
   if [ -z "$up" ]; then
@@ -181,6 +210,22 @@ request = function()
 end
 EOF
 sed "s#keys.txt#bad.txt#" "$W/many.lua" > "$W/bad.lua"
+sed "s#keys.txt#keys-many.txt#" "$W/many.lua" > "$W/many100k.lua"
+sed "s#keys.txt#bad-many.txt#" "$W/many.lua" > "$W/bad100k.lua"
+# Every one of the many tokens once, then wrk ends (thread:stop() would
+# still wait out -d).
+cat > "$W/warm-many.lua" <<EOF
+local keys, i, n = {}, 0, 0
+for line in io.lines("$W/keys-many.txt") do keys[#keys + 1] = "Bearer " .. line end
+request = function()
+  i = i % #keys + 1
+  return wrk.format(nil, nil, { ["Authorization"] = keys[i] })
+end
+response = function()
+  n = n + 1
+  if n >= #keys then os.exit(0) end
+end
+EOF
 # The decision endpoint alone, asked as Traefik asks.
 cat > "$W/forward-auth.lua" <<EOF
 wrk.headers["Authorization"] = "Bearer $ONE"
@@ -192,6 +237,7 @@ wrk.headers["X-Forwarded-For"] = "127.0.0.1"
 EOF
 # Warm every token into the cache once, and the uncached instance's pool.
 wrk -t1 -c8 -d2s -s "$W/many.lua" http://127.0.0.1:$P_GATE/api/articles >/dev/null
+wrk -t1 -c8 -d600s -s "$W/warm-many.lua" http://127.0.0.1:$P_MANY/api/articles >/dev/null || true
 wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_UNCACHED/api/articles >/dev/null
 wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_S5/api/articles >/dev/null
 wrk -t1 -c8 -d1s -s "$W/one.lua" http://127.0.0.1:$P_S5T/api/articles >/dev/null
@@ -208,6 +254,7 @@ fi
 # instances and the two authgate processes.
 up_worker=$(pgrep -P "$(cat "$W/upstream.pid")")
 proxy_worker=$(pgrep -P "$(cat "$W/proxy.pid")")
+refuse_worker=$(pgrep -P "$(cat "$W/refuse.pid")")
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 tick=$(getconf CLK_TCK)
 
@@ -219,6 +266,11 @@ targets=(
   "hyper-proxy|http://127.0.0.1:$P_HYPER/api/articles||${pids[5]}"
   "authgate-hit|http://127.0.0.1:$P_GATE/api/articles|$W/one.lua|${pids[0]}"
   "authgate-10k|http://127.0.0.1:$P_GATE/api/articles|$W/many.lua|${pids[0]}"
+  "authgate-100k|http://127.0.0.1:$P_MANY/api/articles|$W/many100k.lua|$many_pid"
+  # The same requests (100,000 made-up keys) to nginx's static 401 and
+  # to authgate, which refuses each key as never issued.
+  "nginx-401|http://127.0.0.1:$P_N401/api/articles|$W/bad100k.lua|$refuse_worker"
+  "authgate-401|http://127.0.0.1:$P_GATE/api/articles|$W/bad100k.lua|${pids[0]}"
   # Distinct tokens: with one token, single flight would let concurrent
   # requests share one query and this would not measure a query per request.
   "authgate-miss|http://127.0.0.1:$P_UNCACHED/api/articles|$W/many.lua|${pids[1]}"
@@ -230,8 +282,8 @@ targets=(
   "nginx-auth-request|http://127.0.0.1:$P_NGXA/api/articles|$W/one.lua|${pids[0]}"
   "caddy-forward-auth|http://127.0.0.1:$P_CADDY/api/articles|$W/one.lua|${pids[0]}"
   "decision-forward-auth|http://127.0.0.1:$P_DEC/forward-auth|$W/forward-auth.lua|${pids[0]}"
-  "authgate-trace-1pct|http://127.0.0.1:$P_TR1/api/articles|$W/one.lua|${pids[8]}"
-  "authgate-trace-100pct|http://127.0.0.1:$P_TR100/api/articles|$W/one.lua|${pids[9]}"
+  "authgate-trace-1pct|http://127.0.0.1:$P_TR1/api/articles|$W/one.lua|$tr1_pid"
+  "authgate-trace-100pct|http://127.0.0.1:$P_TR100/api/articles|$W/one.lua|$tr100_pid"
 )
 if [ -n "${ONLY:-}" ]; then
   kept=()
@@ -311,7 +363,8 @@ rows = [l.split() for l in open(sys.argv[1])]
 half, direct_lat, nginx_lat, gate_lat, miss_half, miss_lat = sys.argv[2:8]
 conns, dur, rounds = sys.argv[8:11]
 open_rows, open_rate = sys.argv[11], sys.argv[12]
-names = ["direct", "nginx", "floor", "hyper-proxy", "authgate-hit", "authgate-10k", "authgate-miss", "authgate-reject",
+names = ["direct", "nginx", "floor", "hyper-proxy", "authgate-hit", "authgate-10k", "authgate-100k", "authgate-miss",
+         "nginx-401", "authgate-401", "authgate-reject",
          "strapi5-hit", "strapi5-reject", "strapi5-triggers-hit", "strapi5-triggers-reject",
          "nginx-auth-request", "caddy-forward-auth", "decision-forward-auth",
          "authgate-trace-1pct", "authgate-trace-100pct"]

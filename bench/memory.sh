@@ -6,6 +6,13 @@
 #   bench/memory.sh              # 1,000,000 tokens (takes a few minutes)
 #   TOKENS=20000 bench/memory.sh # quicker
 #   BENCH_PORT_BASE=28091 bench/memory.sh # ports BASE..BASE+2 (default 18091)
+#   BIN=/tmp/old/authgate bench/memory.sh # another build (A/B; no cache-alone part)
+#   SIM_ONLY=1 bench/memory.sh            # only the cache alone (no Postgres, ~1 minute)
+#
+# Then the cache alone (bench/cache_sim.rs), ours and moka's as records
+# were kept before issue 25: bytes an entry without the rest of the
+# process, and the hit rates of a 100,000-entry cache under a Zipf
+# workload and under the same with scans.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
@@ -31,7 +38,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-cargo build --release --quiet --bin authgate --example echo_upstream
+GATE_BIN=${BIN:-target/release/authgate}
+cargo build --release --quiet --bin authgate --example echo_upstream --example bench_cache_sim
+sim() {
+  echo "==> the cache alone" >&2
+  for impl in ours moka; do
+    target/release/examples/bench_cache_sim memory "$TOKENS" $impl
+    target/release/examples/bench_cache_sim hits $impl
+  done
+}
+if [ -n "${SIM_ONLY:-}" ]; then sim; exit 0; fi
 cat > "$W/config.toml" <<EOF
 [server]
 listen = "127.0.0.1:$P_GATE"
@@ -56,7 +72,7 @@ level = "warn"
 uid = "api::article.article"
 plural = "articles"
 EOF
-target/release/authgate --config "$W/config.toml" migrate >/dev/null
+$GATE_BIN --config "$W/config.toml" migrate >/dev/null
 echo "==> generating $TOKENS tokens" >&2
 python3 - "$W" "$SALT" "$TOKENS" <<'PY'
 import hmac, hashlib, os, sys
@@ -70,7 +86,7 @@ PY
 psql -q "$DB_URL" -c "\\copy $SCHEMA.tokens (kind, name, type, access_key) FROM '$W/tokens.csv' CSV"
 
 target/release/examples/echo_upstream 127.0.0.1:$P_UP 2>/dev/null & pids+=($!)
-target/release/authgate --config "$W/config.toml" serve 2>"$W/authgate.log" & gate=$!; pids+=($gate)
+$GATE_BIN --config "$W/config.toml" serve 2>"$W/authgate.log" & gate=$!; pids+=($gate)
 for _ in $(seq 1 100); do curl -fs http://127.0.0.1:$P_METRICS/readyz >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 1
 rss() { awk -v k="$1:" '$1==k {print $2 * 1024}' "/proc/$gate/status"; }
@@ -105,3 +121,4 @@ print(f"tokens {n:,}; cached entries {entries:,.0f}; filled in {secs} s ({n / ma
 print(f"RSS before {mib(base):.1f} MiB, after {mib(now):.1f} MiB, peak {mib(peak):.1f} MiB")
 print(f"per cached entry: {(now - base) / max(entries, 1):.0f} bytes (peak-based {(peak - base) / max(entries, 1):.0f})")
 PY
+[ -n "${BIN:-}" ] || sim

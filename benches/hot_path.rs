@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use authgate::authz::{decide, parse_authorization};
-use authgate::cache::{Resolved, TokenCache};
+use authgate::cache::{Fingerprint, Presented, Resolved, TokenCache};
 use authgate::config::CacheConfig;
 use authgate::forward::{Allowed, Forwarder, Forwarding, IdentityNames, Outgoing, Peer};
 use authgate::metrics::Metrics;
@@ -103,7 +103,10 @@ fn benches(c: &mut Criterion) {
         },
         Metrics::new(),
     );
-    let h = hasher.hash(key.as_bytes());
+    let h = Presented {
+        fingerprint: Fingerprint(0x5eed),
+        hash: hasher.hash(key.as_bytes()),
+    };
     rt.block_on(cache.get_or_load(h, || async { Ok(Some(admin_record())) }))
         .expect("fill");
     c.bench_function("cache lookup (hit)", |b| {

@@ -1,10 +1,11 @@
-//! The in-process token cache (moka), in front of the store.
+//! The in-process token cache, in front of the store.
 //!
-//! **What is cached:** facts about a token, keyed by its hash: the record,
-//! the owner's status and permissions (see [`crate::model`]), or the fact
-//! that no token has this hash. Never a decision: the route is judged anew on
-//! every request, so an entry filled while serving a lenient route grants
-//! nothing on a stricter one.
+//! **What is cached:** facts about a token: the record, the owner's status
+//! and permissions (see [`crate::model`]), keyed by a [`Fingerprint`] of the
+//! presented key (so a hit needs no HMAC-SHA512 of it); or the fact that no
+//! token has a hash, keyed by the hash. Never a decision: the route is
+//! judged anew on every request, so an entry filled while serving a lenient
+//! route grants nothing on a stricter one.
 //!
 //! **For how long:** a record is fresh for `cache.ttl`; after that the next
 //! request re-reads it. If the store is unreachable then, the stale record
@@ -13,14 +14,21 @@
 //! `cache.negative_ttl` only, and never served stale.
 //!
 //! **What invalidates it:** events from [`crate::invalidation`]: a token (by
-//! hash, or by id), every token of an owner, every token of the users of a
-//! role, or everything. Every invalidation bumps an epoch and every entry
+//! id, and by its hash when the event names one), every token of an owner,
+//! every token of the users of a role, or everything. A record is covered
+//! by its token's id, which it carries and which every token event names,
+//! whatever key (current, or old in its overlap) it was found by: so a
+//! record needs neither its hash nor an index from hashes to fingerprints;
+//! the hash covers a cached absence (a new token under a hash once
+//! unknown). Every invalidation bumps an epoch and every entry
 //! remembers the epoch its load started in. Each event is noted in a small
 //! map (the scope and its epoch) and an entry covered by a later event is
 //! dropped and re-read: O(1) per event and per hit instead of a scan over
 //! every entry, and exact from the very next request, even for a load
-//! that stored its result just after the event (by hash and "everything"
-//! also remove entries at once, to free their memory). Notes older than
+//! that stored its result just after the event (a hash also removes its
+//! absence at once, and "everything" every entry, to free their memory; a
+//! record covered otherwise is removed when it is next asked for, or
+//! evicted). Notes older than
 //! `ttl + stale_if_error` are pruned: no record that old is served. A
 //! lookup racing an invalidation does not put its (possibly older) result
 //! into the cache: it is returned to its callers but not stored.
@@ -29,11 +37,14 @@
 //! within one epoch: a miss after an invalidation never waits for (and
 //! never receives) the result of a load that began before it.
 //!
-//! **Memory:** records and absences live in two moka caches; records carry
-//! their read time and epoch ([`Cached`], one allocation) and both are
-//! checked on each lookup, so moka needs neither a time-to-live nor
-//! invalidation closures for them, and keeps no per-entry timer or
-//! write-order node (see BENCHMARKS.md for bytes per cached token).
+//! **Memory:** records live in a sharded S3-FIFO table of our own
+//! ([`fifo`]: a 32-byte slot and two `u32`s an entry, where moka's
+//! bookkeeping took about 380 bytes), absences in a moka cache with a
+//! time-to-live (short-lived, bounded to a quarter of the capacity).
+//! Records carry their read time and epoch ([`Cached`], one allocation)
+//! and both are checked on each lookup, so the table needs neither a
+//! time-to-live nor invalidation closures (see BENCHMARKS.md for bytes per
+//! cached token).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,8 +54,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
-use moka::notification::RemovalCause;
 use tokio::sync::OnceCell;
+
+use fifo::{Fifo, Removed};
 
 use crate::config::CacheConfig;
 use crate::metrics::Metrics;
@@ -61,6 +73,39 @@ pub struct Cached<V> {
     /// takes 16: with the record, one allocation fits a smaller size class).
     fetched: u64,
     epoch: u64,
+}
+
+/// The key of a cached record: a keyed 128-bit fingerprint of the key the
+/// client presented (`lookup` makes it; never the key, never its hash).
+/// Hashed as its low 8 bytes with [`BuildDigestHasher`]: a keyed PRF's
+/// output, uniform and not choosable by a client. 16 bytes in every entry
+/// where the hash took 32.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Fingerprint(pub u128);
+
+impl std::hash::Hash for Fingerprint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0 as u64);
+    }
+}
+
+/// A presented key as the cache knows it on a miss: its fingerprint (the
+/// record's key) and its HMAC (the store's key, absences, single flight).
+#[derive(Clone, Copy)]
+pub struct Presented {
+    pub fingerprint: Fingerprint,
+    pub hash: TokenHash,
+}
+
+/// What the cache holds for a fingerprint.
+pub enum Probe<V> {
+    /// A record servable without the store.
+    Fresh(Hit<V>),
+    /// A record past its TTL (or loaded before an `expire_all`): to read
+    /// again, and to serve while the store cannot answer.
+    Stale(Hit<V>),
+    /// Nothing (or nothing servable).
+    Missing,
 }
 
 /// What an invalidation covers.
@@ -125,8 +170,8 @@ impl AsRef<TokenRecord> for Resolved {
     }
 }
 
-/// The cache key: the first 32 bytes of the 64-byte hash, as collision
-/// resistant as SHA-256 and half the size in every entry.
+/// The key of an absence: the first 32 bytes of the 64-byte hash, as
+/// collision resistant as SHA-256 and half the size.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Key([u8; 32]);
 
@@ -193,7 +238,7 @@ struct Flight<V> {
 /// The token cache. `V` is what the proxy keeps per token (the record plus
 /// anything derived from it); the cache only needs its record.
 pub struct TokenCache<V> {
-    records: Option<Cache<Key, Hit<V>, BuildDigestHasher>>,
+    records: Option<Fifo<Hit<V>>>,
     /// Hashes with no token, and the epoch their load began in.
     absent: Option<Cache<Key, u64, BuildDigestHasher>>,
     inflight: Mutex<HashMap<Key, Arc<Flight<V>>, BuildDigestHasher>>,
@@ -216,25 +261,10 @@ where
     /// queries the store; single flight still applies).
     pub fn new(cfg: &CacheConfig, metrics: Metrics) -> Self {
         let enabled = cfg.capacity > 0;
-        let records = enabled.then(|| {
-            let evictions = metrics.cache_evictions.clone();
-            Cache::builder()
-                .max_capacity(cfg.capacity)
-                // No moka TTL and no invalidation closures: the age and
-                // epoch checks in get_or_load do their work (an old or
-                // revoked record is never served, only replaced or evicted),
-                // which saves moka's per-entry timer and write-order nodes.
-                .eviction_listener(move |_k, _v, cause| {
-                    let label = match cause {
-                        RemovalCause::Size => "size",
-                        RemovalCause::Expired => "expired",
-                        RemovalCause::Explicit => "invalidated",
-                        RemovalCause::Replaced => return,
-                    };
-                    evictions.with_label_values(&[label]).inc();
-                })
-                .build_with_hasher(BuildDigestHasher::default())
-        });
+        // No TTL in the table: the age and epoch checks in `probe` do its
+        // work (an old or revoked record is never served, only replaced,
+        // removed or evicted).
+        let records = enabled.then(|| Fifo::new(cfg.capacity));
         // Absences are cheap and short-lived; a quarter of the capacity
         // bounds what a flood of unknown keys can occupy.
         let absent = enabled.then(|| {
@@ -261,28 +291,63 @@ where
         }
     }
 
-    /// Look `hash` up, loading it with `load` on a miss or a stale entry.
+    /// Look a presented key up, loading it with `load` on a miss or a
+    /// stale entry: [`TokenCache::probe`], then [`TokenCache::resolve`].
     pub async fn get_or_load<F, Fut>(
         &self,
-        hash: TokenHash,
+        key: Presented,
         load: F,
     ) -> Result<Option<Hit<V>>, LookupError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, StoreError>>,
     {
-        let hash = Key::from(&hash);
-        let mut stale = None;
-        if let Some(records) = &self.records {
-            if let Some(hit) = self.servable(records, &hash).await {
-                if self.is_fresh(&hit) {
-                    self.metrics.cache_hits.inc();
-                    return Ok(Some(hit));
-                }
-                stale = Some(hit);
-            } else if let Some(absent) = &self.absent {
+        let stale = match self.probe(key.fingerprint).await {
+            Probe::Fresh(hit) => return Ok(Some(hit)),
+            Probe::Stale(hit) => Some(hit),
+            Probe::Missing => None,
+        };
+        self.resolve(key, stale, load).await
+    }
+
+    /// The record cached for a fingerprint, without the key's hash: a
+    /// fresh one is a hit (counted), a stale one is for
+    /// [`TokenCache::resolve`] to serve if the store cannot answer. A
+    /// record an invalidation since its load covers is removed and not
+    /// served, even stale.
+    pub async fn probe(&self, fingerprint: Fingerprint) -> Probe<V> {
+        let Some(records) = &self.records else {
+            return Probe::Missing;
+        };
+        match self.servable(records, &fingerprint) {
+            Some(hit) if self.is_fresh(&hit) => {
+                self.metrics.cache_hits.inc();
+                Probe::Fresh(hit)
+            }
+            Some(hit) => Probe::Stale(hit),
+            None => Probe::Missing,
+        }
+    }
+
+    /// After a [`Probe`] that found no fresh record: a cached absence of
+    /// the hash, else `load` (single flight), whose record is cached under
+    /// the fingerprint; `stale` serves while the store cannot answer,
+    /// within `cache.stale_if_error`.
+    pub async fn resolve<F, Fut>(
+        &self,
+        key: Presented,
+        stale: Option<Hit<V>>,
+        load: F,
+    ) -> Result<Option<Hit<V>>, LookupError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, StoreError>>,
+    {
+        let hash = Key::from(&key.hash);
+        if stale.is_none() {
+            if let Some(absent) = &self.absent {
                 if let Some(epoch) = absent.get(&hash).await {
-                    if !self.covers(&hash, epoch, None) {
+                    if !self.absence_covered(&hash, epoch) {
                         self.metrics.cache_negative_hits.inc();
                         return Ok(None);
                     }
@@ -291,7 +356,7 @@ where
             }
         }
         self.metrics.cache_misses.inc();
-        match self.load_once(hash, load).await {
+        match self.load_once(hash, key.fingerprint, load).await {
             Ok(v) => Ok(v),
             Err(LookupError::Unavailable(reason)) => match stale {
                 Some(hit) if self.age(&hit) < self.ttl + self.stale_if_error => {
@@ -307,7 +372,12 @@ where
 
     /// Single flight: the first caller for a hash loads, the others wait for
     /// its result. If the first caller is cancelled, a waiter takes over.
-    async fn load_once<F, Fut>(&self, hash: Key, load: F) -> Result<Option<Hit<V>>, LookupError>
+    async fn load_once<F, Fut>(
+        &self,
+        hash: Key,
+        fingerprint: Fingerprint,
+        load: F,
+    ) -> Result<Option<Hit<V>>, LookupError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, StoreError>>,
@@ -345,7 +415,7 @@ where
                     match &r {
                         Ok(Some(hit)) => {
                             if let Some(records) = &self.records {
-                                records.insert(hash, hit.clone()).await;
+                                self.count(records.insert(fingerprint, hit.clone()));
                             }
                             if let Some(absent) = &self.absent {
                                 absent.invalidate(&hash).await;
@@ -353,7 +423,7 @@ where
                         }
                         Ok(None) => {
                             if let Some(records) = &self.records {
-                                records.invalidate(&hash).await;
+                                self.count(records.remove(&fingerprint));
                             }
                             if let Some(absent) = &self.absent {
                                 absent.insert(hash, epoch).await;
@@ -388,25 +458,36 @@ where
         self.epoch.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    /// The cached record for `hash`, unless an invalidation since its load
-    /// covers it (then it is removed, and not served even stale).
-    async fn servable(
-        &self,
-        records: &Cache<Key, Hit<V>, BuildDigestHasher>,
-        hash: &Key,
-    ) -> Option<Hit<V>> {
-        let hit = records.get(hash).await?;
-        if self.covers(hash, hit.epoch, Some(hit.value.as_ref())) {
-            records.invalidate(hash).await;
+    /// The cached record for a fingerprint, unless an invalidation since
+    /// its load covers it (then it is removed, and not served even stale).
+    fn servable(&self, records: &Fifo<Hit<V>>, fingerprint: &Fingerprint) -> Option<Hit<V>> {
+        let hit = records.get(fingerprint)?;
+        if !self.still_current(&hit) {
+            self.count(records.remove(fingerprint));
             return None;
         }
         Some(hit)
     }
 
+    /// Count what the table took out (`authgate_cache_evictions_total`).
+    fn count(&self, removed: Removed) {
+        for (n, label) in [
+            (removed.evicted, "size"),
+            (removed.invalidated, "invalidated"),
+        ] {
+            if n > 0 {
+                self.metrics
+                    .cache_evictions
+                    .with_label_values(&[label])
+                    .inc_by(n);
+            }
+        }
+    }
+
     /// Has no invalidation since this hit was read covered its token, owner
-    /// or roles (or everything)? For what outlives a request, such as a
-    /// WebSocket tunnel: every token event also names the token by id, so
-    /// the hash is not needed.
+    /// or roles (or everything)? Every token event names the token by id,
+    /// so no hash is needed: asked of every cached record before it is
+    /// served, and of what outlives a request, such as a WebSocket tunnel.
     pub fn still_current(&self, hit: &Cached<V>) -> bool {
         let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
         let revoked = &revoked.by_scope;
@@ -415,19 +496,12 @@ where
             || !(after_load(Scope::All) || record_covered(&after_load, hit.value.as_ref()))
     }
 
-    /// Does an invalidation after `epoch` cover the entry for `hash` (and,
-    /// for a record, its token, owner and roles)?
-    fn covers(&self, hash: &Key, epoch: u64, record: Option<&TokenRecord>) -> bool {
+    /// Does an invalidation after `epoch` cover the absence of `hash`?
+    fn absence_covered(&self, hash: &Key, epoch: u64) -> bool {
         let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
         let revoked = &revoked.by_scope;
-        if revoked.is_empty() {
-            return false;
-        }
         let after_load = |scope| revoked.get(&scope).is_some_and(|(e, _)| *e > epoch);
-        if after_load(Scope::All) || after_load(Scope::Hash(*hash)) {
-            return true;
-        }
-        record.is_some_and(|r| record_covered(&after_load, r))
+        !revoked.is_empty() && (after_load(Scope::All) || after_load(Scope::Hash(*hash)))
     }
 
     /// The invalidation epoch now: every invalidation after this moment,
@@ -447,16 +521,19 @@ where
         self.records.is_some()
     }
 
-    /// Forget one hash.
-    pub async fn invalidate_hash(&self, hash: &TokenHash) {
-        let hash = &Key::from(hash);
-        self.revoke(Scope::Hash(*hash));
-        if let Some(c) = &self.records {
-            c.invalidate(hash).await;
+    /// Forget a token (e.g. deleted, regenerated, its permissions
+    /// changed): every record of it, whatever key it was found by, and,
+    /// when the event names its hash, a cached absence of that hash (the
+    /// token is new).
+    pub async fn invalidate_token(&self, id: i64, hash: Option<&TokenHash>) {
+        if let Some(hash) = hash {
+            let hash = &Key::from(hash);
+            self.revoke(Scope::Hash(*hash));
+            if let Some(c) = &self.absent {
+                c.invalidate(hash).await;
+            }
         }
-        if let Some(c) = &self.absent {
-            c.invalidate(hash).await;
-        }
+        self.revoke(Scope::Token(id));
     }
 
     /// Note an invalidation, and prune notes that can no longer cover a
@@ -475,11 +552,6 @@ where
             revoked.pruned = now;
         }
         revoked.by_scope.insert(scope, (epoch, now));
-    }
-
-    /// Forget a token by id (e.g. its permissions changed).
-    pub fn invalidate_token(&self, id: i64) {
-        self.revoke(Scope::Token(id));
     }
 
     /// Forget every token of an owner (status, roles or email changed).
@@ -502,7 +574,7 @@ where
     pub fn invalidate_all(&self) {
         self.revoke(Scope::All);
         if let Some(c) = &self.records {
-            c.invalidate_all();
+            self.count(c.clear());
         }
         if let Some(c) = &self.absent {
             c.invalidate_all();
@@ -525,27 +597,27 @@ where
 
     /// Records currently held (approximate; for the gauge).
     pub fn entry_count(&self) -> u64 {
-        self.records.as_ref().map_or(0, |c| c.entry_count())
+        self.records.as_ref().map_or(0, Fifo::len)
     }
 
-    /// Let moka apply pending maintenance (tests and the metrics gauge).
+    /// Let moka apply pending maintenance to absences (tests and the
+    /// metrics gauge; the records' table has none pending).
     pub async fn run_pending_tasks(&self) {
-        if let Some(c) = &self.records {
-            c.run_pending_tasks().await;
-        }
         if let Some(c) = &self.absent {
             c.run_pending_tasks().await;
         }
     }
 
-    /// Is a record cached for `hash`? (tests)
-    pub async fn holds(&self, hash: &TokenHash) -> bool {
+    /// Is a record cached for a fingerprint? (tests)
+    pub async fn holds(&self, fingerprint: Fingerprint) -> bool {
         match &self.records {
-            Some(c) => self.servable(c, &Key::from(hash)).await.is_some(),
+            Some(c) => self.servable(c, &fingerprint).is_some(),
             None => false,
         }
     }
 }
+
+mod fifo;
 
 #[cfg(test)]
 mod tests;

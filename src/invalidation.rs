@@ -89,13 +89,9 @@ where
     V: AsRef<TokenRecord> + Send + Sync + 'static,
 {
     match event {
-        Event::Token { id, hash } => {
-            if let Some(h) = hash {
-                cache.invalidate_hash(h).await;
-            }
-            // The id covers cached entries under an older hash too.
-            cache.invalidate_token(*id);
-        }
+        // The id covers every record of the token, under any key; the
+        // hash, a cached absence of it.
+        Event::Token { id, hash } => cache.invalidate_token(*id, hash.as_ref()).await,
         Event::User(id) => cache.invalidate_owner(*id),
         Event::Role(id) => cache.invalidate_role(*id),
         Event::All => cache.invalidate_all(),

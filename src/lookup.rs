@@ -1,25 +1,36 @@
 //! The look-up phase: from a presented key to the facts about its token.
 //!
 //! ```text
-//! key ─► HMAC hash (token::Hasher) ─► known hashes? ─no─► absent, from memory
+//! key ─► fingerprint ─► the connection's last key? ─► cache by fingerprint (fresh hit)
+//!                                                          │ miss or stale
+//!                                                          ▼
+//!        HMAC hash (token::Hasher) ─► known hashes? ─no─► absent, from memory
 //!                                          │ yes (or the set is not trusted)
 //!                                          ▼
-//!                              cache (fresh hit | negative hit)
-//!                                          │ miss or stale
+//!                              cache: negative hit by hash
+//!                                          │ miss
 //!                                          ▼
 //!                    store (breaker: fails fast while Postgres is down)
 //! ```
 //!
-//! In front of all that, each client connection remembers the key it sent
-//! last ([`Recent`]): not the key, but a keyed 128-bit fingerprint of it
-//! (SipHash-1-3 under two random per-process keys), with the record the
-//! full lookup found. A client that sends the same key again on the same
-//! connection (the usual API client on keep-alive) skips the HMAC and the
-//! cache; any invalidation anywhere, and the record's TTL, end the
-//! memory, so it never answers what the cache would not. Nobody can make
-//! a different key match a remembered fingerprint without the process's
-//! random keys, and it would only ever stand for a key sent before on the
-//! same connection.
+//! A key is first known by its [`Fingerprint`]: a keyed 128-bit
+//! SipHash-1-3 of it under a random per-process key (for a 256-character
+//! key about 740 instructions, where the HMAC-SHA512 takes about 17,500:
+//! BENCHMARKS.md). It is never stored with the key and never is
+//! the key; nobody can make a different key match one without the
+//! process's random key. A cached record is found by it, so a hit costs
+//! no HMAC; the HMAC is computed only when the cache has no fresh record
+//! (a miss, a stale record, a made-up key), for the known-hash set and the
+//! store. A record found by fingerprint is revoked like any other: it is
+//! covered by its token's id, which every invalidation names
+//! (`cache::TokenCache::invalidate_token`).
+//!
+//! In front of the cache, each client connection remembers the key it
+//! sent last ([`Recent`]): its fingerprint, with the record the lookup
+//! found. A client that sends the same key again on the same connection
+//! (the usual API client on keep-alive) skips the cache too; any
+//! invalidation anywhere, and the record's TTL, end the memory, so it
+//! never answers what the cache would not.
 //!
 //! One component, built by `server` from the parts it shares with the
 //! background tasks (the cache and the known-hash set are kept current by
@@ -27,11 +38,13 @@
 //! it asks for a key and gets a record, an absence or a [`LookupError`],
 //! never SQL.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher as _};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::cache::{Hit, LookupError, Resolved, TokenCache};
+use siphasher::sip128::{Hasher128, SipHasher13};
+
+use crate::cache::{Fingerprint, Hit, LookupError, Presented, Probe, Resolved, TokenCache};
 use crate::known::KnownHashes;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -86,6 +99,22 @@ impl Lookup {
         key: &[u8],
         parent: &mut Span,
     ) -> Result<Option<Hit<Resolved>>, LookupError> {
+        let fingerprint = self.fingerprints.of(key);
+        self.find_by(fingerprint, key, parent).await
+    }
+
+    /// [`Lookup::find`], the fingerprint made.
+    async fn find_by(
+        &self,
+        fingerprint: Fingerprint,
+        key: &[u8],
+        parent: &mut Span,
+    ) -> Result<Option<Hit<Resolved>>, LookupError> {
+        let stale = match self.cache.probe(fingerprint).await {
+            Probe::Fresh(hit) => return Ok(Some(hit)),
+            Probe::Stale(hit) => Some(hit),
+            Probe::Missing => None,
+        };
         let mut span = parent.child("authgate.lookup", Kind::Internal);
         let hash = self.hasher.hash(key);
         if !self.known.admits_fresh(&hash).await {
@@ -94,9 +123,10 @@ impl Lookup {
             return Ok(None);
         }
         let mut loaded = false;
+        let presented = Presented { fingerprint, hash };
         let found = self
             .cache
-            .get_or_load(hash, || {
+            .resolve(presented, stale, || {
                 loaded = true;
                 self.load(hash, &mut span)
             })
@@ -123,10 +153,10 @@ impl Lookup {
         key: &[u8],
         parent: &mut Span,
     ) -> Result<Option<Hit<Resolved>>, LookupError> {
-        if !self.cache.is_enabled() {
-            return self.find(key, parent).await;
-        }
         let fingerprint = self.fingerprints.of(key);
+        if !self.cache.is_enabled() {
+            return self.find_by(fingerprint, key, parent).await;
+        }
         let epoch = self.cache.epoch();
         if let Some(hit) = recent.get(fingerprint, epoch) {
             if self.cache.is_fresh(&hit) {
@@ -136,7 +166,7 @@ impl Lookup {
         }
         // The epoch read before the lookup: an invalidation during it makes
         // what it found unfit to remember.
-        let found = self.find(key, parent).await?;
+        let found = self.find_by(fingerprint, key, parent).await?;
         if let Some(hit) = &found {
             if self.cache.is_fresh(hit) {
                 recent.set(fingerprint, hit.clone(), epoch);
@@ -170,15 +200,36 @@ impl Lookup {
     }
 }
 
-/// A keyed 128-bit fingerprint of a key: two SipHash-1-3 states under
-/// random keys drawn at start. Never stored with the key, never the key.
-#[derive(Default)]
-struct Fingerprints([std::collections::hash_map::RandomState; 2]);
+/// Keyed 128-bit fingerprints of keys: SipHash-1-3 with 128-bit output
+/// under a 128-bit key drawn at start. Never stored with the key, never
+/// the key.
+struct Fingerprints {
+    k0: u64,
+    k1: u64,
+}
+
+impl Default for Fingerprints {
+    /// The key comes from two of std's `RandomState`s, each seeded from
+    /// the operating system's random source once per process (and
+    /// infallible where `getrandom` is not): what one hashes is a PRF
+    /// output under that random seed.
+    fn default() -> Self {
+        let (a, b) = (
+            std::collections::hash_map::RandomState::new(),
+            std::collections::hash_map::RandomState::new(),
+        );
+        Self {
+            k0: a.hash_one(0x6175_7468_6761_7465_u64),
+            k1: b.hash_one(0x6669_6e67_6572_7072_u64),
+        }
+    }
+}
 
 impl Fingerprints {
-    fn of(&self, key: &[u8]) -> u128 {
-        let [a, b] = &self.0;
-        (u128::from(a.hash_one(key)) << 64) | u128::from(b.hash_one(key))
+    fn of(&self, key: &[u8]) -> Fingerprint {
+        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
+        h.write(key);
+        Fingerprint(h.finish128().as_u128())
     }
 }
 
@@ -187,7 +238,7 @@ impl Fingerprints {
 pub struct Recent(Mutex<Option<Remembered>>);
 
 struct Remembered {
-    fingerprint: u128,
+    fingerprint: Fingerprint,
     hit: Hit<Resolved>,
     /// The cache's invalidation epoch when the lookup began.
     epoch: u64,
@@ -196,14 +247,14 @@ struct Remembered {
 impl Recent {
     /// The remembered record, if it was for this fingerprint and no
     /// invalidation came since.
-    fn get(&self, fingerprint: u128, epoch: u64) -> Option<Hit<Resolved>> {
+    fn get(&self, fingerprint: Fingerprint, epoch: u64) -> Option<Hit<Resolved>> {
         let r = self.0.lock().unwrap_or_else(|p| p.into_inner());
         r.as_ref()
             .filter(|r| r.fingerprint == fingerprint && r.epoch == epoch)
             .map(|r| r.hit.clone())
     }
 
-    fn set(&self, fingerprint: u128, hit: Hit<Resolved>, epoch: u64) {
+    fn set(&self, fingerprint: Fingerprint, hit: Hit<Resolved>, epoch: u64) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Remembered {
             fingerprint,
             hit,

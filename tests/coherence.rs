@@ -572,3 +572,69 @@ async fn revocations_reach_a_kept_alive_connection() {
         }
     }
 }
+
+/// A key is found in the cache by its keyed fingerprint, without its HMAC
+/// (issue 25). A revocation still reaches every cached form on every
+/// replica: the fingerprint entries of a deleted token (two of them: its
+/// new key and its old key still in its overlap), of a regenerated token's
+/// old key, and a connection's remembered key; once a replica refuses a key
+/// it refuses it on every later request, on a fresh or a kept-alive
+/// connection, and a token nobody touched is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_every_fingerprint_entry_on_both_replicas() {
+    const PATH: &str = "/api/articles";
+    let env = Env::new().await;
+    let (deleted_id, deleted_old) = env.content_token("deleted", "read-only", &[]);
+    let v = env.json(&[
+        "token",
+        "regenerate",
+        &deleted_id.to_string(),
+        "--keep-old-for",
+        "1h",
+    ]);
+    let deleted_new = v["key"].as_str().expect("a new key").to_owned();
+    let (regen_id, regen_key) = env.content_token("regenerated", "read-only", &[]);
+    let (_, kept) = env.content_token("kept", "read-only", &[]);
+    let r1 = Replica::start(&env.config_path, &[]);
+    let r2 = Replica::start(&env.config_path, &[]);
+    let keys = [&deleted_old, &deleted_new, &regen_key, &kept];
+    // Each key cached on both replicas, then served again from the cache
+    // (fresh connections: by fingerprint, not a connection's last key).
+    let mut kept_alive = Vec::new();
+    for r in [&r1, &r2] {
+        for key in keys {
+            for _ in 0..2 {
+                assert_eq!(get(&r.url(PATH), Some(key)).await.status, 200);
+            }
+        }
+        let mut c = tokio::net::TcpStream::connect(r.addr)
+            .await
+            .expect("connect");
+        assert_eq!(status_on(&mut c, PATH, &deleted_new).await, 200);
+        kept_alive.push(c);
+    }
+    env.ok(&["token", "delete", &deleted_id.to_string()]);
+    env.ok(&["token", "regenerate", &regen_id.to_string()]);
+    for key in [&deleted_old, &deleted_new, &regen_key] {
+        first_refusals(&[&r1, &r2], PATH, key, 401, Duration::from_secs(3)).await;
+    }
+    for (r, c) in [&r1, &r2].into_iter().zip(&mut kept_alive) {
+        for _ in 0..3 {
+            for key in [&deleted_old, &deleted_new, &regen_key] {
+                assert_eq!(
+                    get(&r.url(PATH), Some(key)).await.status,
+                    401,
+                    "{}: refused once, refused again",
+                    r.addr
+                );
+            }
+            assert_eq!(
+                status_on(c, PATH, &deleted_new).await,
+                401,
+                "{}: a kept-alive connection's remembered key",
+                r.addr
+            );
+            assert_eq!(get(&r.url(PATH), Some(&kept)).await.status, 200);
+        }
+    }
+}

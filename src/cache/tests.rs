@@ -46,10 +46,22 @@ fn hash(n: u8) -> TokenHash {
     TokenHash([n; 64])
 }
 
+fn fp(n: u8) -> Fingerprint {
+    Fingerprint(u128::from(n) * 0x0101_0101)
+}
+
+/// Key `n` as presented: its fingerprint and hash.
+fn key(n: u8) -> Presented {
+    Presented {
+        fingerprint: fp(n),
+        hash: hash(n),
+    }
+}
+
 /// A counting loader.
 async fn load(
     cache: &TokenCache<TokenRecord>,
-    h: TokenHash,
+    h: Presented,
     calls: &AtomicUsize,
     result: Result<Option<TokenRecord>, StoreError>,
 ) -> Result<Option<Hit<TokenRecord>>, LookupError> {
@@ -69,16 +81,16 @@ fn down() -> StoreError {
 async fn hit_after_miss_and_negative_entries() {
     let c = TokenCache::new(&cfg(60_000, 0), Metrics::new());
     let calls = AtomicUsize::new(0);
-    let got = load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+    let got = load(&c, key(1), &calls, Ok(Some(record(1, None))))
         .await
         .unwrap();
     assert_eq!(got.unwrap().id, 1);
-    let got = load(&c, hash(1), &calls, Ok(None)).await.unwrap();
+    let got = load(&c, key(1), &calls, Ok(None)).await.unwrap();
     assert_eq!(got.unwrap().id, 1, "second lookup is a hit");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert!(load(&c, hash(2), &calls, Ok(None)).await.unwrap().is_none());
+    assert!(load(&c, key(2), &calls, Ok(None)).await.unwrap().is_none());
     assert!(
-        load(&c, hash(2), &calls, Ok(Some(record(2, None))))
+        load(&c, key(2), &calls, Ok(Some(record(2, None))))
             .await
             .unwrap()
             .is_none(),
@@ -100,7 +112,7 @@ async fn single_flight_on_concurrent_misses() {
     for _ in 0..50 {
         let (c, calls) = (c.clone(), calls.clone());
         tasks.push(tokio::spawn(async move {
-            c.get_or_load(hash(9), || async move {
+            c.get_or_load(key(9), || async move {
                 calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 Ok(Some(record(9, None)))
@@ -118,23 +130,23 @@ async fn single_flight_on_concurrent_misses() {
 async fn stale_record_serves_while_store_is_down_then_expires() {
     let c = TokenCache::new(&cfg(50, 200), Metrics::new());
     let calls = AtomicUsize::new(0);
-    load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+    load(&c, key(1), &calls, Ok(Some(record(1, None))))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(80)).await;
     // Past the TTL, store down: the stale record serves.
-    let got = load(&c, hash(1), &calls, Err(down())).await.unwrap();
+    let got = load(&c, key(1), &calls, Err(down())).await.unwrap();
     assert_eq!(got.unwrap().id, 1);
     assert_eq!(c.metrics.cache_stale_served.get(), 1);
     // A miss with the store down is an error, not a guess.
     assert!(matches!(
-        load(&c, hash(2), &calls, Err(down())).await,
+        load(&c, key(2), &calls, Err(down())).await,
         Err(LookupError::Unavailable(_))
     ));
     // Past TTL + stale_if_error: no longer served.
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(matches!(
-        load(&c, hash(1), &calls, Err(down())).await,
+        load(&c, key(1), &calls, Err(down())).await,
         Err(LookupError::Unavailable(_))
     ));
 }
@@ -143,25 +155,25 @@ async fn stale_record_serves_while_store_is_down_then_expires() {
 async fn stale_record_is_refreshed_when_store_answers() {
     let c = TokenCache::new(&cfg(30, 1000), Metrics::new());
     let calls = AtomicUsize::new(0);
-    load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+    load(&c, key(1), &calls, Ok(Some(record(1, None))))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // The token was deleted meanwhile: the refresh says so.
-    assert!(load(&c, hash(1), &calls, Ok(None)).await.unwrap().is_none());
+    assert!(load(&c, key(1), &calls, Ok(None)).await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn non_availability_errors_are_not_masked_by_stale_data() {
     let c = TokenCache::new(&cfg(10, 1000), Metrics::new());
     let calls = AtomicUsize::new(0);
-    load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+    load(&c, key(1), &calls, Ok(Some(record(1, None))))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let r = load(
         &c,
-        hash(1),
+        key(1),
         &calls,
         Err(StoreError::Invalid("bad row".into())),
     )
@@ -173,7 +185,7 @@ async fn non_availability_errors_are_not_masked_by_stale_data() {
 async fn invalidation_by_hash_id_owner_role_and_all() {
     let c = TokenCache::new(&cfg(60_000, 0), Metrics::new());
     let calls = AtomicUsize::new(0);
-    let fill = |n: u8, rec: TokenRecord| (hash(n), rec);
+    let fill = |n: u8, rec: TokenRecord| (key(n), rec);
     let entries = [
         fill(1, record(1, None)),
         fill(2, record(2, Some((10, 100)))),
@@ -186,9 +198,9 @@ async fn invalidation_by_hash_id_owner_role_and_all() {
     }
     let cached = |n: u8| {
         let c = &c;
-        async move { c.holds(&hash(n)).await }
+        async move { c.holds(fp(n)).await }
     };
-    c.invalidate_hash(&hash(1)).await;
+    c.invalidate_token(1, Some(&hash(1))).await;
     assert!(!cached(1).await);
     c.invalidate_owner(10);
     assert!(!cached(2).await && !cached(3).await);
@@ -196,9 +208,9 @@ async fn invalidation_by_hash_id_owner_role_and_all() {
     c.invalidate_role(100);
     assert!(!cached(4).await);
     assert!(cached(5).await);
-    c.invalidate_token(5);
+    c.invalidate_token(5, None).await;
     assert!(!cached(5).await);
-    load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+    load(&c, key(1), &calls, Ok(Some(record(1, None))))
         .await
         .unwrap();
     c.invalidate_all();
@@ -213,19 +225,19 @@ async fn load_racing_an_invalidation_is_not_cached() {
     ));
     let c2 = c.clone();
     let slow = tokio::spawn(async move {
-        c2.get_or_load(hash(1), || async {
+        c2.get_or_load(key(1), || async {
             tokio::time::sleep(Duration::from_millis(100)).await;
             Ok(Some(record(1, None)))
         })
         .await
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
-    c.invalidate_token(1);
+    c.invalidate_token(1, None).await;
     assert!(
         slow.await.unwrap().unwrap().is_some(),
         "the caller still gets its answer"
     );
-    assert!(!c.holds(&hash(1)).await, "but it is not cached");
+    assert!(!c.holds(fp(1)).await, "but it is not cached");
 }
 
 /// A miss that comes after an invalidation does not share a load that
@@ -240,7 +252,7 @@ async fn a_miss_after_an_invalidation_does_not_join_an_older_load() {
         let (release, wait) = tokio::sync::oneshot::channel::<()>();
         let c2 = c.clone();
         let before = tokio::spawn(async move {
-            c2.get_or_load(hash(1), || async {
+            c2.get_or_load(key(1), || async {
                 let _ = wait.await;
                 Ok(Some(record(1, None)))
             })
@@ -249,14 +261,14 @@ async fn a_miss_after_an_invalidation_does_not_join_an_older_load() {
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(10)).await;
         match invalidate {
-            0 => c.invalidate_token(1),
-            1 => c.invalidate_hash(&hash(1)).await,
+            0 => c.invalidate_token(1, None).await,
+            1 => c.invalidate_token(1, Some(&hash(1))).await,
             2 => c.invalidate_all(),
             _ => c.invalidate_owner(10),
         }
         let calls = AtomicUsize::new(0);
         let after =
-            tokio::time::timeout(Duration::from_secs(5), load(&c, hash(1), &calls, Ok(None)))
+            tokio::time::timeout(Duration::from_secs(5), load(&c, key(1), &calls, Ok(None)))
                 .await
                 .unwrap_or_else(|_| panic!("case {invalidate}: waited for the older load"))
                 .unwrap();
@@ -264,7 +276,7 @@ async fn a_miss_after_an_invalidation_does_not_join_an_older_load() {
         assert_eq!(calls.load(Ordering::SeqCst), 1, "case {invalidate}");
         let _ = release.send(());
         assert!(before.await.unwrap().unwrap().is_some());
-        assert!(!c.holds(&hash(1)).await, "case {invalidate}");
+        assert!(!c.holds(fp(1)).await, "case {invalidate}");
     }
 }
 
@@ -274,40 +286,94 @@ async fn a_miss_after_an_invalidation_does_not_join_an_older_load() {
 async fn an_entry_stored_after_an_invalidation_from_an_older_load_is_not_served() {
     let c = TokenCache::<TokenRecord>::new(&cfg(60_000, 0), Metrics::new());
     let calls = AtomicUsize::new(0);
-    for (i, invalidate) in ["hash", "all"].into_iter().enumerate() {
-        let h = hash(10 + i as u8);
+    for (i, invalidate) in ["token", "all"].into_iter().enumerate() {
+        let k = key(10 + i as u8);
         let old = c.epoch();
         match invalidate {
-            "hash" => c.invalidate_hash(&h).await,
+            "token" => c.invalidate_token(1, Some(&k.hash)).await,
             _ => c.invalidate_all(),
         }
         // What a racing load would store: a record and an absence from the
         // old epoch.
         let records = c.records.as_ref().unwrap();
-        records
-            .insert(
-                Key::from(&h),
-                Arc::new(Cached {
-                    value: record(1, None),
-                    fetched: c.now(),
-                    epoch: old,
-                }),
-            )
-            .await;
-        assert!(!c.holds(&h).await, "{invalidate}: the record");
+        records.insert(
+            k.fingerprint,
+            Arc::new(Cached {
+                value: record(1, None),
+                fetched: c.now(),
+                epoch: old,
+            }),
+        );
+        assert!(!c.holds(k.fingerprint).await, "{invalidate}: the record");
         let absent = c.absent.as_ref().unwrap();
-        let other = hash(20 + i as u8);
-        absent.insert(Key::from(&other), old).await;
-        if invalidate == "hash" {
+        let other = key(20 + i as u8);
+        absent.insert(Key::from(&other.hash), old).await;
+        if invalidate == "token" {
             // By hash covers only its own hash.
             let r = load(&c, other, &calls, Ok(Some(record(2, None)))).await;
             assert!(r.unwrap().is_none(), "another hash's absence stands");
-            c.invalidate_hash(&other).await;
-            absent.insert(Key::from(&other), old).await;
+            c.invalidate_token(2, Some(&other.hash)).await;
+            absent.insert(Key::from(&other.hash), old).await;
         }
         let r = load(&c, other, &calls, Ok(Some(record(2, None)))).await;
         assert!(r.unwrap().is_some(), "{invalidate}: the absence");
     }
+}
+
+/// A token's records, found by two keys (its current one and an old one in
+/// its overlap, so two fingerprints and two hashes), all go with one event
+/// naming the token, whichever hash it names; an event for another token
+/// leaves them, and a hash names no record: the table of who covers what.
+#[tokio::test]
+async fn a_token_event_covers_every_record_of_the_token_whatever_key_found_it() {
+    // (event: token id, hash named) -> (key 1 still cached, key 2 still cached)
+    type Row = ((i64, Option<u8>), (bool, bool));
+    let rows: [Row; 5] = [
+        ((7, None), (false, false)),
+        ((7, Some(1)), (false, false)),
+        ((7, Some(99)), (false, false)),
+        ((8, Some(1)), (true, true)),
+        ((8, None), (true, true)),
+    ];
+    for ((id, named), (one, two)) in rows {
+        let c = TokenCache::new(&cfg(60_000, 0), Metrics::new());
+        let calls = AtomicUsize::new(0);
+        for n in [1, 2] {
+            load(&c, key(n), &calls, Ok(Some(record(7, None))))
+                .await
+                .unwrap();
+        }
+        let named = named.map(hash);
+        c.invalidate_token(id, named.as_ref()).await;
+        let row = format!("token {id}, hash {named:?}");
+        assert_eq!(c.holds(fp(1)).await, one, "{row}: key 1");
+        assert_eq!(c.holds(fp(2)).await, two, "{row}: key 2");
+        // Nothing covered is served stale either.
+        if !one {
+            let r = load(&c, key(1), &calls, Err(down())).await;
+            assert!(matches!(r, Err(LookupError::Unavailable(_))), "{row}");
+        }
+    }
+}
+
+/// A probe answers from the fingerprint alone: fresh, stale, or missing.
+#[tokio::test]
+async fn a_probe_needs_only_the_fingerprint() {
+    let c = TokenCache::new(&cfg(50, 60_000), Metrics::new());
+    let calls = AtomicUsize::new(0);
+    assert!(matches!(c.probe(fp(1)).await, Probe::Missing));
+    load(&c, key(1), &calls, Ok(Some(record(1, None))))
+        .await
+        .unwrap();
+    assert!(matches!(c.probe(fp(1)).await, Probe::Fresh(h) if h.id == 1));
+    assert!(
+        matches!(c.probe(fp(2)).await, Probe::Missing),
+        "another key"
+    );
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert!(matches!(c.probe(fp(1)).await, Probe::Stale(h) if h.id == 1));
+    c.invalidate_token(1, None).await;
+    assert!(matches!(c.probe(fp(1)).await, Probe::Missing), "revoked");
 }
 
 #[tokio::test]
@@ -317,7 +383,7 @@ async fn disabled_cache_always_loads() {
     let c = TokenCache::new(&conf, Metrics::new());
     let calls = AtomicUsize::new(0);
     for _ in 0..3 {
-        load(&c, hash(1), &calls, Ok(Some(record(1, None))))
+        load(&c, key(1), &calls, Ok(Some(record(1, None))))
             .await
             .unwrap();
     }
@@ -329,12 +395,12 @@ async fn a_revoked_record_is_not_served_stale_during_an_outage() {
     // ttl 10 ms, a minute of stale_if_error.
     let c = TokenCache::new(&cfg(10, 60_000), Metrics::new());
     let calls = AtomicUsize::new(0);
-    load(&c, hash(2), &calls, Ok(Some(record(2, Some((10, 100))))))
+    load(&c, key(2), &calls, Ok(Some(record(2, Some((10, 100))))))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     c.invalidate_owner(10);
-    let r = load(&c, hash(2), &calls, Err(down())).await;
+    let r = load(&c, key(2), &calls, Err(down())).await;
     assert!(matches!(r, Err(LookupError::Unavailable(_))), "{r:?}");
 }
 
@@ -344,11 +410,11 @@ async fn a_record_loaded_after_an_invalidation_is_served() {
     let calls = AtomicUsize::new(0);
     c.invalidate_owner(10);
     c.invalidate_role(100);
-    load(&c, hash(2), &calls, Ok(Some(record(2, Some((10, 100))))))
+    load(&c, key(2), &calls, Ok(Some(record(2, Some((10, 100))))))
         .await
         .unwrap();
-    assert!(c.holds(&hash(2)).await);
-    load(&c, hash(2), &calls, Ok(Some(record(2, Some((10, 100))))))
+    assert!(c.holds(fp(2)).await);
+    load(&c, key(2), &calls, Ok(Some(record(2, Some((10, 100))))))
         .await
         .unwrap();
     assert_eq!(
@@ -362,7 +428,7 @@ async fn a_record_loaded_after_an_invalidation_is_served() {
 async fn old_revocations_are_pruned() {
     // ttl 10 ms, no stale_if_error: a note older than 10 ms covers nothing.
     let c = TokenCache::<TokenRecord>::new(&cfg(10, 0), Metrics::new());
-    c.invalidate_token(1);
+    c.invalidate_token(1, None).await;
     c.invalidate_owner(2);
     assert_eq!(c.revocations_held(), 2);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -399,22 +465,22 @@ async fn expire_all_rereads_yet_serves_stale_while_the_store_is_down() {
     let c = TokenCache::new(&cfg(60_000, 60_000), Metrics::new());
     let calls = AtomicUsize::new(0);
     let r = |id| Ok(Some(record(id, None)));
-    load(&c, hash(1), &calls, r(1)).await.unwrap();
-    load(&c, hash(2), &calls, Ok(None)).await.unwrap();
+    load(&c, key(1), &calls, r(1)).await.unwrap();
+    load(&c, key(2), &calls, Ok(None)).await.unwrap();
     c.expire_all();
     // Down: the record is served stale, the absence is not remembered.
-    let got = load(&c, hash(1), &calls, Err(down())).await.unwrap();
+    let got = load(&c, key(1), &calls, Err(down())).await.unwrap();
     assert_eq!(got.map(|h| h.id), Some(1));
-    assert!(load(&c, hash(2), &calls, Err(down())).await.is_err());
+    assert!(load(&c, key(2), &calls, Err(down())).await.is_err());
     // Up: read again, then fresh.
     let before = calls.load(Ordering::SeqCst);
-    load(&c, hash(1), &calls, r(1)).await.unwrap();
-    load(&c, hash(1), &calls, Err(down())).await.unwrap();
+    load(&c, key(1), &calls, r(1)).await.unwrap();
+    load(&c, key(1), &calls, Err(down())).await.unwrap();
     assert_eq!(
         calls.load(Ordering::SeqCst),
         before + 1,
         "one re-read, then a hit"
     );
     c.invalidate_all();
-    assert!(load(&c, hash(1), &calls, Err(down())).await.is_err());
+    assert!(load(&c, key(1), &calls, Err(down())).await.is_err());
 }

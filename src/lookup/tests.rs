@@ -68,9 +68,13 @@ impl Fixture {
         let r = self
             .lookup
             .cache
-            .get_or_load(self.hasher.hash(key), || async {
-                Ok(found.map(Resolved::new))
-            })
+            .get_or_load(
+                crate::cache::Presented {
+                    fingerprint: self.lookup.fingerprints.of(key),
+                    hash: self.hasher.hash(key),
+                },
+                || async { Ok(found.map(Resolved::new)) },
+            )
             .await;
         assert!(r.is_ok());
     }
@@ -177,7 +181,7 @@ async fn a_connection_remembers_its_last_key_until_any_invalidation() {
     // An invalidation of the token (by id, as a NOTIFY would) ends the
     // memory at once: the next request goes through the cache, which drops
     // the revoked record, to the store (down here, so it fails).
-    f.lookup.cache.invalidate_token(7);
+    f.lookup.cache.invalidate_token(7, None).await;
     let after = f.lookup.find_on(&recent, b"key", &mut Span::none()).await;
     assert!(
         matches!(after, Err(LookupError::Unavailable(_))),
