@@ -26,9 +26,11 @@
 //! (`authgate_decision_callers_refused_total`). The entries of
 //! `X-Forwarded-For` are not matched against `trusted_callers`: a client
 //! that is itself inside those blocks could otherwise hide behind a forged
-//! entry to its left.
+//! entry to its left. An untrusted gRPC `Check` is denied in a
+//! `CheckResponse` (status 7, 403), not failed, so that Envoy's
+//! `failure_mode_allow` cannot turn it into an allow.
 //!
-//! **What the client may not send.** A decision door cannot remove
+//! **What the client may not send.** An HTTP decision door cannot remove
 //! headers from the request the front proxy forwards. A client's own
 //! identity header (`x-auth-*`, any spelling) that reaches a door is
 //! therefore refused (400, `forged_identity`) rather than allowed next to
@@ -36,13 +38,16 @@
 //! (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`,
 //! `X-Rewrite-URL`: 400, `overriding_header`); the documented configs
 //! remove identity headers before asking, and overwrite every name
-//! authgate sets with its answer.
+//! authgate sets with its answer. The gRPC door can (Envoy applies
+//! `ok_response.headers_to_remove`): it judges as the proxy does and names
+//! those headers there instead ([`Asked::removes`], [`grpc`]).
 //!
 //! **Bodies.** A forward-auth call carries none ([`crate::gate::Body::Absent`]):
 //! a read-only token on a GraphQL `POST` is then refused, since its
 //! operation cannot be read. Envoy's `with_request_body` sends it to
-//! `/ext-authz`, where the gate reads it when it needs it (a body Envoy cut
-//! short, `x-envoy-auth-partial-body: true`, counts as none).
+//! `/ext-authz` and in the gRPC `CheckRequest`, where the gate reads it
+//! when it needs it (a body Envoy cut short, `x-envoy-auth-partial-body:
+//! true`, counts as none).
 
 pub mod answer;
 pub mod grpc;
