@@ -17,7 +17,10 @@
 # listener (the configs of docs/front-doors.md, tests/fronts/), and the
 # decision endpoint alone (/forward-auth with Traefik's headers). Their CPU
 # columns are authgate's (the decision), not the front proxy's. The gRPC
-# Check row comes with the gRPC door (h2load, Debian's nghttp2-client).
+# Check row (decision-grpc) posts one framed CheckRequest, as Envoy's
+# ext_authz grpc_service sends it, with h2load (Debian's nghttp2-client)
+# over h2c with prior knowledge, 8 streams per connection; h2load gives
+# no percentiles, so its p50 and p99 columns are the mean and the max.
 #
 # Tracing (issue 26): the cached instance again, twice, with `[tracing]`
 # exporting every span to the upstream nginx as its OTLP sink (it answers
@@ -43,8 +46,9 @@
 # is no Strapi here; the closing line compares with Strapi's own rate as
 # measured elsewhere (~1,100-1,250 made-up keys/s, issue 13).
 #
-# Needs: nginx, wrk, caddy (Debian packages; installed with apt if missing),
-# PostgreSQL (the machine's, or a throw-away cluster), python3.
+# Needs: nginx, wrk, caddy, h2load (Debian packages; installed with apt if
+# missing), PostgreSQL (the machine's, or a throw-away cluster), python3
+# (and the venv of tests/grpc/venv.sh, made once, for the CheckRequest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
@@ -62,6 +66,7 @@ if [ "${1:-}" = "--smoke" ]; then ROUNDS=1; DURATION=2; TOKENS=200; MANY=2000; f
 ensure_command nginx nginx
 ensure_command wrk wrk
 ensure_command caddy caddy
+ensure_command h2load nghttp2-client
 ensure_postgres 5432
 
 BASE=${BENCH_PORT_BASE:-18081}
@@ -235,6 +240,15 @@ wrk.headers["X-Forwarded-Host"] = "cms.example"
 wrk.headers["X-Forwarded-Proto"] = "http"
 wrk.headers["X-Forwarded-For"] = "127.0.0.1"
 EOF
+# The gRPC Check, asked as Envoy asks: one framed CheckRequest (Envoy's own
+# protos, tests/grpc/check.py), checked once to be an allow.
+GRPC_PY=$(bash tests/grpc/venv.sh)
+"$GRPC_PY" tests/grpc/check.py frame --authorization "Bearer $ONE" --path /api/articles \
+  --host cms.example > "$W/check.bin"
+printf '[{"target": "127.0.0.1:%s", "path": "/api/articles", "source": "127.0.0.1",
+  "headers": {"authorization": "Bearer %s"}}]' "$P_DEC" "$ONE" \
+  | "$GRPC_PY" tests/grpc/check.py call | grep -q '"grpc": 0, "status_code": 0' \
+  || { echo "the gRPC Check is not an allow" >&2; exit 1; }
 # Warm every token into the cache once, and the uncached instance's pool.
 wrk -t1 -c8 -d2s -s "$W/many.lua" http://127.0.0.1:$P_GATE/api/articles >/dev/null
 wrk -t1 -c8 -d600s -s "$W/warm-many.lua" http://127.0.0.1:$P_MANY/api/articles >/dev/null || true
@@ -282,6 +296,7 @@ targets=(
   "nginx-auth-request|http://127.0.0.1:$P_NGXA/api/articles|$W/one.lua|${pids[0]}"
   "caddy-forward-auth|http://127.0.0.1:$P_CADDY/api/articles|$W/one.lua|${pids[0]}"
   "decision-forward-auth|http://127.0.0.1:$P_DEC/forward-auth|$W/forward-auth.lua|${pids[0]}"
+  "decision-grpc|http://127.0.0.1:$P_DEC/envoy.service.auth.v3.Authorization/Check|h2load:$W/check.bin|${pids[0]}"
   "authgate-trace-1pct|http://127.0.0.1:$P_TR1/api/articles|$W/one.lua|$tr1_pid"
   "authgate-trace-100pct|http://127.0.0.1:$P_TR100/api/articles|$W/one.lua|$tr100_pid"
 )
@@ -300,19 +315,30 @@ for round in $(seq 1 "$ROUNDS"); do
   for k in $(seq 0 $((n - 1))); do
     t=${targets[$(( (k + round - 1) % n ))]}
     IFS='|' read -r name url script pid <<<"$t"
-    args=(-t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency)
-    [ -n "$script" ] && args+=(-s "$script")
     read -r u0 s0 < <(cpu_ticks "$pid")
-    out=$(wrk "${args[@]}" "$url")
-    read -r u1 s1 < <(cpu_ticks "$pid")
-    total=$(awk '/requests in/ {print $1}' <<<"$out")
+    if [[ "$script" == h2load:* ]]; then
+      out=$(h2load -t1 -c"$CONNECTIONS" -m8 -D"$DURATION" -d "${script#h2load:}" \
+        -H 'content-type: application/grpc' -H 'te: trailers' "$url")
+      read -r u1 s1 < <(cpu_ticks "$pid")
+      total=$(awk '/^requests:/ {print $8}' <<<"$out")
+      rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+      p50=$(to_us "$(awk '/^time for request:/ {print $6}' <<<"$out")")
+      p99=$(to_us "$(awk '/^time for request:/ {print $5}' <<<"$out")")
+      non2xx=$(awk '/^status codes:/ {print $5 + $7 + $9}' <<<"$out")
+    else
+      args=(-t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency)
+      [ -n "$script" ] && args+=(-s "$script")
+      out=$(wrk "${args[@]}" "$url")
+      read -r u1 s1 < <(cpu_ticks "$pid")
+      total=$(awk '/requests in/ {print $1}' <<<"$out")
+      rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+      p50=$(to_us "$(awk '$1=="50%" {print $2}' <<<"$out")")
+      p99=$(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")
+      non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+    fi
     # microseconds of CPU per request, user and kernel
     user_us=$(python3 -c "print(($u1 - $u0) * 1e6 / $tick / $total)")
     sys_us=$(python3 -c "print(($s1 - $s0) * 1e6 / $tick / $total)")
-    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    p50=$(to_us "$(awk '$1=="50%" {print $2}' <<<"$out")")
-    p99=$(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")
-    non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
     echo "$name $round $rps $p50 $p99 ${non2xx:-0} $user_us $sys_us" >> "$results"
     echo "  round $round: $name ${rps} req/s p50 ${p50}us p99 ${p99}us" >&2
   done
@@ -366,7 +392,7 @@ open_rows, open_rate = sys.argv[11], sys.argv[12]
 names = ["direct", "nginx", "floor", "hyper-proxy", "authgate-hit", "authgate-10k", "authgate-100k", "authgate-miss",
          "nginx-401", "authgate-401", "authgate-reject",
          "strapi5-hit", "strapi5-reject", "strapi5-triggers-hit", "strapi5-triggers-reject",
-         "nginx-auth-request", "caddy-forward-auth", "decision-forward-auth",
+         "nginx-auth-request", "caddy-forward-auth", "decision-forward-auth", "decision-grpc",
          "authgate-trace-1pct", "authgate-trace-100pct"]
 med = {}
 for n in names:

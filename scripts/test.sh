@@ -23,6 +23,9 @@ ensure_command nginx nginx; ensure_node; (cd tests/differential && npm ci --no-a
 
 # tests/doors.rs puts real nginx (above) and real Caddy in front of the decision listener.
 ensure_command caddy caddy
+# tests/grpc.rs (and bench/load.sh) speak gRPC Check with Envoy's own protos
+# (xds-protos) and grpcio, pinned, in a venv made once under ~/.cache.
+bash tests/grpc/venv.sh >/dev/null
 
 echo "==> house rules (file and function length)"
 python3 scripts/house_rules.py

@@ -5,12 +5,15 @@
 //! `forwardAuth` — with the same outcome at every door: the status, the
 //! identity the CMS receives (or the answer carries) and the refusal's
 //! envelope. The table is rows of requests and columns of doors
-//! ([`Column`]); a gRPC `Check` column is one more variant and one more
-//! arm of [`Column::ask`].
+//! ([`Column`]), Envoy's gRPC `Check` among them (asked with authgate's
+//! prost messages; tests/grpc.rs checks those against Envoy's own encoder
+//! and a real gRPC client).
 //!
 //! Beside it: the attack corpus through both real proxies, forged
-//! forwarding and identity headers from the client, a caller outside
-//! `decision.trusted_callers`, and nginx's `error_page` for 429 and 503.
+//! forwarding and identity headers from the client (refused by the HTTP
+//! doors, removed through gRPC's `headers_to_remove`), a caller outside
+//! `decision.trusted_callers`, gRPC calls that are not a `CheckRequest`,
+//! and nginx's `error_page` for 429 and 503.
 
 // Helpers below are test code too: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
@@ -114,6 +117,67 @@ fn answered(r: &Resp) -> Seen {
     }
 }
 
+/// From a gRPC `CheckResponse`: allowed, the headers Envoy sets (every
+/// identity name is either set or removed, never both); denied, the status
+/// and envelope Envoy answers with, and the gRPC code that goes with them.
+fn checked(a: &fronts::GrpcAnswer) -> Seen {
+    assert_eq!(a.grpc_status, "0", "a Check is answered, not failed");
+    let check = a.check.as_ref().unwrap();
+    let code = check.status.as_ref().map_or(0, |s| s.code);
+    if let Some(ok) = &check.ok_response {
+        assert_eq!(code, 0);
+        let set: BTreeMap<String, String> = ok
+            .headers
+            .iter()
+            .map(|h| {
+                assert_eq!(h.append_action, fronts::pb::OVERWRITE_IF_EXISTS_OR_ADD);
+                let h = h.header.as_ref().unwrap();
+                (h.key.clone(), String::from_utf8(h.value.clone()).unwrap())
+            })
+            .collect();
+        for name in IDENTITY_NAMES {
+            let removed = ok.headers_to_remove.iter().any(|r| r == name);
+            assert!(
+                set.contains_key(name) != removed,
+                "{name}: set {set:?}, removed {:?}",
+                ok.headers_to_remove
+            );
+        }
+        assert!(set.contains_key("x-request-id"));
+        return Seen {
+            status: 200,
+            identity: identity(set.iter().map(|(k, v)| (k.as_str(), v.clone()))),
+            envelope: None,
+        };
+    }
+    let denied = check.denied_response.as_ref().expect("ok or denied");
+    let status = denied.status.as_ref().unwrap().code;
+    let expected = match status {
+        401 => 16,
+        403 => 7,
+        429 => 8,
+        503 => 14,
+        400 | 413 | 414 => 3,
+        s => panic!("unexpected status {s}"),
+    };
+    assert_eq!(code, expected, "the gRPC code of {status}");
+    let content_type = denied
+        .headers
+        .iter()
+        .filter_map(|h| h.header.as_ref())
+        .find(|h| h.key == "content-type")
+        .map(|h| h.value.clone());
+    assert_eq!(
+        content_type.as_deref(),
+        Some(&b"application/json; charset=utf-8"[..])
+    );
+    Seen {
+        status: u16::try_from(status).unwrap(),
+        identity: BTreeMap::new(),
+        envelope: Some(serde_json::from_str(&denied.body).unwrap()),
+    }
+}
+
 /// Every identity header name authgate can set.
 const IDENTITY_NAMES: [&str; 9] = [
     "x-auth-token-id",
@@ -133,6 +197,7 @@ enum Column {
     Nginx(Front),
     Caddy(Front),
     EnvoyHttp(SocketAddr),
+    EnvoyGrpc(SocketAddr),
     Traefik(SocketAddr),
 }
 
@@ -143,6 +208,7 @@ impl Column {
             Column::Nginx(_) => "nginx",
             Column::Caddy(_) => "caddy",
             Column::EnvoyHttp(_) => "envoy-http",
+            Column::EnvoyGrpc(_) => "envoy-grpc",
             Column::Traefik(_) => "traefik",
         }
     }
@@ -155,6 +221,7 @@ impl Column {
             Column::Nginx(Front::nginx(decision, cms)),
             Column::Caddy(Front::caddy(decision, cms)),
             Column::EnvoyHttp(decision),
+            Column::EnvoyGrpc(decision),
             Column::Traefik(decision),
         ]
     }
@@ -175,6 +242,10 @@ impl Column {
             Column::Nginx(f) | Column::Caddy(f) => forwarded(f.name, &via(f.url("")).await),
             Column::EnvoyHttp(d) => {
                 answered(&fronts::envoy_http(*d, method, path, authorization, &[]).await)
+            }
+            Column::EnvoyGrpc(d) => {
+                let req = fronts::check_request(method, path, authorization, &[], None);
+                checked(&fronts::envoy_grpc(*d, &req).await)
             }
             Column::Traefik(d) => {
                 answered(&fronts::traefik(*d, method, path, authorization, &[]).await)
@@ -546,8 +617,15 @@ async fn callers_outside_the_list_get_403_and_the_port_speaks_both_versions() {
     );
     let r = fronts::envoy_http(decision, "GET", "/api/articles", None, &[]).await;
     assert_eq!(r.status, 403);
-    let r = grpc_call(decision, b"").await;
-    assert_eq!(r.0, Some("7".into()));
+    // A gRPC Check: denied in a CheckResponse (7, 403 and the same
+    // envelope), which Envoy answers whatever its failure_mode_allow.
+    let req = fronts::check_request("GET", "/api/articles", None, &[], None);
+    let seen = checked(&fronts::envoy_grpc(decision, &req).await);
+    assert_eq!(seen.status, 403);
+    assert_eq!(
+        seen.envelope,
+        Some(envelope(403, "ForbiddenError", "Caller not allowed"))
+    );
     let m = g.metrics_text().await;
     assert_eq!(metric(&m, "authgate_decision_callers_refused_total"), 3.0);
     assert_eq!(
@@ -569,10 +647,11 @@ async fn callers_outside_the_list_get_403_and_the_port_speaks_both_versions() {
             .status,
         200
     );
-    let r = grpc_call(decision, b"\0\0\0\0\0").await;
-    // TEMPORARY until crate::decision::grpc is merged: Check is framed but
-    // not implemented.
-    assert_eq!(r.0, Some("12".into()), "{r:?}");
+    let req = fronts::check_request("GET", "/api/articles", None, &[], None);
+    assert_eq!(
+        checked(&fronts::envoy_grpc(decision, &req).await).status,
+        200
+    );
     let h2 = h2_get(decision, "/ext-authz/api/articles").await;
     assert_eq!(h2, 200);
     let m = g.metrics_text().await;
@@ -590,7 +669,95 @@ async fn callers_outside_the_list_get_403_and_the_port_speaks_both_versions() {
         ),
         1.0
     );
+    assert_eq!(
+        metric(
+            &m,
+            r#"authgate_requests_total{decision="pass",door="ext_authz_grpc",route_class="content-api",status_class="2xx"}"#
+        ),
+        1.0
+    );
     assert_eq!(metric(&m, "authgate_decision_callers_refused_total"), 0.0);
+}
+
+/// gRPC calls that are not a readable `CheckRequest` fail at the gRPC
+/// level; a `CheckRequest` that names no request is denied (400, 3) as the
+/// HTTP doors deny a call that names none.
+#[tokio::test]
+async fn grpc_calls_that_are_not_one_check_request() {
+    let env = Env::with_config(DOORS_CONFIG).await;
+    let g = env.gateway().await;
+    let d = g.decision.unwrap();
+    let status = |a: fronts::GrpcAnswer| a.grpc_status;
+    // Not protobuf (a field 0), not one frame, compressed, too large.
+    assert_eq!(
+        status(fronts::grpc_raw(d, b"\0\0\0\0\x02\x00\x01").await),
+        "3"
+    );
+    assert_eq!(status(fronts::grpc_raw(d, b"\0\0\0\0\x09ab").await), "3");
+    assert_eq!(status(fronts::grpc_raw(d, b"\x01\0\0\0\x01a").await), "12");
+    // Over graphql_max_body (1 MiB) and the room for the other fields.
+    let mut huge = vec![0u8, 0, 0x20, 0, 0];
+    huge.resize(5 + 0x20_0000, b'a');
+    assert_eq!(status(fronts::grpc_raw(d, &huge).await), "8");
+    // An empty CheckRequest: no attributes.request.http.
+    let seen = checked(&fronts::grpc_raw(d, b"\0\0\0\0\0").await);
+    assert_eq!(seen.status, 400);
+    assert_eq!(
+        seen.envelope,
+        Some(envelope(
+            400,
+            "ValidationError",
+            "No single request to judge"
+        ))
+    );
+    // A header that is not one.
+    let req = fronts::check_request("GET", "/api/a", None, &[("x-a", "a\u{1}b")], None);
+    assert_eq!(checked(&fronts::envoy_grpc(d, &req).await).status, 400);
+    let m = g.metrics_text().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"authgate_requests_total{decision="deny",door="ext_authz_grpc",route_class="unprotected",status_class="4xx"}"#
+        ),
+        2.0,
+        "{m}"
+    );
+}
+
+/// The client's identity and override headers: the HTTP doors refuse them
+/// (they cannot remove them); the gRPC door allows as the proxy does, and
+/// names them in `headers_to_remove`, beside the identity it sets.
+#[tokio::test]
+async fn grpc_removes_what_the_http_doors_refuse() {
+    let env = Env::with_config(DOORS_CONFIG).await;
+    let (full_id, full) = env.content_token("full", "full-access", &[]);
+    let g = env.gateway().await;
+    let d = g.decision.unwrap();
+    let auth = format!("Bearer {full}");
+    let forged = [
+        ("x-auth-token-id", "1"),
+        ("x_auth_token_kind", "admin"),
+        ("x-auth-anything", "x"),
+        ("x-http-method-override", "DELETE"),
+    ];
+    let r = fronts::envoy_http(d, "GET", "/api/articles", Some(&auth), &forged).await;
+    assert_eq!(r.status, 400);
+    let req = fronts::check_request("GET", "/api/articles", Some(&auth), &forged, None);
+    let a = fronts::envoy_grpc(d, &req).await;
+    let seen = checked(&a);
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.identity["x-auth-token-id"], full_id.to_string());
+    let ok = a.check.unwrap().ok_response.unwrap();
+    for (name, _) in &forged[1..] {
+        assert!(
+            ok.headers_to_remove.iter().any(|r| r == name),
+            "{name} not removed: {:?}",
+            ok.headers_to_remove
+        );
+    }
+    // Set, so not removed (Envoy removes after it sets).
+    assert!(!ok.headers_to_remove.iter().any(|r| r == "x-auth-token-id"));
+    assert!(!ok.headers_to_remove.iter().any(|r| r == "authorization"));
 }
 
 /// An HTTP/2 (prior knowledge) client.
@@ -610,34 +777,6 @@ async fn h2_get(decision: SocketAddr, path: &str) -> u16 {
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
     h2_client().request(req).await.unwrap().status().as_u16()
-}
-
-/// A gRPC `Check` over HTTP/2: (grpc-status, from the headers or the trailers).
-async fn grpc_call(decision: SocketAddr, framed: &[u8]) -> (Option<String>, u16) {
-    use http_body_util::BodyExt;
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!(
-            "http://{decision}/envoy.service.auth.v3.Authorization/Check"
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
-            framed,
-        )))
-        .unwrap();
-    let resp = h2_client().request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let in_headers = resp
-        .headers()
-        .get("grpc-status")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let collected = resp.into_body().collect().await.unwrap();
-    let in_trailers = collected
-        .trailers()
-        .and_then(|t| t.get("grpc-status"))
-        .map(|v| v.to_str().unwrap().to_owned());
-    (in_headers.or(in_trailers), status)
 }
 
 /// nginx's `auth_request` keeps only 401 and 403; the documented
@@ -684,8 +823,9 @@ async fn nginx_answers_429_and_503_as_authgate_does() {
 
 /// A read-only token's GraphQL `POST`: its operation is in the body. The
 /// forward-auth doors never get the body, so they refuse it; Envoy's
-/// `with_request_body` sends it to `/ext-authz`, which judges it as the
-/// proxy does (and a body Envoy cut short counts as none).
+/// `with_request_body` sends it to `/ext-authz` and in the gRPC
+/// `CheckRequest`, which judge it as the proxy does (and a body Envoy cut
+/// short counts as none).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_bodies_reach_only_the_door_that_is_sent_them() {
     let env = Env::with_config(DOORS_CONFIG).await;
@@ -724,6 +864,19 @@ async fn graphql_bodies_reach_only_the_door_that_is_sent_them() {
     assert_eq!(envoy(mutation, vec![]).await, 403);
     assert_eq!(
         envoy(query, vec![("x-envoy-auth-partial-body", "true")]).await,
+        403
+    );
+    // The same through gRPC: attributes.request.http.body.
+    let grpc = |body: &'static [u8], extra: &'static [(&'static str, &'static str)]| {
+        let mut h = vec![json];
+        h.extend_from_slice(extra);
+        let req = fronts::check_request("POST", "/graphql", Some(&auth), &h, Some(body));
+        async move { checked(&fronts::envoy_grpc(decision, &req).await).status }
+    };
+    assert_eq!(grpc(query, &[]).await, 200);
+    assert_eq!(grpc(mutation, &[]).await, 403);
+    assert_eq!(
+        grpc(query, &[("x-envoy-auth-partial-body", "true")]).await,
         403
     );
 }

@@ -8,14 +8,7 @@
 //! `grpc-status` in the trailers ([`GrpcReply::response`]). What the
 //! message means (the prost `CheckRequest`/`CheckResponse`, the request it
 //! names, the gate's answer in `ok_response`/`denied_response`) is
-//! `crate::decision::grpc`'s, written apart; its entry point is
-//!
-//! ```text
-//! pub async fn check(gate: &Gate, caller: &Caller, request: Bytes) -> GrpcReply
-//! ```
-//!
-//! (`request`: one encoded `CheckRequest`). Until it is built in, `Check`
-//! answers `UNIMPLEMENTED` ([`GrpcReply::unimplemented`]).
+//! [`super::grpc`]'s.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -103,14 +96,6 @@ impl GrpcReply {
             message,
             body: None,
         }
-    }
-
-    /// What `Check` answers while `crate::decision::grpc` is not built in.
-    pub fn unimplemented() -> Self {
-        Self::status(
-            Code::Unimplemented,
-            "envoy.service.auth.v3.Authorization/Check is not built into this authgate",
-        )
     }
 
     /// The HTTP/2 response: `200`, `content-type: application/grpc`, the
@@ -223,13 +208,10 @@ mod tests {
         assert_eq!(trailers["grpc-status"], "0");
         assert_eq!(&collected.to_bytes()[..], b"\0\0\0\0\x03xyz");
 
-        let resp = GrpcReply::unimplemented().response();
+        let resp = GrpcReply::status(Code::Unimplemented, "compressed").response();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["grpc-status"], "12");
-        assert!(resp.headers()["grpc-message"]
-            .to_str()
-            .unwrap()
-            .contains("Check"));
+        assert_eq!(resp.headers()["grpc-message"], "compressed");
         assert!(hyper::body::Body::is_end_stream(resp.body()));
     }
 }

@@ -26,9 +26,11 @@
 //! (`authgate_decision_callers_refused_total`). The entries of
 //! `X-Forwarded-For` are not matched against `trusted_callers`: a client
 //! that is itself inside those blocks could otherwise hide behind a forged
-//! entry to its left.
+//! entry to its left. An untrusted gRPC `Check` is denied in a
+//! `CheckResponse` (status 7, 403), not failed, so that Envoy's
+//! `failure_mode_allow` cannot turn it into an allow.
 //!
-//! **What the client may not send.** A decision door cannot remove
+//! **What the client may not send.** An HTTP decision door cannot remove
 //! headers from the request the front proxy forwards. A client's own
 //! identity header (`x-auth-*`, any spelling) that reaches a door is
 //! therefore refused (400, `forged_identity`) rather than allowed next to
@@ -36,15 +38,19 @@
 //! (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`,
 //! `X-Rewrite-URL`: 400, `overriding_header`); the documented configs
 //! remove identity headers before asking, and overwrite every name
-//! authgate sets with its answer.
+//! authgate sets with its answer. The gRPC door can (Envoy applies
+//! `ok_response.headers_to_remove`): it judges as the proxy does and names
+//! those headers there instead ([`Asked::removes`], [`grpc`]).
 //!
 //! **Bodies.** A forward-auth call carries none ([`crate::gate::Body::Absent`]):
 //! a read-only token on a GraphQL `POST` is then refused, since its
 //! operation cannot be read. Envoy's `with_request_body` sends it to
-//! `/ext-authz`, where the gate reads it when it needs it (a body Envoy cut
-//! short, `x-envoy-auth-partial-body: true`, counts as none).
+//! `/ext-authz` and in the gRPC `CheckRequest`, where the gate reads it
+//! when it needs it (a body Envoy cut short, `x-envoy-auth-partial-body:
+//! true`, counts as none).
 
 pub mod answer;
+pub mod grpc;
 pub mod grpc_wire;
 pub mod reading;
 
@@ -70,7 +76,7 @@ use tokio::sync::Semaphore;
 use crate::answer::Refusal;
 use crate::cidr::Cidr;
 use crate::config::Config;
-use crate::forward::Peer;
+use crate::forward::{IdentityNames, Peer};
 use crate::gate::{Body, Door, Gate, Judged, Presented};
 use crate::lookup::Recent;
 use crate::serve_error::ServeError;
@@ -264,18 +270,21 @@ impl Doors {
         if !caller.trusted {
             self.gate.metrics().decision_callers_refused.inc();
             tracing::debug!(peer = %caller.peer.addr, "decision: caller not in decision.trusted_callers");
+            let path = req.uri().path();
             return match grpc {
+                // A Check is denied in a CheckResponse (status 7, HTTP 403
+                // and the HTTP doors' envelope), not failed: Envoy's
+                // `failure_mode_allow` would let a failed call through.
+                true if path == grpc_wire::CHECK_PATH => grpc::answer(refused_caller(), &[])
+                    .response()
+                    .map(Either::Right),
                 true => GrpcReply::status(
                     Code::PermissionDenied,
                     "caller not in decision.trusted_callers",
                 )
                 .response()
                 .map(Either::Right),
-                false => plain(
-                    StatusCode::FORBIDDEN,
-                    "ForbiddenError",
-                    "Caller not allowed",
-                ),
+                false => refused_caller().map(Either::Left),
             };
         }
         let path = req.uri().path();
@@ -287,7 +296,7 @@ impl Doors {
         } else if path.starts_with(reading::EXT_AUTHZ_PREFIX) {
             self.ext_authz(req, caller).await
         } else {
-            return plain(StatusCode::NOT_FOUND, "NotFoundError", "Not Found");
+            return plain(StatusCode::NOT_FOUND, "NotFoundError", "Not Found").map(Either::Left);
         };
         resp.map(Either::Left)
     }
@@ -305,6 +314,7 @@ impl Doors {
             headers: &parts.headers,
             client,
             body: Body::Absent,
+            removes: false,
         };
         judge(&self.gate, asked, caller).await
     }
@@ -336,6 +346,7 @@ impl Doors {
             headers: &parts.headers,
             client,
             body,
+            removes: false,
         };
         judge(&self.gate, asked, caller).await
     }
@@ -368,7 +379,7 @@ impl Doors {
                 return GrpcReply::status(Code::InvalidArgument, "not one gRPC message")
             }
         };
-        grpc_check(&self.gate, caller, request).await
+        grpc::check(&self.gate, caller, request).await
     }
 }
 
@@ -384,6 +395,11 @@ pub struct Asked<'a> {
     /// The client address, as the door resolved it.
     pub client: IpAddr,
     pub body: Body<'a>,
+    /// Does the door's caller remove the request headers the door names
+    /// (gRPC's `headers_to_remove`)? Then the client's identity and
+    /// overriding headers are removed by it ([`removed_at_doors`]) rather
+    /// than refused here.
+    pub removes: bool,
 }
 
 /// Judge what a door was asked (the gate's one judgement), answer as the
@@ -402,7 +418,11 @@ pub async fn judge(gate: &Gate, asked: Asked<'_>, caller: &Caller) -> Response<F
         client: asked.client,
         body: asked.body,
     };
-    let mut judged = match unread.or_else(|| unremovable(gate, asked.headers)) {
+    let unremovable = || match asked.removes {
+        true => None,
+        false => unremovable(gate, asked.headers),
+    };
+    let mut judged = match unread.or_else(unremovable) {
         Some(refusal) => gate.refuse_unjudged(&held, &caller.peer, &presented, refusal),
         None => {
             gate.decide(&held, &caller.peer, presented, &caller.recent)
@@ -439,14 +459,6 @@ fn unread(parts: &Parts, e: ReadingError) -> (Reading, Refusal) {
     (call, e.refusal())
 }
 
-/// The gRPC `Check` handler. TEMPORARY: `crate::decision::grpc::check` (the
-/// prost messages and the gate's answer in a `CheckResponse`) is built apart;
-/// until it is merged, `Check` answers `UNIMPLEMENTED`.
-async fn grpc_check(gate: &Gate, caller: &Caller, request: Bytes) -> GrpcReply {
-    let _ = (gate, caller, request);
-    GrpcReply::unimplemented()
-}
-
 /// Headers the proxy door removes and a decision door cannot (the front
 /// proxy forwards what the client sent): the client's identity headers
 /// (`x-auth-*`, any spelling: nothing else sets one on the way here), and
@@ -455,16 +467,31 @@ async fn grpc_check(gate: &Gate, caller: &Caller, request: Bytes) -> GrpcReply {
 /// proxy's to send here, and are not among them.
 fn unremovable(gate: &Gate, h: &HeaderMap) -> Option<Refusal> {
     let names = gate.forwarder().names();
-    h.keys().find_map(|k| {
-        let k = k.as_str();
-        if names.is_identity(k) {
-            Some(Refusal::ForgedIdentity)
-        } else if OVERRIDING_AT_DOORS.contains(&k) {
-            Some(Refusal::OverridingHeader)
-        } else {
-            None
-        }
-    })
+    h.keys().find_map(|k| removed_at_door(names, k.as_str()))
+}
+
+/// The refusal a door that cannot remove header `k` answers with, if the
+/// proxy would remove it (see [`unremovable`]).
+fn removed_at_door(names: &IdentityNames, k: &str) -> Option<Refusal> {
+    if names.is_identity(k) {
+        Some(Refusal::ForgedIdentity)
+    } else if OVERRIDING_AT_DOORS.contains(&k) {
+        Some(Refusal::OverridingHeader)
+    } else {
+        None
+    }
+}
+
+/// The names among `h` that a door whose caller removes headers (gRPC's
+/// `headers_to_remove`) has removed instead of refusing them: the same
+/// rule as [`unremovable`].
+pub fn removed_at_doors<'a>(
+    names: &'a IdentityNames,
+    h: &'a HeaderMap,
+) -> impl Iterator<Item = &'a str> + 'a {
+    h.keys()
+        .map(|k| k.as_str())
+        .filter(move |k| removed_at_door(names, k).is_some())
 }
 
 /// The method and route overrides a client may add (see
@@ -488,10 +515,19 @@ fn own_authority(parts: &Parts) -> Option<HeaderValue> {
     }
 }
 
+/// The answer to a caller outside `decision.trusted_callers`.
+fn refused_caller() -> Response<Full<Bytes>> {
+    plain(
+        StatusCode::FORBIDDEN,
+        "ForbiddenError",
+        "Caller not allowed",
+    )
+}
+
 /// An answer of the listener's own (not a judgement): a Strapi envelope.
-fn plain(status: StatusCode, name: &str, message: &str) -> Response<DecisionBody> {
+fn plain(status: StatusCode, name: &str, message: &str) -> Response<Full<Bytes>> {
     let body = crate::envelope::render(status.as_u16(), name, message);
-    let mut r = Response::new(Either::Left(Full::new(Bytes::from(body))));
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

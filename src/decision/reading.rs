@@ -6,6 +6,7 @@
 //! | `/forward-auth` (Traefik, Caddy, APISIX) | `X-Forwarded-Method` | `X-Forwarded-Uri` | `X-Forwarded-Host` |
 //! | `/forward-auth` (nginx `auth_request`) | `X-Original-Method` | `X-Original-URI`, or `X-Original-URL` (absolute: its authority is the host) | `X-Forwarded-Host`, the URL's authority |
 //! | `/ext-authz/<target>` (Envoy `http_service`) | the call's | the call's path after `/ext-authz`, with its query | the call's |
+//! | gRPC `Check` (Envoy `grpc_service`) | `attributes.request.http.method` | `.path` (with its query) | `.host` |
 //!
 //! A request has one reading or none: each named header at most once; a
 //! set (method and target) complete or absent; when both sets are there,
@@ -69,6 +70,10 @@ pub enum ReadingError {
     Target,
     #[error("the host is not an authority (host[:port])")]
     Host,
+    #[error(
+        "a header is not an HTTP header, or the headers are sent twice (headers and header_map)"
+    )]
+    Header,
 }
 
 impl ReadingError {
@@ -224,6 +229,19 @@ pub fn ext_authz(method: &Method, uri: &Uri, host: Option<&[u8]>) -> Result<Read
     let host = authority(host.ok_or(ReadingError::Host)?)?;
     Ok(Reading {
         method: method.clone(),
+        uri: absolute(false, host, target)?,
+    })
+}
+
+/// The request a gRPC `CheckRequest` names (`attributes.request.http`):
+/// its method, its target as the request line had it (with the query), and
+/// its `Host` (or `:authority`).
+pub fn grpc(method: &[u8], path: &[u8], host: &[u8]) -> Result<Reading, ReadingError> {
+    let method = Method::from_bytes(method).map_err(|_| ReadingError::Method)?;
+    let target = origin(path)?;
+    let host = authority(host)?;
+    Ok(Reading {
+        method,
         uri: absolute(false, host, target)?,
     })
 }

@@ -3,7 +3,7 @@
 //! run from the configs docs/front-doors.md gives (`nginx.conf`,
 //! `Caddyfile` beside this file); and the request shapes of the proxies
 //! that do not install here, sent exactly as they send them (Envoy's
-//! ext_authz `http_service`, Traefik's `forward.go`).
+//! ext_authz `http_service` and `grpc_service`, Traefik's `forward.go`).
 
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)]
@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub use authgate::decision::grpc::pb;
 
 use crate::support::{request, Resp};
 
@@ -201,4 +203,115 @@ pub async fn traefik(
     ]);
     let url = format!("http://{decision}/forward-auth");
     request("GET", &url, None, &headers, b"").await
+}
+
+/// What a gRPC `Check` got: the call's `grpc-status` (from the headers or
+/// the trailers) and, when it is 0, the `CheckResponse`.
+#[derive(Debug)]
+pub struct GrpcAnswer {
+    pub grpc_status: String,
+    pub check: Option<pb::CheckResponse>,
+}
+
+/// Envoy's ext_authz `grpc_service`: a `CheckRequest` as Envoy fills it
+/// (the client's method, target and `Host`, its headers with the
+/// pseudo-headers among them, the downstream address 127.0.0.1, and the
+/// body when `with_request_body` sends one). The messages are authgate's
+/// own prost structs; tests/grpc.rs checks them against Envoy's encoder
+/// and a real gRPC client.
+pub fn check_request(
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    extra: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> pb::CheckRequest {
+    let mut headers = std::collections::BTreeMap::new();
+    for (k, v) in [
+        (":authority", CLIENT_HOST),
+        (":method", method),
+        (":path", path),
+        (":scheme", "http"),
+        ("x-forwarded-proto", "http"),
+    ] {
+        headers.insert(k.to_owned(), v.as_bytes().to_vec());
+    }
+    if let Some(a) = authorization {
+        headers.insert("authorization".to_owned(), a.as_bytes().to_vec());
+    }
+    for (k, v) in extra {
+        headers.insert(k.to_string(), v.as_bytes().to_vec());
+    }
+    let http = pb::HttpRequest {
+        method: method.to_owned(),
+        headers,
+        path: path.as_bytes().to_vec(),
+        host: CLIENT_HOST.to_owned(),
+        body: body.map(bytes::Bytes::copy_from_slice).unwrap_or_default(),
+        ..Default::default()
+    };
+    let source = pb::Peer {
+        address: Some(pb::Address {
+            socket_address: Some(pb::SocketAddress {
+                address: "127.0.0.1".to_owned(),
+                port_value: 50000,
+            }),
+        }),
+    };
+    pb::CheckRequest {
+        attributes: Some(pb::AttributeContext {
+            source: Some(source),
+            request: Some(pb::Request { http: Some(http) }),
+        }),
+    }
+}
+
+/// Send one `CheckRequest` over HTTP/2 with prior knowledge.
+pub async fn envoy_grpc(decision: SocketAddr, req: &pb::CheckRequest) -> GrpcAnswer {
+    use prost::Message;
+    let msg = req.encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(msg.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(&msg);
+    grpc_raw(decision, &framed).await
+}
+
+/// Send a gRPC `Check` body as it is (framed by the caller).
+pub async fn grpc_raw(decision: SocketAddr, framed: &[u8]) -> GrpcAnswer {
+    use http_body_util::BodyExt;
+    use prost::Message;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "http://{decision}/envoy.service.auth.v3.Authorization/Check"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+            framed,
+        )))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200, "a gRPC answer is HTTP 200");
+    let in_headers = resp
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let collected = resp.into_body().collect().await.unwrap();
+    let in_trailers = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = collected.to_bytes();
+    let grpc_status = in_headers.or(in_trailers).expect("grpc-status");
+    let check = (grpc_status == "0").then(|| {
+        assert_eq!(body[0], 0, "uncompressed");
+        let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+        assert_eq!(body.len(), 5 + len, "one message");
+        pb::CheckResponse::decode(&body[5..]).unwrap()
+    });
+    GrpcAnswer { grpc_status, check }
 }

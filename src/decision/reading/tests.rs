@@ -176,3 +176,26 @@ fn envoys_http_shape() {
         "/api/a?b"
     );
 }
+
+#[test]
+fn a_grpc_check_names_method_target_and_host() {
+    let r =
+        |m: &str, p: &[u8], h: &str| grpc(m.as_bytes(), p, h.as_bytes()).map(|r| r.uri.to_string());
+    assert_eq!(
+        r("GET", b"/api/articles?x=1", "cms.example").as_deref(),
+        Ok("http://cms.example/api/articles?x=1")
+    );
+    assert_eq!(
+        grpc(b"PATCH", b"//a", b"cms.example:8443").map(|r| r.method),
+        Ok(Method::PATCH)
+    );
+    assert_eq!(r("GET", b"api", "cms.example"), Err(ReadingError::Target));
+    assert_eq!(r("GET", b"/a#f", "cms.example"), Err(ReadingError::Target));
+    assert_eq!(
+        r("GET", b"http://x/a", "cms.example"),
+        Err(ReadingError::Target)
+    );
+    assert_eq!(r("GET", b"/a", ""), Err(ReadingError::Host));
+    assert_eq!(r("GET", b"/a", "a/b"), Err(ReadingError::Host));
+    assert_eq!(r("", b"/a", "h"), Err(ReadingError::Method));
+}
