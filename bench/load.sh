@@ -29,7 +29,8 @@
 #
 # Many tokens and made-up keys (issue 25): `authgate-100k` is a second
 # cached authgate (capacity 200,000) driven over MANY (100,000) tokens
-# round-robin, every one warmed in first; `authgate-401` sends 100,000
+# round-robin, every one warmed in first and cached for the whole run
+# (`cache.ttl = "1h"`, see below); `authgate-401` sends 100,000
 # distinct made-up keys (none issued, each refused with 401) to the cached
 # authgate, and `nginx-401` the same requests to an nginx whose one
 # location answers `return 401` with authgate's body: what a made-up key
@@ -122,7 +123,12 @@ nginx -p "$W" -c "$W/refuse.conf"
 
 authgate_conf $P_GATE 100000 > "$W/cached.toml"
 printf '\n[decision]\nlisten = "127.0.0.1:%s"\n' "$P_DEC" >> "$W/cached.toml"
-authgate_conf $P_MANY 200000 > "$W/many.toml"
+# Its records must outlive the run: the row measures 100,000 *cached*
+# tokens, and each comes round once per pass over the set, minutes apart
+# between the row's turns, so with the default 60 s TTL every request of
+# the row would re-read a stale record (that is the authgate-miss row).
+authgate_conf $P_MANY 200000 | sed 's/^\[cache\]$/[cache]\nttl = "1h"/' > "$W/many.toml"
+grep -q 'ttl = "1h"' "$W/many.toml"
 authgate_conf $P_UNCACHED 0 > "$W/uncached.toml"
 for t in "$P_TR1 0.01 tr1" "$P_TR100 1.0 tr100"; do
   read -r port ratio name <<<"$t"
