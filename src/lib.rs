@@ -15,7 +15,7 @@
 //! | [`envelope`] | Strapi's error envelope, for refusals and management errors alike |
 //! | [`graphql`] | the operations of a GraphQL request, under every reading a CMS could make of it |
 //! | [`store`] | Postgres: every SQL statement, migrations, lookups, audited writes (authgate's tables, or Strapi 5's read in place) |
-//! | [`cache`] | the moka token cache: TTL, stale-if-error, single flight |
+//! | [`cache`] | the token cache: records by key fingerprint (S3-FIFO), absences (moka); TTL, stale-if-error, single flight |
 //! | [`invalidation`] | LISTEN/NOTIFY events that keep caches current; the listener and its self-test |
 //! | [`strapi5_sync`] | strapi5 layout: polls Strapi's tables for changes and content types |
 //! | [`content_types`] | Strapi's stored content types merged with `[[content_types]]` |

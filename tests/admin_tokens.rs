@@ -212,14 +212,7 @@ async fn management_rules_with_as() {
         "--role",
         "token-admin",
     ]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "root@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("root@example.com");
     env.ok(&["user", "create", "--email", "nobody@example.com"]);
     let made = env.json(&[
         "token",
@@ -329,14 +322,7 @@ async fn viewing_keys_needs_an_encryption_key_and_admin_keys_only_their_owner() 
     env.ok(&["role", "create", "reader"]);
     env.ok(&["role", "grant", "reader", "admin::admin-tokens.read"]);
     env.ok(&["role", "grant", "reader", "admin::api-tokens.read"]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "own@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("own@example.com");
     env.ok(&[
         "user",
         "create",

@@ -58,14 +58,7 @@ async fn send_raw(addr: std::net::SocketAddr, bytes: &[u8]) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_corpus() {
     let env = Env::new().await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "root@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("root@example.com");
     let (ro_id, ro) = env.content_token("corpus-ro", "read-only", &[]);
     let (full_id, full) = env.content_token("corpus-full", "full-access", &[]);
     let (admin_id, admin) = env.admin_token(

@@ -234,14 +234,7 @@ async fn every_cli_action_is_one_event_and_failures_are_none() {
 async fn api_actions_record_actor_request_and_client() {
     let env = Env::new().await;
     with_encryption(&env);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "root@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("root@example.com");
     let perms = [
         "admin::api-tokens.read",
         "admin::api-tokens.create",

@@ -441,14 +441,7 @@ fn assert_inert(what: &str, out: &[u8]) {
 #[tokio::test]
 async fn operator_output_never_carries_terminal_controls() {
     let env = Env::new().await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "root@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("root@example.com");
     let perms = ["admin::api-tokens.create", "admin::api-tokens.read"];
     let (_, root) = env.admin_token("root", "root@example.com", &perms);
     let g = env.gateway().await;

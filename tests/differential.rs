@@ -521,14 +521,7 @@ impl Checker<'_> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_through_the_gateway_to_real_programs() {
     let mut env = Env::new().await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "root@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("root@example.com");
     let (full_id, full) = env.content_token("diff-full", "full-access", &[]);
     let (create_id, create) =
         env.content_token("diff-create", "custom", &["api::article.article.create"]);

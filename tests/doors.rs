@@ -275,14 +275,7 @@ impl Tokens {
 
 async fn make_tokens(env: &Env) -> Tokens {
     let mut keys = BTreeMap::new();
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "root@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("root@example.com");
     keys.insert("ro", env.content_token("ro", "read-only", &[]).1);
     keys.insert("full", env.content_token("full", "full-access", &[]).1);
     keys.insert(
@@ -459,14 +452,7 @@ async fn the_spec_table_has_one_outcome_at_every_door() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_headers_through_each_proxy_change_nothing() {
     let env = Env::with_config(DOORS_CONFIG).await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "root@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("root@example.com");
     let (full_id, full) = env.content_token("full", "full-access", &[]);
     let (admin_id, admin) = env.admin_token("admin", "root@example.com", &["admin::users.read"]);
     let (_, away) = env.content_token_with("away", "full-access", &["--allow-cidr", "10.0.0.0/8"]);
@@ -913,14 +899,7 @@ async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> u16 {
 async fn the_attack_corpora_through_nginx_and_caddy() {
     use authgate::route::RouteClass;
     let env = Env::with_config(DOORS_CONFIG).await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "root@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("root@example.com");
     let content = |name: &str, ty: &str, perms: &[&str]| env.content_token(name, ty, perms);
     let (ro_id, ro) = content("ro", "read-only", &[]);
     let (full_id, full) = content("full", "full-access", &[]);

@@ -9,14 +9,7 @@ use support::*;
 #[tokio::test]
 async fn spec_statuses_and_bodies() {
     let env = Env::new().await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "owner@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("owner@example.com");
     let (_, ro) = env.content_token("ro", "read-only", &[]);
     let (_, full) = env.content_token("full", "full-access", &[]);
     let (_, custom) = env.content_token("custom", "custom", &["api::article.article.find"]);
@@ -159,14 +152,7 @@ async fn anonymous_and_session_requests_pass_untouched() {
 #[tokio::test]
 async fn identity_headers_for_both_kinds_and_spoofing_is_stripped() {
     let env = Env::new().await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "ops@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("ops@example.com");
     let (cid, content) = env.content_token("reader", "read-only", &[]);
     let (aid, admin) = env.admin_token("robot", "ops@example.com", &[]);
     let g = env.gateway().await;
@@ -293,14 +279,7 @@ async fn regenerate_kills_the_old_key_at_once() {
 #[tokio::test]
 async fn deleting_a_user_deletes_their_tokens() {
     let env = Env::new().await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "leaver@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("leaver@example.com");
     let (id, key) = env.admin_token("ci", "leaver@example.com", &[]);
     sql(
         &env.schema,
@@ -330,14 +309,7 @@ async fn deleting_a_user_deletes_their_tokens() {
 #[tokio::test]
 async fn deactivated_and_blocked_owner_then_reactivated() {
     let env = Env::new().await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "dev@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("dev@example.com");
     let (_, key) = env.admin_token("ci", "dev@example.com", &[]);
     let g = env.gateway().await;
     let url = g.url("/admin/users/me");
@@ -363,14 +335,7 @@ async fn owner_row_missing_is_reported() {
     // The native schema cascades owner deletion; a dangling owner can only
     // come from a foreign writer. Simulate one by dropping the constraint.
     let env = Env::new().await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "ghost@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("ghost@example.com");
     let (_, key) = env.admin_token("ci", "ghost@example.com", &[]);
     exec(&env.schema, "ALTER TABLE tokens DROP CONSTRAINT tokens_owner_id_fkey; UPDATE tokens SET owner_id = 424242").await;
     let g = env.gateway().await;

@@ -24,15 +24,7 @@ fn dir() -> PathBuf {
 /// The venv's python (made on first use; a failure fails the test).
 fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(dir().join("venv.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run tests/grpc/venv.sh");
-        assert!(out.status.success(), "tests/grpc/venv.sh failed");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    PYTHON.get_or_init(|| venv_python(&dir().join("venv.sh")))
 }
 
 /// `check.py call`: each case sent by grpcio; the answers.

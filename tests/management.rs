@@ -1730,14 +1730,7 @@ async fn a_corrupt_row_is_a_server_error_not_the_callers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_reaches_the_management_catalog_and_its_checks() {
     let env = Env::new().await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "root@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("root@example.com");
     let (_, key) = env.admin_token("root", "root@example.com", &["admin::api-tokens.create"]);
     let (_replica, mgmt) = start_replica(&env);
     let catalog = || async {

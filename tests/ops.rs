@@ -18,14 +18,7 @@ fn metrics_text(body: &[u8]) -> String {
 #[tokio::test]
 async fn metrics_pass_promtool_and_carry_every_family() {
     let env = Env::new().await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "o@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("o@example.com");
     let (_, key) = env.content_token("t", "read-only", &[]);
     let (_, admin) = env.admin_token("a", "o@example.com", &[]);
     let g = env.gateway().await;
@@ -122,14 +115,7 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
 #[tokio::test]
 async fn token_gauges_count_active_expired_and_expiring_tokens() {
     let env = Env::new().await;
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "o@example.com",
-        "--role",
-        "super-admin",
-    ]);
+    env.super_admin("o@example.com");
     let create = |name: &str, duration: &str| {
         env.json(&[
             "token",

@@ -1,36 +1,5 @@
 #!/usr/bin/env bash
 # The Python venv the OTLP test receiver and decoder run in
-# (tests/otlp/receiver.py): opentelemetry-proto from PyPI, pinned. Made
-# once under ${XDG_CACHE_HOME:-~/.cache}/authgate-otlp and reused while the
-# pins stay the same; prints the venv's python on stdout (everything else
-# goes to stderr). Several tests may ask at once: a lock orders them.
-set -euo pipefail
-PINS=(opentelemetry-proto==1.45.2 protobuf==7.36.2)
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/authgate-otlp
-VENV=$CACHE/venv
-want="${PINS[*]}"
-mkdir -p "$CACHE"
-exec 9>"$CACHE/lock"
-flock 9
-if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.requirements" 2>/dev/null)" = "$want" ]; then
-    echo "$VENV/bin/python"
-    exit 0
-fi
-echo "otlp venv: installing ${PINS[*]} into $VENV" >&2
-rm -rf "$VENV"
-if ! python3 -m venv "$VENV" >&2; then
-    rm -rf "$VENV"
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2 || {
-            apt-get update -qq >&2
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
-        }
-        python3 -m venv "$VENV" >&2
-    else
-        echo "otlp venv: python3 -m venv failed (install python3-venv)" >&2
-        exit 1
-    fi
-fi
-"$VENV/bin/pip" install -q --disable-pip-version-check "${PINS[@]}" >&2
-echo "$want" >"$VENV/.requirements"
-echo "$VENV/bin/python"
+# (tests/otlp/receiver.py): opentelemetry-proto from PyPI, pinned. Prints
+# the venv's python (tests/support/pyvenv.sh).
+exec bash "$(dirname "$0")/../support/pyvenv.sh" otlp opentelemetry-proto==1.45.2 protobuf==7.36.2

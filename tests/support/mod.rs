@@ -23,6 +23,18 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+/// The python of a test's venv: runs its `venv.sh` (which makes the venv
+/// on first use, `tests/support/pyvenv.sh`); a failure fails the test.
+pub fn venv_python(venv_sh: &Path) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(venv_sh)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", venv_sh.display()));
+    assert!(out.status.success(), "{} failed", venv_sh.display());
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 #[path = "../../examples/echo_upstream.rs"]
 mod echo_upstream;
 
@@ -204,6 +216,12 @@ kind = "single"
     /// Run the CLI, assert success, return stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         run_cli_ok(&self.config_path, args)
+    }
+
+    /// `user create --email EMAIL --role super-admin` (an owner for admin
+    /// tokens that may do everything).
+    pub fn super_admin(&self, email: &str) {
+        self.ok(&["user", "create", "--email", email, "--role", "super-admin"]);
     }
 
     /// Run the CLI with `input` on its standard input.

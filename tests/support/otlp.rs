@@ -21,15 +21,7 @@ fn dir() -> PathBuf {
 /// The venv's python (made on first use; a failure fails the test).
 pub fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(dir().join("venv.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run tests/otlp/venv.sh");
-        assert!(out.status.success(), "tests/otlp/venv.sh failed");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    PYTHON.get_or_init(|| super::venv_python(&dir().join("venv.sh")))
 }
 
 /// Decode an `ExportTraceServiceRequest` with `opentelemetry-proto`: its
