@@ -459,6 +459,9 @@ async fn graphql_read_only_is_judged_under_every_reading() {
         r#"{{"query":"{{ articles {{ title }} }}","x":"&query={}&"}}"#,
         mutation.replace(' ', "+")
     );
+    // The review's shape, valid JSON throughout: a query to a JSON reader,
+    // a mutation to a form reader (koa-bodyparser's urlencoded parser).
+    let differential = r#"{"query":"{ articles { title } }","x":"&query=mutation{deleteArticle(documentId:1){documentId}}&"}"#;
     let multipart = format!(
         "--b\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n\
          {{\"query\":\"{}\"}}\r\n--b\r\nContent-Disposition: form-data; name=\"map\"\r\n\r\n{{}}\r\n--b--\r\n",
@@ -476,6 +479,12 @@ async fn graphql_read_only_is_judged_under_every_reading() {
             "the issue's form body",
             Some("application/x-www-form-urlencoded"),
             hidden.clone(),
+            403,
+        ),
+        (
+            "valid JSON that a form reader reads as a mutation",
+            Some("application/x-www-form-urlencoded"),
+            differential.into(),
             403,
         ),
         (
