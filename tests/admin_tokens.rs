@@ -19,14 +19,7 @@ async fn role_changes_flip_the_decision_on_the_next_request() {
     let env = Env::new().await;
     env.ok(&["role", "create", "editor"]);
     env.ok(&["role", "grant", "editor", READ_ARTICLES]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "ed@example.com",
-        "--role",
-        "editor",
-    ]);
+    env.user("ed@example.com", "editor");
     let (id, key) = env.admin_token("ci", "ed@example.com", &[READ_ARTICLES]);
     let g = env.gateway().await;
     assert_eq!(status(&g, ARTICLES, &key).await, 200);
@@ -64,14 +57,7 @@ async fn the_live_intersection_follows_role_membership() {
     let env = Env::new().await;
     env.ok(&["role", "create", "editor"]);
     env.ok(&["role", "grant", "editor", READ_ARTICLES]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "ed@example.com",
-        "--role",
-        "editor",
-    ]);
+    env.user("ed@example.com", "editor");
     let (id, key) = env.admin_token("ci", "ed@example.com", &[READ_ARTICLES]);
     let g = env.gateway().await;
     assert_eq!(status(&g, ARTICLES, &key).await, 200);
@@ -149,14 +135,7 @@ async fn creation_requires_the_owner_to_hold_each_permission() {
     let env = Env::new().await;
     env.ok(&["role", "create", "editor"]);
     env.ok(&["role", "grant", "editor", READ_ARTICLES]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "ed@example.com",
-        "--role",
-        "editor",
-    ]);
+    env.user("ed@example.com", "editor");
     let out = env.cli(&[
         "token",
         "create",
@@ -196,22 +175,8 @@ async fn management_rules_with_as() {
             &format!("admin::api-tokens.{a}"),
         ]);
     }
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "alice@example.com",
-        "--role",
-        "token-admin",
-    ]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "bob@example.com",
-        "--role",
-        "token-admin",
-    ]);
+    env.user("alice@example.com", "token-admin");
+    env.user("bob@example.com", "token-admin");
     env.super_admin("root@example.com");
     env.ok(&["user", "create", "--email", "nobody@example.com"]);
     let made = env.json(&[
@@ -323,14 +288,7 @@ async fn viewing_keys_needs_an_encryption_key_and_admin_keys_only_their_owner() 
     env.ok(&["role", "grant", "reader", "admin::admin-tokens.read"]);
     env.ok(&["role", "grant", "reader", "admin::api-tokens.read"]);
     env.super_admin("own@example.com");
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "other@example.com",
-        "--role",
-        "reader",
-    ]);
+    env.user("other@example.com", "reader");
     let (aid, akey) = env.admin_token("a", "own@example.com", &[]);
     let (cid, ckey) = env.content_token("c", "read-only", &[]);
     let shown = env.json(&[

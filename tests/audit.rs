@@ -54,14 +54,7 @@ async fn every_cli_action_is_one_event_and_failures_are_none() {
     env.ok(&["role", "grant", "editors", "admin::admin-tokens.read"]); // no change
     env.ok(&["role", "grant", "editors", "admin::admin-tokens.create"]);
     env.ok(&["role", "revoke", "editors", "admin::admin-tokens.create"]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "ed@example.com",
-        "--role",
-        "editors",
-    ]);
+    env.user("ed@example.com", "editors");
     env.ok(&["user", "deactivate", "ed@example.com"]);
     env.ok(&["user", "activate", "ed@example.com"]);
     env.ok(&["user", "block", "ed@example.com"]);
@@ -535,14 +528,7 @@ async fn verify_names_the_first_edited_deleted_or_reordered_event() {
 /// Run `statements` as one transaction on a connection of the
 /// application's role (the tests' role), as anyone holding it could.
 async fn as_app_role(schema: &str, statements: &str) -> Result<(), tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
-        .await
-        .expect("test database reachable");
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("SET search_path = {schema}"))
-        .await
-        .expect("search_path");
+    let client = connect_in(schema).await;
     client
         .batch_execute(&format!("BEGIN; {statements}; COMMIT"))
         .await

@@ -302,14 +302,7 @@ async fn make_tokens(env: &Env) -> Tokens {
     env.ok(&["role", "grant", "editor", "admin::users.read"]);
     env.ok(&["role", "create", "viewer"]);
     env.ok(&["role", "grant", "viewer", READ_ARTICLES]);
-    env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "ed@example.com",
-        "--role",
-        "editor",
-    ]);
+    env.user("ed@example.com", "editor");
     keys.insert(
         "narrowed",
         env.admin_token(

@@ -564,14 +564,7 @@ async fn the_token_and_its_owner_must_both_hold_the_permission() {
     );
 
     // Dave's token holds the permissions, but Dave leaves the role.
-    c.env.ok(&[
-        "user",
-        "create",
-        "--email",
-        "dave@example.com",
-        "--role",
-        "token-admin",
-    ]);
+    c.env.user("dave@example.com", "token-admin");
     let perms = management_perms();
     let refs: Vec<&str> = perms.iter().map(String::as_str).collect();
     let (_, dave) = c.env.admin_token("dave-cli", "dave@example.com", &refs);

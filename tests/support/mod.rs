@@ -70,8 +70,8 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// Run SQL on the test database (outside any schema).
-pub async fn sql(schema: &str, query: &str) -> Vec<tokio_postgres::Row> {
+/// A connection to the test database with `schema` as its search path.
+pub async fn connect_in(schema: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
         .await
         .expect("test database reachable");
@@ -80,6 +80,12 @@ pub async fn sql(schema: &str, query: &str) -> Vec<tokio_postgres::Row> {
         .batch_execute(&format!("SET search_path = {schema}"))
         .await
         .expect("search_path");
+    client
+}
+
+/// Run SQL on the test database (outside any schema).
+pub async fn sql(schema: &str, query: &str) -> Vec<tokio_postgres::Row> {
+    let client = connect_in(schema).await;
     client
         .query(query, &[])
         .await
@@ -218,10 +224,14 @@ kind = "single"
         run_cli_ok(&self.config_path, args)
     }
 
-    /// `user create --email EMAIL --role super-admin` (an owner for admin
-    /// tokens that may do everything).
+    /// `user create --email EMAIL --role ROLE`: an owner for admin tokens.
+    pub fn user(&self, email: &str, role: &str) {
+        self.ok(&["user", "create", "--email", email, "--role", role]);
+    }
+
+    /// [`Env::user`] with `super-admin` (an owner that may do everything).
     pub fn super_admin(&self, email: &str) {
-        self.ok(&["user", "create", "--email", email, "--role", "super-admin"]);
+        self.user(email, "super-admin");
     }
 
     /// Run the CLI with `input` on its standard input.
