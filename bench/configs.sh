@@ -2,6 +2,8 @@
 #
 #   nginx_upstream_conf DIR PORT           > DIR/upstream.conf
 #   nginx_proxy_conf DIR PORT UPSTREAM [--foreground] > DIR/proxy.conf
+#   bench_tokens DIR N NAME_PREFIX   N read-only tokens in $SCHEMA.tokens,
+#       their keys one a line in DIR/keys.txt (reads DB_URL, SCHEMA, SALT)
 #   authgate_conf PORT CACHE_CAPACITY [STRAPI_DATABASE] > config.toml
 #       (reads P_UP, DB_URL, SCHEMA and SALT from the caller; with
 #       STRAPI_DATABASE, the strapi5 layout on that database of DB_URL's
@@ -89,4 +91,17 @@ listen = ""
 level = "warn"
 $types
 EOF
+}
+
+bench_tokens() { # dir n name-prefix
+  python3 - "$1" "$SALT" "$2" "$3" <<'PY'
+import hmac, hashlib, os, sys
+w, salt, n, prefix = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4]
+with open(f"{w}/keys.txt", "w") as keys, open(f"{w}/tokens.csv", "w") as rows:
+    for i in range(n):
+        k = os.urandom(128).hex()
+        keys.write(k + "\n")
+        rows.write(f"content-api,{prefix}-{i},read-only,{hmac.new(salt, k.encode(), hashlib.sha512).hexdigest()}\n")
+PY
+  psql -q "$DB_URL" -c "\\copy $SCHEMA.tokens (kind, name, type, access_key) FROM '$1/tokens.csv' CSV"
 }

@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
+. bench/configs.sh
 
 TOKENS=${TOKENS:-1000000}
 ensure_command wrk wrk
@@ -74,16 +75,7 @@ plural = "articles"
 EOF
 $GATE_BIN --config "$W/config.toml" migrate >/dev/null
 echo "==> generating $TOKENS tokens" >&2
-python3 - "$W" "$SALT" "$TOKENS" <<'PY'
-import hmac, hashlib, os, sys
-w, salt, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
-with open(f"{w}/keys.txt", "w") as keys, open(f"{w}/tokens.csv", "w") as rows:
-    for i in range(n):
-        k = os.urandom(128).hex()
-        keys.write(k + "\n")
-        rows.write(f"content-api,mem-{i},read-only,{hmac.new(salt, k.encode(), hashlib.sha512).hexdigest()}\n")
-PY
-psql -q "$DB_URL" -c "\\copy $SCHEMA.tokens (kind, name, type, access_key) FROM '$W/tokens.csv' CSV"
+bench_tokens "$W" "$TOKENS" mem
 
 target/release/examples/echo_upstream 127.0.0.1:$P_UP 2>/dev/null & pids+=($!)
 $GATE_BIN --config "$W/config.toml" serve 2>"$W/authgate.log" & gate=$!; pids+=($gate)

@@ -92,16 +92,7 @@ grep -q "^listen_url" "$W/pooled.toml"
 
 echo "==> $TOKENS tokens in schema $SCHEMA" >&2
 target/release/authgate --config "$W/pooled.toml" migrate >/dev/null
-python3 - "$W" "$SALT" "$TOKENS" <<'PY'
-import hmac, hashlib, os, sys
-w, salt, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
-with open(f"{w}/keys.txt", "w") as keys, open(f"{w}/tokens.csv", "w") as rows:
-    for i in range(n):
-        k = os.urandom(128).hex()
-        keys.write(k + "\n")
-        rows.write(f"content-api,bench-{i},read-only,{hmac.new(salt, k.encode(), hashlib.sha512).hexdigest()}\n")
-PY
-psql -q "$DB_URL" -c "\\copy $SCHEMA.tokens (kind, name, type, access_key) FROM '$W/tokens.csv' CSV"
+bench_tokens "$W" "$TOKENS" bench
 
 target/release/authgate --config "$W/direct.toml" serve 2>"$W/logs/direct.log" & pids+=($!)
 target/release/authgate --config "$W/pooled.toml" serve 2>"$W/logs/pooled.log" & pids+=($!)
